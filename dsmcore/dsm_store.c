@@ -1,0 +1,1069 @@
+/*
+ * dsm_store.c -- formatting, opening (recovery), checkpoints, seek, stats.
+ *
+ * Recovery (dsm_open):
+ *   1. list seg-*.log, read every segment header.  A bad header on the
+ *      newest segment is a segment whose creation was torn: it is removed.
+ *      A bad header elsewhere is damage: reported, the segment skipped.
+ *   2. the newest header names the newest complete checkpoint (its END
+ *      record).  Its index and metadata image are loaded (load_checkpoint).
+ *   3. every record after the END record is replayed in log order
+ *      (replay_segment): COMMIT records update the index and hand their
+ *      payload to the caller, RELOC records move pages the cleaner moved.
+ *      Every checksum is verified.  In the newest segment the first bad
+ *      record starts the torn tail, which is cut off ([I5]: nothing before
+ *      it can be torn).  In older segments a bad record is damage: it is
+ *      reported with segment and offset, the pages it held are marked
+ *      damaged (reads refuse them), and the scan resynchronises on the next
+ *      valid record header.
+ *
+ * Checkpoint (dsm__checkpoint_locked): with commits held back, write the
+ * index as CKPT_INDEX records, the caller's image as CKPT_META records, an
+ * END record naming the first of them, flush, then start a new segment
+ * whose header points at the END record.  Until that header is durable the
+ * previous checkpoint stays the one recovery uses, and the cleaner never
+ * reclaims a segment from the newest checkpoint's first record on [I4].
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dsm_int.h"
+
+#define WINDOW (8u << 20)
+
+struct dsm_ckpt {
+        struct dsm_store *s;
+        struct dsm__buf buf;
+        uint64_t first;
+        uint64_t total;
+        int err;
+};
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static void report(struct dsm_store *s, uint64_t segno, uint64_t off, uint64_t len, const char *what)
+{
+        struct dsm_damage d = { segno, off, len };
+
+        if (s->opt.damage)
+                s->opt.damage(s->opt.damage_ctx, &d, what);
+}
+
+static bool parse_segname(const char *name, uint64_t *segno)
+{
+        unsigned long long v;
+        char tail[8];
+
+        if (strlen(name) != 4 + 16 + 4 || strncmp(name, "seg-", 4) != 0)
+                return false;
+        if (sscanf(name, "seg-%16llx%7s", &v, tail) != 2 || strcmp(tail, ".log") != 0 || v == 0)
+                return false;
+        *segno = v;
+        return true;
+}
+
+struct segnos {
+        uint64_t *v;
+        size_t n, cap;
+};
+
+static int collect_seg(void *arg, const char *name)
+{
+        struct segnos *l = arg;
+        uint64_t segno;
+
+        if (!parse_segname(name, &segno))
+                return 0;
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                uint64_t *n = realloc(l->v, cap * sizeof(*n));
+
+                if (!n)
+                        return -ENOMEM;
+                l->v = n;
+                l->cap = cap;
+        }
+        l->v[l->n++] = segno;
+        return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+static struct dsm_store *store_new(const char *dir, const struct dsm_options *opt)
+{
+        struct dsm_store *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->dir = strdup(dir);
+        if (!s->dir) {
+                free(s);
+                return NULL;
+        }
+        if (opt)
+                s->opt = *opt;
+        s->io = s->opt.io ? s->opt.io : &dsm_posix_io;
+        s->ioctx = s->opt.io_ctx;
+        pthread_rwlock_init(&s->rw, NULL);
+        pthread_mutex_init(&s->log_mtx, NULL);
+        pthread_cond_init(&s->log_cond, NULL);
+        pthread_mutex_init(&s->seg_mtx, NULL);
+        dsm__emap_init(&s->index, dsm__seg_account, s);
+        s->next_txn = 1;
+        return s;
+}
+
+static void store_free(struct dsm_store *s)
+{
+        if (!s)
+                return;
+        dsm__emap_clear(&s->index, false);
+        dsm__u64map_free(&s->freed);
+        for (size_t i = 0; i < s->nsegs; i++)
+                s->io->close(s->ioctx, s->segs[i].fd);
+        free(s->segs);
+        free(s->damaged);
+        pthread_rwlock_destroy(&s->rw);
+        pthread_mutex_destroy(&s->log_mtx);
+        pthread_cond_destroy(&s->log_cond);
+        pthread_mutex_destroy(&s->seg_mtx);
+        free(s->dir);
+        free(s);
+}
+
+static int list_segments(struct dsm_store *s, struct segnos *l)
+{
+        int r = s->io->listdir(s->ioctx, s->dir, collect_seg, l);
+
+        if (r < 0)
+                return r;
+        if (l->n)
+                qsort(l->v, l->n, sizeof(l->v[0]), cmp_u64);
+        return 0;
+}
+
+/* ---- format ------------------------------------------------------------------ */
+
+int dsm_format(const char *dir, const struct dsm_options *opt)
+{
+        uint32_t segsize = opt && opt->segment_size ? opt->segment_size : DSM_SEGMENT_SIZE_DEFAULT;
+        struct segnos l = { 0 };
+        struct dsm_store *s;
+        int r;
+
+        if (segsize < DSM_SEGMENT_SIZE_MIN || segsize > DSM_SEGMENT_SIZE_MAX || segsize % DSM_PAGE_SIZE)
+                return -EINVAL;
+        s = store_new(dir, opt);
+        if (!s)
+                return -ENOMEM;
+        s->segsize = segsize;
+        r = s->io->mkdir(s->ioctx, dir, 0700);
+        if (r < 0 && r != -EEXIST)
+                goto out;
+        r = list_segments(s, &l);
+        if (r < 0)
+                goto out;
+        if (l.n) {
+                r = -EEXIST;
+                goto out;
+        }
+        if (getrandom(&s->store_id, sizeof(s->store_id), GRND_NONBLOCK) != sizeof(s->store_id)) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                s->store_id = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
+        }
+        r = dsm__seg_create(s, 1);
+out:
+        free(l.v);
+        store_free(s);
+        return r;
+}
+
+/* ---- reading records ----------------------------------------------------------- */
+
+struct win {
+        struct dsm_store *s;
+        int fd;
+        uint64_t fsize;
+        uint8_t *buf;
+        size_t cap;
+        uint64_t off;
+        size_t len;
+};
+
+/* Bytes [off, off + n) of the window's file; -ENODATA past its end. */
+static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
+{
+        size_t want;
+        int r;
+
+        if (off + n > w->fsize)
+                return -ENODATA;
+        if (off >= w->off && off + n <= w->off + w->len) {
+                *ret = w->buf + (off - w->off);
+                return 0;
+        }
+        want = n > WINDOW ? n : WINDOW;
+        if (want > w->fsize - off)
+                want = (size_t)(w->fsize - off);
+        if (want > w->cap) {
+                uint8_t *p = realloc(w->buf, want);
+
+                if (!p)
+                        return -ENOMEM;
+                w->buf = p;
+                w->cap = want;
+        }
+        r = dsm__pread_full(w->s, w->fd, w->buf, want, off);
+        if (r < 0)
+                return r == -ENODATA ? -EIO : r;
+        w->s->recovery_bytes += want;
+        w->off = off;
+        w->len = want;
+        *ret = w->buf;
+        return 0;
+}
+
+struct rec {
+        uint8_t type;
+        uint32_t len;
+        uint32_t mlen;
+        uint64_t txn;
+        const uint8_t *meta;
+        const uint8_t *data;
+        uint64_t datalen;
+        uint64_t data_loc;
+};
+
+static bool header_ok(const struct dsm_store *s, const uint8_t *h)
+{
+        uint32_t len = dsm__get32(h + 4), mlen = dsm__get32(h + 8), head;
+        uint64_t datalen;
+
+        if (dsm__get16(h) != DSM__REC_MAGIC || dsm__get32(h + 28) != dsm__csum(h, 28))
+                return false;
+        if (len < DSM__REC_HDR_SIZE || len % 8 || len > dsm__max_record(s) || mlen > len - DSM__REC_HDR_SIZE)
+                return false;
+        head = DSM__REC_HDR_SIZE + dsm__align8(mlen);
+        if (head > len)
+                return false;
+        datalen = len - head;
+        switch (h[2]) {
+        case DSM__REC_DATA:
+        case DSM__REC_COMMIT:
+        case DSM__REC_RELOC:
+                return datalen % DSM_PAGE_SIZE == 0;
+        case DSM__REC_CKPT_INDEX:
+        case DSM__REC_CKPT_META:
+        case DSM__REC_CKPT_END:
+                return datalen == 0;
+        default:
+                return false;
+        }
+}
+
+/* Read and verify the record at off (header and body checksums).
+ * Returns 0, -EBADMSG (bad record), -ENODATA (runs past the end) or an
+ * I/O error. */
+static int read_record(struct win *w, uint64_t segno, uint64_t off, struct rec *rc)
+{
+        const uint8_t *h, *p;
+        int r;
+
+        r = win_get(w, off, DSM__REC_HDR_SIZE, &h);
+        if (r < 0)
+                return r;
+        if (!header_ok(w->s, h))
+                return -EBADMSG;
+        rc->type = h[2];
+        rc->len = dsm__get32(h + 4);
+        rc->mlen = dsm__get32(h + 8);
+        rc->txn = dsm__get64(h + 16);
+        r = win_get(w, off, rc->len, &p);
+        if (r < 0)
+                return r;
+        rc->meta = p + DSM__REC_HDR_SIZE;
+        if (dsm__get32(p + 12) != dsm__csum(rc->meta, rc->mlen))
+                return -EBADMSG;
+        rc->data = rc->meta + dsm__align8(rc->mlen);
+        rc->datalen = rc->len - DSM__REC_HDR_SIZE - dsm__align8(rc->mlen);
+        rc->data_loc = DSM__LOC(segno, off + DSM__REC_HDR_SIZE + dsm__align8(rc->mlen));
+        return 0;
+}
+
+/* ---- applying records -------------------------------------------------------------- */
+
+static bool loc_damaged(const struct dsm_store *s, uint64_t loc, uint64_t len)
+{
+        struct dsm__seg *g;
+
+        for (size_t i = 0; i < s->ndamaged; i++)
+                if (loc < s->damaged[i].end && loc + len > s->damaged[i].start)
+                        return true;
+        g = dsm__seg_find((struct dsm_store *)s, DSM__LOC_SEG(loc));
+        return !g;
+}
+
+static int add_damaged(struct dsm_store *s, uint64_t start, uint64_t end)
+{
+        struct dsm__damaged *n = realloc(s->damaged, (s->ndamaged + 1) * sizeof(*n));
+
+        if (!n)
+                return -ENOMEM;
+        s->damaged = n;
+        s->damaged[s->ndamaged++] = (struct dsm__damaged){ start, end };
+        return 0;
+}
+
+static int insert_ext(struct dsm_store *s, struct dsm__ext *e)
+{
+        if (e->flags & DSM__F_DAMAGED)
+                s->damaged_extents++;
+        return dsm__emap_insert(&s->index, e);
+}
+
+/* Move the pages of <obj, page .. page+n> that still carry version seq to
+ * new data at loc (a RELOC record). */
+int dsm__apply_reloc(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t n, uint64_t seq,
+                       uint64_t loc, bool bad)
+{
+        uint64_t pos = page, end = page + n;
+        struct dsm__ext e;
+        int r;
+
+        while (pos < end && dsm__emap_next(&s->index, obj, pos, &e) && e.page < end) {
+                uint64_t a = e.page > pos ? e.page : pos;
+                uint64_t b = e.page + e.npages < end ? e.page + e.npages : end;
+
+                if (e.seq == seq) {
+                        struct dsm__ext ne = { .obj = obj, .page = a, .npages = (uint32_t)(b - a),
+                                               .loc = loc + (a - page) * DSM_PAGE_SIZE, .seq = seq,
+                                               .flags = bad ? DSM__F_DAMAGED : 0 };
+
+                        r = insert_ext(s, &ne);
+                        if (r < 0)
+                                return r;
+                }
+                pos = b;
+        }
+        return 0;
+}
+
+/* Data descriptors of DATA/COMMIT/RELOC records: obj, page, npages,
+ * [seq for RELOC], checksum.  Verifies each run's data; bad runs are
+ * flagged in *ret_bad. */
+struct run {
+        uint64_t obj, page, npages, seq;
+        uint64_t loc;
+        bool bad;
+};
+
+static int parse_runs(struct dsm__rd *rd, const struct rec *rc, bool with_seq, struct run **ret, size_t *ret_n,
+                      bool *ret_anybad)
+{
+        uint64_t n = dsm__rd_varint(rd), off = 0;
+        struct run *v;
+
+        *ret_anybad = false;
+        if (rd->err || n > rc->datalen / DSM_PAGE_SIZE + 1)
+                return -EBADMSG;
+        v = calloc(n ? n : 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (uint64_t i = 0; i < n; i++) {
+                v[i].obj = dsm__rd_varint(rd);
+                v[i].page = dsm__rd_varint(rd);
+                v[i].npages = dsm__rd_varint(rd);
+                if (with_seq)
+                        v[i].seq = dsm__rd_varint(rd);
+                uint32_t cs = dsm__rd_u32(rd);
+
+                if (rd->err || v[i].npages == 0 || v[i].npages > rc->datalen / DSM_PAGE_SIZE ||
+                    off + v[i].npages * DSM_PAGE_SIZE > rc->datalen || v[i].page + v[i].npages < v[i].page) {
+                        free(v);
+                        return -EBADMSG;
+                }
+                v[i].loc = rc->data_loc + off;
+                v[i].bad = dsm__csum(rc->data + off, v[i].npages * DSM_PAGE_SIZE) != cs;
+                if (v[i].bad)
+                        *ret_anybad = true;
+                off += v[i].npages * DSM_PAGE_SIZE;
+        }
+        if (off != rc->datalen) {
+                free(v);
+                return -EBADMSG;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+struct freeop {
+        uint64_t obj, first, n;
+};
+
+struct refop {
+        uint64_t obj, page, n, loc;
+};
+
+/* Apply one COMMIT record.  `last`: the record is in the newest segment, so
+ * any bad data means a torn tail (-EBADMSG, nothing applied). */
+static int apply_commit(struct dsm_store *s, const struct rec *rc, bool last, uint64_t segno, uint64_t off)
+{
+        struct dsm__rd rd = { rc->meta, rc->mlen, 0, false };
+        struct freeop *fr = NULL;
+        struct refop *rf = NULL;
+        struct run *runs = NULL;
+        size_t nruns = 0;
+        uint64_t seq, nfree, nref, metalen;
+        const uint8_t *meta;
+        bool anybad;
+        int r = -EBADMSG;
+
+        seq = dsm__rd_varint(&rd);
+        nfree = dsm__rd_varint(&rd);
+        if (rd.err || nfree > rc->mlen)
+                return -EBADMSG;
+        fr = calloc(nfree ? nfree : 1, sizeof(*fr));
+        if (!fr)
+                return -ENOMEM;
+        for (uint64_t i = 0; i < nfree; i++) {
+                fr[i].obj = dsm__rd_varint(&rd);
+                fr[i].first = dsm__rd_varint(&rd);
+                fr[i].n = dsm__rd_varint(&rd);
+                if (!fr[i].n)
+                        fr[i].n = DSM_TO_END;
+        }
+        nref = dsm__rd_varint(&rd);
+        if (rd.err || nref > rc->mlen)
+                goto out;
+        rf = calloc(nref ? nref : 1, sizeof(*rf));
+        if (!rf) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (uint64_t i = 0; i < nref; i++) {
+                rf[i].obj = dsm__rd_varint(&rd);
+                rf[i].page = dsm__rd_varint(&rd);
+                rf[i].n = dsm__rd_varint(&rd);
+                rf[i].loc = dsm__rd_varint(&rd);
+                if (rf[i].n == 0 || rf[i].n > UINT32_MAX || rf[i].loc >= DSM__LOC(segno, off))
+                        rd.err = true;
+        }
+        if (rd.err)
+                goto out;
+        r = parse_runs(&rd, rc, false, &runs, &nruns, &anybad);
+        if (r < 0)
+                goto out;
+        r = -EBADMSG;
+        metalen = dsm__rd_varint(&rd);
+        meta = dsm__rd_bytes(&rd, metalen);
+        if (rd.err || rd.pos != rd.len)
+                goto out;
+        if (anybad && last)
+                goto out;       /* torn: the commit never completed */
+        if (anybad)
+                report(s, segno, off, rc->len, "commit record data checksum mismatch: pages refused");
+        if (seq <= s->seq) {
+                /* Already in the checkpoint we started from. */
+                r = 0;
+                goto out;
+        }
+        r = 0;
+        for (uint64_t i = 0; r >= 0 && i < nfree; i++) {
+                r = dsm__emap_remove(&s->index, fr[i].obj, fr[i].first, fr[i].n);
+        }
+        for (uint64_t i = 0; r >= 0 && i < nref; i++) {
+                struct dsm__ext e = { .obj = rf[i].obj, .page = rf[i].page, .npages = (uint32_t)rf[i].n,
+                                      .loc = rf[i].loc, .seq = seq };
+
+                if (loc_damaged(s, rf[i].loc, rf[i].n * DSM_PAGE_SIZE))
+                        e.flags |= DSM__F_DAMAGED;
+                r = insert_ext(s, &e);
+        }
+        for (size_t i = 0; r >= 0 && i < nruns; i++) {
+                struct dsm__ext e = { .obj = runs[i].obj, .page = runs[i].page,
+                                      .npages = (uint32_t)runs[i].npages, .loc = runs[i].loc, .seq = seq,
+                                      .flags = runs[i].bad ? DSM__F_DAMAGED : 0 };
+
+                r = insert_ext(s, &e);
+        }
+        if (r < 0)
+                goto out;
+        s->seq = seq;
+        if (s->opt.replay)
+                r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_COMMIT, seq, meta, metalen);
+out:
+        free(fr);
+        free(rf);
+        free(runs);
+        return r;
+}
+
+static int apply_record(struct dsm_store *s, const struct rec *rc, bool last, uint64_t segno, uint64_t off)
+{
+        struct dsm__rd rd = { rc->meta, rc->mlen, 0, false };
+        struct run *runs = NULL;
+        size_t nruns = 0;
+        bool anybad;
+        int r = 0;
+
+        if (rc->txn >= s->next_txn)
+                s->next_txn = rc->txn + 1;
+        switch (rc->type) {
+        case DSM__REC_COMMIT:
+                return apply_commit(s, rc, last, segno, off);
+        case DSM__REC_DATA:
+        case DSM__REC_RELOC:
+                r = parse_runs(&rd, rc, rc->type == DSM__REC_RELOC, &runs, &nruns, &anybad);
+                if (r < 0)
+                        return r;
+                if (rd.pos != rd.len) {
+                        free(runs);
+                        return -EBADMSG;
+                }
+                if (anybad && last) {
+                        free(runs);
+                        return -EBADMSG;
+                }
+                for (size_t i = 0; r >= 0 && i < nruns; i++) {
+                        if (runs[i].bad) {
+                                report(s, segno, DSM__LOC_OFF(runs[i].loc), runs[i].npages * DSM_PAGE_SIZE,
+                                       "page data checksum mismatch: pages refused");
+                                if (rc->type == DSM__REC_DATA)
+                                        r = add_damaged(s, runs[i].loc, runs[i].loc + runs[i].npages * DSM_PAGE_SIZE);
+                        }
+                        if (rc->type == DSM__REC_RELOC)
+                                r = dsm__apply_reloc(s, runs[i].obj, runs[i].page, runs[i].npages, runs[i].seq,
+                                                runs[i].loc, runs[i].bad);
+                }
+                free(runs);
+                return r;
+        default:
+                return 0;       /* checkpoint records: only read from the END record */
+        }
+}
+
+/* Scan forward from off for the next valid record header (8-byte steps). */
+static uint64_t resync(struct win *w, uint64_t off)
+{
+        for (off += 8; off + DSM__REC_HDR_SIZE <= w->fsize; off += 8) {
+                const uint8_t *h;
+
+                if (win_get(w, off, DSM__REC_HDR_SIZE, &h) < 0)
+                        break;
+                if (header_ok(w->s, h) && off + dsm__get32(h + 4) <= w->fsize)
+                        return off;
+        }
+        return w->fsize;
+}
+
+static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t start, bool last, struct win *w)
+{
+        uint64_t off = start;
+        int r;
+
+        r = s->io->fsize(s->ioctx, g->fd, &w->fsize);
+        if (r < 0)
+                return r;
+        w->fd = g->fd;
+        w->off = 0;
+        w->len = 0;
+        if (s->io->advise_seq)
+                s->io->advise_seq(s->ioctx, g->fd);
+        while (off + DSM__REC_HDR_SIZE <= w->fsize) {
+                struct rec rc;
+
+                r = read_record(w, g->segno, off, &rc);
+                if (r >= 0) {
+                        r = apply_record(s, &rc, last, g->segno, off);
+                        if (r >= 0) {
+                                off += rc.len;
+                                continue;
+                        }
+                }
+                if (r != -EBADMSG && r != -ENODATA)
+                        return r;
+                if (last)
+                        break;  /* torn tail: cut below */
+                uint64_t next = resync(w, off);
+
+                report(s, g->segno, off, next - off, "damaged records: their pages are refused");
+                r = add_damaged(s, DSM__LOC(g->segno, off), DSM__LOC(g->segno, next));
+                if (r < 0)
+                        return r;
+                off = next;
+        }
+        if (last && off < w->fsize) {
+                if (off + DSM__REC_HDR_SIZE <= w->fsize || off != w->fsize)
+                        report(s, g->segno, off, w->fsize - off, "torn tail cut off");
+                r = s->io->ftruncate(s->ioctx, g->fd, off);
+                if (r >= 0)
+                        r = s->io->fdatasync(s->ioctx, g->fd);
+                if (r < 0)
+                        return r;
+        }
+        g->size = last ? off : w->fsize;
+        return 0;
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_replay_from)
+{
+        uint64_t seq, next_txn, first, nindex, loaded = 0, loc;
+        struct dsm__seg *g;
+        struct rec rc;
+        struct dsm__rd rd;
+        int r;
+
+        g = dsm__seg_find(s, DSM__LOC_SEG(s->ckpt_loc));
+        if (!g)
+                goto bad;
+        r = s->io->fsize(s->ioctx, g->fd, &w->fsize);
+        if (r < 0)
+                return r;
+        w->fd = g->fd;
+        w->off = w->len = 0;
+        r = read_record(w, g->segno, DSM__LOC_OFF(s->ckpt_loc), &rc);
+        if (r < 0 || rc.type != DSM__REC_CKPT_END)
+                goto bad;
+        rd = (struct dsm__rd){ rc.meta, rc.mlen, 0, false };
+        seq = dsm__rd_varint(&rd);
+        next_txn = dsm__rd_varint(&rd);
+        first = dsm__rd_varint(&rd);
+        nindex = dsm__rd_varint(&rd);
+        (void)dsm__rd_varint(&rd);
+        if (rd.err || first > s->ckpt_loc)
+                goto bad;
+        *ret_replay_from = s->ckpt_loc + rc.len;
+
+        for (loc = first; loc < s->ckpt_loc;) {
+                if (DSM__LOC_SEG(loc) != g->segno || w->fd != g->fd) {
+                        g = dsm__seg_find(s, DSM__LOC_SEG(loc));
+                        if (!g)
+                                goto bad;
+                        r = s->io->fsize(s->ioctx, g->fd, &w->fsize);
+                        if (r < 0)
+                                return r;
+                        w->fd = g->fd;
+                        w->off = w->len = 0;
+                }
+                if (DSM__LOC_OFF(loc) + DSM__REC_HDR_SIZE > w->fsize) {
+                        /* next segment */
+                        struct dsm__seg *ng = NULL;
+
+                        for (size_t i = 0; i < s->nsegs; i++)
+                                if (s->segs[i].segno > g->segno) {
+                                        ng = &s->segs[i];
+                                        break;
+                                }
+                        if (!ng)
+                                goto bad;
+                        loc = DSM__LOC(ng->segno, DSM__SEG_HDR_SIZE);
+                        continue;
+                }
+                r = read_record(w, g->segno, DSM__LOC_OFF(loc), &rc);
+                if (r < 0)
+                        goto bad;
+                rd = (struct dsm__rd){ rc.meta, rc.mlen, 0, false };
+                if (rc.type == DSM__REC_CKPT_INDEX) {
+                        uint32_t n = dsm__rd_u32(&rd);
+
+                        for (uint32_t i = 0; i < n && !rd.err; i++) {
+                                struct dsm__ext e;
+
+                                e.obj = dsm__rd_varint(&rd);
+                                e.page = dsm__rd_varint(&rd);
+                                e.npages = (uint32_t)dsm__rd_varint(&rd);
+                                e.loc = dsm__rd_varint(&rd);
+                                e.seq = dsm__rd_varint(&rd);
+                                e.flags = (uint32_t)dsm__rd_varint(&rd) & DSM__F_DAMAGED;
+                                if (rd.err || e.npages == 0)
+                                        goto bad;
+                                r = insert_ext(s, &e);
+                                if (r < 0)
+                                        return r;
+                                loaded++;
+                        }
+                        if (rd.err)
+                                goto bad;
+                } else if (rc.type == DSM__REC_CKPT_META && s->opt.replay) {
+                        r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_CHECKPOINT_META, seq, rc.meta, rc.mlen);
+                        if (r < 0)
+                                return r;
+                }
+                loc += rc.len;
+        }
+        if (loaded != nindex)
+                goto bad;
+        s->seq = seq;
+        s->ckpt_seq = seq;
+        s->ckpt_first = first;
+        if (next_txn > s->next_txn)
+                s->next_txn = next_txn;
+        return 0;
+bad:
+        report(s, DSM__LOC_SEG(s->ckpt_loc), DSM__LOC_OFF(s->ckpt_loc), 0,
+               "checkpoint unreadable: the store cannot be recovered from it");
+        return -EBADMSG;
+}
+
+static int ckpt_flush_meta(struct dsm_ckpt *cp)
+{
+        uint64_t loc;
+        int r;
+
+        if (!cp->buf.len)
+                return 0;
+        r = dsm__log_append(cp->s, DSM__REC_CKPT_META, 0, cp->buf.p, (uint32_t)cp->buf.len, 0, NULL, 0, 0,
+                            &loc, NULL);
+        if (r < 0)
+                return r;
+        if (!cp->first)
+                cp->first = loc;
+        cp->total += cp->buf.len;
+        cp->buf.len = 0;
+        return 0;
+}
+
+int dsm_ckpt_put(struct dsm_ckpt *cp, const void *buf, size_t len)
+{
+        const uint8_t *p = buf;
+
+        while (len && !cp->err) {
+                size_t room = cp->s->chunk - cp->buf.len, n = len < room ? len : room;
+
+                dsm__buf_put(&cp->buf, p, n);
+                cp->err = cp->buf.err;
+                p += n;
+                len -= n;
+                if (!cp->err && cp->buf.len == cp->s->chunk)
+                        cp->err = ckpt_flush_meta(cp);
+        }
+        return cp->err;
+}
+
+/* Caller holds rw exclusively. */
+int dsm__checkpoint_locked(struct dsm_store *s)
+{
+        struct dsm_ckpt cp = { .s = s };
+        struct dsm__buf b = { 0 };
+        uint32_t n = 0;
+        uint64_t nindex = 0, loc, end;
+        int r = dsm__error(s);
+
+        if (r < 0)
+                return r;
+        dsm__buf_u32(&b, 0);
+        for (struct dsm__pos p = dsm__emap_first(&s->index); dsm__emap_get(&s->index, p);
+             p = dsm__emap_advance(&s->index, p)) {
+                const struct dsm__ext *e = dsm__emap_get(&s->index, p);
+
+                dsm__buf_varint(&b, e->obj);
+                dsm__buf_varint(&b, e->page);
+                dsm__buf_varint(&b, e->npages);
+                dsm__buf_varint(&b, e->loc);
+                dsm__buf_varint(&b, e->seq);
+                dsm__buf_varint(&b, e->flags & DSM__F_DAMAGED);
+                n++;
+                nindex++;
+                if (b.err) {
+                        r = b.err;
+                        goto out;
+                }
+                if (b.len + 64 >= s->chunk) {
+                        dsm__put32(b.p, n);
+                        r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, &loc, NULL);
+                        if (r < 0)
+                                goto out;
+                        if (!cp.first)
+                                cp.first = loc;
+                        b.len = 4;
+                        n = 0;
+                }
+        }
+        if (n) {
+                dsm__put32(b.p, n);
+                r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, &loc, NULL);
+                if (r < 0)
+                        goto out;
+                if (!cp.first)
+                        cp.first = loc;
+        }
+        if (s->opt.ckpt_meta) {
+                r = s->opt.ckpt_meta(s->opt.ckpt_ctx, s->seq, &cp);
+                if (r >= 0)
+                        r = cp.err;
+                if (r >= 0)
+                        r = ckpt_flush_meta(&cp);
+                if (r < 0)
+                        goto out;
+        }
+        b.len = 0;
+        dsm__buf_varint(&b, s->seq);
+        pthread_mutex_lock(&s->log_mtx);
+        dsm__buf_varint(&b, s->next_txn);
+        pthread_mutex_unlock(&s->log_mtx);
+        dsm__buf_varint(&b, cp.first);  /* patched below if nothing came before END */
+        dsm__buf_varint(&b, nindex);
+        dsm__buf_varint(&b, cp.total);
+        if (b.err) {
+                r = b.err;
+                goto out;
+        }
+        if (!cp.first) {
+                /* An empty checkpoint: END is its own first record.  Make
+                 * sure it cannot land in a new segment after we named it. */
+                pthread_mutex_lock(&s->log_mtx);
+                cp.first = s->tail;
+                if (DSM__LOC_OFF(s->tail) + DSM__REC_HDR_SIZE + 64 > s->segsize) {
+                        r = dsm__log_switch(s);
+                        cp.first = s->tail;
+                }
+                pthread_mutex_unlock(&s->log_mtx);
+                if (r < 0)
+                        goto out;
+                b.len = 0;
+                dsm__buf_varint(&b, s->seq);
+                dsm__buf_varint(&b, s->next_txn);
+                dsm__buf_varint(&b, cp.first);
+                dsm__buf_varint(&b, nindex);
+                dsm__buf_varint(&b, cp.total);
+        }
+        r = dsm__log_append(s, DSM__REC_CKPT_END, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, &loc, &end);
+        if (r < 0)
+                goto out;
+        r = dsm__log_sync(s, end);
+        if (r < 0)
+                goto out;
+        pthread_mutex_lock(&s->log_mtx);
+        s->ckpt_loc = loc;
+        s->ckpt_first = cp.first;
+        s->ckpt_seq = s->seq;
+        r = dsm__log_switch(s);         /* its header names this checkpoint */
+        pthread_mutex_unlock(&s->log_mtx);
+out:
+        dsm__buf_free(&b);
+        dsm__buf_free(&cp.buf);
+        return r;
+}
+
+int dsm_checkpoint(struct dsm_store *s)
+{
+        int r;
+
+        pthread_rwlock_wrlock(&s->rw);
+        r = dsm__checkpoint_locked(s);
+        pthread_rwlock_unlock(&s->rw);
+        return r;
+}
+
+/* ---- open / close ---------------------------------------------------------------- */
+
+int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **ret)
+{
+        struct segnos l = { 0 };
+        struct win w = { 0 };
+        struct dsm_store *s;
+        uint64_t replay_from = 0, newest_ckpt = 0, newest_seg = 0;
+        uint32_t chunk;
+        int r;
+
+        s = store_new(dir, opt);
+        if (!s)
+                return -ENOMEM;
+        w.s = s;
+        r = list_segments(s, &l);
+        if (r < 0)
+                goto fail;
+        if (!l.n) {
+                r = -ENOENT;
+                goto fail;
+        }
+        for (size_t i = 0; i < l.n; i++) {
+                char path[4096];
+                uint8_t h[DSM__SEG_HDR_SIZE];
+                bool newest = i + 1 == l.n, ok;
+                uint64_t size = 0;
+                int fd;
+
+                r = dsm__seg_path(s, l.v[i], path, sizeof(path));
+                if (r < 0)
+                        goto fail;
+                fd = s->io->open(s->ioctx, path, O_RDWR, 0);
+                if (fd < 0) {
+                        r = fd;
+                        goto fail;
+                }
+                r = s->io->fsize(s->ioctx, fd, &size);
+                if (r >= 0 && size >= DSM__SEG_HDR_SIZE)
+                        r = dsm__pread_full(s, fd, h, sizeof(h), 0);
+                if (r < 0 && r != -ENODATA) {
+                        s->io->close(s->ioctx, fd);
+                        goto fail;
+                }
+                ok = size >= DSM__SEG_HDR_SIZE && !memcmp(h, DSM__SEG_MAGIC, 8) &&
+                     dsm__get32(h + 60) == dsm__csum(h, 60) && dsm__get32(h + 8) == DSM__FORMAT_VERSION &&
+                     dsm__get32(h + 12) == DSM_PAGE_SIZE && dsm__get32(h + 20) == DSM__SEG_HDR_SIZE &&
+                     dsm__get64(h + 24) == l.v[i] && (!s->segsize || dsm__get32(h + 16) == s->segsize) &&
+                     (!s->store_id || dsm__get64(h + 32) == s->store_id) &&
+                     dsm__get32(h + 16) >= DSM_SEGMENT_SIZE_MIN && dsm__get32(h + 16) <= DSM_SEGMENT_SIZE_MAX;
+                if (!ok) {
+                        s->io->close(s->ioctx, fd);
+                        if (newest && s->nsegs) {
+                                /* Its creation was torn: it never held a record. */
+                                report(s, l.v[i], 0, size, "torn segment creation: segment removed");
+                                r = s->io->unlink(s->ioctx, path);
+                                if (r >= 0)
+                                        r = s->io->syncdir(s->ioctx, s->dir);
+                                if (r < 0)
+                                        goto fail;
+                                continue;
+                        }
+                        report(s, l.v[i], 0, size, "bad segment header: segment skipped");
+                        continue;
+                }
+                s->segsize = dsm__get32(h + 16);
+                s->store_id = dsm__get64(h + 32);
+                newest_ckpt = dsm__get64(h + 40);
+                newest_seg = l.v[i];
+                if (dsm__get64(h + 48) > s->next_txn)
+                        s->next_txn = dsm__get64(h + 48);
+                if (s->nsegs == s->segcap) {
+                        size_t cap = s->segcap ? s->segcap * 2 : 16;
+                        struct dsm__seg *n = realloc(s->segs, cap * sizeof(*n));
+
+                        if (!n) {
+                                s->io->close(s->ioctx, fd);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        s->segs = n;
+                        s->segcap = cap;
+                }
+                s->segs[s->nsegs++] = (struct dsm__seg){ .segno = l.v[i], .fd = fd, .size = size };
+        }
+        if (!s->nsegs) {
+                r = -EBADMSG;
+                goto fail;
+        }
+        chunk = s->opt.txn_buffer ? s->opt.txn_buffer : (1u << 20);
+        if (chunk > s->segsize / 4)
+                chunk = s->segsize / 4;
+        chunk &= ~(DSM_PAGE_SIZE - 1);
+        if (chunk < DSM_PAGE_SIZE)
+                chunk = DSM_PAGE_SIZE;
+        s->chunk = chunk;
+
+        s->ckpt_loc = newest_ckpt;
+        if (s->ckpt_loc) {
+                r = load_checkpoint(s, &w, &replay_from);
+                if (r < 0)
+                        goto fail;
+        } else {
+                replay_from = DSM__LOC(s->segs[0].segno, DSM__SEG_HDR_SIZE);
+        }
+        for (size_t i = 0; i < s->nsegs; i++) {
+                struct dsm__seg *g = &s->segs[i];
+                uint64_t start;
+
+                if (g->segno < DSM__LOC_SEG(replay_from))
+                        continue;
+                start = g->segno == DSM__LOC_SEG(replay_from) ? DSM__LOC_OFF(replay_from) : DSM__SEG_HDR_SIZE;
+                r = replay_segment(s, g, start, i + 1 == s->nsegs, &w);
+                if (r < 0)
+                        goto fail;
+        }
+        (void)newest_seg;
+        s->tail = DSM__LOC(s->segs[s->nsegs - 1].segno, s->segs[s->nsegs - 1].size);
+        s->durable = s->tail;
+        free(w.buf);
+        free(l.v);
+        *ret = s;
+        return 0;
+fail:
+        free(w.buf);
+        free(l.v);
+        store_free(s);
+        return r;
+}
+
+void dsm_close(struct dsm_store *s)
+{
+        if (!s)
+                return;
+        pthread_mutex_lock(&s->log_mtx);
+        while (s->flushing)
+                pthread_cond_wait(&s->log_cond, &s->log_mtx);
+        pthread_mutex_unlock(&s->log_mtx);
+        store_free(s);
+}
+
+/* ---- queries ------------------------------------------------------------------------ */
+
+int dsm_seek(struct dsm_store *s, uint64_t obj, uint64_t page, int whence, uint64_t *ret)
+{
+        struct dsm__ext e;
+        int r = dsm__error(s);
+
+        if (r < 0)
+                return r;
+        if (whence != DSM_SEEK_DATA && whence != DSM_SEEK_HOLE)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->rw);
+        if (whence == DSM_SEEK_DATA) {
+                if (dsm__emap_next(&s->index, obj, page, &e)) {
+                        *ret = e.page > page ? e.page : page;
+                        r = 0;
+                } else {
+                        r = -ENXIO;
+                }
+        } else {
+                uint64_t pos = page;
+
+                while (dsm__emap_next(&s->index, obj, pos, &e) && e.page <= pos)
+                        pos = e.page + e.npages;
+                *ret = pos;
+                r = 0;
+        }
+        pthread_rwlock_unlock(&s->rw);
+        return r;
+}
+
+void dsm_get_stats(struct dsm_store *s, struct dsm_stats *st)
+{
+        memset(st, 0, sizeof(*st));
+        pthread_rwlock_rdlock(&s->rw);
+        st->seq = s->seq;
+        st->index_extents = s->index.count;
+        st->damaged_extents = s->damaged_extents;
+        st->checkpoint_seq = s->ckpt_seq;
+        pthread_mutex_lock(&s->log_mtx);
+        st->data_bytes_written = s->data_written;
+        st->meta_bytes_written = s->meta_written;
+        st->payload_bytes_written = s->payload_written;
+        st->flushes = s->flushes;
+        st->commits = s->commits;
+        st->recovery_bytes = s->recovery_bytes;
+        pthread_mutex_lock(&s->seg_mtx);
+        st->segments = s->nsegs;
+        st->segment_size = s->segsize;
+        for (size_t i = 0; i < s->nsegs; i++) {
+                st->log_bytes += s->segs[i].size;
+                st->live_bytes += s->segs[i].live;
+        }
+        pthread_mutex_unlock(&s->seg_mtx);
+        pthread_mutex_unlock(&s->log_mtx);
+        pthread_rwlock_unlock(&s->rw);
+}

@@ -1,0 +1,315 @@
+/*
+ * check_crash.c -- the randomized crash test of libdsm.
+ *
+ * Thousands of random transactions (whole and partial page writes, frees
+ * of ranges and of whole objects, streamed and buffered data, with
+ * checkpoints and cleaner passes mixed in) run on the fault-injecting I/O
+ * layer, which loses power at a random write, flush, directory sync or
+ * unlink, tearing and reordering whatever was not flushed.  After each
+ * crash the store is reopened and every page is compared with an
+ * in-memory model: every committed transaction must be fully there, and
+ * nothing of an uncommitted one.  The transaction whose commit was cut by
+ * the crash is in doubt: it must be either wholly present or wholly
+ * absent.  A third of the commits do not wait for the flush
+ * (dsm_txn_commit_nosync): a power loss may take those back, but only as a
+ * suffix -- the store must equal the model after commit k, where k is the
+ * sequence number recovery reports and is no older than the last flush.
+ * The seed is printed; LOCUS_TEST_SEED replays a run.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm.h"
+#include "dsm_faultio.h"
+#include "testutil.h"
+
+#define NOBJ 6
+#define NPAGE 48
+
+struct model {
+        uint8_t data[NOBJ][NPAGE][DSM_PAGE_SIZE];
+        bool present[NOBJ][NPAGE];
+        uint64_t seq;
+};
+
+struct replay_ck {
+        uint64_t last;
+        uint64_t count;
+        bool bad;
+};
+
+static int on_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct replay_ck *r = ctx;
+        uint64_t v;
+
+        if (kind != DSM_REPLAY_COMMIT)
+                return 0;
+        /* Payloads arrive in order, each naming its own sequence number. */
+        if (len != sizeof(v) || seq <= r->last)
+                r->bad = true;
+        memcpy(&v, data, sizeof(v));
+        if (v != seq)
+                r->bad = true;
+        r->last = seq;
+        r->count++;
+        return 0;
+}
+
+static void on_damage(void *ctx, const struct dsm_damage *d, const char *what)
+{
+        (void)ctx;
+        if (getenv("LOCUS_CRASH_DEBUG"))
+                fprintf(stderr, "#  damage seg %llu off %llu len %llu: %s\n", (unsigned long long)d->segno,
+                        (unsigned long long)d->offset, (unsigned long long)d->length, what);
+}
+
+static void pattern(uint8_t *buf, size_t len, uint64_t *rs)
+{
+        uint64_t v = tu_rand(rs);
+
+        for (size_t i = 0; i < len; i++) {
+                if (i % 8 == 0)
+                        v = v * 6364136223846793005ULL + 1442695040888963407ULL;
+                buf[i] = (uint8_t)(v >> (8 * (i % 8)));
+        }
+}
+
+/* Does the store hold exactly the model?  Returns false on the first
+ * difference and says where in *why. */
+static bool matches(struct dsm_store *s, const struct model *m, char *why, size_t whylen)
+{
+        static uint8_t buf[DSM_PAGE_SIZE], zero[DSM_PAGE_SIZE];
+
+        for (int o = 0; o < NOBJ; o++)
+                for (int p = 0; p < NPAGE; p++) {
+                        int r = dsm_read(s, (uint64_t)o, (uint64_t)p, buf);
+
+                        if (r < 0) {
+                                snprintf(why, whylen, "read obj %d page %d: %d", o, p, r);
+                                return false;
+                        }
+                        if (r != (int)m->present[o][p] && memcmp(buf, zero, DSM_PAGE_SIZE) != 0) {
+                                snprintf(why, whylen, "obj %d page %d: presence %d, model %d", o, p, r,
+                                         m->present[o][p]);
+                                return false;
+                        }
+                        if (memcmp(buf, m->present[o][p] ? m->data[o][p] : zero, DSM_PAGE_SIZE) != 0) {
+                                const uint8_t *w = m->present[o][p] ? m->data[o][p] : zero;
+                                int first = 0, last = 0, nz = 0;
+
+                                for (int i = 0; i < (int)DSM_PAGE_SIZE; i++)
+                                        if (buf[i] != w[i]) {
+                                                if (!last)
+                                                        first = i;
+                                                last = i + 1;
+                                        }
+                                for (int i = 0; i < (int)DSM_PAGE_SIZE; i++)
+                                        nz += buf[i] != 0;
+                                snprintf(why, whylen, "obj %d page %d: content differs in [%d,%d) (r=%d, %d nonzero, model present %d)",
+                                         o, p, first, last, r, nz, m->present[o][p]);
+                                return false;
+                        }
+                }
+        return true;
+}
+
+/* One random transaction against the store and a pending model.  Returns
+ * the commit's result, or the first error of an operation. */
+static int random_txn(struct dsm_store *s, struct model *pend, uint64_t *rs, bool sync)
+{
+        static uint8_t buf[DSM_PAGE_SIZE];
+        struct dsm_txn *t;
+        int nops = 1 + (int)(tu_rand(rs) % 24), r;
+        uint64_t seq;
+
+        r = dsm_txn_begin(s, &t);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < nops; i++) {
+                int o = (int)(tu_rand(rs) % NOBJ), p = (int)(tu_rand(rs) % NPAGE);
+                unsigned op = (unsigned)(tu_rand(rs) % 20);
+
+                if (op < 12) {
+                        /* A run of whole pages. */
+                        int n = 1 + (int)(tu_rand(rs) % 12);
+
+                        for (int k = 0; k < n && p + k < NPAGE; k++) {
+                                pattern(buf, DSM_PAGE_SIZE, rs);
+                                if (getenv("LOCUS_CRASH_TRACE"))
+                                        fprintf(stderr, "W %d %d\n", o, p + k);
+                                r = dsm_txn_write(t, (uint64_t)o, (uint64_t)(p + k), 0, buf, DSM_PAGE_SIZE);
+                                if (r < 0)
+                                        goto fail;
+                                memcpy(pend->data[o][p + k], buf, DSM_PAGE_SIZE);
+                                pend->present[o][p + k] = true;
+                        }
+                } else if (op < 17) {
+                        uint32_t off = (uint32_t)(tu_rand(rs) % DSM_PAGE_SIZE);
+                        uint32_t len = 1 + (uint32_t)(tu_rand(rs) % (DSM_PAGE_SIZE - off));
+
+                        pattern(buf, len, rs);
+                        if (getenv("LOCUS_CRASH_TRACE"))
+                                fprintf(stderr, "P %d %d %u %u\n", o, p, off, len);
+                        r = dsm_txn_write(t, (uint64_t)o, (uint64_t)p, off, buf, len);
+                        if (r < 0)
+                                goto fail;
+                        if (!pend->present[o][p])
+                                memset(pend->data[o][p], 0, DSM_PAGE_SIZE);
+                        memcpy(pend->data[o][p] + off, buf, len);
+                        pend->present[o][p] = true;
+                } else if (op < 19) {
+                        int n = 1 + (int)(tu_rand(rs) % 10);
+
+                        if (getenv("LOCUS_CRASH_TRACE"))
+                                fprintf(stderr, "F %d %d %d\n", o, p, n);
+                        r = dsm_txn_free(t, (uint64_t)o, (uint64_t)p, (uint64_t)n);
+                        if (r < 0)
+                                goto fail;
+                        for (int k = p; k < p + n && k < NPAGE; k++)
+                                pend->present[o][k] = false;
+                } else {
+                        if (getenv("LOCUS_CRASH_TRACE"))
+                                fprintf(stderr, "E %d %d\n", o, p);
+                        r = dsm_txn_free(t, (uint64_t)o, (uint64_t)p, DSM_TO_END);
+                        if (r < 0)
+                                goto fail;
+                        for (int k = p; k < NPAGE; k++)
+                                pend->present[o][k] = false;
+                }
+        }
+        seq = pend->seq;
+        if (getenv("LOCUS_CRASH_TRACE"))
+                fprintf(stderr, "C %llu\n", (unsigned long long)seq);
+        return sync ? dsm_txn_commit(t, &seq, sizeof(seq), NULL) : dsm_txn_commit_nosync(t, &seq, sizeof(seq), NULL);
+fail:
+        dsm_txn_abort(t);
+        return r;
+}
+
+#define MAXHIST 8
+
+START_TEST(test_random_crashes)
+{
+        /* durable: the state as of the last flush; hist: states after each
+         * later (unflushed) commit; pending: the transaction under way. */
+        static struct model durable, pending, hist[MAXHIST];
+        uint64_t seed = tu_seed("crash"), rs = seed;
+        struct dsm_faultio *f = dsm_faultio_new(seed);
+        struct replay_ck rc = { 0 };
+        struct dsm_options o = { .io = &dsm_faultio_ops, .io_ctx = f, .segment_size = 256 << 10,
+                                 .txn_buffer = 16 << 10, .replay = on_replay, .replay_ctx = &rc,
+                                 .damage = on_damage };
+        const enum dsm_fop crash_ops[] = { DSM_FOP_PWRITE, DSM_FOP_PWRITE, DSM_FOP_FDATASYNC,
+                                           DSM_FOP_FDATASYNC, DSM_FOP_SYNCDIR, DSM_FOP_UNLINK };
+        int crashes = 0, txns = 0, nosync = 0, rolled_back = 0, nhist = 0;
+        int epochs = getenv("LOCUS_CRASH_EPOCHS") ? atoi(getenv("LOCUS_CRASH_EPOCHS")) : 250;
+        bool doubt = false;
+        char why[160];
+
+        memset(&durable, 0, sizeof(durable));
+        ck_assert_int_eq(dsm_format("/s", &o), 0);
+        for (int epoch = 0; epoch < epochs; epoch++) {
+                struct dsm_store *s = NULL;
+                struct dsm_stats st;
+                const struct model *want = NULL;
+
+                memset(&rc, 0, sizeof(rc));
+                ck_assert_msg(dsm_open("/s", &o, &s) == 0, "seed %llu epoch %d: open failed",
+                              (unsigned long long)seed, epoch);
+                ck_assert_msg(!rc.bad, "seed %llu: replay payloads out of order", (unsigned long long)seed);
+                dsm_get_stats(s, &st);
+                /* Which state did recovery come back to?  It must be one we
+                 * may lose our way back to, and match it exactly. */
+                if (st.seq == durable.seq)
+                        want = &durable;
+                for (int i = 0; i < nhist; i++)
+                        if (st.seq == hist[i].seq)
+                                want = &hist[i];
+                if (doubt && st.seq == pending.seq)
+                        want = &pending;
+                ck_assert_msg(want != NULL, "seed %llu epoch %d: recovered to seq %llu, durable %llu, "
+                              "%d unflushed commits after it", (unsigned long long)seed, epoch,
+                              (unsigned long long)st.seq, (unsigned long long)durable.seq, nhist);
+                ck_assert_msg(matches(s, want, why, sizeof(why)), "seed %llu epoch %d: seq %llu: %s",
+                              (unsigned long long)seed, epoch, (unsigned long long)st.seq, why);
+                if (want != &pending && (nhist || doubt) && st.seq < (nhist ? hist[nhist - 1].seq : pending.seq))
+                        rolled_back++;
+                durable = *want;
+                nhist = 0;
+                doubt = false;
+
+                dsm_faultio_crash_at(f, crash_ops[tu_rand(&rs) % 6], 1 + tu_rand(&rs) % 120);
+                for (;;) {
+                        const struct model *last = nhist ? &hist[nhist - 1] : &durable;
+                        bool sync = tu_rand(&rs) % 3 != 0 || nhist == MAXHIST;
+                        int r;
+
+                        pending = *last;
+                        pending.seq = last->seq + 1;
+                        if (tu_rand(&rs) % 40 == 0) {
+                                r = dsm_checkpoint(s);
+                                sync = true;
+                        } else if (tu_rand(&rs) % 40 == 0) {
+                                r = dsm_clean(s, (unsigned)(tu_rand(&rs) % 80));
+                                sync = true;
+                        } else {
+                                r = random_txn(s, &pending, &rs, sync);
+                                txns++;
+                                if (r == -EIO)
+                                        doubt = true;
+                                if (r == 0 && sync) {
+                                        durable = pending;
+                                        nhist = 0;
+                                } else if (r == 0) {
+                                        hist[nhist++] = pending;
+                                        nosync++;
+                                }
+                                if (r == 0)
+                                        continue;
+                        }
+                        if (r >= 0) {
+                                /* A checkpoint or cleaner pass flushed everything. */
+                                if (nhist)
+                                        durable = hist[nhist - 1];
+                                nhist = 0;
+                                continue;
+                        }
+                        ck_assert_msg(r == -EIO && dsm_faultio_crashed(f),
+                                      "seed %llu epoch %d: unexpected error %d", (unsigned long long)seed, epoch, r);
+                        break;
+                }
+                dsm_close(s);
+                dsm_faultio_reboot(f);
+                crashes++;
+        }
+        fprintf(stderr, "# crash: %d crashes, %d transactions (%d without flush), %d recoveries lost "
+                "unflushed commits\n", crashes, txns, nosync, rolled_back);
+        ck_assert_int_ge(txns, 1000);
+        dsm_faultio_free(f);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("crash");
+        TCase *tc = tcase_create("power-loss");
+
+        tcase_set_timeout(tc, 900);
+        tcase_add_test(tc, test_random_crashes);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(suite());
+        int failed;
+
+        srunner_run_all(sr, CK_ENV);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

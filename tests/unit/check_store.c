@@ -1,0 +1,916 @@
+/*
+ * check_store.c -- libdsm's store: transactions, visibility, conflicts,
+ * streaming, recovery, checkpoints, the cleaner, damage and I/O faults.
+ * Normal cases run on real files in a private directory; fault cases run
+ * on the fault-injecting in-memory layer (dsm_faultio).
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dsm.h"
+#include "dsm_faultio.h"
+#include "testutil.h"
+
+static char dir[4096];
+
+static void fill(uint8_t *buf, uint64_t obj, uint64_t page, uint32_t tag)
+{
+        for (uint32_t i = 0; i < DSM_PAGE_SIZE; i += 4) {
+                uint32_t v = (uint32_t)(obj * 1000003u + page * 7919u + tag * 31u + i);
+                memcpy(buf + i, &v, 4);
+        }
+}
+
+static void setup_dir(void)
+{
+        snprintf(dir, sizeof(dir), "%s/store", tu_tmpdir());
+}
+
+static struct dsm_store *open_store(const struct dsm_options *o)
+{
+        struct dsm_store *s = NULL;
+
+        ck_assert_int_eq(dsm_open(dir, o, &s), 0);
+        return s;
+}
+
+static void put_page(struct dsm_store *s, uint64_t obj, uint64_t page, uint32_t tag)
+{
+        struct dsm_txn *t;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        fill(buf, obj, page, tag);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_write(t, obj, page, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+}
+
+static void expect_page(struct dsm_store *s, uint64_t obj, uint64_t page, uint32_t tag)
+{
+        uint8_t want[DSM_PAGE_SIZE], got[DSM_PAGE_SIZE];
+
+        fill(want, obj, page, tag);
+        ck_assert_int_eq(dsm_read(s, obj, page, got), 1);
+        ck_assert_msg(memcmp(want, got, DSM_PAGE_SIZE) == 0, "obj %lu page %lu differs", obj, page);
+}
+
+static void expect_hole(struct dsm_store *s, uint64_t obj, uint64_t page)
+{
+        uint8_t got[DSM_PAGE_SIZE], zero[DSM_PAGE_SIZE] = { 0 };
+
+        memset(got, 0xaa, sizeof(got));
+        ck_assert_int_eq(dsm_read(s, obj, page, got), 0);
+        ck_assert(memcmp(got, zero, DSM_PAGE_SIZE) == 0);
+}
+
+/* ---- format / open ------------------------------------------------------- */
+
+START_TEST(test_format_and_open_errors)
+{
+        struct dsm_store *s = NULL;
+        struct dsm_options o = { .segment_size = 1000 };
+
+        setup_dir();
+        ck_assert_int_eq(dsm_open(dir, NULL, &s), -ENOENT);
+        ck_assert_int_eq(dsm_format(dir, &o), -EINVAL);
+        o.segment_size = DSM_SEGMENT_SIZE_MAX + DSM_PAGE_SIZE;
+        ck_assert_int_eq(dsm_format(dir, &o), -EINVAL);
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        ck_assert_int_eq(dsm_format(dir, NULL), -EEXIST);
+        s = open_store(NULL);
+        expect_hole(s, 1, 0);
+        dsm_close(s);
+        dsm_close(NULL);
+        dsm_txn_abort(NULL);
+}
+END_TEST
+
+/* ---- transactions ------------------------------------------------------------ */
+
+START_TEST(test_commit_read_reopen)
+{
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_commit c;
+        uint8_t buf[DSM_PAGE_SIZE];
+        struct dsm_stats st;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        for (uint64_t p = 0; p < 10; p++) {
+                fill(buf, 7, p, 1);
+                ck_assert_int_eq(dsm_txn_write(t, 7, p, 0, buf, DSM_PAGE_SIZE), 0);
+        }
+        fill(buf, 9, 1000, 1);
+        ck_assert_int_eq(dsm_txn_write(t, 9, 1000, 0, buf, DSM_PAGE_SIZE), 0);
+        /* A transaction sees its own writes; nobody else does yet. */
+        ck_assert_int_eq(dsm_txn_read(t, 7, 3, buf), 1);
+        expect_hole(s, 7, 3);
+        ck_assert_int_eq(dsm_txn_commit(t, "meta", 4, &c), 0);
+        ck_assert_uint_eq(c.seq, 1);
+        ck_assert_uint_eq(c.nchanges, 2);
+        ck_assert_uint_eq(c.changes[0].obj, 7);
+        ck_assert_uint_eq(c.changes[0].page, 0);
+        ck_assert_uint_eq(c.changes[0].npages, 10);
+        ck_assert_uint_eq(c.changes[1].obj, 9);
+        ck_assert_uint_eq(c.changes[1].page, 1000);
+        dsm_commit_release(&c);
+        for (uint64_t p = 0; p < 10; p++)
+                expect_page(s, 7, p, 1);
+        expect_page(s, 9, 1000, 1);
+        expect_hole(s, 9, 999);
+        dsm_close(s);
+
+        s = open_store(NULL);
+        for (uint64_t p = 0; p < 10; p++)
+                expect_page(s, 7, p, 1);
+        expect_page(s, 9, 1000, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.seq, 1);
+        /* The next commit continues the sequence. */
+        put_page(s, 1, 1, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.seq, 2);
+        dsm_close(s);
+}
+END_TEST
+
+START_TEST(test_partial_writes_and_abort)
+{
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        uint8_t buf[DSM_PAGE_SIZE], want[DSM_PAGE_SIZE];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        put_page(s, 1, 0, 5);
+        /* A partial write keeps the rest of the old page. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 0, 100, "hello", 5), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 1, 4000, "tail", 4), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 0, 4090, "x", 7), -EINVAL);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        fill(want, 1, 0, 5);
+        memcpy(want + 100, "hello", 5);
+        ck_assert_int_eq(dsm_read(s, 1, 0, buf), 1);
+        ck_assert(memcmp(buf, want, DSM_PAGE_SIZE) == 0);
+        memset(want, 0, sizeof(want));
+        memcpy(want + 4000, "tail", 4);
+        ck_assert_int_eq(dsm_read(s, 1, 1, buf), 1);
+        ck_assert(memcmp(buf, want, DSM_PAGE_SIZE) == 0);
+
+        /* A partial write after the transaction's own free starts from a
+         * hole, not from the old page. */
+        put_page(s, 4, 0, 1);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_free(t, 4, 0, DSM_TO_END), 0);
+        ck_assert_int_eq(dsm_txn_read(t, 4, 0, buf), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 4, 0, 8, "new", 3), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        memset(want, 0, sizeof(want));
+        memcpy(want + 8, "new", 3);
+        ck_assert_int_eq(dsm_read(s, 4, 0, buf), 1);
+        ck_assert(memcmp(buf, want, DSM_PAGE_SIZE) == 0);
+
+        /* Abort: nothing becomes visible, now or after reopen. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        fill(buf, 1, 0, 6);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 0, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 50, 0, buf, DSM_PAGE_SIZE), 0);
+        dsm_txn_abort(t);
+        expect_hole(s, 1, 50);
+        dsm_close(s);
+        s = open_store(NULL);
+        expect_hole(s, 1, 50);
+        ck_assert_int_eq(dsm_read(s, 1, 0, buf), 1);
+        fill(want, 1, 0, 5);
+        memcpy(want + 100, "hello", 5);
+        ck_assert(memcmp(buf, want, DSM_PAGE_SIZE) == 0);
+        dsm_close(s);
+}
+END_TEST
+
+START_TEST(test_conflicts)
+{
+        struct dsm_store *s;
+        struct dsm_txn *a, *b, *c;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        put_page(s, 1, 0, 1);
+        put_page(s, 2, 0, 1);
+
+        /* a reads page 0, b overwrites it and commits first: a loses. */
+        ck_assert_int_eq(dsm_txn_begin(s, &a), 0);
+        ck_assert_int_eq(dsm_txn_read(s ? a : NULL, 1, 0, buf), 1);
+        ck_assert_int_eq(dsm_txn_begin(s, &b), 0);
+        fill(buf, 1, 0, 2);
+        ck_assert_int_eq(dsm_txn_write(b, 1, 0, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(b, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_txn_write(a, 3, 0, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(a, NULL, 0, NULL), DSM_ECONFLICT);
+        expect_page(s, 1, 0, 2);
+        expect_hole(s, 3, 0);
+
+        /* Reading a page changed after the snapshot conflicts at once. */
+        ck_assert_int_eq(dsm_txn_begin(s, &a), 0);
+        put_page(s, 2, 0, 3);
+        ck_assert_int_eq(dsm_txn_read(a, 2, 0, buf), DSM_ECONFLICT);
+        ck_assert_int_eq(dsm_txn_commit(a, NULL, 0, NULL), DSM_ECONFLICT);
+
+        /* A partial write reads, so it conflicts too. */
+        ck_assert_int_eq(dsm_txn_begin(s, &a), 0);
+        ck_assert_int_eq(dsm_txn_write(a, 2, 0, 10, "x", 1), 0);
+        put_page(s, 2, 0, 4);
+        ck_assert_int_eq(dsm_txn_commit(a, NULL, 0, NULL), DSM_ECONFLICT);
+        expect_page(s, 2, 0, 4);
+
+        /* Blind whole-page writes do not conflict: last committer wins. */
+        ck_assert_int_eq(dsm_txn_begin(s, &a), 0);
+        ck_assert_int_eq(dsm_txn_begin(s, &b), 0);
+        fill(buf, 5, 0, 1);
+        ck_assert_int_eq(dsm_txn_write(a, 5, 0, 0, buf, DSM_PAGE_SIZE), 0);
+        fill(buf, 5, 0, 2);
+        ck_assert_int_eq(dsm_txn_write(b, 5, 0, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(a, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_txn_commit(b, NULL, 0, NULL), 0);
+        expect_page(s, 5, 0, 2);
+
+        /* A hole read, then the object freed by someone else: conflict. */
+        ck_assert_int_eq(dsm_txn_begin(s, &a), 0);
+        ck_assert_int_eq(dsm_txn_read(a, 5, 7, buf), 0);
+        ck_assert_int_eq(dsm_txn_begin(s, &c), 0);
+        ck_assert_int_eq(dsm_txn_free(c, 5, 0, DSM_TO_END), 0);
+        ck_assert_int_eq(dsm_txn_commit(c, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_txn_commit(a, NULL, 0, NULL), DSM_ECONFLICT);
+        expect_hole(s, 5, 0);
+
+        /* Disjoint readers and writers both commit. */
+        ck_assert_int_eq(dsm_txn_begin(s, &a), 0);
+        ck_assert_int_eq(dsm_txn_begin(s, &b), 0);
+        ck_assert_int_eq(dsm_txn_read(a, 1, 0, buf), 1);
+        ck_assert_int_eq(dsm_txn_read(b, 2, 0, buf), 1);
+        ck_assert_int_eq(dsm_txn_write(a, 1, 1, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_write(b, 2, 1, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(a, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_txn_commit(b, NULL, 0, NULL), 0);
+        dsm_close(s);
+}
+END_TEST
+
+START_TEST(test_free_and_seek)
+{
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_commit c;
+        uint64_t pos;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        for (uint64_t p = 0; p < 20; p++) {
+                if (p >= 5 && p < 10)
+                        continue;
+                fill(buf, 3, p, 1);
+                ck_assert_int_eq(dsm_txn_write(t, 3, p, 0, buf, DSM_PAGE_SIZE), 0);
+        }
+        fill(buf, 3, 1u << 20, 1);     /* beyond 4 GiB */
+        ck_assert_int_eq(dsm_txn_write(t, 3, 1u << 20, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_seek(s, 3, 0, DSM_SEEK_DATA, &pos), 0);
+        ck_assert_uint_eq(pos, 0);
+        ck_assert_int_eq(dsm_seek(s, 3, 0, DSM_SEEK_HOLE, &pos), 0);
+        ck_assert_uint_eq(pos, 5);
+        ck_assert_int_eq(dsm_seek(s, 3, 5, DSM_SEEK_DATA, &pos), 0);
+        ck_assert_uint_eq(pos, 10);
+        ck_assert_int_eq(dsm_seek(s, 3, 10, DSM_SEEK_HOLE, &pos), 0);
+        ck_assert_uint_eq(pos, 20);
+        ck_assert_int_eq(dsm_seek(s, 3, 21, DSM_SEEK_DATA, &pos), 0);
+        ck_assert_uint_eq(pos, 1u << 20);
+        ck_assert_int_eq(dsm_seek(s, 3, (1u << 20) + 1, DSM_SEEK_DATA, &pos), -ENXIO);
+        ck_assert_int_eq(dsm_seek(s, 3, 0, 99, &pos), -EINVAL);
+
+        /* Free a middle range and everything from page 15 on; in the same
+         * transaction, write page 17 again after the free. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_free(t, 3, 2, 2), 0);
+        ck_assert_int_eq(dsm_txn_free(t, 3, 15, DSM_TO_END), 0);
+        fill(buf, 3, 17, 9);
+        ck_assert_int_eq(dsm_txn_write(t, 3, 17, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, &c), 0);
+        ck_assert_uint_eq(c.nchanges, 3);
+        ck_assert_uint_eq(c.changes[1].npages, DSM_TO_END);
+        dsm_commit_release(&c);
+        for (int round = 0; round < 2; round++) {
+                expect_page(s, 3, 1, 1);
+                expect_hole(s, 3, 2);
+                expect_hole(s, 3, 3);
+                expect_page(s, 3, 4, 1);
+                expect_page(s, 3, 14, 1);
+                expect_hole(s, 3, 16);
+                expect_page(s, 3, 17, 9);
+                expect_hole(s, 3, 18);
+                expect_hole(s, 3, 1u << 20);
+                dsm_close(s);
+                s = open_store(NULL);
+        }
+        dsm_close(s);
+}
+END_TEST
+
+/* A write session much bigger than the transaction buffer streams to the
+ * log before commit, stays invisible until commit, and reads back. */
+START_TEST(test_streaming_large_txn)
+{
+        struct dsm_options o = { .txn_buffer = 64 << 10, .segment_size = 1 << 20 };
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_stats st;
+        uint8_t buf[DSM_PAGE_SIZE];
+        const uint64_t n = 2048;        /* 8 MiB over 1 MiB segments */
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        for (uint64_t p = 0; p < n; p++) {
+                fill(buf, 42, p, 1);
+                ck_assert_int_eq(dsm_txn_write(t, 42, p, 0, buf, DSM_PAGE_SIZE), 0);
+        }
+        /* Overwrite some streamed pages and some buffered ones. */
+        for (uint64_t p = 0; p < n; p += 97) {
+                fill(buf, 42, p, 2);
+                ck_assert_int_eq(dsm_txn_write(t, 42, p, 0, buf, DSM_PAGE_SIZE), 0);
+        }
+        ck_assert_int_eq(dsm_txn_read(t, 42, 5, buf), 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_ge(st.data_bytes_written, (n - 16) * DSM_PAGE_SIZE);
+        ck_assert_uint_eq(st.seq, 0);
+        expect_hole(s, 42, 5);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        for (int round = 0; round < 2; round++) {
+                for (uint64_t p = 0; p < n; p++)
+                        expect_page(s, 42, p, p % 97 == 0 ? 2 : 1);
+                dsm_close(s);
+                s = open_store(&o);
+        }
+        dsm_get_stats(s, &st);
+        ck_assert_uint_gt(st.segments, 8);
+        dsm_close(s);
+}
+END_TEST
+
+struct replay_log {
+        int ckpt_calls;
+        uint64_t ckpt_seq;
+        char ckpt[64];
+        size_t ckpt_len;
+        uint64_t seqs[64];
+        char metas[64][16];
+        int n;
+};
+
+static int on_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct replay_log *l = ctx;
+
+        if (kind == DSM_REPLAY_CHECKPOINT_META) {
+                l->ckpt_calls++;
+                l->ckpt_seq = seq;
+                ck_assert_uint_le(l->ckpt_len + len, sizeof(l->ckpt));
+                memcpy(l->ckpt + l->ckpt_len, data, len);
+                l->ckpt_len += len;
+                return 0;
+        }
+        ck_assert_int_lt(l->n, 64);
+        ck_assert_uint_lt(len, 16);
+        l->seqs[l->n] = seq;
+        memcpy(l->metas[l->n], data, len);
+        l->metas[l->n][len] = 0;
+        l->n++;
+        return 0;
+}
+
+static int on_ckpt(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        char img[32];
+
+        (void)ctx;
+        snprintf(img, sizeof(img), "image@%llu", (unsigned long long)seq);
+        return dsm_ckpt_put(cp, img, strlen(img));
+}
+
+START_TEST(test_replay_and_checkpoint)
+{
+        struct replay_log l = { 0 };
+        struct dsm_options o = { .replay = on_replay, .replay_ctx = &l, .ckpt_meta = on_ckpt };
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_stats st, st2;
+        char m[16];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        for (int i = 0; i < 5; i++) {
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                snprintf(m, sizeof(m), "c%d", i);
+                ck_assert_int_eq(dsm_txn_commit(t, m, strlen(m), NULL), 0);
+        }
+        dsm_close(s);
+        s = open_store(&o);
+        ck_assert_int_eq(l.ckpt_calls, 0);
+        ck_assert_int_eq(l.n, 5);
+        for (int i = 0; i < 5; i++) {
+                snprintf(m, sizeof(m), "c%d", i);
+                ck_assert_str_eq(l.metas[i], m);
+                ck_assert_uint_eq(l.seqs[i], (uint64_t)i + 1);
+        }
+        /* Lots of data, then a checkpoint, then two more commits. */
+        for (uint64_t p = 0; p < 512; p++)
+                put_page(s, 8, p, 1);
+        ck_assert_int_eq(dsm_checkpoint(s), 0);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, "after1", 6, NULL), 0);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, "after2", 6, NULL), 0);
+        dsm_get_stats(s, &st);
+        dsm_close(s);
+
+        memset(&l, 0, sizeof(l));
+        s = open_store(&o);
+        ck_assert_int_eq(l.ckpt_calls, 1);
+        ck_assert_uint_eq(l.ckpt_seq, 5 + 512);
+        l.ckpt[l.ckpt_len] = 0;
+        ck_assert_str_eq(l.ckpt, "image@517");
+        ck_assert_int_eq(l.n, 2);
+        ck_assert_str_eq(l.metas[0], "after1");
+        ck_assert_str_eq(l.metas[1], "after2");
+        for (uint64_t p = 0; p < 512; p++)
+                expect_page(s, 8, p, 1);
+        dsm_get_stats(s, &st2);
+        ck_assert_uint_eq(st2.seq, st.seq);
+        ck_assert_uint_eq(st2.checkpoint_seq, 517);
+        /* Recovery read the checkpoint and what followed, not 2 MiB of pages. */
+        ck_assert_uint_lt(st2.recovery_bytes, 256 << 10);
+        dsm_close(s);
+}
+END_TEST
+
+START_TEST(test_cleaner_gives_space_back)
+{
+        struct dsm_options o = { .segment_size = 1 << 20, .txn_buffer = 64 << 10 };
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_stats before, after;
+        uint8_t buf[DSM_PAGE_SIZE];
+        int r;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        /* 8 MiB of object 1, 4 MiB of object 2 written in between. */
+        for (uint64_t p = 0; p < 3072; p++) {
+                uint64_t obj = p % 3 == 2 ? 2 : 1;
+
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                fill(buf, obj, p, 1);
+                ck_assert_int_eq(dsm_txn_write(t, obj, p, 0, buf, DSM_PAGE_SIZE), 0);
+                ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        }
+        /* Delete object 1 and overwrite half of object 2. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_free(t, 1, 0, DSM_TO_END), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        for (uint64_t p = 2; p < 3072; p += 6) {
+                fill(buf, 2, p, 2);
+                ck_assert_int_eq(dsm_txn_write(t, 2, p, 0, buf, DSM_PAGE_SIZE), 0);
+        }
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        dsm_get_stats(s, &before);
+        r = dsm_clean(s, 60);
+        ck_assert_int_gt(r, 0);
+        dsm_get_stats(s, &after);
+        ck_assert_uint_lt(after.log_bytes, before.log_bytes / 2);
+        ck_assert_uint_lt(after.segments, before.segments);
+        ck_assert_uint_eq(after.live_bytes, 1024 * DSM_PAGE_SIZE);
+        for (int round = 0; round < 2; round++) {
+                for (uint64_t p = 0; p < 3072; p++) {
+                        if (p % 3 != 2)
+                                expect_hole(s, 1, p);
+                        else
+                                expect_page(s, 2, p, (p - 2) % 6 == 0 ? 2 : 1);
+                }
+                dsm_close(s);
+                s = open_store(&o);
+        }
+        /* A second pass finds nothing more to do, and data stays intact. */
+        ck_assert_int_ge(dsm_clean(s, 60), 0);
+        expect_page(s, 2, 5, 1);
+        ck_assert_int_eq(dsm_clean(s, 0), 0);
+        dsm_close(s);
+}
+END_TEST
+
+static void *committer(void *arg)
+{
+        struct dsm_store *s = arg;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        for (int i = 0; i < 50; i++) {
+                struct dsm_txn *t;
+                uint64_t obj = (uint64_t)pthread_self() % 100000;
+
+                fill(buf, obj, (uint64_t)i, 1);
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                ck_assert_int_eq(dsm_txn_write(t, obj, (uint64_t)i, 0, buf, DSM_PAGE_SIZE), 0);
+                ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        }
+        return NULL;
+}
+
+START_TEST(test_group_commit)
+{
+        struct dsm_store *s;
+        struct dsm_stats st;
+        pthread_t th[8];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        for (int i = 0; i < 8; i++)
+                pthread_create(&th[i], NULL, committer, s);
+        for (int i = 0; i < 8; i++)
+                pthread_join(th[i], NULL);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.commits, 400);
+        ck_assert_uint_eq(st.seq, 400);
+        /* Concurrent committers shared flushes. */
+        ck_assert_uint_lt(st.flushes, st.commits);
+        dsm_close(s);
+}
+END_TEST
+
+START_TEST(test_meta_ratio)
+{
+        struct dsm_store *s;
+        struct dsm_stats st;
+        uint64_t rs = 12345;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        for (int i = 0; i < 200; i++) {
+                struct dsm_txn *t;
+
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                for (int j = 0; j < 16; j++) {
+                        uint64_t p = tu_rand(&rs) % (1u << 20);
+
+                        fill(buf, 77, p, 1);
+                        ck_assert_int_eq(dsm_txn_write(t, 77, p, 0, buf, DSM_PAGE_SIZE), 0);
+                }
+                ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+        }
+        dsm_get_stats(s, &st);
+        ck_assert_uint_le(st.meta_bytes_written * 160, st.data_bytes_written);
+        dsm_close(s);
+}
+END_TEST
+
+/* ---- damage and faults ---------------------------------------------------------- */
+
+struct damage_log {
+        int n;
+        uint64_t segno[16], off[16];
+        char what[16][96];
+};
+
+static void on_damage(void *ctx, const struct dsm_damage *d, const char *what)
+{
+        struct damage_log *l = ctx;
+
+        if (l->n < 16) {
+                l->segno[l->n] = d->segno;
+                l->off[l->n] = d->offset;
+                snprintf(l->what[l->n], sizeof(l->what[0]), "%s", what);
+        }
+        l->n++;
+}
+
+static char seg_name(char *buf, size_t len, uint64_t segno)
+{
+        snprintf(buf, len, "%s/seg-%016llx.log", dir, (unsigned long long)segno);
+        return 0;
+}
+
+START_TEST(test_torn_tail_is_cut)
+{
+        struct damage_log dl = { 0 };
+        struct dsm_options o = { .damage = on_damage, .damage_ctx = &dl };
+        struct dsm_store *s;
+        char path[4200];
+        int fd;
+        struct stat stb;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        for (uint64_t p = 0; p < 5; p++)
+                put_page(s, 1, p, 1);
+        dsm_close(s);
+        /* Half a record of garbage at the end, as a crash mid-write leaves. */
+        seg_name(path, sizeof(path), 1);
+        ck_assert_int_eq(stat(path, &stb), 0);
+        fd = open(path, O_WRONLY | O_APPEND);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "\x52\x4c\x02\x00garbage-garbage-garbage", 27), 27);
+        close(fd);
+        s = open_store(&o);
+        ck_assert_int_eq(dl.n, 1);
+        ck_assert_str_eq(dl.what[0], "torn tail cut off");
+        ck_assert_uint_eq(dl.off[0], (uint64_t)stb.st_size);
+        for (uint64_t p = 0; p < 5; p++)
+                expect_page(s, 1, p, 1);
+        put_page(s, 1, 9, 1);
+        dsm_close(s);
+        dl.n = 0;
+        s = open_store(&o);
+        ck_assert_int_eq(dl.n, 0);
+        expect_page(s, 1, 9, 1);
+        dsm_close(s);
+}
+END_TEST
+
+START_TEST(test_mid_log_damage_is_refused)
+{
+        struct damage_log dl = { 0 };
+        struct dsm_options o = { .damage = on_damage, .damage_ctx = &dl, .segment_size = 256 << 10 };
+        struct dsm_store *s;
+        uint8_t buf[DSM_PAGE_SIZE];
+        char path[4200];
+        int fd;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        for (uint64_t p = 0; p < 200; p++)      /* several segments */
+                put_page(s, 1, p, 1);
+        dsm_close(s);
+        /* Flip bytes inside the page data of the first record of segment 1. */
+        seg_name(path, sizeof(path), 1);
+        fd = open(path, O_RDWR);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, "XXXX", 4, 64 + 32 + 40 + 100), 4);
+        close(fd);
+        s = open_store(&o);
+        ck_assert_int_ge(dl.n, 1);
+        ck_assert_uint_eq(dl.segno[0], 1);
+        ck_assert_uint_eq(dl.off[0], 64);
+        ck_assert_int_eq(dsm_read(s, 1, 0, buf), DSM_ECORRUPT);
+        for (uint64_t p = 1; p < 200; p++)
+                expect_page(s, 1, p, 1);
+        /* Rewriting the page heals it. */
+        put_page(s, 1, 0, 2);
+        expect_page(s, 1, 0, 2);
+        dsm_close(s);
+}
+END_TEST
+
+static struct dsm_faultio *fio;
+
+static struct dsm_options fault_opts(void)
+{
+        struct dsm_options o = { .io = &dsm_faultio_ops, .segment_size = 256 << 10 };
+
+        fio = dsm_faultio_new(7);
+        o.io_ctx = fio;
+        snprintf(dir, sizeof(dir), "/store");
+        return o;
+}
+
+START_TEST(test_write_error_is_sticky)
+{
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        put_page(s, 1, 0, 1);
+        dsm_faultio_fail(fio, DSM_FOP_PWRITE, 1, EIO, false);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        fill(buf, 1, 1, 1);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 1, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), -EIO);
+        /* The fault was once only, but the store stays failed until reopen. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), -EIO);
+        ck_assert_int_eq(dsm_read(s, 1, 0, buf), -EIO);
+        ck_assert_int_eq(dsm_checkpoint(s), -EIO);
+        dsm_close(s);
+        s = open_store(&o);
+        expect_page(s, 1, 0, 1);
+        expect_hole(s, 1, 1);
+        put_page(s, 1, 1, 1);
+        expect_page(s, 1, 1, 1);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
+START_TEST(test_flush_error_and_enospc)
+{
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        put_page(s, 1, 0, 1);
+        dsm_faultio_fail(fio, DSM_FOP_FDATASYNC, 1, EIO, false);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        fill(buf, 1, 1, 1);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 1, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), -EIO);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), -EIO);
+        dsm_close(s);
+
+        s = open_store(&o);
+        expect_page(s, 1, 0, 1);
+        dsm_faultio_fail(fio, DSM_FOP_PWRITE, 1, ENOSPC, true);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 2, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), -ENOSPC);
+        dsm_close(s);
+        dsm_faultio_clear(fio);
+        s = open_store(&o);
+        expect_page(s, 1, 0, 1);
+        expect_hole(s, 1, 2);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
+START_TEST(test_short_write_completes)
+{
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        dsm_faultio_short_write(fio, 1, 100);
+        dsm_faultio_short_write(fio, 2, 10);
+        put_page(s, 1, 0, 1);
+        put_page(s, 1, 1, 1);
+        expect_page(s, 1, 0, 1);
+        dsm_close(s);
+        s = open_store(&o);
+        expect_page(s, 1, 0, 1);
+        expect_page(s, 1, 1, 1);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
+START_TEST(test_power_loss_keeps_committed)
+{
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        for (uint64_t p = 0; p < 100; p++)
+                put_page(s, 1, p, 1);
+        /* A transaction that streamed data but never committed. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        for (uint64_t p = 0; p < 600; p++) {
+                fill(buf, 1, p, 2);
+                ck_assert_int_eq(dsm_txn_write(t, 1, p, 0, buf, DSM_PAGE_SIZE), 0);
+        }
+        dsm_faultio_power_loss(fio, true);
+        dsm_txn_abort(t);
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        s = open_store(&o);
+        for (uint64_t p = 0; p < 100; p++)
+                expect_page(s, 1, p, 1);
+        expect_hole(s, 1, 100);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
+START_TEST(test_nosync_commit)
+{
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_stats st;
+        uint8_t buf[DSM_PAGE_SIZE];
+        uint64_t flushes;
+
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        put_page(s, 1, 0, 1);
+        dsm_get_stats(s, &st);
+        flushes = st.flushes;
+        /* Visible at once, without a flush. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        fill(buf, 1, 1, 1);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 1, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit_nosync(t, NULL, 0, NULL), 0);
+        expect_page(s, 1, 1, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.flushes, flushes);
+        /* A crash of the process keeps it (the volatile image survives). */
+        dsm_close(s);
+        s = open_store(&o);
+        expect_page(s, 1, 1, 1);
+        /* A power loss before dsm_sync takes it back... */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        fill(buf, 1, 2, 1);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 2, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit_nosync(t, NULL, 0, NULL), 0);
+        dsm_faultio_power_loss(fio, false);
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        s = open_store(&o);
+        expect_hole(s, 1, 2);
+        /* ...but not after it. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_write(t, 1, 2, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit_nosync(t, NULL, 0, NULL), 0);
+        ck_assert_int_eq(dsm_sync(s), 0);
+        dsm_faultio_power_loss(fio, false);
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        s = open_store(&o);
+        expect_page(s, 1, 2, 1);
+        expect_page(s, 1, 0, 1);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+        Suite *s = suite_create("store");
+        TCase *tc = tcase_create("txn");
+        TCase *rc = tcase_create("recovery");
+        TCase *fc = tcase_create("faults");
+
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_format_and_open_errors);
+        tcase_add_test(tc, test_commit_read_reopen);
+        tcase_add_test(tc, test_partial_writes_and_abort);
+        tcase_add_test(tc, test_conflicts);
+        tcase_add_test(tc, test_free_and_seek);
+        tcase_add_test(tc, test_streaming_large_txn);
+        tcase_add_test(tc, test_group_commit);
+        tcase_add_test(tc, test_meta_ratio);
+        suite_add_tcase(s, tc);
+        tcase_set_timeout(rc, 120);
+        tcase_add_test(rc, test_replay_and_checkpoint);
+        tcase_add_test(rc, test_cleaner_gives_space_back);
+        tcase_add_test(rc, test_torn_tail_is_cut);
+        tcase_add_test(rc, test_mid_log_damage_is_refused);
+        suite_add_tcase(s, rc);
+        tcase_set_timeout(fc, 120);
+        tcase_add_test(fc, test_write_error_is_sticky);
+        tcase_add_test(fc, test_flush_error_and_enospc);
+        tcase_add_test(fc, test_short_write_completes);
+        tcase_add_test(fc, test_power_loss_keeps_committed);
+        tcase_add_test(fc, test_nosync_commit);
+        suite_add_tcase(s, fc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(suite());
+        int failed;
+
+        srunner_run_all(sr, CK_ENV);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

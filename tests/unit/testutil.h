@@ -1,0 +1,21 @@
+/*
+ * testutil.h -- small helpers shared by the Check runners.
+ *
+ * tu_tmpdir() makes a fresh private directory for the running test case
+ * (Check runs each case in its own forked process) and removes it when that
+ * process exits.  tu_rand() is a seeded xorshift generator so failures can
+ * be replayed: every runner prints the seed it used.
+ */
+#ifndef TESTUTIL_H
+#define TESTUTIL_H
+
+#include <stdint.h>
+
+const char *tu_tmpdir(void);
+/* Seed from $LOCUS_TEST_SEED if set, else from the clock; prints it. */
+uint64_t tu_seed(const char *what);
+uint64_t tu_rand(uint64_t *state);
+/* Remove a directory tree; ignores errors. */
+void tu_rmtree(const char *path);
+
+#endif
