@@ -86,6 +86,9 @@ struct dsm_io {
                        int (*fn)(void *arg, const char *name), void *arg);
         /* Optional hint that fd will be read sequentially; may be NULL. */
         void (*advise_seq)(void *ctx, int fd);
+        /* Optional: start reading [off, off+len) of fd in the background,
+         * without waiting for it; may be NULL. */
+        void (*prefetch)(void *ctx, int fd, uint64_t off, uint64_t len);
 };
 
 extern const struct dsm_io dsm_posix_io;
@@ -235,6 +238,12 @@ int dsm_txn_read(struct dsm_txn *t, uint64_t obj, uint64_t page, void *buf);
  * transaction: commit then refuses with the same error. */
 int dsm_txn_write(struct dsm_txn *t, uint64_t obj, uint64_t page, uint32_t off,
                   const void *buf, uint32_t len);
+
+/* Write npages whole pages from data (npages * DSM_PAGE_SIZE bytes).  The
+ * same as a dsm_txn_write() per page, but a large run (>= 64 KiB) goes to
+ * the log straight from the caller's memory, without being copied into
+ * the transaction buffer.  data is not used after the call returns. */
+int dsm_txn_write_pages(struct dsm_txn *t, uint64_t obj, uint64_t page, uint64_t npages, const void *data);
 
 /* Free npages pages from first_page (DSM_TO_END: to the end of the object). */
 int dsm_txn_free(struct dsm_txn *t, uint64_t obj, uint64_t first_page, uint64_t npages);

@@ -53,7 +53,7 @@ static int flush_batch(struct dsm_store *s, struct reloc_batch *b, uint64_t *end
         dsm__buf_put(&meta, b->desc.p, b->desc.len);
         r = meta.err ? meta.err : b->desc.err;
         if (r >= 0)
-                r = dsm__log_append(s, DSM__REC_RELOC, 0, meta.p, (uint32_t)meta.len, 0, &iov, 1, b->datalen,
+                r = dsm__log_append(s, DSM__REC_RELOC, 0, meta.p, (uint32_t)meta.len, 0, &iov, 1, b->datalen, 0,
                                     &loc, end);
         data0 = loc + DSM__REC_HDR_SIZE + dsm__align8((uint32_t)meta.len);
         for (size_t i = 0; r >= 0 && i < b->n; i++)

@@ -231,17 +231,17 @@ struct dsm_store {
 
 /* dsm_log.c */
 int dsm__seg_path(const struct dsm_store *s, uint64_t segno, char *buf, size_t len);
-int dsm__seg_create(struct dsm_store *s, uint64_t segno);
+int dsm__seg_create(struct dsm_store *s, uint64_t segno, bool durable);
 struct dsm__seg *dsm__seg_find(struct dsm_store *s, uint64_t segno);
 void dsm__seg_account(void *ctx, const struct dsm__ext *e, uint64_t loc, int64_t pages);
 void dsm__seg_pin(void *ctx, const struct dsm__ext *e, uint64_t loc, int64_t pages);
 int dsm__seg_hdr_encode(const struct dsm_store *s, uint64_t segno, uint8_t *hdr);
 int dsm__log_append(struct dsm_store *s, uint8_t type, uint64_t txn,
                     const void *meta, uint32_t mlen, uint32_t payload,
-                    const struct iovec *iov, int iovcnt, uint64_t datalen,
+                    const struct iovec *iov, int iovcnt, uint64_t datalen, size_t room,
                     uint64_t *ret_loc, uint64_t *ret_end);
 int dsm__log_sync(struct dsm_store *s, uint64_t upto);
-int dsm__log_switch(struct dsm_store *s);
+int dsm__log_switch(struct dsm_store *s, bool durable);
 int dsm__pread_full(struct dsm_store *s, int fd, void *buf, size_t len, uint64_t off);
 int dsm__read_loc(struct dsm_store *s, uint64_t loc, void *buf, size_t len);
 int dsm__error(struct dsm_store *s);

@@ -131,6 +131,12 @@ static void px_advise_seq(void *ctx, int fd)
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 }
 
+static void px_prefetch(void *ctx, int fd, uint64_t off, uint64_t len)
+{
+        (void)ctx;
+        (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 const struct dsm_io dsm_posix_io = {
         .open = px_open,
         .close = px_close,
@@ -144,4 +150,5 @@ const struct dsm_io dsm_posix_io = {
         .syncdir = px_syncdir,
         .listdir = px_listdir,
         .advise_seq = px_advise_seq,
+        .prefetch = px_prefetch,
 };

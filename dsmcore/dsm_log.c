@@ -141,9 +141,15 @@ int dsm__pread_full(struct dsm_store *s, int fd, void *buf, size_t len, uint64_t
         return 0;
 }
 
-/* Create segment file segno with its header, durably, and add it to the
- * table.  Caller holds log_mtx (or is alone, at format/open). */
-int dsm__seg_create(struct dsm_store *s, uint64_t segno)
+/* Create segment file segno with its header and add it to the table.
+ * Caller holds log_mtx (or is alone, at format/open).  The directory entry
+ * is always made durable.  The header is flushed now only if `durable`:
+ * otherwise it becomes durable with the first flush of the segment, and a
+ * crash before that leaves a newest segment with a bad header, which
+ * recovery removes as a torn creation (it held nothing acknowledged).  A
+ * segment whose header publishes a new checkpoint must be durable before
+ * anything relies on that checkpoint [I4]. */
+int dsm__seg_create(struct dsm_store *s, uint64_t segno, bool durable)
 {
         char path[4096];
         uint8_t hdr[DSM__SEG_HDR_SIZE];
@@ -157,8 +163,10 @@ int dsm__seg_create(struct dsm_store *s, uint64_t segno)
                 return fd;
         dsm__seg_hdr_encode(s, segno, hdr);
         r = write_full(s, fd, hdr, sizeof(hdr), 0);
-        if (r >= 0)
+        if (r >= 0 && durable) {
                 r = s->io->fdatasync(s->ioctx, fd);
+                s->flushes++;
+        }
         if (r >= 0)
                 r = s->io->syncdir(s->ioctx, s->dir);
         if (r < 0)
@@ -199,8 +207,9 @@ static int tail_fd(struct dsm_store *s)
 }
 
 /* Flush the tail segment and start the next one.  Caller holds log_mtx.
- * The new segment's header records the newest checkpoint. */
-int dsm__log_switch(struct dsm_store *s)
+ * The new segment's header records the newest checkpoint; `durable` as for
+ * dsm__seg_create. */
+int dsm__log_switch(struct dsm_store *s, bool durable)
 {
         uint64_t segno = DSM__LOC_SEG(s->tail) + 1;
         int fd, r;
@@ -222,20 +231,22 @@ int dsm__log_switch(struct dsm_store *s)
                 }
                 s->durable = s->tail;   /* [I5] */
         }
-        r = dsm__seg_create(s, segno);
+        r = dsm__seg_create(s, segno, durable);
         if (r < 0) {
                 dsm__set_error(s, r);
                 return r;
         }
         s->tail = DSM__LOC(segno, DSM__SEG_HDR_SIZE);
-        s->durable = s->tail;
+        /* Without a flushed header, nothing in the new segment is durable
+         * yet: the next sync must flush it. */
+        s->durable = durable ? s->tail : DSM__LOC(segno, 0);
         pthread_cond_broadcast(&s->log_cond);
         return 0;
 }
 
 int dsm__log_append(struct dsm_store *s, uint8_t type, uint64_t txn,
                     const void *meta, uint32_t mlen, uint32_t payload,
-                    const struct iovec *iov, int iovcnt, uint64_t datalen,
+                    const struct iovec *iov, int iovcnt, uint64_t datalen, size_t room,
                     uint64_t *ret_loc, uint64_t *ret_end)
 {
         uint32_t head = DSM__REC_HDR_SIZE + dsm__align8(mlen);
@@ -267,15 +278,27 @@ int dsm__log_append(struct dsm_store *s, uint8_t type, uint64_t txn,
         if (r < 0)
                 goto out;
         if (DSM__LOC_OFF(s->tail) + len > s->segsize) {
-                r = dsm__log_switch(s);
+                r = dsm__log_switch(s, false);
                 if (r < 0)
                         goto out;
         }
         loc = s->tail;
         off = DSM__LOC_OFF(loc);
         fd = tail_fd(s);
-        r = fd < 0 ? fd : write_full(s, fd, h, head, off);
-        off += head;
+        if (fd >= 0 && iovcnt > 0 && head <= room) {
+                /* The caller left room before its data: one write for the
+                 * header and the first run. */
+                uint8_t *p = (uint8_t *)iov[0].iov_base - head;
+
+                memcpy(p, h, head);
+                r = write_full(s, fd, p, head + iov[0].iov_len, off);
+                off += head + iov[0].iov_len;
+                iov++;
+                iovcnt--;
+        } else {
+                r = fd < 0 ? fd : write_full(s, fd, h, head, off);
+                off += head;
+        }
         for (int i = 0; r >= 0 && i < iovcnt; i++) {
                 r = write_full(s, fd, iov[i].iov_base, iov[i].iov_len, off);
                 off += iov[i].iov_len;

@@ -182,7 +182,7 @@ int dsm_format(const char *dir, const struct dsm_options *opt)
                 clock_gettime(CLOCK_REALTIME, &ts);
                 s->store_id = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
         }
-        r = dsm__seg_create(s, 1);
+        r = dsm__seg_create(s, 1, true);
 out:
         free(l.v);
         store_free(s);
@@ -201,10 +201,14 @@ struct win {
         size_t len;
 };
 
-/* Bytes [off, off + n) of the window's file; -ENODATA past its end. */
+/* Bytes [off, off + n) of the window's file; -ENODATA past its end.
+ * Refilling keeps what the window already holds from off on (a record
+ * that straddled its end is not read twice), and asks the I/O layer to
+ * start reading the window after the new one, so that checksumming this
+ * window overlaps reading the next. */
 static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
 {
-        size_t want;
+        size_t want, keep = 0;
         int r;
 
         if (off + n > w->fsize)
@@ -224,12 +228,18 @@ static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
                 w->buf = p;
                 w->cap = want;
         }
-        r = dsm__pread_full(w->s, w->fd, w->buf, want, off);
+        if (off >= w->off && off < w->off + w->len) {
+                keep = (size_t)(w->off + w->len - off);
+                memmove(w->buf, w->buf + (off - w->off), keep);
+        }
+        r = dsm__pread_full(w->s, w->fd, w->buf + keep, want - keep, off + keep);
         if (r < 0)
                 return r == -ENODATA ? -EIO : r;
-        w->s->recovery_bytes += want;
+        w->s->recovery_bytes += want - keep;
         w->off = off;
         w->len = want;
+        if (w->s->io->prefetch && off + want < w->fsize)
+                w->s->io->prefetch(w->s->ioctx, w->fd, off + want, WINDOW);
         *ret = w->buf;
         return 0;
 }
@@ -726,7 +736,7 @@ static int ckpt_flush_meta(struct dsm_ckpt *cp)
 
         if (!cp->buf.len)
                 return 0;
-        r = dsm__log_append(cp->s, DSM__REC_CKPT_META, 0, cp->buf.p, (uint32_t)cp->buf.len, 0, NULL, 0, 0,
+        r = dsm__log_append(cp->s, DSM__REC_CKPT_META, 0, cp->buf.p, (uint32_t)cp->buf.len, 0, NULL, 0, 0, 0,
                             &loc, NULL);
         if (r < 0)
                 return r;
@@ -784,7 +794,7 @@ int dsm__checkpoint_locked(struct dsm_store *s)
                 }
                 if (b.len + 64 >= s->chunk) {
                         dsm__put32(b.p, n);
-                        r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, &loc, NULL);
+                        r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, NULL);
                         if (r < 0)
                                 goto out;
                         if (!cp.first)
@@ -795,7 +805,7 @@ int dsm__checkpoint_locked(struct dsm_store *s)
         }
         if (n) {
                 dsm__put32(b.p, n);
-                r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, &loc, NULL);
+                r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, NULL);
                 if (r < 0)
                         goto out;
                 if (!cp.first)
@@ -828,7 +838,7 @@ int dsm__checkpoint_locked(struct dsm_store *s)
                 pthread_mutex_lock(&s->log_mtx);
                 cp.first = s->tail;
                 if (DSM__LOC_OFF(s->tail) + DSM__REC_HDR_SIZE + 64 > s->segsize) {
-                        r = dsm__log_switch(s);
+                        r = dsm__log_switch(s, false);
                         cp.first = s->tail;
                 }
                 pthread_mutex_unlock(&s->log_mtx);
@@ -841,7 +851,7 @@ int dsm__checkpoint_locked(struct dsm_store *s)
                 dsm__buf_varint(&b, nindex);
                 dsm__buf_varint(&b, cp.total);
         }
-        r = dsm__log_append(s, DSM__REC_CKPT_END, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, &loc, &end);
+        r = dsm__log_append(s, DSM__REC_CKPT_END, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, &end);
         if (r < 0)
                 goto out;
         r = dsm__log_sync(s, end);
@@ -851,7 +861,7 @@ int dsm__checkpoint_locked(struct dsm_store *s)
         s->ckpt_loc = loc;
         s->ckpt_first = cp.first;
         s->ckpt_seq = s->seq;
-        r = dsm__log_switch(s);         /* its header names this checkpoint */
+        r = dsm__log_switch(s, true);   /* its header names this checkpoint */
         pthread_mutex_unlock(&s->log_mtx);
 out:
         dsm__buf_free(&b);

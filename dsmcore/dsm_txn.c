@@ -4,7 +4,8 @@
  *
  * A transaction sees the store as of its snapshot (the last commit when it
  * began) plus its own writes.  Its write set (t->ws) is an emap whose
- * entries are either pages in the staging buffer (DSM__F_BUF, loc = slot)
+ * entries are either runs in the staging buffer (DSM__F_BUF, loc = byte
+ * offset in the buffer)
  * or runs already streamed to the log as DATA records (loc = log address;
  * they pin their segment against the cleaner [I4]).  Whole-page writes go
  * straight to the buffer; partial writes read the old page first.  When
@@ -39,15 +40,21 @@ struct slot {
         bool valid;
 };
 
+/* Room kept before the first slot, where the log writes a record's header
+ * so that header and data go out in one write. */
+#define TXN_PREFIX 4096u
+
 struct dsm_txn {
         struct dsm_store *s;
         uint64_t id;
         uint64_t snap;
         int err;                        /* poisoned: commit refuses */
         struct dsm__emap ws;
-        uint8_t *buf;
+        uint8_t *mem;                   /* TXN_PREFIX bytes, then the slots */
+        uint8_t *buf;                   /* mem + TXN_PREFIX */
         struct slot *slots;
         uint32_t nslots;
+        uint32_t capslots;              /* allocated, grows up to maxslots */
         uint32_t maxslots;
         struct rrange *reads;
         size_t nreads, capreads;
@@ -67,14 +74,6 @@ int dsm_txn_begin(struct dsm_store *s, struct dsm_txn **ret)
                 return -ENOMEM;
         t->s = s;
         t->maxslots = s->chunk / DSM_PAGE_SIZE;
-        t->buf = malloc((size_t)t->maxslots * DSM_PAGE_SIZE);
-        t->slots = calloc(t->maxslots, sizeof(t->slots[0]));
-        if (!t->buf || !t->slots) {
-                free(t->buf);
-                free(t->slots);
-                free(t);
-                return -ENOMEM;
-        }
         dsm__emap_init(&t->ws, dsm__seg_pin, s);
         pthread_rwlock_rdlock(&s->rw);
         t->snap = s->seq;
@@ -95,7 +94,7 @@ static void txn_free(struct dsm_txn *t)
         pthread_mutex_lock(&s->log_mtx);
         s->active_txns--;
         pthread_mutex_unlock(&s->log_mtx);
-        free(t->buf);
+        free(t->mem);
         free(t->slots);
         free(t->reads);
         free(t->frees);
@@ -190,7 +189,7 @@ int dsm_txn_read(struct dsm_txn *t, uint64_t obj, uint64_t page, void *buf)
                 return t->err;
         e = dsm__emap_find(&t->ws, obj, page);
         if (e && (e->flags & DSM__F_BUF)) {
-                memcpy(buf, t->buf + e->loc * DSM_PAGE_SIZE, DSM_PAGE_SIZE);
+                memcpy(buf, t->buf + e->loc + (page - e->page) * DSM_PAGE_SIZE, DSM_PAGE_SIZE);
                 return 1;
         }
         if (!e && freed_here(t, obj, page)) {
@@ -224,6 +223,40 @@ int dsm_txn_read(struct dsm_txn *t, uint64_t obj, uint64_t page, void *buf)
         if (add_read(t, obj, page) < 0)
                 return poison(t, -ENOMEM);
         return r;
+}
+
+/* Bytes before the first run we may overwrite: the prefix, and slots that
+ * hold nothing valid (every slot before the first run is such). */
+static size_t room_before(const struct dsm_txn *t, const struct iovec *iov, int iovcnt)
+{
+        return iovcnt ? (size_t)((const uint8_t *)iov[0].iov_base - t->mem) : 0;
+}
+
+/* Make slot number `slot` usable; the buffer grows by doubling, so a small
+ * transaction does not pay for a full one. */
+static int grow_slots(struct dsm_txn *t, uint32_t slot)
+{
+        uint32_t cap = t->capslots ? t->capslots : 4;
+        uint8_t *mem;
+        struct slot *sl;
+
+        if (slot < t->capslots)
+                return 0;
+        while (cap <= slot)
+                cap *= 2;
+        if (cap > t->maxslots)
+                cap = t->maxslots;
+        mem = realloc(t->mem, TXN_PREFIX + (size_t)cap * DSM_PAGE_SIZE);
+        if (!mem)
+                return -ENOMEM;
+        t->mem = mem;
+        t->buf = mem + TXN_PREFIX;
+        sl = realloc(t->slots, cap * sizeof(*sl));
+        if (!sl)
+                return -ENOMEM;
+        t->slots = sl;
+        t->capslots = cap;
+        return 0;
 }
 
 /*
@@ -309,7 +342,7 @@ static int spill(struct dsm_txn *t, bool locked)
         if (!locked)
                 pthread_rwlock_rdlock(&s->rw);  /* the cleaner must see our pins */
         r = dsm__log_append(s, DSM__REC_DATA, t->id, b.p, (uint32_t)b.len, 0, iov, iovcnt,
-                            datalen, &loc, NULL);
+                            datalen, room_before(t, iov, iovcnt), &loc, NULL);
         data0 = loc + DSM__REC_HDR_SIZE + dsm__align8((uint32_t)b.len);
         for (size_t i = 0; r >= 0 && i < nruns; i++) {
                 runs[i].loc += data0;
@@ -328,6 +361,7 @@ int dsm_txn_write(struct dsm_txn *t, uint64_t obj, uint64_t page, uint32_t off,
                   const void *data, uint32_t len)
 {
         const struct dsm__ext *e;
+        struct dsm__ext *pe;
         uint32_t slot;
         uint8_t *p;
         int r;
@@ -340,7 +374,7 @@ int dsm_txn_write(struct dsm_txn *t, uint64_t obj, uint64_t page, uint32_t off,
                 return 0;
         e = dsm__emap_find(&t->ws, obj, page);
         if (e && (e->flags & DSM__F_BUF)) {
-                memcpy(t->buf + e->loc * DSM_PAGE_SIZE + off, data, len);
+                memcpy(t->buf + e->loc + (page - e->page) * DSM_PAGE_SIZE + off, data, len);
                 return 0;
         }
         if (t->nslots == t->maxslots) {
@@ -349,6 +383,9 @@ int dsm_txn_write(struct dsm_txn *t, uint64_t obj, uint64_t page, uint32_t off,
                         return poison(t, r);
         }
         slot = t->nslots;
+        r = grow_slots(t, slot);
+        if (r < 0)
+                return poison(t, r);
         p = t->buf + (size_t)slot * DSM_PAGE_SIZE;
         if (len < DSM_PAGE_SIZE) {
                 r = dsm_txn_read(t, obj, page, p);
@@ -356,12 +393,87 @@ int dsm_txn_write(struct dsm_txn *t, uint64_t obj, uint64_t page, uint32_t off,
                         return poison(t, r);
         }
         memcpy(p + off, data, len);
-        r = dsm__emap_insert(&t->ws, &(struct dsm__ext){ .obj = obj, .page = page, .npages = 1,
-                                                          .loc = slot, .flags = DSM__F_BUF });
-        if (r < 0)
-                return poison(t, r);
+        /* A page that follows its predecessor in both the file and the
+         * buffer extends the predecessor's run: sequential writes keep one
+         * write-set entry per run, not per page. */
+        pe = (!e && page > 0) ? (struct dsm__ext *)dsm__emap_find(&t->ws, obj, page - 1) : NULL;
+        if (pe && (pe->flags & DSM__F_BUF) && pe->page + pe->npages == page &&
+            pe->loc + (uint64_t)pe->npages * DSM_PAGE_SIZE == (uint64_t)slot * DSM_PAGE_SIZE) {
+                pe->npages++;
+        } else {
+                r = dsm__emap_insert(&t->ws, &(struct dsm__ext){ .obj = obj, .page = page, .npages = 1,
+                                                                  .loc = (uint64_t)slot * DSM_PAGE_SIZE,
+                                                                  .flags = DSM__F_BUF });
+                if (r < 0)
+                        return poison(t, r);
+        }
         t->slots[slot] = (struct slot){ obj, page, true };
         t->nslots++;
+        return 0;
+}
+
+static void invalidate_slots(struct dsm_txn *t, uint64_t obj, uint64_t first, uint64_t last)
+{
+        for (uint32_t i = 0; i < t->nslots; i++)
+                if (t->slots[i].valid && t->slots[i].obj == obj && t->slots[i].page >= first &&
+                    t->slots[i].page < last)
+                        t->slots[i].valid = false;
+}
+
+#define DIRECT_MIN (64u << 10)
+
+int dsm_txn_write_pages(struct dsm_txn *t, uint64_t obj, uint64_t page, uint64_t npages, const void *data)
+{
+        struct dsm_store *s = t->s;
+        const uint8_t *p = data;
+        uint64_t maxrun = t->maxslots;
+        int r;
+
+        if (t->err)
+                return t->err;
+        if (page + npages < page)
+                return -EINVAL;
+        if (npages * DSM_PAGE_SIZE < DIRECT_MIN) {
+                for (uint64_t i = 0; i < npages; i++) {
+                        r = dsm_txn_write(t, obj, page + i, 0, p + i * DSM_PAGE_SIZE, DSM_PAGE_SIZE);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        /* Stream it: one DATA record per chunk, written from `data`. */
+        while (npages) {
+                uint64_t n = npages < maxrun ? npages : maxrun, loc, data0;
+                struct dsm__buf b = { 0 };
+                struct iovec iov = { (void *)p, n * DSM_PAGE_SIZE };
+
+                dsm__buf_varint(&b, 1);
+                dsm__buf_varint(&b, obj);
+                dsm__buf_varint(&b, page);
+                dsm__buf_varint(&b, n);
+                dsm__buf_u32(&b, dsm__csum(p, n * DSM_PAGE_SIZE));
+                r = b.err;
+                if (r < 0) {
+                        dsm__buf_free(&b);
+                        return poison(t, r);
+                }
+                invalidate_slots(t, obj, page, page + n);
+                pthread_rwlock_rdlock(&s->rw);  /* the cleaner must see our pins */
+                r = dsm__log_append(s, DSM__REC_DATA, t->id, b.p, (uint32_t)b.len, 0, &iov, 1,
+                                    iov.iov_len, 0, &loc, NULL);
+                data0 = loc + DSM__REC_HDR_SIZE + dsm__align8((uint32_t)b.len);
+                if (r >= 0)
+                        r = dsm__emap_insert(&t->ws, &(struct dsm__ext){ .obj = obj, .page = page,
+                                                                          .npages = (uint32_t)n,
+                                                                          .loc = data0 });
+                pthread_rwlock_unlock(&s->rw);
+                dsm__buf_free(&b);
+                if (r < 0)
+                        return poison(t, r);
+                p += n * DSM_PAGE_SIZE;
+                page += n;
+                npages -= n;
+        }
         return 0;
 }
 
@@ -377,10 +489,7 @@ int dsm_txn_free(struct dsm_txn *t, uint64_t obj, uint64_t first, uint64_t npage
         r = dsm__emap_remove(&t->ws, obj, first, npages);
         if (r < 0)
                 return poison(t, r);
-        for (uint32_t i = 0; i < t->nslots; i++)
-                if (t->slots[i].valid && t->slots[i].obj == obj && t->slots[i].page >= first &&
-                    t->slots[i].page < last)
-                        t->slots[i].valid = false;
+        invalidate_slots(t, obj, first, last);
         if (t->nfrees == t->capfrees) {
                 size_t cap = t->capfrees ? t->capfrees * 2 : 8;
                 struct dsm_extent *n = realloc(t->frees, cap * sizeof(*n));
@@ -531,7 +640,7 @@ static int commit(struct dsm_txn *t, const void *meta, size_t metalen, struct ds
         if (r < 0)
                 goto out_unlock;
         r = dsm__log_append(s, DSM__REC_COMMIT, t->id, b.p, (uint32_t)b.len, (uint32_t)metalen,
-                            iov, iovcnt, datalen, &loc, &end);
+                            iov, iovcnt, datalen, room_before(t, iov, iovcnt), &loc, &end);
         if (r < 0)
                 goto out_unlock;
 
@@ -579,7 +688,7 @@ static int commit(struct dsm_txn *t, const void *meta, size_t metalen, struct ds
                 dsm_commit_release(ret);
         free(iov);
         dsm__buf_free(&b);
-        free(t->buf);
+        free(t->mem);
         free(t->slots);
         free(t->reads);
         free(t->frees);

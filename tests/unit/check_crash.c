@@ -132,7 +132,24 @@ static int random_txn(struct dsm_store *s, struct model *pend, uint64_t *rs, boo
                 int o = (int)(tu_rand(rs) % NOBJ), p = (int)(tu_rand(rs) % NPAGE);
                 unsigned op = (unsigned)(tu_rand(rs) % 20);
 
-                if (op < 12) {
+                if (op < 3) {
+                        /* A long run of whole pages, streamed from our
+                         * memory (dsm_txn_write_pages). */
+                        static uint8_t run[32 * DSM_PAGE_SIZE];
+                        int n = 16 + (int)(tu_rand(rs) % 17);
+
+                        p = (int)(tu_rand(rs) % (NPAGE - 16));
+                        if (p + n > NPAGE)
+                                n = NPAGE - p;
+                        pattern(run, (size_t)n * DSM_PAGE_SIZE, rs);
+                        r = dsm_txn_write_pages(t, (uint64_t)o, (uint64_t)p, (uint64_t)n, run);
+                        if (r < 0)
+                                goto fail;
+                        for (int k = 0; k < n; k++) {
+                                memcpy(pend->data[o][p + k], run + (size_t)k * DSM_PAGE_SIZE, DSM_PAGE_SIZE);
+                                pend->present[o][p + k] = true;
+                        }
+                } else if (op < 12) {
                         /* A run of whole pages. */
                         int n = 1 + (int)(tu_rand(rs) % 12);
 

@@ -350,6 +350,18 @@ START_TEST(test_streaming_large_txn)
                 fill(buf, 42, p, 1);
                 ck_assert_int_eq(dsm_txn_write(t, 42, p, 0, buf, DSM_PAGE_SIZE), 0);
         }
+        /* A long run straight from our memory replaces staged pages. */
+        {
+                static uint8_t run[64 * DSM_PAGE_SIZE];
+
+                for (uint64_t i = 0; i < 64; i++)
+                        fill(run + i * DSM_PAGE_SIZE, 42, n - 64 + i, 3);
+                ck_assert_int_eq(dsm_txn_write_pages(t, 42, n - 64, 64, run), 0);
+                memset(run, 0, sizeof(run));    /* not used after the call */
+                ck_assert_int_eq(dsm_txn_read(t, 42, n - 1, buf), 1);
+                fill(run, 42, n - 1, 3);
+                ck_assert(memcmp(buf, run, DSM_PAGE_SIZE) == 0);
+        }
         /* Overwrite some streamed pages and some buffered ones. */
         for (uint64_t p = 0; p < n; p += 97) {
                 fill(buf, 42, p, 2);
@@ -363,7 +375,7 @@ START_TEST(test_streaming_large_txn)
         ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
         for (int round = 0; round < 2; round++) {
                 for (uint64_t p = 0; p < n; p++)
-                        expect_page(s, 42, p, p % 97 == 0 ? 2 : 1);
+                        expect_page(s, 42, p, p % 97 == 0 ? 2 : p >= n - 64 ? 3 : 1);
                 dsm_close(s);
                 s = open_store(&o);
         }
