@@ -1404,11 +1404,5 @@ static Suite *faultio_suite(void)
 
 int main(void)
 {
-        SRunner *sr = srunner_create(faultio_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_ENV);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return tu_run_suite(faultio_suite());
 }

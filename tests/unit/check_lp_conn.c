@@ -1467,11 +1467,5 @@ static Suite *lp_conn_suite(void)
 
 int main(void)
 {
-        SRunner *sr = srunner_create(lp_conn_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_ENV);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return tu_run_suite(lp_conn_suite());
 }

@@ -598,11 +598,5 @@ static Suite *lp_frame_suite(void)
 
 int main(void)
 {
-        SRunner *sr = srunner_create(lp_frame_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_ENV);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return tu_run_suite(lp_frame_suite());
 }

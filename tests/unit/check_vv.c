@@ -770,11 +770,5 @@ static Suite *vv_suite(void)
 
 int main(void)
 {
-        SRunner *sr = srunner_create(vv_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_ENV);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        return tu_run_suite(vv_suite());
 }

@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <ftw.h>
 
+#include <check.h>
+
 static char tu_dir[PATH_MAX];
 static pid_t tu_owner;
 
@@ -73,4 +75,15 @@ uint64_t tu_rand(uint64_t *s)
         x ^= x << 17;
         *s = x;
         return x * 0x2545F4914F6CDD1DULL;
+}
+
+int tu_run_suite(Suite *s)
+{
+        SRunner *sr = srunner_create(s);
+        int failed;
+
+        srunner_run_all(sr, CK_ENV);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

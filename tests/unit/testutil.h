@@ -18,4 +18,10 @@ uint64_t tu_rand(uint64_t *state);
 /* Remove a directory tree; ignores errors. */
 void tu_rmtree(const char *path);
 
+struct Suite;
+/* Run a suite the way every runner does (CK_ENV: fork mode, verbosity
+ * and TAP output come from the environment meson sets) and return the
+ * process exit status.  Takes ownership of the suite. */
+int tu_run_suite(struct Suite *s);
+
 #endif
