@@ -191,24 +191,138 @@ out:
 
 /* ---- reading records ----------------------------------------------------------- */
 
+/*
+ * The recovery reader.  A window holds bytes [off, off + len) of one
+ * segment file at buf.  While recovery checksums and indexes one window, a
+ * reader thread reads the next one into a spare buffer, so reading and
+ * checking overlap.  Both buffers keep KEEP_MAX bytes of room in front of
+ * the data, where the tail of the previous window (a record that straddled
+ * its end) is copied, so nothing is read twice.
+ */
+#define KEEP_MAX (2u << 20)
+
 struct win {
         struct dsm_store *s;
         int fd;
         uint64_t fsize;
-        uint8_t *buf;
-        size_t cap;
+        uint8_t *buf;                   /* the window's data, inside cmem */
         uint64_t off;
         size_t len;
+        uint8_t *cmem;                  /* KEEP_MAX + ccap bytes */
+        size_t ccap;
+        /* the reader thread and its one outstanding request */
+        pthread_t th;
+        bool started;
+        pthread_mutex_t mtx;
+        pthread_cond_t cond;
+        bool pending;                   /* a request is queued or running */
+        bool done;                      /* ... and has finished */
+        bool quit;
+        int pfd;
+        uint64_t poff;
+        size_t plen;
+        int perr;
+        uint8_t *pmem;                  /* KEEP_MAX + WINDOW bytes */
 };
 
-/* Bytes [off, off + n) of the window's file; -ENODATA past its end.
- * Refilling keeps what the window already holds from off on (a record
- * that straddled its end is not read twice), and asks the I/O layer to
- * start reading the window after the new one, so that checksumming this
- * window overlaps reading the next. */
+static void *win_reader(void *arg)
+{
+        struct win *w = arg;
+
+        pthread_mutex_lock(&w->mtx);
+        for (;;) {
+                while (!w->quit && (!w->pending || w->done))
+                        pthread_cond_wait(&w->cond, &w->mtx);
+                if (w->quit)
+                        break;
+                pthread_mutex_unlock(&w->mtx);
+                int r = dsm__pread_full(w->s, w->pfd, w->pmem + KEEP_MAX, w->plen, w->poff);
+                pthread_mutex_lock(&w->mtx);
+                w->perr = r;
+                w->done = true;
+                pthread_cond_broadcast(&w->cond);
+        }
+        pthread_mutex_unlock(&w->mtx);
+        return NULL;
+}
+
+static void win_init(struct win *w, struct dsm_store *s)
+{
+        memset(w, 0, sizeof(*w));
+        w->s = s;
+        pthread_mutex_init(&w->mtx, NULL);
+        pthread_cond_init(&w->cond, NULL);
+}
+
+/* Wait for the outstanding read, if any; returns with none pending. */
+static void win_drain(struct win *w)
+{
+        if (!w->started)
+                return;
+        pthread_mutex_lock(&w->mtx);
+        while (w->pending && !w->done)
+                pthread_cond_wait(&w->cond, &w->mtx);
+        w->pending = false;
+        pthread_mutex_unlock(&w->mtx);
+}
+
+static void win_free(struct win *w)
+{
+        if (w->started) {
+                win_drain(w);
+                pthread_mutex_lock(&w->mtx);
+                w->quit = true;
+                pthread_cond_broadcast(&w->cond);
+                pthread_mutex_unlock(&w->mtx);
+                pthread_join(w->th, NULL);
+        }
+        pthread_mutex_destroy(&w->mtx);
+        pthread_cond_destroy(&w->cond);
+        free(w->cmem);
+        free(w->pmem);
+}
+
+/* Start reading the window after the current one, if the file has more. */
+static void win_prefetch(struct win *w)
+{
+        uint64_t next = w->off + w->len;
+
+        if (next >= w->fsize)
+                return;
+        if (!w->pmem) {
+                w->pmem = malloc(KEEP_MAX + WINDOW);
+                if (!w->pmem)
+                        return;         /* reads simply will not overlap */
+        }
+        if (!w->started) {
+                if (pthread_create(&w->th, NULL, win_reader, w) != 0)
+                        return;
+                w->started = true;
+        }
+        pthread_mutex_lock(&w->mtx);
+        w->pfd = w->fd;
+        w->poff = next;
+        w->plen = (size_t)(w->fsize - next < WINDOW ? w->fsize - next : WINDOW);
+        w->pending = true;
+        w->done = false;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->mtx);
+}
+
+/* Point the window at another file (or the same one afresh). */
+static void win_reset(struct win *w, int fd, uint64_t fsize)
+{
+        win_drain(w);
+        w->fd = fd;
+        w->fsize = fsize;
+        w->off = 0;
+        w->len = 0;
+}
+
+/* Bytes [off, off + n) of the window's file; -ENODATA past its end. */
 static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
 {
-        size_t want, keep = 0;
+        size_t want, keep = 0, koff = 0;
         int r;
 
         if (off + n > w->fsize)
@@ -217,29 +331,62 @@ static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
                 *ret = w->buf + (off - w->off);
                 return 0;
         }
+        if (off >= w->off && off < w->off + w->len) {
+                keep = (size_t)(w->off + w->len - off);
+                koff = (size_t)(off - w->off);
+        }
+        /* The read ahead, if it is what comes next and what we need fits. */
+        if (w->started && w->pending) {
+                bool usable;
+
+                win_drain(w);
+                usable = w->perr >= 0 && w->pfd == w->fd && w->poff == w->off + w->len &&
+                         keep <= KEEP_MAX && off + keep == w->poff && off + n <= w->poff + w->plen;
+                if (usable) {
+                        uint8_t *nb = w->pmem + KEEP_MAX - keep, *old = w->cmem;
+
+                        /* Swap: our buffer (at least WINDOW) becomes the spare. */
+                        memcpy(nb, w->buf + koff, keep);
+                        w->cmem = w->pmem;
+                        w->pmem = old;
+                        w->ccap = WINDOW;
+                        w->buf = nb;
+                        w->off = off;
+                        w->len = keep + w->plen;
+                        w->s->recovery_bytes += w->plen;
+                        win_prefetch(w);
+                        *ret = w->buf;
+                        return 0;
+                }
+        }
+        /* Read it ourselves. */
         want = n > WINDOW ? n : WINDOW;
         if (want > w->fsize - off)
                 want = (size_t)(w->fsize - off);
-        if (want > w->cap) {
-                uint8_t *p = realloc(w->buf, want);
+        if (keep) {
+                /* Move the kept tail to the front of the data area. */
+                size_t from = (size_t)(w->buf - w->cmem) + koff;
+
+                memmove(w->cmem + KEEP_MAX, w->cmem + from, keep);
+        }
+        if (want > w->ccap || !w->cmem) {
+                uint8_t *p = realloc(w->cmem, KEEP_MAX + (want > WINDOW ? want : WINDOW));
 
                 if (!p)
                         return -ENOMEM;
-                w->buf = p;
-                w->cap = want;
+                w->cmem = p;
+                w->ccap = want > WINDOW ? want : WINDOW;
         }
-        if (off >= w->off && off < w->off + w->len) {
-                keep = (size_t)(w->off + w->len - off);
-                memmove(w->buf, w->buf + (off - w->off), keep);
-        }
+        w->buf = w->cmem + KEEP_MAX;
         r = dsm__pread_full(w->s, w->fd, w->buf + keep, want - keep, off + keep);
-        if (r < 0)
+        if (r < 0) {
+                w->len = 0;
                 return r == -ENODATA ? -EIO : r;
+        }
         w->s->recovery_bytes += want - keep;
         w->off = off;
         w->len = want;
-        if (w->s->io->prefetch && off + want < w->fsize)
-                w->s->io->prefetch(w->s->ioctx, w->fd, off + want, WINDOW);
+        win_prefetch(w);
         *ret = w->buf;
         return 0;
 }
@@ -580,15 +727,13 @@ static uint64_t resync(struct win *w, uint64_t off)
 
 static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t start, bool last, struct win *w)
 {
-        uint64_t off = start;
+        uint64_t off = start, fsize;
         int r;
 
-        r = s->io->fsize(s->ioctx, g->fd, &w->fsize);
+        r = s->io->fsize(s->ioctx, g->fd, &fsize);
         if (r < 0)
                 return r;
-        w->fd = g->fd;
-        w->off = 0;
-        w->len = 0;
+        win_reset(w, g->fd, fsize);
         if (s->io->advise_seq)
                 s->io->advise_seq(s->ioctx, g->fd);
         while (off + DSM__REC_HDR_SIZE <= w->fsize) {
@@ -631,7 +776,7 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
 
 static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_replay_from)
 {
-        uint64_t seq, next_txn, first, nindex, loaded = 0, loc;
+        uint64_t seq, next_txn, first, nindex, loaded = 0, loc, fsize;
         struct dsm__seg *g;
         struct rec rc;
         struct dsm__rd rd;
@@ -640,11 +785,10 @@ static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_rep
         g = dsm__seg_find(s, DSM__LOC_SEG(s->ckpt_loc));
         if (!g)
                 goto bad;
-        r = s->io->fsize(s->ioctx, g->fd, &w->fsize);
+        r = s->io->fsize(s->ioctx, g->fd, &fsize);
         if (r < 0)
                 return r;
-        w->fd = g->fd;
-        w->off = w->len = 0;
+        win_reset(w, g->fd, fsize);
         r = read_record(w, g->segno, DSM__LOC_OFF(s->ckpt_loc), &rc);
         if (r < 0 || rc.type != DSM__REC_CKPT_END)
                 goto bad;
@@ -663,11 +807,10 @@ static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_rep
                         g = dsm__seg_find(s, DSM__LOC_SEG(loc));
                         if (!g)
                                 goto bad;
-                        r = s->io->fsize(s->ioctx, g->fd, &w->fsize);
+                        r = s->io->fsize(s->ioctx, g->fd, &fsize);
                         if (r < 0)
                                 return r;
-                        w->fd = g->fd;
-                        w->off = w->len = 0;
+                        win_reset(w, g->fd, fsize);
                 }
                 if (DSM__LOC_OFF(loc) + DSM__REC_HDR_SIZE > w->fsize) {
                         /* next segment */
@@ -884,7 +1027,7 @@ int dsm_checkpoint(struct dsm_store *s)
 int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **ret)
 {
         struct segnos l = { 0 };
-        struct win w = { 0 };
+        struct win w;
         struct dsm_store *s;
         uint64_t replay_from = 0, newest_ckpt = 0, newest_seg = 0;
         uint32_t chunk;
@@ -893,7 +1036,7 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
         s = store_new(dir, opt);
         if (!s)
                 return -ENOMEM;
-        w.s = s;
+        win_init(&w, s);
         r = list_segments(s, &l);
         if (r < 0)
                 goto fail;
@@ -998,12 +1141,12 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
         (void)newest_seg;
         s->tail = DSM__LOC(s->segs[s->nsegs - 1].segno, s->segs[s->nsegs - 1].size);
         s->durable = s->tail;
-        free(w.buf);
+        win_free(&w);
         free(l.v);
         *ret = s;
         return 0;
 fail:
-        free(w.buf);
+        win_free(&w);
         free(l.v);
         store_free(s);
         return r;
