@@ -103,7 +103,9 @@ enum dsm_replay_kind {
         DSM_REPLAY_COMMIT = 2,
 };
 
-/* Return < 0 to stop recovery with that error. data is valid during the call. */
+/* Return < 0 to stop recovery: dsm_open() then fails with that very error
+ * (whatever it is, it is never taken for damage in the log).  data is
+ * valid during the call. */
 typedef int (*dsm_replay_fn)(void *ctx, enum dsm_replay_kind kind, uint64_t seq,
                              const void *data, size_t len);
 
@@ -218,6 +220,10 @@ int dsm_ckpt_put(struct dsm_ckpt *cp, const void *buf, size_t len);
 int dsm_clean(struct dsm_store *s, unsigned max_live_pct);
 
 void dsm_get_stats(struct dsm_store *s, struct dsm_stats *ret);
+
+/* The store's sticky error (see the top of this file), or 0 if it has
+ * none. */
+int dsm_error(struct dsm_store *s);
 
 /* ---- transactions ---------------------------------------------------- */
 

@@ -227,6 +227,7 @@ struct dsm_store {
         size_t nsegs, segcap;
 
         int err;                        /* [I6], written under log_mtx */
+        int cb_err;                     /* a replay callback's error (recovery) */
 };
 
 /* dsm_log.c */

@@ -658,8 +658,14 @@ static int apply_commit(struct dsm_store *s, const struct rec *rc, bool last, ui
         if (r < 0)
                 goto out;
         s->seq = seq;
-        if (s->opt.replay)
+        if (s->opt.replay) {
                 r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_COMMIT, seq, meta, metalen);
+                if (r < 0) {
+                        /* Carried past the damage handling, as is. */
+                        s->cb_err = r;
+                        r = -ECANCELED;
+                }
+        }
 out:
         free(fr);
         free(rf);
@@ -853,8 +859,10 @@ static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_rep
                                 goto bad;
                 } else if (rc.type == DSM__REC_CKPT_META && s->opt.replay) {
                         r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_CHECKPOINT_META, seq, rc.meta, rc.mlen);
-                        if (r < 0)
-                                return r;
+                        if (r < 0) {
+                                s->cb_err = r;
+                                return -ECANCELED;
+                        }
                 }
                 loc += rc.len;
         }
@@ -1146,6 +1154,8 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
         *ret = s;
         return 0;
 fail:
+        if (r == -ECANCELED && s->cb_err)
+                r = s->cb_err;
         win_free(&w);
         free(l.v);
         store_free(s);
@@ -1192,6 +1202,11 @@ int dsm_seek(struct dsm_store *s, uint64_t obj, uint64_t page, int whence, uint6
         }
         pthread_rwlock_unlock(&s->rw);
         return r;
+}
+
+int dsm_error(struct dsm_store *s)
+{
+        return dsm__error(s);
 }
 
 void dsm_get_stats(struct dsm_store *s, struct dsm_stats *st)

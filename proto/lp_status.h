@@ -52,6 +52,15 @@ enum lp_status {
         LP_STATUS_BAD_MESSAGE = 19,
         LP_STATUS_PROTOCOL = 20,
         LP_STATUS_AUTH = 21,
+        LP_STATUS_NO_DATA = 22,
+        LP_STATUS_RANGE = 23,
+        LP_STATUS_TOO_MANY_LINKS = 24,
+        LP_STATUS_NO_SUCH_OFFSET = 25,
+        LP_STATUS_BUSY = 26,
+        LP_STATUS_TOO_MANY_OPEN = 27,
+        LP_STATUS_BAD_HANDLE = 28,
+        LP_STATUS_NO_DEVICE = 29,
+        LP_STATUS_ARG_TOO_BIG = 30,
         LP_STATUS_COUNT_         /* number of codes; not a code */
 };
 

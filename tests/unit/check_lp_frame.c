@@ -381,6 +381,11 @@ START_TEST(t_status_errno_mapping)
                 { ETIMEDOUT, LP_STATUS_TIMEOUT }, { EFBIG, LP_STATUS_TOO_BIG },
                 { EOPNOTSUPP, LP_STATUS_UNSUPPORTED }, { EBADMSG, LP_STATUS_BAD_MESSAGE },
                 { EPROTO, LP_STATUS_PROTOCOL }, { EKEYREJECTED, LP_STATUS_AUTH },
+                { ENODATA, LP_STATUS_NO_DATA }, { ERANGE, LP_STATUS_RANGE },
+                { EMLINK, LP_STATUS_TOO_MANY_LINKS }, { ENXIO, LP_STATUS_NO_SUCH_OFFSET },
+                { EBUSY, LP_STATUS_BUSY }, { ENFILE, LP_STATUS_TOO_MANY_OPEN },
+                { EBADF, LP_STATUS_BAD_HANDLE }, { ENODEV, LP_STATUS_NO_DEVICE },
+                { E2BIG, LP_STATUS_ARG_TOO_BIG },
         };
         size_t n = sizeof(one_to_one) / sizeof(one_to_one[0]);
 

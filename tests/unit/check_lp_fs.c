@@ -224,6 +224,28 @@ START_TEST(test_limits_and_garbage)
 }
 END_TEST
 
+/* Every errno a filesystem operation answers crosses the wire intact. */
+START_TEST(test_errnos_survive_the_wire)
+{
+        static const int errs[] = { ENOENT, EEXIST, ENOTEMPTY, ENAMETOOLONG, EISDIR, ENOTDIR, EINVAL,
+                                    EACCES, EPERM, EXDEV, ENOSPC, EIO, ESTALE, EAGAIN, ETIMEDOUT, EFBIG,
+                                    EOPNOTSUPP, EBADMSG, ENODATA, ERANGE, EMLINK, ENXIO, EBUSY, ENFILE,
+                                    EBADF, ENODEV, E2BIG };
+
+        for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+                struct lp_fs_resp in = { .status = -errs[i] }, out;
+                uint8_t *buf;
+                size_t len;
+
+                ck_assert_int_eq(lp_fs_resp_encode(&in, &buf, &len), 0);
+                ck_assert_int_eq(lp_fs_resp_decode(buf, len, &out), 0);
+                ck_assert_msg(out.status == -errs[i], "errno %d came back as %d", errs[i], -out.status);
+                free(buf);
+                lp_fs_resp_release(&out);
+        }
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("lp_fs");
@@ -234,6 +256,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_absent_fields_stay_absent);
         tcase_add_test(tc, test_response_round_trip);
         tcase_add_test(tc, test_limits_and_garbage);
+        tcase_add_test(tc, test_errnos_survive_the_wire);
         suite_add_tcase(s, tc);
         return s;
 }

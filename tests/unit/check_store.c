@@ -482,6 +482,37 @@ START_TEST(test_replay_and_checkpoint)
 }
 END_TEST
 
+static int failing_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        int *calls = ctx;
+
+        (void)kind; (void)seq; (void)data; (void)len;
+        return ++*calls == 2 ? -EBADMSG : 0;
+}
+
+/* A replay callback's error stops recovery with that error, and is never
+ * taken for damage: nothing of the log is cut. */
+START_TEST(test_replay_callback_error)
+{
+        int calls = 0;
+        struct dsm_options o = { .replay = failing_replay, .replay_ctx = &calls };
+        struct dsm_store *s;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, NULL), 0);
+        s = open_store(NULL);
+        for (uint64_t p = 0; p < 4; p++)
+                put_page(s, 1, p, 1);
+        dsm_close(s);
+        ck_assert_int_eq(dsm_open(dir, &o, &s), -EBADMSG);
+        s = open_store(NULL);
+        for (uint64_t p = 0; p < 4; p++)
+                expect_page(s, 1, p, 1);
+        ck_assert_int_eq(dsm_error(s), 0);
+        dsm_close(s);
+}
+END_TEST
+
 START_TEST(test_cleaner_gives_space_back)
 {
         struct dsm_options o = { .segment_size = 1 << 20, .txn_buffer = 64 << 10 };
@@ -733,6 +764,7 @@ START_TEST(test_write_error_is_sticky)
         ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), -EIO);
         /* The fault was once only, but the store stays failed until reopen. */
         ck_assert_int_eq(dsm_txn_begin(s, &t), -EIO);
+        ck_assert_int_eq(dsm_error(s), -EIO);
         ck_assert_int_eq(dsm_read(s, 1, 0, buf), -EIO);
         ck_assert_int_eq(dsm_checkpoint(s), -EIO);
         dsm_close(s);
@@ -902,6 +934,7 @@ static Suite *suite(void)
         suite_add_tcase(s, tc);
         tcase_set_timeout(rc, 120);
         tcase_add_test(rc, test_replay_and_checkpoint);
+        tcase_add_test(rc, test_replay_callback_error);
         tcase_add_test(rc, test_cleaner_gives_space_back);
         tcase_add_test(rc, test_torn_tail_is_cut);
         tcase_add_test(rc, test_mid_log_damage_is_refused);

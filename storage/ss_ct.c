@@ -1,0 +1,902 @@
+/*
+ * ss_ct.c -- see ss_ct.h (invariants [C1]..[C5] are listed there).
+ */
+#include "ss_ct.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cm.h"
+
+enum { IMG_NONE, IMG_LOADING, IMG_SKIP, IMG_DONE };
+
+#define ORPHAN_BATCH 256u
+
+/* ---- paths and files --------------------------------------------------------- */
+
+static char *path_join(const char *a, const char *b)
+{
+        char *p;
+
+        if (asprintf(&p, "%s/%s", a, b) < 0)
+                return NULL;
+        return p;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)flag;
+        (void)ftw;
+        remove(p);
+        return 0;
+}
+
+static void rmtree(const char *path)
+{
+        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int sync_dir(const char *path)
+{
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
+static const char *const db_suffixes[] = { "", "-wal", "-shm" };
+
+/* Rename meta.sqlite{,-wal,-shm} to <to>{,-wal,-shm}; missing files are fine. */
+static int move_db(const char *dir, const char *from, const char *to)
+{
+        for (size_t i = 0; i < sizeof(db_suffixes) / sizeof(db_suffixes[0]); i++) {
+                char a[PATH_MAX], b[PATH_MAX];
+
+                if (snprintf(a, sizeof(a), "%s/%s%s", dir, from, db_suffixes[i]) >= (int)sizeof(a) ||
+                    snprintf(b, sizeof(b), "%s/%s%s", dir, to, db_suffixes[i]) >= (int)sizeof(b))
+                        return -ENAMETOOLONG;
+                if (rename(a, b) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        return 0;
+}
+
+static void remove_db(const char *dir, const char *name)
+{
+        for (size_t i = 0; i < sizeof(db_suffixes) / sizeof(db_suffixes[0]); i++) {
+                char a[PATH_MAX];
+
+                if (snprintf(a, sizeof(a), "%s/%s%s", dir, name, db_suffixes[i]) < (int)sizeof(a))
+                        unlink(a);
+        }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* "fg-<decimal u32>" without leading zeros. */
+static bool parse_fg(const char *name, const char *prefix, const char *suffix, uint32_t *ret)
+{
+        size_t pl = strlen(prefix), sl = strlen(suffix), nl = strlen(name);
+        uint64_t v = 0;
+
+        if (nl <= pl + sl || strncmp(name, prefix, pl) || strcmp(name + nl - sl, suffix))
+                return false;
+        if (name[pl] == '0')
+                return false;
+        for (size_t i = pl; i < nl - sl; i++) {
+                if (name[i] < '0' || name[i] > '9')
+                        return false;
+                v = v * 10 + (uint64_t)(name[i] - '0');
+                if (v > UINT32_MAX)
+                        return false;
+        }
+        *ret = (uint32_t)v;
+        return v > 0;
+}
+
+int ss_ct_list(const char *data_dir, uint32_t **ret_fgs, size_t *ret_n)
+{
+        uint32_t *v = NULL, fg;
+        size_t n = 0, cap = 0;
+        struct dirent *e;
+        DIR *d = opendir(data_dir);
+
+        if (!d)
+                return -errno;
+        while ((e = readdir(d))) {
+                if (parse_fg(e->d_name, ".fg-", ".tmp", &fg)) {
+                        char *p = path_join(data_dir, e->d_name);
+
+                        if (p) {
+                                cm_log(LOG_NOTICE, "%s: removing an interrupted container creation", p);
+                                rmtree(p);
+                                free(p);
+                        }
+                        continue;
+                }
+                if (!parse_fg(e->d_name, "fg-", "", &fg))
+                        continue;
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 8;
+                        uint32_t *nv = realloc(v, nc * sizeof(*nv));
+
+                        if (!nv) {
+                                free(v);
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        v = nv;
+                        cap = nc;
+                }
+                v[n++] = fg;
+        }
+        closedir(d);
+        if (n)
+                qsort(v, n, sizeof(*v), cmp_u32);
+        *ret_fgs = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- recovery callbacks ----------------------------------------------------------- */
+
+/* dsm_open() reads -EBADMSG and -ENODATA from a callback as "this record is
+ * damaged" and may cut the log there; our own failures must never look like
+ * that, so they travel as -EPROTO. */
+static int cb_err(int r)
+{
+        return (r == -EBADMSG || r == -ENODATA) ? -EPROTO : r;
+}
+
+static int ct_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct ss_ct *ct = ctx;
+        int r;
+
+        if (kind == DSM_REPLAY_CHECKPOINT_META) {
+                if (ct->img_state == IMG_NONE) {
+                        if (seq > ct->seq) {
+                                r = ss_cs_image_begin(&ct->img, ct->db, seq);
+                                if (r < 0)
+                                        return cb_err(r);
+                                ct->img_state = IMG_LOADING;
+                        } else {
+                                ct->img_state = IMG_SKIP;
+                        }
+                }
+                if (ct->img_state != IMG_LOADING)
+                        return 0;
+                r = ss_cs_image_feed(&ct->img, ct->db, data, len);
+                if (r < 0)
+                        cm_log(LOG_ERR, "%s: checkpoint image (seq %llu) unreadable: %s", ct->dir,
+                               (unsigned long long)seq, strerror(-r));
+                return cb_err(r);
+        }
+        if (ct->img_state == IMG_LOADING) {
+                r = ss_cs_image_finish(&ct->img, ct->db);
+                if (r < 0) {
+                        cm_log(LOG_ERR, "%s: checkpoint image (seq %llu) incomplete", ct->dir,
+                               (unsigned long long)ct->img.seq);
+                        return cb_err(r);
+                }
+                ct->seq = ct->img.seq;
+                ct->img_state = IMG_DONE;
+                ss_cs_image_free(&ct->img);
+        }
+        if (seq <= ct->seq)
+                return 0;               /* already in SQLite [C2] */
+        if (seq != ct->seq + 1) {
+                if (ct->strict) {
+                        ct->inconsistent = true;
+                        return -ESTALE;
+                }
+                cm_log(LOG_ERR, "%s: commits %llu..%llu are missing from the log (damaged): their "
+                       "metadata changes are lost", ct->dir, (unsigned long long)ct->seq + 1,
+                       (unsigned long long)seq - 1);
+                ct->gaps++;
+        }
+        r = ss_cs_apply(ct->db, seq, data, len);
+        if (r < 0) {
+                cm_log(LOG_ERR, "%s: commit %llu: changeset cannot be applied: %s (%s)", ct->dir,
+                       (unsigned long long)seq, strerror(-r), ss_db_errmsg(ct->db));
+                return cb_err(r);
+        }
+        ct->seq = seq;
+        return 0;
+}
+
+static int ckpt_put(void *ctx, const void *buf, size_t len)
+{
+        return dsm_ckpt_put(ctx, buf, len);
+}
+
+/* [C3]: called by dsm_checkpoint() (also from dsm_clean()) with the index
+ * locked: no commit runs, and the loop keeps off this container. */
+static int ct_ckpt_meta(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        struct ss_ct *ct = ctx;
+        int r;
+
+        if (ct->seq != seq) {
+                cm_log(LOG_ERR, "%s: checkpoint at seq %llu but SQLite is at %llu: refused", ct->dir,
+                       (unsigned long long)seq, (unsigned long long)ct->seq);
+                return -EIO;
+        }
+        r = ss_db_wal_checkpoint(ct->db);
+        if (r < 0) {
+                cm_log(LOG_ERR, "%s: SQLite WAL checkpoint failed: %s", ct->dir, ss_db_errmsg(ct->db));
+                return r;
+        }
+        r = ss_cs_dump_image(ct->db, ckpt_put, cp);
+        if (r < 0)
+                cm_log(LOG_ERR, "%s: checkpoint image failed: %s", ct->dir, strerror(-r));
+        return r;
+}
+
+static void ct_damage(void *ctx, const struct dsm_damage *d, const char *what)
+{
+        struct ss_ct *ct = ctx;
+
+        cm_log(LOG_ERR, "%s: segment %llu offset %llu length %llu: %s", ct->dir, (unsigned long long)d->segno,
+               (unsigned long long)d->offset, (unsigned long long)d->length, what);
+}
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+static void ct_free(struct ss_ct *ct)
+{
+        if (!ct)
+                return;
+        dsm_close(ct->store);
+        ss_db_close(ct->db);
+        ss_cs_image_free(&ct->img);
+        free(ct->dir);
+        free(ct);
+}
+
+static int load_counters(struct ss_ct *ct)
+{
+        uint64_t fg = 0;
+        int r;
+
+        r = ss_db_meta_get(ct->db, "fg", &fg);
+        if (r == -ENOENT && ct->seq == 0)
+                return 0;               /* a new store: the root commit sets them */
+        if (r >= 0)
+                r = ss_db_meta_get(ct->db, "container", &ct->container);
+        if (r >= 0)
+                r = ss_db_meta_get(ct->db, "next_ino", &ct->next_ino);
+        if (r >= 0)
+                r = ss_db_meta_get(ct->db, "next_dirent", &ct->next_dirent);
+        if (r >= 0)
+                r = ss_db_meta_get(ct->db, "inodes", &ct->ninodes);
+        if (r < 0) {
+                cm_log(LOG_ERR, "%s: container metadata incomplete: %s", ct->dir, strerror(-r));
+                return r == -ENOENT ? -EBADMSG : r;
+        }
+        if (fg != ct->fg) {
+                cm_log(LOG_ERR, "%s: holds file group %llu, not %u", ct->dir, (unsigned long long)fg, ct->fg);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/* Open the container in folder dir.  strict: a gap or SQLite ahead of the
+ * log is reported as -ESTALE (the caller rebuilds) [C4]. */
+static int open_at(const char *dir, uint32_t fg, bool strict, struct ss_ct **ret)
+{
+        struct dsm_options o = { 0 };
+        struct dsm_stats st;
+        struct ss_ct *ct;
+        char *segdir = NULL, *dbpath = NULL;
+        bool in_txn = false;
+        int r;
+
+        ct = calloc(1, sizeof(*ct));
+        if (!ct)
+                return -ENOMEM;
+        ct->fg = fg;
+        ct->strict = strict;
+        ct->dir = strdup(dir);
+        segdir = path_join(dir, "segments");
+        dbpath = path_join(dir, "meta.sqlite");
+        if (!ct->dir || !segdir || !dbpath) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (access(segdir, F_OK) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = ss_db_open(dbpath, &ct->db);
+        if (r < 0) {
+                cm_log(strict ? LOG_WARNING : LOG_ERR, "%s: cannot open the SQLite index: %s", dbpath,
+                       strerror(-r));
+                /* An index that does not open is rebuilt like one that is
+                 * out of step [C4]; only the log is precious. */
+                if (strict && r != -ENOMEM)
+                        ct->inconsistent = true;
+                goto fail;
+        }
+        r = ss_db_meta_get(ct->db, "applied_seq", &ct->seq);
+        if (r == -ENOENT)
+                r = 0;
+        if (r < 0)
+                goto fail;
+        /* One SQLite transaction for the whole replay. */
+        r = ss_db_begin(ct->db);
+        if (r < 0)
+                goto fail;
+        in_txn = true;
+        o.replay = ct_replay;
+        o.replay_ctx = ct;
+        o.ckpt_meta = ct_ckpt_meta;
+        o.ckpt_ctx = ct;
+        o.damage = ct_damage;
+        o.damage_ctx = ct;
+        r = dsm_open(segdir, &o, &ct->store);
+        if (r < 0) {
+                if (!ct->inconsistent)
+                        cm_log(LOG_ERR, "%s: cannot recover the segment log: %s", segdir, strerror(-r));
+                goto fail;
+        }
+        if (ct->img_state == IMG_LOADING) {
+                r = ss_cs_image_finish(&ct->img, ct->db);
+                if (r < 0) {
+                        cm_log(LOG_ERR, "%s: checkpoint image incomplete", dir);
+                        goto fail;
+                }
+                ct->seq = ct->img.seq;
+                ct->img_state = IMG_DONE;
+                ss_cs_image_free(&ct->img);
+        }
+        dsm_get_stats(ct->store, &st);
+        if (ct->seq != st.seq) {
+                if (strict) {
+                        ct->inconsistent = true;
+                        r = -ESTALE;
+                } else {
+                        cm_log(LOG_ERR, "%s: the log ends at commit %llu but its replay reached %llu", dir,
+                               (unsigned long long)st.seq, (unsigned long long)ct->seq);
+                        r = -EBADMSG;
+                }
+                goto fail;
+        }
+        r = ss_db_commit(ct->db);
+        in_txn = false;
+        if (r < 0)
+                goto fail;
+        r = load_counters(ct);
+        if (r < 0) {
+                if (strict)
+                        ct->inconsistent = true;        /* [C4]: rebuild, the log has them */
+                goto fail;
+        }
+        ct->strict = false;
+        free(segdir);
+        free(dbpath);
+        *ret = ct;
+        return 0;
+fail:
+        if (ct->inconsistent)
+                r = -ESTALE;
+        if (in_txn)
+                ss_db_rollback(ct->db);
+        free(segdir);
+        free(dbpath);
+        ct_free(ct);
+        return r;
+}
+
+static char *ct_dir(const char *data_dir, uint32_t fg)
+{
+        char *p;
+
+        if (asprintf(&p, "%s/fg-%u", data_dir, fg) < 0)
+                return NULL;
+        return p;
+}
+
+/* Open, rebuilding SQLite from the log if it does not match it [C4]. */
+static int open_repair(const char *dir, uint32_t fg, struct ss_ct **ret)
+{
+        int r = open_at(dir, fg, true, ret);
+
+        if (r != -ESTALE)
+                return r;
+        cm_log(LOG_WARNING, "%s: SQLite index unusable or not matching the segment log (ahead of it, or "
+               "commits missing): rebuilding it from the log", dir);
+        remove_db(dir, "meta.sqlite.stale");
+        r = move_db(dir, "meta.sqlite", "meta.sqlite.stale");
+        if (r < 0)
+                return r;
+        r = open_at(dir, fg, false, ret);
+        if (r < 0) {
+                remove_db(dir, "meta.sqlite");
+                (void)move_db(dir, "meta.sqlite.stale", "meta.sqlite");
+                return r;
+        }
+        remove_db(dir, "meta.sqlite.stale");
+        cm_log(LOG_NOTICE, "%s: SQLite index rebuilt from the log (commit %llu)", dir,
+               (unsigned long long)(*ret)->seq);
+        return 0;
+}
+
+int ss_ct_open(const char *data_dir, uint32_t fg, bool free_orphans, struct ss_ct **ret)
+{
+        struct ss_ct *ct;
+        char *dir = ct_dir(data_dir, fg);
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        r = open_repair(dir, fg, &ct);
+        free(dir);
+        if (r < 0)
+                return r;
+        if (ct->seq == 0) {
+                cm_log(LOG_ERR, "%s: container has no root directory (never initialised)", ct->dir);
+                ct_free(ct);
+                return -EBADMSG;
+        }
+        if (free_orphans) {
+                r = ss_ct_free_orphans(ct);
+                if (r < 0) {
+                        ss_ct_close(ct);
+                        return r;
+                }
+        }
+        *ret = ct;
+        return 0;
+}
+
+void ss_ct_close(struct ss_ct *ct)
+{
+        if (!ct)
+                return;
+        if (ct->store) {
+                int r = dsm_sync(ct->store);
+
+                if (r < 0)
+                        cm_log(LOG_ERR, "%s: final flush of the log failed: %s", ct->dir, strerror(-r));
+        }
+        ct_free(ct);
+}
+
+int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const struct ss_ct_opts *o,
+                 struct ss_ct **ret)
+{
+        struct dsm_options dopt = { 0 };
+        struct ss_ct *ct = NULL;
+        struct ss_inode *root = NULL;
+        struct ss_mut m;
+        struct timespec now = cm_wall();
+        char *final = ct_dir(data_dir, fg), *tmp = NULL, *seg = NULL;
+        int r;
+
+        if (!final)
+                return -ENOMEM;
+        if (container == 0 || container > SS_CONTAINER_MAX || fg == 0) {
+                r = -EINVAL;
+                goto out;
+        }
+        if (access(final, F_OK) == 0) {
+                r = -EEXIST;
+                goto out;
+        }
+        if (asprintf(&tmp, "%s/.fg-%u.tmp", data_dir, fg) < 0) {
+                tmp = NULL;
+                r = -ENOMEM;
+                goto out;
+        }
+        rmtree(tmp);
+        if (mkdir(tmp, 0700) < 0) {
+                r = -errno;
+                goto out;
+        }
+        seg = path_join(tmp, "segments");
+        if (!seg) {
+                r = -ENOMEM;
+                goto out;
+        }
+        dopt.segment_size = o ? o->segment_size : 0;
+        r = dsm_format(seg, &dopt);
+        if (r < 0)
+                goto out;
+        r = open_at(tmp, fg, true, &ct);
+        if (r < 0)
+                goto out;
+        root = calloc(1, sizeof(*root));
+        if (!root) {
+                r = -ENOMEM;
+                goto out;
+        }
+        root->ino = SS_ROOT_INO;
+        root->mode = 040755;
+        root->nlink = 2;
+        root->size = 4096;
+        root->atime = root->mtime = root->ctime = (struct ss_time){ now.tv_sec, (uint32_t)now.tv_nsec };
+        ss_mut_init(ct, &m, NULL);
+        ss_cs_put_meta(&m.cs, "fg", fg);
+        ss_cs_put_meta(&m.cs, "container", container);
+        ss_cs_put_inode(&m.cs, root, SS_CS_VSEQ | SS_CS_GSEQ);
+        m.next_ino = 2;
+        m.next_dirent = 1;
+        m.d_inodes = 1;
+        r = ss_mut_commit(ct, &m, NULL);
+        if (r >= 0)
+                r = dsm_sync(ct->store);
+        if (r < 0)
+                goto out;
+        ss_ct_close(ct);
+        ct = NULL;
+        if (rename(tmp, final) < 0) {
+                r = -errno;
+                goto out;
+        }
+        r = sync_dir(data_dir);
+        if (r < 0)
+                goto out;
+        r = ss_ct_open(data_dir, fg, false, ret);
+out:
+        if (r < 0 && tmp)
+                rmtree(tmp);
+        ct_free(ct);
+        free(root);
+        free(seg);
+        free(tmp);
+        free(final);
+        return r;
+}
+
+int ss_ct_rebuild(const char *data_dir, uint32_t fg, uint64_t *ret_inodes)
+{
+        struct ss_ct *ct = NULL;
+        struct ss_inode *root = NULL;
+        char *dir = ct_dir(data_dir, fg), *seg = NULL;
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        seg = path_join(dir, "segments");
+        if (!seg) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (access(seg, F_OK) < 0) {
+                r = -errno;
+                goto out;
+        }
+        remove_db(dir, "meta.sqlite.bak");
+        r = move_db(dir, "meta.sqlite", "meta.sqlite.bak");
+        if (r < 0)
+                goto out;
+        r = open_at(dir, fg, false, &ct);
+        if (r >= 0 && ct->seq == 0)
+                r = -EBADMSG;
+        if (r >= 0) {
+                root = malloc(sizeof(*root));
+                r = root ? ss_db_inode_get(ct->db, SS_ROOT_INO, root) : -ENOMEM;
+                if (r == -ENOENT) {
+                        cm_log(LOG_ERR, "%s: rebuilt index has no root directory", dir);
+                        r = -EBADMSG;
+                }
+        }
+        if (r >= 0 && ret_inodes)
+                r = ss_db_inode_count(ct->db, ret_inodes);
+        if (r >= 0 && ct->gaps)
+                cm_log(LOG_ERR, "%s: rebuilt with %llu gap(s) in the log: see above", dir,
+                       (unsigned long long)ct->gaps);
+        ss_ct_close(ct);
+        ct = NULL;
+        if (r < 0) {
+                remove_db(dir, "meta.sqlite");
+                (void)move_db(dir, "meta.sqlite.bak", "meta.sqlite");
+                goto out;
+        }
+        remove_db(dir, "meta.sqlite.bak");
+out:
+        free(root);
+        free(seg);
+        free(dir);
+        return r;
+}
+
+/* ---- mutations ------------------------------------------------------------------------ */
+
+void ss_mut_init(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn *txn)
+{
+        memset(m, 0, sizeof(*m));
+        ss_cs_init(&m->cs);
+        m->txn = txn;
+        m->next_ino = ct->next_ino;
+        m->next_dirent = ct->next_dirent;
+}
+
+int ss_mut_txn(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn **ret)
+{
+        int r;
+
+        if (!m->txn) {
+                if (ct->err)
+                        return ct->err;
+                r = dsm_txn_begin(ct->store, &m->txn);
+                if (r < 0)
+                        return r;
+                m->own_txn = true;
+        }
+        *ret = m->txn;
+        return 0;
+}
+
+int ss_mut_alloc_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret)
+{
+        if (m->next_ino > SS_INO_COUNTER_MAX)
+                return -ENOSPC;
+        *ret = ct->container << SS_INO_SHIFT | m->next_ino;
+        m->next_ino++;
+        return 0;
+}
+
+uint64_t ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m)
+{
+        (void)ct;
+        return m->next_dirent++;
+}
+
+void ss_mut_abort(struct ss_ct *ct, struct ss_mut *m)
+{
+        (void)ct;
+        if (m->own_txn)
+                dsm_txn_abort(m->txn);
+        m->txn = NULL;
+        ss_cs_free(&m->cs);
+}
+
+static unsigned blk_slot(uint64_t ino)
+{
+        return (unsigned)((ino * 0x9E3779B97F4A7C15ull) >> 52) % SS_BLK_CACHE;
+}
+
+int ss_ct_store_error(struct ss_ct *ct)
+{
+        struct dsm_txn *t;
+        int r = dsm_txn_begin(ct->store, &t);
+
+        if (r < 0)
+                return r == -ENOMEM ? 0 : r;
+        dsm_txn_abort(t);
+        return 0;
+}
+
+int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
+{
+        struct dsm_commit c = { 0 };
+        int r;
+
+        if (ct->err) {
+                r = ct->err;
+                goto drop;
+        }
+        if (m->next_ino != ct->next_ino)
+                ss_cs_put_meta(&m->cs, "next_ino", m->next_ino);
+        if (m->next_dirent != ct->next_dirent)
+                ss_cs_put_meta(&m->cs, "next_dirent", m->next_dirent);
+        if (m->d_inodes)
+                ss_cs_put_meta(&m->cs, "inodes", (uint64_t)((int64_t)ct->ninodes + m->d_inodes));
+        ss_cs_seal(&m->cs);
+        if (m->cs.err) {
+                r = m->cs.err;
+                goto drop;
+        }
+        if (!m->txn) {
+                r = dsm_txn_begin(ct->store, &m->txn);
+                if (r < 0)
+                        goto store_failed;
+                m->own_txn = true;
+        }
+        assert(m->cs.sealed);
+        r = dsm_txn_commit_nosync(m->txn, m->cs.p, m->cs.len, &c);
+        m->txn = NULL;
+        if (r == DSM_ECONFLICT)
+                goto out;
+        if (r < 0)
+                goto store_failed;
+        /* [C1][C2]: the commit is in the log; now the index. */
+        r = ss_db_begin(ct->db);
+        if (r >= 0) {
+                r = ss_cs_apply(ct->db, c.seq, m->cs.p, m->cs.len);
+                if (r >= 0)
+                        r = ss_db_commit(ct->db);
+                if (r < 0)
+                        ss_db_rollback(ct->db);
+        }
+        if (r < 0) {
+                cm_log(LOG_ERR, "%s: commit %llu is in the log but SQLite refused it: %s (%s); the "
+                       "container refuses changes until it is reopened (replay repairs it)",
+                       ct->dir, (unsigned long long)c.seq, strerror(-r), ss_db_errmsg(ct->db));
+                ct->err = -EIO;
+                r = -EIO;
+                goto out;
+        }
+        ct->seq = c.seq;
+        ct->next_ino = m->next_ino;
+        ct->next_dirent = m->next_dirent;
+        ct->ninodes = (uint64_t)((int64_t)ct->ninodes + m->d_inodes);
+        for (size_t i = 0; i < c.nchanges; i++) {
+                struct ss_blk *b = &ct->blk[blk_slot(c.changes[i].obj)];
+
+                if (b->ino == c.changes[i].obj)
+                        b->valid = false;
+        }
+        if (ret_seq)
+                *ret_seq = c.seq;
+        r = 0;
+        goto out;
+store_failed:
+        {
+                int se = ss_ct_store_error(ct);
+
+                if (se < 0 && !ct->err) {
+                        cm_log(LOG_ERR, "%s: the segment log failed: %s; the container refuses changes "
+                               "until it is reopened", ct->dir, strerror(-se));
+                        ct->err = se;
+                }
+        }
+        goto out;
+drop:
+        if (m->own_txn)
+                dsm_txn_abort(m->txn);
+        m->txn = NULL;
+out:
+        dsm_commit_release(&c);
+        ss_cs_free(&m->cs);
+        return r;
+}
+
+int ss_ct_blocks(struct ss_ct *ct, uint64_t ino, uint64_t *ret)
+{
+        struct ss_blk *b = &ct->blk[blk_slot(ino)];
+        uint64_t p = 0, n = 0, d, h;
+        int r;
+
+        if (b->valid && b->ino == ino) {
+                *ret = b->pages;
+                return 0;
+        }
+        for (;;) {
+                r = dsm_seek(ct->store, ino, p, DSM_SEEK_DATA, &d);
+                if (r == -ENXIO)
+                        break;
+                if (r < 0)
+                        return r;
+                r = dsm_seek(ct->store, ino, d, DSM_SEEK_HOLE, &h);
+                if (r < 0)
+                        return r;
+                if (h <= d)
+                        break;
+                n += h - d;
+                p = h;
+        }
+        b->ino = ino;
+        b->pages = n;
+        b->valid = true;
+        *ret = n;
+        return 0;
+}
+
+struct xdel {
+        struct ss_cs *cs;
+        uint64_t ino;
+};
+
+static int xattr_del_cb(void *ctx, const uint8_t *name, size_t namelen, const void *value, size_t vlen)
+{
+        struct xdel *x = ctx;
+
+        (void)value;
+        (void)vlen;
+        ss_cs_del_xattr(x->cs, x->ino, name, namelen);
+        return x->cs->err;
+}
+
+int ss_ct_free_orphans(struct ss_ct *ct)
+{
+        uint64_t inos[ORPHAN_BATCH];
+        uint64_t total = 0;
+        size_t n;
+        int r;
+
+        for (;;) {
+                struct ss_mut m;
+                struct dsm_txn *t;
+
+                r = ss_db_orphans(ct->db, ORPHAN_BATCH, inos, &n);
+                if (r < 0 || n == 0)
+                        break;
+                ss_mut_init(ct, &m, NULL);
+                r = ss_mut_txn(ct, &m, &t);
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        struct xdel x = { &m.cs, inos[i] };
+
+                        r = dsm_txn_free(t, inos[i], 0, DSM_TO_END);
+                        if (r >= 0)
+                                r = ss_db_xattr_each(ct->db, inos[i], xattr_del_cb, &x);
+                        ss_cs_del_inode(&m.cs, inos[i]);
+                        m.d_inodes--;
+                }
+                if (r < 0) {
+                        ss_mut_abort(ct, &m);
+                        break;
+                }
+                r = ss_mut_commit(ct, &m, NULL);
+                if (r < 0)
+                        break;
+                total += n;
+        }
+        if (r < 0)
+                cm_log(LOG_ERR, "%s: freeing orphans failed: %s", ct->dir, strerror(-r));
+        else if (total)
+                cm_log(LOG_INFO, "%s: freed %llu orphan inode(s) left over from the last run", ct->dir,
+                       (unsigned long long)total);
+        return r;
+}
+
+/* ---- maintenance ----------------------------------------------------------------------- */
+
+int ss_ct_sync(struct ss_ct *ct)
+{
+        return dsm_sync(ct->store);
+}
+
+int ss_ct_wal_checkpoint(struct ss_ct *ct)
+{
+        int r = dsm_sync(ct->store);
+
+        if (r < 0)
+                return r;
+        return ss_db_wal_checkpoint(ct->db);
+}
+
+int ss_ct_checkpoint(struct ss_ct *ct)
+{
+        int r = dsm_sync(ct->store);
+
+        if (r < 0)
+                return r;
+        return dsm_checkpoint(ct->store);
+}
+
+int ss_ct_clean(struct ss_ct *ct, unsigned max_live_pct, int *ret_n)
+{
+        int r = dsm_sync(ct->store);
+
+        if (r < 0)
+                return r;
+        r = dsm_clean(ct->store, max_live_pct);
+        if (r < 0)
+                return r;
+        *ret_n = r;
+        return 0;
+}

@@ -1,0 +1,177 @@
+/*
+ * ss_ct.h -- one physical container of a file group: its segment log (a
+ * dsmcore store, the source of truth) and its SQLite index, kept in step.
+ *
+ * Layout: DATA/fg-<id>/segments/ (dsm store; dsm object = inode number,
+ * page = file page) and DATA/fg-<id>/meta.sqlite (ss_db.h).  Inode numbers
+ * are (container << 40) | counter, counter from 2 (meta.next_ino); the
+ * root directory is inode 1.
+ *
+ * Invariants (asserts and comments cite them as [C1] ...):
+ *  [C1] Every metadata change is one changeset (ss_cs.h) carried as the
+ *       payload of exactly one dsm commit, and reaches SQLite only through
+ *       ss_cs_apply(): after the commit is appended (live) or when recovery
+ *       hands it over (replay).  SQLite never holds a change the log lacks.
+ *  [C2] meta.applied_seq is written in the same SQLite transaction as the
+ *       rows of that commit, so SQLite is always "the log up to
+ *       applied_seq".  On open, the log is replayed past it; commits at or
+ *       below it are skipped.
+ *  [C3] A checkpoint image is written only when SQLite has applied exactly
+ *       the commits up to the checkpoint's seq and has been made durable
+ *       (WAL checkpointed after the log was flushed), so after any crash
+ *       applied_seq >= the newest checkpoint's seq, and the log alone
+ *       (image + later commits) rebuilds SQLite.
+ *  [C4] If open finds SQLite ahead of the log (applied_seq > the log's
+ *       last seq: a power loss kept SQLite pages the log lost), a gap in
+ *       the commits it must replay, or an index that does not open (not a
+ *       database, another schema), SQLite is thrown away and rebuilt from
+ *       the log (ss_ct_open does it, logging why).
+ *  [C5] ct->err is sticky: once a commit is in the log but could not be
+ *       applied to SQLite (or the store failed), every mutation fails with
+ *       it until the container is reopened, which replays and repairs.
+ *
+ * State diagram of a container:
+ *   absent --ss_ct_create--> open --ss_mut_commit fails [C5]--> failed
+ *   open/failed --ss_ct_close--> closed --ss_ct_open--> open
+ *   closed --ss_ct_rebuild--> closed (SQLite rebuilt from the segments)
+ *
+ * Ownership: struct ss_ct owns its store, its SQLite connection and its
+ * folder path; the caller owns the struct from open/create to
+ * ss_ct_close().  A struct ss_mut owns its changeset and, if it began it,
+ * its transaction, until ss_mut_commit() or ss_mut_abort().
+ *
+ * Threads: a container is used by one thread at a time (the daemon's loop
+ * thread; or a work-queue thread for ss_ct_sync, ss_ct_checkpoint,
+ * ss_ct_clean, ss_ct_wal_checkpoint while the loop keeps its hands off the
+ * container -- except ss_ct_sync, which only calls dsm_sync() and may run
+ * concurrently with anything).
+ *
+ * Errors: negative errno; DSM_ECONFLICT (-EAGAIN) from ss_mut_commit when
+ * the transaction lost a race; -EEXIST (create: the container exists);
+ * -ENOENT (open: no container); -EBADMSG (the log or a changeset cannot be
+ * made sense of); -EIO (SQLite); store errors (dsm.h).
+ */
+#ifndef SS_CT_H
+#define SS_CT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm.h"
+#include "ss_cs.h"
+#include "ss_db.h"
+
+#define SS_ROOT_INO 1u
+#define SS_INO_SHIFT 40
+#define SS_INO_COUNTER_MAX ((1ull << SS_INO_SHIFT) - 1)
+#define SS_CONTAINER_MAX 255u           /* inode numbers fit in 48 bits */
+#define SS_BLK_CACHE 4096u
+
+struct ss_ct_opts {
+        uint32_t segment_size;          /* creation only; 0 = dsm default */
+};
+
+struct ss_blk {
+        uint64_t ino;
+        uint64_t pages;
+        bool valid;
+};
+
+struct ss_ct {
+        uint32_t fg;
+        char *dir;                      /* DATA/fg-<id> */
+        struct dsm_store *store;
+        struct ss_db *db;
+        uint64_t container;
+        uint64_t next_ino;              /* counter part */
+        uint64_t next_dirent;
+        uint64_t ninodes;
+        uint64_t seq;                   /* last commit applied (= applied_seq) */
+        int err;                        /* [C5] */
+
+        /* recovery (only during open) */
+        int img_state;
+        struct ss_cs_image img;
+        bool strict;                    /* a gap is an inconsistency [C4] */
+        bool inconsistent;
+        uint64_t gaps;
+
+        struct ss_blk blk[SS_BLK_CACHE];        /* data pages per inode */
+};
+
+/* One mutation being prepared: its changeset and, once data is touched,
+ * a transaction (its own, or a write session's). */
+struct ss_mut {
+        struct ss_cs cs;
+        struct dsm_txn *txn;
+        bool own_txn;
+        uint64_t next_ino;
+        uint64_t next_dirent;
+        int64_t d_inodes;
+};
+
+/* Names of the container folders in data_dir, sorted (malloc'ed array).
+ * Leftovers of an interrupted creation (.fg-N.tmp) are removed. */
+int ss_ct_list(const char *data_dir, uint32_t **ret_fgs, size_t *ret_n);
+
+/* Open an existing container: recover the log, bring SQLite up to it
+ * (rebuilding SQLite if [C4]), free orphans left over ("the SS frees
+ * orphans at its start") if free_orphans. */
+int ss_ct_open(const char *data_dir, uint32_t fg, bool free_orphans, struct ss_ct **ret_ct);
+
+/* Create a container with its root directory (inode 1, mode 040755, uid
+ * and gid 0), atomically (a temporary folder renamed into place once the
+ * root's commit is flushed), and open it. */
+int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const struct ss_ct_opts *o,
+                 struct ss_ct **ret_ct);
+
+/* Flush the log and close.  Accepts NULL.  No transaction may be open. */
+void ss_ct_close(struct ss_ct *ct);
+
+/*
+ * Offline: throw meta.sqlite away and rebuild it from the segments alone.
+ * The old file is kept as meta.sqlite.bak until the new one is complete,
+ * and put back on failure.  *ret_rows (may be NULL) gets the inode count.
+ */
+int ss_ct_rebuild(const char *data_dir, uint32_t fg, uint64_t *ret_inodes);
+
+/* ---- mutations (loop thread) ---- */
+
+/* txn: a write session's transaction to commit with, or NULL (one is
+ * begun when ss_mut_txn() is first called). */
+void ss_mut_init(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn *txn);
+int ss_mut_txn(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn **ret_txn);
+/* Allocate an inode number / a dirent id (recorded in the changeset). */
+int ss_mut_alloc_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_ino);
+uint64_t ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m);
+/*
+ * Commit: append the changeset with the transaction's pages, apply it to
+ * SQLite [C1][C2].  The transaction is consumed in every case (also a
+ * borrowed one).  *ret_seq (may be NULL) gets the commit's seq.
+ */
+int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq);
+/* Drop a mutation not committed (aborts its own transaction only). */
+void ss_mut_abort(struct ss_ct *ct, struct ss_mut *m);
+
+/* The store's sticky error (dsm.h), or 0: tells a failed transaction from
+ * a failed store. */
+int ss_ct_store_error(struct ss_ct *ct);
+
+/* Pages of ino holding data (committed state), cached. */
+int ss_ct_blocks(struct ss_ct *ct, uint64_t ino, uint64_t *ret_pages);
+
+/* Remove every orphan (nlink 0): its pages, xattrs and inode. */
+int ss_ct_free_orphans(struct ss_ct *ct);
+
+/* ---- maintenance (work-queue thread, container parked) ---- */
+
+int ss_ct_sync(struct ss_ct *ct);
+/* Flush the log, then checkpoint SQLite's WAL. */
+int ss_ct_wal_checkpoint(struct ss_ct *ct);
+/* Flush, checkpoint the WAL, write a dsm checkpoint [C3]. */
+int ss_ct_checkpoint(struct ss_ct *ct);
+/* Flush, checkpoint the WAL, run one cleaner pass; *ret_n segments reclaimed. */
+int ss_ct_clean(struct ss_ct *ct, unsigned max_live_pct, int *ret_n);
+
+#endif

@@ -1,0 +1,802 @@
+/*
+ * ss_db.c -- see ss_db.h.
+ *
+ * Every statement is prepared once (lazily) and kept in db->st[]; a
+ * statement is reset and its bindings cleared before it is returned by
+ * stmt(), so no statement stays open across calls (which would hold a read
+ * transaction and keep the WAL from being checkpointed).
+ */
+#include "ss_db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <sqlite3.h>
+
+#include "cm.h"
+
+enum {
+        Q_META_GET,
+        Q_META_PUT,
+        Q_META_DEL,
+        Q_INODE_GET,
+        Q_INODE_PUT,
+        Q_INODE_DEL,
+        Q_INODE_COUNT,
+        Q_LOOKUP,
+        Q_DIRENT_GET,
+        Q_DIRENT_INS,
+        Q_DIRENT_UPD,
+        Q_DIRENT_DEL,
+        Q_DIR_ENTRY,
+        Q_DIR_EMPTY,
+        Q_READDIR,
+        Q_READDIR_MORE,
+        Q_XATTR_GET,
+        Q_XATTR_PUT,
+        Q_XATTR_DEL,
+        Q_XATTR_EACH,
+        Q_ORPHANS,
+        Q_EACH_INODE,
+        Q_EACH_DIRENT,
+        Q_EACH_XATTR,
+        Q_EACH_META,
+        Q_BEGIN,
+        Q_COMMIT,
+        Q_ROLLBACK,
+        Q_COUNT_
+};
+
+#define INODE_COLS "ino, mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec, mtime_sec, " \
+                   "mtime_nsec, ctime_sec, ctime_nsec, generation, version, target"
+
+static const char *const sql[Q_COUNT_] = {
+        [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+        [Q_META_PUT] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [Q_META_DEL] = "DELETE FROM meta WHERE key = ?1",
+        [Q_INODE_GET] = "SELECT " INODE_COLS " FROM inodes WHERE ino = ?1",
+        [Q_INODE_PUT] = "INSERT OR REPLACE INTO inodes(" INODE_COLS ") VALUES "
+                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        [Q_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
+        [Q_INODE_COUNT] = "SELECT count(*) FROM inodes",
+        [Q_LOOKUP] = "SELECT id, parent, name, ino, type FROM dirents WHERE parent = ?1 AND name = ?2",
+        [Q_DIRENT_GET] = "SELECT id, parent, name, ino, type FROM dirents WHERE id = ?1",
+        /* Upsert by id; a clash on (parent, name) is an error, never a
+         * silent replacement of another row. */
+        [Q_DIRENT_INS] = "INSERT INTO dirents(id, parent, name, ino, type) VALUES (?1, ?2, ?3, ?4, ?5)",
+        [Q_DIRENT_UPD] = "UPDATE dirents SET parent = ?2, name = ?3, ino = ?4, type = ?5 WHERE id = ?1",
+        [Q_DIRENT_DEL] = "DELETE FROM dirents WHERE id = ?1",
+        [Q_DIR_ENTRY] = "SELECT id, parent, name, ino, type FROM dirents WHERE ino = ?1 LIMIT 1",
+        [Q_DIR_EMPTY] = "SELECT 1 FROM dirents WHERE parent = ?1 LIMIT 1",
+        [Q_READDIR] = "SELECT id, parent, name, ino, type FROM dirents WHERE parent = ?1 AND id > ?2 "
+                      "ORDER BY id LIMIT ?3",
+        [Q_READDIR_MORE] = "SELECT 1 FROM dirents WHERE parent = ?1 AND id > ?2 LIMIT 1",
+        [Q_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+        [Q_XATTR_PUT] = "INSERT INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value",
+        [Q_XATTR_DEL] = "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
+        [Q_XATTR_EACH] = "SELECT name, value FROM xattrs WHERE ino = ?1 ORDER BY name",
+        [Q_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0 ORDER BY ino LIMIT ?1",
+        [Q_EACH_INODE] = "SELECT " INODE_COLS " FROM inodes ORDER BY ino",
+        [Q_EACH_DIRENT] = "SELECT id, parent, name, ino, type FROM dirents ORDER BY id",
+        [Q_EACH_XATTR] = "SELECT ino, name, value FROM xattrs ORDER BY ino, name",
+        [Q_EACH_META] = "SELECT key, value FROM meta ORDER BY key",
+        [Q_BEGIN] = "BEGIN IMMEDIATE",
+        [Q_COMMIT] = "COMMIT",
+        [Q_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema[] =
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS inodes("
+        "  ino INTEGER PRIMARY KEY, mode INTEGER NOT NULL, nlink INTEGER NOT NULL,"
+        "  uid INTEGER NOT NULL, gid INTEGER NOT NULL, rdev INTEGER NOT NULL, size INTEGER NOT NULL,"
+        "  atime_sec INTEGER NOT NULL, atime_nsec INTEGER NOT NULL,"
+        "  mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,"
+        "  ctime_sec INTEGER NOT NULL, ctime_nsec INTEGER NOT NULL,"
+        "  generation INTEGER NOT NULL, version INTEGER NOT NULL, target BLOB);"
+        "CREATE INDEX IF NOT EXISTS inodes_orphans ON inodes(nlink) WHERE nlink = 0;"
+        "CREATE TABLE IF NOT EXISTS dirents("
+        "  id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name BLOB NOT NULL,"
+        "  ino INTEGER NOT NULL, type INTEGER NOT NULL, UNIQUE(parent, name));"
+        "CREATE INDEX IF NOT EXISTS dirents_pid ON dirents(parent, id);"
+        "CREATE INDEX IF NOT EXISTS dirents_ino ON dirents(ino);"
+        "CREATE TABLE IF NOT EXISTS xattrs("
+        "  ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,"
+        "  PRIMARY KEY(ino, name)) WITHOUT ROWID;";
+
+struct ss_db {
+        sqlite3 *h;
+        char *path;
+        sqlite3_stmt *st[Q_COUNT_];
+        unsigned wal_frames;
+};
+
+static int fail(struct ss_db *db, const char *what, int rc)
+{
+        cm_log(LOG_DEBUG, "%s: sqlite %s: %s (%d)", db->path, what, sqlite3_errmsg(db->h), rc);
+        if (rc == SQLITE_NOMEM)
+                return -ENOMEM;
+        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+                return -EEXIST;
+        return -EIO;
+}
+
+static sqlite3_stmt *stmt(struct ss_db *db, int q)
+{
+        sqlite3_stmt *s = db->st[q];
+
+        if (!s) {
+                int rc = sqlite3_prepare_v3(db->h, sql[q], -1, SQLITE_PREPARE_PERSISTENT, &db->st[q], NULL);
+
+                if (rc != SQLITE_OK) {
+                        fail(db, sql[q], rc);
+                        return NULL;
+                }
+                return db->st[q];
+        }
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        return s;
+}
+
+static void done(sqlite3_stmt *s)
+{
+        if (s)
+                sqlite3_reset(s);
+}
+
+static int wal_hook(void *ctx, sqlite3 *h, const char *dbname, int frames)
+{
+        struct ss_db *db = ctx;
+
+        (void)h;
+        (void)dbname;
+        db->wal_frames = frames > 0 ? (unsigned)frames : 0;
+        return SQLITE_OK;
+}
+
+int ss_db_open(const char *path, struct ss_db **ret)
+{
+        struct ss_db *db = calloc(1, sizeof(*db));
+        char *err = NULL;
+        uint64_t v;
+        int rc, r;
+
+        if (!db)
+                return -ENOMEM;
+        db->path = strdup(path);
+        if (!db->path) {
+                free(db);
+                return -ENOMEM;
+        }
+        rc = sqlite3_open_v2(path, &db->h,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                     SQLITE_OPEN_EXRESCODE,
+                             NULL);
+        if (rc != SQLITE_OK) {
+                cm_log(LOG_DEBUG, "%s: sqlite open: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_busy_timeout(db->h, 0);
+        rc = sqlite3_exec(db->h,
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+                          "PRAGMA cache_size=-16384;",
+                          NULL, NULL, &err);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db->h, schema, NULL, NULL, &err);
+        if (rc != SQLITE_OK) {
+                cm_log(LOG_DEBUG, "%s: sqlite setup: %s", path, err ? err : "?");
+                sqlite3_free(err);
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_wal_autocheckpoint(db->h, 0);
+        sqlite3_wal_hook(db->h, wal_hook, db);
+        r = ss_db_meta_get(db, "schema", &v);
+        if (r == -ENOENT)
+                r = ss_db_meta_put(db, "schema", SS_DB_SCHEMA);
+        else if (r >= 0 && v != SS_DB_SCHEMA) {
+                cm_log(LOG_DEBUG, "%s: schema version %llu, expected %d", path, (unsigned long long)v,
+                       SS_DB_SCHEMA);
+                r = -EIO;
+        }
+        if (r < 0)
+                goto fail;
+        *ret = db;
+        return 0;
+fail:
+        ss_db_close(db);
+        return r;
+}
+
+void ss_db_close(struct ss_db *db)
+{
+        if (!db)
+                return;
+        for (int i = 0; i < Q_COUNT_; i++)
+                sqlite3_finalize(db->st[i]);
+        if (db->h)
+                sqlite3_close(db->h);
+        free(db->path);
+        free(db);
+}
+
+const char *ss_db_errmsg(struct ss_db *db)
+{
+        return db && db->h ? sqlite3_errmsg(db->h) : "no database";
+}
+
+static int run(struct ss_db *db, int q)
+{
+        sqlite3_stmt *s = stmt(db, q);
+        int rc;
+
+        if (!s)
+                return -EIO;
+        rc = sqlite3_step(s);
+        done(s);
+        if (rc != SQLITE_DONE)
+                return fail(db, sql[q], rc);
+        return 0;
+}
+
+int ss_db_begin(struct ss_db *db)
+{
+        return run(db, Q_BEGIN);
+}
+
+int ss_db_commit(struct ss_db *db)
+{
+        return run(db, Q_COMMIT);
+}
+
+void ss_db_rollback(struct ss_db *db)
+{
+        if (!sqlite3_get_autocommit(db->h))
+                (void)run(db, Q_ROLLBACK);
+}
+
+int ss_db_wal_checkpoint(struct ss_db *db)
+{
+        int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+
+        if (rc != SQLITE_OK)
+                return fail(db, "wal_checkpoint", rc);
+        db->wal_frames = 0;
+        return 0;
+}
+
+unsigned ss_db_wal_frames(const struct ss_db *db)
+{
+        return db->wal_frames;
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static int bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n)
+{
+        /* A zero-length blob must still be a blob, not NULL. */
+        return sqlite3_bind_blob64(s, i, n ? p : "", n, SQLITE_TRANSIENT);
+}
+
+static uint64_t col_u64(sqlite3_stmt *s, int i)
+{
+        return (uint64_t)sqlite3_column_int64(s, i);
+}
+
+static void row_inode(sqlite3_stmt *s, struct ss_inode *in)
+{
+        const void *t;
+        int tl;
+
+        in->ino = col_u64(s, 0);
+        in->mode = (uint32_t)sqlite3_column_int64(s, 1);
+        in->nlink = (uint32_t)sqlite3_column_int64(s, 2);
+        in->uid = (uint32_t)sqlite3_column_int64(s, 3);
+        in->gid = (uint32_t)sqlite3_column_int64(s, 4);
+        in->rdev = col_u64(s, 5);
+        in->size = col_u64(s, 6);
+        in->atime.sec = sqlite3_column_int64(s, 7);
+        in->atime.nsec = (uint32_t)sqlite3_column_int64(s, 8);
+        in->mtime.sec = sqlite3_column_int64(s, 9);
+        in->mtime.nsec = (uint32_t)sqlite3_column_int64(s, 10);
+        in->ctime.sec = sqlite3_column_int64(s, 11);
+        in->ctime.nsec = (uint32_t)sqlite3_column_int64(s, 12);
+        in->generation = col_u64(s, 13);
+        in->version = col_u64(s, 14);
+        t = sqlite3_column_blob(s, 15);
+        tl = sqlite3_column_bytes(s, 15);
+        if (tl < 0 || tl > (int)SS_SYMLINK_MAX)
+                tl = 0;
+        in->targetlen = (uint32_t)tl;
+        if (tl)
+                memcpy(in->target, t, (size_t)tl);
+        in->target[tl] = 0;
+}
+
+static void row_dirent(sqlite3_stmt *s, struct ss_dirent *d)
+{
+        const void *n = sqlite3_column_blob(s, 2);
+        int nl = sqlite3_column_bytes(s, 2);
+
+        d->id = col_u64(s, 0);
+        d->parent = col_u64(s, 1);
+        if (nl < 0 || nl > (int)SS_NAME_MAX)
+                nl = 0;
+        d->namelen = (uint32_t)nl;
+        if (nl)
+                memcpy(d->name, n, (size_t)nl);
+        d->name[nl] = 0;
+        d->ino = col_u64(s, 3);
+        d->type = (uint32_t)sqlite3_column_int64(s, 4);
+}
+
+/* ---- meta ---------------------------------------------------------------- */
+
+int ss_db_meta_get(struct ss_db *db, const char *key, uint64_t *ret)
+{
+        sqlite3_stmt *s = stmt(db, Q_META_GET);
+        int rc, r = -ENOENT;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+                *ret = col_u64(s, 0);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = fail(db, "meta get", rc);
+        done(s);
+        return r;
+}
+
+static int exec_done(struct ss_db *db, sqlite3_stmt *s, const char *what)
+{
+        int rc = sqlite3_step(s);
+
+        done(s);
+        return rc == SQLITE_DONE ? 0 : fail(db, what, rc);
+}
+
+int ss_db_meta_put(struct ss_db *db, const char *key, uint64_t value)
+{
+        sqlite3_stmt *s = stmt(db, Q_META_PUT);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)value);
+        return exec_done(db, s, "meta put");
+}
+
+int ss_db_meta_del(struct ss_db *db, const char *key)
+{
+        sqlite3_stmt *s = stmt(db, Q_META_DEL);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+        return exec_done(db, s, "meta del");
+}
+
+/* ---- inodes -------------------------------------------------------------- */
+
+int ss_db_inode_get(struct ss_db *db, uint64_t ino, struct ss_inode *ret)
+{
+        sqlite3_stmt *s = stmt(db, Q_INODE_GET);
+        int rc, r = -ENOENT;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+                row_inode(s, ret);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = fail(db, "inode get", rc);
+        done(s);
+        return r;
+}
+
+int ss_db_inode_put(struct ss_db *db, const struct ss_inode *in)
+{
+        sqlite3_stmt *s = stmt(db, Q_INODE_PUT);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)in->ino);
+        sqlite3_bind_int64(s, 2, in->mode);
+        sqlite3_bind_int64(s, 3, in->nlink);
+        sqlite3_bind_int64(s, 4, in->uid);
+        sqlite3_bind_int64(s, 5, in->gid);
+        sqlite3_bind_int64(s, 6, (sqlite3_int64)in->rdev);
+        sqlite3_bind_int64(s, 7, (sqlite3_int64)in->size);
+        sqlite3_bind_int64(s, 8, in->atime.sec);
+        sqlite3_bind_int64(s, 9, in->atime.nsec);
+        sqlite3_bind_int64(s, 10, in->mtime.sec);
+        sqlite3_bind_int64(s, 11, in->mtime.nsec);
+        sqlite3_bind_int64(s, 12, in->ctime.sec);
+        sqlite3_bind_int64(s, 13, in->ctime.nsec);
+        sqlite3_bind_int64(s, 14, (sqlite3_int64)in->generation);
+        sqlite3_bind_int64(s, 15, (sqlite3_int64)in->version);
+        if (in->targetlen)
+                bind_blob(s, 16, in->target, in->targetlen);
+        else
+                sqlite3_bind_null(s, 16);
+        return exec_done(db, s, "inode put");
+}
+
+int ss_db_inode_del(struct ss_db *db, uint64_t ino)
+{
+        sqlite3_stmt *s = stmt(db, Q_INODE_DEL);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        return exec_done(db, s, "inode del");
+}
+
+int ss_db_inode_count(struct ss_db *db, uint64_t *ret)
+{
+        sqlite3_stmt *s = stmt(db, Q_INODE_COUNT);
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+                *ret = col_u64(s, 0);
+        else
+                r = fail(db, "inode count", rc);
+        done(s);
+        return r;
+}
+
+/* ---- dirents ------------------------------------------------------------- */
+
+static int dirent_one(struct ss_db *db, sqlite3_stmt *s, struct ss_dirent *ret, const char *what)
+{
+        int rc = sqlite3_step(s), r = -ENOENT;
+
+        if (rc == SQLITE_ROW) {
+                row_dirent(s, ret);
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = fail(db, what, rc);
+        done(s);
+        return r;
+}
+
+int ss_db_lookup(struct ss_db *db, uint64_t parent, const uint8_t *name, size_t namelen,
+                 struct ss_dirent *ret)
+{
+        sqlite3_stmt *s = stmt(db, Q_LOOKUP);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)parent);
+        bind_blob(s, 2, name, namelen);
+        return dirent_one(db, s, ret, "lookup");
+}
+
+int ss_db_dirent_get(struct ss_db *db, uint64_t id, struct ss_dirent *ret)
+{
+        sqlite3_stmt *s = stmt(db, Q_DIRENT_GET);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+        return dirent_one(db, s, ret, "dirent get");
+}
+
+static void bind_dirent(sqlite3_stmt *s, const struct ss_dirent *d)
+{
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)d->id);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)d->parent);
+        bind_blob(s, 3, d->name, d->namelen);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64)d->ino);
+        sqlite3_bind_int64(s, 5, d->type);
+}
+
+int ss_db_dirent_put(struct ss_db *db, const struct ss_dirent *d)
+{
+        sqlite3_stmt *s = stmt(db, Q_DIRENT_UPD);
+        int r;
+
+        if (!s)
+                return -EIO;
+        bind_dirent(s, d);
+        r = exec_done(db, s, "dirent update");
+        if (r < 0 || sqlite3_changes(db->h) > 0)
+                return r;
+        s = stmt(db, Q_DIRENT_INS);
+        if (!s)
+                return -EIO;
+        bind_dirent(s, d);
+        return exec_done(db, s, "dirent insert");
+}
+
+int ss_db_dirent_del(struct ss_db *db, uint64_t id)
+{
+        sqlite3_stmt *s = stmt(db, Q_DIRENT_DEL);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+        return exec_done(db, s, "dirent del");
+}
+
+int ss_db_dir_entry(struct ss_db *db, uint64_t ino, struct ss_dirent *ret)
+{
+        sqlite3_stmt *s = stmt(db, Q_DIR_ENTRY);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        return dirent_one(db, s, ret, "dir entry");
+}
+
+static int exists(struct ss_db *db, sqlite3_stmt *s, const char *what)
+{
+        int rc = sqlite3_step(s), r;
+
+        if (rc == SQLITE_ROW)
+                r = 1;
+        else if (rc == SQLITE_DONE)
+                r = 0;
+        else
+                r = fail(db, what, rc);
+        done(s);
+        return r;
+}
+
+int ss_db_dir_empty(struct ss_db *db, uint64_t ino)
+{
+        sqlite3_stmt *s = stmt(db, Q_DIR_EMPTY);
+        int r;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        r = exists(db, s, "dir empty");
+        return r < 0 ? r : !r;
+}
+
+int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after_id, unsigned max,
+                  int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_READDIR);
+        struct ss_dirent d;
+        int rc, n = 0, r = 0;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)after_id);
+        sqlite3_bind_int64(s, 3, max);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                row_dirent(s, &d);
+                r = fn(ctx, &d);
+                if (r != 0)
+                        break;
+                n++;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "readdir", rc);
+        done(s);
+        return r < 0 ? r : n;
+}
+
+int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after_id)
+{
+        sqlite3_stmt *s = stmt(db, Q_READDIR_MORE);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)after_id);
+        return exists(db, s, "readdir more");
+}
+
+/* ---- xattrs -------------------------------------------------------------- */
+
+int ss_db_xattr_get(struct ss_db *db, uint64_t ino, const uint8_t *name, size_t namelen,
+                    void *buf, size_t cap, size_t *ret_len)
+{
+        sqlite3_stmt *s = stmt(db, Q_XATTR_GET);
+        int rc, r = -ENOENT;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        bind_blob(s, 2, name, namelen);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+                const void *v = sqlite3_column_blob(s, 0);
+                size_t n = (size_t)sqlite3_column_bytes(s, 0);
+
+                if (cap && n)
+                        memcpy(buf, v, n < cap ? n : cap);
+                *ret_len = n;
+                r = 0;
+        } else if (rc != SQLITE_DONE)
+                r = fail(db, "xattr get", rc);
+        done(s);
+        return r;
+}
+
+int ss_db_xattr_put(struct ss_db *db, uint64_t ino, const uint8_t *name, size_t namelen,
+                    const void *value, size_t vlen)
+{
+        sqlite3_stmt *s = stmt(db, Q_XATTR_PUT);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        bind_blob(s, 2, name, namelen);
+        bind_blob(s, 3, value, vlen);
+        return exec_done(db, s, "xattr put");
+}
+
+int ss_db_xattr_del(struct ss_db *db, uint64_t ino, const uint8_t *name, size_t namelen)
+{
+        sqlite3_stmt *s = stmt(db, Q_XATTR_DEL);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        bind_blob(s, 2, name, namelen);
+        return exec_done(db, s, "xattr del");
+}
+
+int ss_db_xattr_each(struct ss_db *db, uint64_t ino,
+                     int (*fn)(void *ctx, const uint8_t *name, size_t namelen,
+                               const void *value, size_t vlen),
+                     void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_XATTR_EACH);
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                r = fn(ctx, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+                       sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "xattr each", rc);
+        done(s);
+        return r < 0 ? r : 0;
+}
+
+/* ---- orphans and dumps ------------------------------------------------------ */
+
+int ss_db_orphans(struct ss_db *db, unsigned max, uint64_t *ret_inos, size_t *ret_n)
+{
+        sqlite3_stmt *s = stmt(db, Q_ORPHANS);
+        size_t n = 0;
+        int rc = SQLITE_DONE, r = 0;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, max);
+        while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+                ret_inos[n++] = col_u64(s, 0);
+        if (n < max && rc != SQLITE_DONE)
+                r = fail(db, "orphans", rc);
+        done(s);
+        *ret_n = n;
+        return r;
+}
+
+int ss_db_each_inode(struct ss_db *db, int (*fn)(void *ctx, const struct ss_inode *in), void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_EACH_INODE);
+        struct ss_inode *in;
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        in = malloc(sizeof(*in));
+        if (!in) {
+                done(s);
+                return -ENOMEM;
+        }
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                row_inode(s, in);
+                r = fn(ctx, in);
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "each inode", rc);
+        done(s);
+        free(in);
+        return r < 0 ? r : 0;
+}
+
+int ss_db_each_dirent(struct ss_db *db, int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_EACH_DIRENT);
+        struct ss_dirent d;
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                row_dirent(s, &d);
+                r = fn(ctx, &d);
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "each dirent", rc);
+        done(s);
+        return r < 0 ? r : 0;
+}
+
+int ss_db_each_xattr(struct ss_db *db,
+                     int (*fn)(void *ctx, uint64_t ino, const uint8_t *name, size_t namelen,
+                               const void *value, size_t vlen),
+                     void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_EACH_XATTR);
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                r = fn(ctx, col_u64(s, 0), sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                       sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "each xattr", rc);
+        done(s);
+        return r < 0 ? r : 0;
+}
+
+int ss_db_each_meta(struct ss_db *db, int (*fn)(void *ctx, const char *key, uint64_t value), void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_EACH_META);
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                r = fn(ctx, (const char *)sqlite3_column_text(s, 0), col_u64(s, 1));
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "each meta", rc);
+        done(s);
+        return r < 0 ? r : 0;
+}
+
+int ss_db_clear(struct ss_db *db)
+{
+        char *err = NULL;
+        int rc = sqlite3_exec(db->h, "DELETE FROM inodes; DELETE FROM dirents; DELETE FROM xattrs;"
+                                     "DELETE FROM meta WHERE key <> 'schema';",
+                              NULL, NULL, &err);
+
+        if (rc != SQLITE_OK) {
+                cm_log(LOG_DEBUG, "%s: clear: %s", db->path, err ? err : "?");
+                sqlite3_free(err);
+                return -EIO;
+        }
+        return 0;
+}

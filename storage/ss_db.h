@@ -1,0 +1,168 @@
+/*
+ * ss_db.h -- the SQLite index of one physical container (meta.sqlite).
+ *
+ * SQLite here is an INDEX of the container's segment log, never the source
+ * of truth: every row reaches it through ss_cs_apply() (a live commit or a
+ * replayed one), so it can be thrown away and rebuilt from the segments
+ * (ss_ct_rebuild).  This module owns the schema, the connection and its
+ * prepared statements, and offers row-level reads and writes; it knows
+ * nothing about the log.
+ *
+ * Schema (version 1; created by ss_db_open when the file is new):
+ *
+ *   meta(key TEXT PRIMARY KEY, value INTEGER)       WITHOUT ROWID
+ *        applied_seq  last log commit applied (written by ss_cs_apply only)
+ *        fg, container, next_ino, next_dirent, inodes, schema
+ *   inodes(ino INTEGER PRIMARY KEY, mode, nlink, uid, gid, rdev, size,
+ *          atime_sec, atime_nsec, mtime_sec, mtime_nsec, ctime_sec,
+ *          ctime_nsec, generation, version, target BLOB)
+ *        target: the symlink target (NULL for other types).  An inode with
+ *        nlink = 0 is an orphan (partial index inodes_orphans).
+ *   dirents(id INTEGER PRIMARY KEY, parent, name BLOB, ino, type,
+ *           UNIQUE(parent, name))
+ *        id grows with creation (meta.next_dirent); the READDIR cookie of
+ *        an entry is id + 2.  Indexes (parent, id) for readdir and (ino)
+ *        to find the one name of a directory (its parent).
+ *   xattrs(ino, name BLOB, value BLOB, PRIMARY KEY(ino, name)) WITHOUT ROWID
+ *
+ * Settings: journal_mode=WAL, synchronous=NORMAL (a commit writes the WAL
+ * but does not fsync it), automatic WAL checkpoints off: the storage daemon
+ * checkpoints the WAL itself (ss_db_wal_checkpoint) from its work queue,
+ * after the log is flushed, so the loop thread never waits for a disk
+ * flush and SQLite never becomes durable ahead of the log it indexes.
+ *
+ * Ownership: struct ss_db owns the connection.  Rows returned through
+ * structs are copies (names and targets are copied into the caller's
+ * struct); pointers handed to callbacks are valid during the call only.
+ *
+ * Threads: one thread at a time (the storage daemon's loop thread, or a
+ * work-queue thread while the container is parked; see ss_srv.c).
+ *
+ * Errors: negative errno: -ENOENT (no such row), -EIO (SQLite failed; the
+ * SQLite message is logged at LOG_DEBUG and kept for ss_db_errmsg()),
+ * -ENOMEM, -EEXIST (a unique constraint, i.e. a caller bug or a corrupt
+ * changeset).
+ */
+#ifndef SS_DB_H
+#define SS_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SS_DB_SCHEMA 1
+#define SS_NAME_MAX 255u
+#define SS_SYMLINK_MAX 4095u
+#define SS_XATTR_NAME_MAX 255u
+#define SS_XATTR_VALUE_MAX (64u << 10)
+#define SS_META_KEY_MAX 32u
+
+struct ss_time {
+        int64_t sec;
+        uint32_t nsec;
+};
+
+struct ss_inode {
+        uint64_t ino;
+        uint32_t mode;
+        uint32_t nlink;
+        uint32_t uid;
+        uint32_t gid;
+        uint64_t rdev;
+        uint64_t size;
+        struct ss_time atime, mtime, ctime;
+        uint64_t generation;
+        uint64_t version;
+        uint32_t targetlen;             /* symlinks: bytes in target */
+        uint8_t target[SS_SYMLINK_MAX + 1];
+};
+
+struct ss_dirent {
+        uint64_t id;
+        uint64_t parent;
+        uint64_t ino;
+        uint32_t type;                  /* DT_* */
+        uint32_t namelen;
+        uint8_t name[SS_NAME_MAX + 1];  /* NUL-terminated for logs */
+};
+
+struct ss_db;
+
+/* Open (creating the file and schema if needed).  -EIO if the file is not
+ * a database of our schema. */
+int ss_db_open(const char *path, struct ss_db **ret_db);
+/* Close; the last close checkpoints the WAL into the database file.
+ * Accepts NULL. */
+void ss_db_close(struct ss_db *db);
+const char *ss_db_errmsg(struct ss_db *db);
+
+/* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
+int ss_db_begin(struct ss_db *db);
+int ss_db_commit(struct ss_db *db);
+void ss_db_rollback(struct ss_db *db);
+
+/* Copy the WAL into the database file and truncate it (fsyncs both):
+ * afterwards everything committed so far is durable.  Work-queue thread. */
+int ss_db_wal_checkpoint(struct ss_db *db);
+/* Frames in the WAL after the last commit (for scheduling). */
+unsigned ss_db_wal_frames(const struct ss_db *db);
+
+/* meta */
+int ss_db_meta_get(struct ss_db *db, const char *key, uint64_t *ret);
+int ss_db_meta_put(struct ss_db *db, const char *key, uint64_t value);
+int ss_db_meta_del(struct ss_db *db, const char *key);
+
+/* inodes */
+int ss_db_inode_get(struct ss_db *db, uint64_t ino, struct ss_inode *ret);
+int ss_db_inode_put(struct ss_db *db, const struct ss_inode *in);
+int ss_db_inode_del(struct ss_db *db, uint64_t ino);
+int ss_db_inode_count(struct ss_db *db, uint64_t *ret);
+
+/* dirents */
+int ss_db_lookup(struct ss_db *db, uint64_t parent, const uint8_t *name, size_t namelen,
+                 struct ss_dirent *ret);
+int ss_db_dirent_get(struct ss_db *db, uint64_t id, struct ss_dirent *ret);
+int ss_db_dirent_put(struct ss_db *db, const struct ss_dirent *d);
+int ss_db_dirent_del(struct ss_db *db, uint64_t id);
+/* The entry naming directory ino (directories have exactly one name);
+ * -ENOENT for a root or a removed directory. */
+int ss_db_dir_entry(struct ss_db *db, uint64_t ino, struct ss_dirent *ret);
+/* 1 if directory ino has no entries, 0 if it has. */
+int ss_db_dir_empty(struct ss_db *db, uint64_t ino);
+/* Entries of dir with id > after_id in id order, at most max; fn returns
+ * < 0 to stop with that error, 1 to stop early.  Returns the number of
+ * entries delivered, or an error. */
+int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after_id, unsigned max,
+                  int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx);
+/* Is there any entry of dir with id > after_id?  1 yes, 0 no. */
+int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after_id);
+
+/* xattrs.  get copies at most cap bytes into buf and returns the full
+ * length (so cap 0 asks for the size). */
+int ss_db_xattr_get(struct ss_db *db, uint64_t ino, const uint8_t *name, size_t namelen,
+                    void *buf, size_t cap, size_t *ret_len);
+int ss_db_xattr_put(struct ss_db *db, uint64_t ino, const uint8_t *name, size_t namelen,
+                    const void *value, size_t vlen);
+int ss_db_xattr_del(struct ss_db *db, uint64_t ino, const uint8_t *name, size_t namelen);
+/* Every xattr of ino, in name order. */
+int ss_db_xattr_each(struct ss_db *db, uint64_t ino,
+                     int (*fn)(void *ctx, const uint8_t *name, size_t namelen,
+                               const void *value, size_t vlen),
+                     void *ctx);
+
+/* Orphans: inodes with nlink = 0, at most max, in ino order. */
+int ss_db_orphans(struct ss_db *db, unsigned max, uint64_t *ret_inos, size_t *ret_n);
+
+/* Full dumps in primary-key order (checkpoint images, tests). */
+int ss_db_each_inode(struct ss_db *db, int (*fn)(void *ctx, const struct ss_inode *in), void *ctx);
+int ss_db_each_dirent(struct ss_db *db, int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx);
+int ss_db_each_xattr(struct ss_db *db,
+                     int (*fn)(void *ctx, uint64_t ino, const uint8_t *name, size_t namelen,
+                               const void *value, size_t vlen),
+                     void *ctx);
+int ss_db_each_meta(struct ss_db *db, int (*fn)(void *ctx, const char *key, uint64_t value),
+                    void *ctx);
+/* Remove every row of every table (loading a checkpoint image). */
+int ss_db_clear(struct ss_db *db);
+
+#endif

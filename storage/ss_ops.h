@@ -1,0 +1,88 @@
+/*
+ * ss_ops.h -- the filesystem operations a storage site serves
+ * (docs/protocol.md, "using site -> storage site"): one handler per
+ * operation, each turning a decoded request into an answer and, for a
+ * mutation, one changeset committed through the container (ss_ct.h).
+ *
+ * Semantics the protocol leaves to the storage site, decided here:
+ *  - Session views: a request naming a session sees its staged size and
+ *    times.  In a session view `blocks` counts every page up to the staged
+ *    size once the session has changed anything, and LSEEK treats the
+ *    whole file up to the staged size as data (SEEK_DATA = offset,
+ *    SEEK_HOLE = size): staged pages cannot be enumerated through dsm.
+ *  - A session whose transaction loses a race (DSM_ECONFLICT, on a partial
+ *    write's read, a session read, or at COMMIT) is ended and the request
+ *    answers -EAGAIN: its staged data is discarded, never committed half
+ *    and never silently lost (the caller learns it, and a retry on the
+ *    same id answers -ESTALE).  Any other failure of a session's
+ *    transaction also ends the session.
+ *  - SETATTR with a session: the size goes into the session (truncation in
+ *    the transaction); mode/uid/gid/times are committed at once, and the
+ *    times are also recorded as pending so that COMMIT does not overwrite
+ *    them with older ones.
+ *  - FALLOCATE mode 0 / KEEP_SIZE reserves nothing in a log-structured
+ *    store: it checks that the space is free (-ENOSPC otherwise) and, for
+ *    mode 0, extends the size; ZERO_RANGE and PUNCH_HOLE free whole pages
+ *    and zero the partial ones (a hole stays a hole).
+ *  - Space: operations that add data or metadata answer -ENOSPC when the
+ *    data directory's file system has less than the configured reserve
+ *    free, so the log never runs into a real ENOSPC (which would put the
+ *    store into its sticky error state).  Deletions are always allowed.
+ *  - Requests for a file group this site holds no container of answer
+ *    -ESTALE (ss_srv.c).
+ *  - Directories report size 4096 and 8 blocks; symlinks their target
+ *    length and 0 blocks.
+ *  - COPY_RANGE copies at most SS_COPY_MAX bytes per request (a short
+ *    count, as copy_file_range(2) allows); READ at most LP_FS_DATA_MAX.
+ *
+ * Ownership: the answer may point into memory the handler allocated; it
+ * stays valid until ss_opctx_release().
+ *
+ * Threads: the loop thread only, and only while the container is not
+ * parked for maintenance (ss_srv.c).
+ *
+ * Errors: the handler's return value is the answer's status (0 or
+ * -errno as docs/protocol.md lists them); x->msg says why, for the log and
+ * the answer's message.
+ */
+#ifndef SS_OPS_H
+#define SS_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lp_fs.h"
+#include "ss_ct.h"
+#include "ss_sess.h"
+
+#define SS_LINK_MAX 65000u
+#define SS_MAX_FILE_SIZE ((uint64_t)INT64_MAX)
+#define SS_COPY_MAX (64u << 20)
+#define SS_XATTR_LIST_MAX (64u << 10)   /* names of one inode, NUL-separated */
+#define SS_XATTR_TOTAL_MAX (1u << 20)   /* names + values of one inode */
+#define SS_MEM_SLOTS 4
+
+struct ss_opctx {
+        /* in */
+        struct ss_ct *ct;               /* the request's container */
+        struct ss_sessions *sess;
+        uint64_t client;                /* the peer's site id */
+        const char *data_dir;
+        uint64_t space_reserve;         /* bytes that must stay free */
+        /* out */
+        bool sync;                      /* answer once the log is flushed */
+        uint64_t ino;                   /* the inode the error concerns (logs) */
+        char msg[256];                  /* why it failed */
+        void *mem[SS_MEM_SLOTS];        /* answer memory, freed by release */
+        int nmem;
+};
+
+/* Run the file operation q->op (LOOKUP .. FORGET_ORPHAN) and fill a.
+ * Returns a->status. */
+int ss_op_run(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
+void ss_opctx_release(struct ss_opctx *x);
+
+/* Is op one of ours (a file operation on a container)? */
+bool ss_op_is_file_op(uint32_t op);
+
+#endif

@@ -1,0 +1,1336 @@
+/*
+ * ss_srv.c -- see ss_srv.h.
+ *
+ * Per container (struct ss_fg), the loop keeps:
+ *
+ *   flushing   idle --commit--> timer armed --timer / sync waiter--> running
+ *              running --flush_done--> idle, or running again if more was
+ *              committed and someone waits, or timer armed if more was
+ *              committed.
+ *              A sync waiter joins wait_next if anything was committed
+ *              since the running flush started (it needs the next flush),
+ *              else wait_run (the running flush covers it), else it is
+ *              answered at once (nothing unflushed).
+ *   parking    open --start_maint--> parked (busy) --maint_done--> open,
+ *              then the parked requests run in arrival order.
+ *
+ * Invariants:
+ *  [S1] While f->busy, the loop calls nothing on f->ct (requests park,
+ *       doomed sessions of it wait), except dsm_sync from a flush job.
+ *  [S2] f->flush_seq is ct->seq when the last flush started; a flush
+ *       started at flush_seq makes every commit <= flush_seq durable.
+ *  [S3] Every request is answered exactly once (or dropped when its
+ *       connection has closed): directly, from wait_run/wait_next after a
+ *       flush, from maint_wait after a job, or after being parked.
+ *  [S4] A struct ss_conn lives while the connection is open or any
+ *       pending answer or parked request refers to it (refs).
+ *  [S5] Shutdown (finish) runs only when no job is in flight (works == 0),
+ *       so no work-queue thread touches a container being closed.
+ */
+#include "ss_srv.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include "cm.h"
+#include "lp_conn.h"
+#include "lp_fs.h"
+#include "ss_ct.h"
+#include "ss_ops.h"
+#include "ss_reg.h"
+#include "ss_sess.h"
+
+struct ss_client {
+        struct ss_client *next;
+        uint64_t site;
+        unsigned nconns;
+        uint64_t gone_us;               /* when nconns dropped to 0 */
+};
+
+struct ss_conn {
+        struct lp_conn *lc;             /* NULL once closed */
+        struct ss_client *cl;
+        uint64_t site;
+        unsigned refs;                  /* [S4] */
+};
+
+/* An answer that waits for a flush or a maintenance job. */
+struct pending {
+        struct pending *next;
+        struct ss_conn *c;
+        uint64_t reqid;
+        uint8_t *buf;                   /* the answer if all goes well (NULL: built later) */
+        size_t len;
+};
+
+struct plist {
+        struct pending *head, *tail;
+};
+
+struct parked {
+        struct parked *next;
+        struct ss_conn *c;
+        uint64_t reqid;
+        struct lp_fs_req q;
+        size_t bytes;
+};
+
+enum maint_kind { M_WAL = 1, M_CKPT, M_ADMIN_CKPT, M_ADMIN_CLEAN };
+
+struct ss_fg {
+        struct ss_srv *srv;
+        struct ss_ct *ct;
+        uint32_t fg;
+        /* flushing */
+        uv_timer_t flush_timer;
+        bool timer_armed;
+        uv_work_t flush_work;
+        bool flush_running;
+        int flush_result;
+        uint64_t flush_seq;             /* [S2] */
+        struct plist wait_run, wait_next;
+        /* maintenance */
+        uv_work_t maint_work;
+        bool busy;                      /* [S1] */
+        enum maint_kind maint_kind;
+        int maint_result;
+        int maint_n;
+        struct pending *maint_wait;
+        struct parked *park_head, *park_tail;
+        size_t park_n, park_bytes;
+        uint64_t ckpt_mark;             /* log bytes written at the last checkpoint */
+        uint64_t ckpt_seq;
+        uint64_t ckpt_us;
+        bool err_logged;
+};
+
+struct create_job {
+        uv_work_t w;
+        struct ss_srv *s;
+        struct ss_conn *c;
+        uint64_t reqid;
+        uint32_t fg;
+        char name[LP_FS_NAME_MAX + 1];
+        struct ss_ct *ct;
+        int r;
+};
+
+struct ss_srv {
+        uv_loop_t *loop;
+        struct ss_opts o;
+        char *data_dir, *listen_host, *css_host, *css_port_file;
+        struct lp_server *lp;
+        uint16_t port;
+        struct ss_fg **fgs;
+        size_t nfgs;
+        uint32_t creating[SS_MAX_FGS];
+        size_t ncreating;
+        struct ss_sessions sess;
+        struct ss_client *clients;
+        uv_timer_t tick;
+        uv_async_t async;
+        bool handles;                   /* tick and async initialised */
+        struct ss_reg *reg;
+        unsigned works;                 /* [S5] */
+        bool stopping, finished;
+        int err;
+};
+
+static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q);
+static void maybe_finish(struct ss_srv *s);
+
+/* ---- connections and answers ------------------------------------------------------- */
+
+static void conn_unref(struct ss_conn *c)
+{
+        if (--c->refs == 0)
+                free(c);
+}
+
+static const char *errname(int err)
+{
+        const char *n = strerrorname_np(err < 0 ? -err : err);
+
+        return n ? n : "E?";
+}
+
+static void send_buf(struct ss_conn *c, uint64_t reqid, const uint8_t *buf, size_t len)
+{
+        int r;
+
+        if (!c->lc)
+                return;         /* the connection went away: nobody to tell */
+        r = lp_server_reply(c->lc, reqid, LP_MSG_FS_RESP, buf, len);
+        if (r < 0 && r != -ENOTCONN)
+                cm_log(LOG_WARNING, "answer to site %llu (%s) not sent: %s", (unsigned long long)c->site,
+                       lp_server_conn_peer(c->lc), strerror(-r));
+}
+
+static int encode(const struct lp_fs_resp *a, uint8_t **buf, size_t *len)
+{
+        int r = lp_fs_resp_encode(a, buf, len);
+
+        if (r < 0) {
+                struct lp_fs_resp e = { .status = -EIO, .message = "EIO: answer could not be encoded" };
+
+                cm_log(LOG_ERR, "encoding an answer failed: %s", strerror(-r));
+                r = lp_fs_resp_encode(&e, buf, len);
+        }
+        return r;
+}
+
+static void send_resp(struct ss_conn *c, uint64_t reqid, const struct lp_fs_resp *a)
+{
+        uint8_t *buf;
+        size_t len;
+
+        if (!c->lc)
+                return;
+        if (encode(a, &buf, &len) < 0)
+                return;
+        send_buf(c, reqid, buf, len);
+        free(buf);
+}
+
+static void send_status(struct ss_conn *c, uint64_t reqid, int status, const char *why)
+{
+        struct lp_fs_resp a = { .status = status };
+        char msg[300];
+
+        if (status < 0) {
+                snprintf(msg, sizeof(msg), "%s: %s", errname(status), why ? why : strerror(-status));
+                a.message = msg;
+        }
+        send_resp(c, reqid, &a);
+}
+
+static struct pending *pending_new(struct ss_conn *c, uint64_t reqid, uint8_t *buf, size_t len)
+{
+        struct pending *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return NULL;
+        p->c = c;
+        c->refs++;
+        p->reqid = reqid;
+        p->buf = buf;
+        p->len = len;
+        return p;
+}
+
+/* Answer p: its buffer if status is 0, else the error; then free it. */
+static void pending_done(struct pending *p, int status, const char *why)
+{
+        if (status < 0 || !p->buf)
+                send_status(p->c, p->reqid, status, why);
+        else
+                send_buf(p->c, p->reqid, p->buf, p->len);
+        conn_unref(p->c);
+        free(p->buf);
+        free(p);
+}
+
+static void plist_add(struct plist *l, struct pending *p)
+{
+        p->next = NULL;
+        if (l->tail)
+                l->tail->next = p;
+        else
+                l->head = p;
+        l->tail = p;
+}
+
+static void plist_append(struct plist *to, struct plist *from)
+{
+        if (!from->head)
+                return;
+        if (to->tail)
+                to->tail->next = from->head;
+        else
+                to->head = from->head;
+        to->tail = from->tail;
+        from->head = from->tail = NULL;
+}
+
+static void plist_done(struct plist *l, int status, const char *why)
+{
+        struct pending *p = l->head, *n;
+
+        l->head = l->tail = NULL;
+        for (; p; p = n) {
+                n = p->next;
+                pending_done(p, status, why);
+        }
+}
+
+/* ---- lookups ------------------------------------------------------------------------ */
+
+static struct ss_fg *find_fg(struct ss_srv *s, uint32_t fg)
+{
+        for (size_t i = 0; i < s->nfgs; i++)
+                if (s->fgs[i]->fg == fg)
+                        return s->fgs[i];
+        return NULL;
+}
+
+static struct ss_fg *fg_of_ct(struct ss_srv *s, const struct ss_ct *ct)
+{
+        for (size_t i = 0; i < s->nfgs; i++)
+                if (s->fgs[i]->ct == ct)
+                        return s->fgs[i];
+        return NULL;
+}
+
+static char *fgs_json(struct ss_srv *s)
+{
+        size_t cap = 16 + s->nfgs * 12, n = 0;
+        char *j = malloc(cap);
+
+        if (!j)
+                return NULL;
+        j[n++] = '[';
+        for (size_t i = 0; i < s->nfgs; i++)
+                n += (size_t)snprintf(j + n, cap - n, "%s%u", i ? "," : "", s->fgs[i]->fg);
+        j[n++] = ']';
+        j[n] = 0;
+        return j;
+}
+
+static void fgs_changed(struct ss_srv *s)
+{
+        char *j;
+
+        if (!s->reg)
+                return;
+        j = fgs_json(s);
+        if (j)
+                ss_reg_set_fgs(s->reg, j);
+        free(j);
+}
+
+/* ---- flushing ----------------------------------------------------------------------- */
+
+static void flush_work_cb(uv_work_t *w)
+{
+        struct ss_fg *f = w->data;
+
+        f->flush_result = ss_ct_sync(f->ct);
+}
+
+static void fg_failed(struct ss_fg *f, int r, const char *what)
+{
+        if (!f->ct->err)
+                f->ct->err = r;
+        if (!f->srv->err)
+                f->srv->err = r;
+        if (!f->err_logged)
+                cm_log(LOG_ERR, "fg %u (%s): %s failed: %s; the container refuses requests until the storage "
+                       "site is restarted", f->fg, f->ct->dir, what, strerror(-r));
+        f->err_logged = true;
+}
+
+static void flush_after_cb(uv_work_t *w, int status);
+
+static void start_flush(struct ss_fg *f)
+{
+        int r;
+
+        assert(!f->flush_running);
+        f->flush_running = true;
+        f->flush_seq = f->ct->seq;
+        plist_append(&f->wait_run, &f->wait_next);
+        if (f->timer_armed) {
+                uv_timer_stop(&f->flush_timer);
+                f->timer_armed = false;
+        }
+        f->flush_work.data = f;
+        r = uv_queue_work(f->srv->loop, &f->flush_work, flush_work_cb, flush_after_cb);
+        if (r < 0) {
+                f->flush_running = false;
+                cm_log(LOG_ERR, "fg %u: cannot queue a flush: %s", f->fg, uv_strerror(r));
+                plist_done(&f->wait_run, -EIO, "the flush could not be started");
+                return;
+        }
+        f->srv->works++;
+}
+
+static void flush_timer_cb(uv_timer_t *t)
+{
+        struct ss_fg *f = t->data;
+
+        f->timer_armed = false;
+        if (!f->flush_running && f->ct->seq > f->flush_seq && !f->srv->stopping)
+                start_flush(f);
+}
+
+/* Something was committed: flush within the interval. */
+static void fg_dirty(struct ss_fg *f)
+{
+        if (f->flush_running || f->timer_armed || f->srv->stopping)
+                return;
+        f->timer_armed = true;
+        uv_timer_start(&f->flush_timer, flush_timer_cb, f->srv->o.flush_interval_ms, 0);
+}
+
+static void flush_after_cb(uv_work_t *w, int status)
+{
+        struct ss_fg *f = w->data;
+        struct ss_srv *s = f->srv;
+        int r = status < 0 ? -EIO : f->flush_result;
+
+        s->works--;
+        f->flush_running = false;
+        if (r < 0) {
+                fg_failed(f, r, "flushing the log");
+                plist_done(&f->wait_run, r, "flushing the log failed");
+                plist_done(&f->wait_next, r, "flushing the log failed");
+        } else {
+                plist_done(&f->wait_run, 0, NULL);
+        }
+        if (s->stopping) {
+                plist_done(&f->wait_next, -EIO, "shutting down");
+                maybe_finish(s);
+                return;
+        }
+        if (f->ct->seq > f->flush_seq && !f->ct->err) {
+                if (f->wait_next.head)
+                        start_flush(f);
+                else
+                        fg_dirty(f);
+        }
+}
+
+/* p must be answered once everything committed so far is durable. */
+static void add_sync_waiter(struct ss_fg *f, struct pending *p)
+{
+        if (f->ct->seq > f->flush_seq) {
+                plist_add(&f->wait_next, p);
+                if (!f->flush_running)
+                        start_flush(f);
+        } else if (f->flush_running) {
+                plist_add(&f->wait_run, p);
+        } else {
+                pending_done(p, 0, NULL);
+        }
+}
+
+/* ---- maintenance --------------------------------------------------------------------- */
+
+static uint64_t log_written(struct ss_ct *ct)
+{
+        struct dsm_stats st;
+
+        dsm_get_stats(ct->store, &st);
+        return st.data_bytes_written + st.meta_bytes_written + st.payload_bytes_written;
+}
+
+static const char *maint_name(enum maint_kind k)
+{
+        switch (k) {
+        case M_WAL: return "SQLite WAL checkpoint";
+        case M_CKPT: return "checkpoint and cleaning";
+        case M_ADMIN_CKPT: return "checkpoint";
+        case M_ADMIN_CLEAN: return "cleaning";
+        }
+        return "maintenance";
+}
+
+static void maint_work_cb(uv_work_t *w)
+{
+        struct ss_fg *f = w->data;
+        struct ss_ct *ct = f->ct;
+        unsigned pct = f->srv->o.clean_live_pct;
+        int r = 0;
+
+        f->maint_n = 0;
+        switch (f->maint_kind) {
+        case M_WAL:
+                r = ss_ct_wal_checkpoint(ct);
+                break;
+        case M_CKPT:
+                r = ss_ct_checkpoint(ct);
+                if (r >= 0)
+                        r = ss_ct_clean(ct, pct, &f->maint_n);
+                break;
+        case M_ADMIN_CKPT:
+                r = ss_ct_checkpoint(ct);
+                break;
+        case M_ADMIN_CLEAN:
+                r = ss_ct_clean(ct, pct, &f->maint_n);
+                break;
+        }
+        f->maint_result = r;
+}
+
+static void unpark(struct ss_fg *f)
+{
+        struct ss_srv *s = f->srv;
+
+        while (!f->busy && f->park_head && !s->stopping) {
+                struct parked *p = f->park_head;
+
+                f->park_head = p->next;
+                if (!f->park_head)
+                        f->park_tail = NULL;
+                f->park_n--;
+                f->park_bytes -= p->bytes;
+                handle_req(s, p->c, p->reqid, &p->q);
+                conn_unref(p->c);
+                free(p);
+        }
+}
+
+static void maint_after_cb(uv_work_t *w, int status)
+{
+        struct ss_fg *f = w->data;
+        struct ss_srv *s = f->srv;
+        int r = status < 0 ? -EIO : f->maint_result;
+
+        s->works--;
+        f->busy = false;
+        if (r < 0) {
+                int se = ss_ct_store_error(f->ct);
+
+                if (se < 0)
+                        fg_failed(f, se, maint_name(f->maint_kind));
+                else
+                        cm_log(LOG_ERR, "fg %u (%s): %s failed: %s", f->fg, f->ct->dir,
+                               maint_name(f->maint_kind), strerror(-r));
+        } else {
+                if (f->maint_kind != M_WAL && f->maint_kind != M_ADMIN_CLEAN) {
+                        f->ckpt_mark = log_written(f->ct);
+                        f->ckpt_seq = f->ct->seq;
+                        f->ckpt_us = cm_now_us();
+                }
+                cm_log(LOG_DEBUG, "fg %u: %s done (%d segment(s) reclaimed)", f->fg, maint_name(f->maint_kind),
+                       f->maint_n);
+        }
+        if (f->maint_wait) {
+                struct pending *p = f->maint_wait;
+
+                f->maint_wait = NULL;
+                if (r >= 0) {
+                        struct lp_fs_resp a = { .value = (uint64_t)f->maint_n };
+
+                        send_resp(p->c, p->reqid, &a);
+                        conn_unref(p->c);
+                        free(p->buf);
+                        free(p);
+                } else {
+                        pending_done(p, r, maint_name(f->maint_kind));
+                }
+        }
+        if (s->stopping) {
+                maybe_finish(s);
+                return;
+        }
+        unpark(f);
+}
+
+static int start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *waiter)
+{
+        int r;
+
+        f->busy = true;
+        f->maint_kind = kind;
+        f->maint_wait = waiter;
+        f->maint_work.data = f;
+        r = uv_queue_work(f->srv->loop, &f->maint_work, maint_work_cb, maint_after_cb);
+        if (r < 0) {
+                f->busy = false;
+                f->maint_wait = NULL;
+                cm_log(LOG_ERR, "fg %u: cannot queue %s: %s", f->fg, maint_name(kind), uv_strerror(r));
+                return -EIO;
+        }
+        f->srv->works++;
+        return 0;
+}
+
+static void maybe_maint(struct ss_fg *f, uint64_t now)
+{
+        struct ss_opts *o = &f->srv->o;
+
+        if (f->busy || f->srv->stopping || f->ct->err)
+                return;
+        if (log_written(f->ct) - f->ckpt_mark >= o->ckpt_bytes ||
+            (f->ct->seq > f->ckpt_seq && now - f->ckpt_us >= (uint64_t)o->ckpt_interval_ms * 1000u))
+                (void)start_maint(f, M_CKPT, NULL);
+        else if (ss_db_wal_frames(f->ct->db) >= o->wal_frames)
+                (void)start_maint(f, M_WAL, NULL);
+}
+
+/* ---- requests ----------------------------------------------------------------------- */
+
+static int log_level_of(int err)
+{
+        switch (-err) {
+        case EIO:
+        case ENOMEM:
+        case EPROTO:
+        case EBADMSG:
+                return LOG_ERR;
+        case EAGAIN:
+        case ENOSPC:
+        case ENFILE:
+                return LOG_WARNING;
+        case ESTALE:
+                return LOG_INFO;
+        default:
+                return LOG_DEBUG;
+        }
+}
+
+static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
+{
+        struct ss_opctx x = { 0 };
+        struct lp_fs_resp a;
+        uint64_t seq0 = f->ct->seq;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        char msg[320];
+        int r;
+
+        assert(!f->busy);       /* [S1] */
+        x.ct = f->ct;
+        x.sess = &s->sess;
+        x.client = c->site;
+        x.data_dir = s->data_dir;
+        x.space_reserve = s->o.space_reserve;
+        r = ss_op_run(&x, q, &a);
+        if (r < 0) {
+                snprintf(msg, sizeof(msg), "%s: %s", errname(r), x.msg[0] ? x.msg : strerror(-r));
+                a.message = msg;
+                cm_log(log_level_of(r), "fg %u ino %#llx: %s from site %llu: %s", f->fg,
+                       (unsigned long long)x.ino, lp_fs_op_name(q->op), (unsigned long long)c->site, msg);
+        }
+        r = encode(&a, &buf, &len);
+        ss_opctx_release(&x);
+        if (f->ct->seq != seq0)
+                fg_dirty(f);
+        if (r >= 0) {
+                if (x.sync && a.status == 0) {
+                        struct pending *p = pending_new(c, reqid, buf, len);
+
+                        if (p)
+                                add_sync_waiter(f, p);
+                        else {
+                                free(buf);
+                                send_status(c, reqid, -ENOMEM, "out of memory");
+                        }
+                } else {
+                        send_buf(c, reqid, buf, len);
+                        free(buf);
+                }
+        }
+        lp_fs_req_release(q);
+        if (!f->busy && !s->stopping && ss_db_wal_frames(f->ct->db) >= s->o.wal_frames)
+                (void)start_maint(f, M_WAL, NULL);
+}
+
+static void park(struct ss_fg *f, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
+{
+        size_t bytes = sizeof(struct parked) + q->datalen + q->namelen + q->newnamelen + 512;
+        struct parked *p;
+
+        if (f->park_n >= SS_PARK_MAX || f->park_bytes + bytes > SS_PARK_BYTES ||
+            !(p = calloc(1, sizeof(*p)))) {
+                cm_log(LOG_WARNING, "fg %u: %s from site %llu refused: %zu requests wait for maintenance",
+                       f->fg, lp_fs_op_name(q->op), (unsigned long long)c->site, f->park_n);
+                send_status(c, reqid, -EAGAIN, "the container is busy with maintenance; retry");
+                lp_fs_req_release(q);
+                return;
+        }
+        p->c = c;
+        c->refs++;
+        p->reqid = reqid;
+        p->q = *q;              /* takes over the decoded request */
+        p->bytes = bytes;
+        if (f->park_tail)
+                f->park_tail->next = p;
+        else
+                f->park_head = p;
+        f->park_tail = p;
+        f->park_n++;
+        f->park_bytes += bytes;
+}
+
+static void json_str(FILE *m, const char *v)
+{
+        fputc('"', m);
+        for (; *v; v++) {
+                unsigned char ch = (unsigned char)*v;
+
+                if (ch == '"' || ch == '\\')
+                        fprintf(m, "\\%c", ch);
+                else if (ch < 0x20)
+                        fprintf(m, "\\u%04x", ch);
+                else
+                        fputc(ch, m);
+        }
+        fputc('"', m);
+}
+
+static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
+{
+        struct lp_fs_resp a = { 0 };
+        char *text = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&text, &len);
+
+        if (!m) {
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        fprintf(m, "{\"site\":%llu,\"port\":%u,\"data\":", (unsigned long long)s->o.site, s->port);
+        json_str(m, s->data_dir);
+        fprintf(m, ",\"sessions\":%u,\"max_sessions\":%u,\"registrations\":%llu,\"containers\":[",
+                s->sess.n, s->sess.max, (unsigned long long)(s->reg ? ss_reg_count(s->reg) : 0));
+        for (size_t i = 0; i < s->nfgs; i++) {
+                struct ss_fg *f = s->fgs[i];
+                struct dsm_stats st;
+                unsigned ns = 0;
+
+                for (struct ss_sess *x = s->sess.head; x; x = x->next)
+                        ns += x->ct == f->ct;
+                fprintf(m, "%s{\"fg\":%u,\"dir\":", i ? "," : "", f->fg);
+                json_str(m, f->ct->dir);
+                fprintf(m, ",\"container\":%llu,\"busy\":%s,\"error\":%d,\"sessions\":%u,\"parked\":%zu",
+                        (unsigned long long)f->ct->container, f->busy ? "true" : "false", f->ct->err, ns,
+                        f->park_n);
+                if (!f->busy) {
+                        /* [S1]: dsm_get_stats waits for the index lock a job holds. */
+                        dsm_get_stats(f->ct->store, &st);
+                        fprintf(m, ",\"seq\":%llu,\"applied_seq\":%llu,\"inodes\":%llu,\"next_ino\":%llu,"
+                                "\"checkpoint_seq\":%llu,\"segments\":%llu,\"segment_size\":%llu,"
+                                "\"log_bytes\":%llu,\"live_bytes\":%llu,\"data_bytes_written\":%llu,"
+                                "\"meta_bytes_written\":%llu,\"payload_bytes_written\":%llu,"
+                                "\"index_extents\":%llu,\"commits\":%llu,\"flushes\":%llu,"
+                                "\"damaged_extents\":%llu,\"recovery_bytes\":%llu,\"wal_frames\":%u",
+                                (unsigned long long)st.seq, (unsigned long long)f->ct->seq,
+                                (unsigned long long)f->ct->ninodes, (unsigned long long)f->ct->next_ino,
+                                (unsigned long long)st.checkpoint_seq, (unsigned long long)st.segments,
+                                (unsigned long long)st.segment_size, (unsigned long long)st.log_bytes,
+                                (unsigned long long)st.live_bytes, (unsigned long long)st.data_bytes_written,
+                                (unsigned long long)st.meta_bytes_written,
+                                (unsigned long long)st.payload_bytes_written,
+                                (unsigned long long)st.index_extents, (unsigned long long)st.commits,
+                                (unsigned long long)st.flushes, (unsigned long long)st.damaged_extents,
+                                (unsigned long long)st.recovery_bytes, ss_db_wal_frames(f->ct->db));
+                }
+                fputc('}', m);
+        }
+        fputs("]}", m);
+        if (fclose(m) != 0 || !text) {
+                free(text);
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        a.site = s->o.site;
+        a.text = text;
+        send_resp(c, reqid, &a);
+        free(text);
+}
+
+static void create_work_cb(uv_work_t *w)
+{
+        struct create_job *j = w->data;
+        struct ss_ct_opts co = { .segment_size = j->s->o.segment_size };
+
+        j->r = ss_ct_create(j->s->data_dir, j->fg, j->s->o.site, &co, &j->ct);
+}
+
+static int add_fg(struct ss_srv *s, struct ss_ct *ct);
+
+static void create_after_cb(uv_work_t *w, int status)
+{
+        struct create_job *j = w->data;
+        struct ss_srv *s = j->s;
+        int r = status < 0 ? -EIO : j->r;
+
+        s->works--;
+        for (size_t i = 0; i < s->ncreating; i++)
+                if (s->creating[i] == j->fg) {
+                        s->creating[i] = s->creating[--s->ncreating];
+                        break;
+                }
+        if (r >= 0) {
+                r = add_fg(s, j->ct);
+                if (r < 0)
+                        ss_ct_close(j->ct);
+        }
+        if (r < 0) {
+                cm_log(LOG_ERR, "creating the container of file group %u '%s' in %s failed: %s", j->fg, j->name,
+                       s->data_dir, strerror(-r));
+                send_status(j->c, j->reqid, r, "creating the container failed");
+        } else {
+                cm_log(LOG_INFO, "created the container of file group %u '%s'", j->fg, j->name);
+                send_status(j->c, j->reqid, 0, NULL);
+                fgs_changed(s);
+        }
+        conn_unref(j->c);
+        free(j);
+        maybe_finish(s);
+}
+
+static void op_fg_create(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, const struct lp_fs_req *q)
+{
+        struct create_job *j;
+        int r;
+
+        if (q->fg == 0) {
+                send_status(c, reqid, -EINVAL, "file group id 0");
+                return;
+        }
+        if (find_fg(s, q->fg)) {
+                send_status(c, reqid, -EEXIST, "this site holds that file group already");
+                return;
+        }
+        for (size_t i = 0; i < s->ncreating; i++)
+                if (s->creating[i] == q->fg) {
+                        send_status(c, reqid, -EEXIST, "that file group is being created");
+                        return;
+                }
+        if (s->nfgs + s->ncreating >= SS_MAX_FGS) {
+                send_status(c, reqid, -ENOSPC, "this site holds the most file groups it can");
+                return;
+        }
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        j->s = s;
+        j->c = c;
+        c->refs++;
+        j->reqid = reqid;
+        j->fg = q->fg;
+        for (size_t i = 0; i < q->namelen && i < LP_FS_NAME_MAX; i++)   /* for logs only */
+                j->name[i] = (q->name[i] >= 0x20 && q->name[i] < 0x7f) ? (char)q->name[i] : '?';
+        j->w.data = j;
+        r = uv_queue_work(s->loop, &j->w, create_work_cb, create_after_cb);
+        if (r < 0) {
+                conn_unref(c);
+                free(j);
+                send_status(c, reqid, -EIO, "cannot queue the creation");
+                return;
+        }
+        s->creating[s->ncreating++] = q->fg;
+        s->works++;
+}
+
+/* Handle one decoded request; takes over q. */
+static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
+{
+        struct ss_fg *f = NULL;
+
+        switch (q->op) {
+        case LP_FS_NOP:
+                send_status(c, reqid, 0, NULL);
+                break;
+        case LP_FS_SS_STATUS:
+                op_status(s, c, reqid);
+                break;
+        case LP_FS_SS_FG_CREATE:
+                op_fg_create(s, c, reqid, q);
+                break;
+        case LP_FS_SS_CHECKPOINT:
+        case LP_FS_SS_CLEAN:
+                f = find_fg(s, q->fg);
+                if (!f) {
+                        send_status(c, reqid, -ESTALE, "this site holds no container of that file group");
+                        break;
+                }
+                if (f->busy) {
+                        park(f, c, reqid, q);
+                        return;
+                }
+                if (f->ct->err) {
+                        send_status(c, reqid, f->ct->err, "the container is in an error state");
+                        break;
+                }
+                {
+                        struct pending *p = pending_new(c, reqid, NULL, 0);
+
+                        if (!p)
+                                send_status(c, reqid, -ENOMEM, "out of memory");
+                        else if (start_maint(f, q->op == LP_FS_SS_CHECKPOINT ? M_ADMIN_CKPT : M_ADMIN_CLEAN, p) < 0)
+                                pending_done(p, -EIO, "cannot start the job");
+                }
+                break;
+        default:
+                if (!ss_op_is_file_op(q->op)) {
+                        send_status(c, reqid, -EOPNOTSUPP, "operation not served by a storage site");
+                        break;
+                }
+                f = find_fg(s, q->fg);
+                if (!f) {
+                        char why[96];
+
+                        snprintf(why, sizeof(why), "this site holds no container of file group %u", q->fg);
+                        cm_log(LOG_INFO, "fg %u: %s from site %llu: %s", q->fg, lp_fs_op_name(q->op),
+                               (unsigned long long)c->site, why);
+                        send_status(c, reqid, -ESTALE, why);
+                        break;
+                }
+                if (f->busy) {
+                        park(f, c, reqid, q);
+                        return;
+                }
+                run_op(s, f, c, reqid, q);
+                return;
+        }
+        lp_fs_req_release(q);
+}
+
+/* ---- lp_server callbacks ------------------------------------------------------------- */
+
+static void on_connect(struct lp_conn *conn, uint64_t site)
+{
+        struct ss_srv *s = lp_server_get_data(lp_server_conn_server(conn));
+        struct ss_conn *c = calloc(1, sizeof(*c));
+        struct ss_client *cl;
+
+        if (!c) {
+                cm_log(LOG_ERR, "out of memory accepting site %llu", (unsigned long long)site);
+                lp_server_conn_close(conn);
+                return;
+        }
+        for (cl = s->clients; cl && cl->site != site; cl = cl->next)
+                ;
+        if (!cl) {
+                cl = calloc(1, sizeof(*cl));
+                if (!cl) {
+                        free(c);
+                        lp_server_conn_close(conn);
+                        return;
+                }
+                cl->site = site;
+                cl->next = s->clients;
+                s->clients = cl;
+        }
+        cl->nconns++;
+        c->lc = conn;
+        c->cl = cl;
+        c->site = site;
+        c->refs = 1;
+        lp_server_conn_set_data(conn, c);
+        cm_log(LOG_DEBUG, "site %llu connected from %s", (unsigned long long)site, lp_server_conn_peer(conn));
+}
+
+static void on_close(struct lp_conn *conn)
+{
+        struct ss_conn *c = lp_server_conn_get_data(conn);
+
+        if (!c)
+                return;
+        c->lc = NULL;
+        if (c->cl && --c->cl->nconns == 0)
+                c->cl->gone_us = cm_now_us();
+        conn_unref(c);
+}
+
+static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64_t reqid, const void *payload,
+                     size_t len)
+{
+        struct ss_srv *s = lp_server_get_data(lp_server_conn_server(conn));
+        struct ss_conn *c = lp_server_conn_get_data(conn);
+        struct lp_fs_req q;
+        int r;
+
+        if (!c || (flags & LP_F_REPLY))
+                return;         /* we send no requests: a stray reply */
+        if (type != LP_MSG_FS_REQ) {
+                cm_log(LOG_WARNING, "site %llu (%s) sent message type %u: refused", (unsigned long long)c->site,
+                       lp_server_conn_peer(conn), type);
+                lp_server_reply_status(conn, reqid, LP_STATUS_PROTOCOL, "a storage site serves LP_MSG_FS_REQ");
+                return;
+        }
+        r = lp_fs_req_decode(payload, len, &q);
+        if (r < 0) {
+                cm_log(r == -ENAMETOOLONG ? LOG_DEBUG : LOG_WARNING, "site %llu (%s): malformed request: %s",
+                       (unsigned long long)c->site, lp_server_conn_peer(conn), strerror(-r));
+                send_status(c, reqid, r == -ENAMETOOLONG ? r : (r == -ENOMEM ? r : -EBADMSG),
+                            r == -ENAMETOOLONG ? "a name is longer than 255 bytes" : "request does not parse");
+                return;
+        }
+        if (s->stopping) {
+                send_status(c, reqid, -EHOSTUNREACH, "the storage site is shutting down");
+                lp_fs_req_release(&q);
+                return;
+        }
+        handle_req(s, c, reqid, &q);
+}
+
+static void on_log(struct lp_server *srv, int prio, const char *peer, const char *msg)
+{
+        (void)srv;
+        cm_log(prio, "%s: %s", peer, msg);
+}
+
+/* ---- timers --------------------------------------------------------------------------- */
+
+static void tick_cb(uv_timer_t *t)
+{
+        struct ss_srv *s = t->data;
+        uint64_t now = cm_now_us();
+        struct ss_client **pp = &s->clients;
+        struct ss_sess *x, *next;
+
+        /* Clients whose connections have all been closed for the grace time. */
+        while (*pp) {
+                struct ss_client *cl = *pp;
+                unsigned n = 0;
+
+                if (cl->nconns || now - cl->gone_us < (uint64_t)s->o.client_grace_ms * 1000u) {
+                        pp = &cl->next;
+                        continue;
+                }
+                for (x = s->sess.head; x; x = x->next)
+                        if (x->client == cl->site && !x->doomed) {
+                                x->doomed = true;
+                                n++;
+                        }
+                if (n)
+                        cm_log(LOG_NOTICE, "site %llu has been disconnected for %u ms: aborting its %u write "
+                               "session(s)", (unsigned long long)cl->site, s->o.client_grace_ms, n);
+                *pp = cl->next;
+                free(cl);
+        }
+        for (x = s->sess.head; x; x = next) {
+                struct ss_fg *f = fg_of_ct(s, x->ct);
+
+                next = x->next;
+                if (!x->doomed && now - x->last_used_us >= (uint64_t)s->o.idle_timeout_ms * 1000u) {
+                        cm_log(LOG_NOTICE, "fg %u ino %#llx: write session %016llx of site %llu unused for %u ms: "
+                               "aborted", f ? f->fg : 0, (unsigned long long)x->ino, (unsigned long long)x->id,
+                               (unsigned long long)x->client, s->o.idle_timeout_ms);
+                        x->doomed = true;
+                }
+                if (x->doomed && (!f || !f->busy))
+                        ss_sess_end(&s->sess, x);
+        }
+        for (size_t i = 0; i < s->nfgs; i++)
+                maybe_maint(s->fgs[i], now);
+}
+
+static void async_cb(uv_async_t *a)
+{
+        ss_srv_stop(a->data);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+void ss_opts_default(struct ss_opts *o)
+{
+        memset(o, 0, sizeof(*o));
+        o->listen_host = "127.0.0.1";
+        o->flush_interval_ms = 5;
+        o->idle_timeout_ms = 600000;
+        o->client_grace_ms = 30000;
+        o->sweep_ms = 1000;
+        o->max_sessions = 1024;
+        o->ckpt_bytes = 64ull << 20;
+        o->ckpt_interval_ms = 300000;
+        o->wal_frames = 4096;
+        o->clean_live_pct = 50;
+        o->space_reserve = 64ull << 20;
+        o->css_poll_ms = 1000;
+}
+
+static int add_fg(struct ss_srv *s, struct ss_ct *ct)
+{
+        struct ss_fg **v, *f = calloc(1, sizeof(*f));
+
+        if (!f)
+                return -ENOMEM;
+        v = realloc(s->fgs, (s->nfgs + 1) * sizeof(*v));
+        if (!v) {
+                free(f);
+                return -ENOMEM;
+        }
+        s->fgs = v;
+        f->srv = s;
+        f->ct = ct;
+        f->fg = ct->fg;
+        f->flush_seq = ct->seq;
+        f->ckpt_mark = log_written(ct);
+        f->ckpt_seq = ct->seq;
+        f->ckpt_us = cm_now_us();
+        uv_timer_init(s->loop, &f->flush_timer);
+        f->flush_timer.data = f;
+        /* keep them sorted by fg id */
+        {
+                size_t i = s->nfgs;
+
+                while (i > 0 && s->fgs[i - 1]->fg > f->fg) {
+                        s->fgs[i] = s->fgs[i - 1];
+                        i--;
+                }
+                s->fgs[i] = f;
+        }
+        s->nfgs++;
+        return 0;
+}
+
+static void drop_parked(struct ss_fg *f)
+{
+        while (f->park_head) {
+                struct parked *p = f->park_head;
+
+                f->park_head = p->next;
+                send_status(p->c, p->reqid, -EHOSTUNREACH, "the storage site is shutting down");
+                lp_fs_req_release(&p->q);
+                conn_unref(p->c);
+                free(p);
+        }
+        f->park_tail = NULL;
+        f->park_n = 0;
+        f->park_bytes = 0;
+}
+
+static void maybe_finish(struct ss_srv *s)
+{
+        if (!s->stopping || s->finished || s->works > 0)
+                return;
+        s->finished = true;
+        for (size_t i = 0; i < s->nfgs; i++)
+                assert(!s->fgs[i]->busy && !s->fgs[i]->flush_running);  /* [S5] */
+        ss_sessions_clear(&s->sess);
+        for (size_t i = 0; i < s->nfgs; i++) {
+                struct ss_fg *f = s->fgs[i];
+
+                drop_parked(f);
+                plist_done(&f->wait_run, -EHOSTUNREACH, "shutting down");
+                plist_done(&f->wait_next, -EHOSTUNREACH, "shutting down");
+                if (f->ct->err && !s->err)
+                        s->err = f->ct->err;
+                ss_ct_close(f->ct);
+                f->ct = NULL;
+                uv_close((uv_handle_t *)&f->flush_timer, NULL);
+        }
+        if (s->handles) {
+                uv_close((uv_handle_t *)&s->tick, NULL);
+                uv_close((uv_handle_t *)&s->async, NULL);
+        }
+        ss_reg_stop(s->reg);
+        s->reg = NULL;
+        cm_log(LOG_INFO, "storage site %llu stopped", (unsigned long long)s->o.site);
+}
+
+void ss_srv_stop(struct ss_srv *s)
+{
+        if (s->stopping)
+                return;
+        s->stopping = true;
+        cm_log(LOG_INFO, "storage site %llu shutting down", (unsigned long long)s->o.site);
+        if (s->lp) {
+                lp_server_close(s->lp);
+                s->lp = NULL;
+        }
+        if (s->handles)
+                uv_timer_stop(&s->tick);
+        for (size_t i = 0; i < s->nfgs; i++) {
+                uv_timer_stop(&s->fgs[i]->flush_timer);
+                s->fgs[i]->timer_armed = false;
+        }
+        maybe_finish(s);
+}
+
+void ss_srv_stop_async(struct ss_srv *s)
+{
+        uv_async_send(&s->async);
+}
+
+int ss_srv_error(const struct ss_srv *s)
+{
+        return s->err;
+}
+
+uint16_t ss_srv_port(const struct ss_srv *s)
+{
+        return s->port;
+}
+
+void ss_srv_free(struct ss_srv *s)
+{
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->nfgs; i++) {
+                ss_ct_close(s->fgs[i]->ct);
+                free(s->fgs[i]);
+        }
+        free(s->fgs);
+        while (s->clients) {
+                struct ss_client *cl = s->clients;
+
+                s->clients = cl->next;
+                free(cl);
+        }
+        ss_reg_stop(s->reg);
+        free(s->data_dir);
+        free(s->listen_host);
+        free(s->css_host);
+        free(s->css_port_file);
+        lp_key_wipe(s->o.key, sizeof(s->o.key));
+        free(s);
+}
+
+static char *dup_or_null(const char *p, bool *oom)
+{
+        char *d;
+
+        if (!p)
+                return NULL;
+        d = strdup(p);
+        if (!d)
+                *oom = true;
+        return d;
+}
+
+int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret)
+{
+        struct lp_server_callbacks cb = { .on_connect = on_connect, .on_frame = on_frame,
+                                          .on_close = on_close, .log = on_log };
+        struct ss_srv *s;
+        uint32_t *fgs = NULL;
+        size_t n = 0;
+        bool oom = false;
+        int r;
+
+        *ret = NULL;
+        if (!o->data_dir || o->site == 0 || o->site > SS_CONTAINER_MAX) {
+                cm_log(LOG_ERR, "site id %llu: must be 1..%u (it names this site's inode pool)",
+                       (unsigned long long)o->site, SS_CONTAINER_MAX);
+                return -EINVAL;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->loop = loop;
+        s->o = *o;
+        s->data_dir = dup_or_null(o->data_dir, &oom);
+        s->listen_host = dup_or_null(o->listen_host ? o->listen_host : "127.0.0.1", &oom);
+        s->css_host = dup_or_null(o->css_host, &oom);
+        s->css_port_file = dup_or_null(o->css_port_file, &oom);
+        if (oom) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        s->o.data_dir = s->data_dir;
+        s->o.listen_host = s->listen_host;
+        s->o.css_host = s->css_host;
+        s->o.css_port_file = s->css_port_file;
+        ss_sessions_init(&s->sess, o->max_sessions);
+
+        if (mkdir(s->data_dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                cm_log(LOG_ERR, "%s: cannot create the data directory: %s", s->data_dir, strerror(-r));
+                goto fail;
+        }
+        r = ss_ct_list(s->data_dir, &fgs, &n);
+        if (r < 0) {
+                cm_log(LOG_ERR, "%s: cannot list the data directory: %s", s->data_dir, strerror(-r));
+                goto fail;
+        }
+        if (n == 0) {
+                struct ss_ct_opts co = { .segment_size = o->segment_size };
+                struct ss_ct *ct;
+
+                cm_log(LOG_INFO, "%s: first start: creating the root file group (1)", s->data_dir);
+                r = ss_ct_create(s->data_dir, 1, o->site, &co, &ct);
+                if (r >= 0) {
+                        r = add_fg(s, ct);
+                        if (r < 0)
+                                ss_ct_close(ct);
+                }
+                if (r < 0) {
+                        cm_log(LOG_ERR, "%s: cannot create file group 1: %s", s->data_dir, strerror(-r));
+                        goto fail;
+                }
+        }
+        if (n > SS_MAX_FGS) {
+                cm_log(LOG_ERR, "%s: %zu containers, at most %u are supported", s->data_dir, n, SS_MAX_FGS);
+                r = -EMFILE;
+                goto fail;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct ss_ct *ct;
+
+                r = ss_ct_open(s->data_dir, fgs[i], true, &ct);
+                if (r >= 0) {
+                        r = add_fg(s, ct);
+                        if (r < 0)
+                                ss_ct_close(ct);
+                }
+                if (r < 0) {
+                        cm_log(LOG_ERR, "%s: cannot open the container of file group %u: %s", s->data_dir, fgs[i],
+                               strerror(-r));
+                        goto fail;
+                }
+                cm_log(LOG_INFO, "fg %u: open at commit %llu, %llu inode(s)", fgs[i],
+                       (unsigned long long)ct->seq, (unsigned long long)ct->ninodes);
+        }
+        free(fgs);
+        fgs = NULL;
+
+        r = lp_server_new(loop, o->key, o->site, &cb, s, &s->lp);
+        if (r < 0)
+                goto fail;
+        r = lp_server_listen(s->lp, s->listen_host, o->listen_port, &s->port);
+        if (r < 0) {
+                cm_log(LOG_ERR, "cannot listen on %s:%u: %s", s->listen_host, o->listen_port, strerror(-r));
+                lp_server_close(s->lp);
+                s->lp = NULL;
+                goto fail;
+        }
+        uv_timer_init(loop, &s->tick);
+        s->tick.data = s;
+        uv_async_init(loop, &s->async, async_cb);
+        s->async.data = s;
+        s->handles = true;
+        uv_timer_start(&s->tick, tick_cb, o->sweep_ms, o->sweep_ms);
+        if (o->css_port || o->css_port_file) {
+                struct ss_reg_opts ro = { .site = o->site, .css_host = s->css_host, .css_port = o->css_port,
+                                          .css_port_file = s->css_port_file, .host = s->listen_host,
+                                          .port = s->port, .poll_ms = o->css_poll_ms };
+                char *j = fgs_json(s);
+
+                /* ro.host is what we listen on; for a wildcard address
+                 * (0.0.0.0, ::) the CSS takes the address we call from. */
+                memcpy(ro.key, o->key, sizeof(ro.key));
+                r = j ? ss_reg_start(&ro, j, &s->reg) : -ENOMEM;
+                lp_key_wipe(ro.key, sizeof(ro.key));
+                free(j);
+                if (r < 0) {
+                        cm_log(LOG_ERR, "cannot start registering with the CSS: %s", strerror(-r));
+                        *ret = s;
+                        ss_srv_stop(s);
+                        return r;
+                }
+        }
+        cm_log(LOG_INFO, "storage site %llu listening on %s:%u, %zu file group(s)", (unsigned long long)o->site,
+               s->listen_host, s->port, s->nfgs);
+        *ret = s;
+        return 0;
+fail:
+        free(fgs);
+        for (size_t i = 0; i < s->nfgs; i++) {
+                ss_ct_close(s->fgs[i]->ct);
+                s->fgs[i]->ct = NULL;
+                uv_close((uv_handle_t *)&s->fgs[i]->flush_timer, NULL);
+        }
+        /* The flush timers must be closed by the loop: hand the server to
+         * the caller, stopped, if any exist. */
+        if (s->nfgs) {
+                s->stopping = s->finished = true;
+                *ret = s;
+                return r;
+        }
+        ss_srv_free(s);
+        return r;
+}
