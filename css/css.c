@@ -1,0 +1,1396 @@
+/*
+ * css.c -- see css.h.
+ *
+ * Invariants:
+ *   (1) every request that decodes is answered exactly once, unless its
+ *       connection closed first (then it is not answered at all);
+ *   (2) a struct css_client lives while its connection is open or a job
+ *       refers to it (refs); cl->conn is NULL once on_close has run;
+ *   (3) at most one file group creation is in its stages at a time
+ *       (css->fgc_busy); the others wait in css->fgq in arrival order;
+ *   (4) css is freed only when closing, no connection is left (nclients),
+ *       and no job is on the threadpool (jobs): callbacks never see a freed
+ *       struct css.
+ *
+ * Jobs (struct css_job) go through the threadpool: the work function runs
+ * css_ss calls on copies (no pointer into the loop's tables), the after
+ * function runs on the loop and answers.  A file group creation is two
+ * jobs: FGC_RESOLVE (walk the path, create the directory, check it is
+ * empty), then, once the loop has reserved an fg id, FGC_CREATE
+ * (SS_FG_CREATE; on failure remove the directory it made).
+ */
+#include "css.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include "cm.h"
+#include "css_json.h"
+#include "css_mtab.h"
+#include "css_otab.h"
+#include "css_site.h"
+#include "css_ss.h"
+#include "lp_fs.h"
+
+struct css_client {
+        struct css *css;
+        struct lp_conn *conn;           /* NULL once closed (invariant 2) */
+        uint64_t serial;
+        uint64_t site;
+        char peer[96];                  /* "addr:port site N", for messages */
+        char addr[CSS_HOST_MAX];        /* the peer's numeric address */
+        unsigned refs;
+        unsigned jobs;
+};
+
+enum job_kind {
+        JOB_OPEN,
+        JOB_FGC_RESOLVE,
+        JOB_FGC_CREATE,
+};
+
+/* A storage site's address, copied for a job. */
+struct ep {
+        uint32_t fg;
+        uint64_t site;
+        char host[CSS_HOST_MAX];
+        uint16_t port;
+};
+
+/* A mount, copied for a job. */
+struct mnt {
+        uint32_t fg, parent_fg;
+        uint64_t parent_ino;
+};
+
+struct css_job {
+        uv_work_t req;
+        struct css *css;
+        struct css_client *cl;
+        struct css_job *next;           /* fg creation queue */
+        enum job_kind kind;
+        uint64_t reqid;
+        /* results */
+        int status;
+        char msg[768];
+        /* JOB_OPEN */
+        struct ep target;
+        uint32_t fg;
+        uint64_t ino;
+        uint32_t flags;
+        bool write;
+        bool transport_failed;
+        uint64_t failed_site;           /* the site that could not be reached */
+        struct lp_fs_attr attr;
+        /* file group creation */
+        char name[CSS_FG_NAME_MAX + 1];
+        char *path;
+        uint32_t uid, gid, umask;
+        struct ep *eps;                 /* holders of every fg, snapshot */
+        size_t neps;
+        struct mnt *mnts;               /* mounts, snapshot */
+        size_t nmnts;
+        uint32_t mp_fg;                 /* the mount point directory <mp_fg, mp_ino> */
+        uint64_t mp_ino;
+        uint64_t mp_parent;             /* its parent, for undoing the mkdir */
+        char mp_last[LP_FS_NAME_MAX + 1];
+        bool made_dir;
+        uint32_t newfg;
+};
+
+struct css {
+        uv_loop_t *loop;
+        struct lp_server *srv;
+        struct css_mtab *mtab;
+        struct css_sites *sites;
+        struct css_otab *otab;
+        struct css_ss_pool *pool;
+        uint64_t site;
+        uint64_t next_serial;
+        uint64_t start_us;
+        char listen[96];
+        bool closing;
+        unsigned nclients;              /* invariant (4) */
+        unsigned jobs;
+        bool fgc_busy;                  /* invariant (3) */
+        struct css_job *fgq_head, *fgq_tail;
+        unsigned fgq_len;
+        uint64_t unmatched_closes;
+        uint64_t requests;
+};
+
+static void fgc_next(struct css *css);
+static void job_release(struct css_job *j);
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+int css_path_normalize(const char *in, char *out, size_t cap)
+{
+        size_t o = 0;
+        const char *p = in;
+
+        if (!in || in[0] != '/' || cap < 2)
+                return -EINVAL;
+        while (*p) {
+                const char *s;
+                size_t n;
+
+                while (*p == '/')
+                        p++;
+                if (!*p)
+                        break;
+                s = p;
+                while (*p && *p != '/')
+                        p++;
+                n = (size_t)(p - s);
+                if (n > LP_FS_NAME_MAX)
+                        return -ENAMETOOLONG;
+                if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+                        return -EINVAL;
+                if (o + 1 + n + 1 > cap || o + 1 + n > LP_FS_PATH_MAX - 1)
+                        return -ENAMETOOLONG;
+                out[o++] = '/';
+                memcpy(out + o, s, n);
+                o += n;
+        }
+        if (o == 0)
+                out[o++] = '/';
+        out[o] = 0;
+        return 0;
+}
+
+bool css_fg_name_ok(const char *name)
+{
+        size_t n = name ? strlen(name) : 0;
+
+        if (n == 0 || n > CSS_FG_NAME_MAX || name[0] == '.' || name[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+static int fg_of(const struct css_jval *v, uint32_t *ret)
+{
+        uint64_t x;
+
+        if (v->type == CSS_JOBJ)
+                v = css_json_get(v, "fg");
+        if (!css_json_uint(v, UINT32_MAX, &x) || x == 0)
+                return -EBADMSG;
+        *ret = (uint32_t)x;
+        return 0;
+}
+
+int css_parse_fgs(const char *text, uint32_t **ret)
+{
+        const struct css_jval *arr;
+        struct css_jval *root;
+        uint32_t *v = NULL;
+        int r;
+
+        *ret = NULL;
+        if (!text || !*text)
+                return 0;
+        r = css_json_parse(text, strlen(text), &root);
+        if (r < 0)
+                return r;
+        arr = root;
+        if (root->type == CSS_JOBJ) {
+                arr = css_json_get(root, "fgs");
+                if (!arr)
+                        arr = css_json_get(root, "file_groups");
+        }
+        if (!arr || arr->type != CSS_JARR) {
+                r = -EBADMSG;
+                goto out;
+        }
+        if (arr->n > CSS_MAX_SITE_FGS) {
+                r = -ENOSPC;
+                goto out;
+        }
+        if (arr->n) {
+                v = calloc(arr->n, sizeof(*v));
+                if (!v) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        for (size_t i = 0; i < arr->n; i++) {
+                r = fg_of(&arr->items[i], &v[i]);
+                if (r < 0) {
+                        free(v);
+                        goto out;
+                }
+        }
+        *ret = v;
+        r = (int)arr->n;
+out:
+        css_json_free(root);
+        return r;
+}
+
+static void client_unref(struct css_client *cl)
+{
+        if (--cl->refs == 0)
+                free(cl);
+}
+
+/* Free a job and drop its client reference (taken by job_new). */
+static void job_release(struct css_job *j)
+{
+        client_unref(j->cl);
+        free(j->path);
+        free(j->eps);
+        free(j->mnts);
+        free(j);
+}
+
+static void css_free(struct css *css)
+{
+        while (css->fgq_head) {
+                struct css_job *j = css->fgq_head;
+
+                css->fgq_head = j->next;
+                job_release(j);
+        }
+        css_ss_pool_free(css->pool);
+        css_otab_free(css->otab);
+        css_sites_free(css->sites);
+        css_mtab_close(css->mtab);
+        free(css);
+}
+
+/* Invariant (4). */
+static void maybe_free(struct css *css)
+{
+        if (css->closing && css->nclients == 0 && css->jobs == 0)
+                css_free(css);
+}
+
+/* Answer a request (invariant 1).  message may be NULL. */
+static void reply(struct css_client *cl, uint64_t reqid, struct lp_fs_resp *resp)
+{
+        uint8_t *buf;
+        size_t len;
+        int r;
+
+        if (!cl->conn)
+                return;
+        r = lp_fs_resp_encode(resp, &buf, &len);
+        if (r < 0) {
+                struct lp_fs_resp e = { .status = r == -EINVAL ? -EFBIG : r,
+                                        .message = "the answer does not fit in a message" };
+
+                cm_log(LOG_WARNING, "cannot encode an answer for %s: %s", cl->peer, strerror(-r));
+                if (lp_fs_resp_encode(&e, &buf, &len) < 0)
+                        return;
+        }
+        r = lp_server_reply(cl->conn, reqid, LP_MSG_FS_RESP, buf, len);
+        if (r == -EMSGSIZE) {
+                struct lp_fs_resp e = { .status = -EFBIG, .message = "the answer is over the frame limit" };
+
+                free(buf);
+                if (lp_fs_resp_encode(&e, &buf, &len) < 0)
+                        return;
+                r = lp_server_reply(cl->conn, reqid, LP_MSG_FS_RESP, buf, len);
+        }
+        if (r < 0)
+                cm_log(LOG_DEBUG, "answer to %s not sent: %s", cl->peer, strerror(-r));
+        free(buf);
+}
+
+static void reply_err(struct css_client *cl, uint64_t reqid, int status, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static void reply_err(struct css_client *cl, uint64_t reqid, int status, const char *fmt, ...)
+{
+        struct lp_fs_resp resp = { .status = status };
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        resp.message = msg;
+        reply(cl, reqid, &resp);
+}
+
+static void reply_ok(struct css_client *cl, uint64_t reqid)
+{
+        struct lp_fs_resp resp = { .status = 0 };
+
+        reply(cl, reqid, &resp);
+}
+
+static void ep_of(struct ep *e, const struct css_site *s, uint32_t fg)
+{
+        e->fg = fg;
+        e->site = s->id;
+        snprintf(e->host, sizeof(e->host), "%s", s->host);
+        e->port = s->port;
+}
+
+/* ---- jobs -------------------------------------------------------------------- */
+
+/* A job leaves the threadpool for good. */
+static void job_done(struct css_job *j)
+{
+        struct css *css = j->css;
+
+        css->jobs--;
+        j->cl->jobs--;
+        job_release(j);
+        maybe_free(css);
+}
+
+static void after_work(uv_work_t *req, int status);
+static void work(uv_work_t *req);
+
+/* Put j on the threadpool.  On failure answer it, free it (clearing
+ * fgc_busy for a creation) and return false. */
+static bool job_start(struct css_job *j)
+{
+        struct css *css = j->css;
+        int r;
+
+        css->jobs++;
+        j->cl->jobs++;
+        j->req.data = j;
+        r = uv_queue_work(css->loop, &j->req, work, after_work);
+        if (r < 0) {
+                reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
+                if (j->kind != JOB_OPEN)
+                        css->fgc_busy = false;
+                job_done(j);
+                return false;
+        }
+        return true;
+}
+
+/* A job holds a reference on its client from here to job_release(). */
+static struct css_job *job_new(struct css_client *cl, uint64_t reqid, enum job_kind kind)
+{
+        struct css_job *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return NULL;
+        j->css = cl->css;
+        j->cl = cl;
+        j->reqid = reqid;
+        j->kind = kind;
+        cl->refs++;
+        return j;
+}
+
+/* Threadpool side: one call to a storage site.  0 with *resp, or < 0
+ * (transport failure, j->msg says what). */
+static int ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
+{
+        char err[256];
+        int r;
+
+        r = css_ss_call(j->css->pool, e->site, e->host, e->port, rq, resp, err, sizeof(err));
+        if (r < 0) {
+                j->transport_failed = true;
+                j->failed_site = e->site;
+                snprintf(j->msg, sizeof(j->msg), "storage site %" PRIu64 " (%s:%u) unreachable for %s: %s",
+                         e->site, e->host, e->port, lp_fs_op_name(rq->op), err);
+                return -EHOSTUNREACH;
+        }
+        return 0;
+}
+
+static const struct ep *job_ep(const struct css_job *j, uint32_t fg)
+{
+        for (size_t i = 0; i < j->neps; i++)
+                if (j->eps[i].fg == fg)
+                        return &j->eps[i];
+        return NULL;
+}
+
+static const struct mnt *job_mount_on(const struct css_job *j, uint32_t fg, uint64_t ino)
+{
+        for (size_t i = 0; i < j->nmnts; i++)
+                if (j->mnts[i].parent_fg == fg && j->mnts[i].parent_ino == ino && j->mnts[i].fg != 1)
+                        return &j->mnts[i];
+        return NULL;
+}
+
+static void work_open(struct css_job *j)
+{
+        struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
+        struct lp_fs_resp resp;
+
+        j->status = ss_call(j, &j->target, &rq, &resp);
+        if (j->status < 0)
+                return;
+        j->status = resp.status;
+        if (resp.status < 0)
+                snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: GETATTR at storage site %" PRIu64 ": %s%s%s",
+                         j->fg, j->ino, j->target.site, strerror(-resp.status),
+                         resp.message ? ": " : "", resp.message ? resp.message : "");
+        else if (!resp.has_attr) {
+                j->status = -EIO;
+                snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: storage site %" PRIu64
+                         " answered GETATTR without attributes", j->fg, j->ino, j->target.site);
+        } else {
+                j->attr = resp.attr;
+        }
+        lp_fs_resp_release(&resp);
+}
+
+/* Is directory <fg, ino> empty (nothing but "." and "..")?  0 yes,
+ * -ENOTEMPTY, or another error with j->msg set. */
+static int dir_empty(struct css_job *j, const struct ep *e, uint32_t fg, uint64_t ino)
+{
+        uint64_t cookie = 0;
+
+        for (int round = 0; round < 64; round++) {
+                struct lp_fs_req rq = { .op = LP_FS_READDIR, .fg = fg, .ino = ino, .offset = cookie,
+                                        .length = 8 };
+                struct lp_fs_resp resp;
+                int r = ss_call(j, e, &rq, &resp);
+                bool eof;
+
+                if (r < 0)
+                        return r;
+                if (resp.status < 0) {
+                        r = resp.status;
+                        snprintf(j->msg, sizeof(j->msg), "%s: READDIR at storage site %" PRIu64 ": %s",
+                                 j->path, e->site, strerror(-r));
+                        lp_fs_resp_release(&resp);
+                        return r;
+                }
+                for (size_t i = 0; i < resp.nentries; i++) {
+                        const struct lp_fs_dirent *d = &resp.entries[i];
+
+                        if ((d->namelen == 1 && d->name[0] == '.') ||
+                            (d->namelen == 2 && d->name[0] == '.' && d->name[1] == '.')) {
+                                cookie = d->next;
+                                continue;
+                        }
+                        snprintf(j->msg, sizeof(j->msg), "%s is not empty (it holds '%.*s'): a file group "
+                                 "is mounted on an empty directory", j->path, (int)d->namelen, d->name);
+                        lp_fs_resp_release(&resp);
+                        return -ENOTEMPTY;
+                }
+                eof = resp.eof || resp.nentries == 0;
+                lp_fs_resp_release(&resp);
+                if (eof)
+                        return 0;
+        }
+        snprintf(j->msg, sizeof(j->msg), "%s: READDIR at storage site %" PRIu64 " does not come to an end",
+                 j->path, e->site);
+        return -EIO;
+}
+
+static void work_fgc_resolve(struct css_job *j)
+{
+        uint32_t cur_fg = 1;
+        uint64_t cur_ino = LP_FS_ROOT_INO;
+        const char *p = j->path;
+        char prefix[LP_FS_PATH_MAX + 1] = "";
+        size_t plen = 0;
+
+        while (*p == '/')
+                p++;
+        for (;;) {
+                const char *s = p;
+                size_t n;
+                bool last;
+                const struct ep *e = job_ep(j, cur_fg);
+                struct lp_fs_req rq = { .op = LP_FS_LOOKUP, .fg = cur_fg, .parent = cur_ino };
+                struct lp_fs_resp resp;
+                int r;
+
+                while (*p && *p != '/')
+                        p++;
+                n = (size_t)(p - s);
+                while (*p == '/')
+                        p++;
+                last = *p == 0;
+                memcpy(prefix + plen, "/", 1);
+                memcpy(prefix + plen + 1, s, n);
+                plen += 1 + n;
+                prefix[plen] = 0;
+                if (!e) {
+                        j->status = -EHOSTUNREACH;
+                        snprintf(j->msg, sizeof(j->msg), "%s: no registered storage site holds file group %u",
+                                 prefix, cur_fg);
+                        return;
+                }
+                rq.name = (const uint8_t *)s;
+                rq.namelen = n;
+                r = ss_call(j, e, &rq, &resp);
+                if (r < 0) {
+                        j->status = r;
+                        return;
+                }
+                r = resp.status;
+                if (r == -ENOENT && last) {
+                        lp_fs_resp_release(&resp);
+                        rq.op = LP_FS_MKDIR;
+                        rq.mode = S_IFDIR | 0755;
+                        rq.cred.uid = j->uid;
+                        rq.cred.gid = j->gid;
+                        rq.cred.umask = j->umask;
+                        r = ss_call(j, e, &rq, &resp);
+                        if (r < 0) {
+                                j->status = r;
+                                return;
+                        }
+                        r = resp.status;
+                        if (r == 0 && resp.has_attr) {
+                                j->made_dir = true;
+                        } else {
+                                if (r == 0)
+                                        r = -EIO;
+                                j->status = r;
+                                snprintf(j->msg, sizeof(j->msg), "%s: MKDIR in <%u,%" PRIu64 "> at storage "
+                                         "site %" PRIu64 ": %s", prefix, cur_fg, cur_ino, e->site,
+                                         strerror(-r));
+                                lp_fs_resp_release(&resp);
+                                return;
+                        }
+                } else if (r < 0 || !resp.has_attr) {
+                        if (r == 0)
+                                r = -EIO;
+                        j->status = r;
+                        snprintf(j->msg, sizeof(j->msg), "%s: %s%s", prefix,
+                                 r == -ENOENT ? "no such directory" : strerror(-r),
+                                 r == -ENOENT ? " (only the last component is created)" : "");
+                        lp_fs_resp_release(&resp);
+                        return;
+                }
+                if (!S_ISDIR(resp.attr.mode)) {
+                        j->status = -ENOTDIR;
+                        snprintf(j->msg, sizeof(j->msg), "%s is not a directory", prefix);
+                        lp_fs_resp_release(&resp);
+                        return;
+                }
+                if (last) {
+                        const struct mnt *m = job_mount_on(j, cur_fg, resp.attr.ino);
+
+                        j->mp_fg = cur_fg;
+                        j->mp_ino = resp.attr.ino;
+                        j->mp_parent = cur_ino;
+                        memcpy(j->mp_last, s, n);
+                        j->mp_last[n] = 0;
+                        j->target = *e;
+                        lp_fs_resp_release(&resp);
+                        if (m) {
+                                j->status = -EEXIST;
+                                snprintf(j->msg, sizeof(j->msg), "%s is already the mount point of file group %u",
+                                         prefix, m->fg);
+                                return;
+                        }
+                        j->status = j->made_dir ? 0 : dir_empty(j, e, cur_fg, j->mp_ino);
+                        return;
+                }
+                {
+                        const struct mnt *m = job_mount_on(j, cur_fg, resp.attr.ino);
+
+                        if (m) {
+                                cur_fg = m->fg;
+                                cur_ino = LP_FS_ROOT_INO;
+                        } else {
+                                cur_ino = resp.attr.ino;
+                        }
+                }
+                lp_fs_resp_release(&resp);
+        }
+}
+
+static void work_fgc_create(struct css_job *j)
+{
+        struct lp_fs_req rq = { .op = LP_FS_SS_FG_CREATE, .fg = j->newfg };
+        struct lp_fs_resp resp;
+        int r;
+
+        rq.name = (const uint8_t *)j->name;
+        rq.namelen = strlen(j->name);
+        r = ss_call(j, &j->target, &rq, &resp);
+        if (r == 0) {
+                r = resp.status;
+                if (r < 0)
+                        snprintf(j->msg, sizeof(j->msg), "SS_FG_CREATE of file group %u '%s' at storage site %"
+                                 PRIu64 ": %s%s%s", j->newfg, j->name, j->target.site, strerror(-r),
+                                 resp.message ? ": " : "", resp.message ? resp.message : "");
+                lp_fs_resp_release(&resp);
+        }
+        j->status = r;
+        if (r < 0 && j->made_dir) {
+                /* Undo our mkdir, so that a retry starts from the same state. */
+                struct lp_fs_req rm = { .op = LP_FS_RMDIR, .fg = j->mp_fg, .parent = j->mp_parent };
+                char keep[sizeof(j->msg)];
+
+                memcpy(keep, j->msg, sizeof(keep));
+                rm.name = (const uint8_t *)j->mp_last;
+                rm.namelen = strlen(j->mp_last);
+                if (ss_call(j, &j->target, &rm, &resp) == 0)
+                        lp_fs_resp_release(&resp);
+                memcpy(j->msg, keep, sizeof(keep));
+        }
+}
+
+static void work(uv_work_t *req)
+{
+        struct css_job *j = req->data;
+
+        switch (j->kind) {
+        case JOB_OPEN:
+                work_open(j);
+                break;
+        case JOB_FGC_RESOLVE:
+                work_fgc_resolve(j);
+                break;
+        case JOB_FGC_CREATE:
+                work_fgc_create(j);
+                break;
+        }
+}
+
+static void after_open(struct css_job *j)
+{
+        struct css *css = j->css;
+        struct lp_fs_resp resp = { .status = j->status };
+        const struct css_site *s;
+        int r;
+
+        if (j->status < 0) {
+                cm_log(j->transport_failed ? LOG_WARNING : LOG_DEBUG, "open <%u,%" PRIu64 "> for %s: %s",
+                       j->fg, j->ino, j->cl->peer, j->msg);
+                resp.message = j->msg;
+                reply(j->cl, j->reqid, &resp);
+                return;
+        }
+        css_sites_touch(css->sites, j->target.site, cm_now_us());
+        if (!j->cl->conn)
+                return;                 /* nobody to hold the open for */
+        s = css_sites_get(css->sites, j->target.site);
+        r = css_otab_open(css->otab, j->cl->site, j->cl->serial, j->fg, j->ino, j->write);
+        if (r < 0) {
+                reply_err(j->cl, j->reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", j->fg, j->ino,
+                          r == -ENOSPC ? "open table full" : strerror(-r));
+                return;
+        }
+        resp.site = j->target.site;
+        resp.host = s ? s->host : j->target.host;
+        resp.port = s ? s->port : j->target.port;
+        resp.version = j->attr.version;
+        resp.has_attr = true;
+        resp.attr = j->attr;
+        reply(j->cl, j->reqid, &resp);
+}
+
+static void fgc_fail(struct css_job *j)
+{
+        cm_log(j->transport_failed ? LOG_WARNING : LOG_NOTICE, "file group '%s' at %s (for %s) not created: %s",
+               j->name, j->path, j->cl->peer, j->msg);
+        reply_err(j->cl, j->reqid, j->status, "%s", j->msg);
+}
+
+/* Loop side after FGC_RESOLVE: reserve the id and start FGC_CREATE.
+ * Returns true if j is no longer the caller's (it went on, or it failed to
+ * and was answered and freed); false: the caller finishes it. */
+static bool after_fgc_resolve(struct css_job *j)
+{
+        struct css *css = j->css;
+        int r;
+
+        if (j->status < 0) {
+                fgc_fail(j);
+                return false;
+        }
+        if (css->closing || !j->cl->conn) {
+                cm_log(LOG_NOTICE, "file group '%s' at %s not created: %s", j->name, j->path,
+                       css->closing ? "shutting down" : "the requester went away");
+                return false;
+        }
+        r = css_mtab_reserve_fg(css->mtab, &j->newfg);
+        if (r < 0) {
+                j->status = r;
+                snprintf(j->msg, sizeof(j->msg), "cannot reserve a file group id in %s: %s",
+                         css_mtab_path(css->mtab), r == -EIO ? css_mtab_errmsg(css->mtab) :
+                         r == -ENOSPC ? "every id up to 65535 has been given out" : strerror(-r));
+                cm_log(LOG_ERR, "%s", j->msg);
+                reply_err(j->cl, j->reqid, r, "%s", j->msg);
+                return false;
+        }
+        css->jobs--;                    /* job_start counts it again */
+        j->cl->jobs--;
+        j->kind = JOB_FGC_CREATE;
+        if (!job_start(j))
+                fgc_next(css);
+        return true;
+}
+
+static void after_fgc_create(struct css_job *j)
+{
+        struct css *css = j->css;
+        struct lp_fs_resp resp = { .status = 0 };
+        int r;
+
+        if (j->status < 0) {
+                fgc_fail(j);
+                return;
+        }
+        /* The container exists now: record the mount even if we are shutting down. */
+        r = css_mtab_add(css->mtab, j->newfg, j->name, j->mp_fg, j->mp_ino, j->path);
+        if (r < 0) {
+                snprintf(j->msg, sizeof(j->msg), "file group %u '%s' was created at storage site %" PRIu64
+                         " but its mount on %s could not be recorded in %s: %s", j->newfg, j->name,
+                         j->target.site, j->path, css_mtab_path(css->mtab),
+                         r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
+                cm_log(LOG_ERR, "%s", j->msg);
+                reply_err(j->cl, j->reqid, r, "%s", j->msg);
+                return;
+        }
+        r = css_sites_add_fg(css->sites, j->target.site, j->newfg);
+        if (r < 0)
+                cm_log(LOG_WARNING, "file group %u: cannot note that storage site %" PRIu64 " holds it: %s "
+                       "(it will when the site registers again)", j->newfg, j->target.site, strerror(-r));
+        css_sites_touch(css->sites, j->target.site, cm_now_us());
+        cm_log(LOG_INFO, "file group %u '%s' created at storage site %" PRIu64 ", mounted at %s "
+               "(directory <%u,%" PRIu64 ">%s)", j->newfg, j->name, j->target.site, j->path, j->mp_fg,
+               j->mp_ino, j->made_dir ? ", created" : "");
+        resp.value = j->newfg;
+        reply(j->cl, j->reqid, &resp);
+}
+
+static void after_work(uv_work_t *req, int status)
+{
+        struct css_job *j = req->data;
+        struct css *css = j->css;
+
+        if (status < 0 && !j->status) {
+                j->status = status == UV_ECANCELED ? -ECANCELED : -EIO;
+                snprintf(j->msg, sizeof(j->msg), "request cancelled");
+        }
+        if (j->transport_failed)
+                css_sites_failed(css->sites, j->failed_site, cm_now_us());
+        switch (j->kind) {
+        case JOB_OPEN:
+                after_open(j);
+                break;
+        case JOB_FGC_RESOLVE:
+                if (after_fgc_resolve(j))
+                        return;
+                css->fgc_busy = false;
+                break;
+        case JOB_FGC_CREATE:
+                after_fgc_create(j);
+                css->fgc_busy = false;
+                break;
+        }
+        if (j->kind != JOB_OPEN && !css->closing)
+                fgc_next(css);
+        job_done(j);
+}
+
+/* ---- file group creation ----------------------------------------------------- */
+
+/* Snapshot what the threadpool needs and start the first stage. */
+static void fgc_start(struct css_job *j)
+{
+        struct css *css = j->css;
+        size_t n = css_mtab_count(css->mtab);
+        const struct css_mount *existing;
+
+        /* The tables may have changed while j waited: check again. */
+        if ((existing = css_mtab_find_name(css->mtab, j->name))) {
+                reply_err(j->cl, j->reqid, -EEXIST, "file group name '%s' is taken (file group %u at %s)",
+                          j->name, existing->fg, existing->path);
+                goto drop;
+        }
+        if ((existing = css_mtab_find_path(css->mtab, j->path))) {
+                reply_err(j->cl, j->reqid, -EEXIST, "%s is already the mount point of file group %u '%s'",
+                          j->path, existing->fg, existing->name);
+                goto drop;
+        }
+        if (css_mtab_count(css->mtab) >= CSS_MAX_FGS) {
+                reply_err(j->cl, j->reqid, -ENOSPC, "the mount table is full (%u file groups)", CSS_MAX_FGS);
+                goto drop;
+        }
+        if (!css_sites_holder(css->sites, 1)) {
+                reply_err(j->cl, j->reqid, -EHOSTUNREACH,
+                          "no registered storage site holds the root file group: is locus-storaged running?");
+                goto drop;
+        }
+        j->eps = calloc(n, sizeof(*j->eps));
+        j->mnts = calloc(n, sizeof(*j->mnts));
+        if (!j->eps || !j->mnts) {
+                reply_err(j->cl, j->reqid, -ENOMEM, "out of memory");
+                goto drop;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct css_mount *m = css_mtab_at(css->mtab, i);
+                const struct css_site *s = css_sites_holder(css->sites, m->fg);
+
+                j->mnts[j->nmnts++] = (struct mnt){ .fg = m->fg, .parent_fg = m->parent_fg,
+                                                    .parent_ino = m->parent_ino };
+                if (s)
+                        ep_of(&j->eps[j->neps++], s, m->fg);
+        }
+        css->fgc_busy = true;
+        job_start(j);               /* on failure, fgc_busy is clear again */
+        return;
+drop:
+        job_release(j);
+}
+
+/* Start the next waiting creation whose requester is still there. */
+static void fgc_next(struct css *css)
+{
+        while (!css->fgc_busy && css->fgq_head) {
+                struct css_job *j = css->fgq_head;
+
+                css->fgq_head = j->next;
+                if (!css->fgq_head)
+                        css->fgq_tail = NULL;
+                css->fgq_len--;
+                j->next = NULL;
+                if (!j->cl->conn) {
+                        job_release(j);
+                        continue;
+                }
+                fgc_start(j);
+        }
+}
+
+static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        char path[LP_FS_PATH_MAX + 1];
+        char name[CSS_FG_NAME_MAX + 1];
+        struct css_job *j;
+        int r;
+
+        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
+                reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
+                return;
+        }
+        memcpy(name, rq->name, rq->namelen);
+        name[rq->namelen] = 0;
+        if (strlen(name) != rq->namelen || !css_fg_name_ok(name)) {
+                reply_err(cl, reqid, -EINVAL, "bad file group name '%s': use letters, digits, '.', '_' and '-', "
+                          "not first '.' or '-'", name);
+                return;
+        }
+        r = rq->path ? css_path_normalize(rq->path, path, sizeof(path)) : -EINVAL;
+        if (r < 0) {
+                reply_err(cl, reqid, r, "bad mount point '%s': an absolute path without '.' or '..' is needed",
+                          rq->path ? rq->path : "");
+                return;
+        }
+        if (!strcmp(path, "/")) {
+                reply_err(cl, reqid, -EEXIST, "/ is the mount point of the root file group");
+                return;
+        }
+        if (css->fgq_len >= CSS_MAX_FG_QUEUE || css->jobs >= CSS_MAX_JOBS) {
+                reply_err(cl, reqid, -EAGAIN, "too many file group creations waiting; try again");
+                return;
+        }
+        j = job_new(cl, reqid, JOB_FGC_RESOLVE);
+        if (j && !(j->path = strdup(path))) {
+                job_release(j);
+                j = NULL;
+        }
+        if (!j) {
+                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        snprintf(j->name, sizeof(j->name), "%s", name);
+        j->uid = rq->cred.uid;
+        j->gid = rq->cred.gid;
+        j->umask = rq->cred.umask & 0777;
+        if (css->fgc_busy) {
+                if (css->fgq_tail)
+                        css->fgq_tail->next = j;
+                else
+                        css->fgq_head = j;
+                css->fgq_tail = j;
+                css->fgq_len++;
+                return;
+        }
+        fgc_start(j);
+}
+
+/* ---- operations answered on the loop ------------------------------------------ */
+
+static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        uint64_t site = rq->site ? rq->site : cl->site;
+        char host[CSS_HOST_MAX];
+        unsigned char addr[sizeof(struct in6_addr)];
+        const struct css_site *old;
+        uint32_t *fgs = NULL;
+        char list[256];
+        size_t off = 0;
+        int n, r;
+        bool again;
+
+        if (!site || !rq->port || rq->port > 65535) {
+                reply_err(cl, reqid, -EINVAL, "CSS_REGISTER needs a site id and a port (got site %" PRIu64
+                          ", port %u)", site, rq->port);
+                return;
+        }
+        /* Where to reach the site: the address it names, or else the one it called from. */
+        if (rq->host && *rq->host && strlen(rq->host) < sizeof(host) &&
+            ((inet_pton(AF_INET, rq->host, addr) == 1 && strcmp(rq->host, "0.0.0.0") != 0) ||
+             (inet_pton(AF_INET6, rq->host, addr) == 1 && strcmp(rq->host, "::") != 0))) {
+                snprintf(host, sizeof(host), "%s", rq->host);
+        } else if (rq->host && *rq->host && strcmp(rq->host, "0.0.0.0") != 0 && strcmp(rq->host, "::") != 0) {
+                reply_err(cl, reqid, -EINVAL, "CSS_REGISTER of site %" PRIu64 ": host '%.64s' is not a numeric "
+                          "address", site, rq->host);
+                return;
+        } else if (cl->addr[0]) {
+                memcpy(host, cl->addr, sizeof(host));
+        } else {
+                reply_err(cl, reqid, -EINVAL, "CSS_REGISTER of site %" PRIu64 ": no host given and the "
+                          "connection's address is unknown", site);
+                return;
+        }
+        n = css_parse_fgs(rq->text, &fgs);
+        if (n < 0) {
+                reply_err(cl, reqid, n == -ENOSPC ? -EINVAL : n, "CSS_REGISTER of site %" PRIu64 ": %s",
+                          site, n == -ENOSPC ? "too many file groups" :
+                          n == -EBADMSG ? "the file group list is not a JSON array of file group ids" :
+                          strerror(-n));
+                return;
+        }
+        old = css_sites_get(css->sites, site);
+        again = old != NULL;
+        r = css_sites_register(css->sites, site, host, (uint16_t)rq->port, fgs, (size_t)n, cl->serial,
+                               cm_now_us());
+        if (r < 0) {
+                free(fgs);
+                reply_err(cl, reqid, r, "CSS_REGISTER of site %" PRIu64 ": %s", site,
+                          r == -ENOSPC ? "the site table is full" : strerror(-r));
+                return;
+        }
+        list[0] = 0;
+        for (int i = 0; i < n && off < sizeof(list) - 16; i++)
+                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%u", i ? "," : "", fgs[i]);
+        cm_log(LOG_INFO, "storage site %" PRIu64 " %sregistered from %s: serves %s:%u, file groups [%s]", site,
+               again ? "re-" : "", cl->peer, host, (unsigned)rq->port, list);
+        free(fgs);
+        reply_ok(cl, reqid);
+}
+
+static void op_mounttable(struct css_client *cl, uint64_t reqid)
+{
+        struct css *css = cl->css;
+        size_t n = css_mtab_count(css->mtab);
+        struct lp_fs_mount *v = calloc(n ? n : 1, sizeof(*v));
+        struct lp_fs_resp resp = { .status = 0 };
+
+        if (!v) {
+                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct css_mount *m = css_mtab_at(css->mtab, i);
+                const struct css_site *s = css_sites_holder(css->sites, m->fg);
+
+                v[i].fg = m->fg;
+                v[i].name = m->name;
+                v[i].parent_fg = m->parent_fg;
+                v[i].parent_ino = m->parent_ino;
+                v[i].path = m->path;
+                if (s) {
+                        v[i].site = s->id;
+                        v[i].host = s->host;
+                        v[i].port = s->port;
+                }
+        }
+        resp.mounts = v;
+        resp.nmounts = n;
+        reply(cl, reqid, &resp);
+        free(v);
+}
+
+static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        const struct css_mount *m = css_mtab_find(css->mtab, rq->fg);
+        const struct css_site *s;
+        struct css_job *j;
+
+        if (!m) {
+                reply_err(cl, reqid, -ENOENT, "<%u,%" PRIu64 ">: no file group %u in the mount table", rq->fg,
+                          rq->ino, rq->fg);
+                return;
+        }
+        if (!rq->ino) {
+                reply_err(cl, reqid, -EINVAL, "<%u,0>: no inode 0", rq->fg);
+                return;
+        }
+        s = css_sites_holder(css->sites, rq->fg);
+        if (!s) {
+                cm_log(LOG_NOTICE, "open <%u,%" PRIu64 "> for %s: no registered storage site holds file group %u",
+                       rq->fg, rq->ino, cl->peer, rq->fg);
+                reply_err(cl, reqid, -EHOSTUNREACH, "<%u,%" PRIu64 ">: no registered storage site holds file "
+                          "group %u (%s)", rq->fg, rq->ino, rq->fg, m->path);
+                return;
+        }
+        if (css_site_held_off(s, cm_now_us())) {
+                reply_err(cl, reqid, -EHOSTUNREACH, "<%u,%" PRIu64 ">: storage site %" PRIu64 " (%s:%u) could not "
+                          "be reached %" PRIu64 " ms ago; trying again after %u ms", rq->fg, rq->ino, s->id,
+                          s->host, s->port, (cm_now_us() - s->fail_us) / 1000, CSS_SITE_HOLDOFF_MS);
+                return;
+        }
+        /* Synchronization policy of the file group. */
+        switch (m->policy) {
+        case CSS_SYNC_SHARED:
+                break;              /* readers and writers share the file, on every site */
+        }
+        if (css->jobs >= CSS_MAX_JOBS || cl->jobs >= CSS_MAX_CLIENT_JOBS) {
+                reply_err(cl, reqid, -EAGAIN, "<%u,%" PRIu64 ">: too many requests waiting for storage sites",
+                          rq->fg, rq->ino);
+                return;
+        }
+        j = job_new(cl, reqid, JOB_OPEN);
+        if (!j) {
+                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        j->fg = rq->fg;
+        j->ino = rq->ino;
+        j->flags = rq->flags;
+        j->write = (rq->flags & O_ACCMODE) != O_RDONLY;
+        ep_of(&j->target, s, rq->fg);
+        job_start(j);
+}
+
+static void op_close(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        bool write = (rq->flags & O_ACCMODE) != O_RDONLY;
+
+        if (css_otab_close(css->otab, cl->site, cl->serial, rq->fg, rq->ino, write) < 0) {
+                /* Not an error for the mount: the CSS may have restarted since the open. */
+                css->unmatched_closes++;
+                cm_log(LOG_DEBUG, "close <%u,%" PRIu64 "> (%s) from %s matches no open", rq->fg, rq->ino,
+                       write ? "write" : "read", cl->peer);
+        }
+        reply_ok(cl, reqid);
+}
+
+static void op_status(struct css_client *cl, uint64_t reqid)
+{
+        struct css *css = cl->css;
+        uint64_t now = cm_now_us();
+        struct css_otab_stats os;
+        struct css_jw w;
+        char *text;
+        struct lp_fs_resp resp = { .status = 0 };
+
+        css_otab_stats(css->otab, &os);
+        css_jw_init(&w);
+        css_jw_obj_begin(&w);
+        css_jw_key(&w, "site");
+        css_jw_u64(&w, css->site);
+        css_jw_key(&w, "listen");
+        css_jw_str(&w, css->listen);
+        css_jw_key(&w, "uptime_ms");
+        css_jw_u64(&w, (now - css->start_us) / 1000);
+        css_jw_key(&w, "mounttab");
+        css_jw_str(&w, css_mtab_path(css->mtab));
+        css_jw_key(&w, "storage_sites");
+        css_jw_arr_begin(&w);
+        for (size_t i = 0; i < css_sites_count(css->sites); i++) {
+                const struct css_site *s = css_sites_at(css->sites, i);
+
+                css_jw_obj_begin(&w);
+                css_jw_key(&w, "site");
+                css_jw_u64(&w, s->id);
+                css_jw_key(&w, "host");
+                css_jw_str(&w, s->host);
+                css_jw_key(&w, "port");
+                css_jw_u64(&w, s->port);
+                css_jw_key(&w, "file_groups");
+                css_jw_arr_begin(&w);
+                for (size_t k = 0; k < s->nfgs; k++)
+                        css_jw_u64(&w, s->fgs[k]);
+                css_jw_arr_end(&w);
+                css_jw_key(&w, "connected");
+                css_jw_bool(&w, s->conn != 0);
+                css_jw_key(&w, "registrations");
+                css_jw_u64(&w, s->nregister);
+                css_jw_key(&w, "last_contact_ms_ago");
+                css_jw_u64(&w, (now - s->contact_us) / 1000);
+                css_jw_key(&w, "last_failure_ms_ago");
+                if (s->fail_us)
+                        css_jw_u64(&w, (now - s->fail_us) / 1000);
+                else
+                        css_jw_null(&w);
+                css_jw_key(&w, "held_off");
+                css_jw_bool(&w, css_site_held_off(s, now));
+                css_jw_obj_end(&w);
+        }
+        css_jw_arr_end(&w);
+        css_jw_key(&w, "mounts");
+        css_jw_arr_begin(&w);
+        for (size_t i = 0; i < css_mtab_count(css->mtab); i++) {
+                const struct css_mount *m = css_mtab_at(css->mtab, i);
+                const struct css_site *s = css_sites_holder(css->sites, m->fg);
+
+                css_jw_obj_begin(&w);
+                css_jw_key(&w, "fg");
+                css_jw_u64(&w, m->fg);
+                css_jw_key(&w, "name");
+                css_jw_str(&w, m->name);
+                css_jw_key(&w, "path");
+                css_jw_str(&w, m->path);
+                css_jw_key(&w, "parent_fg");
+                css_jw_u64(&w, m->parent_fg);
+                css_jw_key(&w, "parent_ino");
+                css_jw_u64(&w, m->parent_ino);
+                css_jw_key(&w, "created");
+                css_jw_i64(&w, m->ctime);
+                css_jw_key(&w, "policy");
+                css_jw_str(&w, "shared");
+                css_jw_key(&w, "site");
+                if (s)
+                        css_jw_u64(&w, s->id);
+                else
+                        css_jw_null(&w);
+                css_jw_obj_end(&w);
+        }
+        css_jw_arr_end(&w);
+        css_jw_key(&w, "clients");
+        css_jw_u64(&w, css->nclients);
+        css_jw_key(&w, "open_files");
+        css_jw_u64(&w, os.files);
+        css_jw_key(&w, "opens");
+        css_jw_obj_begin(&w);
+        css_jw_key(&w, "readers");
+        css_jw_u64(&w, os.readers);
+        css_jw_key(&w, "writers");
+        css_jw_u64(&w, os.writers);
+        css_jw_key(&w, "records");
+        css_jw_u64(&w, os.records);
+        css_jw_obj_end(&w);
+        css_jw_key(&w, "unmatched_closes");
+        css_jw_u64(&w, css->unmatched_closes);
+        css_jw_key(&w, "pending_requests");
+        css_jw_u64(&w, css->jobs);
+        css_jw_key(&w, "pending_fg_creates");
+        css_jw_u64(&w, css->fgq_len + (css->fgc_busy ? 1u : 0u));
+        css_jw_key(&w, "requests");
+        css_jw_u64(&w, css->requests);
+        css_jw_obj_end(&w);
+        if (css_jw_finish(&w, &text) < 0) {
+                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        resp.text = text;
+        reply(cl, reqid, &resp);
+        free(text);
+}
+
+/* ---- connections --------------------------------------------------------------- */
+
+static void on_connect(struct lp_conn *conn, uint64_t peer_site)
+{
+        struct css *css = lp_server_get_data(lp_server_conn_server(conn));
+        struct css_client *cl = calloc(1, sizeof(*cl));
+
+        if (!cl) {
+                cm_log(LOG_ERR, "out of memory for connection %s", lp_server_conn_peer(conn));
+                lp_server_conn_close(conn);
+                return;
+        }
+        cl->css = css;
+        cl->conn = conn;
+        cl->serial = ++css->next_serial;
+        cl->site = peer_site;
+        cl->refs = 1;
+        /* lp_server_conn_peer() names the address and the site the peer proved */
+        snprintf(cl->peer, sizeof(cl->peer), "%s", lp_server_conn_peer(conn));
+        {
+                /* "1.2.3.4:port" or "[::1]:port" -> the address alone */
+                const char *p = lp_server_conn_peer(conn);
+                const char *end = p[0] == '[' ? strchr(p, ']') : strrchr(p, ':');
+
+                if (p[0] == '[')
+                        p++;
+                if (end && end > p && (size_t)(end - p) < sizeof(cl->addr)) {
+                        memcpy(cl->addr, p, (size_t)(end - p));
+                        cl->addr[end - p] = 0;
+                }
+        }
+        lp_server_conn_set_data(conn, cl);
+        css->nclients++;
+        cm_log(LOG_DEBUG, "connection from %s", cl->peer);
+}
+
+static void on_close(struct lp_conn *conn)
+{
+        struct css_client *cl = lp_server_conn_get_data(conn);
+        struct css *css;
+        uint64_t n;
+
+        if (!cl)
+                return;
+        css = cl->css;
+        n = css_otab_drop_conn(css->otab, cl->serial);
+        css_sites_conn_closed(css->sites, cl->serial);
+        if (n)
+                cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
+        cl->conn = NULL;
+        css->nclients--;
+        client_unref(cl);
+        maybe_free(css);
+}
+
+static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64_t reqid,
+                     const void *payload, size_t len)
+{
+        struct css_client *cl = lp_server_conn_get_data(conn);
+        struct lp_fs_req rq;
+        int r;
+
+        if (!cl)
+                return;
+        if (flags & LP_F_REPLY) {
+                cm_log(LOG_DEBUG, "%s sent an answer (type %u) to nothing we asked", cl->peer, type);
+                return;
+        }
+        cl->css->requests++;
+        if (type != LP_MSG_FS_REQ) {
+                lp_server_reply_status(conn, reqid, LP_STATUS_UNSUPPORTED, "the CSS serves filesystem requests only");
+                return;
+        }
+        r = lp_fs_req_decode(payload, len, &rq);
+        if (r < 0) {
+                cm_log(LOG_NOTICE, "malformed request from %s: %s", cl->peer, strerror(-r));
+                reply_err(cl, reqid, r == -ENOMEM ? -ENOMEM : -EBADMSG, "malformed request: %s", strerror(-r));
+                return;
+        }
+        switch (rq.op) {
+        case LP_FS_NOP:
+                /* A keep-alive (storage sites send one every second or so). */
+                css_sites_touch_conn(cl->css->sites, cl->serial, cm_now_us());
+                reply_ok(cl, reqid);
+                break;
+        case LP_FS_CSS_REGISTER:
+                op_register(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_MOUNTTABLE:
+                op_mounttable(cl, reqid);
+                break;
+        case LP_FS_CSS_OPEN:
+                op_open(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_CLOSE:
+                op_close(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_STATUS:
+                op_status(cl, reqid);
+                break;
+        case LP_FS_CSS_FG_CREATE:
+                op_fg_create(cl, reqid, &rq);
+                break;
+        default:
+                reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",
+                          lp_fs_op_name(rq.op), rq.op);
+        }
+        lp_fs_req_release(&rq);
+}
+
+static void on_log(struct lp_server *srv, int prio, const char *peer, const char *msg)
+{
+        (void)srv;                      /* may be called during shutdown: use nothing of ours */
+        cm_log(prio, "%s: %s", peer, msg);
+}
+
+static const struct lp_server_callbacks css_cb = {
+        .on_connect = on_connect,
+        .on_frame = on_frame,
+        .on_close = on_close,
+        .log = on_log,
+};
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, char *err, size_t errcap)
+{
+        struct css *css;
+        int r;
+
+        if (!cfg || !cfg->state_dir || !cfg->site) {
+                snprintf(err, errcap, "bad configuration");
+                return -EINVAL;
+        }
+        css = calloc(1, sizeof(*css));
+        if (!css) {
+                snprintf(err, errcap, "out of memory");
+                return -ENOMEM;
+        }
+        css->loop = loop;
+        css->site = cfg->site;
+        css->start_us = cm_now_us();
+        r = css_mtab_open(cfg->state_dir, &css->mtab, err, errcap);
+        if (r < 0)
+                goto fail;
+        r = css_sites_new(&css->sites);
+        if (!r)
+                r = css_otab_new(&css->otab);
+        if (!r)
+                r = css_ss_pool_new(cfg->key, cfg->site, cfg->ss_connect_ms ? cfg->ss_connect_ms : CSS_SS_CONNECT_MS,
+                                    cfg->ss_call_ms ? cfg->ss_call_ms : CSS_SS_CALL_MS, &css->pool);
+        if (!r)
+                r = lp_server_new(loop, cfg->key, cfg->site, &css_cb, css, &css->srv);
+        if (r < 0) {
+                snprintf(err, errcap, "%s", strerror(-r));
+                goto fail;
+        }
+        *ret = css;
+        return 0;
+fail:
+        css_free(css);
+        return r;
+}
+
+int css_listen(struct css *css, const char *host, uint16_t port, uint16_t *ret_port)
+{
+        uint16_t got = 0;
+        int r = lp_server_listen(css->srv, host, port, &got);
+
+        if (r < 0)
+                return r;
+        if (strchr(host, ':'))
+                snprintf(css->listen, sizeof(css->listen), "[%s]:%u", host, got);
+        else
+                snprintf(css->listen, sizeof(css->listen), "%s:%u", host, got);
+        if (ret_port)
+                *ret_port = got;
+        return 0;
+}
+
+void css_close(struct css *css)
+{
+        if (!css || css->closing)
+                return;
+        css->closing = true;
+        lp_server_close(css->srv);
+        css->srv = NULL;
+        maybe_free(css);
+}

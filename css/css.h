@@ -1,0 +1,95 @@
+/*
+ * css.h -- the current synchronization site (CSS) of LocusFS: the server
+ * behind locus-cssd, usable in-process (the unit tests run it on a loop
+ * thread of their own).
+ *
+ * What it keeps:
+ *   - the mount table (css_mtab.h), durable in STATE/mounttab.sqlite;
+ *   - the site table (css_site.h): storage sites that registered, in memory;
+ *   - the open table (css_otab.h): which using site has which file open.
+ * What it answers (docs/protocol.md, "Operations: -> CSS"): CSS_REGISTER,
+ * CSS_MOUNTTABLE, CSS_OPEN, CSS_CLOSE, CSS_STATUS, CSS_FG_CREATE, and NOP
+ * (a keep-alive: answered 0, it counts as contact with the storage site
+ * registered on that connection); every other operation is answered
+ * -EOPNOTSUPP, a request that does not decode
+ * -EBADMSG (the connection stays open: it is the frame that was wrong, not
+ * the stream), a frame of another type with a Status{UNSUPPORTED}.
+ *
+ * Requests that need a storage site (CSS_OPEN asks GETATTR for the file's
+ * version; CSS_FG_CREATE resolves the mount point with LOOKUP/MKDIR/READDIR
+ * and creates the container with SS_FG_CREATE) run as blocking lp_client
+ * calls on the libuv threadpool (css_ss.h), never on the loop thread; the
+ * answer is sent from the loop thread when the work is done.  File group
+ * creations run one at a time, in arrival order (CSS_MAX_FG_QUEUE waiting).
+ * A storage site that cannot be reached gives -EHOSTUNREACH (on the wire:
+ * LOCUS_UNAVAILABLE) with a message naming the site and the cause.
+ *
+ * Limits: CSS_MAX_JOBS requests waiting for storage sites in all,
+ * CSS_MAX_CLIENT_JOBS per connection (-EAGAIN beyond); the limits of the
+ * tables (css_mtab.h, css_site.h, css_otab.h).
+ *
+ * Threads: everything runs on the loop's thread; css_* must be called from
+ * it.  The threadpool only runs css_ss calls on copies of what they need.
+ *
+ * Ownership and lifetime: the caller owns the loop.  css_close() starts
+ * shutdown: it stops listening and closes every connection; the struct is
+ * freed once the last connection has closed and the last storage-site call
+ * has finished (each is bounded by its timeout), so run the loop until it
+ * has nothing left.  Do not use the struct after css_close().
+ *
+ * Logging: through cm_log (it is the daemon's own logic): registrations,
+ * file group creations and failures at info/notice/warning, each with the
+ * site, the file (<fg,ino> or path) and the cause.
+ *
+ * Errors (negative errno): css_new: -ENOMEM, -EINVAL, the mount table's
+ * (css_mtab.h) with the cause in err; css_listen: lp_server_listen's.
+ */
+#ifndef CSS_H
+#define CSS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "lp_conn.h"
+
+#define CSS_MAX_JOBS 1024u
+#define CSS_MAX_CLIENT_JOBS 64u
+#define CSS_MAX_FG_QUEUE 16u
+/* File group names: 1..CSS_FG_NAME_MAX of [A-Za-z0-9._-], not starting with '.' or '-'. */
+#define CSS_FG_NAME_MAX 64u
+
+struct css;
+
+struct css_config {
+        const char *state_dir;          /* holds mounttab.sqlite; must exist */
+        uint8_t key[LP_KEY_SIZE];       /* the cluster key (copied) */
+        uint64_t site;                  /* our site id, > 0 */
+        int ss_connect_ms;              /* 0: CSS_SS_CONNECT_MS */
+        int ss_call_ms;                 /* 0: CSS_SS_CALL_MS */
+};
+
+int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, char *err, size_t errcap);
+/* Listen on host (numeric) and port (0: any); *ret_port gets the port. */
+int css_listen(struct css *c, const char *host, uint16_t port, uint16_t *ret_port);
+void css_close(struct css *c);
+
+/*
+ * Helpers, exposed for the tests.
+ * css_path_normalize: an absolute path with "//" collapsed and a trailing
+ * '/' dropped, each component 1..LP_FS_NAME_MAX bytes, no "." or "..";
+ * -EINVAL, -ENAMETOOLONG.
+ * css_fg_name_ok: see CSS_FG_NAME_MAX.
+ * css_parse_fgs: the text of CSS_REGISTER: a JSON array of file group ids,
+ * or of objects with a member "fg", or an object with such an array as
+ * member "fgs" or "file_groups"; empty text is no file group.  Returns the
+ * count, or -EBADMSG, -ENOSPC (over CSS_MAX_SITE_FGS), -ENOMEM; *ret is
+ * malloc'ed (NULL for none).
+ */
+int css_path_normalize(const char *in, char *out, size_t cap);
+bool css_fg_name_ok(const char *name);
+int css_parse_fgs(const char *text, uint32_t **ret);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * css_main.c -- locus-cssd, the current synchronization site daemon: the
+ * command line (docs/cluster.md), the state directory and its lock, the
+ * pid and port files, readiness, and signals around one libuv loop running
+ * the CSS (css.h).
+ *
+ * Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (the log
+ * says why), 2 for a bad command line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cm.h"
+#include "css.h"
+#include "lp_conn.h"
+#include "lp_key.h"
+
+struct opts {
+        const char *state;
+        const char *key;
+        uint64_t site;
+        const char *listen;
+        const char *port_file;
+        const char *pid_file;
+        int ready_fd;
+        int log_level;
+        bool syslog;
+};
+
+/* Threads for calls to storage sites (libuv's threadpool; libuv's default
+ * is 4, and a storage site that does not answer holds one until its
+ * timeout).  UV_THREADPOOL_SIZE in the environment wins. */
+#define CSS_THREADS "16"
+
+static struct css *the_css;
+static uv_signal_t sig_term, sig_int;
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "usage: locus-cssd --state DIR --key FILE --site N [--listen HOST:PORT]\n"
+                "                  [--port-file F] [--pid-file F] [--ready-fd N]\n"
+                "                  [--log-level L] [--syslog]\n"
+                "The current synchronization site of a LocusFS cluster; see locus-cssd(8).\n");
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || !*s || *s == '-')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+        static const struct option lo[] = {
+                { "state", required_argument, NULL, 's' },
+                { "key", required_argument, NULL, 'k' },
+                { "site", required_argument, NULL, 'S' },
+                { "listen", required_argument, NULL, 'l' },
+                { "port-file", required_argument, NULL, 'P' },
+                { "pid-file", required_argument, NULL, 'p' },
+                { "ready-fd", required_argument, NULL, 'r' },
+                { "log-level", required_argument, NULL, 'L' },
+                { "syslog", no_argument, NULL, 'y' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { 0 },
+        };
+        int c;
+        uint64_t v;
+
+        memset(o, 0, sizeof(*o));
+        o->ready_fd = -1;
+        o->log_level = LOG_INFO;
+        o->listen = "127.0.0.1:0";
+        while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+                switch (c) {
+                case 's': o->state = optarg; break;
+                case 'k': o->key = optarg; break;
+                case 'S':
+                        if (parse_u64(optarg, &o->site) < 0 || !o->site) {
+                                fprintf(stderr, "locus-cssd: --site %s: a site id is a number > 0\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case 'l': o->listen = optarg; break;
+                case 'P': o->port_file = optarg; break;
+                case 'p': o->pid_file = optarg; break;
+                case 'r':
+                        if (parse_u64(optarg, &v) < 0 || v > INT_MAX) {
+                                fprintf(stderr, "locus-cssd: --ready-fd %s: not a descriptor number\n", optarg);
+                                return -EINVAL;
+                        }
+                        o->ready_fd = (int)v;
+                        break;
+                case 'L':
+                        o->log_level = cm_log_level_parse(optarg);
+                        if (o->log_level < 0) {
+                                fprintf(stderr, "locus-cssd: --log-level %s: use err, warning, notice, info "
+                                        "or debug\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case 'y': o->syslog = true; break;
+                case 'h': usage(stdout); exit(0);
+                case 'V': printf("locus-cssd (LocusFS) 0.1.0\n"); exit(0);
+                default: usage(stderr); return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "locus-cssd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (!o->state || !o->key || !o->site) {
+                fprintf(stderr, "locus-cssd: --state, --key and --site are required\n");
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int mkdir_p(const char *path)
+{
+        char buf[PATH_MAX];
+        size_t n = strlen(path);
+
+        if (n == 0 || n >= sizeof(buf))
+                return -ENAMETOOLONG;
+        memcpy(buf, path, n + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = 0;
+                if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+        cm_log(LOG_INFO, "%s: shutting down", strsignal(signum));
+        css_close(the_css);
+        the_css = NULL;
+        uv_close((uv_handle_t *)&sig_term, NULL);
+        uv_close((uv_handle_t *)&sig_int, NULL);
+        (void)s;
+}
+
+int main(int argc, char **argv)
+{
+        uint8_t key[LP_KEY_SIZE];
+        struct css_config cfg;
+        char host[64], lockpath[PATH_MAX], err[512], num[32];
+        uint16_t port, got;
+        uv_loop_t loop;
+        int lockfd, r;
+        struct opts o;
+
+        if (parse_args(argc, argv, &o) < 0)
+                return 2;
+        cm_log_init("locus-cssd", o.log_level, o.syslog ? CM_LOG_SYSLOG : CM_LOG_STDERR);
+        if (o.ready_fd >= 0 && fcntl(o.ready_fd, F_SETFD, FD_CLOEXEC) < 0) {
+                cm_log(LOG_ERR, "--ready-fd %d: %s", o.ready_fd, strerror(errno));
+                return 1;
+        }
+        if (cm_parse_hostport(o.listen, host, sizeof(host), &port) < 0) {
+                cm_log(LOG_ERR, "--listen %s: expected HOST:PORT with a numeric address", o.listen);
+                return 2;
+        }
+        r = lp_key_load(o.key, key);
+        if (r < 0) {
+                cm_log(LOG_ERR, "cluster key %s: %s", o.key, lp_key_strerror(r));
+                return 1;
+        }
+        r = mkdir_p(o.state);
+        if (r < 0) {
+                cm_log(LOG_ERR, "state directory %s: %s", o.state, strerror(-r));
+                return 1;
+        }
+        /* One locus-cssd per state directory. */
+        if (snprintf(lockpath, sizeof(lockpath), "%s/lock", o.state) >= (int)sizeof(lockpath)) {
+                cm_log(LOG_ERR, "state directory %s: path too long", o.state);
+                return 1;
+        }
+        lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lockfd < 0) {
+                cm_log(LOG_ERR, "%s: %s", lockpath, strerror(errno));
+                return 1;
+        }
+        if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+                cm_log(LOG_ERR, "%s: %s", lockpath,
+                       errno == EWOULDBLOCK ? "another locus-cssd uses this state directory" : strerror(errno));
+                return 1;
+        }
+
+        setenv("UV_THREADPOOL_SIZE", CSS_THREADS, 0);
+        r = uv_loop_init(&loop);
+        if (r < 0) {
+                cm_log(LOG_ERR, "cannot start the event loop: %s", uv_strerror(r));
+                return 1;
+        }
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.state_dir = o.state;
+        memcpy(cfg.key, key, sizeof(key));
+        cfg.site = o.site;
+        lp_key_wipe(key, sizeof(key));
+        r = css_new(&loop, &cfg, &the_css, err, sizeof(err));
+        lp_key_wipe(cfg.key, sizeof(cfg.key));
+        if (r < 0) {
+                cm_log(LOG_ERR, "mount table in %s: %s", o.state, err);
+                return 1;
+        }
+        r = css_listen(the_css, host, port, &got);
+        if (r < 0) {
+                cm_log(LOG_ERR, "cannot listen on %s: %s", o.listen, strerror(-r));
+                return 1;
+        }
+        snprintf(num, sizeof(num), "%u\n", got);
+        if (o.port_file && (r = cm_write_file(o.port_file, num)) < 0) {
+                cm_log(LOG_ERR, "port file %s: %s", o.port_file, strerror(-r));
+                return 1;
+        }
+        snprintf(num, sizeof(num), "%d\n", (int)getpid());
+        if (o.pid_file && (r = cm_write_file(o.pid_file, num)) < 0) {
+                cm_log(LOG_ERR, "pid file %s: %s", o.pid_file, strerror(-r));
+                return 1;
+        }
+        uv_signal_init(&loop, &sig_term);
+        uv_signal_init(&loop, &sig_int);
+        uv_signal_start(&sig_term, on_signal, SIGTERM);
+        uv_signal_start(&sig_int, on_signal, SIGINT);
+        cm_log(LOG_INFO, "site %" PRIu64 " listening on %s:%u, state %s", o.site, host, got, o.state);
+        snprintf(num, sizeof(num), "port=%u", got);
+        cm_ready(o.ready_fd, num);
+
+        uv_run(&loop, UV_RUN_DEFAULT);
+
+        r = uv_loop_close(&loop);
+        if (r < 0)
+                cm_log(LOG_WARNING, "event loop closed with handles left: %s", uv_strerror(r));
+        if (o.pid_file) {
+                char buf[32];
+
+                /* Remove the pid file if it is still ours. */
+                if (cm_read_file(o.pid_file, buf, sizeof(buf)) > 0 && atoi(buf) == (int)getpid())
+                        unlink(o.pid_file);
+        }
+        cm_log(LOG_INFO, "stopped");
+        return 0;
+}

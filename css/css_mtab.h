@@ -1,0 +1,95 @@
+/*
+ * css_mtab.h -- the mount table of a current synchronization site: which
+ * file group is mounted on which directory, persisted in
+ * DIR/mounttab.sqlite.
+ *
+ * A mount record says: file group `fg` (its name, its synchronization
+ * policy) is mounted on directory <parent_fg, parent_ino>, which is `path`
+ * from the root of the name space.  The root file group (CSS_ROOT_FG = 1)
+ * is mounted at "/" with parent <0, 0>; it always exists (created with the
+ * table).  File group ids are handed out by css_mtab_reserve_fg(), which
+ * makes the new high-water mark durable before it returns, so an id is
+ * never given out twice, even if the process dies before the mount is
+ * recorded.
+ *
+ * Invariants (checked by css_mtab_add, enforced again by SQLite UNIQUE
+ * constraints):
+ *   (1) fg ids, names and paths are unique;
+ *   (2) at most one file group is mounted on a directory <parent_fg, parent_ino>;
+ *   (3) the record of CSS_ROOT_FG exists, at "/", parent <0, 0>;
+ *   (4) every recorded fg is below the next fg id (meta.next_fg).
+ *
+ * Durability: css_mtab_add() and css_mtab_reserve_fg() return once the
+ * change is on disk (WAL, synchronous=FULL): reply only after they return.
+ *
+ * Ownership and lifetime: the table owns its records; a pointer from
+ * css_mtab_at()/css_mtab_find*() stays valid until css_mtab_close() (records
+ * are never removed or moved).
+ *
+ * Threads: one thread at a time (the CSS calls it from its loop thread).
+ *
+ * Errors (negative errno): -ENOMEM; -EIO for an SQLite failure (the text is
+ * in css_mtab_errmsg()); -EEXIST (invariants 1/2 would break); -EINVAL (bad
+ * argument: empty name, relative path, fg out of range); -ENOSPC (over
+ * CSS_MAX_FGS file groups); -EBADMSG (the file holds a table this version
+ * does not understand); open: errors of mkdir/open.
+ */
+#ifndef CSS_MTAB_H
+#define CSS_MTAB_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define CSS_ROOT_FG 1u
+/* Most file groups one CSS knows (one CSS_MOUNTTABLE answer carries them all). */
+#define CSS_MAX_FGS 4096u
+/* Highest file group id: a mount names a file to the kernel as fg << 48 | ino
+ * (docs/protocol.md), so ids fit in 16 bits. */
+#define CSS_FG_ID_MAX 0xffffu
+
+/* Synchronization policies of a file group (how CSS_OPEN treats
+ * concurrent opens).  Only one so far. */
+enum css_sync_policy {
+        CSS_SYNC_SHARED = 0,            /* any number of readers and writers, every site */
+};
+
+struct css_mount {
+        uint32_t fg;
+        char *name;
+        uint32_t parent_fg;
+        uint64_t parent_ino;
+        char *path;
+        int64_t ctime;                  /* wall clock, seconds since the epoch */
+        enum css_sync_policy policy;
+};
+
+struct css_mtab;
+
+/* Open (creating if needed) dir/mounttab.sqlite; dir must exist.  On
+ * failure errbuf (may be NULL) gets the cause in words. */
+int css_mtab_open(const char *dir, struct css_mtab **ret, char *errbuf, size_t errcap);
+/* NULL is fine. */
+void css_mtab_close(struct css_mtab *m);
+
+size_t css_mtab_count(const struct css_mtab *m);
+/* Records in fg order; i < count. */
+const struct css_mount *css_mtab_at(const struct css_mtab *m, size_t i);
+const struct css_mount *css_mtab_find(const struct css_mtab *m, uint32_t fg);
+const struct css_mount *css_mtab_find_name(const struct css_mtab *m, const char *name);
+const struct css_mount *css_mtab_find_path(const struct css_mtab *m, const char *path);
+/* The file group mounted on directory <fg, ino>, or NULL. */
+const struct css_mount *css_mtab_find_on(const struct css_mtab *m, uint32_t fg, uint64_t ino);
+
+/* Hand out the next file group id (durable before return); -ENOSPC after
+ * CSS_FG_ID_MAX. */
+int css_mtab_reserve_fg(struct css_mtab *m, uint32_t *ret_fg);
+/* Record a mount (durable before return).  fg must have been reserved. */
+int css_mtab_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t parent_fg,
+                 uint64_t parent_ino, const char *path);
+
+/* The last SQLite error, for the log ("" if none).  Valid until the next call. */
+const char *css_mtab_errmsg(const struct css_mtab *m);
+/* The database file's path. */
+const char *css_mtab_path(const struct css_mtab *m);
+
+#endif

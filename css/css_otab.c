@@ -1,0 +1,329 @@
+/*
+ * css_otab.c -- see css_otab.h.
+ *
+ * Two chained hash tables: records hashed by <fg, ino> (so every record of
+ * one file, whatever the site or connection, is in one bucket), and
+ * connections hashed by serial, each with a doubly linked list of its
+ * records.
+ *
+ * Invariants:
+ *   (1) a record exists iff readers + writers > 0;
+ *   (2) a record is in exactly one file bucket and on its connection's list;
+ *   (3) a connection entry exists iff its list is non-empty, and nrec is
+ *       the length of that list.
+ */
+#include "css_otab.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct oconn;
+
+struct orec {
+        uint64_t site, conn;
+        uint32_t fg;
+        uint64_t ino;
+        uint32_t readers, writers;
+        struct orec *next;              /* file bucket chain */
+        struct orec *cprev, *cnext;     /* connection list */
+        struct oconn *oc;
+};
+
+struct oconn {
+        uint64_t serial;
+        uint32_t nrec;
+        struct orec *head;
+        struct oconn *next;             /* hash chain */
+};
+
+struct css_otab {
+        struct orec **fb;               /* file buckets */
+        size_t nfb;
+        struct oconn **cb;              /* connection buckets */
+        size_t ncb;
+        size_t nrec, nconn;
+};
+
+static uint64_t mix(uint64_t x)
+{
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        x *= 0xc4ceb9fe1a85ec53ULL;
+        x ^= x >> 33;
+        return x;
+}
+
+static size_t fslot(const struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        return (size_t)(mix(ino ^ ((uint64_t)fg << 48) ^ ((uint64_t)fg >> 16)) & (t->nfb - 1));
+}
+
+static size_t cslot(const struct css_otab *t, uint64_t serial)
+{
+        return (size_t)(mix(serial) & (t->ncb - 1));
+}
+
+int css_otab_new(struct css_otab **ret)
+{
+        struct css_otab *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->nfb = 256;
+        t->ncb = 64;
+        t->fb = calloc(t->nfb, sizeof(*t->fb));
+        t->cb = calloc(t->ncb, sizeof(*t->cb));
+        if (!t->fb || !t->cb) {
+                css_otab_free(t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
+void css_otab_free(struct css_otab *t)
+{
+        if (!t)
+                return;
+        for (size_t i = 0; t->fb && i < t->nfb; i++)
+                while (t->fb[i]) {
+                        struct orec *r = t->fb[i];
+
+                        t->fb[i] = r->next;
+                        free(r);
+                }
+        for (size_t i = 0; t->cb && i < t->ncb; i++)
+                while (t->cb[i]) {
+                        struct oconn *c = t->cb[i];
+
+                        t->cb[i] = c->next;
+                        free(c);
+                }
+        free(t->fb);
+        free(t->cb);
+        free(t);
+}
+
+/* Double the file buckets when records outnumber them twice; a failed
+ * allocation just keeps the chains longer. */
+static void fgrow(struct css_otab *t)
+{
+        size_t n = t->nfb * 2, old = t->nfb;
+        struct orec **fb, **ofb = t->fb;
+
+        if (t->nrec < 2 * t->nfb)
+                return;
+        fb = calloc(n, sizeof(*fb));
+        if (!fb)
+                return;
+        t->fb = fb;
+        t->nfb = n;
+        for (size_t i = 0; i < old; i++)
+                while (ofb[i]) {
+                        struct orec *r = ofb[i];
+                        size_t s = fslot(t, r->fg, r->ino);
+
+                        ofb[i] = r->next;
+                        r->next = fb[s];
+                        fb[s] = r;
+                }
+        free(ofb);
+}
+
+static void cgrow(struct css_otab *t)
+{
+        size_t n = t->ncb * 2, old = t->ncb;
+        struct oconn **cb, **ocb = t->cb;
+
+        if (t->nconn < 2 * t->ncb)
+                return;
+        cb = calloc(n, sizeof(*cb));
+        if (!cb)
+                return;
+        t->cb = cb;
+        t->ncb = n;
+        for (size_t i = 0; i < old; i++)
+                while (ocb[i]) {
+                        struct oconn *c = ocb[i];
+                        size_t s = cslot(t, c->serial);
+
+                        ocb[i] = c->next;
+                        c->next = cb[s];
+                        cb[s] = c;
+                }
+        free(ocb);
+}
+
+static struct oconn *conn_find(const struct css_otab *t, uint64_t serial)
+{
+        for (struct oconn *c = t->cb[cslot(t, serial)]; c; c = c->next)
+                if (c->serial == serial)
+                        return c;
+        return NULL;
+}
+
+/* Unlink r from everything and free it; drops an empty connection (3). */
+static void rec_remove(struct css_otab *t, struct orec *r)
+{
+        struct orec **pp = &t->fb[fslot(t, r->fg, r->ino)];
+        struct oconn *c = r->oc;
+
+        while (*pp != r)
+                pp = &(*pp)->next;
+        *pp = r->next;
+        if (r->cprev)
+                r->cprev->cnext = r->cnext;
+        else
+                c->head = r->cnext;
+        if (r->cnext)
+                r->cnext->cprev = r->cprev;
+        c->nrec--;
+        t->nrec--;
+        free(r);
+        if (!c->head) {
+                struct oconn **cp = &t->cb[cslot(t, c->serial)];
+
+                assert(c->nrec == 0);   /* invariant (3) */
+                while (*cp != c)
+                        cp = &(*cp)->next;
+                *cp = c->next;
+                t->nconn--;
+                free(c);
+        }
+}
+
+int css_otab_open(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg, uint64_t ino,
+                  bool write)
+{
+        size_t s = fslot(t, fg, ino);
+        struct oconn *c;
+        struct orec *r;
+
+        for (r = t->fb[s]; r; r = r->next)
+                if (r->conn == conn && r->site == site && r->fg == fg && r->ino == ino) {
+                        uint32_t *n = write ? &r->writers : &r->readers;
+
+                        if (*n == UINT32_MAX)
+                                return -ENOSPC;
+                        (*n)++;
+                        return 0;
+                }
+        if (t->nrec >= CSS_MAX_OPENS)
+                return -ENOSPC;
+        c = conn_find(t, conn);
+        if (c && c->nrec >= CSS_MAX_CONN_OPENS)
+                return -ENOSPC;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        if (!c) {
+                c = calloc(1, sizeof(*c));
+                if (!c) {
+                        free(r);
+                        return -ENOMEM;
+                }
+                c->serial = conn;
+                c->next = t->cb[cslot(t, conn)];
+                t->cb[cslot(t, conn)] = c;
+                t->nconn++;
+        }
+        r->site = site;
+        r->conn = conn;
+        r->fg = fg;
+        r->ino = ino;
+        if (write)
+                r->writers = 1;
+        else
+                r->readers = 1;
+        r->next = t->fb[s];
+        t->fb[s] = r;
+        r->oc = c;
+        r->cnext = c->head;
+        if (c->head)
+                c->head->cprev = r;
+        c->head = r;
+        c->nrec++;
+        t->nrec++;
+        fgrow(t);
+        cgrow(t);
+        return 0;
+}
+
+int css_otab_close(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg, uint64_t ino,
+                   bool write)
+{
+        struct orec *r, *other = NULL;
+
+        for (r = t->fb[fslot(t, fg, ino)]; r; r = r->next) {
+                if (r->site != site || r->fg != fg || r->ino != ino || !(write ? r->writers : r->readers))
+                        continue;
+                if (r->conn == conn)
+                        break;
+                if (!other)
+                        other = r;
+        }
+        if (!r)
+                r = other;
+        if (!r)
+                return -ENOENT;
+        if (write)
+                r->writers--;
+        else
+                r->readers--;
+        if (!r->readers && !r->writers)
+                rec_remove(t, r);           /* invariant (1) */
+        return 0;
+}
+
+uint64_t css_otab_drop_conn(struct css_otab *t, uint64_t conn)
+{
+        struct oconn *c = conn_find(t, conn);
+        uint64_t n = 0;
+
+        while (c) {
+                struct orec *r = c->head;
+                bool last = r->cnext == NULL;
+
+                n += (uint64_t)r->readers + r->writers;
+                rec_remove(t, r);           /* frees c with the last record */
+                if (last)
+                        break;
+        }
+        return n;
+}
+
+void css_otab_get(const struct css_otab *t, uint64_t site, uint32_t fg, uint64_t ino,
+                  uint32_t *ret_readers, uint32_t *ret_writers)
+{
+        uint64_t rd = 0, wr = 0;
+
+        for (const struct orec *r = t->fb[fslot(t, fg, ino)]; r; r = r->next)
+                if (r->fg == fg && r->ino == ino && (!site || r->site == site)) {
+                        rd += r->readers;
+                        wr += r->writers;
+                }
+        *ret_readers = rd > UINT32_MAX ? UINT32_MAX : (uint32_t)rd;
+        *ret_writers = wr > UINT32_MAX ? UINT32_MAX : (uint32_t)wr;
+}
+
+void css_otab_stats(const struct css_otab *t, struct css_otab_stats *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        for (size_t i = 0; i < t->nfb; i++)
+                for (const struct orec *r = t->fb[i]; r; r = r->next) {
+                        const struct orec *q;
+
+                        ret->records++;
+                        ret->readers += r->readers;
+                        ret->writers += r->writers;
+                        /* count <fg, ino> at its first record in the chain */
+                        for (q = t->fb[i]; q != r; q = q->next)
+                                if (q->fg == r->fg && q->ino == r->ino)
+                                        break;
+                        if (q == r)
+                                ret->files++;
+                }
+}

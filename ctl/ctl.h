@@ -1,0 +1,171 @@
+/*
+ * ctl.h -- locusctl's internals: the state directory of a dev cluster,
+ * starting and stopping its programs, and talking to its daemons.
+ *
+ * Modules:
+ *   ctl_state.c  where things are (state directory, run/ and log/ files,
+ *                the programs' binaries) and calls to the daemons;
+ *   ctl_proc.c   processes: start a program in the background with a ready
+ *                pipe, tell whether a pid is still that program, stop one,
+ *                the mount table of the kernel, unmounting;
+ *   ctl_dev.c    dev up, dev down, fsck --rebuild;
+ *   ctl_info.c   status, fg create, fg list.
+ *
+ * Conventions: int functions return >= 0 or a negative errno; messages for
+ * the user go to stderr as "locusctl: ..." and are printed once, by the
+ * function that decides the outcome (helpers fill an err buffer instead).
+ * Every descriptor is O_CLOEXEC except the ready pipe handed to a child.
+ *
+ * Threads: one (locusctl is a short-lived command).
+ */
+#ifndef CTL_H
+#define CTL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "lp_fs.h"
+#include "lp_key.h"
+
+#define CTL_SITE 1u                     /* the one site of a dev cluster */
+#define CTL_DEFAULT_TIMEOUT_S 30
+#define CTL_STOP_TIMEOUT_MS 10000       /* SIGTERM, then this long, then SIGKILL */
+#define CTL_CALL_MS 10000               /* a request to a daemon */
+#define CTL_FG_CREATE_MS 60000          /* CSS_FG_CREATE (several storage calls) */
+#define CTL_LOG_TAIL 20                 /* lines of a log shown after a failure */
+
+/* The programs of a site. */
+enum ctl_prog_id {
+        CTL_CSSD = 0,
+        CTL_STORAGED = 1,
+        CTL_MOUNT = 2,
+        CTL_NPROGS
+};
+
+struct ctl_prog {
+        const char *bin;                /* "locus-cssd" */
+        const char *subdir;             /* its folder in the build tree: "css" */
+        const char *tag;                /* run/<tag>.pid, run/<tag>.port, log/<tag>.log */
+};
+
+extern const struct ctl_prog ctl_progs[CTL_NPROGS];
+
+struct ctl_state {
+        char dir[PATH_MAX];             /* absolute */
+        bool exists;
+};
+
+/* Options of the commands; which ones a command takes is its mask. */
+enum {
+        CTL_OPT_STATE = 1 << 0,         /* --state PATH */
+        CTL_OPT_JSON = 1 << 1,          /* --json */
+        CTL_OPT_SITES = 1 << 2,         /* --sites N */
+        CTL_OPT_TIMEOUT = 1 << 3,       /* --timeout SEC */
+        CTL_OPT_MOUNT = 1 << 4,         /* --mount PATH */
+        CTL_OPT_REBUILD = 1 << 5,       /* --rebuild */
+};
+
+#define CTL_MAX_POS 4
+
+struct ctl_opts {
+        const char *state;
+        bool json;
+        int sites;
+        int timeout_s;
+        const char *mount;
+        bool rebuild;
+        int npos;                       /* positional arguments after the command word */
+        char *pos[CTL_MAX_POS];
+};
+
+/* ---- ctl_state.c ---- */
+
+/* Parse argv (argv[0] = the command word) allowing the options in mask and
+ * up to maxpos positional arguments; prints what is wrong.  0 or -EINVAL. */
+int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_opts *ret);
+
+/* --state PATH, else $LOCUS_STATE_DIR, else the default (docs/cluster.md).
+ * Does not create anything.  -ENAMETOOLONG, -ENOENT (no HOME for a user). */
+int ctl_state_resolve(const char *opt, struct ctl_state *ret);
+/* STATE/rel into buf; -ENAMETOOLONG. */
+int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap);
+/* STATE/run/<tag>.<ext> and STATE/log/<tag>.log */
+int ctl_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, char *buf, size_t cap);
+int ctl_log_file(const struct ctl_state *st, enum ctl_prog_id p, char *buf, size_t cap);
+/* Read run/<tag>.pid / .port: 0, -ENOENT, -EBADMSG. */
+int ctl_read_pid(const struct ctl_state *st, enum ctl_prog_id p, pid_t *ret);
+int ctl_read_port(const struct ctl_state *st, enum ctl_prog_id p, uint16_t *ret);
+/* Find a program: $LOCUS_BIN_DIR, the build tree next to locusctl, locusctl's
+ * own directory, $PATH.  -ENOENT (where it looked is in where). */
+int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t wcap);
+/* Load STATE/cluster.key. */
+int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
+
+/*
+ * One request to a daemon of the state dir (CTL_CSSD or CTL_STORAGED, at
+ * 127.0.0.1:run/<tag>.port).  0 with *resp (release it) even when
+ * resp->status < 0; a transport failure is < 0 with err saying what.
+ */
+int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_req *rq, int timeout_ms,
+             struct lp_fs_resp *resp, char *err, size_t cap);
+
+/* ---- ctl_proc.c ---- */
+
+/* Is pid alive (not a zombie) and running the program named comm? */
+bool ctl_alive(pid_t pid, const char *comm);
+/* Is dir (absolute) the mount point of a LocusFS mount (fuse.locusfs)? */
+bool ctl_is_mounted(const char *dir);
+/* Is dir (absolute) a mount point of anything? */
+bool ctl_is_mountpoint(const char *dir);
+/* An absolute, symlink-free form of path that does not look at path itself
+ * when it is a mount point (a dead or stuck FUSE mount would not answer). */
+int ctl_abspath(const char *path, char *buf, size_t cap);
+/* The parent resolved with realpath(), the last component as it is. */
+int ctl_abspath_lexical(const char *path, char *buf, size_t cap);
+
+/*
+ * Start bin with argv (argv[0] included, NULL-terminated) in the
+ * background: a new session, stdin /dev/null, stdout and stderr appended to
+ * log, the ready pipe as descriptor 3 (argv must say --ready-fd 3).  Wait
+ * at most timeout_ms for its READY line; info gets what follows READY.
+ * Returns 0 with *ret_pid, or -ETIMEDOUT (it was killed), -EPIPE (it
+ * failed; *ret_how says how: "exited with status 1", ...), spawn errors.
+ */
+int ctl_spawn(const char *bin, char *const argv[], const char *log, int timeout_ms, pid_t *ret_pid,
+              char *info, size_t icap, char *how, size_t hcap);
+
+/*
+ * Stop pid if it still runs comm: SIGTERM, wait up to timeout_ms, then
+ * SIGKILL (and *ret_killed = true) and wait again.  Reaps it if it is our
+ * child.  0 once it is gone (or was), -ETIMEDOUT if even SIGKILL did not
+ * end it within 5 s.
+ */
+int ctl_stop(pid_t pid, const char *comm, int timeout_ms, bool *ret_killed);
+/* Wait (no signal) up to timeout_ms for pid to end: 0 or -ETIMEDOUT. */
+int ctl_wait_gone(pid_t pid, int timeout_ms);
+
+/*
+ * Unmount dir: fusermount3 -u (or umount2 when fusermount3 is missing);
+ * if that fails and lazy_ok, the same lazily (-z / MNT_DETACH), and
+ * *ret_lazy = true.  0 or the last error, with err saying what.
+ */
+int ctl_unmount(const char *dir, bool lazy_ok, bool *ret_lazy, char *err, size_t cap);
+
+/* In a child before exec: close every descriptor from first up. */
+void ctl_close_from(int first);
+
+/* Print the last n lines of a file to f, indented. */
+void ctl_print_tail(FILE *f, const char *file, int n);
+
+/* ---- commands (ctl_dev.c, ctl_info.c): argv[0] is the command word ---- */
+
+int ctl_cmd_dev(int argc, char **argv);
+int ctl_cmd_fsck(int argc, char **argv);
+int ctl_cmd_status(int argc, char **argv);
+int ctl_cmd_fg(int argc, char **argv);
+
+#endif

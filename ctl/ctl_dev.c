@@ -1,0 +1,659 @@
+/*
+ * ctl_dev.c -- locusctl dev up / dev down / fsck --rebuild: a one-site
+ * cluster kept in a state directory (docs/cluster.md), its programs run in
+ * the background by us.
+ *
+ * dev up is idempotent: a program whose pid file names a live process of
+ * that program is left alone; the mount counts as running only if DIR is
+ * a fuse.locusfs mount point too.  So after a crash (kill -9 of a daemon
+ * or of the mount) `dev up` starts just what is missing, on the ports in
+ * run/<name>.port, so that the others reconnect to the same address.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cm.h"
+#include "ctl.h"
+
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/* What this invocation started, to stop it again if a later step fails. */
+struct started {
+        pid_t pid[CTL_NPROGS];
+        const char *mountdir;
+};
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+        size_t n = strlen(path);
+
+        if (n == 0 || n >= sizeof(buf))
+                return -ENAMETOOLONG;
+        memcpy(buf, path, n + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = 0;
+                if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static void remove_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext)
+{
+        char file[PATH_MAX];
+
+        if (ctl_run_file(st, p, ext, file, sizeof(file)) == 0)
+                unlink(file);
+}
+
+static int write_num(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, long v)
+{
+        char file[PATH_MAX], num[32];
+        int r = ctl_run_file(st, p, ext, file, sizeof(file));
+
+        snprintf(num, sizeof(num), "%ld\n", v);
+        if (r == 0)
+                r = cm_write_file(file, num);
+        if (r < 0)
+                fprintf(stderr, "locusctl: %s: %s\n", file, strerror(-r));
+        return r;
+}
+
+/* Create the state directory's layout and the cluster key (first use). */
+static int state_init(const struct ctl_state *st)
+{
+        static const char *dirs[] = { "", "site1/data", "site1/css", "run", "log" };
+        char path[PATH_MAX];
+        int r;
+
+        for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+                r = ctl_path(st, dirs[i], path, sizeof(path));
+                if (r == 0)
+                        r = mkdir_p(path, 0700);
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: cannot create %s: %s\n", path, strerror(-r));
+                        return r;
+                }
+        }
+        r = ctl_path(st, "cluster.key", path, sizeof(path));
+        if (r == 0 && access(path, F_OK) < 0) {
+                r = lp_key_generate(path);
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: cannot create the cluster key %s: %s\n", path,
+                                lp_key_strerror(r));
+                        return r;
+                }
+                printf("created cluster key %s\n", path);
+        }
+        return r;
+}
+
+static void report_failure(const struct ctl_state *st, enum ctl_prog_id p, const char *how)
+{
+        char log[PATH_MAX];
+
+        fprintf(stderr, "locusctl: %s %s\n", ctl_progs[p].bin, how);
+        if (ctl_log_file(st, p, log, sizeof(log)) == 0) {
+                fprintf(stderr, "locusctl: last lines of %s:\n", log);
+                ctl_print_tail(stderr, log, CTL_LOG_TAIL);
+        }
+}
+
+/* Unmount (lazily if busy) and say what happened. */
+static int unmount_dir(const char *dir)
+{
+        char err[512];
+        bool lazy;
+        int r = ctl_unmount(dir, true, &lazy, err, sizeof(err));
+
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot unmount %s: %s\n", dir, err[0] ? err : strerror(-r));
+                return r;
+        }
+        if (lazy)
+                printf("%s was busy: detached lazily (fusermount3 -u -z); it goes away when the last "
+                       "process using it lets go\n", dir);
+        else
+                printf("unmounted %s\n", dir);
+        return 0;
+}
+
+static void stop_prog(const struct ctl_state *st, enum ctl_prog_id p, pid_t pid, int timeout_ms)
+{
+        bool killed = false;
+        int r = ctl_stop(pid, ctl_progs[p].bin, timeout_ms, &killed);
+
+        if (r < 0)
+                fprintf(stderr, "locusctl: %s (pid %d) did not end even after SIGKILL\n", ctl_progs[p].bin,
+                        (int)pid);
+        else if (killed)
+                printf("%s (pid %d) did not stop within %d s of SIGTERM: killed with SIGKILL\n",
+                       ctl_progs[p].bin, (int)pid, timeout_ms / 1000);
+        else
+                printf("stopped %s (pid %d)\n", ctl_progs[p].bin, (int)pid);
+        if (r == 0)
+                remove_run_file(st, p, "pid");
+}
+
+/* Stop what this invocation started, newest first. */
+static void undo(const struct ctl_state *st, struct started *s)
+{
+        for (int p = CTL_NPROGS - 1; p >= 0; p--) {
+                if (!s->pid[p])
+                        continue;
+                if (p == CTL_MOUNT && s->mountdir && ctl_is_mounted(s->mountdir))
+                        unmount_dir(s->mountdir);
+                fprintf(stderr, "locusctl: stopping %s (pid %d), started by this command\n", ctl_progs[p].bin,
+                        (int)s->pid[p]);
+                stop_prog(st, (enum ctl_prog_id)p, s->pid[p], CTL_STOP_TIMEOUT_MS);
+                s->pid[p] = 0;
+        }
+}
+
+/*
+ * Start daemon p (cssd or storaged) with its usual arguments, on its
+ * previous port if it had one.  0 with *ret_pid and *ret_port, or < 0 (reported).
+ */
+static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout_s, pid_t *ret_pid,
+                        uint16_t *ret_port)
+{
+        char bin[PATH_MAX], where[PATH_MAX + 64], key[PATH_MAX], dir[PATH_MAX], portf[PATH_MAX], pidf[PATH_MAX],
+             cssportf[PATH_MAX], log[PATH_MAX], listen[64], info[128], how[256];
+        uint16_t old = 0;
+        bool reuse;
+        int r;
+
+        r = ctl_find_bin(p, bin, sizeof(bin), where, sizeof(where));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot find %s (looked in %s); set LOCUS_BIN_DIR\n", ctl_progs[p].bin,
+                        where);
+                return r;
+        }
+        if (ctl_path(st, "cluster.key", key, sizeof(key)) < 0 ||
+            ctl_path(st, p == CTL_CSSD ? "site1/css" : "site1/data", dir, sizeof(dir)) < 0 ||
+            ctl_run_file(st, p, "port", portf, sizeof(portf)) < 0 ||
+            ctl_run_file(st, p, "pid", pidf, sizeof(pidf)) < 0 ||
+            ctl_run_file(st, CTL_CSSD, "port", cssportf, sizeof(cssportf)) < 0 ||
+            ctl_log_file(st, p, log, sizeof(log)) < 0) {
+                fprintf(stderr, "locusctl: state directory path %s is too long\n", st->dir);
+                return -ENAMETOOLONG;
+        }
+        reuse = ctl_read_port(st, p, &old) == 0;
+        for (;;) {
+                char *argv[24];
+                int n = 0;
+
+                snprintf(listen, sizeof(listen), "127.0.0.1:%u", reuse ? old : 0);
+                argv[n++] = (char *)ctl_progs[p].bin;
+                argv[n++] = p == CTL_CSSD ? "--state" : "--data";
+                argv[n++] = dir;
+                argv[n++] = "--key";
+                argv[n++] = key;
+                argv[n++] = "--site";
+                argv[n++] = "1";
+                argv[n++] = "--listen";
+                argv[n++] = listen;
+                argv[n++] = "--port-file";
+                argv[n++] = portf;
+                argv[n++] = "--pid-file";
+                argv[n++] = pidf;
+                argv[n++] = "--ready-fd";
+                argv[n++] = "3";
+                if (p == CTL_STORAGED) {
+                        argv[n++] = "--css-port-file";
+                        argv[n++] = cssportf;
+                }
+                argv[n] = NULL;
+                r = ctl_spawn(bin, argv, log, timeout_s * 1000, ret_pid, info, sizeof(info), how, sizeof(how));
+                if (r == 0)
+                        break;
+                if (reuse && r == -EPIPE) {
+                        /* Most likely its old port is taken now: peers find the new one in run/. */
+                        fprintf(stderr, "locusctl: %s did not start on its previous port %u (%s); "
+                                "trying a new port (see %s)\n", ctl_progs[p].bin, old, how, log);
+                        reuse = false;
+                        continue;
+                }
+                report_failure(st, p, how);
+                return r;
+        }
+        if (sscanf(info, "port=%hu", ret_port) != 1) {
+                fprintf(stderr, "locusctl: %s said 'READY %s', expected 'READY port=N'\n", ctl_progs[p].bin, info);
+                ctl_stop(*ret_pid, ctl_progs[p].bin, CTL_STOP_TIMEOUT_MS, NULL);
+                return -EBADMSG;
+        }
+        /* The daemon writes both files itself; writing them again costs nothing
+         * and keeps run/ right whatever it did. */
+        write_num(st, p, "pid", *ret_pid);
+        write_num(st, p, "port", *ret_port);
+        printf("started %s (pid %d, 127.0.0.1:%u, log %s)\n", ctl_progs[p].bin, (int)*ret_pid, *ret_port, log);
+        return 0;
+}
+
+/*
+ * Wait until the CSS names a storage site for the root file group (the
+ * storage site registered): before that, opens fail with EHOSTUNREACH.
+ * There is no event to wait on from here, so this polls the CSS every
+ * 50 ms, bounded by timeout_s.
+ */
+static int wait_root_served(const struct ctl_state *st, int timeout_s)
+{
+        uint64_t deadline = cm_now_us() + (uint64_t)timeout_s * 1000000u;
+        char err[512] = "";
+
+        for (;;) {
+                struct lp_fs_req rq = { .op = LP_FS_CSS_MOUNTTABLE };
+                struct lp_fs_resp resp;
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                bool served = false;
+
+                if (ctl_call(st, CTL_CSSD, &rq, CTL_CALL_MS, &resp, err, sizeof(err)) == 0) {
+                        for (size_t i = 0; i < resp.nmounts; i++)
+                                if (resp.mounts[i].fg == 1 && resp.mounts[i].site)
+                                        served = true;
+                        if (resp.status < 0)
+                                snprintf(err, sizeof(err), "CSS_MOUNTTABLE: %s", strerror(-resp.status));
+                        lp_fs_resp_release(&resp);
+                }
+                if (served)
+                        return 0;
+                if (cm_now_us() >= deadline) {
+                        fprintf(stderr, "locusctl: locus-storaged did not register with locus-cssd within %d s%s%s\n",
+                                timeout_s, err[0] ? ": " : "", err);
+                        report_failure(st, CTL_STORAGED, "is not registered with the CSS");
+                        report_failure(st, CTL_CSSD, "has no storage site for the root file group");
+                        return -ETIMEDOUT;
+                }
+                nanosleep(&ts, NULL);
+        }
+}
+
+static int start_mount(const struct ctl_state *st, const char *dir, int timeout_s, pid_t *ret_pid)
+{
+        char bin[PATH_MAX], where[PATH_MAX + 64], key[PATH_MAX], cssportf[PATH_MAX], log[PATH_MAX], how[256],
+             info[128], opts[3 * PATH_MAX + 64], mp[PATH_MAX];
+        uint16_t cssport;
+        char *argv[10];
+        int r, n = 0;
+
+        r = ctl_find_bin(CTL_MOUNT, bin, sizeof(bin), where, sizeof(where));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot find locusfs-mount (looked in %s); set LOCUS_BIN_DIR\n", where);
+                return r;
+        }
+        r = ctl_read_port(st, CTL_CSSD, &cssport);
+        if (r < 0) {
+                fprintf(stderr, "locusctl: no port for locus-cssd in %s/run/cssd.port: %s\n", st->dir,
+                        strerror(-r));
+                return r;
+        }
+        if (ctl_path(st, "cluster.key", key, sizeof(key)) < 0 ||
+            ctl_run_file(st, CTL_CSSD, "port", cssportf, sizeof(cssportf)) < 0 ||
+            ctl_log_file(st, CTL_MOUNT, log, sizeof(log)) < 0 || ctl_path(st, "run/mountpoint", mp, sizeof(mp)) < 0)
+                return -ENAMETOOLONG;
+        snprintf(opts, sizeof(opts), "key=%s,css=127.0.0.1:%u,css_port_file=%s", key, cssport, cssportf);
+        argv[n++] = (char *)ctl_progs[CTL_MOUNT].bin;
+        argv[n++] = (char *)dir;
+        argv[n++] = "-f";
+        argv[n++] = "-o";
+        argv[n++] = opts;
+        argv[n++] = "--ready-fd";
+        argv[n++] = "3";
+        argv[n] = NULL;
+        r = ctl_spawn(bin, argv, log, timeout_s * 1000, ret_pid, info, sizeof(info), how, sizeof(how));
+        if (r < 0) {
+                report_failure(st, CTL_MOUNT, how);
+                return r;
+        }
+        write_num(st, CTL_MOUNT, "pid", *ret_pid);
+        r = cm_write_file(mp, dir);
+        if (r < 0)
+                fprintf(stderr, "locusctl: %s: %s\n", mp, strerror(-r));
+        printf("started locusfs-mount (pid %d, log %s)\n", (int)*ret_pid, log);
+        return 0;
+}
+
+static int dev_up(const struct ctl_opts *o)
+{
+        struct ctl_state st;
+        struct started s;
+        char dir[PATH_MAX], rec[PATH_MAX], file[PATH_MAX];
+        struct stat sb;
+        struct statfs sf;
+        pid_t pid;
+        uint16_t port;
+        int r;
+
+        memset(&s, 0, sizeof(s));
+        if (o->npos != 1) {
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC]\n");
+                return 2;
+        }
+        if (o->sites != 1) {
+                fprintf(stderr, "locusctl dev up: --sites %d: this version runs one-site clusters only "
+                        "(storage sites do not replicate to each other yet)\n", o->sites);
+                return 2;
+        }
+        r = ctl_state_resolve(o->state, &st);
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot tell where the state directory is: %s (use --state)\n",
+                        strerror(-r));
+                return 1;
+        }
+        if (strchr(st.dir, ',')) {
+                fprintf(stderr, "locusctl: state directory %s: a ',' in the path cannot be passed in the "
+                        "mount options; choose another --state\n", st.dir);
+                return 1;
+        }
+        r = ctl_abspath(o->pos[0], dir, sizeof(dir));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
+                return 1;
+        }
+        /* The mount point: a directory (made if missing), or a mount (checked
+         * below, from mountinfo only: a mount point is not looked at while
+         * its daemons may be down, it would not answer). */
+        if (ctl_is_mountpoint(dir)) {
+                /* nothing to check here */
+        } else if (stat(dir, &sb) < 0 && errno == ENOENT) {
+                if (mkdir(dir, 0755) < 0) {
+                        fprintf(stderr, "locusctl: cannot create the mount point %s: %s\n", dir, strerror(errno));
+                        return 1;
+                }
+                printf("created mount point %s\n", dir);
+        } else if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+                fprintf(stderr, "locusctl: mount point %s is not a directory\n", dir);
+                return 1;
+        }
+
+        if (!st.exists)
+                printf("new dev cluster in %s\n", st.dir);
+        r = state_init(&st);
+        if (r < 0)
+                return 1;
+
+        /* Mounted elsewhere already? */
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) > 0 &&
+            strcmp(rec, dir) != 0 && ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 &&
+            ctl_alive(pid, ctl_progs[CTL_MOUNT].bin) && ctl_is_mounted(rec)) {
+                fprintf(stderr, "locusctl: the cluster in %s is mounted at %s already (locusfs-mount pid %d); "
+                        "run 'locusctl dev down %s' first\n", st.dir, rec, (int)pid, rec);
+                return 1;
+        }
+
+        for (enum ctl_prog_id p = CTL_CSSD; p <= CTL_STORAGED; p++) {
+                if (ctl_read_pid(&st, p, &pid) == 0 && ctl_alive(pid, ctl_progs[p].bin)) {
+                        if (ctl_read_port(&st, p, &port) == 0)
+                                printf("%s is running (pid %d, 127.0.0.1:%u)\n", ctl_progs[p].bin, (int)pid, port);
+                        else
+                                printf("%s is running (pid %d)\n", ctl_progs[p].bin, (int)pid);
+                        continue;
+                }
+                r = start_daemon(&st, p, o->timeout_s, &s.pid[p], &port);
+                if (r < 0)
+                        goto fail;
+        }
+        r = wait_root_served(&st, o->timeout_s);
+        if (r < 0)
+                goto fail;
+
+        /* The mount: running means the process is there and DIR is its mount point. */
+        {
+                bool alive = ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 && ctl_alive(pid, ctl_progs[CTL_MOUNT].bin);
+                bool mounted = ctl_is_mounted(dir);
+
+                if (alive && mounted) {
+                        printf("%s is mounted (locusfs-mount pid %d)\n", dir, (int)pid);
+                        return 0;
+                }
+                if (alive) {
+                        printf("locusfs-mount (pid %d) runs but %s is not its mount point: stopping it\n", (int)pid,
+                               dir);
+                        stop_prog(&st, CTL_MOUNT, pid, CTL_STOP_TIMEOUT_MS);
+                }
+                if (mounted) {
+                        /* A LocusFS mount whose process is gone: clean the mount point. */
+                        if (statfs(dir, &sf) == 0) {
+                                fprintf(stderr, "locusctl: %s is a LocusFS mount that this state directory did "
+                                        "not start (no live pid in %s/run/mount.pid); unmount it first\n", dir,
+                                        st.dir);
+                                r = -EBUSY;
+                                goto fail;
+                        }
+                        printf("%s: the mount's process is gone (%s): cleaning the stale mount point\n", dir,
+                               strerror(errno));
+                        r = unmount_dir(dir);
+                        if (r < 0)
+                                goto fail;
+                }
+        }
+        if (stat(dir, &sb) < 0) {
+                r = -errno;
+                fprintf(stderr, "locusctl: mount point %s: %s\n", dir, strerror(-r));
+                goto fail;
+        }
+        r = start_mount(&st, dir, o->timeout_s, &s.pid[CTL_MOUNT]);
+        if (r < 0)
+                goto fail;
+        s.mountdir = dir;
+        /* Usable: the kernel has it, and a request goes through to the storage site. */
+        if (!ctl_is_mounted(dir)) {
+                fprintf(stderr, "locusctl: locusfs-mount said READY but %s is not a fuse.locusfs mount point\n", dir);
+                report_failure(&st, CTL_MOUNT, "is not serving the mount");
+                r = -EIO;
+                goto fail;
+        }
+        r = statfs(dir, &sf) < 0 ? -errno : sf.f_type != FUSE_SUPER_MAGIC ? -EIO : 0;
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s is mounted but not usable: statfs: %s\n", dir,
+                        r == -EIO ? "not a FUSE file system" : strerror(-r));
+                report_failure(&st, CTL_MOUNT, "does not answer");
+                goto fail;
+        }
+        printf("%s is mounted (locusfs-mount pid %d, state %s)\n", dir, (int)s.pid[CTL_MOUNT], st.dir);
+        return 0;
+fail:
+        undo(&st, &s);
+        return 1;
+}
+
+static int dev_down(const struct ctl_opts *o)
+{
+        struct ctl_state st;
+        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX];
+        bool any = false;
+        pid_t pid;
+        int r, ret = 0;
+
+        if (o->npos != 1) {
+                fprintf(stderr, "usage: locusctl dev down DIR [--state PATH] [--timeout SEC]\n");
+                return 2;
+        }
+        r = ctl_state_resolve(o->state, &st);
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot tell where the state directory is: %s (use --state)\n",
+                        strerror(-r));
+                return 1;
+        }
+        if (!st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", st.dir);
+                return 1;
+        }
+        r = ctl_abspath(o->pos[0], dir, sizeof(dir));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
+                return 1;
+        }
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) > 0 &&
+            strcmp(rec, dir) != 0)
+                fprintf(stderr, "locusctl: note: this cluster was mounted at %s, not %s\n", rec, dir);
+
+        /* 1. the mount: unmounting ends locusfs-mount by itself */
+        if (ctl_is_mounted(dir)) {
+                any = true;
+                if (unmount_dir(dir) < 0)
+                        ret = 1;
+        }
+        if (ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 && ctl_alive(pid, ctl_progs[CTL_MOUNT].bin)) {
+                any = true;
+                if (ctl_wait_gone(pid, o->timeout_s * 1000) == 0) {
+                        printf("locusfs-mount (pid %d) ended\n", (int)pid);
+                        remove_run_file(&st, CTL_MOUNT, "pid");
+                } else {
+                        printf("locusfs-mount (pid %d) still runs %d s after the unmount (it serves a lazily "
+                               "detached mount, or hangs): stopping it; processes still using the mount get "
+                               "errors\n", (int)pid, o->timeout_s);
+                        stop_prog(&st, CTL_MOUNT, pid, CTL_STOP_TIMEOUT_MS);
+                }
+        } else {
+                remove_run_file(&st, CTL_MOUNT, "pid");
+        }
+        /* 2. the daemons, storage first (it flushes; the CSS keeps nothing unsaved) */
+        for (int p = CTL_STORAGED; p >= CTL_CSSD; p--) {
+                if (ctl_read_pid(&st, (enum ctl_prog_id)p, &pid) == 0 && ctl_alive(pid, ctl_progs[p].bin)) {
+                        any = true;
+                        stop_prog(&st, (enum ctl_prog_id)p, pid, o->timeout_s * 1000 < CTL_STOP_TIMEOUT_MS ?
+                                  o->timeout_s * 1000 : CTL_STOP_TIMEOUT_MS);
+                        if (ctl_alive(pid, ctl_progs[p].bin))
+                                ret = 1;
+                } else {
+                        remove_run_file(&st, (enum ctl_prog_id)p, "pid");
+                }
+        }
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && ret == 0)
+                unlink(file);
+        if (!any)
+                printf("nothing was running for %s\n", st.dir);
+        else if (ret == 0)
+                printf("dev cluster in %s is down; its data stays (locusctl dev up %s brings it back)\n", st.dir,
+                       dir);
+        return ret;
+}
+
+int ctl_cmd_dev(int argc, char **argv)
+{
+        struct ctl_opts o;
+
+        if (argc < 2 || (strcmp(argv[1], "up") != 0 && strcmp(argv[1], "down") != 0)) {
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC]\n"
+                                "       locusctl dev down DIR [--state PATH] [--timeout SEC]\n");
+                return 2;
+        }
+        if (!strcmp(argv[1], "up")) {
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_TIMEOUT, 1, &o) < 0)
+                        return 2;
+                return dev_up(&o);
+        }
+        if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_TIMEOUT, 1, &o) < 0)
+                return 2;
+        return dev_down(&o);
+}
+
+/* ---- fsck --rebuild ------------------------------------------------------------ */
+
+int ctl_cmd_fsck(int argc, char **argv)
+{
+        struct ctl_opts o;
+        struct ctl_state st;
+        char bin[PATH_MAX], where[PATH_MAX + 64], data[PATH_MAX], log[PATH_MAX];
+        bool was_running;
+        pid_t pid = 0, child;
+        uint16_t port;
+        int r, status;
+
+        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_REBUILD | CTL_OPT_TIMEOUT, 0, &o) < 0)
+                return 2;
+        if (!o.rebuild) {
+                fprintf(stderr, "usage: locusctl fsck --rebuild [--state PATH] [--timeout SEC]\n"
+                                "(rebuilding the metadata index from the segments is the check this version does)\n");
+                return 2;
+        }
+        r = ctl_state_resolve(o.state, &st);
+        if (r < 0 || !st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
+                return 1;
+        }
+        r = ctl_find_bin(CTL_STORAGED, bin, sizeof(bin), where, sizeof(where));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot find locus-storaged (looked in %s); set LOCUS_BIN_DIR\n", where);
+                return 1;
+        }
+        if (ctl_path(&st, "site1/data", data, sizeof(data)) < 0 || ctl_log_file(&st, CTL_STORAGED, log, sizeof(log)) < 0)
+                return 1;
+        was_running = ctl_read_pid(&st, CTL_STORAGED, &pid) == 0 && ctl_alive(pid, ctl_progs[CTL_STORAGED].bin);
+        if (was_running) {
+                bool killed;
+
+                fprintf(stderr, "locusctl: stopping locus-storaged (pid %d)\n", (int)pid);
+                r = ctl_stop(pid, ctl_progs[CTL_STORAGED].bin, CTL_STOP_TIMEOUT_MS, &killed);
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: locus-storaged (pid %d) does not stop; nothing rebuilt\n", (int)pid);
+                        return 1;
+                }
+                if (killed)
+                        fprintf(stderr, "locusctl: locus-storaged did not stop within %d s of SIGTERM: killed "
+                                "with SIGKILL (the rebuild replays its log)\n", CTL_STOP_TIMEOUT_MS / 1000);
+                remove_run_file(&st, CTL_STORAGED, "pid");
+        }
+        fprintf(stderr, "locusctl: rebuilding the metadata of %s from its segments: %s --data %s --rebuild\n",
+                data, bin, data);
+        fflush(NULL);
+        child = fork();
+        if (child < 0) {
+                fprintf(stderr, "locusctl: fork: %s\n", strerror(errno));
+                return 1;
+        }
+        if (child == 0) {
+                int nul = open("/dev/null", O_RDONLY);
+
+                if (nul < 0 || dup2(nul, 0) < 0 || dup2(2, 1) < 0)
+                        _exit(127);
+                ctl_close_from(3);
+                signal(SIGPIPE, SIG_DFL);
+                execl(bin, "locus-storaged", "--data", data, "--rebuild", (char *)NULL);
+                fprintf(stderr, "locusctl: cannot execute %s: %s\n", bin, strerror(errno));
+                _exit(127);
+        }
+        while (waitpid(child, &status, 0) < 0) {
+                if (errno != EINTR) {
+                        fprintf(stderr, "locusctl: waiting for the rebuild: %s\n", strerror(errno));
+                        return 1;
+                }
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                if (WIFEXITED(status))
+                        fprintf(stderr, "locusctl: the rebuild of %s failed (locus-storaged exited with status %d, "
+                                "its messages are above)\n", data, WEXITSTATUS(status));
+                else
+                        fprintf(stderr, "locusctl: the rebuild of %s failed (locus-storaged killed by signal %d)\n",
+                                data, WTERMSIG(status));
+                fprintf(stderr, "locusctl: locus-storaged is left stopped; 'locusctl dev up' starts it again\n");
+                return 1;
+        }
+        fprintf(stderr, "locusctl: rebuild of %s done\n", data);
+        if (!was_running) {
+                fprintf(stderr, "locusctl: locus-storaged was not running, so it is left stopped "
+                        "('locusctl dev up' starts it)\n");
+                return 0;
+        }
+        r = start_daemon(&st, CTL_STORAGED, o.timeout_s, &pid, &port);
+        if (r < 0)
+                return 1;
+        fprintf(stderr, "locusctl: locus-storaged serves again (pid %d, 127.0.0.1:%u)\n", (int)pid, port);
+        return 0;
+}

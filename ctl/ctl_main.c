@@ -1,0 +1,59 @@
+/*
+ * ctl_main.c -- locusctl, the administration command of LocusFS: dispatch
+ * to the commands (ctl.h).  See locusctl(8).
+ *
+ * Exit status: 0 success; 1 failure (the message says which program, file
+ * or site, and why); 2 bad command line; status: 3 when not everything is
+ * up.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "usage: locusctl COMMAND ...\n"
+                "  dev up DIR [--state PATH] [--sites 1] [--timeout SEC]   start (or restart) a one-site\n"
+                "                                                          cluster and mount it at DIR\n"
+                "  dev down DIR [--state PATH] [--timeout SEC]             unmount, stop the daemons\n"
+                "  status [--state PATH] [--json]                          programs, mount, file groups,\n"
+                "                                                          storage statistics\n"
+                "  fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n"
+                "                                                          a new file group mounted at PATH\n"
+                "  fg list [--state PATH] [--json]                         the mount table\n"
+                "  fsck --rebuild [--state PATH]                           rebuild the storage site's SQLite\n"
+                "                                                          from its segments\n"
+                "The state directory is --state, else $LOCUS_STATE_DIR, else /var/lib/locusfs/dev (root)\n"
+                "or ~/.local/state/locusfs/dev.  See locusctl(8).\n");
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+                usage(stdout);
+                return 0;
+        }
+        if (!strcmp(argv[1], "--version")) {
+                printf("locusctl (LocusFS) 0.1.0\n");
+                return 0;
+        }
+        /* stdout is read by people and scripts alike: line by line, in order with stderr */
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        if (!strcmp(argv[1], "dev"))
+                return ctl_cmd_dev(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "status"))
+                return ctl_cmd_status(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "fg"))
+                return ctl_cmd_fg(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "fsck"))
+                return ctl_cmd_fsck(argc - 1, argv + 1);
+        fprintf(stderr, "locusctl: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+}

@@ -1,0 +1,309 @@
+/*
+ * ctl_state.c -- where a dev cluster keeps its things, where the programs
+ * are, and requests to its daemons.  See ctl.h.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cm.h"
+#include "ctl.h"
+#include "lp_conn.h"
+
+const struct ctl_prog ctl_progs[CTL_NPROGS] = {
+        [CTL_CSSD] = { "locus-cssd", "css", "cssd" },
+        [CTL_STORAGED] = { "locus-storaged", "storage", "storaged" },
+        [CTL_MOUNT] = { "locusfs-mount", "fused", "mount" },
+};
+
+int ctl_state_resolve(const char *opt, struct ctl_state *ret)
+{
+        const char *env = getenv("LOCUS_STATE_DIR");
+        char buf[PATH_MAX];
+        int n;
+
+        memset(ret, 0, sizeof(*ret));
+        if (opt && *opt)
+                n = snprintf(buf, sizeof(buf), "%s", opt);
+        else if (env && *env)
+                n = snprintf(buf, sizeof(buf), "%s", env);
+        else if (geteuid() == 0)
+                n = snprintf(buf, sizeof(buf), "/var/lib/locusfs/dev");
+        else {
+                const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+                if (xdg && *xdg == '/')
+                        n = snprintf(buf, sizeof(buf), "%s/locusfs/dev", xdg);
+                else if (home && *home)
+                        n = snprintf(buf, sizeof(buf), "%s/.local/state/locusfs/dev", home);
+                else
+                        return -ENOENT;
+        }
+        if (n < 0 || (size_t)n >= sizeof(buf))
+                return -ENAMETOOLONG;
+        if (ctl_abspath(buf, ret->dir, sizeof(ret->dir)) < 0)
+                return -ENAMETOOLONG;
+        ret->exists = access(ret->dir, F_OK) == 0;
+        return 0;
+}
+
+int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap)
+{
+        int n = snprintf(buf, cap, "%s/%s", st->dir, rel);
+
+        return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int ctl_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, char *buf, size_t cap)
+{
+        int n = snprintf(buf, cap, "%s/run/%s.%s", st->dir, ctl_progs[p].tag, ext);
+
+        return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int ctl_log_file(const struct ctl_state *st, enum ctl_prog_id p, char *buf, size_t cap)
+{
+        int n = snprintf(buf, cap, "%s/log/%s.log", st->dir, ctl_progs[p].tag);
+
+        return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static int read_num(const char *file, unsigned long max, unsigned long *ret)
+{
+        char buf[32], *end;
+        unsigned long v;
+        int r = cm_read_file(file, buf, sizeof(buf));
+
+        if (r < 0)
+                return r;
+        errno = 0;
+        v = strtoul(buf, &end, 10);
+        if (!buf[0] || *end || errno || v == 0 || v > max)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+int ctl_read_pid(const struct ctl_state *st, enum ctl_prog_id p, pid_t *ret)
+{
+        char file[PATH_MAX];
+        unsigned long v;
+        int r = ctl_run_file(st, p, "pid", file, sizeof(file));
+
+        if (r < 0)
+                return r;
+        r = read_num(file, (unsigned long)INT32_MAX, &v);
+        if (r == 0)
+                *ret = (pid_t)v;
+        return r;
+}
+
+int ctl_read_port(const struct ctl_state *st, enum ctl_prog_id p, uint16_t *ret)
+{
+        char file[PATH_MAX];
+        unsigned long v;
+        int r = ctl_run_file(st, p, "port", file, sizeof(file));
+
+        if (r < 0)
+                return r;
+        r = read_num(file, 65535, &v);
+        if (r == 0)
+                *ret = (uint16_t)v;
+        return r;
+}
+
+static bool try_bin(const char *dir, const char *sub, const char *bin, char *buf, size_t cap)
+{
+        int n = sub ? snprintf(buf, cap, "%s/%s/%s", dir, sub, bin) : snprintf(buf, cap, "%s/%s", dir, bin);
+
+        return n > 0 && (size_t)n < cap && access(buf, X_OK) == 0;
+}
+
+int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t wcap)
+{
+        const char *bin = ctl_progs[p].bin;
+        const char *env = getenv("LOCUS_BIN_DIR");
+        const char *path = getenv("PATH");
+        char self[PATH_MAX];
+        ssize_t n;
+
+        if (env && *env) {
+                if (try_bin(env, NULL, bin, buf, cap))
+                        return 0;
+                snprintf(where, wcap, "$LOCUS_BIN_DIR (%s)", env);
+                return -ENOENT;         /* an explicit choice is not second-guessed */
+        }
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+                char *slash;
+
+                self[n] = 0;
+                slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        /* the meson build tree: build/ctl/locusctl -> build/css/locus-cssd */
+                        char up[PATH_MAX + 4];
+
+                        snprintf(up, sizeof(up), "%s/..", self);
+                        if (try_bin(up, ctl_progs[p].subdir, bin, buf, cap))
+                                return 0;
+                        /* installed side by side */
+                        if (try_bin(self, NULL, bin, buf, cap))
+                                return 0;
+                }
+        }
+        while (path && *path) {
+                const char *colon = strchr(path, ':');
+                size_t len = colon ? (size_t)(colon - path) : strlen(path);
+                char dir[PATH_MAX];
+
+                if (len > 0 && len < sizeof(dir)) {
+                        memcpy(dir, path, len);
+                        dir[len] = 0;
+                        if (try_bin(dir, NULL, bin, buf, cap))
+                                return 0;
+                }
+                path = colon ? colon + 1 : NULL;
+        }
+        snprintf(where, wcap, "%s/../%s/, %s/ and $PATH", n > 0 ? self : "?", ctl_progs[p].subdir,
+                 n > 0 ? self : "?");
+        return -ENOENT;
+}
+
+int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap)
+{
+        char file[PATH_MAX];
+        int r = ctl_path(st, "cluster.key", file, sizeof(file));
+
+        if (r == 0)
+                r = lp_key_load(file, key);
+        if (r < 0)
+                snprintf(err, cap, "cluster key %s: %s", file, lp_key_strerror(r));
+        return r;
+}
+
+int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_req *rq, int timeout_ms,
+             struct lp_fs_resp *resp, char *err, size_t cap)
+{
+        uint8_t key[LP_KEY_SIZE];
+        struct lp_client *c = NULL;
+        uint8_t *buf = NULL;
+        void *payload = NULL;
+        size_t len, plen;
+        uint16_t port, type;
+        int r;
+
+        r = ctl_read_port(st, p, &port);
+        if (r < 0) {
+                snprintf(err, cap, "%s: no port known (%s/run/%s.port: %s); is it running?", ctl_progs[p].bin,
+                         st->dir, ctl_progs[p].tag, r == -EBADMSG ? "not a port number" : strerror(-r));
+                return r;
+        }
+        r = ctl_load_key(st, key, err, cap);
+        if (r < 0)
+                return r;
+        r = lp_client_connect("127.0.0.1", port, key, CTL_SITE, CTL_CALL_MS, &c);
+        lp_key_wipe(key, sizeof(key));
+        if (r < 0) {
+                snprintf(err, cap, "%s at 127.0.0.1:%u (site %u): %s", ctl_progs[p].bin, port, CTL_SITE,
+                         r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+                return r;
+        }
+        r = lp_fs_req_encode(rq, &buf, &len);
+        if (r == 0)
+                r = lp_client_call(c, LP_MSG_FS_REQ, buf, len, timeout_ms, &type, &payload, &plen);
+        free(buf);
+        if (r < 0) {
+                snprintf(err, cap, "%s at 127.0.0.1:%u (site %u): %s: %s", ctl_progs[p].bin, port, CTL_SITE,
+                         lp_fs_op_name(rq->op), r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+        } else if (type == LP_MSG_STATUS) {
+                int code = 0;
+                char *msg = NULL;
+
+                if (lp_status_unpack(payload, plen, &code, &msg) == 0) {
+                        memset(resp, 0, sizeof(*resp));
+                        r = lp_status_to_errno(code);
+                        snprintf(err, cap, "%s at 127.0.0.1:%u: %s: %s%s%s", ctl_progs[p].bin, port,
+                                 lp_fs_op_name(rq->op), strerror(-r), msg && *msg ? ": " : "", msg ? msg : "");
+                        free(msg);
+                        if (r == 0)
+                                r = -EIO;
+                } else {
+                        r = -EBADMSG;
+                        snprintf(err, cap, "%s at 127.0.0.1:%u: an answer that does not parse", ctl_progs[p].bin,
+                                 port);
+                }
+        } else if (type != LP_MSG_FS_RESP || (r = lp_fs_resp_decode(payload, plen, resp)) < 0) {
+                r = -EBADMSG;
+                snprintf(err, cap, "%s at 127.0.0.1:%u: an answer that does not parse", ctl_progs[p].bin, port);
+        }
+        free(payload);
+        lp_client_close(c);
+        return r;
+}
+
+int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_opts *o)
+{
+        static const struct option lo[] = {
+                { "state", required_argument, NULL, 's' },
+                { "json", no_argument, NULL, 'j' },
+                { "sites", required_argument, NULL, 'n' },
+                { "timeout", required_argument, NULL, 't' },
+                { "mount", required_argument, NULL, 'm' },
+                { "rebuild", no_argument, NULL, 'r' },
+                { 0 },
+        };
+        static const unsigned bit[128] = {
+                ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
+                ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
+        };
+        int c, idx;
+        char *end;
+        long v;
+
+        memset(o, 0, sizeof(*o));
+        o->sites = 1;
+        o->timeout_s = CTL_DEFAULT_TIMEOUT_S;
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":", lo, &idx)) != -1) {
+                if (c == '?' || c == ':' || c >= 128 || !(bit[c] & mask)) {
+                        const char *what = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+
+                        fprintf(stderr, "locusctl %s: %s: %s\n", argv[0], what,
+                                c == ':' ? "needs a value" : "not an option of this command");
+                        return -EINVAL;
+                }
+                switch (c) {
+                case 's': o->state = optarg; break;
+                case 'j': o->json = true; break;
+                case 'm': o->mount = optarg; break;
+                case 'r': o->rebuild = true; break;
+                case 'n':
+                case 't':
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno || *end || !*optarg || v < 1 || v > 3600) {
+                                fprintf(stderr, "locusctl %s: --%s %s: a number from 1 to 3600\n", argv[0],
+                                        c == 'n' ? "sites" : "timeout", optarg);
+                                return -EINVAL;
+                        }
+                        if (c == 'n')
+                                o->sites = (int)v;
+                        else
+                                o->timeout_s = (int)v;
+                        break;
+                }
+        }
+        for (int i = optind; i < argc; i++) {
+                if (o->npos >= maxpos || o->npos >= CTL_MAX_POS) {
+                        fprintf(stderr, "locusctl %s: unexpected argument '%s'\n", argv[0], argv[i]);
+                        return -EINVAL;
+                }
+                o->pos[o->npos++] = argv[i];
+        }
+        return 0;
+}
