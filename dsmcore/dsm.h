@@ -195,6 +195,13 @@ void dsm_close(struct dsm_store *s);
  * DSM_ECORRUPT, or an I/O error. */
 int dsm_read(struct dsm_store *s, uint64_t obj, uint64_t page, void *buf);
 
+/* Read npages pages from page into buf (npages * DSM_PAGE_SIZE bytes), the
+ * latest committed versions: holes come back zeroed, and each run of pages
+ * that lie together in the log is read with one read.  Returns 0,
+ * DSM_ECORRUPT (some page is damaged: buf is then undefined), or an I/O
+ * error. */
+int dsm_read_pages(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t npages, void *buf);
+
 /* Find the first page >= page of obj that holds data (DSM_SEEK_DATA) or is
  * a hole (DSM_SEEK_HOLE), in the latest committed state.  Returns 0 and
  * *ret_page, or -ENXIO if there is no data at or after page (SEEK_DATA).
@@ -244,6 +251,13 @@ int dsm_txn_read(struct dsm_txn *t, uint64_t obj, uint64_t page, void *buf);
  * transaction: commit then refuses with the same error. */
 int dsm_txn_write(struct dsm_txn *t, uint64_t obj, uint64_t page, uint32_t off,
                   const void *buf, uint32_t len);
+
+/* dsm_seek() as this transaction sees the object: its staged pages, its
+ * frees, and otherwise the latest committed state.  Same returns. */
+int dsm_txn_seek(struct dsm_txn *t, uint64_t obj, uint64_t page, int whence, uint64_t *ret_page);
+
+/* How many pages of obj hold data as this transaction sees it. */
+int dsm_txn_count_pages(struct dsm_txn *t, uint64_t obj, uint64_t *ret_pages);
 
 /* Write npages whole pages from data (npages * DSM_PAGE_SIZE bytes).  The
  * same as a dsm_txn_write() per page, but a large run (>= 64 KiB) goes to

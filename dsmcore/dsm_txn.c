@@ -178,6 +178,44 @@ static bool freed_here(const struct dsm_txn *t, uint64_t obj, uint64_t page)
         return false;
 }
 
+int dsm_read_pages(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t npages, void *buf)
+{
+        uint8_t *out = buf;
+        uint64_t pos = page, end = page + npages;
+        struct dsm__ext e;
+        int r = dsm__error(s);
+
+        if (r < 0)
+                return r;
+        if (end < page)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->rw);
+        while (pos < end) {
+                uint64_t a, b;
+
+                if (!dsm__emap_next(&s->index, obj, pos, &e) || e.page >= end) {
+                        memset(out + (pos - page) * DSM_PAGE_SIZE, 0, (end - pos) * DSM_PAGE_SIZE);
+                        break;
+                }
+                a = e.page > pos ? e.page : pos;
+                b = e.page + e.npages < end ? e.page + e.npages : end;
+                if (a > pos)
+                        memset(out + (pos - page) * DSM_PAGE_SIZE, 0, (a - pos) * DSM_PAGE_SIZE);
+                if (e.flags & DSM__F_DAMAGED) {
+                        r = DSM_ECORRUPT;
+                        break;
+                }
+                /* [I2]: the pages of one extent lie together in the log. */
+                r = dsm__read_loc(s, e.loc + (a - e.page) * DSM_PAGE_SIZE, out + (a - page) * DSM_PAGE_SIZE,
+                                  (b - a) * DSM_PAGE_SIZE);
+                if (r < 0)
+                        break;
+                pos = b;
+        }
+        pthread_rwlock_unlock(&s->rw);
+        return r < 0 ? r : 0;
+}
+
 int dsm_txn_read(struct dsm_txn *t, uint64_t obj, uint64_t page, void *buf)
 {
         struct dsm_store *s = t->s;
@@ -500,6 +538,116 @@ int dsm_txn_free(struct dsm_txn *t, uint64_t obj, uint64_t first, uint64_t npage
                 t->capfrees = cap;
         }
         t->frees[t->nfrees++] = (struct dsm_extent){ obj, first, npages == DSM_TO_END ? DSM_TO_END : last - first };
+        return 0;
+}
+
+/* ---- the transaction's view of holes and data -------------------------- */
+
+#define NOWHERE UINT64_MAX
+
+static uint64_t free_end(const struct dsm_extent *f)
+{
+        return f->npages == DSM_TO_END || f->page + f->npages < f->page ? NOWHERE : f->page + f->npages;
+}
+
+/* The end of the freed stretch that contains page (0 if none does). */
+static uint64_t freed_until(const struct dsm_txn *t, uint64_t obj, uint64_t page)
+{
+        uint64_t end = 0;
+        bool grew = true;
+
+        while (grew) {
+                grew = false;
+                for (size_t i = 0; i < t->nfrees; i++) {
+                        const struct dsm_extent *f = &t->frees[i];
+                        uint64_t at = end ? end : page;
+
+                        if (f->obj == obj && f->page <= at && at < free_end(f) && free_end(f) > end) {
+                                end = free_end(f);
+                                grew = end != NOWHERE;
+                        }
+                }
+        }
+        return end;
+}
+
+/* The first page after `page` where a freed stretch starts. */
+static uint64_t next_free_start(const struct dsm_txn *t, uint64_t obj, uint64_t page)
+{
+        uint64_t best = NOWHERE;
+
+        for (size_t i = 0; i < t->nfrees; i++)
+                if (t->frees[i].obj == obj && t->frees[i].page > page && t->frees[i].page < best)
+                        best = t->frees[i].page;
+        return best;
+}
+
+int dsm_txn_seek(struct dsm_txn *t, uint64_t obj, uint64_t page, int whence, uint64_t *ret)
+{
+        struct dsm_store *s = t->s;
+        struct dsm__ext e;
+
+        if (t->err)
+                return t->err;
+        if (whence != DSM_SEEK_DATA && whence != DSM_SEEK_HOLE)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->rw);
+        for (;;) {
+                uint64_t w = NOWHERE, c = NOWHERE, f;
+
+                if (whence == DSM_SEEK_DATA) {
+                        if (dsm__emap_next(&t->ws, obj, page, &e))
+                                w = e.page > page ? e.page : page;
+                        if (dsm__emap_next(&s->index, obj, page, &e))
+                                c = e.page > page ? e.page : page;
+                        f = c < w ? freed_until(t, obj, c) : 0;
+                        if (f) {
+                                /* Committed data we freed: look past it. */
+                                if (w < f || f == NOWHERE) {
+                                        c = NOWHERE;
+                                } else {
+                                        page = f;
+                                        continue;
+                                }
+                        }
+                        *ret = w < c ? w : c;
+                        pthread_rwlock_unlock(&s->rw);
+                        return *ret == NOWHERE ? -ENXIO : 0;
+                }
+                /* SEEK_HOLE: walk over data until a page is none. */
+                if (dsm__emap_next(&t->ws, obj, page, &e) && e.page <= page) {
+                        page = e.page + e.npages;
+                        continue;
+                }
+                if (freed_until(t, obj, page) ||
+                    !(dsm__emap_next(&s->index, obj, page, &e) && e.page <= page)) {
+                        *ret = page;
+                        pthread_rwlock_unlock(&s->rw);
+                        return 0;
+                }
+                f = next_free_start(t, obj, page);
+                page = e.page + e.npages < f ? e.page + e.npages : f;
+        }
+}
+
+int dsm_txn_count_pages(struct dsm_txn *t, uint64_t obj, uint64_t *ret)
+{
+        uint64_t n = 0, p = 0, d, h;
+        int r;
+
+        for (;;) {
+                r = dsm_txn_seek(t, obj, p, DSM_SEEK_DATA, &d);
+                if (r == -ENXIO)
+                        break;
+                if (r < 0)
+                        return r;
+                r = dsm_txn_seek(t, obj, d, DSM_SEEK_HOLE, &h);
+                if (r < 0)
+                        return r;
+                n += h - d;
+                p = h;
+        }
+        *ret = n;
         return 0;
 }
 

@@ -302,6 +302,22 @@ START_TEST(test_free_and_seek)
         ck_assert_uint_eq(pos, 1u << 20);
         ck_assert_int_eq(dsm_seek(s, 3, (1u << 20) + 1, DSM_SEEK_DATA, &pos), -ENXIO);
         ck_assert_int_eq(dsm_seek(s, 3, 0, 99, &pos), -EINVAL);
+        /* A range read crosses data, holes and extents of other commits. */
+        {
+                static uint8_t big[24 * DSM_PAGE_SIZE];
+                uint8_t want[DSM_PAGE_SIZE], zero[DSM_PAGE_SIZE] = { 0 };
+
+                memset(big, 0xee, sizeof(big));
+                ck_assert_int_eq(dsm_read_pages(s, 3, 0, 24, big), 0);
+                for (uint64_t p = 0; p < 24; p++) {
+                        fill(want, 3, p, 1);
+                        ck_assert(memcmp(big + p * DSM_PAGE_SIZE, (p >= 5 && p < 10) || p >= 20 ? zero : want,
+                                         DSM_PAGE_SIZE) == 0);
+                }
+                ck_assert_int_eq(dsm_read_pages(s, 3, 1u << 20, 1, big), 0);
+                fill(want, 3, 1u << 20, 1);
+                ck_assert(memcmp(big, want, DSM_PAGE_SIZE) == 0);
+        }
 
         /* Free a middle range and everything from page 15 on; in the same
          * transaction, write page 17 again after the free. */
@@ -636,6 +652,88 @@ START_TEST(test_meta_ratio)
 }
 END_TEST
 
+/* dsm_txn_seek and dsm_txn_count_pages against a model of what the
+ * transaction sees: committed pages, minus its frees, plus its writes. */
+START_TEST(test_txn_seek_view)
+{
+        enum { N = 64 };
+        uint64_t rs = tu_seed("txn seek");
+        struct dsm_options o = { .txn_buffer = 16 << 10 };
+        uint8_t buf[DSM_PAGE_SIZE];
+        static uint8_t run[32 * DSM_PAGE_SIZE];
+        struct dsm_store *s;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        for (int round = 0; round < 40; round++) {
+                bool model[N + 8] = { 0 };
+                struct dsm_txn *t;
+
+                /* A committed baseline. */
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                ck_assert_int_eq(dsm_txn_free(t, 9, 0, DSM_TO_END), 0);
+                for (int p = 0; p < N; p++)
+                        if (tu_rand(&rs) % 2) {
+                                model[p] = true;
+                                ck_assert_int_eq(dsm_txn_write(t, 9, (uint64_t)p, 0, buf, DSM_PAGE_SIZE), 0);
+                        }
+                ck_assert_int_eq(dsm_txn_commit(t, NULL, 0, NULL), 0);
+                /* Random staged writes and frees, checked after each. */
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                for (int step = 0; step < 12; step++) {
+                        int p = (int)(tu_rand(&rs) % N), n = 1 + (int)(tu_rand(&rs) % 20), op = (int)(tu_rand(&rs) % 5);
+                        uint64_t count = 0, want = 0, got;
+
+                        if (p + n > N)
+                                n = N - p;
+                        if (op == 0) {
+                                ck_assert_int_eq(dsm_txn_free(t, 9, (uint64_t)p, DSM_TO_END), 0);
+                                for (int k = p; k < N + 8; k++)
+                                        model[k] = false;
+                        } else if (op == 1) {
+                                ck_assert_int_eq(dsm_txn_free(t, 9, (uint64_t)p, (uint64_t)n), 0);
+                                for (int k = p; k < p + n; k++)
+                                        model[k] = false;
+                        } else if (op == 2 && n >= 16) {
+                                ck_assert_int_eq(dsm_txn_write_pages(t, 9, (uint64_t)p, (uint64_t)n, run), 0);
+                                for (int k = p; k < p + n; k++)
+                                        model[k] = true;
+                        } else {
+                                for (int k = p; k < p + n && k < p + 3; k++) {
+                                        ck_assert_int_eq(dsm_txn_write(t, 9, (uint64_t)k, 0, buf, DSM_PAGE_SIZE), 0);
+                                        model[k] = true;
+                                }
+                        }
+                        for (int q = 0; q < N + 4; q++) {
+                                int d = q, h = q;
+
+                                while (d < N + 8 && !model[d])
+                                        d++;
+                                while (h < N + 8 && model[h])
+                                        h++;
+                                if (d >= N + 8)
+                                        ck_assert_int_eq(dsm_txn_seek(t, 9, (uint64_t)q, DSM_SEEK_DATA, &got), -ENXIO);
+                                else {
+                                        ck_assert_int_eq(dsm_txn_seek(t, 9, (uint64_t)q, DSM_SEEK_DATA, &got), 0);
+                                        ck_assert_msg(got == (uint64_t)d, "round %d step %d: data from %d: %lu, want %d",
+                                                      round, step, q, got, d);
+                                }
+                                ck_assert_int_eq(dsm_txn_seek(t, 9, (uint64_t)q, DSM_SEEK_HOLE, &got), 0);
+                                ck_assert_msg(got == (uint64_t)h, "round %d step %d: hole from %d: %lu, want %d",
+                                              round, step, q, got, h);
+                        }
+                        for (int k = 0; k < N + 8; k++)
+                                want += model[k];
+                        ck_assert_int_eq(dsm_txn_count_pages(t, 9, &count), 0);
+                        ck_assert_uint_eq(count, want);
+                }
+                dsm_txn_abort(t);
+        }
+        dsm_close(s);
+}
+END_TEST
+
 /* ---- damage and faults ---------------------------------------------------------- */
 
 struct damage_log {
@@ -726,6 +824,12 @@ START_TEST(test_mid_log_damage_is_refused)
         ck_assert_uint_eq(dl.segno[0], 1);
         ck_assert_uint_eq(dl.off[0], 64);
         ck_assert_int_eq(dsm_read(s, 1, 0, buf), DSM_ECORRUPT);
+        {
+                static uint8_t two[2 * DSM_PAGE_SIZE];
+
+                ck_assert_int_eq(dsm_read_pages(s, 1, 0, 2, two), DSM_ECORRUPT);
+                ck_assert_int_eq(dsm_read_pages(s, 1, 1, 2, two), 0);
+        }
         for (uint64_t p = 1; p < 200; p++)
                 expect_page(s, 1, p, 1);
         /* Rewriting the page heals it. */
@@ -931,6 +1035,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_streaming_large_txn);
         tcase_add_test(tc, test_group_commit);
         tcase_add_test(tc, test_meta_ratio);
+        tcase_add_test(tc, test_txn_seek_view);
         suite_add_tcase(s, tc);
         tcase_set_timeout(rc, 120);
         tcase_add_test(rc, test_replay_and_checkpoint);
