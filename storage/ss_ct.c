@@ -471,10 +471,30 @@ int ss_ct_open(const char *data_dir, uint32_t fg, bool free_orphans, struct ss_c
         return 0;
 }
 
+int ss_ct_index_commit(struct ss_ct *ct)
+{
+        int r;
+
+        if (!ct->batch_open)
+                return 0;
+        ct->batch_open = false;
+        r = ss_db_commit(ct->db);
+        if (r < 0) {
+                ss_db_rollback(ct->db);
+                cm_log(LOG_ERR, "%s: SQLite refused to commit the index (%s); the container refuses "
+                       "changes until it is reopened (replay repairs it)", ct->dir, ss_db_errmsg(ct->db));
+                if (!ct->err)
+                        ct->err = -EIO;
+        }
+        return r;
+}
+
 void ss_ct_close(struct ss_ct *ct)
 {
         if (!ct)
                 return;
+        if (ct->db)
+                (void)ss_ct_index_commit(ct);
         if (ct->store) {
                 int r = dsm_sync(ct->store);
 
@@ -723,14 +743,22 @@ int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
                 goto out;
         if (r < 0)
                 goto store_failed;
-        /* [C1][C2]: the commit is in the log; now the index. */
-        r = ss_db_begin(ct->db);
+        /* [C1][C2]: the commit is in the log; now the index, inside the
+         * open batch [C6], in a savepoint so that a changeset SQLite
+         * refuses takes nothing else with it. */
+        r = 0;
+        if (!ct->batch_open) {
+                r = ss_db_begin(ct->db);
+                ct->batch_open = r >= 0;
+        }
+        if (r >= 0)
+                r = ss_db_savepoint(ct->db);
         if (r >= 0) {
                 r = ss_cs_apply(ct->db, c.seq, m->cs.p, m->cs.len);
                 if (r >= 0)
-                        r = ss_db_commit(ct->db);
-                if (r < 0)
-                        ss_db_rollback(ct->db);
+                        r = ss_db_release(ct->db);
+                else
+                        ss_db_rollback_to(ct->db);
         }
         if (r < 0) {
                 cm_log(LOG_ERR, "%s: commit %llu is in the log but SQLite refused it: %s (%s); the "

@@ -47,6 +47,9 @@ enum {
         Q_BEGIN,
         Q_COMMIT,
         Q_ROLLBACK,
+        Q_SAVEPOINT,
+        Q_RELEASE,
+        Q_ROLLBACK_TO,
         Q_COUNT_
 };
 
@@ -88,6 +91,9 @@ static const char *const sql[Q_COUNT_] = {
         [Q_BEGIN] = "BEGIN IMMEDIATE",
         [Q_COMMIT] = "COMMIT",
         [Q_ROLLBACK] = "ROLLBACK",
+        [Q_SAVEPOINT] = "SAVEPOINT cs",
+        [Q_RELEASE] = "RELEASE cs",
+        [Q_ROLLBACK_TO] = "ROLLBACK TO cs",
 };
 
 static const char schema[] =
@@ -184,9 +190,12 @@ int ss_db_open(const char *path, struct ss_db **ret)
                 goto fail;
         }
         sqlite3_busy_timeout(db->h, 0);
+        /* Exclusive locking: the daemon is the only user of the file (its
+         * data directory is locked), so SQLite need not take and drop POSIX
+         * locks around every transaction, and WAL needs no shared memory. */
         rc = sqlite3_exec(db->h,
-                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-                          "PRAGMA cache_size=-16384;",
+                          "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
                           NULL, NULL, &err);
         if (rc == SQLITE_OK)
                 rc = sqlite3_exec(db->h, schema, NULL, NULL, &err);
@@ -254,6 +263,22 @@ int ss_db_begin(struct ss_db *db)
 int ss_db_commit(struct ss_db *db)
 {
         return run(db, Q_COMMIT);
+}
+
+int ss_db_savepoint(struct ss_db *db)
+{
+        return run(db, Q_SAVEPOINT);
+}
+
+int ss_db_release(struct ss_db *db)
+{
+        return run(db, Q_RELEASE);
+}
+
+void ss_db_rollback_to(struct ss_db *db)
+{
+        (void)run(db, Q_ROLLBACK_TO);
+        (void)run(db, Q_RELEASE);
 }
 
 void ss_db_rollback(struct ss_db *db)

@@ -99,6 +99,11 @@ const char *ss_db_errmsg(struct ss_db *db);
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
 int ss_db_begin(struct ss_db *db);
 int ss_db_commit(struct ss_db *db);
+/* A savepoint inside the open transaction (one changeset of a batch):
+ * released, or rolled back to and released. */
+int ss_db_savepoint(struct ss_db *db);
+int ss_db_release(struct ss_db *db);
+void ss_db_rollback_to(struct ss_db *db);
 void ss_db_rollback(struct ss_db *db);
 
 /* Copy the WAL into the database file and truncate it (fsyncs both):

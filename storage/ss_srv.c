@@ -341,6 +341,9 @@ static void start_flush(struct ss_fg *f)
         int r;
 
         assert(!f->flush_running);
+        /* The index's batch [C6] first: it is cheap, and then SQLite lags
+         * the log by at most one flush interval. */
+        (void)ss_ct_index_commit(f->ct);
         f->flush_running = true;
         f->flush_seq = f->ct->seq;
         plist_append(&f->wait_run, &f->wait_next);
@@ -536,6 +539,9 @@ static int start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *wa
 {
         int r;
 
+        r = ss_ct_index_commit(f->ct);  /* maintenance works on a committed index */
+        if (r < 0)
+                return r;
         f->busy = true;
         f->maint_kind = kind;
         f->maint_wait = waiter;

@@ -1,0 +1,315 @@
+# lib.sh -- common code for the LocusFS integration tests (sourced, not run).
+#
+# A test does:
+#     . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#     lib_init NAME            # skips (77) if the machine cannot run it
+#     cluster_up               # locusctl dev up $MNT --state $STATE
+#     ... test ...
+#     pass                     # or fail "why"
+#
+# What lib_init gives a test:
+#   WORK     a private work dir under ${TMPDIR:-/tmp} (mode 0755 so the
+#            unprivileged user of posix_ops can reach the mount inside it)
+#   STATE    $WORK/state  the cluster's state directory
+#   MNT      $WORK/mnt    where the cluster is mounted
+#   LOCUSCTL $LOCUSCTL, or $MESON_BUILD_ROOT/ctl/locusctl
+#   ITOOL, POSIX_OPS, MODEL_TEST, BADINPUT: the C helpers (from the
+#            environment meson sets, or $MESON_BUILD_ROOT/tests/integration/)
+#
+# Cleanup (EXIT trap, also on failure, SIGINT, SIGTERM from meson's
+# timeout): kill the helpers the test started (track_pid), `locusctl dev
+# down` (bounded), then every daemon still alive whose pid is in
+# $STATE/run/*.pid (only if that pid still runs one of our programs), lazy
+# unmounts of every mount the test made, and removal of $WORK.  On failure
+# the daemons' logs ($STATE/log/*) are printed first.
+#
+# Waiting: wait_for SECONDS DESCRIPTION COMMAND... polls COMMAND (every
+# 50 ms) until it succeeds or the deadline passes; the test then fails
+# naming DESCRIPTION.  No test sleeps "to give something time".
+
+set -u
+set -o pipefail
+
+LIB_NAME=
+LIB_PIDS=()             # helper processes to kill at exit
+LIB_MOUNTS=()           # mount points to unmount at exit
+LIB_DONE=               # set by pass/fail so cleanup knows the verdict
+LIB_KEEP=${LOCUS_TEST_KEEP:-}   # non-empty: keep $WORK on failure
+
+log() { printf '%s: %s\n' "${LIB_NAME:-test}" "$*" >&2; }
+
+skip() {
+    echo "SKIP: $*"
+    LIB_DONE=skip
+    exit 77
+}
+
+fail() {
+    log "FAIL: $*"
+    LIB_DONE=fail
+    exit 1
+}
+
+pass() {
+    log "PASS"
+    LIB_DONE=pass
+    exit 0
+}
+
+# Run a command, failing the test if it fails; its output goes to stderr.
+run() {
+    log "+ $*"
+    "$@" >&2 || fail "command failed (exit $?): $*"
+}
+
+now_ms() { date +%s%3N; }
+
+# wait_for SECONDS DESCRIPTION COMMAND...
+wait_for() {
+    local secs=$1 what=$2 deadline
+    shift 2
+    deadline=$(( $(now_ms) + secs * 1000 ))
+    while ! "$@" >/dev/null 2>&1; do
+        if [ "$(now_ms)" -ge "$deadline" ]; then
+            fail "timed out after ${secs}s waiting for: $what"
+        fi
+        sleep 0.05
+    done
+}
+
+# is_mounted DIR: DIR is a mount point of a FUSE file system right now.
+is_mounted() {
+    local dir
+    dir=$(readlink -f "$1") || return 1
+    awk -v d="$dir" '$5 == d && $0 ~ / - fuse/ { found = 1 } END { exit !found }' \
+        /proc/self/mountinfo
+}
+
+# mount_id DIR: the mount id (first field of mountinfo) of the mount at DIR.
+mount_id() {
+    local dir
+    dir=$(readlink -f "$1") || return 1
+    awk -v d="$dir" '$5 == d { id = $1 } END { if (id == "") exit 1; print id }' \
+        /proc/self/mountinfo
+}
+
+# alive PID: PID runs (a zombie, reaped by nobody yet, counts as dead).
+alive() {
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ "$state" != Z ] && [ "$state" != X ]
+}
+dead() { ! alive "$1"; }
+
+# pid_of NAME: the pid in $STATE/run/NAME.pid (empty if none).
+pid_of() {
+    local f=$STATE/run/$1.pid
+    [ -s "$f" ] && tr -dc '0-9' <"$f"
+}
+
+port_of() {
+    local f=$STATE/run/$1.port
+    [ -s "$f" ] && tr -dc '0-9' <"$f"
+}
+
+# ours PID: the process runs one of the programs a cluster is made of.
+ours() {
+    local exe
+    exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+    case "$exe" in
+        *locus-storaged*|*locus-cssd*|*locusfs-mount*|*locusctl*) return 0 ;;
+        "$WORK"/*|"${MESON_BUILD_ROOT:-/nonexistent}"/*) return 0 ;;
+    esac
+    return 1
+}
+
+# track_pid PID: kill PID (and wait for it) at exit.
+track_pid() { LIB_PIDS+=("$1"); }
+track_mount() { LIB_MOUNTS+=("$1"); }
+
+# stop_pid PID [SECONDS]: TERM, wait up to SECONDS (default 10), then KILL.
+stop_pid() {
+    local pid=$1 secs=${2:-10} deadline
+    alive "$pid" || return 0
+    kill -CONT "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$(( $(now_ms) + secs * 1000 ))
+    while alive "$pid" && [ "$(now_ms)" -lt "$deadline" ]; do
+        sleep 0.05
+    done
+    if alive "$pid"; then
+        log "pid $pid ignored SIGTERM for ${secs}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+dump_logs() {
+    local f
+    [ -d "${STATE:-}/log" ] || return 0
+    for f in "$STATE"/log/*; do
+        [ -f "$f" ] || continue
+        echo "======== $f (last 200 lines)" >&2
+        tail -n 200 "$f" >&2
+    done
+    for f in "$WORK"/*.log; do
+        [ -f "$f" ] || continue
+        echo "======== $f (last 50 lines)" >&2
+        tail -n 50 "$f" >&2
+    done
+}
+
+# The work of cleaning up; safe to run twice.
+lib_teardown() {
+    local rc=$1 pid f m
+    for pid in "${LIB_PIDS[@]}"; do
+        stop_pid "$pid" 10
+    done
+    # The test's own extra mounts are clients of the cluster: before it goes.
+    for m in "${LIB_MOUNTS[@]}"; do
+        [ -n "$m" ] || continue
+        if is_mounted "$m"; then
+            fusermount3 -u "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null ||
+                umount -l "$m" 2>/dev/null
+        fi
+    done
+    if [ -n "${STATE:-}" ] && [ -d "$STATE" ] && [ -x "${LOCUSCTL:-}" ]; then
+        # Continue anything a test stopped (SIGSTOP) so it can exit.
+        for f in "$STATE"/run/*.pid; do
+            [ -f "$f" ] || continue
+            pid=$(tr -dc '0-9' <"$f")
+            [ -n "$pid" ] && ours "$pid" && kill -CONT "$pid" 2>/dev/null
+        done
+        timeout 60 "$LOCUSCTL" dev down "$MNT" --state "$STATE" >&2 2>&1 ||
+            log "locusctl dev down failed (exit $?)"
+        for f in "$STATE"/run/*.pid; do
+            [ -f "$f" ] || continue
+            pid=$(tr -dc '0-9' <"$f")
+            if [ -n "$pid" ] && alive "$pid" && ours "$pid"; then
+                log "still running after dev down: $(basename "$f" .pid) pid $pid"
+                stop_pid "$pid" 10
+            fi
+        done
+    fi
+    for m in "${LIB_MOUNTS[@]}" "${MNT:-}"; do
+        [ -n "$m" ] || continue
+        if is_mounted "$m"; then
+            log "still mounted: $m (lazy unmount)"
+            fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+        fi
+    done
+    if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+        if [ -n "$LIB_KEEP" ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+            log "keeping $WORK (LOCUS_TEST_KEEP)"
+        else
+            # --one-file-system: never descend into a mount that did not go.
+            rm -rf --one-file-system "$WORK"
+        fi
+    fi
+}
+
+# EXIT trap.
+lib_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+        [ -n "$LIB_DONE" ] || log "FAIL: exit status $rc"
+        dump_logs
+    fi
+    lib_teardown "$rc"
+    exit "$rc"
+}
+
+# SIGTERM/SIGINT (meson's timeout, ^C): meson kills the whole process
+# group half a second after SIGTERM unless the test has exited, so hand
+# the teardown to a detached process in its own session and exit at once.
+lib_on_signal() {
+    local sig=$1
+    trap - EXIT INT TERM
+    set +e
+    log "FAIL: got SIG$sig; cleaning up in the background"
+    dump_logs
+    LIB_T_PIDS="${LIB_PIDS[*]}" LIB_T_MOUNTS="${LIB_MOUNTS[*]}" \
+    WORK=${WORK:-} STATE=${STATE:-} MNT=${MNT:-} LOCUSCTL=${LOCUSCTL:-} \
+    LIB_NAME=$LIB_NAME LIB_SRC=${BASH_SOURCE[0]} \
+        setsid -f bash -c '. "$LIB_SRC"; read -r -a LIB_PIDS <<<"$LIB_T_PIDS";
+                           read -r -a LIB_MOUNTS <<<"$LIB_T_MOUNTS"; lib_teardown 1' \
+        </dev/null >/dev/null 2>&1
+    [ "$sig" = INT ] && exit 130
+    exit 143
+}
+
+# find_helper VAR NAME: set VAR to the helper program NAME.
+find_helper() {
+    local var=$1 name=$2 val=${!1:-}
+    if [ -z "$val" ] && [ -n "${MESON_BUILD_ROOT:-}" ]; then
+        val=$MESON_BUILD_ROOT/tests/integration/$name
+    fi
+    [ -n "$val" ] && [ -x "$val" ] || fail "helper $name not found (set $var or MESON_BUILD_ROOT)"
+    printf -v "$var" '%s' "$val"
+}
+
+lib_init() {
+    LIB_NAME=$1
+    local src_root
+
+    [ "$(id -u)" -eq 0 ] || skip "needs root (FUSE mounts with allow_other, unprivileged checks)"
+    [ -c /dev/fuse ] || skip "no /dev/fuse on this machine"
+    command -v fusermount3 >/dev/null || skip "fusermount3 is not installed (package fuse3)"
+
+    if [ -z "${LOCUSCTL:-}" ] && [ -n "${MESON_BUILD_ROOT:-}" ]; then
+        LOCUSCTL=$MESON_BUILD_ROOT/ctl/locusctl
+    fi
+    src_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    if [ -z "${LOCUSCTL:-}" ] || [ ! -x "$LOCUSCTL" ]; then
+        # Until ctl/ exists in the tree there is nothing to test; once it
+        # does, a missing locusctl is a build failure, not a skip.
+        [ -f "$src_root/ctl/meson.build" ] &&
+            fail "locusctl not found at ${LOCUSCTL:-(unset)} although ctl/ exists"
+        skip "locusctl is not built yet (no ctl/ in this tree)"
+    fi
+
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/locus-it-$LIB_NAME.XXXXXX") || fail "mktemp failed"
+    chmod 0755 "$WORK"
+    STATE=$WORK/state
+    MNT=$WORK/mnt
+    mkdir -p "$MNT"
+    export LOCUS_STATE_DIR=$STATE
+    trap lib_cleanup EXIT
+    trap 'lib_on_signal TERM' TERM
+    trap 'lib_on_signal INT' INT
+    log "work dir $WORK"
+}
+
+# cluster_up [ARGS...]: start (or restart) the cluster and wait until the
+# mount answers.
+cluster_up() {
+    local rc=0
+    log "+ locusctl dev up $MNT --state $STATE $*"
+    timeout 120 "$LOCUSCTL" dev up "$MNT" --state "$STATE" "$@" >&2 || rc=$?
+    [ "$rc" -eq 0 ] || fail "locusctl dev up failed (exit $rc)"
+    wait_for 60 "the mount at $MNT" is_mounted "$MNT"
+    wait_for 60 "the mount at $MNT to answer" stat "$MNT/."
+}
+
+cluster_down() {
+    local rc=0
+    log "+ locusctl dev down $MNT --state $STATE"
+    timeout 120 "$LOCUSCTL" dev down "$MNT" --state "$STATE" >&2 || rc=$?
+    [ "$rc" -eq 0 ] || fail "locusctl dev down failed (exit $rc)"
+    wait_for 30 "$MNT to be unmounted" eval '! is_mounted "$MNT"'
+}
+
+drop_caches() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches || log "cannot drop caches (continuing)"
+}
+
+# The number of lines of FILE that start with PREFIX.
+count_lines() {
+    local n
+    n=$(grep -c "^$2" "$1" 2>/dev/null) || true
+    echo "${n:-0}"
+}
