@@ -80,7 +80,7 @@ struct css_job {
         uint64_t reqid;
         /* results */
         int status;
-        char msg[768];
+        char msg[LP_FS_PATH_MAX + 512];      /* a path and what went wrong with it */
         /* JOB_OPEN */
         struct ep target;
         uint32_t fg;

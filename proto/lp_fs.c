@@ -152,6 +152,7 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
         Locus__FsDirent *ents = NULL, **entp = NULL;
         struct attr_pb *entattr = NULL;
         Locus__FsMount *mnts = NULL, **mntp = NULL;
+        char *msg = NULL;
         int ret;
 
         if (r->datalen > LP_FS_DATA_MAX || r->nentries > LP_FS_MAX_ENTRIES || r->nmounts > LP_FS_MAX_ENTRIES)
@@ -162,6 +163,14 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
                 m.status = (uint32_t)lp_errno_to_status(r->status);
         }
         m.message = (char *)r->message;
+        if (r->message && strlen(r->message) > LP_FS_PATH_MAX) {
+                /* The peer's decoder refuses longer strings: cut it (a
+                 * message is for people; the status says what happened). */
+                msg = strndup(r->message, LP_FS_PATH_MAX);
+                if (!msg)
+                        return -ENOMEM;
+                m.message = msg;
+        }
         if (r->has_attr) {
                 attr_out(&a1, &r->attr);
                 m.attr = &a1.a;
@@ -251,6 +260,7 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
         m.text = (char *)r->text;
         ret = pack(&m.base, ret_buf, ret_len);
 out:
+        free(msg);
         free(ents);
         free(entp);
         free(entattr);

@@ -219,6 +219,19 @@ START_TEST(test_limits_and_garbage)
                         lp_fs_resp_release(&rout);
         }
         ck_assert_int_eq(lp_fs_req_decode("\xff\xff\xff", 3, &out), -EBADMSG);
+        /* An over-long message is cut, not a reason to refuse the answer. */
+        {
+                static char longmsg[LP_FS_PATH_MAX + 100];
+                struct lp_fs_resp rin = { .status = -ENOENT, .message = longmsg };
+
+                memset(longmsg, 'm', sizeof(longmsg) - 1);
+                ck_assert_int_eq(lp_fs_resp_encode(&rin, &buf, &len), 0);
+                ck_assert_int_eq(lp_fs_resp_decode(buf, len, &rout), 0);
+                ck_assert_int_eq(rout.status, -ENOENT);
+                ck_assert_uint_eq(strlen(rout.message), LP_FS_PATH_MAX);
+                free(buf);
+                lp_fs_resp_release(&rout);
+        }
         ck_assert_str_eq(lp_fs_op_name(LP_FS_LOOKUP), "lookup");
         ck_assert_str_eq(lp_fs_op_name(9999), "unknown");
 }
