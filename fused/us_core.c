@@ -32,6 +32,7 @@
  * whose waiters are requests that have deadlines of their own.
  */
 #include "us_core.h"
+#include "us_sa.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -73,6 +74,7 @@ struct us_sess {
         unsigned refs;                  /* writable handles */
         unsigned busy;                  /* (4) */
         int err;                        /* 0, or -EIO once lost (sticky) */
+        bool dirty;                     /* changes not committed yet */
         bool ending;
         uint64_t last_use;
 };
@@ -93,6 +95,7 @@ struct us_core {
         char *css_port_file;
         struct us_rpc *rpc;
         struct us_mtab *mtab;
+        struct us_sa *sa;               /* statahead (us_sa.h) */
 
         pthread_mutex_t mu;
         pthread_cond_t cv;
@@ -457,10 +460,44 @@ static void site_target(const struct us_site *site, struct us_target *t)
         t->addr = *site;
 }
 
+/* Requests that change nothing a directory listing shows. */
+static bool read_only(uint32_t op)
+{
+        switch (op) {
+        case LP_FS_NOP:
+        case LP_FS_LOOKUP:
+        case LP_FS_GETATTR:
+        case LP_FS_READDIR:
+        case LP_FS_READLINK:
+        case LP_FS_STATFS:
+        case LP_FS_GETXATTR:
+        case LP_FS_LISTXATTR:
+        case LP_FS_READ:
+        case LP_FS_LSEEK:
+        case LP_FS_SS_STATUS:
+        case LP_FS_CSS_MOUNTTABLE:
+        case LP_FS_CSS_STATUS:
+                return true;
+        default:
+                return false;
+        }
+}
+
 static int call(struct us_core *core, const struct us_ctx *ctx, struct us_target *t,
                 const struct lp_fs_req *req, enum us_resend rs, struct lp_fs_resp *resp)
 {
-        return us_rpc_call(core->rpc, t, &ctx->call, req, rs, resp);
+        bool change = core->sa && !read_only(req->op);
+        int r;
+
+        /* A change makes every listing read ahead so far unusable: before
+         * it goes out, and again once it is done (a listing fetched
+         * meanwhile may predate it). */
+        if (change)
+                us_sa_invalidate(core->sa);
+        r = us_rpc_call(core->rpc, t, &ctx->call, req, rs, resp);
+        if (change)
+                us_sa_invalidate(core->sa);
+        return r;
 }
 
 static int call_fg(struct us_core *core, const struct us_ctx *ctx, const struct lp_fs_req *req,
@@ -550,6 +587,8 @@ static int call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_n
                 if (!s)
                         return r;
                 pthread_mutex_lock(&core->mu);
+                if (r == 0 && !read_only(req->op))
+                        s->dirty = true;        /* the next flush commits it */
                 sess_unuse(core, s, r);
                 pthread_mutex_unlock(&core->mu);
                 if (r != -ESTALE)
@@ -639,6 +678,9 @@ int us_core_new(const struct us_core_opts *o, const uint8_t key[LP_KEY_SIZE],
         if (r < 0)
                 goto fail;
         r = us_rpc_new(key, o->site, &core->rpc);
+        if (r < 0)
+                goto fail;
+        r = us_sa_new(&core->sa);
         if (r < 0)
                 goto fail;
         *ret = core;
@@ -832,6 +874,7 @@ void us_core_free(struct us_core *core)
         free(core->ht);
         us_rpc_free(core->rpc);
         us_mtab_free(core->mtab);
+        us_sa_free(core->sa);
         free(core->css_port_file);
         pthread_mutex_destroy(&core->mu);
         pthread_cond_destroy(&core->cv);
@@ -988,6 +1031,41 @@ static int entry_from(struct us_core *core, const struct us_ctx *ctx, uint32_t f
         return r;
 }
 
+/* Statahead (us_sa.h): read directory <fg, dir> with attributes, a batch
+ * per request, into the listing being gathered.  Failures only mean no
+ * listing: every lookup then simply asks. */
+static void read_ahead(struct us_core *core, const struct us_ctx *ctx, uint32_t fg, uint64_t dir)
+{
+        uint64_t cookie = 0;
+        size_t total = 0;
+        bool ok = false;
+
+        for (;;) {
+                struct lp_fs_resp resp;
+                struct lp_fs_req req;
+                int r;
+
+                req_init(&req, ctx, LP_FS_READDIR, fg, dir);
+                req.offset = cookie;
+                req.length = LP_FS_MAX_ENTRIES;
+                req.flags = 1;  /* with attributes */
+                r = call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
+                if (r < 0)
+                        break;
+                r = us_sa_fetch_add(core->sa, resp.entries, resp.nentries);
+                total += resp.nentries;
+                if (resp.nentries)
+                        cookie = resp.entries[resp.nentries - 1].next;
+                if (r < 0 || resp.eof || !resp.nentries || total >= US_SA_MAX_ENTRIES) {
+                        ok = r >= 0;
+                        lp_fs_resp_release(&resp);
+                        break;
+                }
+                lp_fs_resp_release(&resp);
+        }
+        us_sa_fetch_end(core->sa, ok);
+}
+
 int us_core_lookup(struct us_core *core, struct us_ctx *ctx, uint64_t parent, const char *name,
                    struct us_entry *ret)
 {
@@ -1012,6 +1090,19 @@ int us_core_lookup(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                         fg = pfg;
                         ino = pino;
                 }
+        }
+        if (strcmp(name, ".") && strcmp(name, "..")) {
+                struct lp_fs_attr a;
+                enum us_sa_answer sa = us_sa_lookup(core->sa, fg, ino, (const uint8_t *)name, strlen(name),
+                                                    cm_now_us(), &a);
+
+                if (sa == US_SA_FETCH) {
+                        read_ahead(core, ctx, fg, ino);
+                        sa = us_sa_lookup(core->sa, fg, ino, (const uint8_t *)name, strlen(name), cm_now_us(),
+                                          &a);
+                }
+                if (sa == US_SA_HIT && a.ino)
+                        return make_entry(core, ctx, fg, &a, ret);
         }
         req_init(&req, ctx, LP_FS_LOOKUP, fg, 0);
         req.parent = ino;
@@ -1866,8 +1957,44 @@ ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
         return done;
 }
 
-int us_core_flush(struct us_core *core, struct us_fh *fh)
+/* Commit session s of node n (no flush to disk, session kept).  Caller
+ * does not hold core->mu. */
+static int sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us_node *n,
+                       struct us_sess *s, uint32_t flags)
 {
+        struct lp_fs_resp resp;
+        struct lp_fs_req req;
+        struct us_target t;
+        int r;
+
+        req_init(&req, ctx, LP_FS_COMMIT, n->fg, n->ino);
+        req.session = s->id;
+        req.flags = flags;
+        site_target(&s->site, &t);
+        /* Without END a commit may be sent twice: the second finds nothing
+         * new to commit. */
+        r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
+        pthread_mutex_lock(&core->mu);
+        sess_unuse(core, s, r);
+        if (r == 0)
+                note_version(n, resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0));
+        else
+                s->dirty = true;
+        pthread_mutex_unlock(&core->mu);
+        if (r == 0)
+                lp_fs_resp_release(&resp);
+        return r == -ESTALE ? -EIO : r;
+}
+
+/*
+ * close(2) of a writable descriptor commits what the file's session holds
+ * before it returns: "the last close commits" must hold when close()
+ * reports success, even if the storage site dies right after (the kernel
+ * sends RELEASE, where the session ends, only after close() returned).
+ */
+int us_core_flush(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
+{
+        struct us_sess *s = NULL;
         int r;
 
         pthread_mutex_lock(&core->mu);
@@ -1876,9 +2003,17 @@ int us_core_flush(struct us_core *core, struct us_fh *fh)
         } else {
                 r = fh->werr;
                 fh->werr = 0;
+                if (r == 0 && fh->writable && fh->sess->dirty && !fh->sess->ending) {
+                        s = fh->sess;
+                        s->busy++;
+                        s->last_use = cm_now_us();
+                        s->dirty = false;
+                }
         }
         pthread_mutex_unlock(&core->mu);
-        return r;
+        if (!s)
+                return r;
+        return sess_commit(core, ctx, fh->node, s, 0);
 }
 
 int us_core_fsync(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, bool datasync)
@@ -1886,7 +2021,6 @@ int us_core_fsync(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, bo
         struct us_node *n = fh->node;
         struct lp_fs_resp resp;
         struct lp_fs_req req;
-        struct us_target t;
         struct us_sess *s;
         int r;
 
@@ -1906,27 +2040,13 @@ int us_core_fsync(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, bo
         if (s) {
                 s->busy++;
                 s->last_use = cm_now_us();
+                s->dirty = false;
         }
         pthread_mutex_unlock(&core->mu);
 
-        if (s) {
-                req_init(&req, ctx, LP_FS_COMMIT, n->fg, n->ino);
-                req.session = s->id;
-                req.flags = LP_FS_COMMIT_SYNC | (datasync ? LP_FS_COMMIT_DATASYNC : 0);
-                site_target(&s->site, &t);
-                /* Without END a commit may be sent twice: the second finds
-                 * nothing new to commit. */
-                r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
-                pthread_mutex_lock(&core->mu);
-                sess_unuse(core, s, r);
-                if (r == 0)
-                        note_version(n, resp.version ? resp.version
-                                                     : (resp.has_attr ? resp.attr.version : 0));
-                pthread_mutex_unlock(&core->mu);
-                if (r == 0)
-                        lp_fs_resp_release(&resp);
-                return r == -ESTALE ? -EIO : r;
-        }
+        if (s)
+                return sess_commit(core, ctx, n, s,
+                                   LP_FS_COMMIT_SYNC | (datasync ? LP_FS_COMMIT_DATASYNC : 0));
         /* Nothing staged here: make what is committed durable (an earlier
          * close's commit is in the log, maybe not yet on disk). */
         req_init(&req, ctx, LP_FS_SYNC, n->fg, 0);

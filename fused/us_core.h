@@ -185,7 +185,7 @@ ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
                       uint64_t off, const void *buf, size_t size);
 /* Errors of earlier writes through fh (reported once), EIO for a lost
  * session. */
-int us_core_flush(struct us_core *core, struct us_fh *fh);
+int us_core_flush(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh);
 int us_core_fsync(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, bool datasync);
 /* Ends fh (always, even on error; the error is only logged). */
 void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh);

@@ -371,10 +371,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        struct us_fs *fs = fuse_req_userdata(req);
+        struct opctx o;
+        struct us_core *core = op_init(&o, req);
 
         (void)ino;
-        reply_err(req, fh_of(fi) ? us_core_flush(fs->core, fh_of(fi)) : 0);
+        reply_err(req, fh_of(fi) ? us_core_flush(core, &o.c, fh_of(fi)) : 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -36,6 +36,7 @@
 #include "lp_fs.h"
 #include "testutil.h"
 #include "us_core.h"
+#include "us_sa.h"
 #include "us_mtab.h"
 #include "us_opt.h"
 #include "us_ops.h"
@@ -1270,7 +1271,7 @@ START_TEST(t_core_session_shared)
         ck_assert_int_ge(i, 0);
         ck_assert_uint_eq(get_ev(i).flags, LP_FS_COMMIT_SYNC);
         ck_assert_uint_eq(us_core_session_of(core, FINO_F, NULL), sid);
-        ck_assert_int_eq(us_core_flush(core, w1), 0);
+        ck_assert_int_eq(us_core_flush(core, ctx_of(core), w1), 0);
 
         /* setattr: mode outside the session, mtime inside it */
         {
@@ -1424,7 +1425,7 @@ START_TEST(t_core_stale_session)
         pthread_mutex_unlock(&F->mu);
         ck_assert_int_eq(us_core_write(core, ctx_of(core), w1, 3, "def", 3), -EIO);
         ck_assert_int_eq(us_core_write(core, ctx_of(core), w1, 3, "def", 3), -EIO);
-        ck_assert_int_eq(us_core_flush(core, w1), -EIO);
+        ck_assert_int_eq(us_core_flush(core, ctx_of(core), w1), -EIO);
         ck_assert_int_eq(us_core_fsync(core, ctx_of(core), w1, false), -EIO);
         ck_assert_int_eq(us_core_fallocate(core, ctx_of(core), w1, 0, 0, 10), -EIO);
         ck_assert_uint_eq(us_core_session_of(core, FINO_F, NULL), 0);
@@ -1439,7 +1440,7 @@ START_TEST(t_core_stale_session)
         ck_assert_uint_ne(sid2, 0);
         ck_assert_uint_ne(sid2, sid1);
         ck_assert_int_eq(us_core_write(core, ctx_of(core), w2, 0, "new", 3), 3);
-        ck_assert_int_eq(us_core_flush(core, w2), 0);
+        ck_assert_int_eq(us_core_flush(core, ctx_of(core), w2), 0);
         ck_assert_int_eq(us_core_write(core, ctx_of(core), w1, 0, "old", 3), -EIO);
 
         commits = count_op(LP_FS_COMMIT);
@@ -1747,6 +1748,75 @@ START_TEST(t_rpc_mute_peer)
 }
 END_TEST
 
+/* Statahead: read ahead only after repeated misses in one directory,
+ * answer from a fresh listing, never answer what it lacks, and forget it
+ * after the TTL or any change. */
+START_TEST(t_statahead)
+{
+        struct us_sa *sa;
+        struct lp_fs_attr a;
+        struct lp_fs_dirent ents[3] = {
+                { .ino = 9, .name = (const uint8_t *)".", .namelen = 1, .has_attr = true },
+                { .ino = 10, .name = (const uint8_t *)"f1", .namelen = 2, .has_attr = true,
+                  .attr = { .ino = 10, .size = 111 } },
+                { .ino = 11, .name = (const uint8_t *)"f2", .namelen = 2, .has_attr = true,
+                  .attr = { .ino = 11, .size = 222 } },
+        };
+        uint64_t t0 = 1000000000;
+
+        ck_assert_int_eq(us_sa_new(&sa), 0);
+        for (unsigned i = 1; i < US_SA_MISSES; i++)
+                ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + i, &a), US_SA_MISS);
+        /* A change in between starts the count again (a create or unlink
+         * workload is not a scan). */
+        us_sa_invalidate(sa);
+        for (unsigned i = 1; i < US_SA_MISSES; i++)
+                ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 + i, &a), US_SA_MISS);
+        /* A miss in another directory starts the count again. */
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 8, (const uint8_t *)"x", 1, t0 + 10, &a), US_SA_MISS);
+        for (unsigned i = 1; i < US_SA_MISSES; i++)
+                ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 20 + i, &a), US_SA_MISS);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 30, &a), US_SA_FETCH);
+        ck_assert_int_eq(us_sa_fetch_add(sa, ents, 3), 0);
+        us_sa_fetch_end(sa, true);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f2", 2, t0 + 40, &a), US_SA_HIT);
+        ck_assert_uint_eq(a.ino, 11);
+        ck_assert_uint_eq(a.size, 222);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)".", 1, t0 + 41, &a), US_SA_MISS);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"nope", 4, t0 + 42, &a), US_SA_MISS);
+        ck_assert_int_eq(us_sa_lookup(sa, 2, 9, (const uint8_t *)"f2", 2, t0 + 43, &a), US_SA_MISS);
+        /* Past the TTL: no longer used. */
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f2", 2, t0 + 30 + US_SA_TTL_US, &a),
+                         US_SA_MISS);
+        /* A change drops a fresh listing, and one gathered across it. */
+        for (unsigned i = 0; i < US_SA_MISSES - 1; i++)
+                us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 * US_SA_TTL_US + i, &a);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 * US_SA_TTL_US + 9, &a),
+                         US_SA_FETCH);
+        ck_assert_int_eq(us_sa_fetch_add(sa, ents, 3), 0);
+        us_sa_invalidate(sa);
+        us_sa_fetch_end(sa, true);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 * US_SA_TTL_US + 10, &a),
+                         US_SA_MISS);
+        for (unsigned i = 0; i < US_SA_MISSES; i++)
+                us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 * US_SA_TTL_US + 20 + i, &a);
+        ck_assert_int_eq(us_sa_fetch_add(sa, ents, 3), 0);
+        us_sa_fetch_end(sa, true);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 * US_SA_TTL_US + 30, &a),
+                         US_SA_HIT);
+        us_sa_invalidate(sa);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 9, (const uint8_t *)"f1", 2, t0 + 5 * US_SA_TTL_US + 31, &a),
+                         US_SA_MISS);
+        /* A failed read ahead leaves nothing behind. */
+        for (unsigned i = 0; i < US_SA_MISSES + 1; i++)
+                us_sa_lookup(sa, 1, 7, (const uint8_t *)"z", 1, t0 + 8 * US_SA_TTL_US + i, &a);
+        us_sa_fetch_end(sa, false);
+        ck_assert_int_eq(us_sa_lookup(sa, 1, 7, (const uint8_t *)"z", 1, t0 + 8 * US_SA_TTL_US + 50, &a),
+                         US_SA_MISS);
+        us_sa_free(sa);
+}
+END_TEST
+
 static Suite *us_suite(void)
 {
         Suite *s = suite_create("us");
@@ -1763,6 +1833,7 @@ static Suite *us_suite(void)
         tc = tcase_create("names");
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, t_ino_mapping);
+        tcase_add_test(tc, t_statahead);
         tcase_add_test(tc, t_mtab);
         suite_add_tcase(s, tc);
 
