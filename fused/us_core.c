@@ -64,6 +64,7 @@ struct us_node {
         bool orphan;                    /* FORGET_ORPHAN at the last release */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
+        uint64_t nocaps_until;          /* no security.capability until then (us) */
 };
 
 struct us_sess {
@@ -1272,6 +1273,22 @@ static int parent_req(struct us_ctx *ctx, uint32_t op, uint64_t parent, const ch
         return 0;
 }
 
+/*
+ * The kernel asks for "security.capability" before every write(2) to a
+ * file (to clear file capabilities), a round trip each time.  A mount
+ * remembers that a file has none -- because it just created it, or the
+ * storage site said so -- for the kernel's own attribute timeout, and
+ * forgets it when it sets or removes that attribute itself.  Caller holds
+ * core->mu.
+ */
+#define CAPS_NAME "security.capability"
+#define CAPS_TTL_US ((uint64_t)(US_ATTR_TIMEOUT_US))
+
+static void caps_absent(struct us_node *n)
+{
+        n->nocaps_until = cm_now_us() + CAPS_TTL_US;
+}
+
 int us_core_mknod(struct us_core *core, struct us_ctx *ctx, uint64_t parent, const char *name,
                   uint32_t mode, uint64_t rdev, struct us_entry *ret)
 {
@@ -1782,6 +1799,8 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 }
         }
         note_version(n, resp.version ? resp.version : resp.attr.version);
+        if (!extra)
+                caps_absent(n);         /* a new file has no extended attributes */
         pthread_mutex_unlock(&core->mu);
 
         if (extra) {
@@ -2434,6 +2453,15 @@ int us_core_setxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
                 return -E2BIG;
         if (flags & ~(XATTR_CREATE | XATTR_REPLACE))
                 return -EINVAL;
+        if (!strcmp(name, CAPS_NAME)) {
+                struct us_node *cn;
+
+                pthread_mutex_lock(&core->mu);
+                cn = node_find(core, fino);
+                if (cn)
+                        cn->nocaps_until = 0;
+                pthread_mutex_unlock(&core->mu);
+        }
         req_init(&req, ctx, LP_FS_SETXATTR, fg, ino);
         req_name(&req, name);
         req.data = value;
@@ -2454,6 +2482,8 @@ int us_core_getxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
 {
         struct lp_fs_resp resp;
         struct lp_fs_req req;
+        struct us_node *n;
+        bool caps;
         uint32_t fg;
         uint64_t ino;
         int r;
@@ -2464,12 +2494,30 @@ int us_core_getxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
         r = xattr_name(name);
         if (r < 0)
                 return r;
+        caps = !strcmp(name, CAPS_NAME);
+        if (caps) {
+                bool absent;
+
+                pthread_mutex_lock(&core->mu);
+                n = node_find(core, fino);
+                absent = n && n->nocaps_until > cm_now_us();
+                pthread_mutex_unlock(&core->mu);
+                if (absent)
+                        return -ENODATA;
+        }
         req_init(&req, ctx, LP_FS_GETXATTR, fg, ino);
         req_name(&req, name);
         /* Ask for the whole value and check the size here, so that ERANGE
          * does not depend on the wire. */
         req.length = size ? LP_FS_XATTR_VALUE_MAX : 0;
         r = call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
+        if (r == -ENODATA && caps) {
+                pthread_mutex_lock(&core->mu);
+                n = node_find(core, fino);
+                if (n)
+                        caps_absent(n);
+                pthread_mutex_unlock(&core->mu);
+        }
         if (r < 0)
                 return r;
         if (size == 0) {
@@ -2527,6 +2575,15 @@ int us_core_removexattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino,
         r = xattr_name(name);
         if (r < 0)
                 return r;
+        if (!strcmp(name, CAPS_NAME)) {
+                struct us_node *cn;
+
+                pthread_mutex_lock(&core->mu);
+                cn = node_find(core, fino);
+                if (cn)
+                        cn->nocaps_until = 0;
+                pthread_mutex_unlock(&core->mu);
+        }
         req_init(&req, ctx, LP_FS_REMOVEXATTR, fg, ino);
         req_name(&req, name);
         /* A resend after a lost answer would say ENODATA for a removal that

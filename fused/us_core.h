@@ -79,6 +79,9 @@
 #include "us_mtab.h"
 #include "us_rpc.h"
 
+/* The kernel's entry and attribute timeout (us_ops.h: US_ATTR_TIMEOUT, in
+ * seconds): what this mount remembers on its own lasts no longer. */
+#define US_ATTR_TIMEOUT_US 1000000u
 #define US_MTAB_REFRESH_US (5u * 1000000u)
 #define US_MTAB_MISS_US (500u * 1000u)
 #define US_SESSION_KEEPALIVE_US (60u * 1000000u)

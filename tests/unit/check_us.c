@@ -1512,6 +1512,22 @@ START_TEST(t_core_create_joins)
         ck_assert_uint_ne(sid, 0);
         /* CREATE goes to the storage site only */
         ck_assert_int_eq(count_op(LP_FS_CSS_OPEN), 0);
+        /* The kernel's per-write question about file capabilities is
+         * answered here for a file this mount just created... */
+        {
+                char cap[32];
+                size_t clen;
+
+                ck_assert_int_eq(us_core_getxattr(core, ctx_of(core), e.fino, "security.capability", cap,
+                                                  sizeof(cap), &clen), -ENODATA);
+                ck_assert_int_eq(count_op(LP_FS_GETXATTR), 0);
+                /* ...until this mount sets that attribute itself (whatever
+                 * the answer: it forgets before it asks). */
+                (void)us_core_setxattr(core, ctx_of(core), e.fino, "security.capability", "c", 1, 0);
+                (void)us_core_getxattr(core, ctx_of(core), e.fino, "security.capability", cap, sizeof(cap),
+                                       &clen);
+                ck_assert_int_eq(count_op(LP_FS_GETXATTR), 1);
+        }
 
         /* the same file created again while this mount writes it: one session */
         ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644,
