@@ -1851,8 +1851,17 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                         n->sess = NULL;
                         s->ending = true;
                         n->committing++;
-                        while (s->busy)
-                                pthread_cond_wait(&core->cv, &core->mu);
+                        /* Requests still using the session finish first;
+                         * each is bounded by its own deadline, and so is
+                         * this wait (never stuck behind a lost one). */
+                        while (s->busy) {
+                                if (cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0) {
+                                        cm_log(LOG_WARNING, "<%u,%llu>: %u request(s) still use the write "
+                                               "session at its last close; committing anyway", n->fg,
+                                               (unsigned long long)n->ino, s->busy);
+                                        break;
+                                }
+                        }
                         if (!s->err) {
                                 commit = true;
                                 id = s->id;
@@ -1994,11 +2003,11 @@ static int sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us
          * new to commit. */
         r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         pthread_mutex_lock(&core->mu);
+        if (r < 0)
+                s->dirty = true;        /* before sess_unuse, which may free s */
         sess_unuse(core, s, r);
         if (r == 0)
                 note_version(n, resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0));
-        else
-                s->dirty = true;
         pthread_mutex_unlock(&core->mu);
         if (r == 0)
                 lp_fs_resp_release(&resp);
@@ -2170,6 +2179,8 @@ ssize_t us_core_copy_range(struct us_core *core, struct us_ctx *ctx, struct us_f
         r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
 
         pthread_mutex_lock(&core->mu);
+        if (r == 0)
+                so->dirty = true;       /* the next close commits the copy */
         /* -ESTALE: the site restarted, and both sessions live there. */
         sess_unuse(core, so, r);
         if (si)
