@@ -1289,6 +1289,18 @@ static void caps_absent(struct us_node *n)
         n->nocaps_until = cm_now_us() + CAPS_TTL_US;
 }
 
+/* This mount sets or removes the attribute: ask the storage site again. */
+static void caps_forget(struct us_core *core, uint64_t fino)
+{
+        struct us_node *n;
+
+        pthread_mutex_lock(&core->mu);
+        n = node_find(core, fino);
+        if (n)
+                n->nocaps_until = 0;
+        pthread_mutex_unlock(&core->mu);
+}
+
 int us_core_mknod(struct us_core *core, struct us_ctx *ctx, uint64_t parent, const char *name,
                   uint32_t mode, uint64_t rdev, struct us_entry *ret)
 {
@@ -2464,15 +2476,8 @@ int us_core_setxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
                 return -E2BIG;
         if (flags & ~(XATTR_CREATE | XATTR_REPLACE))
                 return -EINVAL;
-        if (!strcmp(name, CAPS_NAME)) {
-                struct us_node *cn;
-
-                pthread_mutex_lock(&core->mu);
-                cn = node_find(core, fino);
-                if (cn)
-                        cn->nocaps_until = 0;
-                pthread_mutex_unlock(&core->mu);
-        }
+        if (!strcmp(name, CAPS_NAME))
+                caps_forget(core, fino);
         req_init(&req, ctx, LP_FS_SETXATTR, fg, ino);
         req_name(&req, name);
         req.data = value;
@@ -2586,15 +2591,8 @@ int us_core_removexattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino,
         r = xattr_name(name);
         if (r < 0)
                 return r;
-        if (!strcmp(name, CAPS_NAME)) {
-                struct us_node *cn;
-
-                pthread_mutex_lock(&core->mu);
-                cn = node_find(core, fino);
-                if (cn)
-                        cn->nocaps_until = 0;
-                pthread_mutex_unlock(&core->mu);
-        }
+        if (!strcmp(name, CAPS_NAME))
+                caps_forget(core, fino);
         req_init(&req, ctx, LP_FS_REMOVEXATTR, fg, ino);
         req_name(&req, name);
         /* A resend after a lost answer would say ENODATA for a removal that
