@@ -371,8 +371,9 @@ static int dev_up(const struct ctl_opts *o)
         if (ctl_is_mountpoint(dir)) {
                 /* nothing to check here */
         } else if (stat(dir, &sb) < 0 && errno == ENOENT) {
-                if (mkdir(dir, 0755) < 0) {
-                        fprintf(stderr, "locusctl: cannot create the mount point %s: %s\n", dir, strerror(errno));
+                r = mkdir_p(dir, 0755);
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: cannot create the mount point %s: %s\n", dir, strerror(-r));
                         return 1;
                 }
                 printf("created mount point %s\n", dir);
