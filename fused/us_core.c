@@ -65,6 +65,11 @@ struct us_node {
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
+        /* The attributes a commit answered, good while the us_sa generation
+         * is cattr_gen and for US_ATTR_TIMEOUT_US after cattr_at. */
+        bool cattr_valid;
+        struct lp_fs_attr cattr;
+        uint64_t cattr_at, cattr_gen;
 };
 
 struct us_sess {
@@ -1129,6 +1134,17 @@ int us_core_getattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
         r = hold(core, fino, &n);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&core->mu);
+        if (n->cattr_valid && !n->committing && n->cattr_gen == us_sa_generation(core->sa) &&
+            cm_now_us() - n->cattr_at < US_ATTR_TIMEOUT_US) {
+                /* What the last commit answered, and nothing changed since
+                 * through this mount: the kernel's own caching rule. */
+                us_attr_to_stat(&n->cattr, fino, ret);
+                node_put(core, n);
+                pthread_mutex_unlock(&core->mu);
+                return 0;
+        }
+        pthread_mutex_unlock(&core->mu);
         req_init(&req, ctx, LP_FS_GETATTR, n->fg, n->ino);
         r = call_sess(core, ctx, n, fh, SESS_OPTIONAL, &req, US_RESEND_ANY, &resp);
         if (r == 0) {
@@ -2018,8 +2034,17 @@ static int sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us
         if (r < 0)
                 s->dirty = true;        /* before sess_unuse, which may free s */
         sess_unuse(core, s, r);
-        if (r == 0)
+        if (r == 0) {
                 note_version(n, resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0));
+                /* The kernel asks for the attributes right after a close
+                 * (a write made it drop them): this answer has them. */
+                if (resp.has_attr && resp.attr.ino == n->ino) {
+                        n->cattr = resp.attr;
+                        n->cattr_at = cm_now_us();
+                        n->cattr_gen = us_sa_generation(core->sa);
+                        n->cattr_valid = true;
+                }
+        }
         pthread_mutex_unlock(&core->mu);
         if (r == 0)
                 lp_fs_resp_release(&resp);

@@ -224,3 +224,13 @@ void us_sa_invalidate(struct us_sa *sa)
         sa->misses = 0;
         pthread_mutex_unlock(&sa->mu);
 }
+
+uint64_t us_sa_generation(struct us_sa *sa)
+{
+        uint64_t g;
+
+        pthread_mutex_lock(&sa->mu);
+        g = sa->gen;
+        pthread_mutex_unlock(&sa->mu);
+        return g;
+}

@@ -60,4 +60,8 @@ void us_sa_fetch_end(struct us_sa *sa, bool ok);
 /* This mount changed something: no listing taken before now may be used. */
 void us_sa_invalidate(struct us_sa *sa);
 
+/* The current generation: it changes with every us_sa_invalidate(), so a
+ * cached answer dated with it is good only while it is unchanged. */
+uint64_t us_sa_generation(struct us_sa *sa);
+
 #endif
