@@ -108,6 +108,42 @@ static void print_flat(const struct css_jval *v, const char *prefix, int depth)
         }
 }
 
+/* The file groups of a CSS_MOUNTTABLE answer as a JSON array (status and
+ * fg list print the same objects). */
+static void jw_mounts(struct css_jw *w, const struct lp_fs_mount *mounts, size_t n)
+{
+        css_jw_arr_begin(w);
+        for (size_t i = 0; i < n; i++) {
+                const struct lp_fs_mount *m = &mounts[i];
+
+                css_jw_obj_begin(w);
+                css_jw_key(w, "fg");
+                css_jw_u64(w, m->fg);
+                css_jw_key(w, "name");
+                css_jw_str(w, m->name);
+                css_jw_key(w, "path");
+                css_jw_str(w, m->path);
+                css_jw_key(w, "parent_fg");
+                css_jw_u64(w, m->parent_fg);
+                css_jw_key(w, "parent_ino");
+                css_jw_u64(w, m->parent_ino);
+                css_jw_key(w, "site");
+                if (m->site)
+                        css_jw_u64(w, m->site);
+                else
+                        css_jw_null(w);
+                css_jw_key(w, "host");
+                css_jw_str(w, m->site ? m->host : NULL);
+                css_jw_key(w, "port");
+                if (m->site)
+                        css_jw_u64(w, m->port);
+                else
+                        css_jw_null(w);
+                css_jw_obj_end(w);
+        }
+        css_jw_arr_end(w);
+}
+
 /* ---- status ------------------------------------------------------------------- */
 
 struct prog_state {
@@ -220,36 +256,7 @@ int ctl_cmd_status(int argc, char **argv)
                 css_jw_obj_end(&w);
                 css_jw_key(&w, "file_groups");
                 if (have_mt) {
-                        css_jw_arr_begin(&w);
-                        for (size_t i = 0; i < mt.nmounts; i++) {
-                                const struct lp_fs_mount *m = &mt.mounts[i];
-
-                                css_jw_obj_begin(&w);
-                                css_jw_key(&w, "fg");
-                                css_jw_u64(&w, m->fg);
-                                css_jw_key(&w, "name");
-                                css_jw_str(&w, m->name);
-                                css_jw_key(&w, "path");
-                                css_jw_str(&w, m->path);
-                                css_jw_key(&w, "parent_fg");
-                                css_jw_u64(&w, m->parent_fg);
-                                css_jw_key(&w, "parent_ino");
-                                css_jw_u64(&w, m->parent_ino);
-                                css_jw_key(&w, "site");
-                                if (m->site)
-                                        css_jw_u64(&w, m->site);
-                                else
-                                        css_jw_null(&w);
-                                css_jw_key(&w, "host");
-                                css_jw_str(&w, m->site ? m->host : NULL);
-                                css_jw_key(&w, "port");
-                                if (m->site)
-                                        css_jw_u64(&w, m->port);
-                                else
-                                        css_jw_null(&w);
-                                css_jw_obj_end(&w);
-                        }
-                        css_jw_arr_end(&w);
+                        jw_mounts(&w, mt.mounts, mt.nmounts);
                 } else {
                         css_jw_null(&w);
                 }
@@ -390,36 +397,7 @@ static int fg_list(const struct ctl_opts *o)
                 struct css_jw w;
 
                 css_jw_init(&w);
-                css_jw_arr_begin(&w);
-                for (size_t i = 0; i < resp.nmounts; i++) {
-                        const struct lp_fs_mount *m = &resp.mounts[i];
-
-                        css_jw_obj_begin(&w);
-                        css_jw_key(&w, "fg");
-                        css_jw_u64(&w, m->fg);
-                        css_jw_key(&w, "name");
-                        css_jw_str(&w, m->name);
-                        css_jw_key(&w, "path");
-                        css_jw_str(&w, m->path);
-                        css_jw_key(&w, "parent_fg");
-                        css_jw_u64(&w, m->parent_fg);
-                        css_jw_key(&w, "parent_ino");
-                        css_jw_u64(&w, m->parent_ino);
-                        css_jw_key(&w, "site");
-                        if (m->site)
-                                css_jw_u64(&w, m->site);
-                        else
-                                css_jw_null(&w);
-                        css_jw_key(&w, "host");
-                        css_jw_str(&w, m->site ? m->host : NULL);
-                        css_jw_key(&w, "port");
-                        if (m->site)
-                                css_jw_u64(&w, m->port);
-                        else
-                                css_jw_null(&w);
-                        css_jw_obj_end(&w);
-                }
-                css_jw_arr_end(&w);
+                jw_mounts(&w, resp.mounts, resp.nmounts);
                 print_json(&w);
         } else {
                 printf("%-5s %-16s %-24s %-18s %-6s %s\n", "FG", "NAME", "MOUNTED AT", "ON <FG,INO>", "SITE",
