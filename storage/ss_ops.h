@@ -6,10 +6,10 @@
  *
  * Semantics the protocol leaves to the storage site, decided here:
  *  - Session views: a request naming a session sees its staged size and
- *    times.  In a session view `blocks` counts every page up to the staged
- *    size once the session has changed anything, and LSEEK treats the
- *    whole file up to the staged size as data (SEEK_DATA = offset,
- *    SEEK_HOLE = size): staged pages cannot be enumerated through dsm.
+ *    times.  In a session view `blocks` and LSEEK's SEEK_DATA/SEEK_HOLE are
+ *    those of the transaction's own view (dsm_txn_count_pages,
+ *    dsm_txn_seek): its staged pages, its frees, and the committed pages
+ *    around them.
  *  - A session whose transaction loses a race (DSM_ECONFLICT, on a partial
  *    write's read, a session read, or at COMMIT) is ended and the request
  *    answers -EAGAIN: its staged data is discarded, never committed half
