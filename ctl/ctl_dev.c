@@ -286,9 +286,9 @@ static int wait_root_served(const struct ctl_state *st, int timeout_s)
 static int start_mount(const struct ctl_state *st, const char *dir, int timeout_s, pid_t *ret_pid)
 {
         char bin[PATH_MAX], where[PATH_MAX + 64], key[PATH_MAX], cssportf[PATH_MAX], log[PATH_MAX], how[256],
-             info[128], opts[3 * PATH_MAX + 64], mp[PATH_MAX];
+             info[128], opts[3 * PATH_MAX + 64], mp[PATH_MAX], source[PATH_MAX + 16];
         uint16_t cssport;
-        char *argv[10];
+        char *argv[12];
         int r, n = 0;
 
         r = ctl_find_bin(CTL_MOUNT, bin, sizeof(bin), where, sizeof(where));
@@ -304,10 +304,12 @@ static int start_mount(const struct ctl_state *st, const char *dir, int timeout_
         }
         if (ctl_path(st, "cluster.key", key, sizeof(key)) < 0 ||
             ctl_run_file(st, CTL_CSSD, "port", cssportf, sizeof(cssportf)) < 0 ||
-            ctl_log_file(st, CTL_MOUNT, log, sizeof(log)) < 0 || ctl_path(st, "run/mountpoint", mp, sizeof(mp)) < 0)
+            ctl_log_file(st, CTL_MOUNT, log, sizeof(log)) < 0 || ctl_path(st, "run/mountpoint", mp, sizeof(mp)) < 0 ||
+            ctl_mount_source(st, source, sizeof(source)) < 0)
                 return -ENAMETOOLONG;
         snprintf(opts, sizeof(opts), "key=%s,css=127.0.0.1:%u,css_port_file=%s", key, cssport, cssportf);
         argv[n++] = (char *)ctl_progs[CTL_MOUNT].bin;
+        argv[n++] = source;             /* the fsname: which cluster this is */
         argv[n++] = (char *)dir;
         argv[n++] = "-f";
         argv[n++] = "-o";

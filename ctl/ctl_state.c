@@ -173,6 +173,13 @@ int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t 
         return -ENOENT;
 }
 
+int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap)
+{
+        int n = snprintf(buf, cap, "%s%s", CTL_SOURCE_PREFIX, st->dir);
+
+        return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
 int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap)
 {
         char file[PATH_MAX];
