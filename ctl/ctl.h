@@ -109,6 +109,13 @@ int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t 
  */
 #define CTL_SOURCE_PREFIX "locusfs:"
 int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap);
+/*
+ * A command for the user to copy: "locusctl dev VERB DIR --state STATE",
+ * DIR and STATE quoted for the shell when they need it.  dir NULL: where
+ * the cluster was last mounted (run/mountpoint), else the word DIR.
+ * Returns buf (truncated if cap is too small).
+ */
+const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *dir, char *buf, size_t cap);
 /* Load STATE/cluster.key. */
 int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
 

@@ -330,13 +330,45 @@ static int start_mount(const struct ctl_state *st, const char *dir, int timeout_
         return 0;
 }
 
+/*
+ * Is the LocusFS mount at dir (absolute) this cluster's?  Yes when its
+ * source is ours ("locusfs:STATE"); no when it names another state
+ * directory (ret_other->dir gets it, else ""); a source of another form
+ * (a mount made by hand) is ours only if dir is where this cluster was
+ * mounted (rec).  Not a LocusFS mount at all: *ret_locus false, and
+ * nothing to own.
+ */
+static bool mount_is_ours(const struct ctl_state *st, const char *dir, const char *rec, bool *ret_locus,
+                          struct ctl_state *ret_other)
+{
+        const size_t pl = strlen(CTL_SOURCE_PREFIX);
+        char src[PATH_MAX + 16], ours[PATH_MAX + 16];
+        bool any, locus;
+
+        memset(ret_other, 0, sizeof(*ret_other));
+        ctl_mount_info(dir, &any, &locus, src, sizeof(src));
+        *ret_locus = locus;
+        if (!locus)
+                return true;
+        if (ctl_mount_source(st, ours, sizeof(ours)) == 0 && !strcmp(src, ours))
+                return true;
+        if (!strncmp(src, CTL_SOURCE_PREFIX, pl) && src[pl] == '/' && strlen(src + pl) < sizeof(ret_other->dir)) {
+                memcpy(ret_other->dir, src + pl, strlen(src + pl) + 1);
+                ret_other->exists = true;
+                return false;
+        }
+        return rec && !strcmp(rec, dir);
+}
+
 static int dev_up(const struct ctl_opts *o)
 {
         struct ctl_state st;
         struct started s;
-        char dir[PATH_MAX], rec[PATH_MAX], file[PATH_MAX];
+        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX], hint[3 * PATH_MAX];
+        struct ctl_state other;
         struct stat sb;
         struct statfs sf;
+        bool locus;
         pid_t pid;
         uint16_t port;
         int r;
@@ -367,10 +399,30 @@ static int dev_up(const struct ctl_opts *o)
                 fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
                 return 1;
         }
+        /* Mounted elsewhere already?  (Before anything is made.) */
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) < 0)
+                rec[0] = 0;
+        if (rec[0] && strcmp(rec, dir) != 0 && ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 &&
+            ctl_alive(pid, ctl_progs[CTL_MOUNT].bin) && ctl_is_mounted(rec)) {
+                fprintf(stderr, "locusctl: the cluster in %s is mounted at %s already (locusfs-mount pid %d); "
+                        "run '%s' first\n", st.dir, rec, (int)pid, ctl_hint(&st, "down", rec, hint, sizeof(hint)));
+                return 1;
+        }
+        /* Another cluster's mount? */
+        if (!mount_is_ours(&st, dir, rec[0] ? rec : NULL, &locus, &other)) {
+                if (other.exists)
+                        fprintf(stderr, "locusctl: %s is the mount of the dev cluster in %s; nothing was done\n"
+                                "locusctl: to unmount it and stop that cluster: %s\n", dir, other.dir,
+                                ctl_hint(&other, "down", dir, hint, sizeof(hint)));
+                else
+                        fprintf(stderr, "locusctl: %s is a LocusFS mount that the state directory %s did not "
+                                "make; nothing was done\n", dir, st.dir);
+                return 1;
+        }
         /* The mount point: a directory (made if missing), or a mount (checked
          * below, from mountinfo only: a mount point is not looked at while
          * its daemons may be down, it would not answer). */
-        if (ctl_is_mountpoint(dir)) {
+        if (ctl_is_mounted(dir)) {
                 /* nothing to check here */
         } else if (stat(dir, &sb) < 0 && errno == ENOENT) {
                 r = mkdir_p(dir, 0755);
@@ -389,15 +441,6 @@ static int dev_up(const struct ctl_opts *o)
         r = state_init(&st);
         if (r < 0)
                 return 1;
-
-        /* Mounted elsewhere already? */
-        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) > 0 &&
-            strcmp(rec, dir) != 0 && ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 &&
-            ctl_alive(pid, ctl_progs[CTL_MOUNT].bin) && ctl_is_mounted(rec)) {
-                fprintf(stderr, "locusctl: the cluster in %s is mounted at %s already (locusfs-mount pid %d); "
-                        "run 'locusctl dev down %s' first\n", st.dir, rec, (int)pid, rec);
-                return 1;
-        }
 
         for (enum ctl_prog_id p = CTL_CSSD; p <= CTL_STORAGED; p++) {
                 if (ctl_read_pid(&st, p, &pid) == 0 && ctl_alive(pid, ctl_progs[p].bin)) {
@@ -478,8 +521,9 @@ fail:
 static int dev_down(const struct ctl_opts *o)
 {
         struct ctl_state st;
-        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX];
-        bool any = false;
+        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX], hint[3 * PATH_MAX];
+        struct ctl_state other;
+        bool any = false, locus, ours;
         pid_t pid;
         int r, ret = 0;
 
@@ -493,21 +537,50 @@ static int dev_down(const struct ctl_opts *o)
                         strerror(-r));
                 return 1;
         }
-        if (!st.exists) {
-                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", st.dir);
-                return 1;
-        }
         r = ctl_abspath(o->pos[0], dir, sizeof(dir));
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
                 return 1;
         }
-        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) > 0 &&
-            strcmp(rec, dir) != 0)
-                fprintf(stderr, "locusctl: note: this cluster was mounted at %s, not %s\n", rec, dir);
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0)
+                cm_read_file(file, rec, sizeof(rec));
+        ours = mount_is_ours(&st, dir, rec[0] ? rec : NULL, &locus, &other);
+        if (!st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", st.dir);
+                if (other.exists)
+                        fprintf(stderr, "locusctl: %s is the mount of the dev cluster in %s: %s\n", dir,
+                                other.dir, ctl_hint(&other, "down", dir, hint, sizeof(hint)));
+                return 1;
+        }
+        /*
+         * DIR must be this cluster's mount: the one on record, and not a
+         * mount of another cluster.  Anything else (a typo, another
+         * cluster's mount) is refused before anything is touched: going on
+         * would unmount someone else's mount, wait for our mount process to
+         * end (it does not: its mount is elsewhere) and then stop our
+         * cluster all the same.
+         */
+        if ((rec[0] && strcmp(rec, dir) != 0) || !ours) {
+                if (rec[0])
+                        fprintf(stderr, "locusctl: %s is not the mount of the dev cluster in %s, which is "
+                                "mounted at %s; nothing was done\n", dir, st.dir, rec);
+                else
+                        fprintf(stderr, "locusctl: %s is not the mount of the dev cluster in %s; nothing was "
+                                "done\n", dir, st.dir);
+                if (other.exists)
+                        fprintf(stderr, "locusctl: %s is the mount of the dev cluster in %s: %s\n", dir,
+                                other.dir, ctl_hint(&other, "down", dir, hint, sizeof(hint)));
+                else if (locus)
+                        fprintf(stderr, "locusctl: %s is a LocusFS mount that this state directory did not make\n",
+                                dir);
+                if (rec[0])
+                        fprintf(stderr, "locusctl: to stop the cluster in %s: %s\n", st.dir,
+                                ctl_hint(&st, "down", rec, hint, sizeof(hint)));
+                return 1;
+        }
 
         /* 1. the mount: unmounting ends locusfs-mount by itself */
-        if (ctl_is_mounted(dir)) {
+        if (locus) {
                 any = true;
                 if (unmount_dir(dir) < 0)
                         ret = 1;
@@ -543,8 +616,8 @@ static int dev_down(const struct ctl_opts *o)
         if (!any)
                 printf("nothing was running for %s\n", st.dir);
         else if (ret == 0)
-                printf("dev cluster in %s is down; its data stays (locusctl dev up %s brings it back)\n", st.dir,
-                       dir);
+                printf("dev cluster in %s is down; its data stays (%s brings it back)\n", st.dir,
+                       ctl_hint(&st, "up", dir, hint, sizeof(hint)));
         return ret;
 }
 
@@ -573,7 +646,7 @@ int ctl_cmd_fsck(int argc, char **argv)
 {
         struct ctl_opts o;
         struct ctl_state st;
-        char bin[PATH_MAX], where[PATH_MAX + 64], data[PATH_MAX], log[PATH_MAX];
+        char bin[PATH_MAX], where[PATH_MAX + 64], data[PATH_MAX], log[PATH_MAX], hint[3 * PATH_MAX];
         bool was_running;
         pid_t pid = 0, child;
         uint16_t port;
@@ -645,13 +718,14 @@ int ctl_cmd_fsck(int argc, char **argv)
                 else
                         fprintf(stderr, "locusctl: the rebuild of %s failed (locus-storaged killed by signal %d)\n",
                                 data, WTERMSIG(status));
-                fprintf(stderr, "locusctl: locus-storaged is left stopped; 'locusctl dev up' starts it again\n");
+                fprintf(stderr, "locusctl: locus-storaged is left stopped; '%s' starts it again\n",
+                        ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 1;
         }
         fprintf(stderr, "locusctl: rebuild of %s done\n", data);
         if (!was_running) {
                 fprintf(stderr, "locusctl: locus-storaged was not running, so it is left stopped "
-                        "('locusctl dev up' starts it)\n");
+                        "('%s' starts it)\n", ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 0;
         }
         r = start_daemon(&st, CTL_STORAGED, o.timeout_s, &pid, &port);

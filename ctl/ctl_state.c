@@ -180,6 +180,57 @@ int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap)
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+/* Append s to buf (cap > 0) at *len; what does not fit is cut off. */
+static void cat_at(char *buf, size_t cap, size_t *len, const char *s)
+{
+        while (*s && *len + 1 < cap)
+                buf[(*len)++] = *s++;
+        buf[*len] = 0;
+}
+
+/* Append s to buf at *len, in single quotes if the shell needs them. */
+static void append_shq(char *buf, size_t cap, size_t *len, const char *s)
+{
+        bool plain = *s != 0;
+
+        for (const char *p = s; *p && plain; p++)
+                plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%=,", *p);
+        if (plain) {
+                cat_at(buf, cap, len, s);
+                return;
+        }
+        cat_at(buf, cap, len, "'");
+        for (const char *p = s; *p; p++) {
+                char c[2] = { *p, 0 };
+
+                cat_at(buf, cap, len, *p == '\'' ? "'\\''" : c);
+        }
+        cat_at(buf, cap, len, "'");
+}
+
+const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *dir, char *buf, size_t cap)
+{
+        char file[PATH_MAX], rec[PATH_MAX];
+        size_t len = 0;
+
+        if (!cap)
+                return buf;
+        buf[0] = 0;
+        if (!dir && ctl_path(st, "run/mountpoint", file, sizeof(file)) == 0 &&
+            cm_read_file(file, rec, sizeof(rec)) > 0)
+                dir = rec;
+        cat_at(buf, cap, &len, "locusctl dev ");
+        cat_at(buf, cap, &len, verb);
+        cat_at(buf, cap, &len, " ");
+        if (dir)
+                append_shq(buf, cap, &len, dir);
+        else
+                cat_at(buf, cap, &len, "DIR");
+        cat_at(buf, cap, &len, " --state ");
+        append_shq(buf, cap, &len, st->dir);
+        return buf;
+}
+
 int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap)
 {
         char file[PATH_MAX];

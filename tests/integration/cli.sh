@@ -4,6 +4,16 @@
 #  1. Each mount shows its cluster as its source: "locusfs:STATE" in
 #     mountinfo (findmnt), type fuse.locusfs, so two clusters can be told
 #     apart.
+#  2. dev down with a directory that is not this state directory's mount
+#     (the other cluster's mount, a typo, an existing plain directory, the
+#     right mount with the other --state) exits non-zero with a message
+#     that names the real mount and the --state to use, and touches
+#     nothing: both clusters keep their mount (same mount id) and their
+#     programs (same pids), and their files stay readable.
+#  4. Every hint (dev up ... brings it back; dev down ... first) carries
+#     the --state that was used.
+#  5. The right dev down still stops its cluster cleanly, the other one
+#     stays up.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init cli
 
@@ -69,14 +79,21 @@ expect_refused() {
     done
 }
 
-# ---- two clusters
+# ---- two clusters; A may not be started over B's mount
 log "+ locusctl dev up $MNT2 --state $STATE2"
 timeout 120 "$LOCUSCTL" dev up "$MNT2" --state "$STATE2" >&2 || fail "dev up of cluster B failed"
 track_b
 wait_for 60 "the mount at $MNT2" is_mounted "$MNT2"
 echo "cluster B" >"$MNT2/b.txt"
+bmid=$(mount_id "$MNT2")
+expect_refused "dev up of A over B's mount" \
+    "$MNT2" "locusctl dev down $MNT2 --state $STATE2" -- \
+    "$LOCUSCTL" dev up "$MNT2" --state "$STATE"
+[ ! -e "$STATE" ] || fail "a refused dev up created the state directory $STATE"
+[ "$(mount_id "$MNT2")" = "$bmid" ] || fail "B's mount changed after a refused dev up over it"
 cluster_up
 echo "cluster A" >"$MNT/a.txt"
+
 # ---- 1. the source names the cluster
 src=$(findmnt -n -o SOURCE --mountpoint "$MNT") || fail "findmnt $MNT failed"
 [ "$src" = "locusfs:$STATE" ] || fail "source of $MNT is '$src', expected 'locusfs:$STATE'"
@@ -88,7 +105,65 @@ for m in "$MNT" "$MNT2"; do
 done
 mount | grep -qF "locusfs:$STATE2 on $MNT2 type fuse.locusfs" || fail "mount(8) does not list cluster B by its state"
 
-[ "$(cat "$MNT/a.txt")" = "cluster A" ] && [ "$(cat "$MNT2/b.txt")" = "cluster B" ] || fail "files unreadable"
-run "$LOCUSCTL" dev down "$MNT2" --state "$STATE2"
-cluster_down
+# ---- 2. dev down with a directory that is not this cluster's mount
+before=$(snapshot)
+expect_refused "dev down of B's mount with A's state" \
+    "$MNT" "--state $STATE2" "locusctl dev down $MNT --state $STATE" -- \
+    "$LOCUSCTL" dev down "$MNT2" --state "$STATE"
+check_both_up "after dev down of B's mount with A's state"
+
+expect_refused "dev down of A's mount with B's state" \
+    "$MNT2" "locusctl dev down $MNT2 --state $STATE2" -- \
+    "$LOCUSCTL" dev down "$MNT" --state "$STATE2"
+check_both_up "after dev down of A's mount with B's state"
+
+expect_refused "dev down of a typo" \
+    "locusctl dev down $MNT --state $STATE" -- \
+    "$LOCUSCTL" dev down "$WORK/mnnt" --state "$STATE"
+check_both_up "after dev down of a typo"
+
+mkdir "$WORK/plain"
+expect_refused "dev down of a plain directory" \
+    "locusctl dev down $MNT --state $STATE" -- \
+    "$LOCUSCTL" dev down "$WORK/plain" --state "$STATE"
+check_both_up "after dev down of a plain directory"
+
+# The same through $LOCUS_STATE_DIR (lib_init sets it to $STATE): the hint
+# still names the state directory.
+expect_refused "dev down of B's mount, state from the environment" \
+    "locusctl dev down $MNT --state $STATE" -- \
+    "$LOCUSCTL" dev down "$MNT2"
+check_both_up "after dev down of B's mount, state from the environment"
+
+# ---- 4. hints of dev up carry --state
+expect_refused "dev up of A elsewhere" \
+    "locusctl dev down $MNT --state $STATE" -- \
+    "$LOCUSCTL" dev up "$WORK/elsewhere" --state "$STATE"
+check_both_up "after dev up of A elsewhere"
+[ ! -e "$WORK/elsewhere" ] || fail "a refused dev up created $WORK/elsewhere"
+
+# ---- 5. the right dev down stops B only, and says how to bring it back
+log "+ locusctl dev down $MNT2 --state $STATE2"
+timeout 120 "$LOCUSCTL" dev down "$MNT2" --state "$STATE2" >"$WORK/out" 2>&1 || {
+    cat "$WORK/out" >&2
+    fail "dev down of cluster B failed"
+}
+cat "$WORK/out" >&2
+grep -qF "locusctl dev up $MNT2 --state $STATE2" "$WORK/out" || fail "dev down's hint lacks --state $STATE2"
+! is_mounted "$MNT2" || fail "$MNT2 still mounted after dev down"
+for n in mount storaged cssd; do
+    pid=$(STATE=$STATE2 pid_of "$n") && [ -n "$pid" ] && alive "$pid" && fail "cluster B's $n (pid $pid) still runs"
+done
+is_mounted "$MNT" && all_alive "$STATE" || fail "cluster A went down with B"
+[ "$(cat "$MNT/a.txt")" = "cluster A" ] || fail "$MNT/a.txt unreadable after B went down"
+
+# ---- A stops cleanly too, and its hint names its state
+log "+ locusctl dev down $MNT --state $STATE"
+timeout 120 "$LOCUSCTL" dev down "$MNT" --state "$STATE" >"$WORK/out" 2>&1 || {
+    cat "$WORK/out" >&2
+    fail "dev down of cluster A failed"
+}
+cat "$WORK/out" >&2
+grep -qF "locusctl dev up $MNT --state $STATE" "$WORK/out" || fail "dev down's hint lacks --state $STATE"
+! is_mounted "$MNT" || fail "$MNT still mounted after dev down"
 pass
