@@ -67,6 +67,7 @@ enum {
         CTL_OPT_TIMEOUT = 1 << 3,       /* --timeout SEC */
         CTL_OPT_MOUNT = 1 << 4,         /* --mount PATH */
         CTL_OPT_REBUILD = 1 << 5,       /* --rebuild */
+        CTL_OPT_FORCE = 1 << 6,         /* --force */
 };
 
 #define CTL_MAX_POS 4
@@ -78,6 +79,7 @@ struct ctl_opts {
         int timeout_s;
         const char *mount;
         bool rebuild;
+        bool force;
         int npos;                       /* positional arguments after the command word */
         char *pos[CTL_MAX_POS];
 };

@@ -9,6 +9,7 @@
  * or of the mount) `dev up` starts just what is missing, on the ports in
  * run/<name>.port, so that the others reconnect to the same address.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -360,11 +361,35 @@ static bool mount_is_ours(const struct ctl_state *st, const char *dir, const cha
         return rec && !strcmp(rec, dir);
 }
 
+/*
+ * Does directory dir hold anything?  0 when empty; 1 (one entry) or 2
+ * (more) with the first name in name; < 0 when it cannot be listed.
+ */
+static int first_entry(const char *dir, char *name, size_t cap)
+{
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        int n = 0;
+
+        if (!d)
+                return -errno;
+        errno = 0;
+        while (n < 2 && (e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                if (n++ == 0)
+                        snprintf(name, cap, "%s", e->d_name);
+        }
+        n = n == 0 && errno ? -errno : n;
+        closedir(d);
+        return n;
+}
+
 static int dev_up(const struct ctl_opts *o)
 {
         struct ctl_state st;
         struct started s;
-        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX], hint[3 * PATH_MAX];
+        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX], hint[3 * PATH_MAX], name[256];
         struct ctl_state other;
         struct stat sb;
         struct statfs sf;
@@ -375,7 +400,7 @@ static int dev_up(const struct ctl_opts *o)
 
         memset(&s, 0, sizeof(s));
         if (o->npos != 1) {
-                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC]\n");
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n");
                 return 2;
         }
         if (o->sites != 1) {
@@ -433,6 +458,15 @@ static int dev_up(const struct ctl_opts *o)
                 printf("created mount point %s\n", dir);
         } else if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
                 fprintf(stderr, "locusctl: mount point %s is not a directory\n", dir);
+                return 1;
+        } else if (!o->force && (r = first_entry(dir, name, sizeof(name))) != 0) {
+                if (r > 0)
+                        fprintf(stderr, "locusctl: mount point %s is not empty (it holds '%s'%s): the mount would "
+                                "hide its files until the unmount; empty it, choose another directory, or pass "
+                                "--force to mount over them\n", dir, name, r > 1 ? " and more" : "");
+                else
+                        fprintf(stderr, "locusctl: mount point %s: cannot list it: %s (--force mounts without "
+                                "looking)\n", dir, strerror(-r));
                 return 1;
         }
 
@@ -626,12 +660,13 @@ int ctl_cmd_dev(int argc, char **argv)
         struct ctl_opts o;
 
         if (argc < 2 || (strcmp(argv[1], "up") != 0 && strcmp(argv[1], "down") != 0)) {
-                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC]\n"
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n"
                                 "       locusctl dev down DIR [--state PATH] [--timeout SEC]\n");
                 return 2;
         }
         if (!strcmp(argv[1], "up")) {
-                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_TIMEOUT, 1, &o) < 0)
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_TIMEOUT | CTL_OPT_FORCE, 1,
+                                   &o) < 0)
                         return 2;
                 return dev_up(&o);
         }

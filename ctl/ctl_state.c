@@ -312,11 +312,13 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "timeout", required_argument, NULL, 't' },
                 { "mount", required_argument, NULL, 'm' },
                 { "rebuild", no_argument, NULL, 'r' },
+                { "force", no_argument, NULL, 'f' },
                 { 0 },
         };
         static const unsigned bit[128] = {
                 ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
                 ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
+                ['f'] = CTL_OPT_FORCE,
         };
         int c, idx;
         char *end;
@@ -340,6 +342,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 'j': o->json = true; break;
                 case 'm': o->mount = optarg; break;
                 case 'r': o->rebuild = true; break;
+                case 'f': o->force = true; break;
                 case 'n':
                 case 't':
                         errno = 0;

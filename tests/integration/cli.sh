@@ -10,6 +10,9 @@
 #     that names the real mount and the --state to use, and touches
 #     nothing: both clusters keep their mount (same mount id) and their
 #     programs (same pids), and their files stay readable.
+#  3. dev up over a non-empty directory refuses (and creates nothing, not
+#     even the state directory) unless --force; with --force it mounts
+#     over the files, which are back after dev down.
 #  4. Every hint (dev up ... brings it back; dev down ... first) carries
 #     the --state that was used.
 #  5. The right dev down still stops its cluster cleanly, the other one
@@ -20,6 +23,22 @@ lib_init cli
 STATE2=$WORK/state2
 MNT2=$WORK/mnt2
 mkdir -p "$MNT2"
+
+# A dev up that should have been refused but was not (the defect this test
+# looks for) starts a third cluster in $WORK/state3: stop it at exit too,
+# before lib.sh's own cleanup.
+cli_cleanup() {
+    local f pid
+    [ -d "$WORK/state3" ] || return 0
+    timeout 60 "$LOCUSCTL" dev down "$WORK/full" --state "$WORK/state3" >&2 2>&1
+    for f in "$WORK"/state3/run/*.pid; do
+        [ -f "$f" ] || continue
+        pid=$(tr -dc '0-9' <"$f")
+        [ -n "$pid" ] && alive "$pid" && ours "$pid" && stop_pid "$pid" 10
+    done
+    return 0
+}
+trap 'rc=$?; cli_cleanup; (exit $rc); lib_cleanup' EXIT
 
 # Cluster B's programs are stopped at exit even if the test fails half way
 # (lib.sh takes care of cluster A): the mount first, it unmounts on SIGTERM.
@@ -77,6 +96,19 @@ expect_refused() {
     for s in "${want[@]}"; do
         grep -qF -- "$s" "$WORK/err" || fail "$what: the message does not say '$s'"
     done
+}
+
+# down_ok DIR STATE: dev down succeeds, DIR is unmounted, and the hint to
+# bring the cluster back names its --state.
+down_ok() {
+    log "+ locusctl dev down $1 --state $2"
+    timeout 120 "$LOCUSCTL" dev down "$1" --state "$2" >"$WORK/out" 2>&1 || {
+        cat "$WORK/out" >&2
+        fail "dev down $1 --state $2 failed"
+    }
+    cat "$WORK/out" >&2
+    grep -qF "locusctl dev up $1 --state $2" "$WORK/out" || fail "dev down's hint lacks --state $2"
+    ! is_mounted "$1" || fail "$1 still mounted after dev down"
 }
 
 # ---- two clusters; A may not be started over B's mount
@@ -143,27 +175,39 @@ check_both_up "after dev up of A elsewhere"
 [ ! -e "$WORK/elsewhere" ] || fail "a refused dev up created $WORK/elsewhere"
 
 # ---- 5. the right dev down stops B only, and says how to bring it back
-log "+ locusctl dev down $MNT2 --state $STATE2"
-timeout 120 "$LOCUSCTL" dev down "$MNT2" --state "$STATE2" >"$WORK/out" 2>&1 || {
-    cat "$WORK/out" >&2
-    fail "dev down of cluster B failed"
-}
-cat "$WORK/out" >&2
-grep -qF "locusctl dev up $MNT2 --state $STATE2" "$WORK/out" || fail "dev down's hint lacks --state $STATE2"
-! is_mounted "$MNT2" || fail "$MNT2 still mounted after dev down"
+down_ok "$MNT2" "$STATE2"
 for n in mount storaged cssd; do
     pid=$(STATE=$STATE2 pid_of "$n") && [ -n "$pid" ] && alive "$pid" && fail "cluster B's $n (pid $pid) still runs"
 done
 is_mounted "$MNT" && all_alive "$STATE" || fail "cluster A went down with B"
 [ "$(cat "$MNT/a.txt")" = "cluster A" ] || fail "$MNT/a.txt unreadable after B went down"
 
+# ---- 3. dev up over a non-empty directory
+mkdir "$WORK/full"
+echo "local file" >"$WORK/full/local.txt"
+expect_refused "dev up over a non-empty directory (new state)" \
+    "$WORK/full" "not empty" "--force" -- \
+    "$LOCUSCTL" dev up "$WORK/full" --state "$WORK/state3"
+[ ! -e "$WORK/state3" ] || fail "a refused dev up created the state directory $WORK/state3"
+expect_refused "dev up of B over a non-empty directory" \
+    "$WORK/full" "not empty" "--force" -- \
+    "$LOCUSCTL" dev up "$WORK/full" --state "$STATE2"
+for n in mount storaged cssd; do
+    pid=$(STATE=$STATE2 pid_of "$n") && [ -n "$pid" ] && alive "$pid" && fail "a refused dev up started $n"
+done
+! is_mounted "$WORK/full" || fail "a refused dev up mounted $WORK/full"
+[ "$(cat "$WORK/full/local.txt")" = "local file" ] || fail "the local file changed"
+
+log "+ locusctl dev up $WORK/full --state $STATE2 --force"
+timeout 120 "$LOCUSCTL" dev up "$WORK/full" --state "$STATE2" --force >&2 || fail "dev up --force failed"
+MNT2=$WORK/full
+track_b
+is_mounted "$WORK/full" || fail "dev up --force did not mount $WORK/full"
+[ "$(cat "$WORK/full/b.txt")" = "cluster B" ] || fail "cluster B's file is not visible at $WORK/full"
+[ ! -e "$WORK/full/local.txt" ] || fail "the local file shows through the mount"
+run "$LOCUSCTL" dev down "$WORK/full" --state "$STATE2"
+[ "$(cat "$WORK/full/local.txt")" = "local file" ] || fail "the local file is not back after dev down"
+
 # ---- A stops cleanly too, and its hint names its state
-log "+ locusctl dev down $MNT --state $STATE"
-timeout 120 "$LOCUSCTL" dev down "$MNT" --state "$STATE" >"$WORK/out" 2>&1 || {
-    cat "$WORK/out" >&2
-    fail "dev down of cluster A failed"
-}
-cat "$WORK/out" >&2
-grep -qF "locusctl dev up $MNT --state $STATE" "$WORK/out" || fail "dev down's hint lacks --state $STATE"
-! is_mounted "$MNT" || fail "$MNT still mounted after dev down"
+down_ok "$MNT" "$STATE"
 pass
