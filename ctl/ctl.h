@@ -102,7 +102,8 @@ int ctl_log_file(const struct ctl_state *st, enum ctl_prog_id p, char *buf, size
 int ctl_read_pid(const struct ctl_state *st, enum ctl_prog_id p, pid_t *ret);
 int ctl_read_port(const struct ctl_state *st, enum ctl_prog_id p, uint16_t *ret);
 /* Find a program: $LOCUS_BIN_DIR, the build tree next to locusctl, locusctl's
- * own directory, $PATH.  -ENOENT (where it looked is in where). */
+ * own directory, ../sbin beside it (an installed PREFIX/bin/locusctl), $PATH.
+ * -ENOENT (where it looked is in where). */
 int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t wcap);
 /*
  * The source (FUSE fsname) of the mount dev up makes: "locusfs:STATE", so

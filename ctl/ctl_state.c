@@ -150,8 +150,9 @@ int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t 
                         snprintf(up, sizeof(up), "%s/..", self);
                         if (try_bin(up, ctl_progs[p].subdir, bin, buf, cap))
                                 return 0;
-                        /* installed side by side */
-                        if (try_bin(self, NULL, bin, buf, cap))
+                        /* installed side by side, or PREFIX/bin/locusctl and
+                         * PREFIX/sbin/locus-cssd (scripts/install.sh) */
+                        if (try_bin(self, NULL, bin, buf, cap) || try_bin(up, "sbin", bin, buf, cap))
                                 return 0;
                 }
         }
@@ -168,8 +169,8 @@ int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t 
                 }
                 path = colon ? colon + 1 : NULL;
         }
-        snprintf(where, wcap, "%s/../%s/, %s/ and $PATH", n > 0 ? self : "?", ctl_progs[p].subdir,
-                 n > 0 ? self : "?");
+        snprintf(where, wcap, "%s/../%s/, %s/, %s/../sbin/ and $PATH", n > 0 ? self : "?", ctl_progs[p].subdir,
+                 n > 0 ? self : "?", n > 0 ? self : "?");
         return -ENOENT;
 }
 
