@@ -8,6 +8,14 @@
  * a fuse.locusfs mount point too.  So after a crash (kill -9 of a daemon
  * or of the mount) `dev up` starts just what is missing, on the ports in
  * run/<name>.port, so that the others reconnect to the same address.
+ *
+ * Whose mount is it: the mount dev up makes has the source "locusfs:STATE"
+ * (ctl_mount_source), and STATE/run/mountpoint records where it is.  dev
+ * down acts on DIR only if it is that record and not a LocusFS mount whose
+ * source names another state directory; dev up refuses another cluster's
+ * mount and a non-empty directory (unless --force).  Every refusal comes
+ * before anything is created, unmounted, started or stopped
+ * (docs/cluster.md, "Which mount is whose").
  */
 #include <dirent.h>
 #include <errno.h>
@@ -430,7 +438,7 @@ static int dev_up(const struct ctl_opts *o)
         if (rec[0] && strcmp(rec, dir) != 0 && ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 &&
             ctl_alive(pid, ctl_progs[CTL_MOUNT].bin) && ctl_is_mounted(rec)) {
                 fprintf(stderr, "locusctl: the cluster in %s is mounted at %s already (locusfs-mount pid %d); "
-                        "run '%s' first\n", st.dir, rec, (int)pid, ctl_hint(&st, "down", rec, hint, sizeof(hint)));
+                        "stop it first: %s\n", st.dir, rec, (int)pid, ctl_hint(&st, "down", rec, hint, sizeof(hint)));
                 return 1;
         }
         /* Another cluster's mount? */
@@ -753,14 +761,14 @@ int ctl_cmd_fsck(int argc, char **argv)
                 else
                         fprintf(stderr, "locusctl: the rebuild of %s failed (locus-storaged killed by signal %d)\n",
                                 data, WTERMSIG(status));
-                fprintf(stderr, "locusctl: locus-storaged is left stopped; '%s' starts it again\n",
+                fprintf(stderr, "locusctl: locus-storaged is left stopped; this starts it again: %s\n",
                         ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 1;
         }
         fprintf(stderr, "locusctl: rebuild of %s done\n", data);
         if (!was_running) {
                 fprintf(stderr, "locusctl: locus-storaged was not running, so it is left stopped "
-                        "('%s' starts it)\n", ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
+                        "(this starts it: %s)\n", ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 0;
         }
         r = start_daemon(&st, CTL_STORAGED, o.timeout_s, &pid, &port);

@@ -169,7 +169,7 @@ int ctl_cmd_status(int argc, char **argv)
         if (r < 0 || !st.exists) {
                 char hint[3 * PATH_MAX];
 
-                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state? '%s' makes one)\n",
+                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?); this makes one: %s\n",
                         r < 0 ? "(unknown)" : st.dir, r < 0 ? "locusctl dev up DIR --state PATH" :
                         ctl_hint(&st, "up", "DIR", hint, sizeof(hint)));
                 return 1;
