@@ -67,6 +67,7 @@ enum {
         CTL_OPT_TIMEOUT = 1 << 3,       /* --timeout SEC */
         CTL_OPT_MOUNT = 1 << 4,         /* --mount PATH */
         CTL_OPT_REBUILD = 1 << 5,       /* --rebuild */
+        CTL_OPT_FORCE = 1 << 6,         /* --force */
 };
 
 #define CTL_MAX_POS 4
@@ -78,6 +79,7 @@ struct ctl_opts {
         int timeout_s;
         const char *mount;
         bool rebuild;
+        bool force;
         int npos;                       /* positional arguments after the command word */
         char *pos[CTL_MAX_POS];
 };
@@ -100,8 +102,23 @@ int ctl_log_file(const struct ctl_state *st, enum ctl_prog_id p, char *buf, size
 int ctl_read_pid(const struct ctl_state *st, enum ctl_prog_id p, pid_t *ret);
 int ctl_read_port(const struct ctl_state *st, enum ctl_prog_id p, uint16_t *ret);
 /* Find a program: $LOCUS_BIN_DIR, the build tree next to locusctl, locusctl's
- * own directory, $PATH.  -ENOENT (where it looked is in where). */
+ * own directory, ../sbin beside it (an installed PREFIX/bin/locusctl), $PATH.
+ * -ENOENT (where it looked is in where). */
 int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t wcap);
+/*
+ * The source (FUSE fsname) of the mount dev up makes: "locusfs:STATE", so
+ * that mount(8), findmnt and /proc/mounts tell two clusters apart and
+ * dev down can tell whose a mount is.  -ENAMETOOLONG.
+ */
+#define CTL_SOURCE_PREFIX "locusfs:"
+int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap);
+/*
+ * A command for the user to copy: "locusctl dev VERB DIR --state STATE",
+ * DIR and STATE quoted for the shell when they need it.  dir NULL: where
+ * the cluster was last mounted (run/mountpoint), else the word DIR.
+ * Returns buf (truncated if cap is too small).
+ */
+const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *dir, char *buf, size_t cap);
 /* Load STATE/cluster.key. */
 int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
 
@@ -117,6 +134,12 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
 
 /* Is pid alive (not a zombie) and running the program named comm? */
 bool ctl_alive(pid_t pid, const char *comm);
+/*
+ * The top mount on dir (absolute), from mountinfo only: *ret_any whether
+ * dir is a mount point, *ret_locus whether the top mount is fuse.locusfs,
+ * its source (unescaped) into src unless src is NULL ("" when none).
+ */
+void ctl_mount_info(const char *dir, bool *ret_any, bool *ret_locus, char *src, size_t cap);
 /* Is dir (absolute) the mount point of a LocusFS mount (fuse.locusfs)? */
 bool ctl_is_mounted(const char *dir);
 /* Is dir (absolute) a mount point of anything? */

@@ -8,7 +8,16 @@
  * a fuse.locusfs mount point too.  So after a crash (kill -9 of a daemon
  * or of the mount) `dev up` starts just what is missing, on the ports in
  * run/<name>.port, so that the others reconnect to the same address.
+ *
+ * Whose mount is it: the mount dev up makes has the source "locusfs:STATE"
+ * (ctl_mount_source), and STATE/run/mountpoint records where it is.  dev
+ * down acts on DIR only if it is that record and not a LocusFS mount whose
+ * source names another state directory; dev up refuses another cluster's
+ * mount and a non-empty directory (unless --force).  Every refusal comes
+ * before anything is created, unmounted, started or stopped
+ * (docs/cluster.md, "Which mount is whose").
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -286,9 +295,9 @@ static int wait_root_served(const struct ctl_state *st, int timeout_s)
 static int start_mount(const struct ctl_state *st, const char *dir, int timeout_s, pid_t *ret_pid)
 {
         char bin[PATH_MAX], where[PATH_MAX + 64], key[PATH_MAX], cssportf[PATH_MAX], log[PATH_MAX], how[256],
-             info[128], opts[3 * PATH_MAX + 64], mp[PATH_MAX];
+             info[128], opts[3 * PATH_MAX + 64], mp[PATH_MAX], source[PATH_MAX + 16];
         uint16_t cssport;
-        char *argv[10];
+        char *argv[12];
         int r, n = 0;
 
         r = ctl_find_bin(CTL_MOUNT, bin, sizeof(bin), where, sizeof(where));
@@ -304,10 +313,12 @@ static int start_mount(const struct ctl_state *st, const char *dir, int timeout_
         }
         if (ctl_path(st, "cluster.key", key, sizeof(key)) < 0 ||
             ctl_run_file(st, CTL_CSSD, "port", cssportf, sizeof(cssportf)) < 0 ||
-            ctl_log_file(st, CTL_MOUNT, log, sizeof(log)) < 0 || ctl_path(st, "run/mountpoint", mp, sizeof(mp)) < 0)
+            ctl_log_file(st, CTL_MOUNT, log, sizeof(log)) < 0 || ctl_path(st, "run/mountpoint", mp, sizeof(mp)) < 0 ||
+            ctl_mount_source(st, source, sizeof(source)) < 0)
                 return -ENAMETOOLONG;
         snprintf(opts, sizeof(opts), "key=%s,css=127.0.0.1:%u,css_port_file=%s", key, cssport, cssportf);
         argv[n++] = (char *)ctl_progs[CTL_MOUNT].bin;
+        argv[n++] = source;             /* the fsname: which cluster this is */
         argv[n++] = (char *)dir;
         argv[n++] = "-f";
         argv[n++] = "-o";
@@ -328,20 +339,76 @@ static int start_mount(const struct ctl_state *st, const char *dir, int timeout_
         return 0;
 }
 
+/*
+ * Is the LocusFS mount at dir (absolute) this cluster's?  Yes when its
+ * source is ours ("locusfs:STATE"); no when it names another state
+ * directory (ret_other->dir gets it, else ""); a source of another form
+ * (a mount made by hand) is ours only if dir is where this cluster was
+ * mounted (rec).  Not a LocusFS mount at all: *ret_locus false, and
+ * nothing to own.
+ */
+static bool mount_is_ours(const struct ctl_state *st, const char *dir, const char *rec, bool *ret_locus,
+                          struct ctl_state *ret_other)
+{
+        const size_t pl = strlen(CTL_SOURCE_PREFIX);
+        char src[PATH_MAX + 16], ours[PATH_MAX + 16];
+        bool any, locus;
+
+        memset(ret_other, 0, sizeof(*ret_other));
+        ctl_mount_info(dir, &any, &locus, src, sizeof(src));
+        *ret_locus = locus;
+        if (!locus)
+                return true;
+        if (ctl_mount_source(st, ours, sizeof(ours)) == 0 && !strcmp(src, ours))
+                return true;
+        if (!strncmp(src, CTL_SOURCE_PREFIX, pl) && src[pl] == '/' && strlen(src + pl) < sizeof(ret_other->dir)) {
+                memcpy(ret_other->dir, src + pl, strlen(src + pl) + 1);
+                ret_other->exists = true;
+                return false;
+        }
+        return rec && !strcmp(rec, dir);
+}
+
+/*
+ * Does directory dir hold anything?  0 when empty; 1 (one entry) or 2
+ * (more) with the first name in name; < 0 when it cannot be listed.
+ */
+static int first_entry(const char *dir, char *name, size_t cap)
+{
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        int n = 0;
+
+        if (!d)
+                return -errno;
+        errno = 0;
+        while (n < 2 && (e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                if (n++ == 0)
+                        snprintf(name, cap, "%s", e->d_name);
+        }
+        n = n == 0 && errno ? -errno : n;
+        closedir(d);
+        return n;
+}
+
 static int dev_up(const struct ctl_opts *o)
 {
         struct ctl_state st;
         struct started s;
-        char dir[PATH_MAX], rec[PATH_MAX], file[PATH_MAX];
+        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX], hint[3 * PATH_MAX], name[256];
+        struct ctl_state other;
         struct stat sb;
         struct statfs sf;
+        bool locus;
         pid_t pid;
         uint16_t port;
         int r;
 
         memset(&s, 0, sizeof(s));
         if (o->npos != 1) {
-                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC]\n");
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n");
                 return 2;
         }
         if (o->sites != 1) {
@@ -365,10 +432,30 @@ static int dev_up(const struct ctl_opts *o)
                 fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
                 return 1;
         }
+        /* Mounted elsewhere already?  (Before anything is made.) */
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) < 0)
+                rec[0] = 0;
+        if (rec[0] && strcmp(rec, dir) != 0 && ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 &&
+            ctl_alive(pid, ctl_progs[CTL_MOUNT].bin) && ctl_is_mounted(rec)) {
+                fprintf(stderr, "locusctl: the cluster in %s is mounted at %s already (locusfs-mount pid %d); "
+                        "stop it first: %s\n", st.dir, rec, (int)pid, ctl_hint(&st, "down", rec, hint, sizeof(hint)));
+                return 1;
+        }
+        /* Another cluster's mount? */
+        if (!mount_is_ours(&st, dir, rec[0] ? rec : NULL, &locus, &other)) {
+                if (other.exists)
+                        fprintf(stderr, "locusctl: %s is the mount of the dev cluster in %s; nothing was done\n"
+                                "locusctl: to unmount it and stop that cluster: %s\n", dir, other.dir,
+                                ctl_hint(&other, "down", dir, hint, sizeof(hint)));
+                else
+                        fprintf(stderr, "locusctl: %s is a LocusFS mount that the state directory %s did not "
+                                "make; nothing was done\n", dir, st.dir);
+                return 1;
+        }
         /* The mount point: a directory (made if missing), or a mount (checked
          * below, from mountinfo only: a mount point is not looked at while
          * its daemons may be down, it would not answer). */
-        if (ctl_is_mountpoint(dir)) {
+        if (ctl_is_mounted(dir)) {
                 /* nothing to check here */
         } else if (stat(dir, &sb) < 0 && errno == ENOENT) {
                 r = mkdir_p(dir, 0755);
@@ -380,6 +467,15 @@ static int dev_up(const struct ctl_opts *o)
         } else if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
                 fprintf(stderr, "locusctl: mount point %s is not a directory\n", dir);
                 return 1;
+        } else if (!o->force && (r = first_entry(dir, name, sizeof(name))) != 0) {
+                if (r > 0)
+                        fprintf(stderr, "locusctl: mount point %s is not empty (it holds '%s'%s): the mount would "
+                                "hide its files until the unmount; empty it, choose another directory, or pass "
+                                "--force to mount over them\n", dir, name, r > 1 ? " and more" : "");
+                else
+                        fprintf(stderr, "locusctl: mount point %s: cannot list it: %s (--force mounts without "
+                                "looking)\n", dir, strerror(-r));
+                return 1;
         }
 
         if (!st.exists)
@@ -387,15 +483,6 @@ static int dev_up(const struct ctl_opts *o)
         r = state_init(&st);
         if (r < 0)
                 return 1;
-
-        /* Mounted elsewhere already? */
-        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) > 0 &&
-            strcmp(rec, dir) != 0 && ctl_read_pid(&st, CTL_MOUNT, &pid) == 0 &&
-            ctl_alive(pid, ctl_progs[CTL_MOUNT].bin) && ctl_is_mounted(rec)) {
-                fprintf(stderr, "locusctl: the cluster in %s is mounted at %s already (locusfs-mount pid %d); "
-                        "run 'locusctl dev down %s' first\n", st.dir, rec, (int)pid, rec);
-                return 1;
-        }
 
         for (enum ctl_prog_id p = CTL_CSSD; p <= CTL_STORAGED; p++) {
                 if (ctl_read_pid(&st, p, &pid) == 0 && ctl_alive(pid, ctl_progs[p].bin)) {
@@ -476,8 +563,9 @@ fail:
 static int dev_down(const struct ctl_opts *o)
 {
         struct ctl_state st;
-        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX];
-        bool any = false;
+        char dir[PATH_MAX], rec[PATH_MAX] = "", file[PATH_MAX], hint[3 * PATH_MAX];
+        struct ctl_state other;
+        bool any = false, locus, ours;
         pid_t pid;
         int r, ret = 0;
 
@@ -491,21 +579,50 @@ static int dev_down(const struct ctl_opts *o)
                         strerror(-r));
                 return 1;
         }
-        if (!st.exists) {
-                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", st.dir);
-                return 1;
-        }
         r = ctl_abspath(o->pos[0], dir, sizeof(dir));
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
                 return 1;
         }
-        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) > 0 &&
-            strcmp(rec, dir) != 0)
-                fprintf(stderr, "locusctl: note: this cluster was mounted at %s, not %s\n", rec, dir);
+        if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0)
+                cm_read_file(file, rec, sizeof(rec));
+        ours = mount_is_ours(&st, dir, rec[0] ? rec : NULL, &locus, &other);
+        if (!st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", st.dir);
+                if (other.exists)
+                        fprintf(stderr, "locusctl: %s is the mount of the dev cluster in %s: %s\n", dir,
+                                other.dir, ctl_hint(&other, "down", dir, hint, sizeof(hint)));
+                return 1;
+        }
+        /*
+         * DIR must be this cluster's mount: the one on record, and not a
+         * mount of another cluster.  Anything else (a typo, another
+         * cluster's mount) is refused before anything is touched: going on
+         * would unmount someone else's mount, wait for our mount process to
+         * end (it does not: its mount is elsewhere) and then stop our
+         * cluster all the same.
+         */
+        if ((rec[0] && strcmp(rec, dir) != 0) || !ours) {
+                if (rec[0])
+                        fprintf(stderr, "locusctl: %s is not the mount of the dev cluster in %s, which is "
+                                "mounted at %s; nothing was done\n", dir, st.dir, rec);
+                else
+                        fprintf(stderr, "locusctl: %s is not the mount of the dev cluster in %s; nothing was "
+                                "done\n", dir, st.dir);
+                if (other.exists)
+                        fprintf(stderr, "locusctl: %s is the mount of the dev cluster in %s: %s\n", dir,
+                                other.dir, ctl_hint(&other, "down", dir, hint, sizeof(hint)));
+                else if (locus)
+                        fprintf(stderr, "locusctl: %s is a LocusFS mount that this state directory did not make\n",
+                                dir);
+                if (rec[0])
+                        fprintf(stderr, "locusctl: to stop the cluster in %s: %s\n", st.dir,
+                                ctl_hint(&st, "down", rec, hint, sizeof(hint)));
+                return 1;
+        }
 
         /* 1. the mount: unmounting ends locusfs-mount by itself */
-        if (ctl_is_mounted(dir)) {
+        if (locus) {
                 any = true;
                 if (unmount_dir(dir) < 0)
                         ret = 1;
@@ -541,8 +658,8 @@ static int dev_down(const struct ctl_opts *o)
         if (!any)
                 printf("nothing was running for %s\n", st.dir);
         else if (ret == 0)
-                printf("dev cluster in %s is down; its data stays (locusctl dev up %s brings it back)\n", st.dir,
-                       dir);
+                printf("dev cluster in %s is down; its data stays (%s brings it back)\n", st.dir,
+                       ctl_hint(&st, "up", dir, hint, sizeof(hint)));
         return ret;
 }
 
@@ -551,12 +668,13 @@ int ctl_cmd_dev(int argc, char **argv)
         struct ctl_opts o;
 
         if (argc < 2 || (strcmp(argv[1], "up") != 0 && strcmp(argv[1], "down") != 0)) {
-                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC]\n"
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n"
                                 "       locusctl dev down DIR [--state PATH] [--timeout SEC]\n");
                 return 2;
         }
         if (!strcmp(argv[1], "up")) {
-                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_TIMEOUT, 1, &o) < 0)
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_TIMEOUT | CTL_OPT_FORCE, 1,
+                                   &o) < 0)
                         return 2;
                 return dev_up(&o);
         }
@@ -571,7 +689,7 @@ int ctl_cmd_fsck(int argc, char **argv)
 {
         struct ctl_opts o;
         struct ctl_state st;
-        char bin[PATH_MAX], where[PATH_MAX + 64], data[PATH_MAX], log[PATH_MAX];
+        char bin[PATH_MAX], where[PATH_MAX + 64], data[PATH_MAX], log[PATH_MAX], hint[3 * PATH_MAX];
         bool was_running;
         pid_t pid = 0, child;
         uint16_t port;
@@ -643,13 +761,14 @@ int ctl_cmd_fsck(int argc, char **argv)
                 else
                         fprintf(stderr, "locusctl: the rebuild of %s failed (locus-storaged killed by signal %d)\n",
                                 data, WTERMSIG(status));
-                fprintf(stderr, "locusctl: locus-storaged is left stopped; 'locusctl dev up' starts it again\n");
+                fprintf(stderr, "locusctl: locus-storaged is left stopped; this starts it again: %s\n",
+                        ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 1;
         }
         fprintf(stderr, "locusctl: rebuild of %s done\n", data);
         if (!was_running) {
                 fprintf(stderr, "locusctl: locus-storaged was not running, so it is left stopped "
-                        "('locusctl dev up' starts it)\n");
+                        "(this starts it: %s)\n", ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 0;
         }
         r = start_daemon(&st, CTL_STORAGED, o.timeout_s, &pid, &port);

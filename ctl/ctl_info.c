@@ -167,8 +167,11 @@ int ctl_cmd_status(int argc, char **argv)
                 return 2;
         r = ctl_state_resolve(o.state, &st);
         if (r < 0 || !st.exists) {
-                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state? 'locusctl dev up DIR' makes one)\n",
-                        r < 0 ? "(unknown)" : st.dir);
+                char hint[3 * PATH_MAX];
+
+                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?); this makes one: %s\n",
+                        r < 0 ? "(unknown)" : st.dir, r < 0 ? "locusctl dev up DIR --state PATH" :
+                        ctl_hint(&st, "up", "DIR", hint, sizeof(hint)));
                 return 1;
         }
         for (int p = 0; p < CTL_NPROGS; p++) {

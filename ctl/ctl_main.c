@@ -15,8 +15,10 @@ static void usage(FILE *f)
 {
         fprintf(f,
                 "usage: locusctl COMMAND ...\n"
-                "  dev up DIR [--state PATH] [--sites 1] [--timeout SEC]   start (or restart) a one-site\n"
+                "  dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n"
+                "                                                          start (or restart) a one-site\n"
                 "                                                          cluster and mount it at DIR\n"
+                "                                                          (--force: DIR need not be empty)\n"
                 "  dev down DIR [--state PATH] [--timeout SEC]             unmount, stop the daemons\n"
                 "  status [--state PATH] [--json]                          programs, mount, file groups,\n"
                 "                                                          storage statistics\n"

@@ -198,20 +198,20 @@ static void unescape(char *s)
         *o = 0;
 }
 
-/* Is dir a mount point; is the top mount on it fuse.locusfs?  (mountinfo only:
- * nothing here goes through a file system, which may not answer.) */
-static void mount_state(const char *dir, bool *ret_any, bool *ret_locus)
+void ctl_mount_info(const char *dir, bool *ret_any, bool *ret_locus, char *src, size_t cap)
 {
         FILE *f = fopen("/proc/self/mountinfo", "re");
         char *line = NULL;
-        size_t cap = 0;
+        size_t lcap = 0;
         bool top_is_locus = false, any = false;
 
         *ret_any = *ret_locus = false;
+        if (src && cap)
+                src[0] = 0;
         if (!f)
                 return;
-        while (getline(&line, &cap, f) > 0) {
-                char *save = NULL, *tok, *mp = NULL, *sep;
+        while (getline(&line, &lcap, f) > 0) {
+                char *save = NULL, *tok, *mp = NULL, *sep, *source;
                 int i = 0;
 
                 sep = strstr(line, " - ");
@@ -226,10 +226,17 @@ static void mount_state(const char *dir, bool *ret_any, bool *ret_locus)
                 unescape(mp);
                 if (strcmp(mp, dir) != 0)
                         continue;
-                /* later lines are mounted on top of earlier ones */
+                /* later lines are mounted on top of earlier ones;
+                 * after " - ": type, source, super options */
                 tok = strtok_r(sep + 3, " ", &save);
                 top_is_locus = tok && !strcmp(tok, "fuse.locusfs");
                 any = true;
+                source = tok ? strtok_r(NULL, " \n", &save) : NULL;
+                if (src && cap) {
+                        if (source)
+                                unescape(source);
+                        snprintf(src, cap, "%s", source ? source : "");
+                }
         }
         free(line);
         fclose(f);
@@ -241,7 +248,7 @@ bool ctl_is_mounted(const char *dir)
 {
         bool any, locus;
 
-        mount_state(dir, &any, &locus);
+        ctl_mount_info(dir, &any, &locus, NULL, 0);
         return locus;
 }
 
@@ -249,7 +256,7 @@ bool ctl_is_mountpoint(const char *dir)
 {
         bool any, locus;
 
-        mount_state(dir, &any, &locus);
+        ctl_mount_info(dir, &any, &locus, NULL, 0);
         return any;
 }
 

@@ -150,8 +150,9 @@ int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t 
                         snprintf(up, sizeof(up), "%s/..", self);
                         if (try_bin(up, ctl_progs[p].subdir, bin, buf, cap))
                                 return 0;
-                        /* installed side by side */
-                        if (try_bin(self, NULL, bin, buf, cap))
+                        /* installed side by side, or PREFIX/bin/locusctl and
+                         * PREFIX/sbin/locus-cssd (scripts/install.sh) */
+                        if (try_bin(self, NULL, bin, buf, cap) || try_bin(up, "sbin", bin, buf, cap))
                                 return 0;
                 }
         }
@@ -168,9 +169,67 @@ int ctl_find_bin(enum ctl_prog_id p, char *buf, size_t cap, char *where, size_t 
                 }
                 path = colon ? colon + 1 : NULL;
         }
-        snprintf(where, wcap, "%s/../%s/, %s/ and $PATH", n > 0 ? self : "?", ctl_progs[p].subdir,
-                 n > 0 ? self : "?");
+        snprintf(where, wcap, "%s/../%s/, %s/, %s/../sbin/ and $PATH", n > 0 ? self : "?", ctl_progs[p].subdir,
+                 n > 0 ? self : "?", n > 0 ? self : "?");
         return -ENOENT;
+}
+
+int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap)
+{
+        int n = snprintf(buf, cap, "%s%s", CTL_SOURCE_PREFIX, st->dir);
+
+        return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* Append s to buf (cap > 0) at *len; what does not fit is cut off. */
+static void cat_at(char *buf, size_t cap, size_t *len, const char *s)
+{
+        while (*s && *len + 1 < cap)
+                buf[(*len)++] = *s++;
+        buf[*len] = 0;
+}
+
+/* Append s to buf at *len, in single quotes if the shell needs them. */
+static void append_shq(char *buf, size_t cap, size_t *len, const char *s)
+{
+        bool plain = *s != 0;
+
+        for (const char *p = s; *p && plain; p++)
+                plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%=,", *p);
+        if (plain) {
+                cat_at(buf, cap, len, s);
+                return;
+        }
+        cat_at(buf, cap, len, "'");
+        for (const char *p = s; *p; p++) {
+                char c[2] = { *p, 0 };
+
+                cat_at(buf, cap, len, *p == '\'' ? "'\\''" : c);
+        }
+        cat_at(buf, cap, len, "'");
+}
+
+const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *dir, char *buf, size_t cap)
+{
+        char file[PATH_MAX], rec[PATH_MAX];
+        size_t len = 0;
+
+        if (!cap)
+                return buf;
+        buf[0] = 0;
+        if (!dir && ctl_path(st, "run/mountpoint", file, sizeof(file)) == 0 &&
+            cm_read_file(file, rec, sizeof(rec)) > 0)
+                dir = rec;
+        cat_at(buf, cap, &len, "locusctl dev ");
+        cat_at(buf, cap, &len, verb);
+        cat_at(buf, cap, &len, " ");
+        if (dir)
+                append_shq(buf, cap, &len, dir);
+        else
+                cat_at(buf, cap, &len, "DIR");
+        cat_at(buf, cap, &len, " --state ");
+        append_shq(buf, cap, &len, st->dir);
+        return buf;
 }
 
 int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap)
@@ -254,11 +313,13 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "timeout", required_argument, NULL, 't' },
                 { "mount", required_argument, NULL, 'm' },
                 { "rebuild", no_argument, NULL, 'r' },
+                { "force", no_argument, NULL, 'f' },
                 { 0 },
         };
         static const unsigned bit[128] = {
                 ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
                 ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
+                ['f'] = CTL_OPT_FORCE,
         };
         int c, idx;
         char *end;
@@ -282,6 +343,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 'j': o->json = true; break;
                 case 'm': o->mount = optarg; break;
                 case 'r': o->rebuild = true; break;
+                case 'f': o->force = true; break;
                 case 'n':
                 case 't':
                         errno = 0;
