@@ -36,12 +36,14 @@
 #include <uv.h>
 
 #include "cm.h"
+#include "dsm_faultio.h"
 #include "lp_conn.h"
 #include "lp_fs.h"
 #include "ss_cs.h"
 #include "ss_ct.h"
 #include "ss_db.h"
 #include "ss_srv.h"
+#include "ss_vfs.h"
 #include "testutil.h"
 
 #define CHECK(c) \
@@ -2118,6 +2120,112 @@ START_TEST(t_restart_durability)
 }
 END_TEST
 
+/* SQLite fault tests: a server whose SQLite calls ask injector fi, with a
+ * file "before" holding data. */
+static struct tsrv *fault_start(struct dsm_faultio *fi, uint8_t *data, size_t len)
+{
+        struct tsrv *t;
+
+        setup();
+        CHECK(fi);
+        fill(data, len, 7);
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        (void)make_file(ROOT, "before", data, len);
+        return t;
+}
+
+/* Restart t without faults; what was committed before the fault ("before"
+ * and directory "d") is there, and the container works again. */
+static void fault_restart_check(struct tsrv *t, struct dsm_faultio *fi, const uint8_t *data, size_t len)
+{
+        uint64_t f;
+
+        lp_client_close(C);
+        tsrv_stop(t);
+        ss_vfs_set_faults(NULL, NULL);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        f = lookup_ino(ROOT, "before");
+        OK(do_read(C, f, 0, 0, len));
+        CHECK_EQ(A.datalen, len);
+        CHECK(memcmp(A.data, data, len) == 0);
+        OK(do_lookup(ROOT, "d"));
+        CHECK(S_ISDIR(A.attr.mode));
+        EXPECT_ERR(do_lookup(ROOT, "refused"), -ENOENT);
+        (void)mkdir_ok(ROOT, "after-restart");
+        lp_client_close(C);
+        tsrv_stop(t);
+        dsm_faultio_free(fi);
+}
+
+/* Issue #7 item 4: a failed SQLite fsync (here: in the WAL checkpoint) puts
+ * the container into its sticky error state; it is never retried, every
+ * later request answers EIO, and a restart recovers everything committed. */
+START_TEST(t_sqlite_fsync_fault)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(1);
+        struct lp_fs_req q;
+        uint8_t data[10000];
+        uint64_t nsync, nwrite;
+        struct tsrv *t = fault_start(fi, data, sizeof(data));
+
+        q = Q(LP_FS_SS_CHECKPOINT);
+        OK(call(C, &q));
+        CHECK(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) > 0);   /* SQLite's syncs pass the seam */
+        (void)mkdir_ok(ROOT, "d");
+        q = Q(LP_FS_SYNC);                      /* the index's batch is committed */
+        OK(call(C, &q));
+        dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false); /* the next SQLite fsync, once */
+        q = Q(LP_FS_SS_CHECKPOINT);             /* its WAL checkpoint syncs */
+        EXPECT_ERR(call(C, &q), -EIO);
+        nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
+        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        /* The fault was armed once: a retry would succeed, and must not
+         * happen.  Reads, mutations and jobs all answer EIO. */
+        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
+        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
+        EXPECT_ERR(do_getattr(ROOT, 0), -EIO);
+        q = Q(LP_FS_SS_CHECKPOINT);
+        EXPECT_ERR(call(C, &q), -EIO);
+        q = Q(LP_FS_SYNC);
+        EXPECT_ERR(call(C, &q), -EIO);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+        fault_restart_check(t, fi, data, sizeof(data));
+}
+END_TEST
+
+/* The same for a failed write of the WAL (at the commit of the index's
+ * batch): the mutation is in the log, so the restart replays it. */
+START_TEST(t_sqlite_write_fault)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(2);
+        struct lp_fs_req q;
+        uint8_t data[5000];
+        uint64_t nwrite;
+        int r;
+        struct tsrv *t = fault_start(fi, data, sizeof(data));
+
+        q = Q(LP_FS_SYNC);
+        OK(call(C, &q));
+        CHECK(dsm_faultio_calls(fi, DSM_FOP_PWRITE) > 0);      /* SQLite's writes pass the seam */
+        dsm_faultio_fail(fi, DSM_FOP_PWRITE, 1, EIO, false);    /* the next SQLite write, once */
+        (void)mkdir_ok(ROOT, "d");              /* in the log; SQLite's batch is not written yet */
+        q = Q(LP_FS_SYNC);
+        r = call(C, &q);                        /* the log is flushed; the index commit fails */
+        CHECK(r == 0 || r == wire(-EIO));
+        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        EXPECT_ERR(do_lookup(ROOT, "d"), -EIO);
+        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
+        q = Q(LP_FS_SS_CHECKPOINT);
+        EXPECT_ERR(call(C, &q), -EIO);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+        fault_restart_check(t, fi, data, sizeof(data));
+}
+END_TEST
+
 static void copy_file(const char *from, const char *to)
 {
         char buf[65536];
@@ -3079,6 +3187,8 @@ static Suite *suite(void)
                 { "session_limits", t_session_limits, 120 },
                 { "nospace", t_nospace, 60 },
                 { "restart_durability", t_restart_durability, 120 },
+                { "sqlite_fsync_fault", t_sqlite_fsync_fault, 60 },
+                { "sqlite_write_fault", t_sqlite_write_fault, 60 },
                 { "replay_and_rebuild", t_replay_and_rebuild, 180 },
                 { "checkpoint_clean_rebuild", t_checkpoint_clean_rebuild, 180 },
                 { "background_maintenance", t_background_maintenance, 180 },
