@@ -177,7 +177,7 @@ static uint64_t pages_of(uint64_t size)
 }
 
 /* Attributes of in (already a session view if s). */
-static int to_attr(struct ss_opctx *x, const struct ss_inode *in, const struct ss_sess *s,
+static int to_attr(struct ss_opctx *x, const struct ss_inode *in, struct ss_sess *s,
                    struct lp_fs_attr *a)
 {
         uint64_t pages = 0;
@@ -199,10 +199,14 @@ static int to_attr(struct ss_opctx *x, const struct ss_inode *in, const struct s
                 pages = 1;
         } else if (S_ISREG(in->mode)) {
                 if (s && (s->data || s->has_size)) {
-                        int r = dsm_txn_count_pages(s->txn, in->ino, &pages);
+                        if (!s->pages_valid) {
+                                int r = dsm_txn_count_pages(s->txn, in->ino, &s->pages);
 
-                        if (r < 0)
-                                return fail(x, r, "counting staged pages: %s", strerror(-r));
+                                if (r < 0)
+                                        return fail(x, r, "counting staged pages: %s", strerror(-r));
+                                s->pages_valid = true;
+                        }
+                        pages = s->pages;
                 } else {
                         int r = ss_ct_blocks(x->ct, in->ino, &pages);
 
@@ -214,7 +218,7 @@ static int to_attr(struct ss_opctx *x, const struct ss_inode *in, const struct s
         return 0;
 }
 
-static int answer_inode(struct ss_opctx *x, uint64_t ino, const struct ss_sess *s, struct lp_fs_resp *a)
+static int answer_inode(struct ss_opctx *x, uint64_t ino, struct ss_sess *s, struct lp_fs_resp *a)
 {
         struct ss_inode in;
         int r = get_inode(x, ino, &in);
@@ -379,8 +383,10 @@ static int sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_
                 return sess_failed(x, s, r, "truncate");
         s->has_size = true;
         s->size = size;
-        if (size < view->size)
+        if (size < view->size) {
                 s->data = true;         /* pages were freed or zeroed */
+                s->pages_valid = false;
+        }
         s->has_mtime = s->has_ctime = true;
         s->mtime = s->ctime = now;
         return 0;
@@ -1572,6 +1578,30 @@ static int sess_inode(struct ss_opctx *x, struct ss_sess *s, struct ss_inode *in
         return 0;
 }
 
+/* How many of pages [first, end) of ino hold data as t sees them: one
+ * lookup per data page and per run of holes, never a walk over the whole
+ * file. */
+static int range_pages(struct dsm_txn *t, uint64_t ino, uint64_t first, uint64_t end, uint64_t *ret)
+{
+        uint64_t n = 0, p = first, d;
+
+        while (p < end) {
+                int r = dsm_txn_seek(t, ino, p, DSM_SEEK_DATA, &d);
+
+                if (r == -ENXIO)
+                        break;
+                if (r < 0)
+                        return r;
+                if (d >= end)
+                        break;
+                if (d == p)
+                        n++;
+                p = d == p ? p + 1 : d;
+        }
+        *ret = n;
+        return 0;
+}
+
 static int op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
 {
         struct ss_inode in;
@@ -1588,12 +1618,23 @@ static int op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
         if (q->offset > SS_MAX_FILE_SIZE || q->datalen > SS_MAX_FILE_SIZE - q->offset)
                 return fail(x, -EFBIG, "write beyond the largest file size");
         if (q->datalen) {
+                uint64_t first = q->offset >> PAGE_SHIFT, end = pages_of(q->offset + q->datalen);
+                uint64_t had = 0;
+
                 r = space_ok(x, q->datalen);
                 if (r < 0)
                         return r;
+                /* Every page written holds data afterwards: the session's
+                 * count grows by the holes among them. */
+                if (s->pages_valid) {
+                        r = range_pages(s->txn, s->ino, first, end, &had);
+                        if (r < 0)
+                                return sess_failed(x, s, r, "write");
+                }
                 r = data_write(s->txn, s->ino, q->offset, q->data, q->datalen);
                 if (r < 0)
                         return sess_failed(x, s, r, "write");
+                s->pages += (end - first) - had;
                 s->data = true;
                 if (q->offset + q->datalen > in.size) {
                         s->has_size = true;
@@ -1724,6 +1765,7 @@ static int op_fallocate(struct ss_opctx *x, const struct lp_fs_req *q, struct lp
                         if (r < 0)
                                 return sess_failed(x, s, r, "fallocate");
                         s->data = true;
+                        s->pages_valid = false;
                 }
                 if (newsize != view.size) {
                         s->has_size = true;
@@ -1953,6 +1995,7 @@ static int op_copy_range(struct ss_opctx *x, const struct lp_fs_req *q, struct l
                 m.txn = NULL;           /* the session keeps it */
                 ss_mut_abort(x->ct, &m);
                 ds->data = true;
+                ds->pages_valid = false;
                 if (q->offset2 + n > dview.size) {
                         ds->has_size = true;
                         ds->size = q->offset2 + n;

@@ -1509,6 +1509,54 @@ START_TEST(t_session_visibility)
 }
 END_TEST
 
+/* Inside a session WRITE answers keep the page count up to date without
+ * recounting the file: pages that were data stay counted once, holes that
+ * a write fills are added, and after a truncation or a punched hole the
+ * count is taken again.  Checked against the count COMMIT takes. */
+START_TEST(t_session_blocks)
+{
+        struct tsrv *t;
+        uint8_t page[4096 * 4];
+        uint64_t f, sess;
+
+        setup();
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        fill(page, sizeof(page), 3);
+        OK(do_create(ROOT, "blk", O_CREAT | O_WRONLY, 0644, &f, &sess));
+        OK(do_write(C, f, sess, 0, page, 4 * 4096));            /* pages 0..3 */
+        OK(do_write(C, f, sess, 10 * 4096, page, 4096));        /* page 10 */
+        OK(do_commit(C, f, sess, 0));
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_getattr(f, sess));
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_write(C, f, sess, 4096 + 100, page, 200));        /* inside data page 1 */
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_write(C, f, sess, 5 * 4096 + 7, page, 10));       /* a partial hole page 5 */
+        CHECK_EQ(A.attr.blocks, 6 * 8);
+        OK(do_write(C, f, sess, 3 * 4096, page, 4 * 4096));     /* 3 data, 4 hole, 5 data, 6 hole */
+        CHECK_EQ(A.attr.blocks, 8 * 8);
+        OK(do_write(C, f, sess, 9 * 4096 + 4000, page, 200));   /* straddles hole 9 and data 10 */
+        CHECK_EQ(A.attr.blocks, 9 * 8);
+        OK(do_write(C, f, sess, 20 * 4096, page, 1));           /* past the end */
+        CHECK_EQ(A.attr.blocks, 10 * 8);
+        OK(do_write(C, f, sess, 20 * 4096, page, 4096));        /* the same page again */
+        CHECK_EQ(A.attr.blocks, 10 * 8);
+        OK(do_fallocate(f, sess, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * 4096, 2 * 4096));
+        CHECK_EQ(A.attr.blocks, 8 * 8);                         /* pages 4 and 5 freed */
+        OK(do_write(C, f, sess, 4 * 4096, page, 4096));
+        CHECK_EQ(A.attr.blocks, 9 * 8);
+        OK(do_setattr_size(f, sess, 6 * 4096));                 /* pages 0..4 left */
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_write(C, f, sess, 7 * 4096, page, 4096));
+        CHECK_EQ(A.attr.blocks, 6 * 8);
+        OK(do_commit(C, f, sess, LP_FS_COMMIT_END));
+        CHECK_EQ(A.attr.blocks, 6 * 8);
+        lp_client_close(C);
+        tsrv_stop(t);
+}
+END_TEST
+
 START_TEST(t_session_restart_estale)
 {
         struct tsrv *t;
@@ -3178,6 +3226,7 @@ static Suite *suite(void)
                 { "readdir", t_readdir, 60 },
                 { "xattr", t_xattr, 60 },
                 { "session_visibility", t_session_visibility, 60 },
+                { "session_blocks", t_session_blocks, 60 },
                 { "session_restart_estale", t_session_restart_estale, 60 },
                 { "conflict", t_conflict, 60 },
                 { "large_sparse", t_large_sparse, 120 },
