@@ -446,13 +446,48 @@ static int op_getattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_f
         return answer_inode(x, q->ino, s, a);
 }
 
+/* The rows of a new inode in (mode, rdev, target set by the caller) named
+ * <pin, name>, into m: its number, owner, links and times, its entry;
+ * pin's times and links are updated, but pin is not put into m. */
+static int add_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_mut *m, struct ss_inode *pin,
+                    const uint8_t *name, size_t namelen, struct ss_inode *in, struct ss_time now)
+{
+        struct ss_dirent d;
+        bool isdir = S_ISDIR(in->mode);
+        int r = ss_mut_alloc_ino(x->ct, m, &in->ino);
+
+        if (r < 0)
+                return fail(x, r, "inode numbers of this container are exhausted");
+        in->uid = q->cred.uid;
+        in->gid = (pin->mode & S_ISGID) ? pin->gid : q->cred.gid;
+        if (isdir && (pin->mode & S_ISGID))
+                in->mode |= S_ISGID;
+        in->nlink = isdir ? 2 : 1;
+        in->atime = in->mtime = in->ctime = now;
+        if (isdir)
+                in->size = PAGE;
+        memset(&d, 0, sizeof(d));
+        d.id = ss_mut_alloc_dirent(x->ct, m);
+        d.parent = pin->ino;
+        d.ino = in->ino;
+        d.type = dtype(in->mode);
+        d.namelen = (uint32_t)namelen;
+        memcpy(d.name, name, namelen);
+        pin->mtime = pin->ctime = now;
+        if (isdir)
+                pin->nlink++;
+        ss_cs_put_inode(&m->cs, in, SS_CS_VSEQ | SS_CS_GSEQ);
+        ss_cs_put_dirent(&m->cs, &d);
+        m->d_inodes++;
+        return 0;
+}
+
 /* Common part of CREATE, MKNOD, MKDIR, SYMLINK: a new inode named
  * <parent, name>.  in is filled by the caller with mode/rdev/target. */
 static int make_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_inode *in, struct ss_mut *m,
                      struct ss_inode *pin)
 {
         struct ss_dirent d;
-        struct ss_time now = now_time();
         bool isdir = S_ISDIR(in->mode);
         int r;
 
@@ -475,33 +510,12 @@ static int make_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_in
         if (r < 0)
                 return r;
         ss_mut_init(x->ct, m, NULL);
-        r = ss_mut_alloc_ino(x->ct, m, &in->ino);
+        r = add_node(x, q, m, pin, q->name, q->namelen, in, now_time());
         if (r < 0) {
                 ss_mut_abort(x->ct, m);
-                return fail(x, r, "inode numbers of this container are exhausted");
+                return r;
         }
-        in->uid = q->cred.uid;
-        in->gid = (pin->mode & S_ISGID) ? pin->gid : q->cred.gid;
-        if (isdir && (pin->mode & S_ISGID))
-                in->mode |= S_ISGID;
-        in->nlink = isdir ? 2 : 1;
-        in->atime = in->mtime = in->ctime = now;
-        if (isdir)
-                in->size = PAGE;
-        memset(&d, 0, sizeof(d));
-        d.id = ss_mut_alloc_dirent(x->ct, m);
-        d.parent = pin->ino;
-        d.ino = in->ino;
-        d.type = dtype(in->mode);
-        d.namelen = (uint32_t)q->namelen;
-        memcpy(d.name, q->name, q->namelen);
-        pin->mtime = pin->ctime = now;
-        if (isdir)
-                pin->nlink++;
-        ss_cs_put_inode(&m->cs, in, SS_CS_VSEQ | SS_CS_GSEQ);
-        ss_cs_put_dirent(&m->cs, &d);
         ss_cs_put_inode(&m->cs, pin, 0);
-        m->d_inodes++;
         x->ino = in->ino;
         return 0;
 }
@@ -842,14 +856,15 @@ static int op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
         struct ss_mut m;
         struct ss_time now = now_time();
         bool have_dst, exch = q->flags & LP_FS_RENAME_EXCHANGE;
+        bool whiteout = q->flags & LP_FS_RENAME_WHITEOUT;
         bool moved = q->parent != q->newparent;
         int r;
 
-        if (q->flags & ~(LP_FS_RENAME_NOREPLACE | LP_FS_RENAME_EXCHANGE))
+        if (q->flags & ~(LP_FS_RENAME_NOREPLACE | LP_FS_RENAME_EXCHANGE | LP_FS_RENAME_WHITEOUT))
                 return fail(x, -EINVAL, "unknown rename flags %#x", q->flags);
-        if ((q->flags & LP_FS_RENAME_NOREPLACE) && exch)
-                return fail(x, -EINVAL, "NOREPLACE and EXCHANGE together");
-        buf = xalloc(x, 4 * sizeof(*buf));
+        if ((q->flags & (LP_FS_RENAME_NOREPLACE | LP_FS_RENAME_WHITEOUT)) && exch)
+                return fail(x, -EINVAL, "NOREPLACE or WHITEOUT with EXCHANGE");
+        buf = xalloc(x, 5 * sizeof(*buf));
         if (!buf)
                 return fail(x, -ENOMEM, "out of memory");
         P = &buf[0];
@@ -961,6 +976,11 @@ static int op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                         if (NP->nlink >= SS_LINK_MAX && !(have_dst && S_ISDIR(D->mode)))
                                 return fail(x, -EMLINK, "target directory has too many links");
                 }
+                if (whiteout) {
+                        r = space_ok(x, 0);
+                        if (r < 0)
+                                return r;
+                }
                 ss_mut_init(x->ct, &m, NULL);
                 if (have_dst) {
                         ss_cs_del_dirent(&m.cs, dd.id);
@@ -991,6 +1011,20 @@ static int op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                 }
                 S->ctime = now;
                 ss_cs_put_inode(&m.cs, S, 0);
+                if (whiteout) {
+                        /* The old name now names a whiteout, as
+                         * mknod(S_IFCHR, 0/0) would make it (overlayfs),
+                         * in the same commit. */
+                        struct ss_inode *W = &buf[4];
+
+                        memset(W, 0, sizeof(*W));
+                        W->mode = S_IFCHR;
+                        r = add_node(x, q, &m, P, q->name, q->namelen, W, now);
+                        if (r < 0) {
+                                ss_mut_abort(x->ct, &m);
+                                return r;
+                        }
+                }
         }
         P->mtime = P->ctime = now;
         ss_cs_put_inode(&m.cs, P, 0);

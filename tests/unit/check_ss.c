@@ -1954,6 +1954,56 @@ static uint64_t flushes(void)
         return status_num(A.text, "flushes");
 }
 
+/* RENAME_WHITEOUT: the source moves over the target and its old name
+ * becomes a whiteout (a character device 0/0 of the caller), in one
+ * commit, which survives a restart. */
+static void check_whiteout_rename(uint64_t src_ino)
+{
+        OK(do_lookup(ROOT, "wsrc"));
+        CHECK(S_ISCHR(A.attr.mode));
+        CHECK_EQ(A.attr.mode & 07777, 0);
+        CHECK_EQ(A.attr.rdev, 0);
+        CHECK_EQ(A.attr.nlink, 1);
+        CHECK_EQ(A.attr.uid, 1000);
+        CHECK(A.attr.ino != src_ino);
+        CHECK_EQ(lookup_ino(ROOT, "wdst"), src_ino);
+        CHECK_EQ(A.attr.nlink, 1);
+}
+
+START_TEST(t_rename_whiteout)
+{
+        struct tsrv *t;
+        struct lp_fs_req q;
+        uint64_t src, old_dst, seq;
+
+        setup();
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        src = make_file(ROOT, "wsrc", "S", 1);
+        old_dst = make_file(ROOT, "wdst", "D", 1);
+        EXPECT_ERR(do_rename(ROOT, "wsrc", ROOT, "wdst", LP_FS_RENAME_WHITEOUT | LP_FS_RENAME_EXCHANGE),
+                   -EINVAL);
+        q = Q(LP_FS_SS_STATUS);
+        OK(call(C, &q));
+        seq = status_num(A.text, "seq");
+        OK(do_rename(ROOT, "wsrc", ROOT, "wdst", LP_FS_RENAME_WHITEOUT));
+        CHECK_EQ(A.ino, old_dst);
+        CHECK(A.orphan);
+        q = Q(LP_FS_SS_STATUS);
+        OK(call(C, &q));
+        CHECK_EQ(status_num(A.text, "seq"), seq + 1);           /* one commit */
+        check_whiteout_rename(src);
+        lp_client_close(C);
+        tsrv_stop(t);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        check_whiteout_rename(src);
+        OK(do_unlink(ROOT, "wsrc"));
+        lp_client_close(C);
+        tsrv_stop(t);
+}
+END_TEST
+
 START_TEST(t_sync_durability)
 {
         struct tsrv *t;
@@ -3222,6 +3272,7 @@ static Suite *suite(void)
                 { "link_unlink_orphan", t_link_unlink_orphan, 60 },
                 { "rmdir", t_rmdir, 60 },
                 { "rename", t_rename, 60 },
+                { "rename_whiteout", t_rename_whiteout, 60 },
                 { "symlink", t_symlink, 60 },
                 { "readdir", t_readdir, 60 },
                 { "xattr", t_xattr, 60 },
