@@ -2218,6 +2218,53 @@ START_TEST(t_restart_durability)
 }
 END_TEST
 
+/* ss_db's error state by itself: a failed WAL checkpoint fsync is kept,
+ * named, never retried, refuses every call without touching the disk, and
+ * close leaves the WAL alone; reopening reads what was committed. */
+START_TEST(t_db_sticky_error)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(3);
+        struct ss_db *db;
+        struct stat st;
+        char path[PATH_MAX], wal[PATH_MAX];
+        const char *cause = NULL;
+        uint64_t v = 0, calls;
+
+        setup();
+        CHECK(fi);
+        pathf(path, sizeof(path), "%s/t.sqlite", tu_tmpdir());
+        pathf(wal, sizeof(wal), "%s-wal", path);
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_begin(db) == 0);
+        CHECK(ss_db_meta_put(db, "k", 42) == 0);
+        CHECK(ss_db_commit(db) == 0);
+        CHECK_EQ(ss_db_error(db, NULL), 0);
+        dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false);
+        CHECK_EQ(ss_db_wal_checkpoint(db), -EIO);
+        CHECK_EQ(ss_db_error(db, &cause), -EIO);
+        CHECK(cause && strstr(cause, "fsync") && strstr(cause, "t.sqlite"));
+        CHECK(strstr(ss_db_errmsg(db), "fsync"));
+        calls = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) + dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        CHECK_EQ(ss_db_wal_checkpoint(db), -EIO);
+        CHECK_EQ(ss_db_meta_get(db, "k", &v), -EIO);
+        CHECK_EQ(ss_db_begin(db), -EIO);
+        CHECK_EQ(ss_db_meta_put(db, "k", 43), -EIO);
+        ss_db_rollback(db);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) + dsm_faultio_calls(fi, DSM_FOP_PWRITE), calls);
+        ss_db_close(db);
+        CHECK(stat(wal, &st) == 0 && st.st_size > 0);  /* close did not checkpoint */
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) + dsm_faultio_calls(fi, DSM_FOP_PWRITE), calls);
+        ss_vfs_set_faults(NULL, NULL);
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_meta_get(db, "k", &v) == 0);
+        CHECK_EQ(v, 42);
+        ss_db_close(db);
+        CHECK(stat(wal, &st) < 0);                      /* a clean close checkpoints it away */
+        dsm_faultio_free(fi);
+}
+END_TEST
+
 /* SQLite fault tests: a server whose SQLite calls ask injector fi, with a
  * file "before" holding data. */
 static struct tsrv *fault_start(struct dsm_faultio *fi, uint8_t *data, size_t len)
@@ -3287,6 +3334,7 @@ static Suite *suite(void)
                 { "session_limits", t_session_limits, 120 },
                 { "nospace", t_nospace, 60 },
                 { "restart_durability", t_restart_durability, 120 },
+                { "db_sticky_error", t_db_sticky_error, 60 },
                 { "sqlite_fsync_fault", t_sqlite_fsync_fault, 60 },
                 { "sqlite_write_fault", t_sqlite_write_fault, 60 },
                 { "replay_and_rebuild", t_replay_and_rebuild, 180 },
