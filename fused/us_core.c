@@ -1504,9 +1504,9 @@ int us_core_rename(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         uint64_t nino;
         int r;
 
-        if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+        if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
                 return -EINVAL;
-        if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+        if ((flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)) && (flags & RENAME_EXCHANGE))
                 return -EINVAL;
         r = check_name(newname);
         if (r < 0)
@@ -1532,7 +1532,8 @@ int us_core_rename(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         req.newname = (const uint8_t *)newname;
         req.newnamelen = strlen(newname);
         req.flags = ((flags & RENAME_NOREPLACE) ? LP_FS_RENAME_NOREPLACE : 0) |
-                    ((flags & RENAME_EXCHANGE) ? LP_FS_RENAME_EXCHANGE : 0);
+                    ((flags & RENAME_EXCHANGE) ? LP_FS_RENAME_EXCHANGE : 0) |
+                    ((flags & RENAME_WHITEOUT) ? LP_FS_RENAME_WHITEOUT : 0);
         r = call_fg(core, ctx, &req, US_RESEND_UNSENT, &resp);
         if (r < 0)
                 return r;

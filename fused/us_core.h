@@ -169,7 +169,9 @@ int us_core_link(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64
                  const char *newname, struct us_entry *ret);
 int us_core_unlink(struct us_core *core, struct us_ctx *ctx, uint64_t parent, const char *name);
 int us_core_rmdir(struct us_core *core, struct us_ctx *ctx, uint64_t parent, const char *name);
-/* flags: RENAME_NOREPLACE, RENAME_EXCHANGE (renameat2); others EINVAL. */
+/* flags: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT (renameat2:
+ * the old name becomes a whiteout, atomically; overlayfs needs it of an
+ * upper layer); others, or EXCHANGE with another, EINVAL. */
 int us_core_rename(struct us_core *core, struct us_ctx *ctx, uint64_t parent, const char *name,
                    uint64_t newparent, const char *newname, unsigned flags);
 

@@ -113,6 +113,7 @@ enum lp_fs_op {
 /* rename flags (as renameat2) */
 #define LP_FS_RENAME_NOREPLACE (1u << 0)
 #define LP_FS_RENAME_EXCHANGE (1u << 1)
+#define LP_FS_RENAME_WHITEOUT (1u << 2)
 
 /* setxattr flags (as setxattr(2)) */
 #define LP_FS_XATTR_CREATE 1u

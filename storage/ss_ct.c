@@ -794,8 +794,9 @@ store_failed:
         }
         goto out;
 drop:
-        if (m->own_txn)
-                dsm_txn_abort(m->txn);
+        /* Consumed in every case, a borrowed transaction too (ss_ct.h):
+         * a session's COMMIT hands its transaction over and forgets it. */
+        dsm_txn_abort(m->txn);
         m->txn = NULL;
 out:
         dsm_commit_release(&c);

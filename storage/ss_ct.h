@@ -27,8 +27,11 @@
  *       database, another schema), SQLite is thrown away and rebuilt from
  *       the log (ss_ct_open does it, logging why).
  *  [C5] ct->err is sticky: once a commit is in the log but could not be
- *       applied to SQLite (or the store failed), every mutation fails with
- *       it until the container is reopened, which replays and repairs.
+ *       applied to SQLite, SQLite's disk failed under it (ss_db.h's error
+ *       state: a failed write, fsync or WAL checkpoint), or the store
+ *       failed, every mutation fails with it -- and the server answers
+ *       every request of the container with it (ss_srv.c [S6]) -- until
+ *       the container is reopened, which replays and repairs.
  *  [C6] Changesets are applied inside one open SQLite transaction (a
  *       batch), each in a savepoint; ss_ct_index_commit() commits the batch
  *       (the daemon does it before every log flush, before maintenance and

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "cm.h"
+#include "ss_vfs.h"
 
 enum {
         Q_META_GET,
@@ -46,7 +47,6 @@ enum {
         Q_EACH_META,
         Q_BEGIN,
         Q_COMMIT,
-        Q_ROLLBACK,
         Q_SAVEPOINT,
         Q_RELEASE,
         Q_ROLLBACK_TO,
@@ -90,7 +90,6 @@ static const char *const sql[Q_COUNT_] = {
         [Q_EACH_META] = "SELECT key, value FROM meta ORDER BY key",
         [Q_BEGIN] = "BEGIN IMMEDIATE",
         [Q_COMMIT] = "COMMIT",
-        [Q_ROLLBACK] = "ROLLBACK",
         [Q_SAVEPOINT] = "SAVEPOINT cs",
         [Q_RELEASE] = "RELEASE cs",
         [Q_ROLLBACK_TO] = "ROLLBACK TO cs",
@@ -120,12 +119,43 @@ struct ss_db {
         char *path;
         sqlite3_stmt *st[Q_COUNT_];
         unsigned wal_frames;
+        int err;                        /* sticky: see ss_db.h, "Errors" */
+        char cause[384];
 };
+
+/* Did the disk fail under SQLite (so that what SQLite caches may no longer
+ * match what is on disk)?  Out of memory is not such a failure. */
+static bool disk_failed(int rc)
+{
+        switch (rc & 0xff) {
+        case SQLITE_IOERR:
+                return rc != SQLITE_IOERR_NOMEM;
+        case SQLITE_FULL:
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return true;
+        default:
+                return false;
+        }
+}
 
 static int fail(struct ss_db *db, const char *what, int rc)
 {
-        cm_log(LOG_DEBUG, "%s: sqlite %s: %s (%d)", db->path, what, sqlite3_errmsg(db->h), rc);
-        if (rc == SQLITE_NOMEM)
+        const char *vfs_err = ss_vfs_take_error();
+
+        cm_log(LOG_DEBUG, "%s: sqlite %s: %s (%d)%s%s", db->path, what, sqlite3_errmsg(db->h), rc,
+               vfs_err ? ": " : "", vfs_err ? vfs_err : "");
+        if (disk_failed(rc) && !db->err) {
+                /* Never retried: after a failed write or fsync the kernel
+                 * may have dropped the dirty pages, so neither SQLite's
+                 * cache nor a later checkpoint can be trusted.  Nor may
+                 * close checkpoint the WAL into the database file. */
+                db->err = -EIO;
+                snprintf(db->cause, sizeof(db->cause), "SQLite %s (%s)", what,
+                         vfs_err ? vfs_err : sqlite3_errmsg(db->h));
+                sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        }
+        if (rc == SQLITE_NOMEM || rc == SQLITE_IOERR_NOMEM)
                 return -ENOMEM;
         if ((rc & 0xff) == SQLITE_CONSTRAINT)
                 return -EEXIST;
@@ -136,6 +166,8 @@ static sqlite3_stmt *stmt(struct ss_db *db, int q)
 {
         sqlite3_stmt *s = db->st[q];
 
+        if (db->err)
+                return NULL;
         if (!s) {
                 int rc = sqlite3_prepare_v3(db->h, sql[q], -1, SQLITE_PREPARE_PERSISTENT, &db->st[q], NULL);
 
@@ -180,10 +212,13 @@ int ss_db_open(const char *path, struct ss_db **ret)
                 free(db);
                 return -ENOMEM;
         }
+        r = ss_vfs_register();
+        if (r < 0)
+                goto fail;
         rc = sqlite3_open_v2(path, &db->h,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                      SQLITE_OPEN_EXRESCODE,
-                             NULL);
+                             SS_VFS_NAME);
         if (rc != SQLITE_OK) {
                 cm_log(LOG_DEBUG, "%s: sqlite open: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
                 r = -EIO;
@@ -238,7 +273,16 @@ void ss_db_close(struct ss_db *db)
 
 const char *ss_db_errmsg(struct ss_db *db)
 {
+        if (db && db->err)
+                return db->cause;
         return db && db->h ? sqlite3_errmsg(db->h) : "no database";
+}
+
+int ss_db_error(const struct ss_db *db, const char **ret_cause)
+{
+        if (db->err && ret_cause)
+                *ret_cause = db->cause;
+        return db->err;
 }
 
 static int run(struct ss_db *db, int q)
@@ -283,13 +327,19 @@ void ss_db_rollback_to(struct ss_db *db)
 
 void ss_db_rollback(struct ss_db *db)
 {
+        /* Also in the error state: a rollback writes nothing in WAL mode,
+         * it only drops the transaction's pages from the cache. */
         if (!sqlite3_get_autocommit(db->h))
-                (void)run(db, Q_ROLLBACK);
+                (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
 int ss_db_wal_checkpoint(struct ss_db *db)
 {
-        int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        int rc;
+
+        if (db->err)
+                return db->err;
+        rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 
         if (rc != SQLITE_OK)
                 return fail(db, "wal_checkpoint", rc);
@@ -814,14 +864,18 @@ int ss_db_each_meta(struct ss_db *db, int (*fn)(void *ctx, const char *key, uint
 int ss_db_clear(struct ss_db *db)
 {
         char *err = NULL;
-        int rc = sqlite3_exec(db->h, "DELETE FROM inodes; DELETE FROM dirents; DELETE FROM xattrs;"
+        int rc;
+
+        if (db->err)
+                return db->err;
+        rc = sqlite3_exec(db->h, "DELETE FROM inodes; DELETE FROM dirents; DELETE FROM xattrs;"
                                      "DELETE FROM meta WHERE key <> 'schema';",
                               NULL, NULL, &err);
 
         if (rc != SQLITE_OK) {
                 cm_log(LOG_DEBUG, "%s: clear: %s", db->path, err ? err : "?");
                 sqlite3_free(err);
-                return -EIO;
+                return fail(db, "clear", rc);
         }
         return 0;
 }

@@ -42,6 +42,18 @@
  * SQLite message is logged at LOG_DEBUG and kept for ss_db_errmsg()),
  * -ENOMEM, -EEXIST (a unique constraint, i.e. a caller bug or a corrupt
  * changeset).
+ *
+ * Sticky error (as SQLite's own pager and dsmcore's store): once SQLite
+ * reports that the disk failed under it (SQLITE_IOERR but for NOMEM,
+ * SQLITE_FULL, SQLITE_CORRUPT, SQLITE_NOTADB: a failed write, fsync,
+ * truncate or WAL checkpoint), the connection is in its error state for
+ * good: every later call but ss_db_rollback() and ss_db_close() fails with
+ * -EIO without touching the disk (a failed fsync is never retried: the
+ * kernel may have dropped the dirty pages), close does not checkpoint the
+ * WAL, and ss_db_error() / ss_db_errmsg() say which call failed on which
+ * file.  Only closing and reopening (which replays the segment log,
+ * ss_ct.h [C2]) leaves it.  The files are opened through the ss_vfs.h shim,
+ * the fault seam the tests use to fail those calls.
  */
 #ifndef SS_DB_H
 #define SS_DB_H
@@ -94,7 +106,11 @@ int ss_db_open(const char *path, struct ss_db **ret_db);
 /* Close; the last close checkpoints the WAL into the database file.
  * Accepts NULL. */
 void ss_db_close(struct ss_db *db);
+/* The last SQLite message; in the error state, its cause instead. */
 const char *ss_db_errmsg(struct ss_db *db);
+/* 0, or -EIO in the error state, with *ret_cause (may be NULL) set to a
+ * text naming the call and the file, valid until ss_db_close(). */
+int ss_db_error(const struct ss_db *db, const char **ret_cause);
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
 int ss_db_begin(struct ss_db *db);
@@ -104,6 +120,7 @@ int ss_db_commit(struct ss_db *db);
 int ss_db_savepoint(struct ss_db *db);
 int ss_db_release(struct ss_db *db);
 void ss_db_rollback_to(struct ss_db *db);
+/* Roll the open transaction back, if any (also in the error state). */
 void ss_db_rollback(struct ss_db *db);
 
 /* Copy the WAL into the database file and truncate it (fsyncs both):

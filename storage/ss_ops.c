@@ -177,7 +177,7 @@ static uint64_t pages_of(uint64_t size)
 }
 
 /* Attributes of in (already a session view if s). */
-static int to_attr(struct ss_opctx *x, const struct ss_inode *in, const struct ss_sess *s,
+static int to_attr(struct ss_opctx *x, const struct ss_inode *in, struct ss_sess *s,
                    struct lp_fs_attr *a)
 {
         uint64_t pages = 0;
@@ -199,10 +199,14 @@ static int to_attr(struct ss_opctx *x, const struct ss_inode *in, const struct s
                 pages = 1;
         } else if (S_ISREG(in->mode)) {
                 if (s && (s->data || s->has_size)) {
-                        int r = dsm_txn_count_pages(s->txn, in->ino, &pages);
+                        if (!s->pages_valid) {
+                                int r = dsm_txn_count_pages(s->txn, in->ino, &s->pages);
 
-                        if (r < 0)
-                                return fail(x, r, "counting staged pages: %s", strerror(-r));
+                                if (r < 0)
+                                        return fail(x, r, "counting staged pages: %s", strerror(-r));
+                                s->pages_valid = true;
+                        }
+                        pages = s->pages;
                 } else {
                         int r = ss_ct_blocks(x->ct, in->ino, &pages);
 
@@ -214,7 +218,7 @@ static int to_attr(struct ss_opctx *x, const struct ss_inode *in, const struct s
         return 0;
 }
 
-static int answer_inode(struct ss_opctx *x, uint64_t ino, const struct ss_sess *s, struct lp_fs_resp *a)
+static int answer_inode(struct ss_opctx *x, uint64_t ino, struct ss_sess *s, struct lp_fs_resp *a)
 {
         struct ss_inode in;
         int r = get_inode(x, ino, &in);
@@ -379,8 +383,10 @@ static int sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_
                 return sess_failed(x, s, r, "truncate");
         s->has_size = true;
         s->size = size;
-        if (size < view->size)
+        if (size < view->size) {
                 s->data = true;         /* pages were freed or zeroed */
+                s->pages_valid = false;
+        }
         s->has_mtime = s->has_ctime = true;
         s->mtime = s->ctime = now;
         return 0;
@@ -440,13 +446,48 @@ static int op_getattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_f
         return answer_inode(x, q->ino, s, a);
 }
 
+/* The rows of a new inode in (mode, rdev, target set by the caller) named
+ * <pin, name>, into m: its number, owner, links and times, its entry;
+ * pin's times and links are updated, but pin is not put into m. */
+static int add_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_mut *m, struct ss_inode *pin,
+                    const uint8_t *name, size_t namelen, struct ss_inode *in, struct ss_time now)
+{
+        struct ss_dirent d;
+        bool isdir = S_ISDIR(in->mode);
+        int r = ss_mut_alloc_ino(x->ct, m, &in->ino);
+
+        if (r < 0)
+                return fail(x, r, "inode numbers of this container are exhausted");
+        in->uid = q->cred.uid;
+        in->gid = (pin->mode & S_ISGID) ? pin->gid : q->cred.gid;
+        if (isdir && (pin->mode & S_ISGID))
+                in->mode |= S_ISGID;
+        in->nlink = isdir ? 2 : 1;
+        in->atime = in->mtime = in->ctime = now;
+        if (isdir)
+                in->size = PAGE;
+        memset(&d, 0, sizeof(d));
+        d.id = ss_mut_alloc_dirent(x->ct, m);
+        d.parent = pin->ino;
+        d.ino = in->ino;
+        d.type = dtype(in->mode);
+        d.namelen = (uint32_t)namelen;
+        memcpy(d.name, name, namelen);
+        pin->mtime = pin->ctime = now;
+        if (isdir)
+                pin->nlink++;
+        ss_cs_put_inode(&m->cs, in, SS_CS_VSEQ | SS_CS_GSEQ);
+        ss_cs_put_dirent(&m->cs, &d);
+        m->d_inodes++;
+        return 0;
+}
+
 /* Common part of CREATE, MKNOD, MKDIR, SYMLINK: a new inode named
  * <parent, name>.  in is filled by the caller with mode/rdev/target. */
 static int make_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_inode *in, struct ss_mut *m,
                      struct ss_inode *pin)
 {
         struct ss_dirent d;
-        struct ss_time now = now_time();
         bool isdir = S_ISDIR(in->mode);
         int r;
 
@@ -469,33 +510,12 @@ static int make_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_in
         if (r < 0)
                 return r;
         ss_mut_init(x->ct, m, NULL);
-        r = ss_mut_alloc_ino(x->ct, m, &in->ino);
+        r = add_node(x, q, m, pin, q->name, q->namelen, in, now_time());
         if (r < 0) {
                 ss_mut_abort(x->ct, m);
-                return fail(x, r, "inode numbers of this container are exhausted");
+                return r;
         }
-        in->uid = q->cred.uid;
-        in->gid = (pin->mode & S_ISGID) ? pin->gid : q->cred.gid;
-        if (isdir && (pin->mode & S_ISGID))
-                in->mode |= S_ISGID;
-        in->nlink = isdir ? 2 : 1;
-        in->atime = in->mtime = in->ctime = now;
-        if (isdir)
-                in->size = PAGE;
-        memset(&d, 0, sizeof(d));
-        d.id = ss_mut_alloc_dirent(x->ct, m);
-        d.parent = pin->ino;
-        d.ino = in->ino;
-        d.type = dtype(in->mode);
-        d.namelen = (uint32_t)q->namelen;
-        memcpy(d.name, q->name, q->namelen);
-        pin->mtime = pin->ctime = now;
-        if (isdir)
-                pin->nlink++;
-        ss_cs_put_inode(&m->cs, in, SS_CS_VSEQ | SS_CS_GSEQ);
-        ss_cs_put_dirent(&m->cs, &d);
         ss_cs_put_inode(&m->cs, pin, 0);
-        m->d_inodes++;
         x->ino = in->ino;
         return 0;
 }
@@ -836,14 +856,15 @@ static int op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
         struct ss_mut m;
         struct ss_time now = now_time();
         bool have_dst, exch = q->flags & LP_FS_RENAME_EXCHANGE;
+        bool whiteout = q->flags & LP_FS_RENAME_WHITEOUT;
         bool moved = q->parent != q->newparent;
         int r;
 
-        if (q->flags & ~(LP_FS_RENAME_NOREPLACE | LP_FS_RENAME_EXCHANGE))
+        if (q->flags & ~(LP_FS_RENAME_NOREPLACE | LP_FS_RENAME_EXCHANGE | LP_FS_RENAME_WHITEOUT))
                 return fail(x, -EINVAL, "unknown rename flags %#x", q->flags);
-        if ((q->flags & LP_FS_RENAME_NOREPLACE) && exch)
-                return fail(x, -EINVAL, "NOREPLACE and EXCHANGE together");
-        buf = xalloc(x, 4 * sizeof(*buf));
+        if ((q->flags & (LP_FS_RENAME_NOREPLACE | LP_FS_RENAME_WHITEOUT)) && exch)
+                return fail(x, -EINVAL, "NOREPLACE or WHITEOUT with EXCHANGE");
+        buf = xalloc(x, 5 * sizeof(*buf));
         if (!buf)
                 return fail(x, -ENOMEM, "out of memory");
         P = &buf[0];
@@ -955,6 +976,11 @@ static int op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                         if (NP->nlink >= SS_LINK_MAX && !(have_dst && S_ISDIR(D->mode)))
                                 return fail(x, -EMLINK, "target directory has too many links");
                 }
+                if (whiteout) {
+                        r = space_ok(x, 0);
+                        if (r < 0)
+                                return r;
+                }
                 ss_mut_init(x->ct, &m, NULL);
                 if (have_dst) {
                         ss_cs_del_dirent(&m.cs, dd.id);
@@ -985,6 +1011,20 @@ static int op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                 }
                 S->ctime = now;
                 ss_cs_put_inode(&m.cs, S, 0);
+                if (whiteout) {
+                        /* The old name now names a whiteout, as
+                         * mknod(S_IFCHR, 0/0) would make it (overlayfs),
+                         * in the same commit. */
+                        struct ss_inode *W = &buf[4];
+
+                        memset(W, 0, sizeof(*W));
+                        W->mode = S_IFCHR;
+                        r = add_node(x, q, &m, P, q->name, q->namelen, W, now);
+                        if (r < 0) {
+                                ss_mut_abort(x->ct, &m);
+                                return r;
+                        }
+                }
         }
         P->mtime = P->ctime = now;
         ss_cs_put_inode(&m.cs, P, 0);
@@ -1572,6 +1612,30 @@ static int sess_inode(struct ss_opctx *x, struct ss_sess *s, struct ss_inode *in
         return 0;
 }
 
+/* How many of pages [first, end) of ino hold data as t sees them: one
+ * lookup per data page and per run of holes, never a walk over the whole
+ * file. */
+static int range_pages(struct dsm_txn *t, uint64_t ino, uint64_t first, uint64_t end, uint64_t *ret)
+{
+        uint64_t n = 0, p = first, d;
+
+        while (p < end) {
+                int r = dsm_txn_seek(t, ino, p, DSM_SEEK_DATA, &d);
+
+                if (r == -ENXIO)
+                        break;
+                if (r < 0)
+                        return r;
+                if (d >= end)
+                        break;
+                if (d == p)
+                        n++;
+                p = d == p ? p + 1 : d;
+        }
+        *ret = n;
+        return 0;
+}
+
 static int op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
 {
         struct ss_inode in;
@@ -1588,12 +1652,23 @@ static int op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
         if (q->offset > SS_MAX_FILE_SIZE || q->datalen > SS_MAX_FILE_SIZE - q->offset)
                 return fail(x, -EFBIG, "write beyond the largest file size");
         if (q->datalen) {
+                uint64_t first = q->offset >> PAGE_SHIFT, end = pages_of(q->offset + q->datalen);
+                uint64_t had = 0;
+
                 r = space_ok(x, q->datalen);
                 if (r < 0)
                         return r;
+                /* Every page written holds data afterwards: the session's
+                 * count grows by the holes among them. */
+                if (s->pages_valid) {
+                        r = range_pages(s->txn, s->ino, first, end, &had);
+                        if (r < 0)
+                                return sess_failed(x, s, r, "write");
+                }
                 r = data_write(s->txn, s->ino, q->offset, q->data, q->datalen);
                 if (r < 0)
                         return sess_failed(x, s, r, "write");
+                s->pages += (end - first) - had;
                 s->data = true;
                 if (q->offset + q->datalen > in.size) {
                         s->has_size = true;
@@ -1724,6 +1799,7 @@ static int op_fallocate(struct ss_opctx *x, const struct lp_fs_req *q, struct lp
                         if (r < 0)
                                 return sess_failed(x, s, r, "fallocate");
                         s->data = true;
+                        s->pages_valid = false;
                 }
                 if (newsize != view.size) {
                         s->has_size = true;
@@ -1953,6 +2029,7 @@ static int op_copy_range(struct ss_opctx *x, const struct lp_fs_req *q, struct l
                 m.txn = NULL;           /* the session keeps it */
                 ss_mut_abort(x->ct, &m);
                 ds->data = true;
+                ds->pages_valid = false;
                 if (q->offset2 + n > dview.size) {
                         ds->has_size = true;
                         ds->size = q->offset2 + n;

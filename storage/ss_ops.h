@@ -6,10 +6,15 @@
  *
  * Semantics the protocol leaves to the storage site, decided here:
  *  - Session views: a request naming a session sees its staged size and
- *    times.  In a session view `blocks` and LSEEK's SEEK_DATA/SEEK_HOLE are
- *    those of the transaction's own view (dsm_txn_count_pages,
- *    dsm_txn_seek): its staged pages, its frees, and the committed pages
- *    around them.
+ *    times, and its `blocks` and LSEEK answers are those of the
+ *    transaction's view (dsm_txn_count_pages, dsm_txn_seek).  The page
+ *    count is taken once per session and then kept up to date by WRITE
+ *    from the pages the write turned from holes into data (a walk over
+ *    every extent of the file per WRITE made a session quadratic); any
+ *    other change to the session's pages (truncation, FALLOCATE,
+ *    COPY_RANGE, COMMIT) makes it count again.  Committed pages of the
+ *    same file that another client adds during the session show in the
+ *    count only from then on.
  *  - A session whose transaction loses a race (DSM_ECONFLICT, on a partial
  *    write's read, a session read, or at COMMIT) is ended and the request
  *    answers -EAGAIN: its staged data is discarded, never committed half

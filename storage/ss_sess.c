@@ -112,6 +112,7 @@ void ss_sess_reset(struct ss_sess *s)
 {
         s->has_size = s->has_atime = s->has_mtime = s->has_ctime = false;
         s->data = false;
+        s->pages_valid = false;
 }
 
 void ss_sessions_clear(struct ss_sessions *t)

@@ -42,6 +42,8 @@ struct ss_sess {
         uint64_t size;
         struct ss_time atime, mtime, ctime;
         bool data;                      /* pages staged or freed */
+        bool pages_valid;               /* pages is known (ss_ops.c) */
+        uint64_t pages;                 /* data pages as txn sees them */
         uint64_t last_used_us;          /* cm_now_us() */
         bool doomed;                    /* to be aborted at the next sweep */
         struct ss_sess *hnext;          /* hash chain */

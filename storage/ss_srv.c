@@ -26,6 +26,11 @@
  *       pending answer or parked request refers to it (refs).
  *  [S5] Shutdown (finish) runs only when no job is in flight (works == 0),
  *       so no work-queue thread touches a container being closed.
+ *  [S6] A container in its sticky error state (ct->err, or its SQLite
+ *       index in ss_db.h's error state, which fg_check() turns into
+ *       ct->err) answers every file request and job with that error, logged
+ *       once (fg_failed), until the daemon is restarted and recovery
+ *       replays the log.
  */
 #include "ss_srv.h"
 
@@ -334,6 +339,16 @@ static void fg_failed(struct ss_fg *f, int r, const char *what)
         f->err_logged = true;
 }
 
+/* [S6]: the error state of f, entering it if its SQLite index failed. */
+static int fg_check(struct ss_fg *f)
+{
+        const char *cause;
+
+        if (!f->ct->err && ss_db_error(f->ct->db, &cause) < 0)
+                fg_failed(f, -EIO, cause);
+        return f->ct->err;
+}
+
 static void flush_after_cb(uv_work_t *w, int status);
 
 static void start_flush(struct ss_fg *f)
@@ -501,7 +516,7 @@ static void maint_after_cb(uv_work_t *w, int status)
 
                 if (se < 0)
                         fg_failed(f, se, maint_name(f->maint_kind));
-                else
+                else if (fg_check(f) >= 0)
                         cm_log(LOG_ERR, "fg %u (%s): %s failed: %s", f->fg, f->ct->dir,
                                maint_name(f->maint_kind), strerror(-r));
         } else {
@@ -539,6 +554,8 @@ static int start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *wa
 {
         int r;
 
+        if (fg_check(f) < 0)
+                return f->ct->err;      /* [S6]: never retried */
         r = ss_ct_index_commit(f->ct);  /* maintenance works on a committed index */
         if (r < 0)
                 return r;
@@ -608,6 +625,7 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         x.data_dir = s->data_dir;
         x.space_reserve = s->o.space_reserve;
         r = ss_op_run(&x, q, &a);
+        (void)fg_check(f);
         if (r < 0) {
                 snprintf(msg, sizeof(msg), "%s: %s", errname(r), x.msg[0] ? x.msg : strerror(-r));
                 a.message = msg;
@@ -855,7 +873,7 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                         park(f, c, reqid, q);
                         return;
                 }
-                if (f->ct->err) {
+                if (fg_check(f) < 0) {
                         send_status(c, reqid, f->ct->err, "the container is in an error state");
                         break;
                 }
@@ -886,6 +904,11 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                 if (f->busy) {
                         park(f, c, reqid, q);
                         return;
+                }
+                if (fg_check(f) < 0) {
+                        send_status(c, reqid, f->ct->err, "the container is in an error state (see the "
+                                    "storage site's log); restart the storage site to recover it");
+                        break;
                 }
                 run_op(s, f, c, reqid, q);
                 return;

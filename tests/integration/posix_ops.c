@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -59,6 +60,9 @@
 #endif
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)
+#endif
+#ifndef RENAME_WHITEOUT
+#define RENAME_WHITEOUT (1 << 2)
 #endif
 
 #define U_UID 65534u            /* the unprivileged user ("nobody") */
@@ -1260,6 +1264,71 @@ static int renameat2_(const char *a, const char *b, unsigned flags)
         return renameat2(AT_FDCWD, a, AT_FDCWD, b, flags);
 }
 
+/* A whiteout as overlayfs makes and reads it: a character device 0/0. */
+static void t_whiteout(const char *name, const char *what)
+{
+        struct stat st;
+
+        lstat_ok(name, &st);
+        tap(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0), WHY_RENAME2,
+            "%s: '%s' is a whiteout (character device 0/0)", what, name);
+        t_eq(st.st_nlink, 1, WHY_RENAME2, "%s: the whiteout has one link", what);
+        t_eq(st.st_uid, geteuid(), WHY_OWNER, "%s: the whiteout belongs to the caller", what);
+}
+
+/* renameat2(RENAME_WHITEOUT): what overlayfs asks of its upper layer. */
+static void s_rename_whiteout(void)
+{
+        struct stat src, dst, pst, st;
+        char buf[8];
+        ssize_t n;
+
+        put_file("w1", "ONE", 3, 0644);
+        put_file("w2", "TWO", 3, 0644);
+        lstat_ok("w1", &src);
+        lstat_ok(".", &pst);
+        t_ok(renameat2_("w1", "w2", RENAME_WHITEOUT), WHY_RENAME2, "RENAME_WHITEOUT over a file");
+        lstat_ok("w2", &dst);
+        t_eq((long long)dst.st_ino, (long long)src.st_ino, WHY_RENAME2, "... the target has the source's inode");
+        t_eq(dst.st_nlink, 1, WHY_RENAME2, "... with one link");
+        n = get_file("w2", buf, sizeof(buf));
+        tap(n == 3 && memcmp(buf, "ONE", 3) == 0, WHY_RENAME2, "... and its content");
+        t_whiteout("w1", "RENAME_WHITEOUT over a file");
+        lstat_ok(".", &st);
+        t_eq(st.st_nlink, pst.st_nlink, NULL, "... the parent's link count is unchanged");
+
+        /* A directory, to a free name in another directory. */
+        mkdir("wd", 0755);
+        put_file("wd/in", "I", 1, 0644);
+        mkdir("wdest", 0755);
+        lstat_ok("wd", &src);
+        lstat_ok(".", &pst);
+        t_ok(renameat2_("wd", "wdest/moved", RENAME_WHITEOUT | RENAME_NOREPLACE), WHY_RENAME2,
+             "RENAME_WHITEOUT|RENAME_NOREPLACE of a directory");
+        lstat_ok("wdest/moved", &dst);
+        tap(S_ISDIR(dst.st_mode) && dst.st_ino == src.st_ino && lstat("wdest/moved/in", &st) == 0,
+            WHY_RENAME2, "... the directory moved with its entry");
+        t_whiteout("wd", "RENAME_WHITEOUT of a directory");
+        lstat_ok(".", &st);
+        t_eq(st.st_nlink, pst.st_nlink - 1, WHY_RENAME2,
+             "... the old parent lost the directory's \"..\" link, not more");
+        lstat_ok("wdest", &st);
+        t_eq(st.st_nlink, 3, WHY_RENAME2, "... the new parent gained it");
+
+        t_err(renameat2_("w2", "wd", RENAME_WHITEOUT | RENAME_NOREPLACE), EEXIST, WHY_RENAME2,
+              "RENAME_WHITEOUT|RENAME_NOREPLACE over an existing name: EEXIST");
+        t_err(renameat2_("w2", "wdest", RENAME_WHITEOUT | RENAME_EXCHANGE), EINVAL, NULL,
+              "RENAME_WHITEOUT|RENAME_EXCHANGE: EINVAL");
+        lstat_ok("w2", &st);
+        tap(S_ISREG(st.st_mode), NULL, "... nothing changed");
+        t_ok(unlink("w1"), WHY_RENAME2, "a whiteout can be removed like any name");
+        unlink("wd");
+        unlink("w2");
+        unlink("wdest/moved/in");
+        rmdir("wdest/moved");
+        rmdir("wdest");
+}
+
 static void s_rename(void)
 {
         struct stat st, st2, old, oldd, pst;
@@ -1383,6 +1452,7 @@ static void s_rename(void)
               "RENAME_EXCHANGE with a missing target: ENOENT");
         t_err(renameat2_("n2", "xd", RENAME_EXCHANGE | RENAME_NOREPLACE), EINVAL, NULL,
               "RENAME_EXCHANGE|RENAME_NOREPLACE: EINVAL");
+        s_rename_whiteout();
 
         /* cleanup */
         unlink("n1/inside");

@@ -36,12 +36,14 @@
 #include <uv.h>
 
 #include "cm.h"
+#include "dsm_faultio.h"
 #include "lp_conn.h"
 #include "lp_fs.h"
 #include "ss_cs.h"
 #include "ss_ct.h"
 #include "ss_db.h"
 #include "ss_srv.h"
+#include "ss_vfs.h"
 #include "testutil.h"
 
 #define CHECK(c) \
@@ -1507,6 +1509,54 @@ START_TEST(t_session_visibility)
 }
 END_TEST
 
+/* Inside a session WRITE answers keep the page count up to date without
+ * recounting the file: pages that were data stay counted once, holes that
+ * a write fills are added, and after a truncation or a punched hole the
+ * count is taken again.  Checked against the count COMMIT takes. */
+START_TEST(t_session_blocks)
+{
+        struct tsrv *t;
+        uint8_t page[4096 * 4];
+        uint64_t f, sess;
+
+        setup();
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        fill(page, sizeof(page), 3);
+        OK(do_create(ROOT, "blk", O_CREAT | O_WRONLY, 0644, &f, &sess));
+        OK(do_write(C, f, sess, 0, page, 4 * 4096));            /* pages 0..3 */
+        OK(do_write(C, f, sess, 10 * 4096, page, 4096));        /* page 10 */
+        OK(do_commit(C, f, sess, 0));
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_getattr(f, sess));
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_write(C, f, sess, 4096 + 100, page, 200));        /* inside data page 1 */
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_write(C, f, sess, 5 * 4096 + 7, page, 10));       /* a partial hole page 5 */
+        CHECK_EQ(A.attr.blocks, 6 * 8);
+        OK(do_write(C, f, sess, 3 * 4096, page, 4 * 4096));     /* 3 data, 4 hole, 5 data, 6 hole */
+        CHECK_EQ(A.attr.blocks, 8 * 8);
+        OK(do_write(C, f, sess, 9 * 4096 + 4000, page, 200));   /* straddles hole 9 and data 10 */
+        CHECK_EQ(A.attr.blocks, 9 * 8);
+        OK(do_write(C, f, sess, 20 * 4096, page, 1));           /* past the end */
+        CHECK_EQ(A.attr.blocks, 10 * 8);
+        OK(do_write(C, f, sess, 20 * 4096, page, 4096));        /* the same page again */
+        CHECK_EQ(A.attr.blocks, 10 * 8);
+        OK(do_fallocate(f, sess, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * 4096, 2 * 4096));
+        CHECK_EQ(A.attr.blocks, 8 * 8);                         /* pages 4 and 5 freed */
+        OK(do_write(C, f, sess, 4 * 4096, page, 4096));
+        CHECK_EQ(A.attr.blocks, 9 * 8);
+        OK(do_setattr_size(f, sess, 6 * 4096));                 /* pages 0..4 left */
+        CHECK_EQ(A.attr.blocks, 5 * 8);
+        OK(do_write(C, f, sess, 7 * 4096, page, 4096));
+        CHECK_EQ(A.attr.blocks, 6 * 8);
+        OK(do_commit(C, f, sess, LP_FS_COMMIT_END));
+        CHECK_EQ(A.attr.blocks, 6 * 8);
+        lp_client_close(C);
+        tsrv_stop(t);
+}
+END_TEST
+
 START_TEST(t_session_restart_estale)
 {
         struct tsrv *t;
@@ -1904,6 +1954,56 @@ static uint64_t flushes(void)
         return status_num(A.text, "flushes");
 }
 
+/* RENAME_WHITEOUT: the source moves over the target and its old name
+ * becomes a whiteout (a character device 0/0 of the caller), in one
+ * commit, which survives a restart. */
+static void check_whiteout_rename(uint64_t src_ino)
+{
+        OK(do_lookup(ROOT, "wsrc"));
+        CHECK(S_ISCHR(A.attr.mode));
+        CHECK_EQ(A.attr.mode & 07777, 0);
+        CHECK_EQ(A.attr.rdev, 0);
+        CHECK_EQ(A.attr.nlink, 1);
+        CHECK_EQ(A.attr.uid, 1000);
+        CHECK(A.attr.ino != src_ino);
+        CHECK_EQ(lookup_ino(ROOT, "wdst"), src_ino);
+        CHECK_EQ(A.attr.nlink, 1);
+}
+
+START_TEST(t_rename_whiteout)
+{
+        struct tsrv *t;
+        struct lp_fs_req q;
+        uint64_t src, old_dst, seq;
+
+        setup();
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        src = make_file(ROOT, "wsrc", "S", 1);
+        old_dst = make_file(ROOT, "wdst", "D", 1);
+        EXPECT_ERR(do_rename(ROOT, "wsrc", ROOT, "wdst", LP_FS_RENAME_WHITEOUT | LP_FS_RENAME_EXCHANGE),
+                   -EINVAL);
+        q = Q(LP_FS_SS_STATUS);
+        OK(call(C, &q));
+        seq = status_num(A.text, "seq");
+        OK(do_rename(ROOT, "wsrc", ROOT, "wdst", LP_FS_RENAME_WHITEOUT));
+        CHECK_EQ(A.ino, old_dst);
+        CHECK(A.orphan);
+        q = Q(LP_FS_SS_STATUS);
+        OK(call(C, &q));
+        CHECK_EQ(status_num(A.text, "seq"), seq + 1);           /* one commit */
+        check_whiteout_rename(src);
+        lp_client_close(C);
+        tsrv_stop(t);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        check_whiteout_rename(src);
+        OK(do_unlink(ROOT, "wsrc"));
+        lp_client_close(C);
+        tsrv_stop(t);
+}
+END_TEST
+
 START_TEST(t_sync_durability)
 {
         struct tsrv *t;
@@ -2115,6 +2215,159 @@ START_TEST(t_restart_durability)
         free(s2);
         lp_client_close(C);
         tsrv_stop(t);
+}
+END_TEST
+
+/* ss_db's error state by itself: a failed WAL checkpoint fsync is kept,
+ * named, never retried, refuses every call without touching the disk, and
+ * close leaves the WAL alone; reopening reads what was committed. */
+START_TEST(t_db_sticky_error)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(3);
+        struct ss_db *db;
+        struct stat st;
+        char path[PATH_MAX], wal[PATH_MAX];
+        const char *cause = NULL;
+        uint64_t v = 0, calls;
+
+        setup();
+        CHECK(fi);
+        pathf(path, sizeof(path), "%s/t.sqlite", tu_tmpdir());
+        pathf(wal, sizeof(wal), "%s-wal", path);
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_begin(db) == 0);
+        CHECK(ss_db_meta_put(db, "k", 42) == 0);
+        CHECK(ss_db_commit(db) == 0);
+        CHECK_EQ(ss_db_error(db, NULL), 0);
+        dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false);
+        CHECK_EQ(ss_db_wal_checkpoint(db), -EIO);
+        CHECK_EQ(ss_db_error(db, &cause), -EIO);
+        CHECK(cause && strstr(cause, "fsync") && strstr(cause, "t.sqlite"));
+        CHECK(strstr(ss_db_errmsg(db), "fsync"));
+        calls = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) + dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        CHECK_EQ(ss_db_wal_checkpoint(db), -EIO);
+        CHECK_EQ(ss_db_meta_get(db, "k", &v), -EIO);
+        CHECK_EQ(ss_db_begin(db), -EIO);
+        CHECK_EQ(ss_db_meta_put(db, "k", 43), -EIO);
+        ss_db_rollback(db);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) + dsm_faultio_calls(fi, DSM_FOP_PWRITE), calls);
+        ss_db_close(db);
+        CHECK(stat(wal, &st) == 0 && st.st_size > 0);  /* close did not checkpoint */
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) + dsm_faultio_calls(fi, DSM_FOP_PWRITE), calls);
+        ss_vfs_set_faults(NULL, NULL);
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_meta_get(db, "k", &v) == 0);
+        CHECK_EQ(v, 42);
+        ss_db_close(db);
+        CHECK(stat(wal, &st) < 0);                      /* a clean close checkpoints it away */
+        dsm_faultio_free(fi);
+}
+END_TEST
+
+/* SQLite fault tests: a server whose SQLite calls ask injector fi, with a
+ * file "before" holding data. */
+static struct tsrv *fault_start(struct dsm_faultio *fi, uint8_t *data, size_t len)
+{
+        struct tsrv *t;
+
+        setup();
+        CHECK(fi);
+        fill(data, len, 7);
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        (void)make_file(ROOT, "before", data, len);
+        return t;
+}
+
+/* Restart t without faults; what was committed before the fault ("before"
+ * and directory "d") is there, and the container works again. */
+static void fault_restart_check(struct tsrv *t, struct dsm_faultio *fi, const uint8_t *data, size_t len)
+{
+        uint64_t f;
+
+        lp_client_close(C);
+        tsrv_stop(t);
+        ss_vfs_set_faults(NULL, NULL);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        f = lookup_ino(ROOT, "before");
+        OK(do_read(C, f, 0, 0, len));
+        CHECK_EQ(A.datalen, len);
+        CHECK(memcmp(A.data, data, len) == 0);
+        OK(do_lookup(ROOT, "d"));
+        CHECK(S_ISDIR(A.attr.mode));
+        EXPECT_ERR(do_lookup(ROOT, "refused"), -ENOENT);
+        (void)mkdir_ok(ROOT, "after-restart");
+        lp_client_close(C);
+        tsrv_stop(t);
+        dsm_faultio_free(fi);
+}
+
+/* Issue #7 item 4: a failed SQLite fsync (here: in the WAL checkpoint) puts
+ * the container into its sticky error state; it is never retried, every
+ * later request answers EIO, and a restart recovers everything committed. */
+START_TEST(t_sqlite_fsync_fault)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(1);
+        struct lp_fs_req q;
+        uint8_t data[10000];
+        uint64_t nsync, nwrite;
+        struct tsrv *t = fault_start(fi, data, sizeof(data));
+
+        q = Q(LP_FS_SS_CHECKPOINT);
+        OK(call(C, &q));
+        CHECK(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC) > 0);   /* SQLite's syncs pass the seam */
+        (void)mkdir_ok(ROOT, "d");
+        q = Q(LP_FS_SYNC);                      /* the index's batch is committed */
+        OK(call(C, &q));
+        dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false); /* the next SQLite fsync, once */
+        q = Q(LP_FS_SS_CHECKPOINT);             /* its WAL checkpoint syncs */
+        EXPECT_ERR(call(C, &q), -EIO);
+        nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
+        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        /* The fault was armed once: a retry would succeed, and must not
+         * happen.  Reads, mutations and jobs all answer EIO. */
+        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
+        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
+        EXPECT_ERR(do_getattr(ROOT, 0), -EIO);
+        q = Q(LP_FS_SS_CHECKPOINT);
+        EXPECT_ERR(call(C, &q), -EIO);
+        q = Q(LP_FS_SYNC);
+        EXPECT_ERR(call(C, &q), -EIO);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+        fault_restart_check(t, fi, data, sizeof(data));
+}
+END_TEST
+
+/* The same for a failed write of the WAL (at the commit of the index's
+ * batch): the mutation is in the log, so the restart replays it. */
+START_TEST(t_sqlite_write_fault)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(2);
+        struct lp_fs_req q;
+        uint8_t data[5000];
+        uint64_t nwrite;
+        int r;
+        struct tsrv *t = fault_start(fi, data, sizeof(data));
+
+        q = Q(LP_FS_SYNC);
+        OK(call(C, &q));
+        CHECK(dsm_faultio_calls(fi, DSM_FOP_PWRITE) > 0);      /* SQLite's writes pass the seam */
+        dsm_faultio_fail(fi, DSM_FOP_PWRITE, 1, EIO, false);    /* the next SQLite write, once */
+        (void)mkdir_ok(ROOT, "d");              /* in the log; SQLite's batch is not written yet */
+        q = Q(LP_FS_SYNC);
+        r = call(C, &q);                        /* the log is flushed; the index commit fails */
+        CHECK(r == 0 || r == wire(-EIO));
+        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        EXPECT_ERR(do_lookup(ROOT, "d"), -EIO);
+        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
+        q = Q(LP_FS_SS_CHECKPOINT);
+        EXPECT_ERR(call(C, &q), -EIO);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+        fault_restart_check(t, fi, data, sizeof(data));
 }
 END_TEST
 
@@ -3066,10 +3319,12 @@ static Suite *suite(void)
                 { "link_unlink_orphan", t_link_unlink_orphan, 60 },
                 { "rmdir", t_rmdir, 60 },
                 { "rename", t_rename, 60 },
+                { "rename_whiteout", t_rename_whiteout, 60 },
                 { "symlink", t_symlink, 60 },
                 { "readdir", t_readdir, 60 },
                 { "xattr", t_xattr, 60 },
                 { "session_visibility", t_session_visibility, 60 },
+                { "session_blocks", t_session_blocks, 60 },
                 { "session_restart_estale", t_session_restart_estale, 60 },
                 { "conflict", t_conflict, 60 },
                 { "large_sparse", t_large_sparse, 120 },
@@ -3079,6 +3334,9 @@ static Suite *suite(void)
                 { "session_limits", t_session_limits, 120 },
                 { "nospace", t_nospace, 60 },
                 { "restart_durability", t_restart_durability, 120 },
+                { "db_sticky_error", t_db_sticky_error, 60 },
+                { "sqlite_fsync_fault", t_sqlite_fsync_fault, 60 },
+                { "sqlite_write_fault", t_sqlite_write_fault, 60 },
                 { "replay_and_rebuild", t_replay_and_rebuild, 180 },
                 { "checkpoint_clean_rebuild", t_checkpoint_clean_rebuild, 180 },
                 { "background_maintenance", t_background_maintenance, 180 },

@@ -1179,7 +1179,9 @@ START_TEST(t_core_lookup_crossing_counts)
                          -ENAMETOOLONG);
         ck_assert_int_eq(us_core_rename(core, ctx_of(core), 1, "f", FINO_D2, "x", 0), -EXDEV);
         ck_assert_int_eq(us_core_link(core, ctx_of(core), FINO_F, FINO_D2, "x", &e), -EXDEV);
-        ck_assert_int_eq(us_core_rename(core, ctx_of(core), 1, "f", 1, "x", 4), -EINVAL);
+        ck_assert_int_eq(us_core_rename(core, ctx_of(core), 1, "f", 1, "x", 8), -EINVAL);
+        ck_assert_int_eq(us_core_rename(core, ctx_of(core), 1, "f", 1, "x", RENAME_WHITEOUT | RENAME_EXCHANGE),
+                         -EINVAL);
         ck_assert_int_eq(count_op(LP_FS_LOOKUP), n);
         ck_assert_int_eq(count_op(LP_FS_RENAME), 0);
         ck_assert_int_eq(count_op(LP_FS_LINK), 0);
