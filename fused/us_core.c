@@ -8,24 +8,31 @@
  *   (2) node->sess, when set, is a session that is neither lost (err == 0)
  *       nor ending, and is the only such session of that node;
  *   (3) a session is in core->sessions and holds one node ref from
- *       sess_new() until it is freed, which happens once refs == 0,
- *       busy == 0 and it is lost or ending (sess_maybe_free);
+ *       sess_new() until it is freed.  Its lifetime is one count, refs: one
+ *       for node->sess while attached, one per writable handle (fh->sess),
+ *       one per request in flight (busy), and the last release's own while
+ *       its END commit is in flight (it inherits the handle's).  Every one
+ *       is dropped exactly once, by sess_put(), the only place that frees;
+ *       so refs reaches zero once, and nothing touches the session after
+ *       its own sess_put();
  *   (4) busy counts requests in flight that name the session; its END
- *       commit is sent only once busy == 0 and after it is detached from
- *       the node (so no new request can name it);
+ *       commit is sent only once busy == 0 (or the release's deadline
+ *       passed) and after it is detached from the node (so no new request
+ *       can name it);
  *   (5) node->committing > 0 exactly while an END commit of one of its
  *       sessions is in flight; node->opening while a request that starts
  *       a session is in flight; neither is ever held across a return to
  *       the kernel except by the release that owns it;
  *   (6) every struct us_fh is in core->fhs and holds one node ref and one
- *       nopen; a writable one holds one session ref (fh->sess) until
- *       release, even if the session is lost.
+ *       nopen; a writable one holds one session ref and one of its
+ *       handles (fh->sess) until release, even if the session is lost.
  *
  * Session states, and the functions that move them:
  *
  *   (none) --open/create: sess_new--> ACTIVE (node->sess)
- *   ACTIVE --last writable release--> ENDING --COMMIT END answered--> freed
- *   ACTIVE --a request answers ESTALE: sess_lost--> LOST --last ref--> freed
+ *   ACTIVE --last writable release: sess_detach--> ENDING
+ *   ENDING --COMMIT END answered, last sess_put--> freed
+ *   ACTIVE --a request answers ESTALE: sess_lost--> LOST --last sess_put--> freed
  *
  * The mutex is never held during a request (us_rpc_call); waits are on
  * core->cv (CLOCK_MONOTONIC), with the caller's deadline except for (4),
@@ -77,7 +84,8 @@ struct us_sess {
         struct us_node *node;           /* (3) */
         uint64_t id;
         struct us_site site;
-        unsigned refs;                  /* writable handles */
+        unsigned refs;                  /* lifetime (3) */
+        unsigned handles;               /* writable handles (6) */
         unsigned busy;                  /* (4) */
         int err;                        /* 0, or -EIO once lost (sticky) */
         bool dirty;                     /* changes not committed yet */
@@ -308,6 +316,7 @@ static int node_wait(struct us_core *core, struct us_node *n, const struct us_ct
 
 /* ---- sessions (core->mu held) ----------------------------------------------- */
 
+/* A new session of n, attached as node->sess (2) and held by that (3). */
 static struct us_sess *sess_new(struct us_core *core, struct us_node *n, uint64_t id,
                                 const struct us_site *site)
 {
@@ -319,7 +328,7 @@ static struct us_sess *sess_new(struct us_core *core, struct us_node *n, uint64_
         n->refs++;
         s->id = id;
         s->site = *site;
-        s->refs = 1;
+        s->refs = 1;                    /* node->sess */
         s->last_use = cm_now_us();
         s->next = &core->sessions;
         s->prev = core->sessions.prev;
@@ -330,9 +339,15 @@ static struct us_sess *sess_new(struct us_core *core, struct us_node *n, uint64_
         return s;
 }
 
-static void sess_maybe_free(struct us_core *core, struct us_sess *s)
+/* Drop one ref (3); the last one frees s.  s is not to be touched after. */
+static void sess_put(struct us_core *core, struct us_sess *s)
 {
-        if (s->refs || s->busy || !(s->err || s->ending))
+        if (s->refs == 0) {
+                cm_log(LOG_CRIT, "write session %llu: reference count underflow",
+                       (unsigned long long)s->id);
+                abort();
+        }
+        if (--s->refs)
                 return;
         s->prev->next = s->next;
         s->next->prev = s->prev;
@@ -341,15 +356,45 @@ static void sess_maybe_free(struct us_core *core, struct us_sess *s)
         free(s);
 }
 
+/* fh (writable) becomes one of s's handles (6). */
+static void sess_join(struct us_sess *s, struct us_fh *fh)
+{
+        s->refs++;
+        s->handles++;
+        fh->sess = s;
+}
+
+/* fh lets go of its session: the handle count drops, the ref passes to
+ * the caller, who ends with sess_put(). */
+static struct us_sess *sess_leave(struct us_fh *fh)
+{
+        struct us_sess *s = fh->sess;
+
+        fh->sess = NULL;
+        if (s)
+                s->handles--;
+        return s;
+}
+
+/* s is no longer the node's session (lost or ending); s stays valid while
+ * the caller holds a ref of its own. */
+static void sess_detach(struct us_core *core, struct us_sess *s)
+{
+        struct us_node *n = s->node;
+
+        if (n->sess != s)
+                return;
+        n->sess = NULL;
+        sess_put(core, s);
+}
+
 static void sess_lost(struct us_core *core, struct us_sess *s, int why)
 {
         struct us_node *n = s->node;
 
-        if (s->err)
+        if (s->err || s->ending)
                 return;
         s->err = -EIO;
-        if (n->sess == s)
-                n->sess = NULL;
         cm_log(LOG_WARNING, "<%u,%llu> at site %llu (%s:%u): write session %llu is gone (%s): "
                "the storage site restarted or aborted it; the writes since the last commit "
                "are lost and the descriptors that made them now fail with EIO; the file "
@@ -357,8 +402,18 @@ static void sess_lost(struct us_core *core, struct us_sess *s, int why)
                (unsigned long long)s->site.site, s->site.host, s->site.port,
                (unsigned long long)s->id, strerror(-why));
         pthread_cond_broadcast(&core->cv);
+        sess_detach(core, s);
 }
 
+/* A request is about to name s (4). */
+static void sess_use(struct us_sess *s)
+{
+        s->refs++;
+        s->busy++;
+        s->last_use = cm_now_us();
+}
+
+/* The request that named s is done with answer r; s may be freed. */
 static void sess_unuse(struct us_core *core, struct us_sess *s, int r)
 {
         s->busy--;
@@ -366,7 +421,7 @@ static void sess_unuse(struct us_core *core, struct us_sess *s, int r)
                 sess_lost(core, s, r);
         if (!s->busy)
                 pthread_cond_broadcast(&core->cv);
-        sess_maybe_free(core, s);
+        sess_put(core, s);
 }
 
 /* The session a read-like request through fh (may be NULL) on n names. */
@@ -577,8 +632,7 @@ static int call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_n
                         s = sess_pick(n, fh);
                 }
                 if (s) {
-                        s->busy++;
-                        s->last_use = cm_now_us();
+                        sess_use(s);
                         req->session = s->id;
                         site_target(&s->site, &t);
                 }
@@ -750,8 +804,7 @@ static void keep_sessions(struct us_core *core)
              s = s->next) {
                 if (s->err || s->ending || now - s->last_use < core->o.keepalive_us)
                         continue;
-                s->busy++;
-                s->last_use = now;
+                sess_use(s);
                 batch[nb++] = s;
         }
         pthread_mutex_unlock(&core->mu);
@@ -1609,6 +1662,21 @@ static bool note_version(struct us_node *n, uint64_t version)
         return keep;
 }
 
+/* Abort session id of <fg, ino> at t's site: the storage site opened it
+ * for a handle that joined another one (sess_attach).  Best effort: the
+ * storage site aborts idle sessions by itself. */
+static void sess_abort(struct us_core *core, const struct us_ctx *ctx, struct us_target *t,
+                       uint32_t fg, uint64_t ino, uint64_t id)
+{
+        struct lp_fs_resp resp;
+        struct lp_fs_req req;
+
+        req_init(&req, ctx, LP_FS_ABORT, fg, ino);
+        req.session = id;
+        if (call(core, ctx, t, &req, US_RESEND_ANY, &resp) == 0)
+                lp_fs_resp_release(&resp);
+}
+
 /* Truncate through session s (fh's, joined) for an O_TRUNC open. */
 static int trunc_in_session(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 {
@@ -1682,8 +1750,7 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                 if (writable && n->sess) {
                         /* Join this mount's session of the file. */
                         s = n->sess;
-                        s->refs++;
-                        fh->sess = s;
+                        sess_join(s, fh);
                         pthread_mutex_unlock(&core->mu);
                         req_init(&req, ctx, LP_FS_GETATTR, fg, ino);
                         r = call_sess(core, ctx, n, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
@@ -1697,9 +1764,7 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                                 /* Lost meanwhile: let go of it, start a new one. */
                                 pthread_mutex_lock(&core->mu);
                                 if (s->err) {
-                                        s->refs--;
-                                        fh->sess = NULL;
-                                        sess_maybe_free(core, s);
+                                        sess_put(core, sess_leave(fh));
                                         pthread_mutex_unlock(&core->mu);
                                         continue;
                                 }
@@ -1735,7 +1800,7 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                         } else if (writable) {
                                 s = sess_new(core, n, resp.session, &t.addr);
                                 if (s)
-                                        fh->sess = s;
+                                        sess_join(s, fh);
                                 else
                                         r = -ENOMEM;
                         }
@@ -1814,13 +1879,15 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 if (n->sess) {
                         /* The file existed and this mount writes it already:
                          * one session per file, so join that one. */
-                        n->sess->refs++;
-                        fh->sess = n->sess;
+                        sess_join(n->sess, fh);
                         extra = resp.session;
                         trunc = flags & O_TRUNC;
                 } else {
-                        fh->sess = sess_new(core, n, resp.session, &t.addr);
-                        if (!fh->sess) {
+                        struct us_sess *s = sess_new(core, n, resp.session, &t.addr);
+
+                        if (s) {
+                                sess_join(s, fh);
+                        } else {
                                 extra = resp.session;
                                 r = -ENOMEM;
                         }
@@ -1831,15 +1898,8 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 caps_absent(n);         /* a new file has no extended attributes */
         pthread_mutex_unlock(&core->mu);
 
-        if (extra) {
-                struct lp_fs_resp aresp;
-                struct lp_fs_req areq;
-
-                req_init(&areq, ctx, LP_FS_ABORT, req.fg, resp.attr.ino);
-                areq.session = extra;
-                if (call(core, ctx, &t, &areq, US_RESEND_ANY, &aresp) == 0)
-                        lp_fs_resp_release(&aresp);
-        }
+        if (extra)
+                sess_abort(core, ctx, &t, req.fg, resp.attr.ino, extra);
         if (r == 0 && trunc)
                 r = trunc_in_session(core, ctx, fh);
         if (r < 0) {
@@ -1862,7 +1922,7 @@ out:
 void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 {
         struct us_node *n = fh->node;
-        struct us_sess *s = fh->sess;
+        struct us_sess *s;
         struct us_site site = { 0 };
         uint64_t id = 0;
         bool commit = false, orphan;
@@ -1871,35 +1931,33 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
         fh->prev->next = fh->next;
         fh->next->prev = fh->prev;
         core->nfh--;
-        if (s) {
-                fh->sess = NULL;
-                s->refs--;
-                if (s->refs == 0 && !s->err && n->sess == s) {
-                        /* Last writable handle: the session ends.  (4), (5) */
-                        n->sess = NULL;
-                        s->ending = true;
-                        n->committing++;
-                        /* Requests still using the session finish first;
-                         * each is bounded by its own deadline, and so is
-                         * this wait (never stuck behind a lost one). */
-                        while (s->busy) {
-                                if (cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0) {
-                                        cm_log(LOG_WARNING, "<%u,%llu>: %u request(s) still use the write "
-                                               "session at its last close; committing anyway", n->fg,
-                                               (unsigned long long)n->ino, s->busy);
-                                        break;
-                                }
-                        }
-                        if (!s->err) {
-                                commit = true;
-                                id = s->id;
-                                site = s->site;
-                        } else {
-                                n->committing--;
-                                pthread_cond_broadcast(&core->cv);
+        /* The handle's session ref is ours now (3). */
+        s = sess_leave(fh);
+        if (s && s->handles == 0 && !s->err && !s->ending) {
+                /* Last writable handle: the session ends.  (4), (5)  This
+                 * release keeps the ref until the END commit is answered:
+                 * a request that finishes meanwhile cannot free it. */
+                sess_detach(core, s);
+                s->ending = true;
+                n->committing++;
+                /* Requests still using the session finish first; each is
+                 * bounded by its own deadline, and so is this wait (never
+                 * stuck behind a lost one).  An ending session is never
+                 * lost (sess_lost), so it is committed either way. */
+                while (s->busy) {
+                        if (cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0) {
+                                cm_log(LOG_WARNING, "<%u,%llu>: %u request(s) still use the write "
+                                       "session at its last close; committing anyway", n->fg,
+                                       (unsigned long long)n->ino, s->busy);
+                                break;
                         }
                 }
-                sess_maybe_free(core, s);
+                commit = true;
+                id = s->id;
+                site = s->site;
+        } else if (s) {
+                sess_put(core, s);
+                s = NULL;
         }
         pthread_mutex_unlock(&core->mu);
 
@@ -1934,6 +1992,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                         note_version(n, version);
                 else
                         n->have_version = false;
+                sess_put(core, s);
                 pthread_cond_broadcast(&core->cv);
                 pthread_mutex_unlock(&core->mu);
         }
@@ -2070,8 +2129,7 @@ int us_core_flush(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 fh->werr = 0;
                 if (r == 0 && fh->writable && fh->sess->dirty && !fh->sess->ending) {
                         s = fh->sess;
-                        s->busy++;
-                        s->last_use = cm_now_us();
+                        sess_use(s);
                         s->dirty = false;
                 }
         }
@@ -2103,8 +2161,7 @@ int us_core_fsync(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, bo
                 return -EIO;
         }
         if (s) {
-                s->busy++;
-                s->last_use = cm_now_us();
+                sess_use(s);
                 s->dirty = false;
         }
         pthread_mutex_unlock(&core->mu);
@@ -2197,10 +2254,9 @@ ssize_t us_core_copy_range(struct us_core *core, struct us_ctx *ctx, struct us_f
                 pthread_mutex_unlock(&core->mu);
                 return -EXDEV;          /* the kernel copies by read and write */
         }
-        so->busy++;
-        so->last_use = cm_now_us();
+        sess_use(so);
         if (si) {
-                si->busy++;
+                sess_use(si);
                 si->last_use = so->last_use;
         }
         pthread_mutex_unlock(&core->mu);

@@ -103,6 +103,7 @@ struct fake {
         uint64_t version;
         uint64_t size;
         unsigned commit_delay_ms;
+        unsigned read_delay_ms;
         int close_next;                 /* close instead of answering this many */
         int getxattr_status;
 };
@@ -568,6 +569,7 @@ static int fs_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_
                 }
                 resp->data = (const uint8_t *)"hello";
                 resp->datalen = req->length < 5 ? req->length : 5;
+                *delay = f->read_delay_ms;
                 return ACT_REPLY;
         case LP_FS_COMMIT:
                 if (!sess_known(f, req->session)) {
@@ -1551,6 +1553,93 @@ START_TEST(t_core_create_joins)
 }
 END_TEST
 
+/* Wait until the fake has seen n requests of op. */
+static void wait_op(uint32_t op, int n)
+{
+        uint64_t deadline = now_us() + WAIT_US;
+
+        pthread_mutex_lock(&F->mu);
+        for (;;) {
+                int k = 0;
+
+                for (int i = 0; i < F->nev; i++)
+                        k += F->ev[i].op == op;
+                if (k >= n)
+                        break;
+                f_wait(deadline);
+        }
+        pthread_mutex_unlock(&F->mu);
+}
+
+struct core_call {
+        struct us_core *core;
+        struct us_fh *fh;
+        int r;
+};
+
+static void *read_main(void *arg)
+{
+        struct core_call *c = arg;
+        struct lp_fs_resp resp;
+
+        c->r = us_core_read(c->core, ctx_of(c->core), c->fh, 0, 5, &resp);
+        if (c->r == 0)
+                lp_fs_resp_release(&resp);
+        us_rpc_close_thread(us_core_rpc(c->core));
+        return NULL;
+}
+
+/*
+ * The last close of a writable handle while a read through a read-only
+ * handle names the session: the release waits for the read, and the
+ * read's end must not free the session under it (it used to: a
+ * use-after-free, then a double free in the release).
+ */
+START_TEST(t_core_release_during_read)
+{
+        struct core_call c = { 0 };
+        struct us_core_stats st;
+        struct us_core *core;
+        struct us_fh *w;
+        pthread_t thr;
+        struct event rd, cm;
+        uint64_t sid;
+        int i;
+
+        fake_start(fs_handler, 0);
+        core = core_new(WAIT_US);
+        w = open_f(core, O_WRONLY);
+        c.core = core;
+        c.fh = open_f(core, O_RDONLY);
+        sid = us_core_session_of(core, FINO_F, NULL);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 0, "abc", 3), 3);
+        pthread_mutex_lock(&F->mu);
+        F->read_delay_ms = 300;
+        pthread_mutex_unlock(&F->mu);
+        ck_assert_int_eq(pthread_create(&thr, NULL, read_main, &c), 0);
+        wait_op(LP_FS_READ, 1);
+        us_core_release(core, ctx_of(core), w);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(c.r, 0);
+        rd = get_ev(find_op(LP_FS_READ, 0));
+        ck_assert_uint_eq(rd.session, sid);             /* read-your-writes */
+        i = find_op(LP_FS_COMMIT, 0);
+        ck_assert_int_ge(i, 0);
+        cm = get_ev(i);
+        ck_assert_uint_eq(cm.session, sid);
+        ck_assert_uint_eq(cm.flags, LP_FS_COMMIT_END);
+        ck_assert_uint_ge(cm.t_recv, rd.t_reply);       /* (4): after the read */
+        ck_assert_int_eq(count_op(LP_FS_COMMIT), 1);
+        us_core_stats(core, &st);
+        ck_assert_uint_eq(st.sessions, 0);
+        us_core_release(core, ctx_of(core), c.fh);
+        us_core_stats(core, &st);
+        ck_assert_uint_eq(st.nodes, 0);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
 START_TEST(t_core_destroy_commits)
 {
         struct us_core *core;
@@ -1875,6 +1964,7 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_orphans);
         tcase_add_test(tc, t_core_create_joins);
         tcase_add_test(tc, t_core_destroy_commits);
+        tcase_add_test(tc, t_core_release_during_read);
         tcase_add_test(tc, t_core_xattr_rules);
         tcase_add_test(tc, t_core_timeout);
         tcase_add_test(tc, t_core_keeper);
