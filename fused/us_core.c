@@ -6,7 +6,9 @@
  *       sess, committing, opening is non-zero, and is freed as soon as all
  *       are zero (node_maybe_free);
  *   (2) node->sess, when set, is a session that is neither lost (err == 0)
- *       nor ending, and is the only such session of that node;
+ *       nor ending, and is the only such session of that node: a session
+ *       the storage site opens for a node that has one already is aborted
+ *       and the handle joins the live one (sess_attach), never replaces it;
  *   (3) a session is in core->sessions and holds one node ref from
  *       sess_new() until it is freed.  Its lifetime is one count, refs: one
  *       for node->sess while attached, one per writable handle (fh->sess),
@@ -29,7 +31,7 @@
  *
  * Session states, and the functions that move them:
  *
- *   (none) --open/create: sess_new--> ACTIVE (node->sess)
+ *   (none) --open/create: sess_attach--> ACTIVE (node->sess)
  *   ACTIVE --last writable release: sess_detach--> ENDING
  *   ENDING --COMMIT END answered, last sess_put--> freed
  *   ACTIVE --a request answers ESTALE: sess_lost--> LOST --last sess_put--> freed
@@ -386,6 +388,32 @@ static void sess_detach(struct us_core *core, struct us_sess *s)
                 return;
         n->sess = NULL;
         sess_put(core, s);
+}
+
+/*
+ * fh (writable) takes part in n's write session: the live one if n has
+ * one -- then the session id the storage site just opened for fh is not
+ * needed, and *ret_extra says which to abort -- else a new one, id at
+ * site.  1 if it joined, 0 if it started one, -ENOMEM.  (2)
+ */
+static int sess_attach(struct us_core *core, struct us_node *n, struct us_fh *fh, uint64_t id,
+                       const struct us_site *site, uint64_t *ret_extra)
+{
+        struct us_sess *s = n->sess;
+
+        *ret_extra = 0;
+        if (s) {
+                sess_join(s, fh);
+                *ret_extra = id;
+                return 1;
+        }
+        s = sess_new(core, n, id, site);
+        if (!s) {
+                *ret_extra = id;
+                return -ENOMEM;
+        }
+        sess_join(s, fh);
+        return 0;
 }
 
 static void sess_lost(struct us_core *core, struct us_sess *s, int why)
@@ -1740,6 +1768,8 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
 
         for (;;) {
                 struct us_sess *s;
+                uint64_t extra = 0;
+                bool joined = false;
 
                 pthread_mutex_lock(&core->mu);
                 r = node_wait(core, n, ctx, writable);
@@ -1798,15 +1828,20 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                                        (unsigned long long)t.addr.site);
                                 r = -EIO;
                         } else if (writable) {
-                                s = sess_new(core, n, resp.session, &t.addr);
-                                if (s)
-                                        sess_join(s, fh);
-                                else
-                                        r = -ENOMEM;
+                                /* A create of the same file may have
+                                 * started one meanwhile (2). */
+                                r = sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                                joined = r == 1;
+                                if (r > 0)
+                                        r = 0;
                         }
                         lp_fs_resp_release(&resp);
                 }
                 pthread_mutex_unlock(&core->mu);
+                if (extra)
+                        sess_abort(core, ctx, &t, fg, ino, extra);
+                if (r == 0 && joined && (flags & O_TRUNC))
+                        r = trunc_in_session(core, ctx, fh);
                 if (r < 0)
                         goto fail;
                 break;
@@ -1873,25 +1908,16 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         fh->site = t.addr;
         /* An END commit of this file still in flight (create of a file this
          * mount just closed): let it land first.  A timeout here is not
-         * fatal: our session is independent of it. */
+         * fatal: our session is independent of it, and an open that starts
+         * one meanwhile joins ours or we join its (2). */
         (void)node_wait(core, n, ctx, true);
         if (writable) {
-                if (n->sess) {
-                        /* The file existed and this mount writes it already:
-                         * one session per file, so join that one. */
-                        sess_join(n->sess, fh);
-                        extra = resp.session;
-                        trunc = flags & O_TRUNC;
-                } else {
-                        struct us_sess *s = sess_new(core, n, resp.session, &t.addr);
-
-                        if (s) {
-                                sess_join(s, fh);
-                        } else {
-                                extra = resp.session;
-                                r = -ENOMEM;
-                        }
-                }
+                /* The file may exist and this mount write it already: one
+                 * session per file, so join that one. */
+                r = sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                trunc = r == 1 && (flags & O_TRUNC);
+                if (r > 0)
+                        r = 0;
         }
         note_version(n, resp.version ? resp.version : resp.attr.version);
         if (!extra)

@@ -103,7 +103,7 @@ struct fake {
         uint64_t version;
         uint64_t size;
         unsigned commit_delay_ms;
-        unsigned read_delay_ms;
+        unsigned read_delay_ms, open_delay_ms;
         int close_next;                 /* close instead of answering this many */
         int getxattr_status;
 };
@@ -552,6 +552,8 @@ static int fs_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_
                 resp->version = f->version;
                 if (writable)
                         resp->session = sess_start(f);
+                if (req->op == LP_FS_OPEN)
+                        *delay = f->open_delay_ms;
                 return ACT_REPLY;
         case LP_FS_WRITE:
                 if (!sess_known(f, req->session)) {
@@ -1574,6 +1576,7 @@ static void wait_op(uint32_t op, int n)
 struct core_call {
         struct us_core *core;
         struct us_fh *fh;
+        int flags;
         int r;
 };
 
@@ -1585,6 +1588,17 @@ static void *read_main(void *arg)
         c->r = us_core_read(c->core, ctx_of(c->core), c->fh, 0, 5, &resp);
         if (c->r == 0)
                 lp_fs_resp_release(&resp);
+        us_rpc_close_thread(us_core_rpc(c->core));
+        return NULL;
+}
+
+static void *open_g_main(void *arg)
+{
+        struct core_call *c = arg;
+        bool keep;
+
+        c->r = us_core_open(c->core, ctx_of(c->core), ((uint64_t)1 << 48) | INO_G, c->flags,
+                            &c->fh, &keep);
         us_rpc_close_thread(us_core_rpc(c->core));
         return NULL;
 }
@@ -1635,6 +1649,62 @@ START_TEST(t_core_release_during_read)
         us_core_release(core, ctx_of(core), c.fh);
         us_core_stats(core, &st);
         ck_assert_uint_eq(st.nodes, 0);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
+/*
+ * A create of a file whose writable open is starting a session here: the
+ * create's wait for that open times out, and it starts a session of its
+ * own.  When the open's answer comes, the open must join that live
+ * session (and abort the one it got), not replace it: a replaced session
+ * was never committed nor freed.
+ */
+START_TEST(t_core_create_during_open)
+{
+        struct core_call c = { 0 };
+        struct us_core_stats st;
+        struct us_core *core;
+        struct us_ctx cctx;
+        struct us_entry e;
+        struct us_fh *b;
+        pthread_t thr;
+        uint64_t sid;
+        int i;
+
+        fake_start(fs_handler, 0);
+        core = core_new(WAIT_US);
+        pthread_mutex_lock(&F->mu);
+        F->open_delay_ms = 1000;
+        pthread_mutex_unlock(&F->mu);
+        c.core = core;
+        c.flags = O_WRONLY;
+        ck_assert_int_eq(pthread_create(&thr, NULL, open_g_main, &c), 0);
+        wait_op(LP_FS_OPEN, 1);
+        us_ctx_self(core, &cctx);
+        cctx.call.deadline = now_us() + 200000;
+        ck_assert_int_eq(us_core_create(core, &cctx, 1, "g", 0644, O_CREAT | O_WRONLY, &e, &b), 0);
+        sid = us_core_session_of(core, e.fino, NULL);
+        ck_assert_uint_ne(sid, 0);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(c.r, 0);
+        ck_assert_uint_eq(us_core_session_of(core, e.fino, NULL), sid);
+        ck_assert_int_eq(count_op(LP_FS_ABORT), 1);     /* the open's own */
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), c.fh, 0, "ab", 2), 2);
+        i = find_op(LP_FS_WRITE, 0);
+        ck_assert_uint_eq(get_ev(i).session, sid);
+        us_core_release(core, ctx_of(core), b);
+        us_core_release(core, ctx_of(core), c.fh);
+        ck_assert_int_eq(count_op(LP_FS_COMMIT), 1);
+        i = find_op(LP_FS_COMMIT, 0);
+        ck_assert_uint_eq(get_ev(i).session, sid);
+        us_core_stats(core, &st);
+        ck_assert_uint_eq(st.sessions, 0);
+        pthread_mutex_lock(&F->mu);
+        ck_assert_int_eq(F->nsessions, 0);              /* every one ended */
+        pthread_mutex_unlock(&F->mu);
+        us_core_forget(core, e.fino, 1);
         us_core_free(core);
         fake_stop();
 }
@@ -1965,6 +2035,7 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_create_joins);
         tcase_add_test(tc, t_core_destroy_commits);
         tcase_add_test(tc, t_core_release_during_read);
+        tcase_add_test(tc, t_core_create_during_open);
         tcase_add_test(tc, t_core_xattr_rules);
         tcase_add_test(tc, t_core_timeout);
         tcase_add_test(tc, t_core_keeper);
