@@ -641,7 +641,10 @@ static int call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_n
                 int r;
 
                 pthread_mutex_lock(&core->mu);
-                r = node_wait(core, n, ctx, false);
+                /* A change waits for a session being started, and goes
+                 * through it: made beside it, it would conflict with the
+                 * session's snapshot, whose next write would then fail. */
+                r = node_wait(core, n, ctx, need == SESS_OPTIONAL && !read_only(req->op));
                 if (r < 0) {
                         pthread_mutex_unlock(&core->mu);
                         return r;

@@ -1710,6 +1710,48 @@ START_TEST(t_core_create_during_open)
 }
 END_TEST
 
+/*
+ * truncate(2) of a file while a writable open of it is starting a
+ * session here: made beside that session, the truncation would conflict
+ * with the session's snapshot (the storage site then fails its next
+ * write with EAGAIN).  It waits for the open and goes through the session.
+ */
+START_TEST(t_core_change_waits_for_open)
+{
+        struct core_call c = { 0 };
+        struct event op, sa;
+        struct us_core *core;
+        struct stat in, out;
+        pthread_t thr;
+        uint64_t sid;
+
+        fake_start(fs_handler, 0);
+        core = core_new(WAIT_US);
+        pthread_mutex_lock(&F->mu);
+        F->open_delay_ms = 300;
+        pthread_mutex_unlock(&F->mu);
+        c.core = core;
+        c.flags = O_RDWR;
+        ck_assert_int_eq(pthread_create(&thr, NULL, open_g_main, &c), 0);
+        wait_op(LP_FS_OPEN, 1);
+        memset(&in, 0, sizeof(in));
+        in.st_size = 100;
+        ck_assert_int_eq(us_core_setattr(core, ctx_of(core), ((uint64_t)1 << 48) | INO_G, NULL,
+                                         &in, LP_FS_SET_SIZE, &out), 0);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(c.r, 0);
+        sid = us_core_session_of(core, ((uint64_t)1 << 48) | INO_G, NULL);
+        ck_assert_uint_ne(sid, 0);
+        op = get_ev(find_op(LP_FS_OPEN, 0));
+        sa = get_ev(find_op(LP_FS_SETATTR, 0));
+        ck_assert_uint_eq(sa.session, sid);
+        ck_assert_uint_ge(sa.t_recv, op.t_reply);
+        us_core_release(core, ctx_of(core), c.fh);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
 START_TEST(t_core_destroy_commits)
 {
         struct us_core *core;
@@ -2036,6 +2078,7 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_destroy_commits);
         tcase_add_test(tc, t_core_release_during_read);
         tcase_add_test(tc, t_core_create_during_open);
+        tcase_add_test(tc, t_core_change_waits_for_open);
         tcase_add_test(tc, t_core_xattr_rules);
         tcase_add_test(tc, t_core_timeout);
         tcase_add_test(tc, t_core_keeper);
