@@ -1245,70 +1245,51 @@ int us_core_getattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
 int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, struct us_fh *fh,
                     const struct stat *in, uint32_t to_set, struct stat *ret)
 {
-        const uint32_t meta_bits = LP_FS_SET_MODE | LP_FS_SET_UID | LP_FS_SET_GID;
-        uint32_t valid = to_set, meta = valid & meta_bits, data = valid & ~meta_bits;
+        enum sess_need need = SESS_OPTIONAL;
         struct lp_fs_resp resp;
         struct lp_fs_req req;
-        bool have = false;
         struct us_node *n;
         int r;
 
+        if (!to_set)    /* nothing we know how to set: answer the attributes */
+                return us_core_getattr(core, ctx, fino, fh, ret);
         r = hold(core, fino, &n);
         if (r < 0)
                 return r;
-        /* Owner and mode apply at once, outside any write session; size and
-         * times go into this mount's session of the file when there is one,
-         * so that a later commit does not undo them (cp -p sets mtime after
-         * its writes and before close). */
-        if (meta) {
-                req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
-                req.valid = meta | (data ? 0 : (valid & LP_FS_SET_CTIME));
-                req.mode = in->st_mode & 07777;
-                req.uid = in->st_uid;
-                req.gid = in->st_gid;
-                pthread_mutex_lock(&core->mu);
-                r = node_wait(core, n, ctx, false);
-                pthread_mutex_unlock(&core->mu);
-                if (r == 0)
-                        r = call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
-                if (r < 0)
-                        goto out;
-                have = true;
-        }
-        if (data) {
-                enum sess_need need = SESS_OPTIONAL;
-
-                if ((data & LP_FS_SET_SIZE) && fh && fh->writable)
-                        need = SESS_OWN;
-                if (have)
+        /*
+         * Every change names this mount's session of the file when there is
+         * one.  The storage site applies owner and mode at once all the
+         * same, and puts size and times into the session, so that its
+         * commit does not undo them (cp -p sets mtime after its writes and
+         * before close); and its answer is the session's view: the size of
+         * the writes staged so far.  The kernel takes that answer as the
+         * file's attributes (fstat, the end an O_APPEND write goes to, how
+         * far a read may go), so an answer without the session would make
+         * a file just written look empty (fchmod after write: tar, cp -p,
+         * install).
+         */
+        if ((to_set & LP_FS_SET_SIZE) && fh && fh->writable)
+                need = SESS_OWN;
+        req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
+        req.valid = to_set;
+        req.mode = in->st_mode & 07777;
+        req.uid = in->st_uid;
+        req.gid = in->st_gid;
+        req.size = (uint64_t)in->st_size;
+        req.atime.sec = in->st_atim.tv_sec;
+        req.atime.nsec = (uint32_t)in->st_atim.tv_nsec;
+        req.mtime.sec = in->st_mtim.tv_sec;
+        req.mtime.nsec = (uint32_t)in->st_mtim.tv_nsec;
+        r = call_sess(core, ctx, n, fh, need, &req, US_RESEND_ANY, &resp);
+        if (r == 0) {
+                if (resp.has_attr) {
+                        us_attr_to_stat(&resp.attr, fino, ret);
                         lp_fs_resp_release(&resp);
-                have = false;
-                req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
-                req.valid = data;
-                req.size = (uint64_t)in->st_size;
-                req.atime.sec = in->st_atim.tv_sec;
-                req.atime.nsec = (uint32_t)in->st_atim.tv_nsec;
-                req.mtime.sec = in->st_mtim.tv_sec;
-                req.mtime.nsec = (uint32_t)in->st_mtim.tv_nsec;
-                r = call_sess(core, ctx, n, fh, need, &req, US_RESEND_ANY, &resp);
-                if (r < 0)
-                        goto out;
-                have = true;
+                } else {
+                        lp_fs_resp_release(&resp);
+                        r = us_core_getattr(core, ctx, fino, fh, ret);
+                }
         }
-        if (!have) {
-                /* Nothing we know how to set: answer the attributes. */
-                r = us_core_getattr(core, ctx, fino, fh, ret);
-                goto out;
-        }
-        if (resp.has_attr) {
-                us_attr_to_stat(&resp.attr, fino, ret);
-                lp_fs_resp_release(&resp);
-                r = 0;
-        } else {
-                lp_fs_resp_release(&resp);
-                r = us_core_getattr(core, ctx, fino, fh, ret);
-        }
-out:
         unhold(core, n);
         return r;
 }
