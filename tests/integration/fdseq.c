@@ -114,6 +114,15 @@ static void want_content(int fd, const char *path, const uint8_t *want, size_t n
         free(got);
 }
 
+/* close fd; a stat right after shows size n, and the file holds want[0, n). */
+static void close_and_check(int fd, const char *path, const uint8_t *want, size_t n)
+{
+        CHECK(close(fd));
+        want_size(path, (off_t)n, "stat right after close");
+        want_content(-1, path, want, n, "content after close");
+        printf("fdseq: ok: %s\n", g_seq);
+}
+
 /* write, then fchmod / fchown / futimens on the same O_RDWR descriptor:
  * fstat and pread there see the data (tar xf, cp -p). */
 static void seq_write_then_attrs(void)
@@ -137,10 +146,7 @@ static void seq_write_then_attrs(void)
         CHECK(futimens(fd, ts));
         want_fsize(fd, sizeof(b), "after futimens");
         want_content(fd, NULL, b, sizeof(b), "pread after futimens");
-        CHECK(close(fd));
-        want_size(p, sizeof(b), "stat right after close");
-        want_content(-1, p, b, sizeof(b), "content after close");
-        printf("fdseq: ok: %s\n", g_seq);
+        close_and_check(fd, p, b, sizeof(b));
 }
 
 /* O_APPEND: write 5000, fchmod, write 100 -> 5100 bytes, the first 5000 first. */
@@ -159,10 +165,7 @@ static void seq_append_fchmod(void)
         CHECK(fchmod(fd, 0640));
         write_all(fd, b + 5000, 100);
         want_fsize(fd, 5100, "before close");
-        CHECK(close(fd));
-        want_size(p, 5100, "stat right after close");
-        want_content(-1, p, b, sizeof(b), "content");
-        printf("fdseq: ok: %s\n", g_seq);
+        close_and_check(fd, p, b, sizeof(b));
 }
 
 /* Append to an existing file across an fchmod: neither append is lost. */
@@ -184,10 +187,7 @@ static void seq_append_existing(void)
         write_all(fd, b + 3000, 200);
         CHECK(fchmod(fd, 0600));
         write_all(fd, b + 3200, 300);
-        CHECK(close(fd));
-        want_size(p, 3500, "stat right after close");
-        want_content(-1, p, b, sizeof(b), "content");
-        printf("fdseq: ok: %s\n", g_seq);
+        close_and_check(fd, p, b, sizeof(b));
 }
 
 /* install: write, fchown, fchmod, close; cp -p: write, futimens, fchown,
@@ -247,10 +247,7 @@ static void seq_ftruncate(void)
         want_fsize(fd, 6000, "after the second fchmod");
         if (pwrite(fd, b + 6000, 2000, 6000) != 2000)
                 fail("pwrite at 6000: %s", strerror(errno));
-        CHECK(close(fd));
-        want_size(p, 8000, "stat right after close");
-        want_content(-1, p, b, sizeof(b), "content");
-        printf("fdseq: ok: %s\n", g_seq);
+        close_and_check(fd, p, b, sizeof(b));
 }
 
 int main(int argc, char **argv)

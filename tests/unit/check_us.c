@@ -1607,6 +1607,21 @@ static void *open_g_main(void *arg)
         return NULL;
 }
 
+/* Start us_core_open(c->flags) of g in a thread, the storage site
+ * answering its OPEN after delay_ms; return once the OPEN is there. */
+static pthread_t open_g_async(struct core_call *c, struct us_core *core, unsigned delay_ms)
+{
+        pthread_t thr;
+
+        pthread_mutex_lock(&F->mu);
+        F->open_delay_ms = delay_ms;
+        pthread_mutex_unlock(&F->mu);
+        c->core = core;
+        ck_assert_int_eq(pthread_create(&thr, NULL, open_g_main, c), 0);
+        wait_op(LP_FS_OPEN, 1);
+        return thr;
+}
+
 /*
  * The last close of a writable handle while a read through a read-only
  * handle names the session: the release waits for the read, and the
@@ -1679,13 +1694,8 @@ START_TEST(t_core_create_during_open)
 
         fake_start(fs_handler, 0);
         core = core_new(WAIT_US);
-        pthread_mutex_lock(&F->mu);
-        F->open_delay_ms = 1000;
-        pthread_mutex_unlock(&F->mu);
-        c.core = core;
         c.flags = O_WRONLY;
-        ck_assert_int_eq(pthread_create(&thr, NULL, open_g_main, &c), 0);
-        wait_op(LP_FS_OPEN, 1);
+        thr = open_g_async(&c, core, 1000);
         us_ctx_self(core, &cctx);
         cctx.call.deadline = now_us() + 200000;
         ck_assert_int_eq(us_core_create(core, &cctx, 1, "g", 0644, O_CREAT | O_WRONLY, &e, &b), 0);
@@ -1731,13 +1741,8 @@ START_TEST(t_core_change_waits_for_open)
 
         fake_start(fs_handler, 0);
         core = core_new(WAIT_US);
-        pthread_mutex_lock(&F->mu);
-        F->open_delay_ms = 300;
-        pthread_mutex_unlock(&F->mu);
-        c.core = core;
         c.flags = O_RDWR;
-        ck_assert_int_eq(pthread_create(&thr, NULL, open_g_main, &c), 0);
-        wait_op(LP_FS_OPEN, 1);
+        thr = open_g_async(&c, core, 300);
         memset(&in, 0, sizeof(in));
         in.st_size = 100;
         ck_assert_int_eq(us_core_setattr(core, ctx_of(core), ((uint64_t)1 << 48) | INO_G, NULL,
