@@ -1064,6 +1064,19 @@ static void unhold(struct us_core *core, struct us_node *n)
 
 /* ---- entries ------------------------------------------------------------------------- */
 
+/* This mount has a write session of fino, or its END commit in flight. */
+static bool writing_here(struct us_core *core, uint64_t fino)
+{
+        struct us_node *n;
+        bool r;
+
+        pthread_mutex_lock(&core->mu);
+        n = node_find(core, fino);
+        r = n && (n->sess || n->committing);
+        pthread_mutex_unlock(&core->mu);
+        return r;
+}
+
 /*
  * Fill *ret for the inode fg/attr names, crossing into a file group mounted
  * on it, and count one lookup.
@@ -1097,6 +1110,16 @@ static int make_entry(struct us_core *core, const struct us_ctx *ctx, uint32_t f
         if (r == 0) {
                 ret->generation = a.generation;
                 us_attr_to_stat(&a, ret->fino, &ret->st);
+                /* The answer is the last commit's; the kernel takes it as
+                 * the file's attributes, so for a file this mount writes
+                 * (its size, where O_APPEND writes go) it must be the
+                 * session's view instead.  If that fails, the answer as it
+                 * is: no worse than before. */
+                if (S_ISREG(a.mode) && writing_here(core, ret->fino)) {
+                        struct us_ctx gctx = *ctx;
+
+                        (void)us_core_getattr(core, &gctx, ret->fino, NULL, &ret->st);
+                }
                 r = us_core_lookup_inc(core, ret->fino, 1);
         } else {
                 cm_log(LOG_WARNING, "<%u,%llu>: inode number does not fit in 48 bits", fg,

@@ -1,9 +1,10 @@
 /*
  * fdseq.c -- the system call sequences of tar, cp -p, cp -a and install
  * on one descriptor: writes, then attribute changes (fchmod, fchown,
- * futimens, ftruncate) on the same open file, then what the descriptor
- * and a stat right after close(2) must show.  Every attribute change on
- * an open, written file must see and keep the data written before it.
+ * futimens, ftruncate) on the same open file, or a new name for it
+ * (link), then what the descriptor and a stat right after close(2) must
+ * show.  Every attribute change on an open, written file, and every
+ * answer naming it, must see and keep the data written before it.
  *
  * usage: fdseq DIR
  *   runs every sequence in DIR (files seq-*), printing one line each;
@@ -250,6 +251,30 @@ static void seq_ftruncate(void)
         close_and_check(fd, p, b, sizeof(b));
 }
 
+/* A new name for a file being written (link(2) answers its attributes,
+ * as a lookup does) must not make the kernel forget the size written:
+ * O_APPEND 5000, link, fstat, O_APPEND 100 -> 5100 bytes in order. */
+static void seq_link_while_writing(void)
+{
+        uint8_t b[5100];
+        char p[4200], p2[4200];
+        int fd;
+
+        g_seq = "O_APPEND write 5000 + link + fstat + write 100";
+        path_of(p, sizeof(p), "linked");
+        path_of(p2, sizeof(p2), "linked2");
+        pattern(b, sizeof(b), 6);
+        fd = open(p, O_CREAT | O_EXCL | O_WRONLY | O_APPEND | O_CLOEXEC, 0644);
+        CHECK(fd);
+        write_all(fd, b, 5000);
+        CHECK(link(p, p2));
+        want_fsize(fd, 5000, "after link");
+        write_all(fd, b + 5000, 100);
+        want_fsize(fd, 5100, "before close");
+        close_and_check(fd, p, b, sizeof(b));
+        want_size(p2, 5100, "stat of the second name");
+}
+
 int main(int argc, char **argv)
 {
         if (argc != 2) {
@@ -262,5 +287,6 @@ int main(int argc, char **argv)
         seq_append_existing();
         seq_install_cp_p();
         seq_ftruncate();
+        seq_link_while_writing();
         return 0;
 }
