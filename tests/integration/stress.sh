@@ -6,8 +6,9 @@
 #  1. rwrace: one thread loops open(O_WRONLY)/pwrite/close on a file while
 #     another preads it through an O_RDONLY descriptor (the last close of a
 #     write session racing a read that names it);
-#  2. mixed: STRESS_PROCS processes x STRESS_THREADS threads doing
-#     STRESS_OPS random operations each (at most STRESS_SECS seconds) on a
+#  2. mixed: STRESS_PROCS (4) processes x STRESS_THREADS (3) threads doing
+#     STRESS_OPS (15000) random operations each, for at most STRESS_SECS
+#     (75) seconds (about 60 s here; STRESS_SEED fixes the seed), on a
 #     small shared set of names: create, write, read, truncate, rename,
 #     link, unlink, mkdir, rmdir, setattr (also on open descriptors),
 #     xattrs, fsync, fallocate, mmap writes;
@@ -66,7 +67,7 @@ mount_survived "after rwrace"
 
 rc=0
 timeout -k 10 600 "$STRESS" mixed "$dir" --procs "${STRESS_PROCS:-4}" \
-    --threads "${STRESS_THREADS:-3}" --ops "${STRESS_OPS:-10000}" \
+    --threads "${STRESS_THREADS:-3}" --ops "${STRESS_OPS:-15000}" \
     --secs "${STRESS_SECS:-75}" ${STRESS_SEED:+--seed "$STRESS_SEED"} || rc=$?
 mount_survived "after the mixed operations"
 [ "$rc" -eq 0 ] || fail "mixed: unexpected errors (exit $rc; the seed is above)"
