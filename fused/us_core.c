@@ -6,26 +6,35 @@
  *       sess, committing, opening is non-zero, and is freed as soon as all
  *       are zero (node_maybe_free);
  *   (2) node->sess, when set, is a session that is neither lost (err == 0)
- *       nor ending, and is the only such session of that node;
+ *       nor ending, and is the only such session of that node: a session
+ *       the storage site opens for a node that has one already is aborted
+ *       and the handle joins the live one (sess_attach), never replaces it;
  *   (3) a session is in core->sessions and holds one node ref from
- *       sess_new() until it is freed, which happens once refs == 0,
- *       busy == 0 and it is lost or ending (sess_maybe_free);
+ *       sess_new() until it is freed.  Its lifetime is one count, refs: one
+ *       for node->sess while attached, one per writable handle (fh->sess),
+ *       one per request in flight (busy), and the last release's own while
+ *       its END commit is in flight (it inherits the handle's).  Every one
+ *       is dropped exactly once, by sess_put(), the only place that frees;
+ *       so refs reaches zero once, and nothing touches the session after
+ *       its own sess_put();
  *   (4) busy counts requests in flight that name the session; its END
- *       commit is sent only once busy == 0 and after it is detached from
- *       the node (so no new request can name it);
+ *       commit is sent only once busy == 0 (or the release's deadline
+ *       passed) and after it is detached from the node (so no new request
+ *       can name it);
  *   (5) node->committing > 0 exactly while an END commit of one of its
  *       sessions is in flight; node->opening while a request that starts
  *       a session is in flight; neither is ever held across a return to
  *       the kernel except by the release that owns it;
  *   (6) every struct us_fh is in core->fhs and holds one node ref and one
- *       nopen; a writable one holds one session ref (fh->sess) until
- *       release, even if the session is lost.
+ *       nopen; a writable one holds one session ref and one of its
+ *       handles (fh->sess) until release, even if the session is lost.
  *
  * Session states, and the functions that move them:
  *
- *   (none) --open/create: sess_new--> ACTIVE (node->sess)
- *   ACTIVE --last writable release--> ENDING --COMMIT END answered--> freed
- *   ACTIVE --a request answers ESTALE: sess_lost--> LOST --last ref--> freed
+ *   (none) --open/create: sess_attach--> ACTIVE (node->sess)
+ *   ACTIVE --last writable release: sess_detach--> ENDING
+ *   ENDING --COMMIT END answered, last sess_put--> freed
+ *   ACTIVE --a request answers ESTALE: sess_lost--> LOST --last sess_put--> freed
  *
  * The mutex is never held during a request (us_rpc_call); waits are on
  * core->cv (CLOCK_MONOTONIC), with the caller's deadline except for (4),
@@ -77,7 +86,8 @@ struct us_sess {
         struct us_node *node;           /* (3) */
         uint64_t id;
         struct us_site site;
-        unsigned refs;                  /* writable handles */
+        unsigned refs;                  /* lifetime (3) */
+        unsigned handles;               /* writable handles (6) */
         unsigned busy;                  /* (4) */
         int err;                        /* 0, or -EIO once lost (sticky) */
         bool dirty;                     /* changes not committed yet */
@@ -308,6 +318,7 @@ static int node_wait(struct us_core *core, struct us_node *n, const struct us_ct
 
 /* ---- sessions (core->mu held) ----------------------------------------------- */
 
+/* A new session of n, attached as node->sess (2) and held by that (3). */
 static struct us_sess *sess_new(struct us_core *core, struct us_node *n, uint64_t id,
                                 const struct us_site *site)
 {
@@ -319,7 +330,7 @@ static struct us_sess *sess_new(struct us_core *core, struct us_node *n, uint64_
         n->refs++;
         s->id = id;
         s->site = *site;
-        s->refs = 1;
+        s->refs = 1;                    /* node->sess */
         s->last_use = cm_now_us();
         s->next = &core->sessions;
         s->prev = core->sessions.prev;
@@ -330,9 +341,15 @@ static struct us_sess *sess_new(struct us_core *core, struct us_node *n, uint64_
         return s;
 }
 
-static void sess_maybe_free(struct us_core *core, struct us_sess *s)
+/* Drop one ref (3); the last one frees s.  s is not to be touched after. */
+static void sess_put(struct us_core *core, struct us_sess *s)
 {
-        if (s->refs || s->busy || !(s->err || s->ending))
+        if (s->refs == 0) {
+                cm_log(LOG_CRIT, "write session %llu: reference count underflow",
+                       (unsigned long long)s->id);
+                abort();
+        }
+        if (--s->refs)
                 return;
         s->prev->next = s->next;
         s->next->prev = s->prev;
@@ -341,15 +358,71 @@ static void sess_maybe_free(struct us_core *core, struct us_sess *s)
         free(s);
 }
 
+/* fh (writable) becomes one of s's handles (6). */
+static void sess_join(struct us_sess *s, struct us_fh *fh)
+{
+        s->refs++;
+        s->handles++;
+        fh->sess = s;
+}
+
+/* fh lets go of its session: the handle count drops, the ref passes to
+ * the caller, who ends with sess_put(). */
+static struct us_sess *sess_leave(struct us_fh *fh)
+{
+        struct us_sess *s = fh->sess;
+
+        fh->sess = NULL;
+        if (s)
+                s->handles--;
+        return s;
+}
+
+/* s is no longer the node's session (lost or ending); s stays valid while
+ * the caller holds a ref of its own. */
+static void sess_detach(struct us_core *core, struct us_sess *s)
+{
+        struct us_node *n = s->node;
+
+        if (n->sess != s)
+                return;
+        n->sess = NULL;
+        sess_put(core, s);
+}
+
+/*
+ * fh (writable) takes part in n's write session: the live one if n has
+ * one -- then the session id the storage site just opened for fh is not
+ * needed, and *ret_extra says which to abort -- else a new one, id at
+ * site.  1 if it joined, 0 if it started one, -ENOMEM.  (2)
+ */
+static int sess_attach(struct us_core *core, struct us_node *n, struct us_fh *fh, uint64_t id,
+                       const struct us_site *site, uint64_t *ret_extra)
+{
+        struct us_sess *s = n->sess;
+
+        *ret_extra = 0;
+        if (s) {
+                sess_join(s, fh);
+                *ret_extra = id;
+                return 1;
+        }
+        s = sess_new(core, n, id, site);
+        if (!s) {
+                *ret_extra = id;
+                return -ENOMEM;
+        }
+        sess_join(s, fh);
+        return 0;
+}
+
 static void sess_lost(struct us_core *core, struct us_sess *s, int why)
 {
         struct us_node *n = s->node;
 
-        if (s->err)
+        if (s->err || s->ending)
                 return;
         s->err = -EIO;
-        if (n->sess == s)
-                n->sess = NULL;
         cm_log(LOG_WARNING, "<%u,%llu> at site %llu (%s:%u): write session %llu is gone (%s): "
                "the storage site restarted or aborted it; the writes since the last commit "
                "are lost and the descriptors that made them now fail with EIO; the file "
@@ -357,8 +430,18 @@ static void sess_lost(struct us_core *core, struct us_sess *s, int why)
                (unsigned long long)s->site.site, s->site.host, s->site.port,
                (unsigned long long)s->id, strerror(-why));
         pthread_cond_broadcast(&core->cv);
+        sess_detach(core, s);
 }
 
+/* A request is about to name s (4). */
+static void sess_use(struct us_sess *s)
+{
+        s->refs++;
+        s->busy++;
+        s->last_use = cm_now_us();
+}
+
+/* The request that named s is done with answer r; s may be freed. */
 static void sess_unuse(struct us_core *core, struct us_sess *s, int r)
 {
         s->busy--;
@@ -366,7 +449,7 @@ static void sess_unuse(struct us_core *core, struct us_sess *s, int r)
                 sess_lost(core, s, r);
         if (!s->busy)
                 pthread_cond_broadcast(&core->cv);
-        sess_maybe_free(core, s);
+        sess_put(core, s);
 }
 
 /* The session a read-like request through fh (may be NULL) on n names. */
@@ -558,7 +641,10 @@ static int call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_n
                 int r;
 
                 pthread_mutex_lock(&core->mu);
-                r = node_wait(core, n, ctx, false);
+                /* A change waits for a session being started, and goes
+                 * through it: made beside it, it would conflict with the
+                 * session's snapshot, whose next write would then fail. */
+                r = node_wait(core, n, ctx, need == SESS_OPTIONAL && !read_only(req->op));
                 if (r < 0) {
                         pthread_mutex_unlock(&core->mu);
                         return r;
@@ -577,8 +663,7 @@ static int call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_n
                         s = sess_pick(n, fh);
                 }
                 if (s) {
-                        s->busy++;
-                        s->last_use = cm_now_us();
+                        sess_use(s);
                         req->session = s->id;
                         site_target(&s->site, &t);
                 }
@@ -750,8 +835,7 @@ static void keep_sessions(struct us_core *core)
              s = s->next) {
                 if (s->err || s->ending || now - s->last_use < core->o.keepalive_us)
                         continue;
-                s->busy++;
-                s->last_use = now;
+                sess_use(s);
                 batch[nb++] = s;
         }
         pthread_mutex_unlock(&core->mu);
@@ -980,6 +1064,19 @@ static void unhold(struct us_core *core, struct us_node *n)
 
 /* ---- entries ------------------------------------------------------------------------- */
 
+/* This mount has a write session of fino, or its END commit in flight. */
+static bool writing_here(struct us_core *core, uint64_t fino)
+{
+        struct us_node *n;
+        bool r;
+
+        pthread_mutex_lock(&core->mu);
+        n = node_find(core, fino);
+        r = n && (n->sess || n->committing);
+        pthread_mutex_unlock(&core->mu);
+        return r;
+}
+
 /*
  * Fill *ret for the inode fg/attr names, crossing into a file group mounted
  * on it, and count one lookup.
@@ -1013,6 +1110,16 @@ static int make_entry(struct us_core *core, const struct us_ctx *ctx, uint32_t f
         if (r == 0) {
                 ret->generation = a.generation;
                 us_attr_to_stat(&a, ret->fino, &ret->st);
+                /* The answer is the last commit's; the kernel takes it as
+                 * the file's attributes, so for a file this mount writes
+                 * (its size, where O_APPEND writes go) it must be the
+                 * session's view instead.  If that fails, the answer as it
+                 * is: no worse than before. */
+                if (S_ISREG(a.mode) && writing_here(core, ret->fino)) {
+                        struct us_ctx gctx = *ctx;
+
+                        (void)us_core_getattr(core, &gctx, ret->fino, NULL, &ret->st);
+                }
                 r = us_core_lookup_inc(core, ret->fino, 1);
         } else {
                 cm_log(LOG_WARNING, "<%u,%llu>: inode number does not fit in 48 bits", fg,
@@ -1161,70 +1268,51 @@ int us_core_getattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
 int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, struct us_fh *fh,
                     const struct stat *in, uint32_t to_set, struct stat *ret)
 {
-        const uint32_t meta_bits = LP_FS_SET_MODE | LP_FS_SET_UID | LP_FS_SET_GID;
-        uint32_t valid = to_set, meta = valid & meta_bits, data = valid & ~meta_bits;
+        enum sess_need need = SESS_OPTIONAL;
         struct lp_fs_resp resp;
         struct lp_fs_req req;
-        bool have = false;
         struct us_node *n;
         int r;
 
+        if (!to_set)    /* nothing we know how to set: answer the attributes */
+                return us_core_getattr(core, ctx, fino, fh, ret);
         r = hold(core, fino, &n);
         if (r < 0)
                 return r;
-        /* Owner and mode apply at once, outside any write session; size and
-         * times go into this mount's session of the file when there is one,
-         * so that a later commit does not undo them (cp -p sets mtime after
-         * its writes and before close). */
-        if (meta) {
-                req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
-                req.valid = meta | (data ? 0 : (valid & LP_FS_SET_CTIME));
-                req.mode = in->st_mode & 07777;
-                req.uid = in->st_uid;
-                req.gid = in->st_gid;
-                pthread_mutex_lock(&core->mu);
-                r = node_wait(core, n, ctx, false);
-                pthread_mutex_unlock(&core->mu);
-                if (r == 0)
-                        r = call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
-                if (r < 0)
-                        goto out;
-                have = true;
-        }
-        if (data) {
-                enum sess_need need = SESS_OPTIONAL;
-
-                if ((data & LP_FS_SET_SIZE) && fh && fh->writable)
-                        need = SESS_OWN;
-                if (have)
+        /*
+         * Every change names this mount's session of the file when there is
+         * one.  The storage site applies owner and mode at once all the
+         * same, and puts size and times into the session, so that its
+         * commit does not undo them (cp -p sets mtime after its writes and
+         * before close); and its answer is the session's view: the size of
+         * the writes staged so far.  The kernel takes that answer as the
+         * file's attributes (fstat, the end an O_APPEND write goes to, how
+         * far a read may go), so an answer without the session would make
+         * a file just written look empty (fchmod after write: tar, cp -p,
+         * install).
+         */
+        if ((to_set & LP_FS_SET_SIZE) && fh && fh->writable)
+                need = SESS_OWN;
+        req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
+        req.valid = to_set;
+        req.mode = in->st_mode & 07777;
+        req.uid = in->st_uid;
+        req.gid = in->st_gid;
+        req.size = (uint64_t)in->st_size;
+        req.atime.sec = in->st_atim.tv_sec;
+        req.atime.nsec = (uint32_t)in->st_atim.tv_nsec;
+        req.mtime.sec = in->st_mtim.tv_sec;
+        req.mtime.nsec = (uint32_t)in->st_mtim.tv_nsec;
+        r = call_sess(core, ctx, n, fh, need, &req, US_RESEND_ANY, &resp);
+        if (r == 0) {
+                if (resp.has_attr) {
+                        us_attr_to_stat(&resp.attr, fino, ret);
                         lp_fs_resp_release(&resp);
-                have = false;
-                req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
-                req.valid = data;
-                req.size = (uint64_t)in->st_size;
-                req.atime.sec = in->st_atim.tv_sec;
-                req.atime.nsec = (uint32_t)in->st_atim.tv_nsec;
-                req.mtime.sec = in->st_mtim.tv_sec;
-                req.mtime.nsec = (uint32_t)in->st_mtim.tv_nsec;
-                r = call_sess(core, ctx, n, fh, need, &req, US_RESEND_ANY, &resp);
-                if (r < 0)
-                        goto out;
-                have = true;
+                } else {
+                        lp_fs_resp_release(&resp);
+                        r = us_core_getattr(core, ctx, fino, fh, ret);
+                }
         }
-        if (!have) {
-                /* Nothing we know how to set: answer the attributes. */
-                r = us_core_getattr(core, ctx, fino, fh, ret);
-                goto out;
-        }
-        if (resp.has_attr) {
-                us_attr_to_stat(&resp.attr, fino, ret);
-                lp_fs_resp_release(&resp);
-                r = 0;
-        } else {
-                lp_fs_resp_release(&resp);
-                r = us_core_getattr(core, ctx, fino, fh, ret);
-        }
-out:
         unhold(core, n);
         return r;
 }
@@ -1610,6 +1698,21 @@ static bool note_version(struct us_node *n, uint64_t version)
         return keep;
 }
 
+/* Abort session id of <fg, ino> at t's site: the storage site opened it
+ * for a handle that joined another one (sess_attach).  Best effort: the
+ * storage site aborts idle sessions by itself. */
+static void sess_abort(struct us_core *core, const struct us_ctx *ctx, struct us_target *t,
+                       uint32_t fg, uint64_t ino, uint64_t id)
+{
+        struct lp_fs_resp resp;
+        struct lp_fs_req req;
+
+        req_init(&req, ctx, LP_FS_ABORT, fg, ino);
+        req.session = id;
+        if (call(core, ctx, t, &req, US_RESEND_ANY, &resp) == 0)
+                lp_fs_resp_release(&resp);
+}
+
 /* Truncate through session s (fh's, joined) for an O_TRUNC open. */
 static int trunc_in_session(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 {
@@ -1673,6 +1776,8 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
 
         for (;;) {
                 struct us_sess *s;
+                uint64_t extra = 0;
+                bool joined = false;
 
                 pthread_mutex_lock(&core->mu);
                 r = node_wait(core, n, ctx, writable);
@@ -1683,8 +1788,7 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                 if (writable && n->sess) {
                         /* Join this mount's session of the file. */
                         s = n->sess;
-                        s->refs++;
-                        fh->sess = s;
+                        sess_join(s, fh);
                         pthread_mutex_unlock(&core->mu);
                         req_init(&req, ctx, LP_FS_GETATTR, fg, ino);
                         r = call_sess(core, ctx, n, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
@@ -1698,9 +1802,7 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                                 /* Lost meanwhile: let go of it, start a new one. */
                                 pthread_mutex_lock(&core->mu);
                                 if (s->err) {
-                                        s->refs--;
-                                        fh->sess = NULL;
-                                        sess_maybe_free(core, s);
+                                        sess_put(core, sess_leave(fh));
                                         pthread_mutex_unlock(&core->mu);
                                         continue;
                                 }
@@ -1734,15 +1836,20 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                                        (unsigned long long)t.addr.site);
                                 r = -EIO;
                         } else if (writable) {
-                                s = sess_new(core, n, resp.session, &t.addr);
-                                if (s)
-                                        fh->sess = s;
-                                else
-                                        r = -ENOMEM;
+                                /* A create of the same file may have
+                                 * started one meanwhile (2). */
+                                r = sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                                joined = r == 1;
+                                if (r > 0)
+                                        r = 0;
                         }
                         lp_fs_resp_release(&resp);
                 }
                 pthread_mutex_unlock(&core->mu);
+                if (extra)
+                        sess_abort(core, ctx, &t, fg, ino, extra);
+                if (r == 0 && joined && (flags & O_TRUNC))
+                        r = trunc_in_session(core, ctx, fh);
                 if (r < 0)
                         goto fail;
                 break;
@@ -1809,38 +1916,24 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         fh->site = t.addr;
         /* An END commit of this file still in flight (create of a file this
          * mount just closed): let it land first.  A timeout here is not
-         * fatal: our session is independent of it. */
+         * fatal: our session is independent of it, and an open that starts
+         * one meanwhile joins ours or we join its (2). */
         (void)node_wait(core, n, ctx, true);
         if (writable) {
-                if (n->sess) {
-                        /* The file existed and this mount writes it already:
-                         * one session per file, so join that one. */
-                        n->sess->refs++;
-                        fh->sess = n->sess;
-                        extra = resp.session;
-                        trunc = flags & O_TRUNC;
-                } else {
-                        fh->sess = sess_new(core, n, resp.session, &t.addr);
-                        if (!fh->sess) {
-                                extra = resp.session;
-                                r = -ENOMEM;
-                        }
-                }
+                /* The file may exist and this mount write it already: one
+                 * session per file, so join that one. */
+                r = sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                trunc = r == 1 && (flags & O_TRUNC);
+                if (r > 0)
+                        r = 0;
         }
         note_version(n, resp.version ? resp.version : resp.attr.version);
         if (!extra)
                 caps_absent(n);         /* a new file has no extended attributes */
         pthread_mutex_unlock(&core->mu);
 
-        if (extra) {
-                struct lp_fs_resp aresp;
-                struct lp_fs_req areq;
-
-                req_init(&areq, ctx, LP_FS_ABORT, req.fg, resp.attr.ino);
-                areq.session = extra;
-                if (call(core, ctx, &t, &areq, US_RESEND_ANY, &aresp) == 0)
-                        lp_fs_resp_release(&aresp);
-        }
+        if (extra)
+                sess_abort(core, ctx, &t, req.fg, resp.attr.ino, extra);
         if (r == 0 && trunc)
                 r = trunc_in_session(core, ctx, fh);
         if (r < 0) {
@@ -1863,7 +1956,7 @@ out:
 void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 {
         struct us_node *n = fh->node;
-        struct us_sess *s = fh->sess;
+        struct us_sess *s;
         struct us_site site = { 0 };
         uint64_t id = 0;
         bool commit = false, orphan;
@@ -1872,35 +1965,33 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
         fh->prev->next = fh->next;
         fh->next->prev = fh->prev;
         core->nfh--;
-        if (s) {
-                fh->sess = NULL;
-                s->refs--;
-                if (s->refs == 0 && !s->err && n->sess == s) {
-                        /* Last writable handle: the session ends.  (4), (5) */
-                        n->sess = NULL;
-                        s->ending = true;
-                        n->committing++;
-                        /* Requests still using the session finish first;
-                         * each is bounded by its own deadline, and so is
-                         * this wait (never stuck behind a lost one). */
-                        while (s->busy) {
-                                if (cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0) {
-                                        cm_log(LOG_WARNING, "<%u,%llu>: %u request(s) still use the write "
-                                               "session at its last close; committing anyway", n->fg,
-                                               (unsigned long long)n->ino, s->busy);
-                                        break;
-                                }
-                        }
-                        if (!s->err) {
-                                commit = true;
-                                id = s->id;
-                                site = s->site;
-                        } else {
-                                n->committing--;
-                                pthread_cond_broadcast(&core->cv);
+        /* The handle's session ref is ours now (3). */
+        s = sess_leave(fh);
+        if (s && s->handles == 0 && !s->err && !s->ending) {
+                /* Last writable handle: the session ends.  (4), (5)  This
+                 * release keeps the ref until the END commit is answered:
+                 * a request that finishes meanwhile cannot free it. */
+                sess_detach(core, s);
+                s->ending = true;
+                n->committing++;
+                /* Requests still using the session finish first; each is
+                 * bounded by its own deadline, and so is this wait (never
+                 * stuck behind a lost one).  An ending session is never
+                 * lost (sess_lost), so it is committed either way. */
+                while (s->busy) {
+                        if (cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0) {
+                                cm_log(LOG_WARNING, "<%u,%llu>: %u request(s) still use the write "
+                                       "session at its last close; committing anyway", n->fg,
+                                       (unsigned long long)n->ino, s->busy);
+                                break;
                         }
                 }
-                sess_maybe_free(core, s);
+                commit = true;
+                id = s->id;
+                site = s->site;
+        } else if (s) {
+                sess_put(core, s);
+                s = NULL;
         }
         pthread_mutex_unlock(&core->mu);
 
@@ -1935,6 +2026,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                         note_version(n, version);
                 else
                         n->have_version = false;
+                sess_put(core, s);
                 pthread_cond_broadcast(&core->cv);
                 pthread_mutex_unlock(&core->mu);
         }
@@ -2071,8 +2163,7 @@ int us_core_flush(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 fh->werr = 0;
                 if (r == 0 && fh->writable && fh->sess->dirty && !fh->sess->ending) {
                         s = fh->sess;
-                        s->busy++;
-                        s->last_use = cm_now_us();
+                        sess_use(s);
                         s->dirty = false;
                 }
         }
@@ -2104,8 +2195,7 @@ int us_core_fsync(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, bo
                 return -EIO;
         }
         if (s) {
-                s->busy++;
-                s->last_use = cm_now_us();
+                sess_use(s);
                 s->dirty = false;
         }
         pthread_mutex_unlock(&core->mu);
@@ -2198,10 +2288,9 @@ ssize_t us_core_copy_range(struct us_core *core, struct us_ctx *ctx, struct us_f
                 pthread_mutex_unlock(&core->mu);
                 return -EXDEV;          /* the kernel copies by read and write */
         }
-        so->busy++;
-        so->last_use = cm_now_us();
+        sess_use(so);
         if (si) {
-                si->busy++;
+                sess_use(si);
                 si->last_use = so->last_use;
         }
         pthread_mutex_unlock(&core->mu);

@@ -18,8 +18,12 @@
  *
  * Write sessions (docs/protocol.md "Write sessions"):
  *  - the first writable open of a file starts one (OPEN/CREATE with a
- *    writable mode); later writable opens join it (refs); reads and getattr
- *    of that file in this mount name it (read-your-writes);
+ *    writable mode); later writable opens join it, and so does a writable
+ *    open or create whose storage site opened a second one meanwhile (that
+ *    one is aborted); reads, getattr and every setattr of that file in this
+ *    mount name it (read-your-writes: the kernel takes the attributes
+ *    answered as the file's), and an entry answered for it (lookup, link)
+ *    carries the attributes that gives;
  *  - fsync commits it with COMMIT_SYNC and keeps it;
  *  - the last release of a writable handle commits it with COMMIT_END.
  *    From the moment that release starts until the commit is answered, the

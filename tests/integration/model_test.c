@@ -12,7 +12,11 @@
  *   ftruncate down or up, an O_APPEND write through a second descriptor,
  *   rename from one name to another (replacing what was there), close and
  *   reopen (sometimes with O_TRUNC), fsync, stat/fstat size checks, a full
- *   read of one file, unlink and re-create.
+ *   read of one file, unlink and re-create, and attribute changes on an
+ *   open descriptor (fchmod, fchown, futimens on the O_RDWR or the
+ *   O_APPEND one) after which that descriptor must still show the size
+ *   of everything written so far (and a later O_APPEND write must land
+ *   at its end).
  *
  * At the end every descriptor is closed, every file is reopened and read
  * in full, and the directory listing must match the model's names.
@@ -37,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -298,10 +303,10 @@ static size_t pick_len(void)
 }
 
 enum { OP_WRITE, OP_READ, OP_TRUNC, OP_APPEND, OP_RENAME, OP_REOPEN, OP_FSYNC,
-       OP_STAT, OP_FULL, OP_UNLINK, OP_NKIND };
+       OP_STAT, OP_FULL, OP_FCHMOD, OP_FCHOWN, OP_FUTIMENS, OP_UNLINK, OP_NKIND };
 static const char *const op_names[OP_NKIND] = {
         "pwrite", "pread", "ftruncate", "append", "rename", "reopen", "fsync",
-        "stat", "fullread", "unlink",
+        "stat", "fullread", "fchmod", "fchown", "futimens", "unlink",
 };
 
 static void step(void)
@@ -310,24 +315,30 @@ static void step(void)
         int kind, i;
         struct mfile *f;
 
-        if (r < 300)
+        if (r < 270)
                 kind = OP_WRITE;
-        else if (r < 550)
+        else if (r < 500)
                 kind = OP_READ;
-        else if (r < 620)
+        else if (r < 570)
                 kind = OP_TRUNC;
-        else if (r < 720)
+        else if (r < 670)
                 kind = OP_APPEND;
-        else if (r < 770)
+        else if (r < 710)
                 kind = OP_RENAME;
-        else if (r < 850)
+        else if (r < 780)
                 kind = OP_REOPEN;
-        else if (r < 900)
+        else if (r < 820)
                 kind = OP_FSYNC;
-        else if (r < 965)
+        else if (r < 880)
                 kind = OP_STAT;
-        else if (r < 968)
+        else if (r < 883)
                 kind = OP_FULL;
+        else if (r < 913)
+                kind = OP_FCHMOD;
+        else if (r < 943)
+                kind = OP_FCHOWN;
+        else if (r < 968)
+                kind = OP_FUTIMENS;
         else
                 kind = OP_UNLINK;
 
@@ -486,6 +497,53 @@ static void step(void)
                 check_size(i, "full read");
                 check_range(i, 0, f->size + 1, "full read");
                 break;
+        case OP_FCHMOD:
+        case OP_FCHOWN:
+        case OP_FUTIMENS: {
+                /* On the O_APPEND descriptor when there is one, half the time. */
+                int use_afd = f->afd >= 0 && below(2);
+                int fd;
+                mode_t mode = 0600 | (mode_t)below(0100);
+                uid_t uid = (uid_t)below(2) * 1000;
+                gid_t gid = (gid_t)below(2) * 1000;
+                struct timespec ts[2] = { { 0, UTIME_OMIT },
+                                          { (time_t)(1000000000 + below(1000000000)),
+                                            (long)below(1000000000) } };
+                struct stat st;
+                int rc;
+
+                if (!use_afd)
+                        ensure_fd(i);
+                fd = use_afd ? f->afd : f->fd;
+                note("%s n%d (file #%u) on the %s descriptor, size %zu", op_names[kind], i,
+                     f->serial, use_afd ? "O_APPEND" : "O_RDWR", f->size);
+                if (kind == OP_FCHMOD)
+                        rc = fchmod(fd, mode);
+                else if (kind == OP_FCHOWN)
+                        rc = fchown(fd, uid, gid);
+                else
+                        rc = futimens(fd, ts);
+                if (rc < 0)
+                        fail("%s n%d: %s", op_names[kind], i, strerror(errno));
+                if (fstat(fd, &st) < 0)
+                        fail("fstat n%d after %s: %s", i, op_names[kind], strerror(errno));
+                if ((size_t)st.st_size != f->size)
+                        fail("after %s, fstat n%d (file #%u) size %lld, model %zu", op_names[kind],
+                             i, f->serial, (long long)st.st_size, f->size);
+                if (kind == OP_FCHMOD && (st.st_mode & 07777) != mode)
+                        fail("after fchmod n%d: mode %o, set %o", i, st.st_mode & 07777, mode);
+                if (kind == OP_FCHOWN && (st.st_uid != uid || st.st_gid != gid))
+                        fail("after fchown n%d: owner %u:%u, set %u:%u", i, st.st_uid, st.st_gid,
+                             uid, gid);
+                if (kind == OP_FUTIMENS && (st.st_mtim.tv_sec != ts[1].tv_sec ||
+                                            st.st_mtim.tv_nsec != ts[1].tv_nsec))
+                        fail("after futimens n%d: mtime %lld.%09ld, set %lld.%09ld", i,
+                             (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                             (long long)ts[1].tv_sec, ts[1].tv_nsec);
+                if (!use_afd && below(2))
+                        check_range(i, 0, f->size + 1, op_names[kind]);
+                break;
+        }
         case OP_UNLINK: {
                 char name[16];
 

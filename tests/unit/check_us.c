@@ -103,6 +103,7 @@ struct fake {
         uint64_t version;
         uint64_t size;
         unsigned commit_delay_ms;
+        unsigned read_delay_ms, open_delay_ms;
         int close_next;                 /* close instead of answering this many */
         int getxattr_status;
 };
@@ -551,6 +552,8 @@ static int fs_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_
                 resp->version = f->version;
                 if (writable)
                         resp->session = sess_start(f);
+                if (req->op == LP_FS_OPEN)
+                        *delay = f->open_delay_ms;
                 return ACT_REPLY;
         case LP_FS_WRITE:
                 if (!sess_known(f, req->session)) {
@@ -568,6 +571,7 @@ static int fs_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_
                 }
                 resp->data = (const uint8_t *)"hello";
                 resp->datalen = req->length < 5 ? req->length : 5;
+                *delay = f->read_delay_ms;
                 return ACT_REPLY;
         case LP_FS_COMMIT:
                 if (!sess_known(f, req->session)) {
@@ -1275,7 +1279,9 @@ START_TEST(t_core_session_shared)
         ck_assert_uint_eq(us_core_session_of(core, FINO_F, NULL), sid);
         ck_assert_int_eq(us_core_flush(core, ctx_of(core), w1), 0);
 
-        /* setattr: mode outside the session, mtime inside it */
+        /* setattr: mode and mtime in one request naming the session (the
+         * storage site applies the mode at once and answers the session's
+         * view), also without a handle (chmod(2) beside an open fd) */
         {
                 struct stat in, out;
 
@@ -1284,8 +1290,10 @@ START_TEST(t_core_session_shared)
                 in.st_mtim.tv_sec = 12345;
                 ck_assert_int_eq(us_core_setattr(core, ctx_of(core), FINO_F, w1, &in,
                                                  LP_FS_SET_MODE | LP_FS_SET_MTIME, &out), 0);
-                ck_assert_int_eq(count_op(LP_FS_SETATTR), 2);
-                ck_assert_uint_eq(get_ev(find_op(LP_FS_SETATTR, 0)).session, 0);
+                ck_assert_int_eq(count_op(LP_FS_SETATTR), 1);
+                ck_assert_uint_eq(get_ev(find_op(LP_FS_SETATTR, 0)).session, sid);
+                ck_assert_int_eq(us_core_setattr(core, ctx_of(core), FINO_F, NULL, &in,
+                                                 LP_FS_SET_MODE, &out), 0);
                 ck_assert_uint_eq(get_ev(find_op(LP_FS_SETATTR, 1)).session, sid);
         }
 
@@ -1548,6 +1556,208 @@ START_TEST(t_core_create_joins)
         us_core_forget(core, e.fino, 2);
         us_core_stats(core, &st);
         ck_assert_uint_eq(st.nodes, 0);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
+/* Wait until the fake has seen n requests of op. */
+static void wait_op(uint32_t op, int n)
+{
+        uint64_t deadline = now_us() + WAIT_US;
+
+        pthread_mutex_lock(&F->mu);
+        for (;;) {
+                int k = 0;
+
+                for (int i = 0; i < F->nev; i++)
+                        k += F->ev[i].op == op;
+                if (k >= n)
+                        break;
+                f_wait(deadline);
+        }
+        pthread_mutex_unlock(&F->mu);
+}
+
+struct core_call {
+        struct us_core *core;
+        struct us_fh *fh;
+        int flags;
+        int r;
+};
+
+static void *read_main(void *arg)
+{
+        struct core_call *c = arg;
+        struct lp_fs_resp resp;
+
+        c->r = us_core_read(c->core, ctx_of(c->core), c->fh, 0, 5, &resp);
+        if (c->r == 0)
+                lp_fs_resp_release(&resp);
+        us_rpc_close_thread(us_core_rpc(c->core));
+        return NULL;
+}
+
+static void *open_g_main(void *arg)
+{
+        struct core_call *c = arg;
+        bool keep;
+
+        c->r = us_core_open(c->core, ctx_of(c->core), ((uint64_t)1 << 48) | INO_G, c->flags,
+                            &c->fh, &keep);
+        us_rpc_close_thread(us_core_rpc(c->core));
+        return NULL;
+}
+
+/* Start us_core_open(c->flags) of g in a thread, the storage site
+ * answering its OPEN after delay_ms; return once the OPEN is there. */
+static pthread_t open_g_async(struct core_call *c, struct us_core *core, unsigned delay_ms)
+{
+        pthread_t thr;
+
+        pthread_mutex_lock(&F->mu);
+        F->open_delay_ms = delay_ms;
+        pthread_mutex_unlock(&F->mu);
+        c->core = core;
+        ck_assert_int_eq(pthread_create(&thr, NULL, open_g_main, c), 0);
+        wait_op(LP_FS_OPEN, 1);
+        return thr;
+}
+
+/*
+ * The last close of a writable handle while a read through a read-only
+ * handle names the session: the release waits for the read, and the
+ * read's end must not free the session under it (it used to: a
+ * use-after-free, then a double free in the release).
+ */
+START_TEST(t_core_release_during_read)
+{
+        struct core_call c = { 0 };
+        struct us_core_stats st;
+        struct us_core *core;
+        struct us_fh *w;
+        pthread_t thr;
+        struct event rd, cm;
+        uint64_t sid;
+        int i;
+
+        fake_start(fs_handler, 0);
+        core = core_new(WAIT_US);
+        w = open_f(core, O_WRONLY);
+        c.core = core;
+        c.fh = open_f(core, O_RDONLY);
+        sid = us_core_session_of(core, FINO_F, NULL);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 0, "abc", 3), 3);
+        pthread_mutex_lock(&F->mu);
+        F->read_delay_ms = 300;
+        pthread_mutex_unlock(&F->mu);
+        ck_assert_int_eq(pthread_create(&thr, NULL, read_main, &c), 0);
+        wait_op(LP_FS_READ, 1);
+        us_core_release(core, ctx_of(core), w);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(c.r, 0);
+        rd = get_ev(find_op(LP_FS_READ, 0));
+        ck_assert_uint_eq(rd.session, sid);             /* read-your-writes */
+        i = find_op(LP_FS_COMMIT, 0);
+        ck_assert_int_ge(i, 0);
+        cm = get_ev(i);
+        ck_assert_uint_eq(cm.session, sid);
+        ck_assert_uint_eq(cm.flags, LP_FS_COMMIT_END);
+        ck_assert_uint_ge(cm.t_recv, rd.t_reply);       /* (4): after the read */
+        ck_assert_int_eq(count_op(LP_FS_COMMIT), 1);
+        us_core_stats(core, &st);
+        ck_assert_uint_eq(st.sessions, 0);
+        us_core_release(core, ctx_of(core), c.fh);
+        us_core_stats(core, &st);
+        ck_assert_uint_eq(st.nodes, 0);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
+/*
+ * A create of a file whose writable open is starting a session here: the
+ * create's wait for that open times out, and it starts a session of its
+ * own.  When the open's answer comes, the open must join that live
+ * session (and abort the one it got), not replace it: a replaced session
+ * was never committed nor freed.
+ */
+START_TEST(t_core_create_during_open)
+{
+        struct core_call c = { 0 };
+        struct us_core_stats st;
+        struct us_core *core;
+        struct us_ctx cctx;
+        struct us_entry e;
+        struct us_fh *b;
+        pthread_t thr;
+        uint64_t sid;
+        int i;
+
+        fake_start(fs_handler, 0);
+        core = core_new(WAIT_US);
+        c.flags = O_WRONLY;
+        thr = open_g_async(&c, core, 1000);
+        us_ctx_self(core, &cctx);
+        cctx.call.deadline = now_us() + 200000;
+        ck_assert_int_eq(us_core_create(core, &cctx, 1, "g", 0644, O_CREAT | O_WRONLY, &e, &b), 0);
+        sid = us_core_session_of(core, e.fino, NULL);
+        ck_assert_uint_ne(sid, 0);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(c.r, 0);
+        ck_assert_uint_eq(us_core_session_of(core, e.fino, NULL), sid);
+        ck_assert_int_eq(count_op(LP_FS_ABORT), 1);     /* the open's own */
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), c.fh, 0, "ab", 2), 2);
+        i = find_op(LP_FS_WRITE, 0);
+        ck_assert_uint_eq(get_ev(i).session, sid);
+        us_core_release(core, ctx_of(core), b);
+        us_core_release(core, ctx_of(core), c.fh);
+        ck_assert_int_eq(count_op(LP_FS_COMMIT), 1);
+        i = find_op(LP_FS_COMMIT, 0);
+        ck_assert_uint_eq(get_ev(i).session, sid);
+        us_core_stats(core, &st);
+        ck_assert_uint_eq(st.sessions, 0);
+        pthread_mutex_lock(&F->mu);
+        ck_assert_int_eq(F->nsessions, 0);              /* every one ended */
+        pthread_mutex_unlock(&F->mu);
+        us_core_forget(core, e.fino, 1);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
+/*
+ * truncate(2) of a file while a writable open of it is starting a
+ * session here: made beside that session, the truncation would conflict
+ * with the session's snapshot (the storage site then fails its next
+ * write with EAGAIN).  It waits for the open and goes through the session.
+ */
+START_TEST(t_core_change_waits_for_open)
+{
+        struct core_call c = { 0 };
+        struct event op, sa;
+        struct us_core *core;
+        struct stat in, out;
+        pthread_t thr;
+        uint64_t sid;
+
+        fake_start(fs_handler, 0);
+        core = core_new(WAIT_US);
+        c.flags = O_RDWR;
+        thr = open_g_async(&c, core, 300);
+        memset(&in, 0, sizeof(in));
+        in.st_size = 100;
+        ck_assert_int_eq(us_core_setattr(core, ctx_of(core), ((uint64_t)1 << 48) | INO_G, NULL,
+                                         &in, LP_FS_SET_SIZE, &out), 0);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(c.r, 0);
+        sid = us_core_session_of(core, ((uint64_t)1 << 48) | INO_G, NULL);
+        ck_assert_uint_ne(sid, 0);
+        op = get_ev(find_op(LP_FS_OPEN, 0));
+        sa = get_ev(find_op(LP_FS_SETATTR, 0));
+        ck_assert_uint_eq(sa.session, sid);
+        ck_assert_uint_ge(sa.t_recv, op.t_reply);
+        us_core_release(core, ctx_of(core), c.fh);
         us_core_free(core);
         fake_stop();
 }
@@ -1877,6 +2087,9 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_orphans);
         tcase_add_test(tc, t_core_create_joins);
         tcase_add_test(tc, t_core_destroy_commits);
+        tcase_add_test(tc, t_core_release_during_read);
+        tcase_add_test(tc, t_core_create_during_open);
+        tcase_add_test(tc, t_core_change_waits_for_open);
         tcase_add_test(tc, t_core_xattr_rules);
         tcase_add_test(tc, t_core_timeout);
         tcase_add_test(tc, t_core_keeper);
