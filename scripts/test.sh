@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: install what is missing, build with
 # warnings as errors, run every test (unit + integration), then build the
 # unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer and
-# run them there.  Prints one closing line "tests: N passed, N failed,
+# run them there, and the concurrent stress test with the mount and the
+# daemons of that build.  Prints one closing line "tests: N passed, N failed,
 # N skipped" (scripts/tally.sh: under CI=true a skipped test is a failure,
 # and a non-zero exit of meson test is never ignored).
 set -euo pipefail
@@ -42,6 +43,11 @@ ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     run_suite build-asan --suite unit --timeout-multiplier 4
+
+echo "== concurrent stress with the mount and daemons under ASan + UBSan"
+# stress.sh sets its own sanitizer options and fails on any report in the
+# daemons' or the mount's log.
+run_suite build-asan stress --timeout-multiplier 2
 
 tally_line
 tally_ok

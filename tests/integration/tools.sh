@@ -11,7 +11,7 @@
 #     sha256sum -c against the checksums of the source, and the modes and
 #     mtimes tar restored;
 #  3. cp -a and cp -p of a tree, install -m 0755: content, modes, mtimes;
-#  4. rsync -a (if installed), git init/add/commit/fsck (if installed).
+#  4. rsync -a, git init/add/commit/fsck.
 # TOOLS_SRC names another source tree than /usr/include.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init tools
@@ -83,21 +83,16 @@ run install -m 0755 "${files[0]}" "$MNT/installed"
 cmp "${files[0]}" "$MNT/installed" || fail "install: content differs"
 
 # 4. rsync, git
-if command -v rsync >/dev/null; then
-    run rsync -a "$sub/" "$MNT/rsync/"
-    check_copy "rsync -a" "$sub" "$MNT/rsync"
-else
-    log "rsync is not installed: not tried"
-fi
-if command -v git >/dev/null; then
-    g=$MNT/git
-    mkdir -p "$g" && cp -p "${files[@]}" "$g/" || fail "git: copy in"
-    run git -C "$g" -c init.defaultBranch=main init -q
-    run git -C "$g" -c user.name=t -c user.email=t@example.invalid add -A
-    run git -C "$g" -c user.name=t -c user.email=t@example.invalid commit -q -m files
-    run git -C "$g" fsck --strict --no-progress
-    [ -z "$(git -C "$g" status --porcelain)" ] || fail "git status is not clean after commit"
-else
-    log "git is not installed: not tried"
-fi
+# scripts/deps.sh installs both: a missing one is a failure, not a skip.
+command -v rsync >/dev/null || fail "rsync is not installed (scripts/deps.sh installs it)"
+command -v git >/dev/null || fail "git is not installed (scripts/deps.sh installs it)"
+run rsync -a "$sub/" "$MNT/rsync/"
+check_copy "rsync -a" "$sub" "$MNT/rsync"
+g=$MNT/git
+mkdir -p "$g" && cp -p "${files[@]}" "$g/" || fail "git: copy in"
+run git -C "$g" -c init.defaultBranch=main init -q
+run git -C "$g" -c user.name=t -c user.email=t@example.invalid add -A
+run git -C "$g" -c user.name=t -c user.email=t@example.invalid commit -q -m files
+run git -C "$g" fsck --strict --no-progress
+[ -z "$(git -C "$g" status --porcelain)" ] || fail "git status is not clean after commit"
 pass
