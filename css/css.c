@@ -9,8 +9,8 @@
  *   (3) at most one file group creation is in its stages at a time
  *       (css->fgc_busy); the others wait in css->fgq in arrival order;
  *   (4) css is freed only when closing, no connection is left (nclients),
- *       and no job is on the threadpool (jobs): callbacks never see a freed
- *       struct css.
+ *       no job is on the threadpool (jobs) and the tick timer is closed:
+ *       callbacks never see a freed struct css.
  *
  * Jobs (struct css_job) go through the threadpool: the work function runs
  * css_ss calls on copies (no pointer into the loop's tables), the after
@@ -34,6 +34,7 @@
 
 #include "cm.h"
 #include "css_json.h"
+#include "css_lease.h"
 #include "css_mtab.h"
 #include "css_otab.h"
 #include "css_site.h"
@@ -45,7 +46,9 @@ struct css_client {
         struct lp_conn *conn;           /* NULL once closed (invariant 2) */
         uint64_t serial;
         uint64_t site;
-        char peer[96];                  /* "addr:port site N", for messages */
+        uint64_t id;                    /* open-table client: its client id, else serial */
+        bool leased;                    /* id is a client id (css_lease.h) */
+        char peer[128];                  /* "addr:port site N", for messages */
         char addr[CSS_HOST_MAX];        /* the peer's numeric address */
         unsigned refs;
         unsigned jobs;
@@ -112,7 +115,12 @@ struct css {
         struct css_mtab *mtab;
         struct css_sites *sites;
         struct css_otab *otab;
+        struct css_leases *leases;
         struct css_ss_pool *pool;
+        uint32_t lease_ms;
+        uv_timer_t tick;                /* lease expiry */
+        bool tick_open;                 /* invariant (4) */
+        uint64_t clients_expired;
         uint64_t site;
         uint64_t next_serial;
         uint64_t start_us;
@@ -269,6 +277,7 @@ static void css_free(struct css *css)
         }
         css_ss_pool_free(css->pool);
         css_otab_free(css->otab);
+        css_leases_free(css->leases);
         css_sites_free(css->sites);
         css_mtab_close(css->mtab);
         free(css);
@@ -277,7 +286,7 @@ static void css_free(struct css *css)
 /* Invariant (4). */
 static void maybe_free(struct css *css)
 {
-        if (css->closing && css->nclients == 0 && css->jobs == 0)
+        if (css->closing && css->nclients == 0 && css->jobs == 0 && !css->tick_open)
                 css_free(css);
 }
 
@@ -682,7 +691,7 @@ static void after_open(struct css_job *j)
         if (!j->cl->conn)
                 return;                 /* nobody to hold the open for */
         s = css_sites_get(css->sites, j->target.site);
-        r = css_otab_open(css->otab, j->cl->site, j->cl->serial, j->fg, j->ino, j->write);
+        r = css_otab_open(css->otab, j->cl->site, j->cl->id, j->fg, j->ino, j->write);
         if (r < 0) {
                 reply_err(j->cl, j->reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", j->fg, j->ino,
                           r == -ENOSPC ? "open table full" : strerror(-r));
@@ -1083,7 +1092,7 @@ static void op_close(struct css_client *cl, uint64_t reqid, const struct lp_fs_r
         struct css *css = cl->css;
         bool write = (rq->flags & O_ACCMODE) != O_RDONLY;
 
-        if (css_otab_close(css->otab, cl->site, cl->serial, rq->fg, rq->ino, write) < 0) {
+        if (css_otab_close(css->otab, cl->site, cl->id, rq->fg, rq->ino, write) < 0) {
                 /* Not an error for the mount: the CSS may have restarted since the open. */
                 css->unmatched_closes++;
                 cm_log(LOG_DEBUG, "close <%u,%" PRIu64 "> (%s) from %s matches no open", rq->fg, rq->ino,
@@ -1189,6 +1198,19 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         css_jw_obj_end(&w);
         css_jw_key(&w, "unmatched_closes");
         css_jw_u64(&w, css->unmatched_closes);
+        {
+                uint64_t known, connected;
+
+                css_leases_count(css->leases, &known, &connected);
+                css_jw_key(&w, "lease_ms");
+                css_jw_u64(&w, css->lease_ms);
+                css_jw_key(&w, "leased_clients");
+                css_jw_u64(&w, known);
+                css_jw_key(&w, "connected_clients");
+                css_jw_u64(&w, connected);
+                css_jw_key(&w, "clients_expired");
+                css_jw_u64(&w, css->clients_expired);
+        }
         css_jw_key(&w, "pending_requests");
         css_jw_u64(&w, css->jobs);
         css_jw_key(&w, "pending_fg_creates");
@@ -1221,7 +1243,22 @@ static void on_connect(struct lp_conn *conn, uint64_t peer_site)
         cl->conn = conn;
         cl->serial = ++css->next_serial;
         cl->site = peer_site;
+        cl->id = lp_server_conn_client(conn);
         cl->refs = 1;
+        if (cl->id) {
+                int r = css_lease_connected(css->leases, cl->id);
+
+                if (r < 0) {
+                        cm_log(LOG_WARNING, "%s refused: %s", lp_server_conn_peer(conn),
+                               r == -ENOSPC ? "too many clients" : strerror(-r));
+                        free(cl);
+                        lp_server_conn_close(conn);
+                        return;
+                }
+                cl->leased = true;
+        } else {
+                cl->id = cl->serial;    /* known by this connection alone */
+        }
         /* lp_server_conn_peer() names the address and the site the peer proved */
         snprintf(cl->peer, sizeof(cl->peer), "%s", lp_server_conn_peer(conn));
         {
@@ -1250,10 +1287,15 @@ static void on_close(struct lp_conn *conn)
         if (!cl)
                 return;
         css = cl->css;
-        n = css_otab_drop_conn(css->otab, cl->serial);
+        if (cl->leased) {
+                /* Its opens stay for the lease (tick_cb): a mount reconnects. */
+                css_lease_disconnected(css->leases, cl->id, cm_now_us());
+        } else {
+                n = css_otab_drop_client(css->otab, cl->id);
+                if (n)
+                        cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
+        }
         css_sites_conn_closed(css->sites, cl->serial);
-        if (n)
-                cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
         cl->conn = NULL;
         css->nclients--;
         client_unref(cl);
@@ -1328,6 +1370,33 @@ static const struct lp_server_callbacks css_cb = {
         .log = on_log,
 };
 
+/* ---- leases -------------------------------------------------------------------- */
+
+static void lease_expired(void *arg, uint64_t id)
+{
+        struct css *css = arg;
+        uint64_t n = css_otab_drop_client(css->otab, id);
+
+        css->clients_expired++;
+        cm_log(n ? LOG_NOTICE : LOG_INFO, "client %016" PRIx64 " has had no connection for the lease (%u ms): "
+               "released its %" PRIu64 " open(s)", id, css->lease_ms, n);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+        struct css *css = t->data;
+
+        css_leases_expire(css->leases, cm_now_us(), (uint64_t)css->lease_ms * 1000u, lease_expired, css);
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+        struct css *css = h->data;
+
+        css->tick_open = false;
+        maybe_free(css);
+}
+
 /* ---- life cycle ------------------------------------------------------------------ */
 
 int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, char *err, size_t errcap)
@@ -1347,12 +1416,15 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
         css->loop = loop;
         css->site = cfg->site;
         css->start_us = cm_now_us();
+        css->lease_ms = cfg->lease_ms ? cfg->lease_ms : CSS_LEASE_MS_DEFAULT;
         r = css_mtab_open(cfg->state_dir, &css->mtab, err, errcap);
         if (r < 0)
                 goto fail;
         r = css_sites_new(&css->sites);
         if (!r)
                 r = css_otab_new(&css->otab);
+        if (!r)
+                r = css_leases_new(&css->leases);
         if (!r)
                 r = css_ss_pool_new(cfg->key, cfg->site, cfg->ss_connect_ms ? cfg->ss_connect_ms : CSS_SS_CONNECT_MS,
                                     cfg->ss_call_ms ? cfg->ss_call_ms : CSS_SS_CALL_MS, &css->pool);
@@ -1361,6 +1433,14 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
         if (r < 0) {
                 snprintf(err, errcap, "%s", strerror(-r));
                 goto fail;
+        }
+        uv_timer_init(loop, &css->tick);
+        css->tick.data = css;
+        css->tick_open = true;
+        {
+                uint64_t every = css->lease_ms / 4 < 1000 ? css->lease_ms / 4 : 1000;
+
+                uv_timer_start(&css->tick, tick_cb, every ? every : 1, every ? every : 1);
         }
         *ret = css;
         return 0;
@@ -1392,5 +1472,7 @@ void css_close(struct css *css)
         css->closing = true;
         lp_server_close(css->srv);
         css->srv = NULL;
+        if (css->tick_open)
+                uv_close((uv_handle_t *)&css->tick, tick_closed);
         maybe_free(css);
 }

@@ -6,7 +6,13 @@
  * What it keeps:
  *   - the mount table (css_mtab.h), durable in STATE/mounttab.sqlite;
  *   - the site table (css_site.h): storage sites that registered, in memory;
- *   - the open table (css_otab.h): which using site has which file open.
+ *   - the open table (css_otab.h): which client has which file open;
+ *   - the lease table (css_lease.h): mounts and their connections.
+ * Clients and leases: a mount names a client id in the handshake
+ * (lp_conn.h); its opens are keyed by it and survive its reconnections.
+ * When it has had no connection for lease_ms they are released.  A peer
+ * that names no client id is known by its connection: its opens go when
+ * that connection closes.
  * What it answers (docs/protocol.md, "Operations: -> CSS"): CSS_REGISTER,
  * CSS_MOUNTTABLE, CSS_OPEN, CSS_CLOSE, CSS_STATUS, CSS_FG_CREATE, and NOP
  * (a keep-alive: answered 0, it counts as contact with the storage site
@@ -60,6 +66,8 @@
 #define CSS_MAX_FG_QUEUE 16u
 /* File group names: 1..CSS_FG_NAME_MAX of [A-Za-z0-9._-], not starting with '.' or '-'. */
 #define CSS_FG_NAME_MAX 64u
+/* A client (mount) with no connection this long loses its opens. */
+#define CSS_LEASE_MS_DEFAULT 30000u
 
 struct css;
 
@@ -69,6 +77,7 @@ struct css_config {
         uint64_t site;                  /* our site id, > 0 */
         int ss_connect_ms;              /* 0: CSS_SS_CONNECT_MS */
         int ss_call_ms;                 /* 0: CSS_SS_CALL_MS */
+        uint32_t lease_ms;              /* 0: CSS_LEASE_MS_DEFAULT */
 };
 
 int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, char *err, size_t errcap);

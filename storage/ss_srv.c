@@ -45,8 +45,10 @@
 #include "ss_reg.h"
 #include "ss_sess.h"
 
+/* A client: a mount (its handshake client id) or a daemon (its site id). */
 struct ss_client {
         struct ss_client *next;
+        uint64_t id;                    /* client id, or site id if it named none */
         uint64_t site;
         unsigned nconns;
         uint64_t gone_us;               /* when nconns dropped to 0 */
@@ -56,6 +58,7 @@ struct ss_conn {
         struct lp_conn *lc;             /* NULL once closed */
         struct ss_client *cl;
         uint64_t site;
+        uint64_t client;                /* cl->id */
         unsigned refs;                  /* [S4] */
 };
 
@@ -604,7 +607,7 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         assert(!f->busy);       /* [S1] */
         x.ct = f->ct;
         x.sess = &s->sess;
-        x.client = c->site;
+        x.client = c->client;
         x.data_dir = s->data_dir;
         x.space_reserve = s->o.space_reserve;
         r = ss_op_run(&x, q, &a);
@@ -899,6 +902,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
 {
         struct ss_srv *s = lp_server_get_data(lp_server_conn_server(conn));
         struct ss_conn *c = calloc(1, sizeof(*c));
+        uint64_t id = lp_server_conn_client(conn) ? lp_server_conn_client(conn) : site;
         struct ss_client *cl;
 
         if (!c) {
@@ -906,7 +910,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
                 lp_server_conn_close(conn);
                 return;
         }
-        for (cl = s->clients; cl && cl->site != site; cl = cl->next)
+        for (cl = s->clients; cl && cl->id != id; cl = cl->next)
                 ;
         if (!cl) {
                 cl = calloc(1, sizeof(*cl));
@@ -915,6 +919,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
                         lp_server_conn_close(conn);
                         return;
                 }
+                cl->id = id;
                 cl->site = site;
                 cl->next = s->clients;
                 s->clients = cl;
@@ -923,6 +928,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
         c->lc = conn;
         c->cl = cl;
         c->site = site;
+        c->client = id;
         c->refs = 1;
         lp_server_conn_set_data(conn, c);
         cm_log(LOG_DEBUG, "site %llu connected from %s", (unsigned long long)site, lp_server_conn_peer(conn));
@@ -987,7 +993,7 @@ static void tick_cb(uv_timer_t *t)
         struct ss_client **pp = &s->clients;
         struct ss_sess *x, *next;
 
-        /* Clients whose connections have all been closed for the grace time. */
+        /* Clients that have had no connection for the lease. */
         while (*pp) {
                 struct ss_client *cl = *pp;
                 unsigned n = 0;
@@ -997,13 +1003,15 @@ static void tick_cb(uv_timer_t *t)
                         continue;
                 }
                 for (x = s->sess.head; x; x = x->next)
-                        if (x->client == cl->site && !x->doomed) {
+                        if (x->client == cl->id && !x->doomed) {
                                 x->doomed = true;
                                 n++;
                         }
                 if (n)
-                        cm_log(LOG_NOTICE, "site %llu has been disconnected for %u ms: aborting its %u write "
-                               "session(s)", (unsigned long long)cl->site, s->o.client_grace_ms, n);
+                        cm_log(LOG_NOTICE, "client %016llx (site %llu) has had no connection for the lease "
+                               "(%u ms): aborting its %u write session(s), nothing of them committed",
+                               (unsigned long long)cl->id, (unsigned long long)cl->site, s->o.client_grace_ms,
+                               n);
                 *pp = cl->next;
                 free(cl);
         }
@@ -1012,8 +1020,8 @@ static void tick_cb(uv_timer_t *t)
 
                 next = x->next;
                 if (!x->doomed && now - x->last_used_us >= (uint64_t)s->o.idle_timeout_ms * 1000u) {
-                        cm_log(LOG_NOTICE, "fg %u ino %#llx: write session %016llx of site %llu unused for %u ms: "
-                               "aborted", f ? f->fg : 0, (unsigned long long)x->ino, (unsigned long long)x->id,
+                        cm_log(LOG_NOTICE, "fg %u ino %#llx: write session %016llx of client %016llx unused for "
+                               "%u ms: aborted", f ? f->fg : 0, (unsigned long long)x->ino, (unsigned long long)x->id,
                                (unsigned long long)x->client, s->o.idle_timeout_ms);
                         x->doomed = true;
                 }
@@ -1037,7 +1045,7 @@ void ss_opts_default(struct ss_opts *o)
         o->listen_host = "127.0.0.1";
         o->flush_interval_ms = 5;
         o->idle_timeout_ms = 600000;
-        o->client_grace_ms = 30000;
+        o->client_grace_ms = SS_LEASE_MS_DEFAULT;
         o->sweep_ms = 1000;
         o->max_sessions = 1024;
         o->ckpt_bytes = 64ull << 20;

@@ -27,9 +27,12 @@
  * SS_CLEAN.
  *
  * Sessions: at most max_sessions (ss_sess.h); a session unused for
- * idle_timeout_ms is aborted; when every connection of a client (peer
- * site id) has been closed for client_grace_ms, its sessions are aborted.
- * Checked every sweep_ms.
+ * idle_timeout_ms is aborted.  A session belongs to the client that opened
+ * it: a mount, known by the client id it names in the handshake (lp_conn.h,
+ * one per mount process, kept across its reconnections), or a daemon or
+ * tool, known by its site id.  When every connection of a client has been
+ * closed for client_grace_ms (the lease), its sessions are aborted
+ * (nothing staged is committed).  Checked every sweep_ms.
  *
  * Ownership: the caller owns the loop; ss_srv_new() copies the options.
  * After ss_srv_stop() the caller runs the loop until it returns, then
@@ -60,6 +63,7 @@
 #define SS_MAX_FGS 256u
 #define SS_PARK_MAX 65536u
 #define SS_PARK_BYTES ((size_t)512 << 20)
+#define SS_LEASE_MS_DEFAULT 30000u
 
 struct ss_opts {
         const char *data_dir;
@@ -69,7 +73,7 @@ struct ss_opts {
         uint16_t listen_port;           /* 0: any */
         uint32_t flush_interval_ms;     /* default 5 */
         uint32_t idle_timeout_ms;       /* default 600000 */
-        uint32_t client_grace_ms;       /* default 30000 */
+        uint32_t client_grace_ms;       /* the lease; default SS_LEASE_MS_DEFAULT */
         uint32_t sweep_ms;              /* default 1000 */
         unsigned max_sessions;          /* default 1024 */
         uint64_t ckpt_bytes;            /* default 64 MiB */

@@ -551,7 +551,7 @@ START_TEST(test_otab)
         uint32_t rd, wr;
 
         CHECK(css_otab_new(&t) == 0);
-        /* site 1 on connection 10: two readers, one writer of <1,5> */
+        /* site 1, client 10: two readers, one writer of <1,5> */
         CHECK(css_otab_open(t, 1, 10, 1, 5, false) == 0);
         CHECK(css_otab_open(t, 1, 10, 1, 5, false) == 0);
         CHECK(css_otab_open(t, 1, 10, 1, 5, true) == 0);
@@ -563,18 +563,20 @@ START_TEST(test_otab)
         css_otab_get(t, 0, 1, 5, &rd, &wr);
         CHECK(rd == 3 && wr == 1);
         css_otab_stats(t, &st);
-        CHECK(st.records == 3 && st.files == 2 && st.readers == 4 && st.writers == 1);
+        CHECK(st.records == 3 && st.files == 2 && st.readers == 4 && st.writers == 1 && st.clients == 2);
 
         CHECK(css_otab_close(t, 1, 10, 1, 5, true) == 0);
         CHECK_EQ(css_otab_close(t, 1, 10, 1, 5, true), -ENOENT);        /* no writer left */
         CHECK_EQ(css_otab_close(t, 3, 10, 1, 5, false), -ENOENT);       /* not that site */
-        /* a close on another connection of the same site (the mount reconnected) */
-        CHECK(css_otab_close(t, 1, 11, 1, 5, false) == 0);
+        /* another client of the same site (every mount is site 0) cannot
+         * close what client 10 opened */
+        CHECK_EQ(css_otab_close(t, 1, 11, 1, 5, false), -ENOENT);
+        CHECK(css_otab_close(t, 1, 10, 1, 5, false) == 0);
         css_otab_get(t, 1, 1, 5, &rd, &wr);
         CHECK(rd == 1 && wr == 0);
-        /* connection 20 goes away: its opens are released */
-        CHECK_EQ(css_otab_drop_conn(t, 20), 2);
-        CHECK_EQ(css_otab_drop_conn(t, 20), 0);
+        /* client 20 goes away: its opens are released */
+        CHECK_EQ(css_otab_drop_client(t, 20), 2);
+        CHECK_EQ(css_otab_drop_client(t, 20), 0);
         css_otab_get(t, 0, 1, 5, &rd, &wr);
         CHECK(rd == 1 && wr == 0);
         css_otab_stats(t, &st);
@@ -583,20 +585,21 @@ START_TEST(test_otab)
         css_otab_stats(t, &st);
         CHECK(st.records == 0 && st.files == 0);
 
-        /* many files (the tables grow) and the per-connection limit */
-        for (uint32_t i = 0; i < CSS_MAX_CONN_OPENS; i++)
+        /* many files (the tables grow) and the per-client limit */
+        for (uint32_t i = 0; i < CSS_MAX_CLIENT_OPENS; i++)
                 CHECK(css_otab_open(t, 1, 30, 1, 100 + i, i & 1) == 0);
         CHECK_EQ(css_otab_open(t, 1, 30, 1, 99, false), -ENOSPC);
         CHECK(css_otab_open(t, 1, 30, 1, 100, false) == 0);     /* an existing record still counts up */
-        CHECK(css_otab_open(t, 1, 31, 1, 99, false) == 0);      /* another connection is fine */
+        CHECK(css_otab_open(t, 1, 31, 1, 99, false) == 0);      /* another client is fine */
         css_otab_stats(t, &st);
-        CHECK_EQ(st.records, CSS_MAX_CONN_OPENS + 1);
-        CHECK_EQ(css_otab_drop_conn(t, 30), CSS_MAX_CONN_OPENS + 1);
+        CHECK_EQ(st.records, CSS_MAX_CLIENT_OPENS + 1);
+        CHECK_EQ(css_otab_drop_client(t, 30), CSS_MAX_CLIENT_OPENS + 1);
         css_otab_stats(t, &st);
         CHECK_EQ(st.records, 1);
         css_otab_free(t);
 }
 END_TEST
+
 
 /* ---- the CSS on the wire ----------------------------------------------------------------- */
 
