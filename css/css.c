@@ -10,7 +10,11 @@
  *       (css->fgc_busy); the others wait in css->fgq in arrival order;
  *   (4) css is freed only when closing, no connection is left (nclients),
  *       no job is on the threadpool (jobs) and the tick timer is closed:
- *       callbacks never see a freed struct css.
+ *       callbacks never see a freed struct css;
+ *   (5) an orphan is freed (FORGET_ORPHAN sent to its storage site) only
+ *       when the open table holds no open of it (css_otab.h) and the
+ *       reclaim window is over (uptime >= lease): mounts that survived a
+ *       CSS restart have reconnected by then, or lost their lease.
  *
  * Jobs (struct css_job) go through the threadpool: the work function runs
  * css_ss calls on copies (no pointer into the loop's tables), the after
@@ -58,6 +62,8 @@ enum job_kind {
         JOB_OPEN,
         JOB_FGC_RESOLVE,
         JOB_FGC_CREATE,
+        JOB_FORGET,                     /* FORGET_ORPHAN at the holder; no client */
+        JOB_ORPHANS,                    /* SS_ORPHANS of a site that registered; no client */
 };
 
 /* A storage site's address, copied for a job. */
@@ -107,6 +113,10 @@ struct css_job {
         char mp_last[LP_FS_NAME_MAX + 1];
         bool made_dir;
         uint32_t newfg;
+        /* JOB_ORPHANS: the orphans found, <fg, ino> pairs */
+        uint32_t *ofg;
+        uint64_t *oino;
+        size_t norph;
 };
 
 struct css {
@@ -118,9 +128,14 @@ struct css {
         struct css_leases *leases;
         struct css_ss_pool *pool;
         uint32_t lease_ms;
-        uv_timer_t tick;                /* lease expiry */
+        uv_timer_t tick;                /* lease expiry, reclaim window */
         bool tick_open;                 /* invariant (4) */
-        uint64_t clients_expired;
+        /* Orphans learned during the reclaim window (start + lease), when
+         * mounts may not have re-announced their opens yet: decided after. */
+        uint32_t *dfg;
+        uint64_t *dino;
+        size_t ndef, capdef;
+        uint64_t orphans_freed, orphans_failed, clients_expired;
         uint64_t site;
         uint64_t next_serial;
         uint64_t start_us;
@@ -253,7 +268,7 @@ out:
 
 static void client_unref(struct css_client *cl)
 {
-        if (--cl->refs == 0)
+        if (cl && --cl->refs == 0)
                 free(cl);
 }
 
@@ -261,6 +276,8 @@ static void client_unref(struct css_client *cl)
 static void job_release(struct css_job *j)
 {
         client_unref(j->cl);
+        free(j->ofg);
+        free(j->oino);
         free(j->path);
         free(j->eps);
         free(j->mnts);
@@ -278,6 +295,8 @@ static void css_free(struct css *css)
         css_ss_pool_free(css->pool);
         css_otab_free(css->otab);
         css_leases_free(css->leases);
+        free(css->dfg);
+        free(css->dino);
         css_sites_free(css->sites);
         css_mtab_close(css->mtab);
         free(css);
@@ -361,7 +380,8 @@ static void job_done(struct css_job *j)
         struct css *css = j->css;
 
         css->jobs--;
-        j->cl->jobs--;
+        if (j->cl)
+                j->cl->jobs--;
         job_release(j);
         maybe_free(css);
 }
@@ -377,12 +397,16 @@ static bool job_start(struct css_job *j)
         int r;
 
         css->jobs++;
-        j->cl->jobs++;
+        if (j->cl)
+                j->cl->jobs++;
         j->req.data = j;
         r = uv_queue_work(css->loop, &j->req, work, after_work);
         if (r < 0) {
-                reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
-                if (j->kind != JOB_OPEN)
+                if (j->cl)
+                        reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
+                else
+                        cm_log(LOG_WARNING, "cannot queue work: %s", uv_strerror(r));
+                if (j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE)
                         css->fgc_busy = false;
                 job_done(j);
                 return false;
@@ -390,18 +414,20 @@ static bool job_start(struct css_job *j)
         return true;
 }
 
-/* A job holds a reference on its client from here to job_release(). */
-static struct css_job *job_new(struct css_client *cl, uint64_t reqid, enum job_kind kind)
+/* A job holds a reference on its client (if any: NULL for the CSS's own
+ * work) from here to job_release(). */
+static struct css_job *job_new(struct css *css, struct css_client *cl, uint64_t reqid, enum job_kind kind)
 {
         struct css_job *j = calloc(1, sizeof(*j));
 
         if (!j)
                 return NULL;
-        j->css = cl->css;
+        j->css = css;
         j->cl = cl;
         j->reqid = reqid;
         j->kind = kind;
-        cl->refs++;
+        if (cl)
+                cl->refs++;
         return j;
 }
 
@@ -656,6 +682,79 @@ static void work_fgc_create(struct css_job *j)
         }
 }
 
+/* FORGET_ORPHAN <fg, ino> at the storage site that holds fg. */
+static void work_forget(struct css_job *j)
+{
+        struct lp_fs_req rq = { .op = LP_FS_FORGET_ORPHAN, .fg = j->fg, .ino = j->ino };
+        struct lp_fs_resp resp;
+
+        j->status = ss_call(j, &j->target, &rq, &resp);
+        if (j->status < 0)
+                return;
+        j->status = resp.status;
+        if (resp.status < 0)
+                snprintf(j->msg, sizeof(j->msg), "FORGET_ORPHAN at storage site %" PRIu64 ": %s%s%s",
+                         j->target.site, strerror(-resp.status), resp.message ? ": " : "",
+                         resp.message ? resp.message : "");
+        lp_fs_resp_release(&resp);
+}
+
+/* Append <fg, ino> to the job's orphan list. */
+static int job_orphan_add(struct css_job *j, uint32_t fg, uint64_t ino)
+{
+        uint32_t *f = realloc(j->ofg, (j->norph + 1) * sizeof(*f));
+        uint64_t *i;
+
+        if (!f)
+                return -ENOMEM;
+        j->ofg = f;
+        i = realloc(j->oino, (j->norph + 1) * sizeof(*i));
+        if (!i)
+                return -ENOMEM;
+        j->oino = i;
+        j->ofg[j->norph] = fg;
+        j->oino[j->norph++] = ino;
+        return 0;
+}
+
+/* SS_ORPHANS of every file group the registered site holds (j->eps). */
+static void work_orphans(struct css_job *j)
+{
+        for (size_t k = 0; k < j->neps; k++) {
+                struct lp_fs_req rq = { .op = LP_FS_SS_ORPHANS, .fg = j->eps[k].fg, .length = CSS_ORPHANS_FETCH };
+                struct lp_fs_resp resp;
+                struct css_jval *v = NULL;
+
+                if (ss_call(j, &j->eps[k], &rq, &resp) < 0) {
+                        j->status = -EHOSTUNREACH;
+                        return;
+                }
+                if (resp.status < 0 || !resp.text ||
+                    css_json_parse(resp.text, strlen(resp.text), &v) < 0 || v->type != CSS_JARR) {
+                        snprintf(j->msg, sizeof(j->msg), "fg %u: SS_ORPHANS at storage site %" PRIu64 ": %s",
+                                 j->eps[k].fg, j->eps[k].site,
+                                 resp.status < 0 ? strerror(-resp.status) : "the answer is not a JSON array");
+                        j->status = resp.status < 0 ? resp.status : -EBADMSG;
+                        css_json_free(v);
+                        lp_fs_resp_release(&resp);
+                        return;
+                }
+                for (size_t i = 0; i < v->n; i++) {
+                        uint64_t ino;
+
+                        if (css_json_uint(&v->items[i], UINT64_MAX, &ino) && ino &&
+                            job_orphan_add(j, j->eps[k].fg, ino) < 0) {
+                                j->status = -ENOMEM;
+                                break;
+                        }
+                }
+                css_json_free(v);
+                lp_fs_resp_release(&resp);
+                if (j->status < 0)
+                        return;
+        }
+}
+
 static void work(uv_work_t *req)
 {
         struct css_job *j = req->data;
@@ -669,6 +768,12 @@ static void work(uv_work_t *req)
                 break;
         case JOB_FGC_CREATE:
                 work_fgc_create(j);
+                break;
+        case JOB_FORGET:
+                work_forget(j);
+                break;
+        case JOB_ORPHANS:
+                work_orphans(j);
                 break;
         }
 }
@@ -781,6 +886,140 @@ static void after_fgc_create(struct css_job *j)
         reply(j->cl, j->reqid, &resp);
 }
 
+/* ---- orphans (invariant 5) --------------------------------------------------- */
+
+static bool in_reclaim_window(const struct css *css)
+{
+        return cm_now_us() - css->start_us < (uint64_t)css->lease_ms * 1000u;
+}
+
+/* Tell the storage site holding fg to free the orphan <fg, ino>. */
+static void orphan_free(struct css *css, uint32_t fg, uint64_t ino)
+{
+        const struct css_site *s = css_sites_holder(css->sites, fg);
+        struct css_job *j;
+
+        if (css->closing)
+                return;
+        if (!s) {
+                cm_log(LOG_NOTICE, "<%u,%" PRIu64 ">: orphan not freed: no registered storage site holds file "
+                       "group %u (it reports the orphan again when it registers)", fg, ino, fg);
+                css->orphans_failed++;
+                return;
+        }
+        j = job_new(css, NULL, 0, JOB_FORGET);
+        if (!j) {
+                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not freed: out of memory", fg, ino);
+                css->orphans_failed++;
+                return;
+        }
+        j->fg = fg;
+        j->ino = ino;
+        ep_of(&j->target, s, fg);
+        job_start(j);
+}
+
+static void orphan_freed_cb(void *arg, uint32_t fg, uint64_t ino)
+{
+        orphan_free(arg, fg, ino);
+}
+
+/* <fg, ino> has no name left: free it once nobody holds it (css_otab.h),
+ * and not before the reclaim window is over. */
+static void orphan_decide(struct css *css, uint32_t fg, uint64_t ino)
+{
+        int r;
+
+        if (in_reclaim_window(css)) {
+                if (css->ndef == css->capdef) {
+                        size_t cap = css->capdef ? 2 * css->capdef : 64;
+                        uint32_t *f;
+                        uint64_t *i;
+
+                        if (cap > CSS_MAX_ORPHANS) {
+                                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: too many orphans to decide after the "
+                                       "reclaim window; it stays until the storage site registers again",
+                                       fg, ino);
+                                return;
+                        }
+                        f = realloc(css->dfg, cap * sizeof(*f));
+                        if (f)
+                                css->dfg = f;
+                        i = f ? realloc(css->dino, cap * sizeof(*i)) : NULL;
+                        if (i)
+                                css->dino = i;
+                        if (!f || !i) {
+                                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not recorded: out of memory", fg,
+                                       ino);
+                                return;
+                        }
+                        css->capdef = cap;
+                }
+                css->dfg[css->ndef] = fg;
+                css->dino[css->ndef++] = ino;
+                return;
+        }
+        r = css_otab_orphan_add(css->otab, fg, ino);
+        if (r == 1)
+                orphan_free(css, fg, ino);
+        else if (r < 0)
+                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not recorded: %s; it stays until the storage "
+                       "site registers again", fg, ino, strerror(-r));
+}
+
+static void after_forget(struct css_job *j)
+{
+        struct css *css = j->css;
+
+        if (j->status < 0 && j->status != -ENOENT) {
+                css->orphans_failed++;
+                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not freed: %s (the storage site reports it "
+                       "again when it registers)", j->fg, j->ino, j->msg);
+                return;
+        }
+        css_sites_touch(css->sites, j->target.site, cm_now_us());
+        css->orphans_freed++;
+        cm_log(LOG_INFO, "<%u,%" PRIu64 ">: orphan freed at storage site %" PRIu64 " (no open left)", j->fg,
+               j->ino, j->target.site);
+}
+
+static void after_orphans(struct css_job *j)
+{
+        if (j->status < 0) {
+                cm_log(LOG_WARNING, "orphans of storage site %" PRIu64 ": %s", j->neps ? j->eps[0].site : 0,
+                       j->msg);
+                return;
+        }
+        if (j->norph)
+                cm_log(LOG_INFO, "storage site %" PRIu64 " holds %zu orphan(s): each is freed once no "
+                       "mount holds it open%s", j->eps[0].site, j->norph,
+                       in_reclaim_window(j->css) ? " (after the reclaim window)" : "");
+        for (size_t i = 0; i < j->norph; i++)
+                orphan_decide(j->css, j->ofg[i], j->oino[i]);
+}
+
+/* A site registered: ask it which orphans it keeps. */
+static void orphans_fetch(struct css *css, uint64_t site)
+{
+        const struct css_site *s = css_sites_get(css->sites, site);
+        struct css_job *j;
+
+        if (!s || !s->nfgs || css->closing)
+                return;
+        j = job_new(css, NULL, 0, JOB_ORPHANS);
+        if (j)
+                j->eps = calloc(s->nfgs, sizeof(*j->eps));
+        if (!j || !j->eps) {
+                cm_log(LOG_WARNING, "orphans of storage site %" PRIu64 ": out of memory", site);
+                if (j)
+                        job_release(j);
+                return;
+        }
+        for (size_t i = 0; i < s->nfgs; i++)
+                ep_of(&j->eps[j->neps++], s, s->fgs[i]);
+        job_start(j);
+}
+
 static void after_work(uv_work_t *req, int status)
 {
         struct css_job *j = req->data;
@@ -790,7 +1029,9 @@ static void after_work(uv_work_t *req, int status)
                 j->status = status == UV_ECANCELED ? -ECANCELED : -EIO;
                 snprintf(j->msg, sizeof(j->msg), "request cancelled");
         }
-        if (j->transport_failed)
+        /* The CSS's own background calls do not hold a site off: that is
+         * for the clients' requests, which they would fail at once. */
+        if (j->transport_failed && j->cl)
                 css_sites_failed(css->sites, j->failed_site, cm_now_us());
         switch (j->kind) {
         case JOB_OPEN:
@@ -805,8 +1046,14 @@ static void after_work(uv_work_t *req, int status)
                 after_fgc_create(j);
                 css->fgc_busy = false;
                 break;
+        case JOB_FORGET:
+                after_forget(j);
+                break;
+        case JOB_ORPHANS:
+                after_orphans(j);
+                break;
         }
-        if (j->kind != JOB_OPEN && !css->closing)
+        if ((j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE) && !css->closing)
                 fgc_next(css);
         job_done(j);
 }
@@ -914,7 +1161,7 @@ static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_
                 reply_err(cl, reqid, -EAGAIN, "too many file group creations waiting; try again");
                 return;
         }
-        j = job_new(cl, reqid, JOB_FGC_RESOLVE);
+        j = job_new(cl->css, cl, reqid, JOB_FGC_RESOLVE);
         if (j && !(j->path = strdup(path))) {
                 job_release(j);
                 j = NULL;
@@ -1000,6 +1247,7 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
                again ? "re-" : "", cl->peer, host, (unsigned)rq->port, list);
         free(fgs);
         reply_ok(cl, reqid);
+        orphans_fetch(css, site);
 }
 
 static void op_mounttable(struct css_client *cl, uint64_t reqid)
@@ -1074,7 +1322,7 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                           rq->fg, rq->ino);
                 return;
         }
-        j = job_new(cl, reqid, JOB_OPEN);
+        j = job_new(cl->css, cl, reqid, JOB_OPEN);
         if (!j) {
                 reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
@@ -1091,14 +1339,48 @@ static void op_close(struct css_client *cl, uint64_t reqid, const struct lp_fs_r
 {
         struct css *css = cl->css;
         bool write = (rq->flags & O_ACCMODE) != O_RDONLY;
+        int r = css_otab_close(css->otab, cl->site, cl->id, rq->fg, rq->ino, write);
 
-        if (css_otab_close(css->otab, cl->site, cl->id, rq->fg, rq->ino, write) < 0) {
+        if (r < 0) {
                 /* Not an error for the mount: the CSS may have restarted since the open. */
                 css->unmatched_closes++;
                 cm_log(LOG_DEBUG, "close <%u,%" PRIu64 "> (%s) from %s matches no open", rq->fg, rq->ino,
                        write ? "write" : "read", cl->peer);
         }
         reply_ok(cl, reqid);
+        if (r == 1)
+                orphan_free(css, rq->fg, rq->ino);      /* the last close of an orphan */
+}
+
+/* An open the mount made without CSS_OPEN (the open of a create): record it. */
+static void op_opened(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        bool write = (rq->flags & O_ACCMODE) != O_RDONLY;
+        int r;
+
+        if (!rq->fg || !rq->ino) {
+                reply_err(cl, reqid, -EINVAL, "CSS_OPENED <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
+                return;
+        }
+        r = css_otab_open(css->otab, cl->site, cl->id, rq->fg, rq->ino, write);
+        if (r < 0) {
+                reply_err(cl, reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", rq->fg, rq->ino,
+                          r == -ENOSPC ? "open table full" : strerror(-r));
+                return;
+        }
+        reply_ok(cl, reqid);
+}
+
+/* A mount's UNLINK or RENAME took the last name of <fg, ino>. */
+static void op_orphan(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        if (!rq->fg || !rq->ino) {
+                reply_err(cl, reqid, -EINVAL, "CSS_ORPHAN <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
+                return;
+        }
+        reply_ok(cl, reqid);
+        orphan_decide(cl->css, rq->fg, rq->ino);
 }
 
 static void op_status(struct css_client *cl, uint64_t reqid)
@@ -1211,6 +1493,17 @@ static void op_status(struct css_client *cl, uint64_t reqid)
                 css_jw_key(&w, "clients_expired");
                 css_jw_u64(&w, css->clients_expired);
         }
+        css_jw_key(&w, "orphans");
+        css_jw_obj_begin(&w);
+        css_jw_key(&w, "held");
+        css_jw_u64(&w, os.orphans);
+        css_jw_key(&w, "deferred");
+        css_jw_u64(&w, css->ndef);
+        css_jw_key(&w, "freed");
+        css_jw_u64(&w, css->orphans_freed);
+        css_jw_key(&w, "not_freed");
+        css_jw_u64(&w, css->orphans_failed);
+        css_jw_obj_end(&w);
         css_jw_key(&w, "pending_requests");
         css_jw_u64(&w, css->jobs);
         css_jw_key(&w, "pending_fg_creates");
@@ -1291,7 +1584,7 @@ static void on_close(struct lp_conn *conn)
                 /* Its opens stay for the lease (tick_cb): a mount reconnects. */
                 css_lease_disconnected(css->leases, cl->id, cm_now_us());
         } else {
-                n = css_otab_drop_client(css->otab, cl->id);
+                n = css_otab_drop_client(css->otab, cl->id, orphan_freed_cb, css);
                 if (n)
                         cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
         }
@@ -1344,6 +1637,12 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
         case LP_FS_CSS_CLOSE:
                 op_close(cl, reqid, &rq);
                 break;
+        case LP_FS_CSS_OPENED:
+                op_opened(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_ORPHAN:
+                op_orphan(cl, reqid, &rq);
+                break;
         case LP_FS_CSS_STATUS:
                 op_status(cl, reqid);
                 break;
@@ -1375,7 +1674,7 @@ static const struct lp_server_callbacks css_cb = {
 static void lease_expired(void *arg, uint64_t id)
 {
         struct css *css = arg;
-        uint64_t n = css_otab_drop_client(css->otab, id);
+        uint64_t n = css_otab_drop_client(css->otab, id, orphan_freed_cb, css);
 
         css->clients_expired++;
         cm_log(n ? LOG_NOTICE : LOG_INFO, "client %016" PRIx64 " has had no connection for the lease (%u ms): "
@@ -1385,8 +1684,17 @@ static void lease_expired(void *arg, uint64_t id)
 static void tick_cb(uv_timer_t *t)
 {
         struct css *css = t->data;
+        uint64_t now = cm_now_us();
 
-        css_leases_expire(css->leases, cm_now_us(), (uint64_t)css->lease_ms * 1000u, lease_expired, css);
+        css_leases_expire(css->leases, now, (uint64_t)css->lease_ms * 1000u, lease_expired, css);
+        if (css->ndef && !in_reclaim_window(css)) {
+                size_t n = css->ndef;
+
+                cm_log(LOG_INFO, "reclaim window over: deciding %zu orphan(s)", n);
+                css->ndef = 0;
+                for (size_t i = 0; i < n; i++)
+                        orphan_decide(css, css->dfg[i], css->dino[i]);
+        }
 }
 
 static void tick_closed(uv_handle_t *h)

@@ -1,15 +1,19 @@
 /*
  * css_otab.c -- see css_otab.h.
  *
- * Two chained hash tables: records hashed by <fg, ino> (so every record
- * of one file, whatever the site or client, is in one bucket), and
- * clients hashed by id, each with a doubly linked list of its records.
+ * Three chained hash tables: records hashed by <fg, ino> (so every record
+ * of one file, whatever the site or client, is in one bucket), clients
+ * hashed by id, each with a doubly linked list of its records, and the
+ * orphan set hashed by <fg, ino>.
  *
  * Invariants:
  *   (1) a record exists iff readers + writers > 0;
  *   (2) a record is in exactly one file bucket and on its client's list;
  *   (3) a client entry exists iff its list is non-empty, and nrec is the
- *       length of that list.
+ *       length of that list;
+ *   (4) an orphan entry is never reported free (css_otab_close,
+ *       css_otab_drop_client, css_otab_orphan_add, css_otab_orphans_free)
+ *       while a record of its file exists, and is removed when it is.
  */
 #include "css_otab.h"
 
@@ -37,6 +41,11 @@ struct oclient {
         struct oclient *next;           /* hash chain */
 };
 
+struct oorph {
+        uint32_t fg;
+        uint64_t ino;
+        struct oorph *next;
+};
 
 struct css_otab {
         struct orec **fb;               /* file buckets */
@@ -44,6 +53,8 @@ struct css_otab {
         struct oclient **cb;            /* client buckets */
         size_t ncb;
         size_t nrec, nconn;
+        struct oorph *ob[CSS_ORPHAN_BUCKETS];
+        size_t norph;
 };
 
 static uint64_t mix(uint64_t x)
@@ -64,6 +75,11 @@ static size_t fslot(const struct css_otab *t, uint32_t fg, uint64_t ino)
 static size_t cslot(const struct css_otab *t, uint64_t id)
 {
         return (size_t)(mix(id) & (t->ncb - 1));
+}
+
+static size_t oslot(uint32_t fg, uint64_t ino)
+{
+        return (size_t)(mix(ino ^ ((uint64_t)fg << 48) ^ ((uint64_t)fg >> 16)) & (CSS_ORPHAN_BUCKETS - 1));
 }
 
 int css_otab_new(struct css_otab **ret)
@@ -101,6 +117,13 @@ void css_otab_free(struct css_otab *t)
 
                         t->cb[i] = c->next;
                         free(c);
+                }
+        for (size_t i = 0; i < CSS_ORPHAN_BUCKETS; i++)
+                while (t->ob[i]) {
+                        struct oorph *o = t->ob[i];
+
+                        t->ob[i] = o->next;
+                        free(o);
                 }
         free(t->fb);
         free(t->cb);
@@ -163,6 +186,40 @@ static struct oclient *client_find(const struct css_otab *t, uint64_t id)
                 if (c->id == id)
                         return c;
         return NULL;
+}
+
+static bool held(const struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        for (const struct orec *r = t->fb[fslot(t, fg, ino)]; r; r = r->next)
+                if (r->fg == fg && r->ino == ino)
+                        return true;
+        return false;
+}
+
+static struct oorph **orph_find(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        struct oorph **pp = &t->ob[oslot(fg, ino)];
+
+        while (*pp && ((*pp)->fg != fg || (*pp)->ino != ino))
+                pp = &(*pp)->next;
+        return pp;
+}
+
+/* If <fg, ino> is an orphan nobody holds: forget it and return 1. */
+static int orph_take(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        struct oorph **pp, *o;
+
+        if (held(t, fg, ino))
+                return 0;
+        pp = orph_find(t, fg, ino);
+        if (!*pp)
+                return 0;
+        o = *pp;
+        *pp = o->next;
+        t->norph--;
+        free(o);
+        return 1;
 }
 
 /* Unlink r from everything and free it; drops an empty client (3). */
@@ -267,12 +324,14 @@ int css_otab_close(struct css_otab *t, uint64_t site, uint64_t client, uint32_t 
                 r->writers--;
         else
                 r->readers--;
-        if (!r->readers && !r->writers)
-                rec_remove(t, r);       /* invariant (1) */
-        return 0;
+        if (r->readers || r->writers)
+                return 0;
+        rec_remove(t, r);               /* invariant (1) */
+        return orph_take(t, fg, ino);   /* invariant (4) */
 }
 
-uint64_t css_otab_drop_client(struct css_otab *t, uint64_t client)
+uint64_t css_otab_drop_client(struct css_otab *t, uint64_t client,
+                              void (*freed)(void *arg, uint32_t fg, uint64_t ino), void *arg)
 {
         struct oclient *c = client_find(t, client);
         uint64_t n = 0;
@@ -280,13 +339,43 @@ uint64_t css_otab_drop_client(struct css_otab *t, uint64_t client)
         while (c) {
                 struct orec *r = c->head;
                 bool last = r->cnext == NULL;
+                uint32_t fg = r->fg;
+                uint64_t ino = r->ino;
 
                 n += (uint64_t)r->readers + r->writers;
                 rec_remove(t, r);           /* frees c with the last record */
+                if (orph_take(t, fg, ino) && freed)
+                        freed(arg, fg, ino);
                 if (last)
                         break;
         }
         return n;
+}
+
+int css_otab_orphan_add(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        struct oorph **pp = orph_find(t, fg, ino), *o;
+
+        if (*pp)
+                return orph_take(t, fg, ino);
+        if (!held(t, fg, ino))
+                return 1;
+        if (t->norph >= CSS_MAX_ORPHANS)
+                return -ENOSPC;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        o->fg = fg;
+        o->ino = ino;
+        o->next = t->ob[oslot(fg, ino)];
+        t->ob[oslot(fg, ino)] = o;
+        t->norph++;
+        return 0;
+}
+
+bool css_otab_is_orphan(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        return *orph_find(t, fg, ino) != NULL;
 }
 
 void css_otab_get(const struct css_otab *t, uint64_t site, uint32_t fg, uint64_t ino,
@@ -306,6 +395,7 @@ void css_otab_get(const struct css_otab *t, uint64_t site, uint32_t fg, uint64_t
 void css_otab_stats(const struct css_otab *t, struct css_otab_stats *ret)
 {
         memset(ret, 0, sizeof(*ret));
+        ret->orphans = t->norph;
         ret->clients = t->nconn;
         for (size_t i = 0; i < t->nfb; i++)
                 for (const struct orec *r = t->fb[i]; r; r = r->next) {

@@ -61,7 +61,6 @@ struct us_node {
         struct us_sess *sess;           /* (2) */
         unsigned committing;            /* (5) */
         bool opening;                   /* (5) */
-        bool orphan;                    /* FORGET_ORPHAN at the last release */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
@@ -1400,40 +1399,25 @@ int us_core_link(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64
 
 /* ---- removing names ----------------------------------------------------------------------- */
 
-static void forget_orphan(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino)
+/* The answer said ino lost its last name.  Whether anyone still holds it
+ * open, here or in another mount, only the CSS knows (its open table): it
+ * frees the file at the last close anywhere. */
+static void orphaned(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino)
 {
         struct lp_fs_resp resp;
         struct lp_fs_req req;
+        struct us_target t;
         int r;
 
-        req_init(&req, ctx, LP_FS_FORGET_ORPHAN, fg, ino);
-        r = call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
+        css_target(core, &t);
+        req_init(&req, ctx, LP_FS_CSS_ORPHAN, fg, ino);
+        r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         if (r == 0)
                 lp_fs_resp_release(&resp);
-        else if (r != -ENOENT)
-                cm_log(LOG_WARNING, "<%u,%llu>: forget orphan: %s (the storage site frees it "
-                       "at its next start)", fg, (unsigned long long)ino, strerror(-r));
-}
-
-/* The answer said ino lost its last name: forget it now, or mark it for
- * the last release. */
-static void orphaned(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino)
-{
-        struct us_node *n;
-        uint64_t fino;
-        bool later = false;
-
-        if (us_ino_to_fuse(fg, ino, &fino) == 0) {
-                pthread_mutex_lock(&core->mu);
-                n = node_find(core, fino);
-                if (n && (n->nopen || n->sess || n->committing)) {
-                        n->orphan = true;
-                        later = true;
-                }
-                pthread_mutex_unlock(&core->mu);
-        }
-        if (!later)
-                forget_orphan(core, ctx, fg, ino);
+        else
+                cm_log(LOG_WARNING, "<%u,%llu>: telling the CSS the file has no name left: %s (it frees "
+                       "it when the storage site registers again)", fg, (unsigned long long)ino,
+                       strerror(-r));
 }
 
 /* 1 if name in <fg, dir> is a directory on which a file group is mounted. */
@@ -1842,6 +1826,28 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         }
         if (r == 0 && trunc)
                 r = trunc_in_session(core, ctx, fh);
+        if (r == 0) {
+                /* The CSS records every open (the orphan decision needs
+                 * them): this one was made by the storage site. */
+                struct lp_fs_resp oresp;
+                struct lp_fs_req oreq;
+                struct us_target ct;
+
+                css_target(core, &ct);
+                req_init(&oreq, ctx, LP_FS_CSS_OPENED, req.fg, resp.attr.ino);
+                oreq.flags = (uint32_t)flags;
+                /* Sent again after a lost answer: counted twice at worst,
+                 * which keeps an orphan until this mount ends, never
+                 * frees one early.  A failure does not undo the create. */
+                if (call(core, ctx, &ct, &oreq, US_RESEND_ANY, &oresp) == 0) {
+                        fh->css_open = true;
+                        lp_fs_resp_release(&oresp);
+                } else {
+                        cm_log(LOG_WARNING, "<%u,%llu>: the CSS did not record the open of a create; "
+                               "if it loses its last name while open it may be freed early",
+                               req.fg, (unsigned long long)resp.attr.ino);
+                }
+        }
         if (r < 0) {
                 struct us_ctx rctx = *ctx;
 
@@ -1865,7 +1871,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
         struct us_sess *s = fh->sess;
         struct us_site site = { 0 };
         uint64_t id = 0;
-        bool commit = false, orphan;
+        bool commit = false;
 
         pthread_mutex_lock(&core->mu);
         fh->prev->next = fh->next;
@@ -1942,14 +1948,6 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 
         pthread_mutex_lock(&core->mu);
         n->nopen--;
-        orphan = n->orphan && !n->nopen && !n->sess && !n->committing;
-        if (orphan)
-                n->orphan = false;
-        pthread_mutex_unlock(&core->mu);
-        if (orphan)
-                forget_orphan(core, ctx, n->fg, n->ino);
-
-        pthread_mutex_lock(&core->mu);
         node_put(core, n);
         pthread_mutex_unlock(&core->mu);
         free(fh);

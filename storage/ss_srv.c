@@ -745,6 +745,52 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
         free(text);
 }
 
+/* SS_ORPHANS: the container's orphans (nlink 0), at most q->length (1..SS_ORPHANS_MAX),
+ * as a JSON array of inode numbers; eof when that is all of them. */
+static void op_orphans(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_t reqid,
+                       const struct lp_fs_req *q)
+{
+        unsigned max = q->length && q->length < SS_ORPHANS_MAX ? (unsigned)q->length : SS_ORPHANS_MAX;
+        struct lp_fs_resp a = { 0 };
+        uint64_t *inos = calloc(max + 1, sizeof(*inos));
+        char *text = NULL;
+        size_t n = 0, len = 0;
+        FILE *m;
+        int r;
+
+        (void)s;
+        if (!inos) {
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        r = ss_db_orphans(f->ct->db, max + 1, inos, &n);
+        if (r < 0) {
+                free(inos);
+                send_status(c, reqid, r, "listing the orphans failed");
+                return;
+        }
+        m = open_memstream(&text, &len);
+        if (!m) {
+                free(inos);
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        fputc('[', m);
+        for (size_t i = 0; i < n && i < max; i++)
+                fprintf(m, "%s%llu", i ? "," : "", (unsigned long long)inos[i]);
+        fputc(']', m);
+        free(inos);
+        if (fclose(m) != 0 || !text) {
+                free(text);
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        a.text = text;
+        a.eof = n <= max;
+        send_resp(c, reqid, &a);
+        free(text);
+}
+
 static void create_work_cb(uv_work_t *w)
 {
         struct create_job *j = w->data;
@@ -846,6 +892,22 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                 break;
         case LP_FS_SS_FG_CREATE:
                 op_fg_create(s, c, reqid, q);
+                break;
+        case LP_FS_SS_ORPHANS:
+                f = find_fg(s, q->fg);
+                if (!f) {
+                        send_status(c, reqid, -ESTALE, "this site holds no container of that file group");
+                        break;
+                }
+                if (f->busy) {
+                        park(f, c, reqid, q);
+                        return;
+                }
+                if (f->ct->err) {
+                        send_status(c, reqid, f->ct->err, "the container is in an error state");
+                        break;
+                }
+                op_orphans(s, f, c, reqid, q);
                 break;
         case LP_FS_SS_CHECKPOINT:
         case LP_FS_SS_CLEAN:
@@ -1275,7 +1337,10 @@ int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret)
         for (size_t i = 0; i < n; i++) {
                 struct ss_ct *ct;
 
-                r = ss_ct_open(s->data_dir, fgs[i], true, &ct);
+                /* With a CSS, orphans wait for its decision (it asks for them
+                 * when we register: SS_ORPHANS): a mount that outlived our
+                 * restart may still hold them open. */
+                r = ss_ct_open(s->data_dir, fgs[i], !(o->css_port || o->css_port_file), &ct);
                 if (r >= 0) {
                         r = add_fg(s, ct);
                         if (r < 0)

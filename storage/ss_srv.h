@@ -34,6 +34,11 @@
  * closed for client_grace_ms (the lease), its sessions are aborted
  * (nothing staged is committed).  Checked every sweep_ms.
  *
+ * Orphans (inodes with no name left): without a CSS they are freed at
+ * start.  With one, they are kept across restarts: the CSS asks for them
+ * (SS_ORPHANS) when this site registers and frees each (FORGET_ORPHAN)
+ * once no mount holds it open (css.h).
+ *
  * Ownership: the caller owns the loop; ss_srv_new() copies the options.
  * After ss_srv_stop() the caller runs the loop until it returns, then
  * calls ss_srv_free().
@@ -64,6 +69,7 @@
 #define SS_PARK_MAX 65536u
 #define SS_PARK_BYTES ((size_t)512 << 20)
 #define SS_LEASE_MS_DEFAULT 30000u
+#define SS_ORPHANS_MAX 4096u
 
 struct ss_opts {
         const char *data_dir;
@@ -96,7 +102,8 @@ void ss_opts_default(struct ss_opts *o);
 
 /*
  * Open (or create: file group 1 on first start) every container of
- * o->data_dir, free leftover orphans, listen, start registering.  Blocks
+ * o->data_dir, free leftover orphans if there is no CSS, listen, start
+ * registering.  Blocks
  * while containers are recovered.
  */
 int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret);

@@ -575,8 +575,8 @@ START_TEST(test_otab)
         css_otab_get(t, 1, 1, 5, &rd, &wr);
         CHECK(rd == 1 && wr == 0);
         /* client 20 goes away: its opens are released */
-        CHECK_EQ(css_otab_drop_client(t, 20), 2);
-        CHECK_EQ(css_otab_drop_client(t, 20), 0);
+        CHECK_EQ(css_otab_drop_client(t, 20, NULL, NULL), 2);
+        CHECK_EQ(css_otab_drop_client(t, 20, NULL, NULL), 0);
         css_otab_get(t, 0, 1, 5, &rd, &wr);
         CHECK(rd == 1 && wr == 0);
         css_otab_stats(t, &st);
@@ -593,13 +593,69 @@ START_TEST(test_otab)
         CHECK(css_otab_open(t, 1, 31, 1, 99, false) == 0);      /* another client is fine */
         css_otab_stats(t, &st);
         CHECK_EQ(st.records, CSS_MAX_CLIENT_OPENS + 1);
-        CHECK_EQ(css_otab_drop_client(t, 30), CSS_MAX_CLIENT_OPENS + 1);
+        CHECK_EQ(css_otab_drop_client(t, 30, NULL, NULL), CSS_MAX_CLIENT_OPENS + 1);
         css_otab_stats(t, &st);
         CHECK_EQ(st.records, 1);
         css_otab_free(t);
 }
 END_TEST
 
+static unsigned nfreed;
+static uint64_t freed_ino;
+
+static void freed_cb(void *arg, uint32_t fg, uint64_t ino)
+{
+        (void)arg;
+        CHECK_EQ(fg, 1);
+        nfreed++;
+        freed_ino = ino;
+}
+
+/* The orphan decision: free at once if nobody holds the file; else at the
+ * last close anywhere, or when the last holder's client is dropped. */
+START_TEST(test_otab_orphans)
+{
+        struct css_otab *t;
+        struct css_otab_stats st;
+
+        CHECK(css_otab_new(&t) == 0);
+        /* nobody holds <1,7>: free now, nothing kept */
+        CHECK_EQ(css_otab_orphan_add(t, 1, 7), 1);
+        CHECK(!css_otab_is_orphan(t, 1, 7));
+
+        /* clients A (100) and B (200), both of site 0, hold <1,8>; B unlinks */
+        CHECK(css_otab_open(t, 0, 100, 1, 8, true) == 0);
+        CHECK(css_otab_open(t, 0, 200, 1, 8, false) == 0);
+        CHECK_EQ(css_otab_orphan_add(t, 1, 8), 0);
+        CHECK_EQ(css_otab_orphan_add(t, 1, 8), 0);              /* told twice: still one */
+        CHECK(css_otab_is_orphan(t, 1, 8));
+        /* B closes: A still holds it */
+        CHECK_EQ(css_otab_close(t, 0, 200, 1, 8, false), 0);
+        CHECK(css_otab_is_orphan(t, 1, 8));
+        css_otab_stats(t, &st);
+        CHECK_EQ(st.orphans, 1);
+        /* A's last close frees it, once */
+        CHECK(css_otab_open(t, 0, 100, 1, 8, false) == 0);
+        CHECK_EQ(css_otab_close(t, 0, 100, 1, 8, true), 0);
+        CHECK_EQ(css_otab_close(t, 0, 100, 1, 8, false), 1);
+        CHECK(!css_otab_is_orphan(t, 1, 8));
+        CHECK(css_otab_open(t, 0, 100, 1, 8, false) == 0);
+        CHECK_EQ(css_otab_close(t, 0, 100, 1, 8, false), 0);    /* not an orphan any more */
+
+        /* a dead client's lease runs out: its orphan is reported freed, the
+         * other files it held are not */
+        nfreed = 0;
+        CHECK(css_otab_open(t, 0, 300, 1, 9, true) == 0);
+        CHECK(css_otab_open(t, 0, 300, 1, 10, true) == 0);
+        CHECK_EQ(css_otab_orphan_add(t, 1, 9), 0);
+        CHECK_EQ(css_otab_drop_client(t, 300, freed_cb, NULL), 2);
+        CHECK_EQ(nfreed, 1);
+        CHECK_EQ(freed_ino, 9);
+        css_otab_stats(t, &st);
+        CHECK(st.orphans == 0 && st.records == 0);
+        css_otab_free(t);
+}
+END_TEST
 
 /* ---- the CSS on the wire ----------------------------------------------------------------- */
 
@@ -1393,6 +1449,7 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_mtab_schema_refused);
         tcase_add_test(tc, test_sites);
         tcase_add_test(tc, test_otab);
+        tcase_add_test(tc, test_otab_orphans);
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
 
