@@ -13,8 +13,10 @@
  *       callbacks never see a freed struct css;
  *   (5) an orphan is freed (FORGET_ORPHAN sent to its storage site) only
  *       when the open table holds no open of it (css_otab.h) and the
- *       reclaim window is over (uptime >= lease): mounts that survived a
- *       CSS restart have reconnected by then, or lost their lease.
+ *       reclaim window is over (uptime >= max(lease, CSS_RECLAIM_MIN_MS)):
+ *       mounts that survived a CSS restart have seen the new boot id in
+ *       the mount table (they fetch it every 5 s) and re-announced their
+ *       opens by then, or lost their lease.
  *
  * Jobs (struct css_job) go through the threadpool: the work function runs
  * css_ss calls on copies (no pointer into the loop's tables), the after
@@ -137,6 +139,7 @@ struct css {
         size_t ndef, capdef;
         uint64_t orphans_freed, orphans_failed, clients_expired;
         uint64_t site;
+        uint64_t boot;                  /* random per start: mounts re-announce on a change */
         uint64_t next_serial;
         uint64_t start_us;
         char listen[96];
@@ -806,6 +809,7 @@ static void after_open(struct css_job *j)
         resp.host = s ? s->host : j->target.host;
         resp.port = s ? s->port : j->target.port;
         resp.version = j->attr.version;
+        resp.value = css->boot;
         resp.has_attr = true;
         resp.attr = j->attr;
         reply(j->cl, j->reqid, &resp);
@@ -890,7 +894,9 @@ static void after_fgc_create(struct css_job *j)
 
 static bool in_reclaim_window(const struct css *css)
 {
-        return cm_now_us() - css->start_us < (uint64_t)css->lease_ms * 1000u;
+        uint64_t ms = css->lease_ms > CSS_RECLAIM_MIN_MS ? css->lease_ms : CSS_RECLAIM_MIN_MS;
+
+        return cm_now_us() - css->start_us < ms * 1000u;
 }
 
 /* Tell the storage site holding fg to free the orphan <fg, ino>. */
@@ -1278,6 +1284,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         }
         resp.mounts = v;
         resp.nmounts = n;
+        resp.value = css->boot;
         reply(cl, reqid, &resp);
         free(v);
 }
@@ -1369,7 +1376,11 @@ static void op_opened(struct css_client *cl, uint64_t reqid, const struct lp_fs_
                           r == -ENOSPC ? "open table full" : strerror(-r));
                 return;
         }
-        reply_ok(cl, reqid);
+        {
+                struct lp_fs_resp resp = { .status = 0, .value = css->boot };
+
+                reply(cl, reqid, &resp);
+        }
 }
 
 /* A mount's UNLINK or RENAME took the last name of <fg, ino>. */
@@ -1725,6 +1736,12 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
         css->site = cfg->site;
         css->start_us = cm_now_us();
         css->lease_ms = cfg->lease_ms ? cfg->lease_ms : CSS_LEASE_MS_DEFAULT;
+        r = lp_client_id_new(&css->boot);       /* any random number will do */
+        if (r < 0) {
+                snprintf(err, errcap, "no randomness: %s", strerror(-r));
+                free(css);
+                return r;
+        }
         r = css_mtab_open(cfg->state_dir, &css->mtab, err, errcap);
         if (r < 0)
                 goto fail;

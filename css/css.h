@@ -20,9 +20,11 @@
  * unlinked it), else at its last CSS_CLOSE or when the lease of its last
  * holder runs out.  A storage site keeps its orphans across its restarts;
  * when it registers, the CSS asks it for them (SS_ORPHANS) and decides
- * each the same way.  For one lease after the CSS starts (the reclaim
- * window) nothing is freed: mounts that outlived a CSS restart have not
- * told it their opens yet.
+ * each the same way.  For one lease (at least CSS_RECLAIM_MIN_MS) after
+ * the CSS starts (the reclaim window) nothing is freed: mounts that
+ * outlived a CSS restart re-announce their opens (CSS_OPENED) once they
+ * see its new boot id, a random number drawn at start and sent as `value`
+ * in the answers to CSS_MOUNTTABLE, CSS_OPEN and CSS_OPENED.
  * What it answers (docs/protocol.md, "Operations: -> CSS"): CSS_REGISTER,
  * CSS_MOUNTTABLE, CSS_OPEN, CSS_CLOSE, CSS_OPENED, CSS_ORPHAN, CSS_STATUS,
  * CSS_FG_CREATE, and NOP
@@ -79,6 +81,9 @@
 #define CSS_FG_NAME_MAX 64u
 /* A client (mount) with no connection this long loses its opens. */
 #define CSS_LEASE_MS_DEFAULT 30000u
+/* The reclaim window lasts max(lease, this): mounts fetch the mount table
+ * (and so see a new boot id) every 5 s. */
+#define CSS_RECLAIM_MIN_MS 10000u
 /* Orphans asked of a storage site per file group at its registration. */
 #define CSS_ORPHANS_FETCH 4096u
 

@@ -90,6 +90,7 @@ struct us_fh {
         int flags;
         bool writable;
         bool css_open;                  /* CSS_CLOSE at release */
+        uint64_t css_boot;              /* the CSS instance that recorded the open */
         struct us_sess *sess;           /* writable handles (6) */
         struct us_site site;            /* where reads without a session go */
         int werr;                       /* first write error flush has not reported */
@@ -112,6 +113,8 @@ struct us_core {
 
         pthread_mutex_t mtmu;           /* one mount-table refresh at a time */
         uint64_t mt_last_try;
+        uint64_t css_boot;              /* the CSS's boot id, last seen (mu) */
+        bool reannounce;                /* a new CSS: tell it our opens (mu) */
 
         pthread_mutex_t kmu;
         pthread_cond_t kcv;
@@ -617,6 +620,15 @@ int us_core_refresh_mtab(struct us_core *core, struct us_ctx *ctx)
         r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         if (r < 0)
                 return r;
+        if (resp.value) {
+                /* A restarted CSS has an empty open table: the keeper tells
+                 * it ours (reannounce_opens) within its reclaim window. */
+                pthread_mutex_lock(&core->mu);
+                if (core->css_boot && core->css_boot != resp.value)
+                        core->reannounce = true;
+                core->css_boot = resp.value;
+                pthread_mutex_unlock(&core->mu);
+        }
         r = us_mtab_set(core->mtab, resp.mounts, resp.nmounts);
         lp_fs_resp_release(&resp);
         return r;
@@ -777,6 +789,54 @@ static void keep_sessions(struct us_core *core)
         }
 }
 
+/* Tell a restarted CSS every open it did not record (CSS_OPENED).  An
+ * open released meanwhile may be announced after its close: the CSS then
+ * counts it until this mount's lease ends, which keeps an orphan too long,
+ * never frees one too early. */
+static void reannounce_opens(struct us_core *core)
+{
+        struct { uint32_t fg; uint64_t ino; int flags; } batch[64];
+        size_t nb, total = 0;
+        uint64_t boot;
+
+        do {
+                nb = 0;
+                pthread_mutex_lock(&core->mu);
+                core->reannounce = false;
+                boot = core->css_boot;
+                for (struct us_fh *fh = core->fhs.next; fh != &core->fhs && nb < 64; fh = fh->next) {
+                        if (!fh->css_open || fh->css_boot == boot)
+                                continue;
+                        fh->css_boot = boot;
+                        batch[nb].fg = fh->node->fg;
+                        batch[nb].ino = fh->node->ino;
+                        batch[nb++].flags = fh->flags;
+                }
+                pthread_mutex_unlock(&core->mu);
+                for (size_t i = 0; i < nb; i++) {
+                        struct lp_fs_resp resp;
+                        struct lp_fs_req req;
+                        struct us_target t;
+                        struct us_ctx ctx;
+
+                        us_ctx_self(core, &ctx);
+                        ctx.call.stop = keeper_stop_fn;
+                        ctx.call.stop_arg = core;
+                        css_target(core, &t);
+                        req_init(&req, &ctx, LP_FS_CSS_OPENED, batch[i].fg, batch[i].ino);
+                        req.flags = (uint32_t)batch[i].flags;
+                        if (call(core, &ctx, &t, &req, US_RESEND_ANY, &resp) == 0)
+                                lp_fs_resp_release(&resp);
+                        else
+                                cm_log(LOG_WARNING, "<%u,%llu>: could not tell the restarted CSS this open",
+                                       batch[i].fg, (unsigned long long)batch[i].ino);
+                }
+                total += nb;
+        } while (nb == 64);
+        if (total)
+                cm_log(LOG_INFO, "the CSS restarted: told it %zu open(s) of this mount", total);
+}
+
 static void *keeper_main(void *arg)
 {
         struct us_core *core = arg;
@@ -805,6 +865,11 @@ static void *keeper_main(void *arg)
                 pthread_mutex_unlock(&core->mtmu);
                 if (r < 0 && r != -ESHUTDOWN)
                         cm_log(LOG_DEBUG, "mount table refresh: %s", strerror(-r));
+                pthread_mutex_lock(&core->mu);
+                r = core->reannounce;
+                pthread_mutex_unlock(&core->mu);
+                if (r)
+                        reannounce_opens(core);
                 keep_sessions(core);
         }
         us_rpc_close_thread(core->rpc);
@@ -1645,7 +1710,10 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
         r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         if (r < 0)
                 goto fail;
+        pthread_mutex_lock(&core->mu);         /* reannounce_opens reads them */
         fh->css_open = true;
+        fh->css_boot = resp.value;
+        pthread_mutex_unlock(&core->mu);
         if (resp.host && *resp.host && resp.port && resp.port <= 65535 &&
             strlen(resp.host) < sizeof(fh->site.host)) {
                 fh->site.site = resp.site;
@@ -1840,7 +1908,10 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                  * which keeps an orphan until this mount ends, never
                  * frees one early.  A failure does not undo the create. */
                 if (call(core, ctx, &ct, &oreq, US_RESEND_ANY, &oresp) == 0) {
+                        pthread_mutex_lock(&core->mu);
                         fh->css_open = true;
+                        fh->css_boot = oresp.value;
+                        pthread_mutex_unlock(&core->mu);
                         lp_fs_resp_release(&oresp);
                 } else {
                         cm_log(LOG_WARNING, "<%u,%llu>: the CSS did not record the open of a create; "

@@ -12,6 +12,8 @@
 #    the unlinked file: the orphan is still there (storaged used to free
 #    every orphan at start), A reads it through its descriptor and writes
 #    it through a descriptor reopened from /proc;
+#  - cssd is killed and started again: A re-announces its opens to the new
+#    CSS, which keeps the orphan after its reclaim window;
 #  - A closes: the CSS frees the orphan (the storage site's inode count
 #    drops back, the CSS's log says so).
 # The daemons run with a 2 s lease (lib.sh daemons_with).
@@ -73,6 +75,21 @@ inodes_are "$n1" || fail "the orphan did not survive the storage site's restart 
 exec 6>>"/proc/$$/fd/7" || fail "A cannot reopen the unlinked file for writing"
 printf three >&6 || fail "A cannot write the unlinked file after the restart"
 a_reads_is onetwothree || fail "A reads '$(a_reads)', expected 'onetwothree'"
+
+# kill -9 the CSS and start it again: its open table is gone; A sees the
+# new CSS's boot id in the mount table and re-announces its opens within
+# the reclaim window, so the orphan is still kept after it.
+cpid=$(pid_of cssd)
+log "kill -9 cssd (pid $cpid)"
+kill -KILL "$cpid"
+wait_for 30 "cssd to die" dead "$cpid"
+cluster_up
+cpid2=$(pid_of cssd)
+[ "$cpid2" != "$cpid" ] || fail "cssd was not restarted"
+wait_for 30 "mount A to re-announce its opens" grep -q "the CSS restarted: told it 2 open" "$WORK/mount-mnt-a.log"
+wait_for 60 "the new CSS's reclaim window to end" grep -q "reclaim window over" "$STATE/log/cssd.log"
+inodes_are "$n1" || fail "the orphan was freed after a CSS restart although A holds it ($(inodes) inodes)"
+a_reads_is onetwothree || fail "A reads '$(a_reads)' after the CSS restart"
 
 # A's last close: the CSS frees the orphan.  (Closing 7 reports the loss of
 # its first session, EIO; one redirection per exec, or bash would undo the
