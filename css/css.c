@@ -39,6 +39,7 @@
 #include <syslog.h>
 
 #include "cm.h"
+#include "css_int.h"
 #include "css_json.h"
 #include "css_lease.h"
 #include "css_mtab.h"
@@ -47,114 +48,7 @@
 #include "css_ss.h"
 #include "lp_fs.h"
 
-struct css_client {
-        struct css *css;
-        struct lp_conn *conn;           /* NULL once closed (invariant 2) */
-        uint64_t serial;
-        uint64_t site;
-        uint64_t id;                    /* open-table client: its client id, else serial */
-        bool leased;                    /* id is a client id (css_lease.h) */
-        char peer[128];                  /* "addr:port site N", for messages */
-        char addr[CSS_HOST_MAX];        /* the peer's numeric address */
-        unsigned refs;
-        unsigned jobs;
-};
-
-enum job_kind {
-        JOB_OPEN,
-        JOB_FGC_RESOLVE,
-        JOB_FGC_CREATE,
-        JOB_FORGET,                     /* FORGET_ORPHAN at the holder; no client */
-        JOB_ORPHANS,                    /* SS_ORPHANS of a site that registered; no client */
-};
-
-/* A storage site's address, copied for a job. */
-struct ep {
-        uint32_t fg;
-        uint64_t site;
-        char host[CSS_HOST_MAX];
-        uint16_t port;
-};
-
-/* A mount, copied for a job. */
-struct mnt {
-        uint32_t fg, parent_fg;
-        uint64_t parent_ino;
-};
-
-struct css_job {
-        uv_work_t req;
-        struct css *css;
-        struct css_client *cl;
-        struct css_job *next;           /* fg creation queue */
-        enum job_kind kind;
-        uint64_t reqid;
-        /* results */
-        int status;
-        char msg[LP_FS_PATH_MAX + 512];      /* a path and what went wrong with it */
-        /* JOB_OPEN */
-        struct ep target;
-        uint32_t fg;
-        uint64_t ino;
-        uint32_t flags;
-        bool write;
-        bool transport_failed;
-        uint64_t failed_site;           /* the site that could not be reached */
-        struct lp_fs_attr attr;
-        /* file group creation */
-        char name[CSS_FG_NAME_MAX + 1];
-        char *path;
-        uint32_t uid, gid, umask;
-        struct ep *eps;                 /* holders of every fg, snapshot */
-        size_t neps;
-        struct mnt *mnts;               /* mounts, snapshot */
-        size_t nmnts;
-        uint32_t mp_fg;                 /* the mount point directory <mp_fg, mp_ino> */
-        uint64_t mp_ino;
-        uint64_t mp_parent;             /* its parent, for undoing the mkdir */
-        char mp_last[LP_FS_NAME_MAX + 1];
-        bool made_dir;
-        uint32_t newfg;
-        /* JOB_ORPHANS: the orphans found, <fg, ino> pairs */
-        uint32_t *ofg;
-        uint64_t *oino;
-        size_t norph;
-};
-
-struct css {
-        uv_loop_t *loop;
-        struct lp_server *srv;
-        struct css_mtab *mtab;
-        struct css_sites *sites;
-        struct css_otab *otab;
-        struct css_leases *leases;
-        struct css_ss_pool *pool;
-        uint32_t lease_ms;
-        uv_timer_t tick;                /* lease expiry, reclaim window */
-        bool tick_open;                 /* invariant (4) */
-        /* Orphans learned during the reclaim window (start + lease), when
-         * mounts may not have re-announced their opens yet: decided after. */
-        uint32_t *dfg;
-        uint64_t *dino;
-        size_t ndef, capdef;
-        uint64_t orphans_freed, orphans_failed, clients_expired;
-        uint64_t site;
-        uint64_t boot;                  /* random per start: mounts re-announce on a change */
-        uint64_t next_serial;
-        uint64_t start_us;
-        char listen[96];
-        bool closing;
-        unsigned nclients;              /* invariant (4) */
-        unsigned jobs;
-        bool fgc_busy;                  /* invariant (3) */
-        struct css_job *fgq_head, *fgq_tail;
-        unsigned fgq_len;
-        uint64_t unmatched_closes;
-        uint64_t requests;
-};
-
 static void fgc_next(struct css *css);
-static void job_release(struct css_job *j);
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -276,7 +170,7 @@ static void client_unref(struct css_client *cl)
 }
 
 /* Free a job and drop its client reference (taken by job_new). */
-static void job_release(struct css_job *j)
+void css__job_release(struct css_job *j)
 {
         client_unref(j->cl);
         free(j->ofg);
@@ -293,7 +187,7 @@ static void css_free(struct css *css)
                 struct css_job *j = css->fgq_head;
 
                 css->fgq_head = j->next;
-                job_release(j);
+                css__job_release(j);
         }
         css_ss_pool_free(css->pool);
         css_otab_free(css->otab);
@@ -367,7 +261,7 @@ static void reply_ok(struct css_client *cl, uint64_t reqid)
         reply(cl, reqid, &resp);
 }
 
-static void ep_of(struct ep *e, const struct css_site *s, uint32_t fg)
+void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg)
 {
         e->fg = fg;
         e->site = s->id;
@@ -385,7 +279,7 @@ static void job_done(struct css_job *j)
         css->jobs--;
         if (j->cl)
                 j->cl->jobs--;
-        job_release(j);
+        css__job_release(j);
         maybe_free(css);
 }
 
@@ -394,7 +288,7 @@ static void work(uv_work_t *req);
 
 /* Put j on the threadpool.  On failure answer it, free it (clearing
  * fgc_busy for a creation) and return false. */
-static bool job_start(struct css_job *j)
+bool css__job_start(struct css_job *j)
 {
         struct css *css = j->css;
         int r;
@@ -418,8 +312,8 @@ static bool job_start(struct css_job *j)
 }
 
 /* A job holds a reference on its client (if any: NULL for the CSS's own
- * work) from here to job_release(). */
-static struct css_job *job_new(struct css *css, struct css_client *cl, uint64_t reqid, enum job_kind kind)
+ * work) from here to css__job_release(). */
+struct css_job *css__job_new(struct css *css, struct css_client *cl, uint64_t reqid, enum job_kind kind)
 {
         struct css_job *j = calloc(1, sizeof(*j));
 
@@ -436,7 +330,7 @@ static struct css_job *job_new(struct css *css, struct css_client *cl, uint64_t 
 
 /* Threadpool side: one call to a storage site.  0 with *resp, or < 0
  * (transport failure, j->msg says what). */
-static int ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
+int css__ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
 {
         char err[256];
         int r;
@@ -473,7 +367,7 @@ static void work_open(struct css_job *j)
         struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
         struct lp_fs_resp resp;
 
-        j->status = ss_call(j, &j->target, &rq, &resp);
+        j->status = css__ss_call(j, &j->target, &rq, &resp);
         if (j->status < 0)
                 return;
         j->status = resp.status;
@@ -501,7 +395,7 @@ static int dir_empty(struct css_job *j, const struct ep *e, uint32_t fg, uint64_
                 struct lp_fs_req rq = { .op = LP_FS_READDIR, .fg = fg, .ino = ino, .offset = cookie,
                                         .length = 8 };
                 struct lp_fs_resp resp;
-                int r = ss_call(j, e, &rq, &resp);
+                int r = css__ss_call(j, e, &rq, &resp);
                 bool eof;
 
                 if (r < 0)
@@ -573,7 +467,7 @@ static void work_fgc_resolve(struct css_job *j)
                 }
                 rq.name = (const uint8_t *)s;
                 rq.namelen = n;
-                r = ss_call(j, e, &rq, &resp);
+                r = css__ss_call(j, e, &rq, &resp);
                 if (r < 0) {
                         j->status = r;
                         return;
@@ -586,7 +480,7 @@ static void work_fgc_resolve(struct css_job *j)
                         rq.cred.uid = j->uid;
                         rq.cred.gid = j->gid;
                         rq.cred.umask = j->umask;
-                        r = ss_call(j, e, &rq, &resp);
+                        r = css__ss_call(j, e, &rq, &resp);
                         if (r < 0) {
                                 j->status = r;
                                 return;
@@ -661,7 +555,7 @@ static void work_fgc_create(struct css_job *j)
 
         rq.name = (const uint8_t *)j->name;
         rq.namelen = strlen(j->name);
-        r = ss_call(j, &j->target, &rq, &resp);
+        r = css__ss_call(j, &j->target, &rq, &resp);
         if (r == 0) {
                 r = resp.status;
                 if (r < 0)
@@ -679,82 +573,9 @@ static void work_fgc_create(struct css_job *j)
                 memcpy(keep, j->msg, sizeof(keep));
                 rm.name = (const uint8_t *)j->mp_last;
                 rm.namelen = strlen(j->mp_last);
-                if (ss_call(j, &j->target, &rm, &resp) == 0)
+                if (css__ss_call(j, &j->target, &rm, &resp) == 0)
                         lp_fs_resp_release(&resp);
                 memcpy(j->msg, keep, sizeof(keep));
-        }
-}
-
-/* FORGET_ORPHAN <fg, ino> at the storage site that holds fg. */
-static void work_forget(struct css_job *j)
-{
-        struct lp_fs_req rq = { .op = LP_FS_FORGET_ORPHAN, .fg = j->fg, .ino = j->ino };
-        struct lp_fs_resp resp;
-
-        j->status = ss_call(j, &j->target, &rq, &resp);
-        if (j->status < 0)
-                return;
-        j->status = resp.status;
-        if (resp.status < 0)
-                snprintf(j->msg, sizeof(j->msg), "FORGET_ORPHAN at storage site %" PRIu64 ": %s%s%s",
-                         j->target.site, strerror(-resp.status), resp.message ? ": " : "",
-                         resp.message ? resp.message : "");
-        lp_fs_resp_release(&resp);
-}
-
-/* Append <fg, ino> to the job's orphan list. */
-static int job_orphan_add(struct css_job *j, uint32_t fg, uint64_t ino)
-{
-        uint32_t *f = realloc(j->ofg, (j->norph + 1) * sizeof(*f));
-        uint64_t *i;
-
-        if (!f)
-                return -ENOMEM;
-        j->ofg = f;
-        i = realloc(j->oino, (j->norph + 1) * sizeof(*i));
-        if (!i)
-                return -ENOMEM;
-        j->oino = i;
-        j->ofg[j->norph] = fg;
-        j->oino[j->norph++] = ino;
-        return 0;
-}
-
-/* SS_ORPHANS of every file group the registered site holds (j->eps). */
-static void work_orphans(struct css_job *j)
-{
-        for (size_t k = 0; k < j->neps; k++) {
-                struct lp_fs_req rq = { .op = LP_FS_SS_ORPHANS, .fg = j->eps[k].fg, .length = CSS_ORPHANS_FETCH };
-                struct lp_fs_resp resp;
-                struct css_jval *v = NULL;
-
-                if (ss_call(j, &j->eps[k], &rq, &resp) < 0) {
-                        j->status = -EHOSTUNREACH;
-                        return;
-                }
-                if (resp.status < 0 || !resp.text ||
-                    css_json_parse(resp.text, strlen(resp.text), &v) < 0 || v->type != CSS_JARR) {
-                        snprintf(j->msg, sizeof(j->msg), "fg %u: SS_ORPHANS at storage site %" PRIu64 ": %s",
-                                 j->eps[k].fg, j->eps[k].site,
-                                 resp.status < 0 ? strerror(-resp.status) : "the answer is not a JSON array");
-                        j->status = resp.status < 0 ? resp.status : -EBADMSG;
-                        css_json_free(v);
-                        lp_fs_resp_release(&resp);
-                        return;
-                }
-                for (size_t i = 0; i < v->n; i++) {
-                        uint64_t ino;
-
-                        if (css_json_uint(&v->items[i], UINT64_MAX, &ino) && ino &&
-                            job_orphan_add(j, j->eps[k].fg, ino) < 0) {
-                                j->status = -ENOMEM;
-                                break;
-                        }
-                }
-                css_json_free(v);
-                lp_fs_resp_release(&resp);
-                if (j->status < 0)
-                        return;
         }
 }
 
@@ -773,10 +594,8 @@ static void work(uv_work_t *req)
                 work_fgc_create(j);
                 break;
         case JOB_FORGET:
-                work_forget(j);
-                break;
         case JOB_ORPHANS:
-                work_orphans(j);
+                css_orphan_work(j);
                 break;
         }
 }
@@ -852,7 +671,7 @@ static bool after_fgc_resolve(struct css_job *j)
         css->jobs--;                    /* job_start counts it again */
         j->cl->jobs--;
         j->kind = JOB_FGC_CREATE;
-        if (!job_start(j))
+        if (!css__job_start(j))
                 fgc_next(css);
         return true;
 }
@@ -890,142 +709,6 @@ static void after_fgc_create(struct css_job *j)
         reply(j->cl, j->reqid, &resp);
 }
 
-/* ---- orphans (invariant 5) --------------------------------------------------- */
-
-static bool in_reclaim_window(const struct css *css)
-{
-        uint64_t ms = css->lease_ms > CSS_RECLAIM_MIN_MS ? css->lease_ms : CSS_RECLAIM_MIN_MS;
-
-        return cm_now_us() - css->start_us < ms * 1000u;
-}
-
-/* Tell the storage site holding fg to free the orphan <fg, ino>. */
-static void orphan_free(struct css *css, uint32_t fg, uint64_t ino)
-{
-        const struct css_site *s = css_sites_holder(css->sites, fg);
-        struct css_job *j;
-
-        if (css->closing)
-                return;
-        if (!s) {
-                cm_log(LOG_NOTICE, "<%u,%" PRIu64 ">: orphan not freed: no registered storage site holds file "
-                       "group %u (it reports the orphan again when it registers)", fg, ino, fg);
-                css->orphans_failed++;
-                return;
-        }
-        j = job_new(css, NULL, 0, JOB_FORGET);
-        if (!j) {
-                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not freed: out of memory", fg, ino);
-                css->orphans_failed++;
-                return;
-        }
-        j->fg = fg;
-        j->ino = ino;
-        ep_of(&j->target, s, fg);
-        job_start(j);
-}
-
-static void orphan_freed_cb(void *arg, uint32_t fg, uint64_t ino)
-{
-        orphan_free(arg, fg, ino);
-}
-
-/* <fg, ino> has no name left: free it once nobody holds it (css_otab.h),
- * and not before the reclaim window is over. */
-static void orphan_decide(struct css *css, uint32_t fg, uint64_t ino)
-{
-        int r;
-
-        if (in_reclaim_window(css)) {
-                if (css->ndef == css->capdef) {
-                        size_t cap = css->capdef ? 2 * css->capdef : 64;
-                        uint32_t *f;
-                        uint64_t *i;
-
-                        if (cap > CSS_MAX_ORPHANS) {
-                                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: too many orphans to decide after the "
-                                       "reclaim window; it stays until the storage site registers again",
-                                       fg, ino);
-                                return;
-                        }
-                        f = realloc(css->dfg, cap * sizeof(*f));
-                        if (f)
-                                css->dfg = f;
-                        i = f ? realloc(css->dino, cap * sizeof(*i)) : NULL;
-                        if (i)
-                                css->dino = i;
-                        if (!f || !i) {
-                                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not recorded: out of memory", fg,
-                                       ino);
-                                return;
-                        }
-                        css->capdef = cap;
-                }
-                css->dfg[css->ndef] = fg;
-                css->dino[css->ndef++] = ino;
-                return;
-        }
-        r = css_otab_orphan_add(css->otab, fg, ino);
-        if (r == 1)
-                orphan_free(css, fg, ino);
-        else if (r < 0)
-                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not recorded: %s; it stays until the storage "
-                       "site registers again", fg, ino, strerror(-r));
-}
-
-static void after_forget(struct css_job *j)
-{
-        struct css *css = j->css;
-
-        if (j->status < 0 && j->status != -ENOENT) {
-                css->orphans_failed++;
-                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not freed: %s (the storage site reports it "
-                       "again when it registers)", j->fg, j->ino, j->msg);
-                return;
-        }
-        css_sites_touch(css->sites, j->target.site, cm_now_us());
-        css->orphans_freed++;
-        cm_log(LOG_INFO, "<%u,%" PRIu64 ">: orphan freed at storage site %" PRIu64 " (no open left)", j->fg,
-               j->ino, j->target.site);
-}
-
-static void after_orphans(struct css_job *j)
-{
-        if (j->status < 0) {
-                cm_log(LOG_WARNING, "orphans of storage site %" PRIu64 ": %s", j->neps ? j->eps[0].site : 0,
-                       j->msg);
-                return;
-        }
-        if (j->norph)
-                cm_log(LOG_INFO, "storage site %" PRIu64 " holds %zu orphan(s): each is freed once no "
-                       "mount holds it open%s", j->eps[0].site, j->norph,
-                       in_reclaim_window(j->css) ? " (after the reclaim window)" : "");
-        for (size_t i = 0; i < j->norph; i++)
-                orphan_decide(j->css, j->ofg[i], j->oino[i]);
-}
-
-/* A site registered: ask it which orphans it keeps. */
-static void orphans_fetch(struct css *css, uint64_t site)
-{
-        const struct css_site *s = css_sites_get(css->sites, site);
-        struct css_job *j;
-
-        if (!s || !s->nfgs || css->closing)
-                return;
-        j = job_new(css, NULL, 0, JOB_ORPHANS);
-        if (j)
-                j->eps = calloc(s->nfgs, sizeof(*j->eps));
-        if (!j || !j->eps) {
-                cm_log(LOG_WARNING, "orphans of storage site %" PRIu64 ": out of memory", site);
-                if (j)
-                        job_release(j);
-                return;
-        }
-        for (size_t i = 0; i < s->nfgs; i++)
-                ep_of(&j->eps[j->neps++], s, s->fgs[i]);
-        job_start(j);
-}
-
 static void after_work(uv_work_t *req, int status)
 {
         struct css_job *j = req->data;
@@ -1053,10 +736,8 @@ static void after_work(uv_work_t *req, int status)
                 css->fgc_busy = false;
                 break;
         case JOB_FORGET:
-                after_forget(j);
-                break;
         case JOB_ORPHANS:
-                after_orphans(j);
+                css_orphan_after(j);
                 break;
         }
         if ((j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE) && !css->closing)
@@ -1106,13 +787,13 @@ static void fgc_start(struct css_job *j)
                 j->mnts[j->nmnts++] = (struct mnt){ .fg = m->fg, .parent_fg = m->parent_fg,
                                                     .parent_ino = m->parent_ino };
                 if (s)
-                        ep_of(&j->eps[j->neps++], s, m->fg);
+                        css__ep_of(&j->eps[j->neps++], s, m->fg);
         }
         css->fgc_busy = true;
-        job_start(j);               /* on failure, fgc_busy is clear again */
+        css__job_start(j);               /* on failure, fgc_busy is clear again */
         return;
 drop:
-        job_release(j);
+        css__job_release(j);
 }
 
 /* Start the next waiting creation whose requester is still there. */
@@ -1127,7 +808,7 @@ static void fgc_next(struct css *css)
                 css->fgq_len--;
                 j->next = NULL;
                 if (!j->cl->conn) {
-                        job_release(j);
+                        css__job_release(j);
                         continue;
                 }
                 fgc_start(j);
@@ -1167,9 +848,9 @@ static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_
                 reply_err(cl, reqid, -EAGAIN, "too many file group creations waiting; try again");
                 return;
         }
-        j = job_new(cl->css, cl, reqid, JOB_FGC_RESOLVE);
+        j = css__job_new(cl->css, cl, reqid, JOB_FGC_RESOLVE);
         if (j && !(j->path = strdup(path))) {
-                job_release(j);
+                css__job_release(j);
                 j = NULL;
         }
         if (!j) {
@@ -1253,7 +934,7 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
                again ? "re-" : "", cl->peer, host, (unsigned)rq->port, list);
         free(fgs);
         reply_ok(cl, reqid);
-        orphans_fetch(css, site);
+        css_orphans_fetch(css, site);
 }
 
 static void op_mounttable(struct css_client *cl, uint64_t reqid)
@@ -1329,7 +1010,7 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                           rq->fg, rq->ino);
                 return;
         }
-        j = job_new(cl->css, cl, reqid, JOB_OPEN);
+        j = css__job_new(cl->css, cl, reqid, JOB_OPEN);
         if (!j) {
                 reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
@@ -1338,8 +1019,8 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         j->ino = rq->ino;
         j->flags = rq->flags;
         j->write = (rq->flags & O_ACCMODE) != O_RDONLY;
-        ep_of(&j->target, s, rq->fg);
-        job_start(j);
+        css__ep_of(&j->target, s, rq->fg);
+        css__job_start(j);
 }
 
 static void op_close(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
@@ -1356,7 +1037,7 @@ static void op_close(struct css_client *cl, uint64_t reqid, const struct lp_fs_r
         }
         reply_ok(cl, reqid);
         if (r == 1)
-                orphan_free(css, rq->fg, rq->ino);      /* the last close of an orphan */
+                css_orphan_free(css, rq->fg, rq->ino);      /* the last close of an orphan */
 }
 
 /* An open the mount made without CSS_OPEN (the open of a create): record it. */
@@ -1391,7 +1072,7 @@ static void op_orphan(struct css_client *cl, uint64_t reqid, const struct lp_fs_
                 return;
         }
         reply_ok(cl, reqid);
-        orphan_decide(cl->css, rq->fg, rq->ino);
+        css_orphan_decide(cl->css, rq->fg, rq->ino);
 }
 
 static void op_status(struct css_client *cl, uint64_t reqid)
@@ -1595,7 +1276,7 @@ static void on_close(struct lp_conn *conn)
                 /* Its opens stay for the lease (tick_cb): a mount reconnects. */
                 css_lease_disconnected(css->leases, cl->id, cm_now_us());
         } else {
-                n = css_otab_drop_client(css->otab, cl->id, orphan_freed_cb, css);
+                n = css_otab_drop_client(css->otab, cl->id, css_orphan_freed_cb, css);
                 if (n)
                         cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
         }
@@ -1685,7 +1366,7 @@ static const struct lp_server_callbacks css_cb = {
 static void lease_expired(void *arg, uint64_t id)
 {
         struct css *css = arg;
-        uint64_t n = css_otab_drop_client(css->otab, id, orphan_freed_cb, css);
+        uint64_t n = css_otab_drop_client(css->otab, id, css_orphan_freed_cb, css);
 
         css->clients_expired++;
         cm_log(n ? LOG_NOTICE : LOG_INFO, "client %016" PRIx64 " has had no connection for the lease (%u ms): "
@@ -1698,14 +1379,7 @@ static void tick_cb(uv_timer_t *t)
         uint64_t now = cm_now_us();
 
         css_leases_expire(css->leases, now, (uint64_t)css->lease_ms * 1000u, lease_expired, css);
-        if (css->ndef && !in_reclaim_window(css)) {
-                size_t n = css->ndef;
-
-                cm_log(LOG_INFO, "reclaim window over: deciding %zu orphan(s)", n);
-                css->ndef = 0;
-                for (size_t i = 0; i < n; i++)
-                        orphan_decide(css, css->dfg[i], css->dino[i]);
-        }
+        css_orphans_tick(css);
 }
 
 static void tick_closed(uv_handle_t *h)
