@@ -362,20 +362,31 @@ static const struct mnt *job_mount_on(const struct css_job *j, uint32_t fg, uint
         return NULL;
 }
 
+int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
+{
+        int r = css__ss_call(j, e, rq, resp);
+
+        if (r < 0)
+                return r;
+        if (resp->status >= 0)
+                return 0;
+        r = resp->status;
+        snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: %s at storage site %" PRIu64 ": %s%s%s", rq->fg,
+                 rq->ino, lp_fs_op_name(rq->op), e->site, strerror(-r), resp->message ? ": " : "",
+                 resp->message ? resp->message : "");
+        lp_fs_resp_release(resp);
+        return r;
+}
+
 static void work_open(struct css_job *j)
 {
         struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
         struct lp_fs_resp resp;
 
-        j->status = css__ss_call(j, &j->target, &rq, &resp);
+        j->status = css__ss_ask(j, &j->target, &rq, &resp);
         if (j->status < 0)
                 return;
-        j->status = resp.status;
-        if (resp.status < 0)
-                snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: GETATTR at storage site %" PRIu64 ": %s%s%s",
-                         j->fg, j->ino, j->target.site, strerror(-resp.status),
-                         resp.message ? ": " : "", resp.message ? resp.message : "");
-        else if (!resp.has_attr) {
+        if (!resp.has_attr) {
                 j->status = -EIO;
                 snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: storage site %" PRIu64
                          " answered GETATTR without attributes", j->fg, j->ino, j->target.site);

@@ -138,6 +138,10 @@ void css__job_release(struct css_job *j);
 /* Threadpool side: one call to a storage site.  0 with *resp, or
  * -EHOSTUNREACH (transport failure, j->msg says what). */
 int css__ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp);
+/* css__ss_call, and an error answer becomes the result (negative errno)
+ * with j->msg naming the file, the operation, the site and the cause; *resp
+ * is filled (to release) only when 0 is returned. */
+int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp);
 void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg);
 
 /* css_orphan.c: the orphan decision (css.h "Orphans", css.c invariant 5). */

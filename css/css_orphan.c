@@ -30,15 +30,9 @@ static void work_forget(struct css_job *j)
         struct lp_fs_req rq = { .op = LP_FS_FORGET_ORPHAN, .fg = j->fg, .ino = j->ino };
         struct lp_fs_resp resp;
 
-        j->status = css__ss_call(j, &j->target, &rq, &resp);
-        if (j->status < 0)
-                return;
-        j->status = resp.status;
-        if (resp.status < 0)
-                snprintf(j->msg, sizeof(j->msg), "FORGET_ORPHAN at storage site %" PRIu64 ": %s%s%s",
-                         j->target.site, strerror(-resp.status), resp.message ? ": " : "",
-                         resp.message ? resp.message : "");
-        lp_fs_resp_release(&resp);
+        j->status = css__ss_ask(j, &j->target, &rq, &resp);
+        if (j->status == 0)
+                lp_fs_resp_release(&resp);
 }
 
 /* Append <fg, ino> to the job's orphan list. */
@@ -67,16 +61,13 @@ static void work_orphans(struct css_job *j)
                 struct lp_fs_resp resp;
                 struct css_jval *v = NULL;
 
-                if (css__ss_call(j, &j->eps[k], &rq, &resp) < 0) {
-                        j->status = -EHOSTUNREACH;
+                j->status = css__ss_ask(j, &j->eps[k], &rq, &resp);
+                if (j->status < 0)
                         return;
-                }
-                if (resp.status < 0 || !resp.text ||
-                    css_json_parse(resp.text, strlen(resp.text), &v) < 0 || v->type != CSS_JARR) {
-                        snprintf(j->msg, sizeof(j->msg), "fg %u: SS_ORPHANS at storage site %" PRIu64 ": %s",
-                                 j->eps[k].fg, j->eps[k].site,
-                                 resp.status < 0 ? strerror(-resp.status) : "the answer is not a JSON array");
-                        j->status = resp.status < 0 ? resp.status : -EBADMSG;
+                if (!resp.text || css_json_parse(resp.text, strlen(resp.text), &v) < 0 || v->type != CSS_JARR) {
+                        snprintf(j->msg, sizeof(j->msg), "fg %u: SS_ORPHANS at storage site %" PRIu64 ": the "
+                                 "answer is not a JSON array", j->eps[k].fg, j->eps[k].site);
+                        j->status = -EBADMSG;
                         css_json_free(v);
                         lp_fs_resp_release(&resp);
                         return;
