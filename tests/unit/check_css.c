@@ -75,6 +75,7 @@ struct tcss {
         uint8_t key[LP_KEY_SIZE];
         uint16_t port;
         int connect_ms, call_ms;        /* toward storage sites */
+        uint32_t lease_ms;              /* 0: the default */
         int err;
         pthread_mutex_t mu;
         pthread_cond_t cv;
@@ -94,7 +95,8 @@ static void *loop_main(void *arg)
         struct tcss *t = arg;
         struct css_config cfg = { .state_dir = t->state, .site = CSS_SITE,
                                   .ss_connect_ms = t->connect_ms ? t->connect_ms : 2000,
-                                  .ss_call_ms = t->call_ms ? t->call_ms : 5000 };
+                                  .ss_call_ms = t->call_ms ? t->call_ms : 5000,
+                                  .lease_ms = t->lease_ms };
         char err[256];
         int r;
 
@@ -125,12 +127,13 @@ static void key_of_test(uint8_t key[LP_KEY_SIZE])
                 key[i] = (uint8_t)(0x5a ^ (i * 7));
 }
 
-static struct tcss *tcss_start_ms(const char *state, int connect_ms)
+static struct tcss *tcss_start_lease(const char *state, int connect_ms, uint32_t lease_ms)
 {
         struct tcss *t = calloc(1, sizeof(*t));
 
         CHECK(t);
         t->connect_ms = connect_ms;
+        t->lease_ms = lease_ms;
         snprintf(t->state, sizeof(t->state), "%s", state);
         mkdir(state, 0700);
         key_of_test(t->key);
@@ -144,6 +147,11 @@ static struct tcss *tcss_start_ms(const char *state, int connect_ms)
         if (t->err)
                 ck_abort_msg("CSS did not start: %s", strerror(-t->err));
         return t;
+}
+
+static struct tcss *tcss_start_ms(const char *state, int connect_ms)
+{
+        return tcss_start_lease(state, connect_ms, 0);
 }
 
 static struct tcss *tcss_start(const char *state)
@@ -164,6 +172,17 @@ static struct lp_client *cl_connect(struct tcss *t, uint64_t site)
 {
         struct lp_client *c = NULL;
         int r = lp_client_connect("127.0.0.1", t->port, t->key, site, WAIT_MS, &c);
+
+        if (r < 0)
+                ck_abort_msg("connect to the CSS: %s", strerror(-r));
+        return c;
+}
+
+/* A connection naming client id (a mount's identity). */
+static struct lp_client *cl_connect_id(struct tcss *t, uint64_t id)
+{
+        struct lp_client *c = NULL;
+        int r = lp_client_connect_as("127.0.0.1", t->port, t->key, 0, id, WAIT_MS, &c);
 
         if (r < 0)
                 ck_abort_msg("connect to the CSS: %s", strerror(-r));
@@ -789,6 +808,86 @@ START_TEST(test_open_close_unavailable)
 
         lp_client_close(us);
         lp_client_close(ss);
+        tcss_stop(t);
+}
+END_TEST
+
+static uint64_t writers_of(struct lp_client *c)
+{
+        struct css_jval *st = get_status(c);
+        uint64_t n = jnum(css_json_get(st, "opens"), "writers");
+
+        css_json_free(st);
+        return n;
+}
+
+/* Opens belong to a client id: they survive its reconnections, only it can
+ * close them, and they go one lease after its last connection closed. */
+START_TEST(test_client_leases)
+{
+        struct tcss *t = tcss_start_lease(state_dir("css"), 0, 3000);
+        struct lp_fs_req op = { .op = LP_FS_CSS_OPENED, .fg = 1, .ino = 50, .flags = O_WRONLY };
+        struct lp_fs_req cl = { .op = LP_FS_CSS_CLOSE, .fg = 1, .ino = 50, .flags = O_WRONLY };
+        struct lp_fs_req orph = { .op = LP_FS_CSS_ORPHAN, .fg = 1, .ino = 50 };
+        struct lp_client *tool = cl_connect(t, 0), *a, *b;
+        struct lp_fs_resp resp;
+        struct css_jval *st;
+        uint64_t deadline;
+
+        /* A opens, its connection breaks, it reconnects and closes */
+        a = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xa);
+        CHECK_EQ(call(a, &op, &resp), 0);
+        CHECK(resp.value != 0);                 /* the CSS's boot id */
+        lp_fs_resp_release(&resp);
+        lp_client_close(a);
+        CHECK_EQ(writers_of(tool), 1);
+        a = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xa);
+        CHECK_EQ(call_st(a, &cl), 0);
+        CHECK_EQ(writers_of(tool), 0);
+
+        /* another mount of the same site cannot close A's open */
+        CHECK_EQ(call_st(a, &op), 0);
+        b = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xb);
+        CHECK_EQ(call_st(b, &cl), 0);           /* answered, matches nothing */
+        CHECK_EQ(writers_of(tool), 1);
+        st = get_status(tool);
+        CHECK_EQ(jnum(st, "unmatched_closes"), 1);
+        CHECK_EQ(jnum(st, "leased_clients"), 2);
+        css_json_free(st);
+
+        /* B reports the file orphaned: A holds it, and the CSS is in its
+         * reclaim window anyway: nothing is freed */
+        CHECK_EQ(call_st(b, &orph), 0);
+        st = get_status(tool);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "freed"), 0);
+        css_json_free(st);
+
+        /* A dies: its open goes after the lease, not before */
+        lp_client_close(a);
+        deadline = cm_now_us() + WAIT_MS * 1000ull;
+        while (writers_of(tool) != 0)
+                CHECK(cm_now_us() < deadline);
+        st = get_status(tool);
+        CHECK_EQ(jnum(st, "clients_expired"), 1);
+        CHECK_EQ(jnum(st, "leased_clients"), 1);
+        css_json_free(st);
+
+        /* a peer without a client id is released when its connection closes */
+        {
+                struct lp_client *c = cl_connect(t, 0);
+
+                CHECK_EQ(call_st(c, &op), 0);
+                CHECK_EQ(writers_of(tool), 1);
+                lp_client_close(c);
+                deadline = cm_now_us() + WAIT_MS * 1000ull;
+                while (writers_of(tool) != 0)
+                        CHECK(cm_now_us() < deadline);
+                st = get_status(tool);
+                CHECK_EQ(jnum(st, "clients_expired"), 1);
+                css_json_free(st);
+        }
+        lp_client_close(b);
+        lp_client_close(tool);
         tcss_stop(t);
 }
 END_TEST
@@ -1456,6 +1555,7 @@ static Suite *css_suite(void)
         tc = tcase_create("wire");
         tcase_add_test(tc, test_register_and_mounttable);
         tcase_add_test(tc, test_open_close_unavailable);
+        tcase_add_test(tc, test_client_leases);
         tcase_add_test(tc, test_malformed);
         tcase_add_test(tc, test_restart_keeps_mounts);
         tcase_add_test(tc, test_fg_create_refusals);
