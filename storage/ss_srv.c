@@ -747,8 +747,7 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
 
 /* SS_ORPHANS: the container's orphans (nlink 0), at most q->length (1..SS_ORPHANS_MAX),
  * as a JSON array of inode numbers; eof when that is all of them. */
-static void op_orphans(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_t reqid,
-                       const struct lp_fs_req *q)
+static void op_orphans(struct ss_fg *f, struct ss_conn *c, uint64_t reqid, const struct lp_fs_req *q)
 {
         unsigned max = q->length && q->length < SS_ORPHANS_MAX ? (unsigned)q->length : SS_ORPHANS_MAX;
         struct lp_fs_resp a = { 0 };
@@ -758,7 +757,6 @@ static void op_orphans(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uin
         FILE *m;
         int r;
 
-        (void)s;
         if (!inos) {
                 send_status(c, reqid, -ENOMEM, "out of memory");
                 return;
@@ -907,7 +905,7 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                         send_status(c, reqid, f->ct->err, "the container is in an error state");
                         break;
                 }
-                op_orphans(s, f, c, reqid, q);
+                op_orphans(f, c, reqid, q);
                 break;
         case LP_FS_SS_CHECKPOINT:
         case LP_FS_SS_CLEAN:
