@@ -9,8 +9,14 @@
  *   (3) at most one file group creation is in its stages at a time
  *       (css->fgc_busy); the others wait in css->fgq in arrival order;
  *   (4) css is freed only when closing, no connection is left (nclients),
- *       and no job is on the threadpool (jobs): callbacks never see a freed
- *       struct css.
+ *       no job is on the threadpool (jobs) and the tick timer is closed:
+ *       callbacks never see a freed struct css;
+ *   (5) an orphan is freed (FORGET_ORPHAN sent to its storage site) only
+ *       when the open table holds no open of it (css_otab.h) and the
+ *       reclaim window is over (uptime >= max(lease, CSS_RECLAIM_MIN_MS)):
+ *       mounts that survived a CSS restart have seen the new boot id in
+ *       the mount table (they fetch it every 5 s) and re-announced their
+ *       opens by then, or lost their lease.
  *
  * Jobs (struct css_job) go through the threadpool: the work function runs
  * css_ss calls on copies (no pointer into the loop's tables), the after
@@ -33,102 +39,16 @@
 #include <syslog.h>
 
 #include "cm.h"
+#include "css_int.h"
 #include "css_json.h"
+#include "css_lease.h"
 #include "css_mtab.h"
 #include "css_otab.h"
 #include "css_site.h"
 #include "css_ss.h"
 #include "lp_fs.h"
 
-struct css_client {
-        struct css *css;
-        struct lp_conn *conn;           /* NULL once closed (invariant 2) */
-        uint64_t serial;
-        uint64_t site;
-        char peer[96];                  /* "addr:port site N", for messages */
-        char addr[CSS_HOST_MAX];        /* the peer's numeric address */
-        unsigned refs;
-        unsigned jobs;
-};
-
-enum job_kind {
-        JOB_OPEN,
-        JOB_FGC_RESOLVE,
-        JOB_FGC_CREATE,
-};
-
-/* A storage site's address, copied for a job. */
-struct ep {
-        uint32_t fg;
-        uint64_t site;
-        char host[CSS_HOST_MAX];
-        uint16_t port;
-};
-
-/* A mount, copied for a job. */
-struct mnt {
-        uint32_t fg, parent_fg;
-        uint64_t parent_ino;
-};
-
-struct css_job {
-        uv_work_t req;
-        struct css *css;
-        struct css_client *cl;
-        struct css_job *next;           /* fg creation queue */
-        enum job_kind kind;
-        uint64_t reqid;
-        /* results */
-        int status;
-        char msg[LP_FS_PATH_MAX + 512];      /* a path and what went wrong with it */
-        /* JOB_OPEN */
-        struct ep target;
-        uint32_t fg;
-        uint64_t ino;
-        uint32_t flags;
-        bool write;
-        bool transport_failed;
-        uint64_t failed_site;           /* the site that could not be reached */
-        struct lp_fs_attr attr;
-        /* file group creation */
-        char name[CSS_FG_NAME_MAX + 1];
-        char *path;
-        uint32_t uid, gid, umask;
-        struct ep *eps;                 /* holders of every fg, snapshot */
-        size_t neps;
-        struct mnt *mnts;               /* mounts, snapshot */
-        size_t nmnts;
-        uint32_t mp_fg;                 /* the mount point directory <mp_fg, mp_ino> */
-        uint64_t mp_ino;
-        uint64_t mp_parent;             /* its parent, for undoing the mkdir */
-        char mp_last[LP_FS_NAME_MAX + 1];
-        bool made_dir;
-        uint32_t newfg;
-};
-
-struct css {
-        uv_loop_t *loop;
-        struct lp_server *srv;
-        struct css_mtab *mtab;
-        struct css_sites *sites;
-        struct css_otab *otab;
-        struct css_ss_pool *pool;
-        uint64_t site;
-        uint64_t next_serial;
-        uint64_t start_us;
-        char listen[96];
-        bool closing;
-        unsigned nclients;              /* invariant (4) */
-        unsigned jobs;
-        bool fgc_busy;                  /* invariant (3) */
-        struct css_job *fgq_head, *fgq_tail;
-        unsigned fgq_len;
-        uint64_t unmatched_closes;
-        uint64_t requests;
-};
-
 static void fgc_next(struct css *css);
-static void job_release(struct css_job *j);
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -245,14 +165,16 @@ out:
 
 static void client_unref(struct css_client *cl)
 {
-        if (--cl->refs == 0)
+        if (cl && --cl->refs == 0)
                 free(cl);
 }
 
 /* Free a job and drop its client reference (taken by job_new). */
-static void job_release(struct css_job *j)
+void css__job_release(struct css_job *j)
 {
         client_unref(j->cl);
+        free(j->ofg);
+        free(j->oino);
         free(j->path);
         free(j->eps);
         free(j->mnts);
@@ -265,10 +187,13 @@ static void css_free(struct css *css)
                 struct css_job *j = css->fgq_head;
 
                 css->fgq_head = j->next;
-                job_release(j);
+                css__job_release(j);
         }
         css_ss_pool_free(css->pool);
         css_otab_free(css->otab);
+        css_leases_free(css->leases);
+        free(css->dfg);
+        free(css->dino);
         css_sites_free(css->sites);
         css_mtab_close(css->mtab);
         free(css);
@@ -277,7 +202,7 @@ static void css_free(struct css *css)
 /* Invariant (4). */
 static void maybe_free(struct css *css)
 {
-        if (css->closing && css->nclients == 0 && css->jobs == 0)
+        if (css->closing && css->nclients == 0 && css->jobs == 0 && !css->tick_open)
                 css_free(css);
 }
 
@@ -336,7 +261,7 @@ static void reply_ok(struct css_client *cl, uint64_t reqid)
         reply(cl, reqid, &resp);
 }
 
-static void ep_of(struct ep *e, const struct css_site *s, uint32_t fg)
+void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg)
 {
         e->fg = fg;
         e->site = s->id;
@@ -352,8 +277,9 @@ static void job_done(struct css_job *j)
         struct css *css = j->css;
 
         css->jobs--;
-        j->cl->jobs--;
-        job_release(j);
+        if (j->cl)
+                j->cl->jobs--;
+        css__job_release(j);
         maybe_free(css);
 }
 
@@ -362,18 +288,22 @@ static void work(uv_work_t *req);
 
 /* Put j on the threadpool.  On failure answer it, free it (clearing
  * fgc_busy for a creation) and return false. */
-static bool job_start(struct css_job *j)
+bool css__job_start(struct css_job *j)
 {
         struct css *css = j->css;
         int r;
 
         css->jobs++;
-        j->cl->jobs++;
+        if (j->cl)
+                j->cl->jobs++;
         j->req.data = j;
         r = uv_queue_work(css->loop, &j->req, work, after_work);
         if (r < 0) {
-                reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
-                if (j->kind != JOB_OPEN)
+                if (j->cl)
+                        reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
+                else
+                        cm_log(LOG_WARNING, "cannot queue work: %s", uv_strerror(r));
+                if (j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE)
                         css->fgc_busy = false;
                 job_done(j);
                 return false;
@@ -381,24 +311,26 @@ static bool job_start(struct css_job *j)
         return true;
 }
 
-/* A job holds a reference on its client from here to job_release(). */
-static struct css_job *job_new(struct css_client *cl, uint64_t reqid, enum job_kind kind)
+/* A job holds a reference on its client (if any: NULL for the CSS's own
+ * work) from here to css__job_release(). */
+struct css_job *css__job_new(struct css *css, struct css_client *cl, uint64_t reqid, enum job_kind kind)
 {
         struct css_job *j = calloc(1, sizeof(*j));
 
         if (!j)
                 return NULL;
-        j->css = cl->css;
+        j->css = css;
         j->cl = cl;
         j->reqid = reqid;
         j->kind = kind;
-        cl->refs++;
+        if (cl)
+                cl->refs++;
         return j;
 }
 
 /* Threadpool side: one call to a storage site.  0 with *resp, or < 0
  * (transport failure, j->msg says what). */
-static int ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
+int css__ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
 {
         char err[256];
         int r;
@@ -430,20 +362,31 @@ static const struct mnt *job_mount_on(const struct css_job *j, uint32_t fg, uint
         return NULL;
 }
 
+int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
+{
+        int r = css__ss_call(j, e, rq, resp);
+
+        if (r < 0)
+                return r;
+        if (resp->status >= 0)
+                return 0;
+        r = resp->status;
+        snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: %s at storage site %" PRIu64 ": %s%s%s", rq->fg,
+                 rq->ino, lp_fs_op_name(rq->op), e->site, strerror(-r), resp->message ? ": " : "",
+                 resp->message ? resp->message : "");
+        lp_fs_resp_release(resp);
+        return r;
+}
+
 static void work_open(struct css_job *j)
 {
         struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
         struct lp_fs_resp resp;
 
-        j->status = ss_call(j, &j->target, &rq, &resp);
+        j->status = css__ss_ask(j, &j->target, &rq, &resp);
         if (j->status < 0)
                 return;
-        j->status = resp.status;
-        if (resp.status < 0)
-                snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: GETATTR at storage site %" PRIu64 ": %s%s%s",
-                         j->fg, j->ino, j->target.site, strerror(-resp.status),
-                         resp.message ? ": " : "", resp.message ? resp.message : "");
-        else if (!resp.has_attr) {
+        if (!resp.has_attr) {
                 j->status = -EIO;
                 snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: storage site %" PRIu64
                          " answered GETATTR without attributes", j->fg, j->ino, j->target.site);
@@ -463,7 +406,7 @@ static int dir_empty(struct css_job *j, const struct ep *e, uint32_t fg, uint64_
                 struct lp_fs_req rq = { .op = LP_FS_READDIR, .fg = fg, .ino = ino, .offset = cookie,
                                         .length = 8 };
                 struct lp_fs_resp resp;
-                int r = ss_call(j, e, &rq, &resp);
+                int r = css__ss_call(j, e, &rq, &resp);
                 bool eof;
 
                 if (r < 0)
@@ -535,7 +478,7 @@ static void work_fgc_resolve(struct css_job *j)
                 }
                 rq.name = (const uint8_t *)s;
                 rq.namelen = n;
-                r = ss_call(j, e, &rq, &resp);
+                r = css__ss_call(j, e, &rq, &resp);
                 if (r < 0) {
                         j->status = r;
                         return;
@@ -548,7 +491,7 @@ static void work_fgc_resolve(struct css_job *j)
                         rq.cred.uid = j->uid;
                         rq.cred.gid = j->gid;
                         rq.cred.umask = j->umask;
-                        r = ss_call(j, e, &rq, &resp);
+                        r = css__ss_call(j, e, &rq, &resp);
                         if (r < 0) {
                                 j->status = r;
                                 return;
@@ -623,7 +566,7 @@ static void work_fgc_create(struct css_job *j)
 
         rq.name = (const uint8_t *)j->name;
         rq.namelen = strlen(j->name);
-        r = ss_call(j, &j->target, &rq, &resp);
+        r = css__ss_call(j, &j->target, &rq, &resp);
         if (r == 0) {
                 r = resp.status;
                 if (r < 0)
@@ -641,7 +584,7 @@ static void work_fgc_create(struct css_job *j)
                 memcpy(keep, j->msg, sizeof(keep));
                 rm.name = (const uint8_t *)j->mp_last;
                 rm.namelen = strlen(j->mp_last);
-                if (ss_call(j, &j->target, &rm, &resp) == 0)
+                if (css__ss_call(j, &j->target, &rm, &resp) == 0)
                         lp_fs_resp_release(&resp);
                 memcpy(j->msg, keep, sizeof(keep));
         }
@@ -660,6 +603,10 @@ static void work(uv_work_t *req)
                 break;
         case JOB_FGC_CREATE:
                 work_fgc_create(j);
+                break;
+        case JOB_FORGET:
+        case JOB_ORPHANS:
+                css_orphan_work(j);
                 break;
         }
 }
@@ -682,7 +629,7 @@ static void after_open(struct css_job *j)
         if (!j->cl->conn)
                 return;                 /* nobody to hold the open for */
         s = css_sites_get(css->sites, j->target.site);
-        r = css_otab_open(css->otab, j->cl->site, j->cl->serial, j->fg, j->ino, j->write);
+        r = css_otab_open(css->otab, j->cl->site, j->cl->id, j->fg, j->ino, j->write);
         if (r < 0) {
                 reply_err(j->cl, j->reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", j->fg, j->ino,
                           r == -ENOSPC ? "open table full" : strerror(-r));
@@ -692,6 +639,7 @@ static void after_open(struct css_job *j)
         resp.host = s ? s->host : j->target.host;
         resp.port = s ? s->port : j->target.port;
         resp.version = j->attr.version;
+        resp.value = css->boot;
         resp.has_attr = true;
         resp.attr = j->attr;
         reply(j->cl, j->reqid, &resp);
@@ -734,7 +682,7 @@ static bool after_fgc_resolve(struct css_job *j)
         css->jobs--;                    /* job_start counts it again */
         j->cl->jobs--;
         j->kind = JOB_FGC_CREATE;
-        if (!job_start(j))
+        if (!css__job_start(j))
                 fgc_next(css);
         return true;
 }
@@ -781,7 +729,9 @@ static void after_work(uv_work_t *req, int status)
                 j->status = status == UV_ECANCELED ? -ECANCELED : -EIO;
                 snprintf(j->msg, sizeof(j->msg), "request cancelled");
         }
-        if (j->transport_failed)
+        /* The CSS's own background calls do not hold a site off: that is
+         * for the clients' requests, which they would fail at once. */
+        if (j->transport_failed && j->cl)
                 css_sites_failed(css->sites, j->failed_site, cm_now_us());
         switch (j->kind) {
         case JOB_OPEN:
@@ -796,8 +746,12 @@ static void after_work(uv_work_t *req, int status)
                 after_fgc_create(j);
                 css->fgc_busy = false;
                 break;
+        case JOB_FORGET:
+        case JOB_ORPHANS:
+                css_orphan_after(j);
+                break;
         }
-        if (j->kind != JOB_OPEN && !css->closing)
+        if ((j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE) && !css->closing)
                 fgc_next(css);
         job_done(j);
 }
@@ -844,13 +798,13 @@ static void fgc_start(struct css_job *j)
                 j->mnts[j->nmnts++] = (struct mnt){ .fg = m->fg, .parent_fg = m->parent_fg,
                                                     .parent_ino = m->parent_ino };
                 if (s)
-                        ep_of(&j->eps[j->neps++], s, m->fg);
+                        css__ep_of(&j->eps[j->neps++], s, m->fg);
         }
         css->fgc_busy = true;
-        job_start(j);               /* on failure, fgc_busy is clear again */
+        css__job_start(j);               /* on failure, fgc_busy is clear again */
         return;
 drop:
-        job_release(j);
+        css__job_release(j);
 }
 
 /* Start the next waiting creation whose requester is still there. */
@@ -865,7 +819,7 @@ static void fgc_next(struct css *css)
                 css->fgq_len--;
                 j->next = NULL;
                 if (!j->cl->conn) {
-                        job_release(j);
+                        css__job_release(j);
                         continue;
                 }
                 fgc_start(j);
@@ -905,9 +859,9 @@ static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_
                 reply_err(cl, reqid, -EAGAIN, "too many file group creations waiting; try again");
                 return;
         }
-        j = job_new(cl, reqid, JOB_FGC_RESOLVE);
+        j = css__job_new(cl->css, cl, reqid, JOB_FGC_RESOLVE);
         if (j && !(j->path = strdup(path))) {
-                job_release(j);
+                css__job_release(j);
                 j = NULL;
         }
         if (!j) {
@@ -991,6 +945,7 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
                again ? "re-" : "", cl->peer, host, (unsigned)rq->port, list);
         free(fgs);
         reply_ok(cl, reqid);
+        css_orphans_fetch(css, site);
 }
 
 static void op_mounttable(struct css_client *cl, uint64_t reqid)
@@ -1021,6 +976,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         }
         resp.mounts = v;
         resp.nmounts = n;
+        resp.value = css->boot;
         reply(cl, reqid, &resp);
         free(v);
 }
@@ -1065,7 +1021,7 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                           rq->fg, rq->ino);
                 return;
         }
-        j = job_new(cl, reqid, JOB_OPEN);
+        j = css__job_new(cl->css, cl, reqid, JOB_OPEN);
         if (!j) {
                 reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
@@ -1074,22 +1030,60 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         j->ino = rq->ino;
         j->flags = rq->flags;
         j->write = (rq->flags & O_ACCMODE) != O_RDONLY;
-        ep_of(&j->target, s, rq->fg);
-        job_start(j);
+        css__ep_of(&j->target, s, rq->fg);
+        css__job_start(j);
 }
 
 static void op_close(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
 {
         struct css *css = cl->css;
         bool write = (rq->flags & O_ACCMODE) != O_RDONLY;
+        int r = css_otab_close(css->otab, cl->site, cl->id, rq->fg, rq->ino, write);
 
-        if (css_otab_close(css->otab, cl->site, cl->serial, rq->fg, rq->ino, write) < 0) {
+        if (r < 0) {
                 /* Not an error for the mount: the CSS may have restarted since the open. */
                 css->unmatched_closes++;
                 cm_log(LOG_DEBUG, "close <%u,%" PRIu64 "> (%s) from %s matches no open", rq->fg, rq->ino,
                        write ? "write" : "read", cl->peer);
         }
         reply_ok(cl, reqid);
+        if (r == 1)
+                css_orphan_free(css, rq->fg, rq->ino);      /* the last close of an orphan */
+}
+
+/* An open the mount made without CSS_OPEN (the open of a create): record it. */
+static void op_opened(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        bool write = (rq->flags & O_ACCMODE) != O_RDONLY;
+        int r;
+
+        if (!rq->fg || !rq->ino) {
+                reply_err(cl, reqid, -EINVAL, "CSS_OPENED <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
+                return;
+        }
+        r = css_otab_open(css->otab, cl->site, cl->id, rq->fg, rq->ino, write);
+        if (r < 0) {
+                reply_err(cl, reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", rq->fg, rq->ino,
+                          r == -ENOSPC ? "open table full" : strerror(-r));
+                return;
+        }
+        {
+                struct lp_fs_resp resp = { .status = 0, .value = css->boot };
+
+                reply(cl, reqid, &resp);
+        }
+}
+
+/* A mount's UNLINK or RENAME took the last name of <fg, ino>. */
+static void op_orphan(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        if (!rq->fg || !rq->ino) {
+                reply_err(cl, reqid, -EINVAL, "CSS_ORPHAN <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
+                return;
+        }
+        reply_ok(cl, reqid);
+        css_orphan_decide(cl->css, rq->fg, rq->ino);
 }
 
 static void op_status(struct css_client *cl, uint64_t reqid)
@@ -1189,6 +1183,30 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         css_jw_obj_end(&w);
         css_jw_key(&w, "unmatched_closes");
         css_jw_u64(&w, css->unmatched_closes);
+        {
+                uint64_t known, connected;
+
+                css_leases_count(css->leases, &known, &connected);
+                css_jw_key(&w, "lease_ms");
+                css_jw_u64(&w, css->lease_ms);
+                css_jw_key(&w, "leased_clients");
+                css_jw_u64(&w, known);
+                css_jw_key(&w, "connected_clients");
+                css_jw_u64(&w, connected);
+                css_jw_key(&w, "clients_expired");
+                css_jw_u64(&w, css->clients_expired);
+        }
+        css_jw_key(&w, "orphans");
+        css_jw_obj_begin(&w);
+        css_jw_key(&w, "held");
+        css_jw_u64(&w, os.orphans);
+        css_jw_key(&w, "deferred");
+        css_jw_u64(&w, css->ndef);
+        css_jw_key(&w, "freed");
+        css_jw_u64(&w, css->orphans_freed);
+        css_jw_key(&w, "not_freed");
+        css_jw_u64(&w, css->orphans_failed);
+        css_jw_obj_end(&w);
         css_jw_key(&w, "pending_requests");
         css_jw_u64(&w, css->jobs);
         css_jw_key(&w, "pending_fg_creates");
@@ -1221,7 +1239,22 @@ static void on_connect(struct lp_conn *conn, uint64_t peer_site)
         cl->conn = conn;
         cl->serial = ++css->next_serial;
         cl->site = peer_site;
+        cl->id = lp_server_conn_client(conn);
         cl->refs = 1;
+        if (cl->id) {
+                int r = css_lease_connected(css->leases, cl->id);
+
+                if (r < 0) {
+                        cm_log(LOG_WARNING, "%s refused: %s", lp_server_conn_peer(conn),
+                               r == -ENOSPC ? "too many clients" : strerror(-r));
+                        free(cl);
+                        lp_server_conn_close(conn);
+                        return;
+                }
+                cl->leased = true;
+        } else {
+                cl->id = cl->serial;    /* known by this connection alone */
+        }
         /* lp_server_conn_peer() names the address and the site the peer proved */
         snprintf(cl->peer, sizeof(cl->peer), "%s", lp_server_conn_peer(conn));
         {
@@ -1250,10 +1283,15 @@ static void on_close(struct lp_conn *conn)
         if (!cl)
                 return;
         css = cl->css;
-        n = css_otab_drop_conn(css->otab, cl->serial);
+        if (cl->leased) {
+                /* Its opens stay for the lease (tick_cb): a mount reconnects. */
+                css_lease_disconnected(css->leases, cl->id, cm_now_us());
+        } else {
+                n = css_otab_drop_client(css->otab, cl->id, css_orphan_freed_cb, css);
+                if (n)
+                        cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
+        }
         css_sites_conn_closed(css->sites, cl->serial);
-        if (n)
-                cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
         cl->conn = NULL;
         css->nclients--;
         client_unref(cl);
@@ -1302,6 +1340,12 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
         case LP_FS_CSS_CLOSE:
                 op_close(cl, reqid, &rq);
                 break;
+        case LP_FS_CSS_OPENED:
+                op_opened(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_ORPHAN:
+                op_orphan(cl, reqid, &rq);
+                break;
         case LP_FS_CSS_STATUS:
                 op_status(cl, reqid);
                 break;
@@ -1328,6 +1372,35 @@ static const struct lp_server_callbacks css_cb = {
         .log = on_log,
 };
 
+/* ---- leases -------------------------------------------------------------------- */
+
+static void lease_expired(void *arg, uint64_t id)
+{
+        struct css *css = arg;
+        uint64_t n = css_otab_drop_client(css->otab, id, css_orphan_freed_cb, css);
+
+        css->clients_expired++;
+        cm_log(n ? LOG_NOTICE : LOG_INFO, "client %016" PRIx64 " has had no connection for the lease (%u ms): "
+               "released its %" PRIu64 " open(s)", id, css->lease_ms, n);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+        struct css *css = t->data;
+        uint64_t now = cm_now_us();
+
+        css_leases_expire(css->leases, now, (uint64_t)css->lease_ms * 1000u, lease_expired, css);
+        css_orphans_tick(css);
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+        struct css *css = h->data;
+
+        css->tick_open = false;
+        maybe_free(css);
+}
+
 /* ---- life cycle ------------------------------------------------------------------ */
 
 int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, char *err, size_t errcap)
@@ -1347,12 +1420,21 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
         css->loop = loop;
         css->site = cfg->site;
         css->start_us = cm_now_us();
+        css->lease_ms = cfg->lease_ms ? cfg->lease_ms : CSS_LEASE_MS_DEFAULT;
+        r = lp_client_id_new(&css->boot);       /* any random number will do */
+        if (r < 0) {
+                snprintf(err, errcap, "no randomness: %s", strerror(-r));
+                free(css);
+                return r;
+        }
         r = css_mtab_open(cfg->state_dir, &css->mtab, err, errcap);
         if (r < 0)
                 goto fail;
         r = css_sites_new(&css->sites);
         if (!r)
                 r = css_otab_new(&css->otab);
+        if (!r)
+                r = css_leases_new(&css->leases);
         if (!r)
                 r = css_ss_pool_new(cfg->key, cfg->site, cfg->ss_connect_ms ? cfg->ss_connect_ms : CSS_SS_CONNECT_MS,
                                     cfg->ss_call_ms ? cfg->ss_call_ms : CSS_SS_CALL_MS, &css->pool);
@@ -1361,6 +1443,14 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
         if (r < 0) {
                 snprintf(err, errcap, "%s", strerror(-r));
                 goto fail;
+        }
+        uv_timer_init(loop, &css->tick);
+        css->tick.data = css;
+        css->tick_open = true;
+        {
+                uint64_t every = css->lease_ms / 4 < 1000 ? css->lease_ms / 4 : 1000;
+
+                uv_timer_start(&css->tick, tick_cb, every ? every : 1, every ? every : 1);
         }
         *ret = css;
         return 0;
@@ -1392,5 +1482,7 @@ void css_close(struct css *css)
         css->closing = true;
         lp_server_close(css->srv);
         css->srv = NULL;
+        if (css->tick_open)
+                uv_close((uv_handle_t *)&css->tick, tick_closed);
         maybe_free(css);
 }

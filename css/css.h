@@ -6,9 +6,28 @@
  * What it keeps:
  *   - the mount table (css_mtab.h), durable in STATE/mounttab.sqlite;
  *   - the site table (css_site.h): storage sites that registered, in memory;
- *   - the open table (css_otab.h): which using site has which file open.
+ *   - the open table (css_otab.h): which client has which file open, and
+ *     the orphans some client still holds;
+ *   - the lease table (css_lease.h): mounts and their connections.
+ * Clients and leases: a mount names a client id in the handshake
+ * (lp_conn.h); its opens are keyed by it and survive its reconnections.
+ * When it has had no connection for lease_ms they are released.  A peer
+ * that names no client id is known by its connection: its opens go when
+ * that connection closes.
+ * Orphans: a file that lost its last name is freed by the CSS (it sends
+ * FORGET_ORPHAN to the storage site holding it) when no client holds it
+ * open any more: at once if nobody does (CSS_ORPHAN from the mount that
+ * unlinked it), else at its last CSS_CLOSE or when the lease of its last
+ * holder runs out.  A storage site keeps its orphans across its restarts;
+ * when it registers, the CSS asks it for them (SS_ORPHANS) and decides
+ * each the same way.  For one lease (at least CSS_RECLAIM_MIN_MS) after
+ * the CSS starts (the reclaim window) nothing is freed: mounts that
+ * outlived a CSS restart re-announce their opens (CSS_OPENED) once they
+ * see its new boot id, a random number drawn at start and sent as `value`
+ * in the answers to CSS_MOUNTTABLE, CSS_OPEN and CSS_OPENED.
  * What it answers (docs/protocol.md, "Operations: -> CSS"): CSS_REGISTER,
- * CSS_MOUNTTABLE, CSS_OPEN, CSS_CLOSE, CSS_STATUS, CSS_FG_CREATE, and NOP
+ * CSS_MOUNTTABLE, CSS_OPEN, CSS_CLOSE, CSS_OPENED, CSS_ORPHAN, CSS_STATUS,
+ * CSS_FG_CREATE, and NOP
  * (a keep-alive: answered 0, it counts as contact with the storage site
  * registered on that connection); every other operation is answered
  * -EOPNOTSUPP, a request that does not decode
@@ -60,6 +79,13 @@
 #define CSS_MAX_FG_QUEUE 16u
 /* File group names: 1..CSS_FG_NAME_MAX of [A-Za-z0-9._-], not starting with '.' or '-'. */
 #define CSS_FG_NAME_MAX 64u
+/* A client (mount) with no connection this long loses its opens. */
+#define CSS_LEASE_MS_DEFAULT 30000u
+/* The reclaim window lasts max(lease, this): mounts fetch the mount table
+ * (and so see a new boot id) every 5 s. */
+#define CSS_RECLAIM_MIN_MS 10000u
+/* Orphans asked of a storage site per file group at its registration. */
+#define CSS_ORPHANS_FETCH 4096u
 
 struct css;
 
@@ -69,6 +95,7 @@ struct css_config {
         uint64_t site;                  /* our site id, > 0 */
         int ss_connect_ms;              /* 0: CSS_SS_CONNECT_MS */
         int ss_call_ms;                 /* 0: CSS_SS_CALL_MS */
+        uint32_t lease_ms;              /* 0: CSS_LEASE_MS_DEFAULT */
 };
 
 int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, char *err, size_t errcap);

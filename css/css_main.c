@@ -37,6 +37,7 @@ struct opts {
         int ready_fd;
         int log_level;
         bool syslog;
+        uint32_t lease_ms;
 };
 
 /* Threads for calls to storage sites (libuv's threadpool; libuv's default
@@ -52,7 +53,7 @@ static void usage(FILE *f)
         fprintf(f,
                 "usage: locus-cssd --state DIR --key FILE --site N [--listen HOST:PORT]\n"
                 "                  [--port-file F] [--pid-file F] [--ready-fd N]\n"
-                "                  [--log-level L] [--syslog]\n"
+                "                  [--lease-ms MS] [--log-level L] [--syslog]\n"
                 "The current synchronization site of a LocusFS cluster; see locus-cssd(8).\n");
 }
 
@@ -83,6 +84,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 { "ready-fd", required_argument, NULL, 'r' },
                 { "log-level", required_argument, NULL, 'L' },
                 { "syslog", no_argument, NULL, 'y' },
+                { "lease-ms", required_argument, NULL, 'e' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
@@ -123,6 +125,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
                         }
                         break;
                 case 'y': o->syslog = true; break;
+                case 'e':
+                        if (parse_u64(optarg, &v) < 0 || v < 100 || v > 3600000) {
+                                fprintf(stderr, "locus-cssd: --lease-ms %s: 100..3600000\n", optarg);
+                                return -EINVAL;
+                        }
+                        o->lease_ms = (uint32_t)v;
+                        break;
                 case 'h': usage(stdout); exit(0);
                 case 'V': printf("locus-cssd (LocusFS) 0.1.0\n"); exit(0);
                 default: usage(stderr); return -EINVAL;
@@ -229,6 +238,7 @@ int main(int argc, char **argv)
         cfg.state_dir = o.state;
         memcpy(cfg.key, key, sizeof(key));
         cfg.site = o.site;
+        cfg.lease_ms = o.lease_ms;
         lp_key_wipe(key, sizeof(key));
         r = css_new(&loop, &cfg, &the_css, err, sizeof(err));
         lp_key_wipe(cfg.key, sizeof(cfg.key));

@@ -1,16 +1,19 @@
 /*
  * css_otab.c -- see css_otab.h.
  *
- * Two chained hash tables: records hashed by <fg, ino> (so every record of
- * one file, whatever the site or connection, is in one bucket), and
- * connections hashed by serial, each with a doubly linked list of its
- * records.
+ * Three chained hash tables: records hashed by <fg, ino> (so every record
+ * of one file, whatever the site or client, is in one bucket), clients
+ * hashed by id, each with a doubly linked list of its records, and the
+ * orphan set hashed by <fg, ino>.
  *
  * Invariants:
  *   (1) a record exists iff readers + writers > 0;
- *   (2) a record is in exactly one file bucket and on its connection's list;
- *   (3) a connection entry exists iff its list is non-empty, and nrec is
- *       the length of that list.
+ *   (2) a record is in exactly one file bucket and on its client's list;
+ *   (3) a client entry exists iff its list is non-empty, and nrec is the
+ *       length of that list;
+ *   (4) an orphan entry is never reported free (css_otab_close,
+ *       css_otab_drop_client, css_otab_orphan_add, css_otab_orphans_free)
+ *       while a record of its file exists, and is removed when it is.
  */
 #include "css_otab.h"
 
@@ -19,31 +22,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct oconn;
+struct oclient;
 
 struct orec {
-        uint64_t site, conn;
+        uint64_t site, client;
         uint32_t fg;
         uint64_t ino;
         uint32_t readers, writers;
         struct orec *next;              /* file bucket chain */
-        struct orec *cprev, *cnext;     /* connection list */
-        struct oconn *oc;
+        struct orec *cprev, *cnext;     /* client list */
+        struct oclient *oc;
 };
 
-struct oconn {
-        uint64_t serial;
+struct oclient {
+        uint64_t id;
         uint32_t nrec;
         struct orec *head;
-        struct oconn *next;             /* hash chain */
+        struct oclient *next;           /* hash chain */
+};
+
+struct oorph {
+        uint32_t fg;
+        uint64_t ino;
+        struct oorph *next;
 };
 
 struct css_otab {
         struct orec **fb;               /* file buckets */
         size_t nfb;
-        struct oconn **cb;              /* connection buckets */
+        struct oclient **cb;            /* client buckets */
         size_t ncb;
         size_t nrec, nconn;
+        struct oorph *ob[CSS_ORPHAN_BUCKETS];
+        size_t norph;
 };
 
 static uint64_t mix(uint64_t x)
@@ -61,9 +72,14 @@ static size_t fslot(const struct css_otab *t, uint32_t fg, uint64_t ino)
         return (size_t)(mix(ino ^ ((uint64_t)fg << 48) ^ ((uint64_t)fg >> 16)) & (t->nfb - 1));
 }
 
-static size_t cslot(const struct css_otab *t, uint64_t serial)
+static size_t cslot(const struct css_otab *t, uint64_t id)
 {
-        return (size_t)(mix(serial) & (t->ncb - 1));
+        return (size_t)(mix(id) & (t->ncb - 1));
+}
+
+static size_t oslot(uint32_t fg, uint64_t ino)
+{
+        return (size_t)(mix(ino ^ ((uint64_t)fg << 48) ^ ((uint64_t)fg >> 16)) & (CSS_ORPHAN_BUCKETS - 1));
 }
 
 int css_otab_new(struct css_otab **ret)
@@ -97,10 +113,17 @@ void css_otab_free(struct css_otab *t)
                 }
         for (size_t i = 0; t->cb && i < t->ncb; i++)
                 while (t->cb[i]) {
-                        struct oconn *c = t->cb[i];
+                        struct oclient *c = t->cb[i];
 
                         t->cb[i] = c->next;
                         free(c);
+                }
+        for (size_t i = 0; i < CSS_ORPHAN_BUCKETS; i++)
+                while (t->ob[i]) {
+                        struct oorph *o = t->ob[i];
+
+                        t->ob[i] = o->next;
+                        free(o);
                 }
         free(t->fb);
         free(t->cb);
@@ -136,7 +159,7 @@ static void fgrow(struct css_otab *t)
 static void cgrow(struct css_otab *t)
 {
         size_t n = t->ncb * 2, old = t->ncb;
-        struct oconn **cb, **ocb = t->cb;
+        struct oclient **cb, **ocb = t->cb;
 
         if (t->nconn < 2 * t->ncb)
                 return;
@@ -147,8 +170,8 @@ static void cgrow(struct css_otab *t)
         t->ncb = n;
         for (size_t i = 0; i < old; i++)
                 while (ocb[i]) {
-                        struct oconn *c = ocb[i];
-                        size_t s = cslot(t, c->serial);
+                        struct oclient *c = ocb[i];
+                        size_t s = cslot(t, c->id);
 
                         ocb[i] = c->next;
                         c->next = cb[s];
@@ -157,19 +180,53 @@ static void cgrow(struct css_otab *t)
         free(ocb);
 }
 
-static struct oconn *conn_find(const struct css_otab *t, uint64_t serial)
+static struct oclient *client_find(const struct css_otab *t, uint64_t id)
 {
-        for (struct oconn *c = t->cb[cslot(t, serial)]; c; c = c->next)
-                if (c->serial == serial)
+        for (struct oclient *c = t->cb[cslot(t, id)]; c; c = c->next)
+                if (c->id == id)
                         return c;
         return NULL;
 }
 
-/* Unlink r from everything and free it; drops an empty connection (3). */
+static bool held(const struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        for (const struct orec *r = t->fb[fslot(t, fg, ino)]; r; r = r->next)
+                if (r->fg == fg && r->ino == ino)
+                        return true;
+        return false;
+}
+
+static struct oorph **orph_find(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        struct oorph **pp = &t->ob[oslot(fg, ino)];
+
+        while (*pp && ((*pp)->fg != fg || (*pp)->ino != ino))
+                pp = &(*pp)->next;
+        return pp;
+}
+
+/* If <fg, ino> is an orphan nobody holds: forget it and return 1. */
+static int orph_take(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        struct oorph **pp, *o;
+
+        if (held(t, fg, ino))
+                return 0;
+        pp = orph_find(t, fg, ino);
+        if (!*pp)
+                return 0;
+        o = *pp;
+        *pp = o->next;
+        t->norph--;
+        free(o);
+        return 1;
+}
+
+/* Unlink r from everything and free it; drops an empty client (3). */
 static void rec_remove(struct css_otab *t, struct orec *r)
 {
         struct orec **pp = &t->fb[fslot(t, r->fg, r->ino)];
-        struct oconn *c = r->oc;
+        struct oclient *c = r->oc;
 
         while (*pp != r)
                 pp = &(*pp)->next;
@@ -184,7 +241,7 @@ static void rec_remove(struct css_otab *t, struct orec *r)
         t->nrec--;
         free(r);
         if (!c->head) {
-                struct oconn **cp = &t->cb[cslot(t, c->serial)];
+                struct oclient **cp = &t->cb[cslot(t, c->id)];
 
                 assert(c->nrec == 0);   /* invariant (3) */
                 while (*cp != c)
@@ -195,15 +252,15 @@ static void rec_remove(struct css_otab *t, struct orec *r)
         }
 }
 
-int css_otab_open(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg, uint64_t ino,
+int css_otab_open(struct css_otab *t, uint64_t site, uint64_t client, uint32_t fg, uint64_t ino,
                   bool write)
 {
         size_t s = fslot(t, fg, ino);
-        struct oconn *c;
+        struct oclient *c;
         struct orec *r;
 
         for (r = t->fb[s]; r; r = r->next)
-                if (r->conn == conn && r->site == site && r->fg == fg && r->ino == ino) {
+                if (r->client == client && r->site == site && r->fg == fg && r->ino == ino) {
                         uint32_t *n = write ? &r->writers : &r->readers;
 
                         if (*n == UINT32_MAX)
@@ -213,8 +270,8 @@ int css_otab_open(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg,
                 }
         if (t->nrec >= CSS_MAX_OPENS)
                 return -ENOSPC;
-        c = conn_find(t, conn);
-        if (c && c->nrec >= CSS_MAX_CONN_OPENS)
+        c = client_find(t, client);
+        if (c && c->nrec >= CSS_MAX_CLIENT_OPENS)
                 return -ENOSPC;
         r = calloc(1, sizeof(*r));
         if (!r)
@@ -225,13 +282,13 @@ int css_otab_open(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg,
                         free(r);
                         return -ENOMEM;
                 }
-                c->serial = conn;
-                c->next = t->cb[cslot(t, conn)];
-                t->cb[cslot(t, conn)] = c;
+                c->id = client;
+                c->next = t->cb[cslot(t, client)];
+                t->cb[cslot(t, client)] = c;
                 t->nconn++;
         }
         r->site = site;
-        r->conn = conn;
+        r->client = client;
         r->fg = fg;
         r->ino = ino;
         if (write)
@@ -252,47 +309,73 @@ int css_otab_open(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg,
         return 0;
 }
 
-int css_otab_close(struct css_otab *t, uint64_t site, uint64_t conn, uint32_t fg, uint64_t ino,
+int css_otab_close(struct css_otab *t, uint64_t site, uint64_t client, uint32_t fg, uint64_t ino,
                    bool write)
 {
-        struct orec *r, *other = NULL;
+        struct orec *r;
 
-        for (r = t->fb[fslot(t, fg, ino)]; r; r = r->next) {
-                if (r->site != site || r->fg != fg || r->ino != ino || !(write ? r->writers : r->readers))
-                        continue;
-                if (r->conn == conn)
+        for (r = t->fb[fslot(t, fg, ino)]; r; r = r->next)
+                if (r->client == client && r->site == site && r->fg == fg && r->ino == ino &&
+                    (write ? r->writers : r->readers))
                         break;
-                if (!other)
-                        other = r;
-        }
-        if (!r)
-                r = other;
         if (!r)
                 return -ENOENT;
         if (write)
                 r->writers--;
         else
                 r->readers--;
-        if (!r->readers && !r->writers)
-                rec_remove(t, r);           /* invariant (1) */
-        return 0;
+        if (r->readers || r->writers)
+                return 0;
+        rec_remove(t, r);               /* invariant (1) */
+        return orph_take(t, fg, ino);   /* invariant (4) */
 }
 
-uint64_t css_otab_drop_conn(struct css_otab *t, uint64_t conn)
+uint64_t css_otab_drop_client(struct css_otab *t, uint64_t client,
+                              void (*freed)(void *arg, uint32_t fg, uint64_t ino), void *arg)
 {
-        struct oconn *c = conn_find(t, conn);
+        struct oclient *c = client_find(t, client);
         uint64_t n = 0;
 
         while (c) {
                 struct orec *r = c->head;
                 bool last = r->cnext == NULL;
+                uint32_t fg = r->fg;
+                uint64_t ino = r->ino;
 
                 n += (uint64_t)r->readers + r->writers;
                 rec_remove(t, r);           /* frees c with the last record */
+                if (orph_take(t, fg, ino) && freed)
+                        freed(arg, fg, ino);
                 if (last)
                         break;
         }
         return n;
+}
+
+int css_otab_orphan_add(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        struct oorph **pp = orph_find(t, fg, ino), *o;
+
+        if (*pp)
+                return orph_take(t, fg, ino);
+        if (!held(t, fg, ino))
+                return 1;
+        if (t->norph >= CSS_MAX_ORPHANS)
+                return -ENOSPC;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        o->fg = fg;
+        o->ino = ino;
+        o->next = t->ob[oslot(fg, ino)];
+        t->ob[oslot(fg, ino)] = o;
+        t->norph++;
+        return 0;
+}
+
+bool css_otab_is_orphan(struct css_otab *t, uint32_t fg, uint64_t ino)
+{
+        return *orph_find(t, fg, ino) != NULL;
 }
 
 void css_otab_get(const struct css_otab *t, uint64_t site, uint32_t fg, uint64_t ino,
@@ -312,6 +395,8 @@ void css_otab_get(const struct css_otab *t, uint64_t site, uint32_t fg, uint64_t
 void css_otab_stats(const struct css_otab *t, struct css_otab_stats *ret)
 {
         memset(ret, 0, sizeof(*ret));
+        ret->orphans = t->norph;
+        ret->clients = t->nconn;
         for (size_t i = 0; i < t->nfb; i++)
                 for (const struct orec *r = t->fb[i]; r; r = r->next) {
                         const struct orec *q;

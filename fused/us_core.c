@@ -70,7 +70,6 @@ struct us_node {
         struct us_sess *sess;           /* (2) */
         unsigned committing;            /* (5) */
         bool opening;                   /* (5) */
-        bool orphan;                    /* FORGET_ORPHAN at the last release */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
@@ -101,6 +100,7 @@ struct us_fh {
         int flags;
         bool writable;
         bool css_open;                  /* CSS_CLOSE at release */
+        uint64_t css_boot;              /* the CSS instance that recorded the open */
         struct us_sess *sess;           /* writable handles (6) */
         struct us_site site;            /* where reads without a session go */
         int werr;                       /* first write error flush has not reported */
@@ -123,6 +123,8 @@ struct us_core {
 
         pthread_mutex_t mtmu;           /* one mount-table refresh at a time */
         uint64_t mt_last_try;
+        uint64_t css_boot;              /* the CSS's boot id, last seen (mu) */
+        bool reannounce;                /* a new CSS: tell it our opens (mu) */
 
         pthread_mutex_t kmu;
         pthread_cond_t kcv;
@@ -703,6 +705,15 @@ int us_core_refresh_mtab(struct us_core *core, struct us_ctx *ctx)
         r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         if (r < 0)
                 return r;
+        if (resp.value) {
+                /* A restarted CSS has an empty open table: the keeper tells
+                 * it ours (reannounce_opens) within its reclaim window. */
+                pthread_mutex_lock(&core->mu);
+                if (core->css_boot && core->css_boot != resp.value)
+                        core->reannounce = true;
+                core->css_boot = resp.value;
+                pthread_mutex_unlock(&core->mu);
+        }
         r = us_mtab_set(core->mtab, resp.mounts, resp.nmounts);
         lp_fs_resp_release(&resp);
         return r;
@@ -862,6 +873,54 @@ static void keep_sessions(struct us_core *core)
         }
 }
 
+/* Tell a restarted CSS every open it did not record (CSS_OPENED).  An
+ * open released meanwhile may be announced after its close: the CSS then
+ * counts it until this mount's lease ends, which keeps an orphan too long,
+ * never frees one too early. */
+static void reannounce_opens(struct us_core *core)
+{
+        struct { uint32_t fg; uint64_t ino; int flags; } batch[64];
+        size_t nb, total = 0;
+        uint64_t boot;
+
+        do {
+                nb = 0;
+                pthread_mutex_lock(&core->mu);
+                core->reannounce = false;
+                boot = core->css_boot;
+                for (struct us_fh *fh = core->fhs.next; fh != &core->fhs && nb < 64; fh = fh->next) {
+                        if (!fh->css_open || fh->css_boot == boot)
+                                continue;
+                        fh->css_boot = boot;
+                        batch[nb].fg = fh->node->fg;
+                        batch[nb].ino = fh->node->ino;
+                        batch[nb++].flags = fh->flags;
+                }
+                pthread_mutex_unlock(&core->mu);
+                for (size_t i = 0; i < nb; i++) {
+                        struct lp_fs_resp resp;
+                        struct lp_fs_req req;
+                        struct us_target t;
+                        struct us_ctx ctx;
+
+                        us_ctx_self(core, &ctx);
+                        ctx.call.stop = keeper_stop_fn;
+                        ctx.call.stop_arg = core;
+                        css_target(core, &t);
+                        req_init(&req, &ctx, LP_FS_CSS_OPENED, batch[i].fg, batch[i].ino);
+                        req.flags = (uint32_t)batch[i].flags;
+                        if (call(core, &ctx, &t, &req, US_RESEND_ANY, &resp) == 0)
+                                lp_fs_resp_release(&resp);
+                        else
+                                cm_log(LOG_WARNING, "<%u,%llu>: could not tell the restarted CSS this open",
+                                       batch[i].fg, (unsigned long long)batch[i].ino);
+                }
+                total += nb;
+        } while (nb == 64);
+        if (total)
+                cm_log(LOG_INFO, "the CSS restarted: told it %zu open(s) of this mount", total);
+}
+
 static void *keeper_main(void *arg)
 {
         struct us_core *core = arg;
@@ -890,6 +949,11 @@ static void *keeper_main(void *arg)
                 pthread_mutex_unlock(&core->mtmu);
                 if (r < 0 && r != -ESHUTDOWN)
                         cm_log(LOG_DEBUG, "mount table refresh: %s", strerror(-r));
+                pthread_mutex_lock(&core->mu);
+                r = core->reannounce;
+                pthread_mutex_unlock(&core->mu);
+                if (r)
+                        reannounce_opens(core);
                 keep_sessions(core);
         }
         us_rpc_close_thread(core->rpc);
@@ -1488,40 +1552,25 @@ int us_core_link(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64
 
 /* ---- removing names ----------------------------------------------------------------------- */
 
-static void forget_orphan(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino)
+/* The answer said ino lost its last name.  Whether anyone still holds it
+ * open, here or in another mount, only the CSS knows (its open table): it
+ * frees the file at the last close anywhere. */
+static void orphaned(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino)
 {
         struct lp_fs_resp resp;
         struct lp_fs_req req;
+        struct us_target t;
         int r;
 
-        req_init(&req, ctx, LP_FS_FORGET_ORPHAN, fg, ino);
-        r = call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
+        css_target(core, &t);
+        req_init(&req, ctx, LP_FS_CSS_ORPHAN, fg, ino);
+        r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         if (r == 0)
                 lp_fs_resp_release(&resp);
-        else if (r != -ENOENT)
-                cm_log(LOG_WARNING, "<%u,%llu>: forget orphan: %s (the storage site frees it "
-                       "at its next start)", fg, (unsigned long long)ino, strerror(-r));
-}
-
-/* The answer said ino lost its last name: forget it now, or mark it for
- * the last release. */
-static void orphaned(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino)
-{
-        struct us_node *n;
-        uint64_t fino;
-        bool later = false;
-
-        if (us_ino_to_fuse(fg, ino, &fino) == 0) {
-                pthread_mutex_lock(&core->mu);
-                n = node_find(core, fino);
-                if (n && (n->nopen || n->sess || n->committing)) {
-                        n->orphan = true;
-                        later = true;
-                }
-                pthread_mutex_unlock(&core->mu);
-        }
-        if (!later)
-                forget_orphan(core, ctx, fg, ino);
+        else
+                cm_log(LOG_WARNING, "<%u,%llu>: telling the CSS the file has no name left: %s (it frees "
+                       "it when the storage site registers again)", fg, (unsigned long long)ino,
+                       strerror(-r));
 }
 
 /* 1 if name in <fg, dir> is a directory on which a file group is mounted. */
@@ -1765,7 +1814,10 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
         r = call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         if (r < 0)
                 goto fail;
+        pthread_mutex_lock(&core->mu);         /* reannounce_opens reads them */
         fh->css_open = true;
+        fh->css_boot = resp.value;
+        pthread_mutex_unlock(&core->mu);
         if (resp.host && *resp.host && resp.port && resp.port <= 65535 &&
             strlen(resp.host) < sizeof(fh->site.host)) {
                 fh->site.site = resp.site;
@@ -1936,6 +1988,31 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 sess_abort(core, ctx, &t, req.fg, resp.attr.ino, extra);
         if (r == 0 && trunc)
                 r = trunc_in_session(core, ctx, fh);
+        if (r == 0) {
+                /* The CSS records every open (the orphan decision needs
+                 * them): this one was made by the storage site. */
+                struct lp_fs_resp oresp;
+                struct lp_fs_req oreq;
+                struct us_target ct;
+
+                css_target(core, &ct);
+                req_init(&oreq, ctx, LP_FS_CSS_OPENED, req.fg, resp.attr.ino);
+                oreq.flags = (uint32_t)flags;
+                /* Sent again after a lost answer: counted twice at worst,
+                 * which keeps an orphan until this mount ends, never
+                 * frees one early.  A failure does not undo the create. */
+                if (call(core, ctx, &ct, &oreq, US_RESEND_ANY, &oresp) == 0) {
+                        pthread_mutex_lock(&core->mu);
+                        fh->css_open = true;
+                        fh->css_boot = oresp.value;
+                        pthread_mutex_unlock(&core->mu);
+                        lp_fs_resp_release(&oresp);
+                } else {
+                        cm_log(LOG_WARNING, "<%u,%llu>: the CSS did not record the open of a create; "
+                               "if it loses its last name while open it may be freed early",
+                               req.fg, (unsigned long long)resp.attr.ino);
+                }
+        }
         if (r < 0) {
                 struct us_ctx rctx = *ctx;
 
@@ -1959,7 +2036,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
         struct us_sess *s;
         struct us_site site = { 0 };
         uint64_t id = 0;
-        bool commit = false, orphan;
+        bool commit = false;
 
         pthread_mutex_lock(&core->mu);
         fh->prev->next = fh->next;
@@ -2035,14 +2112,6 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 
         pthread_mutex_lock(&core->mu);
         n->nopen--;
-        orphan = n->orphan && !n->nopen && !n->sess && !n->committing;
-        if (orphan)
-                n->orphan = false;
-        pthread_mutex_unlock(&core->mu);
-        if (orphan)
-                forget_orphan(core, ctx, n->fg, n->ino);
-
-        pthread_mutex_lock(&core->mu);
         node_put(core, n);
         pthread_mutex_unlock(&core->mu);
         free(fh);

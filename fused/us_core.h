@@ -39,11 +39,17 @@
  *    writable open starts a new session;
  *  - the keeper thread touches (GETATTR with the session) sessions idle
  *    for US_SESSION_KEEPALIVE_US, so that the storage site's 10-minute idle
- *    abort never hits a descriptor that is merely quiet.
+ *    abort never hits a descriptor that is merely quiet, and so that the
+ *    keeper holds a connection to every storage site where this mount has
+ *    a session: the site keeps a client's sessions while it has any
+ *    connection, and aborts them one lease (default 30 s) after its last
+ *    one closed (worker threads, and their connections, may come and go).
+ *    Hence US_SESSION_KEEPALIVE_US is well below the default lease.
  *
- * Orphans: an unlink/rmdir/rename answering orphan=true is followed by
- * FORGET_ORPHAN at once if no handle of this mount is open on that inode,
- * else after its last release (after the final commit).
+ * Orphans: an unlink/rmdir/rename answering orphan=true is reported to the
+ * CSS (CSS_ORPHAN), which frees the file at the last close anywhere in the
+ * cluster (every open of this mount is recorded there: CSS_OPEN, or
+ * CSS_OPENED after a create).
  *
  * Page cache: us_core_open() says keep_cache only when the version the
  * storage site reports is the one this mount saw at the file's previous
@@ -88,7 +94,7 @@
 #define US_ATTR_TIMEOUT_US 1000000u
 #define US_MTAB_REFRESH_US (5u * 1000000u)
 #define US_MTAB_MISS_US (500u * 1000u)
-#define US_SESSION_KEEPALIVE_US (60u * 1000000u)
+#define US_SESSION_KEEPALIVE_US (10u * 1000000u)
 #define US_MAX_FH (1u << 20)            /* open handles at once: ENFILE beyond */
 #define US_BLKSIZE 4096u                /* st_blksize */
 

@@ -198,11 +198,13 @@ int us_main(int argc, char **argv)
         mounted = true;
         set_readahead(mnt);
         if (portfile)
-                cm_log(LOG_INFO, "mounted on %s (CSS %s, port from %s; timeout %.1f s)", mnt,
-                       cfg.css_host, portfile, (double)cfg.timeout_us / 1e6);
+                cm_log(LOG_INFO, "mounted on %s (CSS %s, port from %s; timeout %.1f s; client %016llx)",
+                       mnt, cfg.css_host, portfile, (double)cfg.timeout_us / 1e6,
+                       (unsigned long long)us_rpc_client_id(us_core_rpc(fs.core)));
         else
-                cm_log(LOG_INFO, "mounted on %s (CSS %s:%u; timeout %.1f s)", mnt,
-                       cfg.css_host, cfg.css_port, (double)cfg.timeout_us / 1e6);
+                cm_log(LOG_INFO, "mounted on %s (CSS %s:%u; timeout %.1f s; client %016llx)", mnt,
+                       cfg.css_host, cfg.css_port, (double)cfg.timeout_us / 1e6,
+                       (unsigned long long)us_rpc_client_id(us_core_rpc(fs.core)));
 
         if (!cfg.foreground) {
                 if (fuse_daemonize(0) != 0)

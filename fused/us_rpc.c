@@ -51,6 +51,7 @@ struct tls {
 struct us_rpc {
         uint8_t key[LP_KEY_SIZE];
         uint64_t my_site;
+        uint64_t client_id;             /* named in every handshake */
         pthread_key_t tkey;
         pthread_mutex_t mu;             /* stats and log rate limit */
         struct us_rpc_stats st;
@@ -81,6 +82,12 @@ int us_rpc_new(const uint8_t key[LP_KEY_SIZE], uint64_t my_site, struct us_rpc *
                 free(rpc);
                 return -r;
         }
+        r = lp_client_id_new(&rpc->client_id);
+        if (r < 0) {
+                pthread_key_delete(rpc->tkey);
+                free(rpc);
+                return r;
+        }
         memcpy(rpc->key, key, LP_KEY_SIZE);
         rpc->my_site = my_site;
         pthread_mutex_init(&rpc->mu, NULL);
@@ -107,6 +114,11 @@ void us_rpc_free(struct us_rpc *rpc)
         pthread_mutex_destroy(&rpc->mu);
         lp_key_wipe(rpc->key, sizeof(rpc->key));
         free(rpc);
+}
+
+uint64_t us_rpc_client_id(const struct us_rpc *rpc)
+{
+        return rpc->client_id;
 }
 
 void us_rpc_stats(struct us_rpc *rpc, struct us_rpc_stats *ret)
@@ -424,8 +436,8 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                         if (ms > US_RPC_CONNECT_MS)
                                 ms = US_RPC_CONNECT_MS;
                         STAT(rpc, connects);
-                        r = lp_client_connect(addr.host, addr.port, rpc->key, rpc->my_site,
-                                              ms > 0 ? ms : 1, &k->c);
+                        r = lp_client_connect_as(addr.host, addr.port, rpc->key, rpc->my_site,
+                                                 rpc->client_id, ms > 0 ? ms : 1, &k->c);
                         if (r < 0) {
                                 k->c = NULL;
                                 STAT(rpc, connect_failures);

@@ -41,6 +41,13 @@
  * -ESHUTDOWN (the mount is going away: honoured at once; the call returns
  * -ESHUTDOWN).
  *
+ * Identity: a struct us_rpc is one client of the cluster.  us_rpc_new()
+ * draws a random client id (lp_client_id_new) that every connection names
+ * in its handshake, whichever thread makes it and however often it
+ * reconnects; the servers key this mount's write sessions and opens by it
+ * and release them once it has had no connection for their lease
+ * (docs/protocol.md, "Clients and leases").
+ *
  * Ownership: us_rpc_call() fills *ret (decoded, owning its memory) only on
  * success; release it with lp_fs_resp_release().  The target and request
  * belong to the caller; the call only reads them, except that t->addr is
@@ -103,8 +110,11 @@ struct us_call {
 
 struct us_rpc;
 
-/* key is copied; my_site is what we claim in handshakes. */
+/* key is copied; my_site is what we claim in handshakes.  Errors:
+ * -ENOMEM, -EIO (no randomness for the client id), pthread errors. */
 int us_rpc_new(const uint8_t key[LP_KEY_SIZE], uint64_t my_site, struct us_rpc **ret);
+/* The client id drawn by us_rpc_new(). */
+uint64_t us_rpc_client_id(const struct us_rpc *rpc);
 void us_rpc_free(struct us_rpc *rpc);
 
 int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *call,

@@ -339,7 +339,7 @@ static void send_status(struct lp_client *c, enum lp_status code, const char *ms
 }
 
 static int handshake(struct lp_client *c, const uint8_t key[LP_KEY_SIZE], uint64_t site_id,
-                     uint64_t deadline)
+                     uint64_t client_id, uint64_t deadline)
 {
         uint8_t expect[LP_MAC_SIZE], mac_s[LP_MAC_SIZE];
         struct lp__hello sh, ch;
@@ -375,6 +375,7 @@ static int handshake(struct lp_client *c, const uint8_t key[LP_KEY_SIZE], uint64
         memset(&ch, 0, sizeof(ch));
         ch.version = LP_PROTO_VERSION;
         ch.site_id = site_id;
+        ch.client_id = client_id;
         lp__random(ch.nonce, sizeof(ch.nonce));
         lp__mac_client(key, ch.version, sh.nonce, ch.nonce, sh.site_id, site_id, ch.mac);
         r = lp__client_hello_pack(&ch, &buf, &len);
@@ -414,6 +415,13 @@ out:
 int lp_client_connect(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
                       uint64_t site_id, int timeout_ms, struct lp_client **ret_client)
 {
+        return lp_client_connect_as(host, port, key, site_id, 0, timeout_ms, ret_client);
+}
+
+int lp_client_connect_as(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
+                         uint64_t site_id, uint64_t client_id, int timeout_ms,
+                         struct lp_client **ret_client)
+{
         uint64_t deadline;
         struct lp_client *c;
         int r;
@@ -437,7 +445,7 @@ int lp_client_connect(const char *host, uint16_t port, const uint8_t key[LP_KEY_
         r = tcp_connect(host, port, deadline, &c->fd);
         if (r < 0)
                 goto fail;
-        r = handshake(c, key, site_id, deadline);
+        r = handshake(c, key, site_id, client_id, deadline);
         if (r < 0)
                 goto fail;
         lp_decoder_set_max(c->dec, c->max_frame);
@@ -447,6 +455,18 @@ int lp_client_connect(const char *host, uint16_t port, const uint8_t key[LP_KEY_
 fail:
         lp_client_close(c);
         return r;
+}
+
+int lp_client_id_new(uint64_t *ret_id)
+{
+        uint64_t id;
+        int r = lp__hs_init();
+
+        if (r < 0)
+                return r;
+        lp__random(&id, sizeof(id));
+        *ret_id = id | LP_CLIENT_ID_BIT;
+        return 0;
 }
 
 void lp_client_close(struct lp_client *c)

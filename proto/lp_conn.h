@@ -12,7 +12,8 @@
  *   server -> client  LP_MSG_SERVER_HELLO  ServerHello{version, server site,
  *                                          sn = 32 random bytes}
  *   client -> server  LP_MSG_CLIENT_HELLO  ClientHello{version, client site,
- *                                          cn = 32 random bytes, mac_c}
+ *                                          cn = 32 random bytes, mac_c,
+ *                                          [client_id]}
  *   server -> client  LP_MSG_SERVER_AUTH   ServerAuth{mac_s}
  *
  *   mac_c = HMAC-SHA-256(key, "locus-client" || u32 version || sn || cn
@@ -23,6 +24,16 @@
  *   be re-cut; the labels keep one side's proof from being replayed as the
  *   other's; fresh nonces on both sides keep a recorded handshake from being
  *   replayed.)  MACs are compared in constant time (crypto_verify_32).
+ *
+ * Client identity: client_id (optional, u64) names one client across all
+ * its connections and reconnections, where the site id cannot: every
+ * mount of a site proves the same site (0).  A mount draws it at random
+ * at start (LP_CLIENT_ID_BIT set, so it never equals a site id) and keeps
+ * it until it exits; servers key the state a client holds (write
+ * sessions, opens) by it and release that state once the client has had
+ * no connection for a lease.  It is not part of the MACs: it is a name,
+ * not a secret, and like every frame after the handshake it is only as
+ * trustworthy as a holder of the cluster key.
  *
  * The server checks mac_c before it sends anything that depends on the key;
  * the client checks mac_s before lp_client_connect() returns.  A version
@@ -124,6 +135,8 @@ extern "C" {
 #define LP_PROTO_VERSION 1u
 
 #define LP_HANDSHAKE_TIMEOUT_MS 10000u
+/* Set in every client id a mount draws (see "Client identity" above). */
+#define LP_CLIENT_ID_BIT (1ull << 63)
 /* Default bound on output queued for one connection. */
 #define LP_MAX_QUEUED ((size_t)4 * LP_MAX_FRAME)
 #define LP_MAX_CONNS 4096u
@@ -216,6 +229,8 @@ void lp_server_conn_set_data(struct lp_conn *conn, void *data);
 void *lp_server_conn_get_data(const struct lp_conn *conn);
 struct lp_server *lp_server_conn_server(const struct lp_conn *conn);
 uint64_t lp_server_conn_site(const struct lp_conn *conn);
+/* The client id the peer named in its ClientHello, 0 if none. */
+uint64_t lp_server_conn_client(const struct lp_conn *conn);
 /* "addr:port" of the peer; valid as long as conn. */
 const char *lp_server_conn_peer(const struct lp_conn *conn);
 /* Bytes queued and not yet written. */
@@ -230,6 +245,15 @@ int lp_server_conn_set_max_frame(struct lp_conn *conn, size_t max_frame);
  */
 int lp_client_connect(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
                       uint64_t site_id, int timeout_ms, struct lp_client **ret_client);
+
+/* The same, naming client_id in the ClientHello (0: none, as above). */
+int lp_client_connect_as(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
+                         uint64_t site_id, uint64_t client_id, int timeout_ms,
+                         struct lp_client **ret_client);
+
+/* A fresh random client id (LP_CLIENT_ID_BIT set).  0 or -EIO (libsodium
+ * cannot start). */
+int lp_client_id_new(uint64_t *ret_id);
 
 /* Close and free; NULL is fine. */
 void lp_client_close(struct lp_client *c);

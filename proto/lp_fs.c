@@ -573,12 +573,15 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_SS_CHECKPOINT: return "ss_checkpoint";
         case LP_FS_SS_CLEAN: return "ss_clean";
         case LP_FS_SS_FG_CREATE: return "ss_fg_create";
+        case LP_FS_SS_ORPHANS: return "ss_orphans";
         case LP_FS_CSS_REGISTER: return "css_register";
         case LP_FS_CSS_MOUNTTABLE: return "css_mounttable";
         case LP_FS_CSS_OPEN: return "css_open";
         case LP_FS_CSS_CLOSE: return "css_close";
         case LP_FS_CSS_STATUS: return "css_status";
         case LP_FS_CSS_FG_CREATE: return "css_fg_create";
+        case LP_FS_CSS_OPENED: return "css_opened";
+        case LP_FS_CSS_ORPHAN: return "css_orphan";
         default: return "unknown";
         }
 }

@@ -90,6 +90,7 @@ enum lp_fs_op {
         LP_FS_SS_CHECKPOINT = 41,
         LP_FS_SS_CLEAN = 42,
         LP_FS_SS_FG_CREATE = 43,
+        LP_FS_SS_ORPHANS = 44,
         /* -> current synchronization site */
         LP_FS_CSS_REGISTER = 60,
         LP_FS_CSS_MOUNTTABLE = 61,
@@ -97,6 +98,8 @@ enum lp_fs_op {
         LP_FS_CSS_CLOSE = 63,
         LP_FS_CSS_STATUS = 64,
         LP_FS_CSS_FG_CREATE = 65,
+        LP_FS_CSS_OPENED = 66,
+        LP_FS_CSS_ORPHAN = 67,
 };
 
 /* setattr `valid` bits (the same meaning as FUSE_SET_ATTR_*). */

@@ -105,6 +105,8 @@ int lp__client_hello_pack(const struct lp__hello *h, void **ret_buf, size_t *ret
         m.has_mac = 1;
         m.mac.len = LP_MAC_SIZE;
         m.mac.data = (uint8_t *)h->mac;
+        m.has_client_id = h->client_id != 0;
+        m.client_id = h->client_id;
         return pack_msg(&m.base, ret_buf, ret_len);
 }
 
@@ -121,6 +123,7 @@ int lp__client_hello_unpack(const void *buf, size_t len, struct lp__hello *ret)
                 goto out;
         h.version = m->version;
         h.site_id = m->site_id;
+        h.client_id = m->has_client_id ? m->client_id : 0;
         r = copy_fixed(h.nonce, LP_NONCE_SIZE, m->has_nonce, &m->nonce);
         if (r < 0)
                 goto out;

@@ -30,6 +30,7 @@ struct lp__hello {
         uint64_t site_id;
         uint8_t nonce[LP_NONCE_SIZE];
         uint8_t mac[LP_MAC_SIZE];       /* ClientHello only */
+        uint64_t client_id;             /* ClientHello only; 0 = absent */
 };
 
 /* sodium_init(); -EIO if libsodium cannot start. */

@@ -78,6 +78,7 @@ struct lp_conn {
         struct lp_decoder *dec;
         uint8_t nonce[LP_NONCE_SIZE];
         uint64_t peer_site;
+        uint64_t peer_client;           /* ClientHello client_id, 0 if none */
         size_t max_frame;
         size_t max_queued;
         void *data;
@@ -238,8 +239,13 @@ static void set_peer_site(struct lp_conn *conn)
 {
         size_t n = strlen(conn->peer);
 
-        snprintf(conn->peer + n, sizeof(conn->peer) - n, " site %llu",
-                 (unsigned long long)conn->peer_site);
+        if (conn->peer_client)
+                snprintf(conn->peer + n, sizeof(conn->peer) - n, " site %llu client %016llx",
+                         (unsigned long long)conn->peer_site,
+                         (unsigned long long)conn->peer_client);
+        else
+                snprintf(conn->peer + n, sizeof(conn->peer) - n, " site %llu",
+                         (unsigned long long)conn->peer_site);
 }
 
 /* The client gave up on the handshake and says why (e.g. our version). */
@@ -318,6 +324,7 @@ static void handle_hello(struct lp_conn *conn, const struct lp_frame *f)
         lp_decoder_set_max(conn->dec, conn->max_frame);
         conn->authed = true;
         conn->peer_site = h.site_id;
+        conn->peer_client = h.client_id;
         set_peer_site(conn);
         if (srv->cb.on_connect)
                 srv->cb.on_connect(conn, conn->peer_site);
@@ -780,6 +787,11 @@ struct lp_server *lp_server_conn_server(const struct lp_conn *conn)
 uint64_t lp_server_conn_site(const struct lp_conn *conn)
 {
         return conn->peer_site;
+}
+
+uint64_t lp_server_conn_client(const struct lp_conn *conn)
+{
+        return conn->peer_client;
 }
 
 const char *lp_server_conn_peer(const struct lp_conn *conn)

@@ -29,7 +29,7 @@ static void usage(FILE *f)
                 "                      [--port-file F] [--pid-file F] [--ready-fd N]\n"
                 "                      [--css HOST:PORT | --css-port-file F]\n"
                 "                      [--flush-interval-ms MS] [--segment-size BYTES] [--reserve BYTES]\n"
-                "                      [--log-level L] [--syslog]\n"
+                "                      [--lease-ms MS] [--log-level L] [--syslog]\n"
                 "       locus-storaged --data DIR --rebuild [--log-level L] [--syslog]\n");
 }
 
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
 {
         enum {
                 O_DATA = 256, O_KEY, O_SITE, O_LISTEN, O_PORT_FILE, O_PID_FILE, O_READY_FD, O_CSS,
-                O_CSS_PORT_FILE, O_FLUSH, O_LOG_LEVEL, O_SYSLOG, O_REBUILD, O_SEGSIZE, O_RESERVE, O_HELP,
+                O_CSS_PORT_FILE, O_FLUSH, O_LOG_LEVEL, O_SYSLOG, O_REBUILD, O_SEGSIZE, O_RESERVE, O_LEASE, O_HELP,
         };
         static const struct option lopts[] = {
                 { "data", required_argument, NULL, O_DATA },
@@ -128,6 +128,7 @@ int main(int argc, char **argv)
                 { "css", required_argument, NULL, O_CSS },
                 { "css-port-file", required_argument, NULL, O_CSS_PORT_FILE },
                 { "flush-interval-ms", required_argument, NULL, O_FLUSH },
+                { "lease-ms", required_argument, NULL, O_LEASE },
                 { "segment-size", required_argument, NULL, O_SEGSIZE },
                 { "reserve", required_argument, NULL, O_RESERVE },
                 { "log-level", required_argument, NULL, O_LOG_LEVEL },
@@ -198,6 +199,15 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         o.flush_interval_ms = (uint32_t)v;
+                        break;
+                case O_LEASE:
+                        if (parse_u64(optarg, 3600000, &v) < 0 || v < 100) {
+                                fprintf(stderr, "locus-storaged: --lease-ms %s: 100..3600000\n", optarg);
+                                return 2;
+                        }
+                        o.client_grace_ms = (uint32_t)v;
+                        if (o.sweep_ms > o.client_grace_ms / 4)
+                                o.sweep_ms = o.client_grace_ms / 4;
                         break;
                 case O_SEGSIZE:
                         if (parse_u64(optarg, DSM_SEGMENT_SIZE_MAX, &v) < 0 || v < DSM_SEGMENT_SIZE_MIN) {

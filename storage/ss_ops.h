@@ -71,7 +71,7 @@ struct ss_opctx {
         /* in */
         struct ss_ct *ct;               /* the request's container */
         struct ss_sessions *sess;
-        uint64_t client;                /* the peer's site id */
+        uint64_t client;                /* the peer's client id (ss_srv.h) */
         const char *data_dir;
         uint64_t space_reserve;         /* bytes that must stay free */
         /* out */

@@ -36,7 +36,7 @@ struct ss_sess {
         uint64_t id;
         struct ss_ct *ct;
         uint64_t ino;
-        uint64_t client;                /* peer site that opened it */
+        uint64_t client;                /* client that opened it (ss_srv.h) */
         struct dsm_txn *txn;
         bool has_size, has_atime, has_mtime, has_ctime;
         uint64_t size;

@@ -50,8 +50,10 @@
 #include "ss_reg.h"
 #include "ss_sess.h"
 
+/* A client: a mount (its handshake client id) or a daemon (its site id). */
 struct ss_client {
         struct ss_client *next;
+        uint64_t id;                    /* client id, or site id if it named none */
         uint64_t site;
         unsigned nconns;
         uint64_t gone_us;               /* when nconns dropped to 0 */
@@ -61,6 +63,7 @@ struct ss_conn {
         struct lp_conn *lc;             /* NULL once closed */
         struct ss_client *cl;
         uint64_t site;
+        uint64_t client;                /* cl->id */
         unsigned refs;                  /* [S4] */
 };
 
@@ -621,7 +624,7 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         assert(!f->busy);       /* [S1] */
         x.ct = f->ct;
         x.sess = &s->sess;
-        x.client = c->site;
+        x.client = c->client;
         x.data_dir = s->data_dir;
         x.space_reserve = s->o.space_reserve;
         r = ss_op_run(&x, q, &a);
@@ -760,6 +763,50 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
         free(text);
 }
 
+/* SS_ORPHANS: the container's orphans (nlink 0), at most q->length (1..SS_ORPHANS_MAX),
+ * as a JSON array of inode numbers; eof when that is all of them. */
+static void op_orphans(struct ss_fg *f, struct ss_conn *c, uint64_t reqid, const struct lp_fs_req *q)
+{
+        unsigned max = q->length && q->length < SS_ORPHANS_MAX ? (unsigned)q->length : SS_ORPHANS_MAX;
+        struct lp_fs_resp a = { 0 };
+        uint64_t *inos = calloc(max + 1, sizeof(*inos));
+        char *text = NULL;
+        size_t n = 0, len = 0;
+        FILE *m;
+        int r;
+
+        if (!inos) {
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        r = ss_db_orphans(f->ct->db, max + 1, inos, &n);
+        if (r < 0) {
+                free(inos);
+                send_status(c, reqid, r, "listing the orphans failed");
+                return;
+        }
+        m = open_memstream(&text, &len);
+        if (!m) {
+                free(inos);
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        fputc('[', m);
+        for (size_t i = 0; i < n && i < max; i++)
+                fprintf(m, "%s%llu", i ? "," : "", (unsigned long long)inos[i]);
+        fputc(']', m);
+        free(inos);
+        if (fclose(m) != 0 || !text) {
+                free(text);
+                send_status(c, reqid, -ENOMEM, "out of memory");
+                return;
+        }
+        a.text = text;
+        a.eof = n <= max;
+        send_resp(c, reqid, &a);
+        free(text);
+}
+
 static void create_work_cb(uv_work_t *w)
 {
         struct create_job *j = w->data;
@@ -862,6 +909,22 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
         case LP_FS_SS_FG_CREATE:
                 op_fg_create(s, c, reqid, q);
                 break;
+        case LP_FS_SS_ORPHANS:
+                f = find_fg(s, q->fg);
+                if (!f) {
+                        send_status(c, reqid, -ESTALE, "this site holds no container of that file group");
+                        break;
+                }
+                if (f->busy) {
+                        park(f, c, reqid, q);
+                        return;
+                }
+                if (f->ct->err) {
+                        send_status(c, reqid, f->ct->err, "the container is in an error state");
+                        break;
+                }
+                op_orphans(f, c, reqid, q);
+                break;
         case LP_FS_SS_CHECKPOINT:
         case LP_FS_SS_CLEAN:
                 f = find_fg(s, q->fg);
@@ -922,6 +985,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
 {
         struct ss_srv *s = lp_server_get_data(lp_server_conn_server(conn));
         struct ss_conn *c = calloc(1, sizeof(*c));
+        uint64_t id = lp_server_conn_client(conn) ? lp_server_conn_client(conn) : site;
         struct ss_client *cl;
 
         if (!c) {
@@ -929,7 +993,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
                 lp_server_conn_close(conn);
                 return;
         }
-        for (cl = s->clients; cl && cl->site != site; cl = cl->next)
+        for (cl = s->clients; cl && cl->id != id; cl = cl->next)
                 ;
         if (!cl) {
                 cl = calloc(1, sizeof(*cl));
@@ -938,6 +1002,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
                         lp_server_conn_close(conn);
                         return;
                 }
+                cl->id = id;
                 cl->site = site;
                 cl->next = s->clients;
                 s->clients = cl;
@@ -946,6 +1011,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
         c->lc = conn;
         c->cl = cl;
         c->site = site;
+        c->client = id;
         c->refs = 1;
         lp_server_conn_set_data(conn, c);
         cm_log(LOG_DEBUG, "site %llu connected from %s", (unsigned long long)site, lp_server_conn_peer(conn));
@@ -1010,7 +1076,7 @@ static void tick_cb(uv_timer_t *t)
         struct ss_client **pp = &s->clients;
         struct ss_sess *x, *next;
 
-        /* Clients whose connections have all been closed for the grace time. */
+        /* Clients that have had no connection for the lease. */
         while (*pp) {
                 struct ss_client *cl = *pp;
                 unsigned n = 0;
@@ -1020,13 +1086,15 @@ static void tick_cb(uv_timer_t *t)
                         continue;
                 }
                 for (x = s->sess.head; x; x = x->next)
-                        if (x->client == cl->site && !x->doomed) {
+                        if (x->client == cl->id && !x->doomed) {
                                 x->doomed = true;
                                 n++;
                         }
                 if (n)
-                        cm_log(LOG_NOTICE, "site %llu has been disconnected for %u ms: aborting its %u write "
-                               "session(s)", (unsigned long long)cl->site, s->o.client_grace_ms, n);
+                        cm_log(LOG_NOTICE, "client %016llx (site %llu) has had no connection for the lease "
+                               "(%u ms): aborting its %u write session(s), nothing of them committed",
+                               (unsigned long long)cl->id, (unsigned long long)cl->site, s->o.client_grace_ms,
+                               n);
                 *pp = cl->next;
                 free(cl);
         }
@@ -1035,8 +1103,8 @@ static void tick_cb(uv_timer_t *t)
 
                 next = x->next;
                 if (!x->doomed && now - x->last_used_us >= (uint64_t)s->o.idle_timeout_ms * 1000u) {
-                        cm_log(LOG_NOTICE, "fg %u ino %#llx: write session %016llx of site %llu unused for %u ms: "
-                               "aborted", f ? f->fg : 0, (unsigned long long)x->ino, (unsigned long long)x->id,
+                        cm_log(LOG_NOTICE, "fg %u ino %#llx: write session %016llx of client %016llx unused for "
+                               "%u ms: aborted", f ? f->fg : 0, (unsigned long long)x->ino, (unsigned long long)x->id,
                                (unsigned long long)x->client, s->o.idle_timeout_ms);
                         x->doomed = true;
                 }
@@ -1060,7 +1128,7 @@ void ss_opts_default(struct ss_opts *o)
         o->listen_host = "127.0.0.1";
         o->flush_interval_ms = 5;
         o->idle_timeout_ms = 600000;
-        o->client_grace_ms = 30000;
+        o->client_grace_ms = SS_LEASE_MS_DEFAULT;
         o->sweep_ms = 1000;
         o->max_sessions = 1024;
         o->ckpt_bytes = 64ull << 20;
@@ -1290,7 +1358,10 @@ int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret)
         for (size_t i = 0; i < n; i++) {
                 struct ss_ct *ct;
 
-                r = ss_ct_open(s->data_dir, fgs[i], true, &ct);
+                /* With a CSS, orphans wait for its decision (it asks for them
+                 * when we register: SS_ORPHANS): a mount that outlived our
+                 * restart may still hold them open. */
+                r = ss_ct_open(s->data_dir, fgs[i], !(o->css_port || o->css_port_file), &ct);
                 if (r >= 0) {
                         r = add_fg(s, ct);
                         if (r < 0)

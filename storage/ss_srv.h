@@ -27,9 +27,17 @@
  * SS_CLEAN.
  *
  * Sessions: at most max_sessions (ss_sess.h); a session unused for
- * idle_timeout_ms is aborted; when every connection of a client (peer
- * site id) has been closed for client_grace_ms, its sessions are aborted.
- * Checked every sweep_ms.
+ * idle_timeout_ms is aborted.  A session belongs to the client that opened
+ * it: a mount, known by the client id it names in the handshake (lp_conn.h,
+ * one per mount process, kept across its reconnections), or a daemon or
+ * tool, known by its site id.  When every connection of a client has been
+ * closed for client_grace_ms (the lease), its sessions are aborted
+ * (nothing staged is committed).  Checked every sweep_ms.
+ *
+ * Orphans (inodes with no name left): without a CSS they are freed at
+ * start.  With one, they are kept across restarts: the CSS asks for them
+ * (SS_ORPHANS) when this site registers and frees each (FORGET_ORPHAN)
+ * once no mount holds it open (css.h).
  *
  * Ownership: the caller owns the loop; ss_srv_new() copies the options.
  * After ss_srv_stop() the caller runs the loop until it returns, then
@@ -60,6 +68,8 @@
 #define SS_MAX_FGS 256u
 #define SS_PARK_MAX 65536u
 #define SS_PARK_BYTES ((size_t)512 << 20)
+#define SS_LEASE_MS_DEFAULT 30000u
+#define SS_ORPHANS_MAX 4096u
 
 struct ss_opts {
         const char *data_dir;
@@ -69,7 +79,7 @@ struct ss_opts {
         uint16_t listen_port;           /* 0: any */
         uint32_t flush_interval_ms;     /* default 5 */
         uint32_t idle_timeout_ms;       /* default 600000 */
-        uint32_t client_grace_ms;       /* default 30000 */
+        uint32_t client_grace_ms;       /* the lease; default SS_LEASE_MS_DEFAULT */
         uint32_t sweep_ms;              /* default 1000 */
         unsigned max_sessions;          /* default 1024 */
         uint64_t ckpt_bytes;            /* default 64 MiB */
@@ -92,7 +102,8 @@ void ss_opts_default(struct ss_opts *o);
 
 /*
  * Open (or create: file group 1 on first start) every container of
- * o->data_dir, free leftover orphans, listen, start registering.  Blocks
+ * o->data_dir, free leftover orphans if there is no CSS, listen, start
+ * registering.  Blocks
  * while containers are recovered.
  */
 int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret);

@@ -313,3 +313,33 @@ count_lines() {
     n=$(grep -c "^$2" "$1" 2>/dev/null) || true
     echo "${n:-0}"
 }
+
+# daemons_with ARGS...: from now on `locusctl dev up` starts locus-storaged
+# and locus-cssd with ARGS appended (e.g. --lease-ms 2000): wrappers in
+# $WORK/bin, found through LOCUS_BIN_DIR.
+daemons_with() {
+    local bin=$WORK/bin p
+    mkdir -p "$bin" || fail "mkdir $bin"
+    for p in storage/locus-storaged css/locus-cssd; do
+        { printf '#!/bin/sh\nexec %q "$@"' "$MESON_BUILD_ROOT/$p"; printf ' %q' "$@"; echo; } \
+            >"$bin/${p#*/}" || fail "cannot write a wrapper in $bin"
+        chmod +x "$bin/${p#*/}"
+    done
+    ln -sf "$MESON_BUILD_ROOT/fused/locusfs-mount" "$bin/locusfs-mount" || fail "ln in $bin"
+    export LOCUS_BIN_DIR=$bin
+}
+
+# mount_more DIR: a second locusfs-mount of the running cluster at DIR
+# (log $WORK/mount-NAME.log), tracked for cleanup; its pid in MORE_PID.
+mount_more() {
+    local dir=$1
+    mkdir -p "$dir" || fail "mkdir $dir"
+    "$MESON_BUILD_ROOT/fused/locusfs-mount" "$dir" -f \
+        -o "key=$STATE/cluster.key,css=127.0.0.1:$(port_of cssd),css_port_file=$STATE/run/cssd.port" \
+        >"$WORK/mount-$(basename "$dir").log" 2>&1 &
+    MORE_PID=$!
+    track_pid "$MORE_PID"
+    track_mount "$dir"
+    wait_for 30 "the mount at $dir" is_mounted "$dir"
+    wait_for 30 "the mount at $dir to answer" stat "$dir/."
+}

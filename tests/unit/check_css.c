@@ -75,6 +75,7 @@ struct tcss {
         uint8_t key[LP_KEY_SIZE];
         uint16_t port;
         int connect_ms, call_ms;        /* toward storage sites */
+        uint32_t lease_ms;              /* 0: the default */
         int err;
         pthread_mutex_t mu;
         pthread_cond_t cv;
@@ -94,7 +95,8 @@ static void *loop_main(void *arg)
         struct tcss *t = arg;
         struct css_config cfg = { .state_dir = t->state, .site = CSS_SITE,
                                   .ss_connect_ms = t->connect_ms ? t->connect_ms : 2000,
-                                  .ss_call_ms = t->call_ms ? t->call_ms : 5000 };
+                                  .ss_call_ms = t->call_ms ? t->call_ms : 5000,
+                                  .lease_ms = t->lease_ms };
         char err[256];
         int r;
 
@@ -125,12 +127,13 @@ static void key_of_test(uint8_t key[LP_KEY_SIZE])
                 key[i] = (uint8_t)(0x5a ^ (i * 7));
 }
 
-static struct tcss *tcss_start_ms(const char *state, int connect_ms)
+static struct tcss *tcss_start_lease(const char *state, int connect_ms, uint32_t lease_ms)
 {
         struct tcss *t = calloc(1, sizeof(*t));
 
         CHECK(t);
         t->connect_ms = connect_ms;
+        t->lease_ms = lease_ms;
         snprintf(t->state, sizeof(t->state), "%s", state);
         mkdir(state, 0700);
         key_of_test(t->key);
@@ -144,6 +147,11 @@ static struct tcss *tcss_start_ms(const char *state, int connect_ms)
         if (t->err)
                 ck_abort_msg("CSS did not start: %s", strerror(-t->err));
         return t;
+}
+
+static struct tcss *tcss_start_ms(const char *state, int connect_ms)
+{
+        return tcss_start_lease(state, connect_ms, 0);
 }
 
 static struct tcss *tcss_start(const char *state)
@@ -164,6 +172,17 @@ static struct lp_client *cl_connect(struct tcss *t, uint64_t site)
 {
         struct lp_client *c = NULL;
         int r = lp_client_connect("127.0.0.1", t->port, t->key, site, WAIT_MS, &c);
+
+        if (r < 0)
+                ck_abort_msg("connect to the CSS: %s", strerror(-r));
+        return c;
+}
+
+/* A connection naming client id (a mount's identity). */
+static struct lp_client *cl_connect_id(struct tcss *t, uint64_t id)
+{
+        struct lp_client *c = NULL;
+        int r = lp_client_connect_as("127.0.0.1", t->port, t->key, 0, id, WAIT_MS, &c);
 
         if (r < 0)
                 ck_abort_msg("connect to the CSS: %s", strerror(-r));
@@ -551,7 +570,7 @@ START_TEST(test_otab)
         uint32_t rd, wr;
 
         CHECK(css_otab_new(&t) == 0);
-        /* site 1 on connection 10: two readers, one writer of <1,5> */
+        /* site 1, client 10: two readers, one writer of <1,5> */
         CHECK(css_otab_open(t, 1, 10, 1, 5, false) == 0);
         CHECK(css_otab_open(t, 1, 10, 1, 5, false) == 0);
         CHECK(css_otab_open(t, 1, 10, 1, 5, true) == 0);
@@ -563,18 +582,20 @@ START_TEST(test_otab)
         css_otab_get(t, 0, 1, 5, &rd, &wr);
         CHECK(rd == 3 && wr == 1);
         css_otab_stats(t, &st);
-        CHECK(st.records == 3 && st.files == 2 && st.readers == 4 && st.writers == 1);
+        CHECK(st.records == 3 && st.files == 2 && st.readers == 4 && st.writers == 1 && st.clients == 2);
 
         CHECK(css_otab_close(t, 1, 10, 1, 5, true) == 0);
         CHECK_EQ(css_otab_close(t, 1, 10, 1, 5, true), -ENOENT);        /* no writer left */
         CHECK_EQ(css_otab_close(t, 3, 10, 1, 5, false), -ENOENT);       /* not that site */
-        /* a close on another connection of the same site (the mount reconnected) */
-        CHECK(css_otab_close(t, 1, 11, 1, 5, false) == 0);
+        /* another client of the same site (every mount is site 0) cannot
+         * close what client 10 opened */
+        CHECK_EQ(css_otab_close(t, 1, 11, 1, 5, false), -ENOENT);
+        CHECK(css_otab_close(t, 1, 10, 1, 5, false) == 0);
         css_otab_get(t, 1, 1, 5, &rd, &wr);
         CHECK(rd == 1 && wr == 0);
-        /* connection 20 goes away: its opens are released */
-        CHECK_EQ(css_otab_drop_conn(t, 20), 2);
-        CHECK_EQ(css_otab_drop_conn(t, 20), 0);
+        /* client 20 goes away: its opens are released */
+        CHECK_EQ(css_otab_drop_client(t, 20, NULL, NULL), 2);
+        CHECK_EQ(css_otab_drop_client(t, 20, NULL, NULL), 0);
         css_otab_get(t, 0, 1, 5, &rd, &wr);
         CHECK(rd == 1 && wr == 0);
         css_otab_stats(t, &st);
@@ -583,17 +604,74 @@ START_TEST(test_otab)
         css_otab_stats(t, &st);
         CHECK(st.records == 0 && st.files == 0);
 
-        /* many files (the tables grow) and the per-connection limit */
-        for (uint32_t i = 0; i < CSS_MAX_CONN_OPENS; i++)
+        /* many files (the tables grow) and the per-client limit */
+        for (uint32_t i = 0; i < CSS_MAX_CLIENT_OPENS; i++)
                 CHECK(css_otab_open(t, 1, 30, 1, 100 + i, i & 1) == 0);
         CHECK_EQ(css_otab_open(t, 1, 30, 1, 99, false), -ENOSPC);
         CHECK(css_otab_open(t, 1, 30, 1, 100, false) == 0);     /* an existing record still counts up */
-        CHECK(css_otab_open(t, 1, 31, 1, 99, false) == 0);      /* another connection is fine */
+        CHECK(css_otab_open(t, 1, 31, 1, 99, false) == 0);      /* another client is fine */
         css_otab_stats(t, &st);
-        CHECK_EQ(st.records, CSS_MAX_CONN_OPENS + 1);
-        CHECK_EQ(css_otab_drop_conn(t, 30), CSS_MAX_CONN_OPENS + 1);
+        CHECK_EQ(st.records, CSS_MAX_CLIENT_OPENS + 1);
+        CHECK_EQ(css_otab_drop_client(t, 30, NULL, NULL), CSS_MAX_CLIENT_OPENS + 1);
         css_otab_stats(t, &st);
         CHECK_EQ(st.records, 1);
+        css_otab_free(t);
+}
+END_TEST
+
+static unsigned nfreed;
+static uint64_t freed_ino;
+
+static void freed_cb(void *arg, uint32_t fg, uint64_t ino)
+{
+        (void)arg;
+        CHECK_EQ(fg, 1);
+        nfreed++;
+        freed_ino = ino;
+}
+
+/* The orphan decision: free at once if nobody holds the file; else at the
+ * last close anywhere, or when the last holder's client is dropped. */
+START_TEST(test_otab_orphans)
+{
+        struct css_otab *t;
+        struct css_otab_stats st;
+
+        CHECK(css_otab_new(&t) == 0);
+        /* nobody holds <1,7>: free now, nothing kept */
+        CHECK_EQ(css_otab_orphan_add(t, 1, 7), 1);
+        CHECK(!css_otab_is_orphan(t, 1, 7));
+
+        /* clients A (100) and B (200), both of site 0, hold <1,8>; B unlinks */
+        CHECK(css_otab_open(t, 0, 100, 1, 8, true) == 0);
+        CHECK(css_otab_open(t, 0, 200, 1, 8, false) == 0);
+        CHECK_EQ(css_otab_orphan_add(t, 1, 8), 0);
+        CHECK_EQ(css_otab_orphan_add(t, 1, 8), 0);              /* told twice: still one */
+        CHECK(css_otab_is_orphan(t, 1, 8));
+        /* B closes: A still holds it */
+        CHECK_EQ(css_otab_close(t, 0, 200, 1, 8, false), 0);
+        CHECK(css_otab_is_orphan(t, 1, 8));
+        css_otab_stats(t, &st);
+        CHECK_EQ(st.orphans, 1);
+        /* A's last close frees it, once */
+        CHECK(css_otab_open(t, 0, 100, 1, 8, false) == 0);
+        CHECK_EQ(css_otab_close(t, 0, 100, 1, 8, true), 0);
+        CHECK_EQ(css_otab_close(t, 0, 100, 1, 8, false), 1);
+        CHECK(!css_otab_is_orphan(t, 1, 8));
+        CHECK(css_otab_open(t, 0, 100, 1, 8, false) == 0);
+        CHECK_EQ(css_otab_close(t, 0, 100, 1, 8, false), 0);    /* not an orphan any more */
+
+        /* a dead client's lease runs out: its orphan is reported freed, the
+         * other files it held are not */
+        nfreed = 0;
+        CHECK(css_otab_open(t, 0, 300, 1, 9, true) == 0);
+        CHECK(css_otab_open(t, 0, 300, 1, 10, true) == 0);
+        CHECK_EQ(css_otab_orphan_add(t, 1, 9), 0);
+        CHECK_EQ(css_otab_drop_client(t, 300, freed_cb, NULL), 2);
+        CHECK_EQ(nfreed, 1);
+        CHECK_EQ(freed_ino, 9);
+        css_otab_stats(t, &st);
+        CHECK(st.orphans == 0 && st.records == 0);
         css_otab_free(t);
 }
 END_TEST
@@ -730,6 +808,86 @@ START_TEST(test_open_close_unavailable)
 
         lp_client_close(us);
         lp_client_close(ss);
+        tcss_stop(t);
+}
+END_TEST
+
+static uint64_t writers_of(struct lp_client *c)
+{
+        struct css_jval *st = get_status(c);
+        uint64_t n = jnum(css_json_get(st, "opens"), "writers");
+
+        css_json_free(st);
+        return n;
+}
+
+/* Opens belong to a client id: they survive its reconnections, only it can
+ * close them, and they go one lease after its last connection closed. */
+START_TEST(test_client_leases)
+{
+        struct tcss *t = tcss_start_lease(state_dir("css"), 0, 3000);
+        struct lp_fs_req op = { .op = LP_FS_CSS_OPENED, .fg = 1, .ino = 50, .flags = O_WRONLY };
+        struct lp_fs_req cl = { .op = LP_FS_CSS_CLOSE, .fg = 1, .ino = 50, .flags = O_WRONLY };
+        struct lp_fs_req orph = { .op = LP_FS_CSS_ORPHAN, .fg = 1, .ino = 50 };
+        struct lp_client *tool = cl_connect(t, 0), *a, *b;
+        struct lp_fs_resp resp;
+        struct css_jval *st;
+        uint64_t deadline;
+
+        /* A opens, its connection breaks, it reconnects and closes */
+        a = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xa);
+        CHECK_EQ(call(a, &op, &resp), 0);
+        CHECK(resp.value != 0);                 /* the CSS's boot id */
+        lp_fs_resp_release(&resp);
+        lp_client_close(a);
+        CHECK_EQ(writers_of(tool), 1);
+        a = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xa);
+        CHECK_EQ(call_st(a, &cl), 0);
+        CHECK_EQ(writers_of(tool), 0);
+
+        /* another mount of the same site cannot close A's open */
+        CHECK_EQ(call_st(a, &op), 0);
+        b = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xb);
+        CHECK_EQ(call_st(b, &cl), 0);           /* answered, matches nothing */
+        CHECK_EQ(writers_of(tool), 1);
+        st = get_status(tool);
+        CHECK_EQ(jnum(st, "unmatched_closes"), 1);
+        CHECK_EQ(jnum(st, "leased_clients"), 2);
+        css_json_free(st);
+
+        /* B reports the file orphaned: A holds it, and the CSS is in its
+         * reclaim window anyway: nothing is freed */
+        CHECK_EQ(call_st(b, &orph), 0);
+        st = get_status(tool);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "freed"), 0);
+        css_json_free(st);
+
+        /* A dies: its open goes after the lease, not before */
+        lp_client_close(a);
+        deadline = cm_now_us() + WAIT_MS * 1000ull;
+        while (writers_of(tool) != 0)
+                CHECK(cm_now_us() < deadline);
+        st = get_status(tool);
+        CHECK_EQ(jnum(st, "clients_expired"), 1);
+        CHECK_EQ(jnum(st, "leased_clients"), 1);
+        css_json_free(st);
+
+        /* a peer without a client id is released when its connection closes */
+        {
+                struct lp_client *c = cl_connect(t, 0);
+
+                CHECK_EQ(call_st(c, &op), 0);
+                CHECK_EQ(writers_of(tool), 1);
+                lp_client_close(c);
+                deadline = cm_now_us() + WAIT_MS * 1000ull;
+                while (writers_of(tool) != 0)
+                        CHECK(cm_now_us() < deadline);
+                st = get_status(tool);
+                CHECK_EQ(jnum(st, "clients_expired"), 1);
+                css_json_free(st);
+        }
+        lp_client_close(b);
+        lp_client_close(tool);
         tcss_stop(t);
 }
 END_TEST
@@ -1390,12 +1548,14 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_mtab_schema_refused);
         tcase_add_test(tc, test_sites);
         tcase_add_test(tc, test_otab);
+        tcase_add_test(tc, test_otab_orphans);
         tcase_set_timeout(tc, 60);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("wire");
         tcase_add_test(tc, test_register_and_mounttable);
         tcase_add_test(tc, test_open_close_unavailable);
+        tcase_add_test(tc, test_client_leases);
         tcase_add_test(tc, test_malformed);
         tcase_add_test(tc, test_restart_keeps_mounts);
         tcase_add_test(tc, test_fg_create_refusals);

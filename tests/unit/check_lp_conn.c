@@ -78,6 +78,7 @@ struct tsrv {
         int nconnect, nclose, nframes;
         int errors;                     /* checks that failed on the loop thread */
         uint64_t last_site;
+        uint64_t last_client;
         struct logline logs[512];
         int nlogs;
 };
@@ -119,6 +120,7 @@ static void on_connect(struct lp_conn *conn, uint64_t site)
         pthread_mutex_lock(&TS->mu);
         TS->nconnect++;
         TS->last_site = site;
+        TS->last_client = lp_server_conn_client(conn);
         if (lp_server_conn_site(conn) != site)
                 TS->errors++;
         ts_signal();
@@ -605,6 +607,45 @@ START_TEST(t_handshake_and_echo)
         /* A normal end is logged once, at debug level. */
         ck_assert_int_eq(count_logs(NULL, "site 7"), 1);
         ck_assert_int_eq(count_logs(NULL, "peer hung up"), 1);
+        ts_stop();
+}
+END_TEST
+
+/* A client id named in the ClientHello reaches the server, the same on
+ * every connection that names it; a client that names none gives 0. */
+START_TEST(t_client_id)
+{
+        struct lp_client *c = NULL, *d = NULL;
+        uint64_t id, id2;
+
+        ck_assert_int_eq(lp_client_id_new(&id), 0);
+        ck_assert_int_eq(lp_client_id_new(&id2), 0);
+        CHECK(id & LP_CLIENT_ID_BIT);
+        CHECK(id != id2);               /* 2^-63 chance of a false failure */
+        ts_start();
+        ck_assert_int_eq(lp_client_connect_as("127.0.0.1", TS->port, TS->key, 0, id, WAIT_MS, &c), 0);
+        wait_count(&TS->nconnect, 1);
+        ck_assert_uint_eq(TS->last_site, 0);
+        ck_assert_uint_eq(TS->last_client, id);
+        echo_call(c, "x", 1, WAIT_MS);
+        ck_assert_int_eq(lp_client_connect_as("127.0.0.1", TS->port, TS->key, 0, id, WAIT_MS, &d), 0);
+        wait_count(&TS->nconnect, 2);
+        ck_assert_uint_eq(TS->last_client, id);
+        lp_client_close(d);
+        ck_assert_int_eq(lp_client_connect("127.0.0.1", TS->port, TS->key, 5, WAIT_MS, &d), 0);
+        wait_count(&TS->nconnect, 3);
+        ck_assert_uint_eq(TS->last_site, 5);
+        ck_assert_uint_eq(TS->last_client, 0);
+        lp_client_close(d);
+        lp_client_close(c);
+        wait_count(&TS->nclose, 3);
+        /* The log names the client. */
+        {
+                char want[40];
+
+                snprintf(want, sizeof(want), "client %016llx", (unsigned long long)id);
+                ck_assert_int_eq(count_logs(NULL, want), 2);
+        }
         ts_stop();
 }
 END_TEST
@@ -1423,6 +1464,7 @@ static Suite *lp_conn_suite(void)
         tc = tcase_create("good");
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, t_handshake_and_echo);
+        tcase_add_test(tc, t_client_id);
         tcase_add_test(tc, t_large_frames);
         tcase_add_test(tc, t_concurrent_clients);
         tcase_add_test(tc, t_notifications_and_status);

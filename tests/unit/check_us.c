@@ -516,6 +516,8 @@ static int fs_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_
                 resp->version = f->version;
                 return ACT_REPLY;
         case LP_FS_CSS_CLOSE:
+        case LP_FS_CSS_OPENED:
+        case LP_FS_CSS_ORPHAN:
         case LP_FS_FORGET_ORPHAN:
         case LP_FS_SYNC:
                 return ACT_REPLY;
@@ -1474,29 +1476,34 @@ START_TEST(t_core_orphans)
         fake_start(fs_handler, 0);
         core = core_new(WAIT_US);
 
-        /* open elsewhere in this mount: forgotten at the last release */
+        /* The mount never frees an orphan itself: it tells the CSS at once,
+         * open here or not, and the CSS frees it after the last close
+         * anywhere (another mount may hold it). */
         fh = open_f(core, O_RDONLY);
         ck_assert_int_eq(us_core_unlink(core, ctx_of(core), 1, "f"), 0);
-        ck_assert_int_eq(count_op(LP_FS_FORGET_ORPHAN), 0);
+        ck_assert_int_eq(count_op(LP_FS_CSS_ORPHAN), 1);
+        ck_assert_uint_eq(get_ev(find_op(LP_FS_CSS_ORPHAN, 0)).ino, INO_F);
         us_core_release(core, ctx_of(core), fh);
-        ck_assert_int_eq(count_op(LP_FS_FORGET_ORPHAN), 1);
-        ck_assert_uint_eq(get_ev(find_op(LP_FS_FORGET_ORPHAN, 0)).ino, INO_F);
+        ck_assert_int_eq(count_op(LP_FS_CSS_ORPHAN), 1);
+        ck_assert_int_eq(count_op(LP_FS_FORGET_ORPHAN), 0);
 
-        /* written and unlinked: the commit comes first, then the forget */
+        /* written and unlinked: the final commit comes before the close
+         * that lets the CSS free it */
         fh = open_f(core, O_WRONLY);
         ck_assert_int_eq(us_core_write(core, ctx_of(core), fh, 0, "abc", 3), 3);
         ck_assert_int_eq(us_core_unlink(core, ctx_of(core), 1, "f"), 0);
-        ck_assert_int_eq(count_op(LP_FS_FORGET_ORPHAN), 1);
+        ck_assert_int_eq(count_op(LP_FS_CSS_ORPHAN), 2);
         us_core_release(core, ctx_of(core), fh);
         c = find_op(LP_FS_COMMIT, 0);
-        o = find_op(LP_FS_FORGET_ORPHAN, 1);
+        o = find_op(LP_FS_CSS_CLOSE, 1);
         ck_assert_int_ge(c, 0);
         ck_assert_int_gt(o, c);
 
-        /* nothing open: forgotten at once */
+        /* nothing open: reported at once too */
         ck_assert_int_eq(us_core_lookup(core, ctx_of(core), 1, "f", &e), 0);
         ck_assert_int_eq(us_core_unlink(core, ctx_of(core), 1, "f"), 0);
-        ck_assert_int_eq(count_op(LP_FS_FORGET_ORPHAN), 3);
+        ck_assert_int_eq(count_op(LP_FS_CSS_ORPHAN), 3);
+        ck_assert_int_eq(count_op(LP_FS_FORGET_ORPHAN), 0);
         us_core_forget(core, e.fino, 1);
         us_core_free(core);
         fake_stop();
@@ -1520,8 +1527,11 @@ START_TEST(t_core_create_joins)
         ck_assert_uint_eq(us_core_nlookup(core, e.fino), 1);
         sid = us_core_session_of(core, e.fino, NULL);
         ck_assert_uint_ne(sid, 0);
-        /* CREATE goes to the storage site only */
+        /* CREATE goes to the storage site; the CSS only records the open
+         * (it must know every open to decide when an orphan is freed) */
         ck_assert_int_eq(count_op(LP_FS_CSS_OPEN), 0);
+        ck_assert_int_eq(count_op(LP_FS_CSS_OPENED), 1);
+        ck_assert_uint_eq(get_ev(find_op(LP_FS_CSS_OPENED, 0)).ino, INO_G);
         /* The kernel's per-write question about file capabilities is
          * answered here for a file this mount just created... */
         {
@@ -1552,7 +1562,7 @@ START_TEST(t_core_create_joins)
         us_core_release(core, ctx_of(core), a);
         us_core_release(core, ctx_of(core), b);
         ck_assert_int_eq(count_op(LP_FS_COMMIT), 1);
-        ck_assert_int_eq(count_op(LP_FS_CSS_CLOSE), 0);
+        ck_assert_int_eq(count_op(LP_FS_CSS_CLOSE), 2);        /* both opens were recorded */
         us_core_forget(core, e.fino, 2);
         us_core_stats(core, &st);
         ck_assert_uint_eq(st.nodes, 0);
