@@ -894,6 +894,36 @@ static void op_fg_create(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, co
         s->works++;
 }
 
+/* The container a request names, ready to serve it.  Answers the request
+ * itself and returns NULL when this site holds no such container or the
+ * container is in its error state [C5]; parks the request (taking over q)
+ * and returns FG_PARKED while the container is busy. */
+#define FG_PARKED ((struct ss_fg *)-1)
+static struct ss_fg *ready_fg(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
+{
+        struct ss_fg *f = find_fg(s, q->fg);
+
+        if (!f) {
+                char why[96];
+
+                snprintf(why, sizeof(why), "this site holds no container of file group %u", q->fg);
+                cm_log(LOG_INFO, "fg %u: %s from site %llu: %s", q->fg, lp_fs_op_name(q->op),
+                       (unsigned long long)c->site, why);
+                send_status(c, reqid, -ESTALE, why);
+                return NULL;
+        }
+        if (f->busy) {
+                park(f, c, reqid, q);
+                return FG_PARKED;
+        }
+        if (fg_check(f) < 0) {
+                send_status(c, reqid, f->ct->err, "the container is in an error state (see the "
+                            "storage site's log); restart the storage site to recover it");
+                return NULL;
+        }
+        return f;
+}
+
 /* Handle one decoded request; takes over q. */
 static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
 {
@@ -910,37 +940,18 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                 op_fg_create(s, c, reqid, q);
                 break;
         case LP_FS_SS_ORPHANS:
-                f = find_fg(s, q->fg);
-                if (!f) {
-                        send_status(c, reqid, -ESTALE, "this site holds no container of that file group");
-                        break;
-                }
-                if (f->busy) {
-                        park(f, c, reqid, q);
+                f = ready_fg(s, c, reqid, q);
+                if (f == FG_PARKED)
                         return;
-                }
-                if (f->ct->err) {
-                        send_status(c, reqid, f->ct->err, "the container is in an error state");
-                        break;
-                }
-                op_orphans(f, c, reqid, q);
+                if (f)
+                        op_orphans(f, c, reqid, q);
                 break;
         case LP_FS_SS_CHECKPOINT:
         case LP_FS_SS_CLEAN:
-                f = find_fg(s, q->fg);
-                if (!f) {
-                        send_status(c, reqid, -ESTALE, "this site holds no container of that file group");
-                        break;
-                }
-                if (f->busy) {
-                        park(f, c, reqid, q);
+                f = ready_fg(s, c, reqid, q);
+                if (f == FG_PARKED)
                         return;
-                }
-                if (fg_check(f) < 0) {
-                        send_status(c, reqid, f->ct->err, "the container is in an error state");
-                        break;
-                }
-                {
+                if (f) {
                         struct pending *p = pending_new(c, reqid, NULL, 0);
 
                         if (!p)
@@ -954,25 +965,11 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                         send_status(c, reqid, -EOPNOTSUPP, "operation not served by a storage site");
                         break;
                 }
-                f = find_fg(s, q->fg);
-                if (!f) {
-                        char why[96];
-
-                        snprintf(why, sizeof(why), "this site holds no container of file group %u", q->fg);
-                        cm_log(LOG_INFO, "fg %u: %s from site %llu: %s", q->fg, lp_fs_op_name(q->op),
-                               (unsigned long long)c->site, why);
-                        send_status(c, reqid, -ESTALE, why);
-                        break;
-                }
-                if (f->busy) {
-                        park(f, c, reqid, q);
+                f = ready_fg(s, c, reqid, q);
+                if (f == FG_PARKED)
                         return;
-                }
-                if (fg_check(f) < 0) {
-                        send_status(c, reqid, f->ct->err, "the container is in an error state (see the "
-                                    "storage site's log); restart the storage site to recover it");
+                if (!f)
                         break;
-                }
                 run_op(s, f, c, reqid, q);
                 return;
         }
