@@ -10,7 +10,7 @@
  * Pending attributes: size (set by WRITE past the end, truncation,
  * FALLOCATE, COPY_RANGE), atime/mtime/ctime; `data` says pages changed
  * (the version bumps at commit).  COMMIT applies them in one changeset with
- * the transaction (ss_ops.c).
+ * the transaction (ss_ops.c, ss_ops_data.c).
  *
  * Ownership: the table owns its sessions; a session owns its transaction
  * (NULL between a commit and the next begin).  The container pointer is
@@ -42,7 +42,7 @@ struct ss_sess {
         uint64_t size;
         struct ss_time atime, mtime, ctime;
         bool data;                      /* pages staged or freed */
-        bool pages_valid;               /* pages is known (ss_ops.c) */
+        bool pages_valid;               /* pages is known (ss_ops.c, ss_ops_data.c) */
         uint64_t pages;                 /* data pages as txn sees them */
         uint64_t last_used_us;          /* cm_now_us() */
         bool doomed;                    /* to be aborted at the next sweep */
