@@ -181,7 +181,10 @@ int dsm_format(const char *dir, const struct dsm_options *opt);
 /* Open and recover a store: rebuild the page index from the newest
  * checkpoint and the log after it, cut a torn tail, report damage (through
  * opt->damage), and hand the caller the checkpoint image and every later
- * commit payload (through opt->replay) before returning.  opt is copied.
+ * commit payload (through opt->replay) before returning.  What recovery
+ * replayed is flushed before dsm_open() returns: after a crash of the
+ * process alone it may have reached only the page cache, and it counts as
+ * durable from then on.  opt is copied.
  * Returns 0 and *ret_store, -ENOENT if there is no store, -EBADMSG if the
  * segments cannot be made sense of, or an I/O error. */
 int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **ret_store);

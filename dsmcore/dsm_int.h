@@ -24,7 +24,9 @@
  *       with pins == 0, after the relocation of their live data is durable.
  *  [I5] Every segment before the tail segment is fully flushed before the
  *       first byte is appended to a newer one; so only the last segment can
- *       have a torn tail.
+ *       have a torn tail.  `durable` never runs ahead of what was flushed,
+ *       across a restart too: recovery flushes what it replayed before
+ *       setting durable to the tail.
  *  [I6] Once s->err is set it is never cleared: every entry point returns it.
  *
  * Lock order: s->rw (index) -> s->log_mtx (tail, flush) -> s->seg_mtx

@@ -16,6 +16,9 @@
  *      reported with segment and offset, the pages it held are marked
  *      damaged (reads refuse them), and the scan resynchronises on the next
  *      valid record header.
+ *   4. every segment replayed is flushed (flush_replayed): after a crash
+ *      of the process alone its records may have reached only the page
+ *      cache, and from now on the store treats them as durable.
  *
  * Checkpoint (dsm__checkpoint_locked): with commits held back, write the
  * index as CKPT_INDEX records, the caller's image as CKPT_META records, an
@@ -768,9 +771,8 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
         if (last && off < w->fsize) {
                 if (off + DSM__REC_HDR_SIZE <= w->fsize || off != w->fsize)
                         report(s, g->segno, off, w->fsize - off, "torn tail cut off");
+                /* Flushed with the rest of what was replayed (dsm_open). */
                 r = s->io->ftruncate(s->ioctx, g->fd, off);
-                if (r >= 0)
-                        r = s->io->fdatasync(s->ioctx, g->fd);
                 if (r < 0)
                         return r;
         }
@@ -1032,6 +1034,30 @@ int dsm_checkpoint(struct dsm_store *s)
 
 /* ---- open / close ---------------------------------------------------------------- */
 
+/*
+ * After a crash of the process alone (kill -9), the records recovery just
+ * replayed may be in the kernel's page cache only: appended, maybe handed
+ * out as commits, never flushed.  From now on they count as durable (a
+ * later dsm_sync() finds nothing to flush, and a segment switch flushes
+ * only what was appended since), so flush them before the store takes its
+ * first commit.  Segments before the one replay started in were flushed
+ * before the checkpoint recovery started from was published [I5].
+ */
+static int flush_replayed(struct dsm_store *s, uint64_t from_segno)
+{
+        for (size_t i = 0; i < s->nsegs; i++) {
+                int r;
+
+                if (s->segs[i].segno < from_segno)
+                        continue;
+                r = s->io->fdatasync(s->ioctx, s->segs[i].fd);
+                s->flushes++;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **ret)
 {
         struct segnos l = { 0 };
@@ -1147,8 +1173,11 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                         goto fail;
         }
         (void)newest_seg;
+        r = flush_replayed(s, DSM__LOC_SEG(replay_from));
+        if (r < 0)
+                goto fail;
         s->tail = DSM__LOC(s->segs[s->nsegs - 1].segno, s->segs[s->nsegs - 1].size);
-        s->durable = s->tail;
+        s->durable = s->tail;   /* true now: see flush_replayed() */
         win_free(&w);
         free(l.v);
         *ret = s;

@@ -1019,6 +1019,102 @@ START_TEST(test_nosync_commit)
 }
 END_TEST
 
+/* Commit pages [first, first + n) of obj with tag, without waiting for the
+ * flush. */
+static void put_pages_nosync(struct dsm_store *s, uint64_t obj, uint64_t first, uint64_t n, uint32_t tag)
+{
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        for (uint64_t p = first; p < first + n; p++) {
+                struct dsm_txn *t;
+
+                fill(buf, obj, p, tag);
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                ck_assert_int_eq(dsm_txn_write(t, obj, p, 0, buf, DSM_PAGE_SIZE), 0);
+                ck_assert_int_eq(dsm_txn_commit_nosync(t, NULL, 0, NULL), 0);
+        }
+}
+
+/* Kill the process (the page cache survives), then start it again. */
+static struct dsm_store *process_restart(struct dsm_store *s, const struct dsm_options *o)
+{
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        return open_store(o);
+}
+
+/* ... and the machine loses power (whatever was not flushed is lost). */
+static struct dsm_store *power_cycle(struct dsm_store *s, const struct dsm_options *o)
+{
+        dsm_faultio_power_loss(fio, true);
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        return open_store(o);
+}
+
+/*
+ * Issue #7 item 3: recovery replays commits that reached only the page
+ * cache.  Once a later dsm_sync() or synchronous commit has returned they
+ * are durable, so a power loss must not take them back -- neither when the
+ * next flush is of the same segment nor when the log moved on to a new
+ * segment meanwhile.
+ */
+START_TEST(test_process_crash_then_power_loss)
+{
+        struct damage_log dl = { 0 };
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+        struct dsm_stats st;
+        uint64_t before, rec, n2;
+
+        o.damage = on_damage;
+        o.damage_ctx = &dl;
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        put_page(s, 1, 0, 1);
+        put_pages_nosync(s, 1, 1, 10, 1);
+        s = process_restart(s, &o);
+        for (uint64_t p = 0; p < 11; p++)
+                expect_page(s, 1, p, 1);
+        /* dsm_sync() promises that everything before it is durable. */
+        ck_assert_int_eq(dsm_sync(s), 0);
+        s = power_cycle(s, &o);
+        for (uint64_t p = 0; p < 11; p++)
+                expect_page(s, 1, p, 1);
+        ck_assert_int_eq(dl.n, 0);
+
+        dsm_close(s);
+
+        /* Recovery ends with the tail segment so full that the first
+         * commit after it goes to a new segment: the old one must still be
+         * flushed before that commit returns [I5]. */
+        snprintf(dir, sizeof(dir), "/store2");
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        dsm_get_stats(s, &st);
+        before = st.log_bytes;
+        put_pages_nosync(s, 2, 0, 1, 1);
+        dsm_get_stats(s, &st);
+        rec = st.log_bytes - before;
+        for (n2 = 1; st.segment_size - st.log_bytes >= rec; n2++) {
+                put_pages_nosync(s, 2, n2, 1, 1);
+                dsm_get_stats(s, &st);
+        }
+        ck_assert_uint_eq(st.segments, 1);
+        s = process_restart(s, &o);
+        put_page(s, 3, 0, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.segments, 2);
+        s = power_cycle(s, &o);
+        for (uint64_t p = 0; p < n2; p++)
+                expect_page(s, 2, p, 1);
+        expect_page(s, 3, 0, 1);
+        ck_assert_int_eq(dl.n, 0);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("store");
@@ -1050,6 +1146,7 @@ static Suite *suite(void)
         tcase_add_test(fc, test_short_write_completes);
         tcase_add_test(fc, test_power_loss_keeps_committed);
         tcase_add_test(fc, test_nosync_commit);
+        tcase_add_test(fc, test_process_crash_then_power_loss);
         suite_add_tcase(s, fc);
         return s;
 }
