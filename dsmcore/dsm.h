@@ -35,6 +35,7 @@
 #ifndef DSM_H
 #define DSM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
@@ -169,7 +170,10 @@ struct dsm_stats {
         uint64_t commits;               /* commits since open */
         uint64_t damaged_extents;
         uint64_t recovery_bytes;        /* bytes read by the last recovery */
-        uint64_t checkpoint_seq;        /* seq of the checkpoint recovery used */
+        uint64_t checkpoint_seq;        /* seq of the newest checkpoint */
+        uint64_t checkpoints;           /* full checkpoints written since open */
+        uint64_t delta_checkpoints;     /* delta checkpoints written since open */
+        uint64_t checkpoint_chain;      /* deltas on top of the newest full one */
 };
 
 /* ---- store ---------------------------------------------------------- */
@@ -213,10 +217,26 @@ int dsm_read_pages(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t np
 #define DSM_SEEK_HOLE 4
 int dsm_seek(struct dsm_store *s, uint64_t obj, uint64_t page, int whence, uint64_t *ret_page);
 
-/* Write a checkpoint: the page index and the caller's metadata image (from
- * opt->ckpt_meta), so that recovery reads only what comes after it.  Waits
- * for running commits and holds new ones back meanwhile. */
+/* Write a full checkpoint: the page index and the caller's metadata image
+ * (from opt->ckpt_meta), so that recovery reads only what comes after it.
+ * Waits for running commits and holds new ones back meanwhile.  It starts
+ * a new checkpoint chain (see dsm_checkpoint_delta). */
 int dsm_checkpoint(struct dsm_store *s);
+
+/* Write a delta checkpoint on top of the newest one: the index ranges
+ * changed since it and the payloads of the commits made since it (handed
+ * to opt->replay as DSM_REPLAY_COMMIT by recovery); no call to
+ * opt->ckpt_meta.  Holds commits back only while it takes its snapshot
+ * (a copy of the changed index ranges); they run while it writes and
+ * flushes.  Returns 0 (also when nothing changed), -ESTALE if a delta is
+ * not possible (no checkpoint yet, or the changes could not be tracked:
+ * write a full one), or an I/O error. */
+int dsm_checkpoint_delta(struct dsm_store *s);
+
+/* Should the next checkpoint be a full one?  True when a delta is not
+ * possible, or the chain is long (64 deltas) or big (its deltas hold more
+ * bytes than the full checkpoint they build on, or a segment if more). */
+bool dsm_checkpoint_full_due(struct dsm_store *s);
 
 /* Append caller metadata to the checkpoint being written (only inside the
  * ckpt_meta callback). */
@@ -225,8 +245,9 @@ int dsm_ckpt_put(struct dsm_ckpt *cp, const void *buf, size_t len);
 /* One pass of the cleaner: reclaim segments that hold no live pages, and
  * move the live pages out of segments whose live share is at most
  * max_live_pct percent, then reclaim those too.  Only segments wholly
- * before the newest checkpoint are touched; a checkpoint is written first
- * if that lets more be reclaimed.  Returns the number of segments reclaimed. */
+ * before the newest full checkpoint are touched; a full checkpoint is
+ * written first if that lets more be reclaimed (commits or deltas since
+ * the last one).  Returns the number of segments reclaimed. */
 int dsm_clean(struct dsm_store *s, unsigned max_live_pct);
 
 void dsm_get_stats(struct dsm_store *s, struct dsm_stats *ret);

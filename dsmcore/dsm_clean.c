@@ -2,8 +2,9 @@
  * dsm_clean.c -- the cleaner: gives back the space of superseded and freed
  * pages.
  *
- * Only segments wholly before the newest checkpoint's first record are
- * touched: recovery never replays them, so the only thing in them that
+ * Only segments wholly before the first record of the newest full
+ * checkpoint (the base of the chain, [I7]) are touched: recovery never
+ * replays them, so the only thing in them that
  * matters is page data the index still points at (seg.live, [I4]).  A
  * segment with no live bytes is deleted.  A segment whose live share is
  * small has its live extents copied to the tail as RELOC records (each
@@ -156,16 +157,18 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
 
         if (max_live_pct > 100)
                 return -EINVAL;
+        pthread_mutex_lock(&s->ckpt_mtx);
         pthread_rwlock_wrlock(&s->rw);
         r = dsm__error(s);
         if (r < 0)
                 goto out;
-        if (!s->ckpt_loc || s->seq != s->ckpt_seq) {
+        if (!s->ckpt_loc || s->seq != s->ckpt_seq || s->chain_len) {
+                /* A new base lets everything before it go [I7]. */
                 r = dsm__checkpoint_locked(s);
                 if (r < 0)
                         goto out;
         }
-        base = DSM__LOC_SEG(s->ckpt_first);
+        base = DSM__LOC_SEG(s->chain_first);
 
         pthread_mutex_lock(&s->seg_mtx);
         v = calloc(s->nsegs ? s->nsegs : 1, sizeof(*v));
@@ -233,5 +236,6 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
 out:
         free(v);
         pthread_rwlock_unlock(&s->rw);
+        pthread_mutex_unlock(&s->ckpt_mtx);
         return r;
 }

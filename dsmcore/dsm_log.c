@@ -78,8 +78,12 @@ static void seg_adjust(struct dsm_store *s, uint64_t loc, int64_t pages, bool pi
 /* emap accounting hook of the page index: live bytes per segment [I4]. */
 void dsm__seg_account(void *ctx, const struct dsm__ext *e, uint64_t loc, int64_t pages)
 {
-        seg_adjust(ctx, loc, pages, false);
-        (void)e;
+        struct dsm_store *s = ctx;
+
+        seg_adjust(s, loc, pages, false);
+        /* The mapping of these pages changed: the next delta holds them [I7]. */
+        dsm__ckpt_dirty(s, e->obj, e->page + (loc - e->loc) / DSM_PAGE_SIZE,
+                        (uint64_t)(pages < 0 ? -pages : pages));
 }
 
 /* emap accounting hook of write sets: staged bytes pin their segment. */
@@ -211,7 +215,7 @@ static int tail_fd(struct dsm_store *s)
  * dsm__seg_create. */
 int dsm__log_switch(struct dsm_store *s, bool durable)
 {
-        uint64_t segno = DSM__LOC_SEG(s->tail) + 1;
+        uint64_t segno;
         int fd, r;
 
         /* Let a running flush finish first: it flushes this segment. */
@@ -219,6 +223,10 @@ int dsm__log_switch(struct dsm_store *s, bool durable)
                 pthread_cond_wait(&s->log_cond, &s->log_mtx);
         if (s->err)
                 return s->err;
+        /* Only now: while we waited, another appender (a DATA spill under
+         * the shared index lock, or a commit while a delta checkpoint is
+         * written) may have switched already. */
+        segno = DSM__LOC_SEG(s->tail) + 1;
         fd = tail_fd(s);
         if (fd < 0)
                 return fd;

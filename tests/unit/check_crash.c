@@ -3,7 +3,7 @@
  *
  * Thousands of random transactions (whole and partial page writes, frees
  * of ranges and of whole objects, streamed and buffered data, with
- * checkpoints and cleaner passes mixed in) run on the fault-injecting I/O
+ * checkpoints -- full and delta -- and cleaner passes mixed in) run on the fault-injecting I/O
  * layer, which loses power at a random write, flush, directory sync or
  * unlink, tearing and reordering whatever was not flushed.  After each
  * crash the store is reopened and every page is compared with an
@@ -236,7 +236,7 @@ static void run_crashes(const char *name, unsigned process_pct)
                                  .damage = on_damage };
         const enum dsm_fop crash_ops[] = { DSM_FOP_PWRITE, DSM_FOP_PWRITE, DSM_FOP_FDATASYNC,
                                            DSM_FOP_FDATASYNC, DSM_FOP_SYNCDIR, DSM_FOP_UNLINK };
-        int crashes = 0, kills = 0, txns = 0, nosync = 0, syncs = 0, rolled_back = 0, nhist = 0;
+        int crashes = 0, kills = 0, txns = 0, nosync = 0, syncs = 0, deltas = 0, rolled_back = 0, nhist = 0;
         int epochs = getenv("LOCUS_CRASH_EPOCHS") ? atoi(getenv("LOCUS_CRASH_EPOCHS")) : 250;
         bool doubt = false, killed = false;
         char why[160];
@@ -335,6 +335,13 @@ static void run_crashes(const char *name, unsigned process_pct)
                         pending.seq = last->seq + 1;
                         if (what == 0) {
                                 r = dsm_checkpoint(s);
+                        } else if (what == 3 || what == 4) {
+                                /* Deltas, most of the time, as the storage
+                                 * daemon writes them. */
+                                r = dsm_checkpoint_delta(s);
+                                deltas += r >= 0;
+                                if (r == -ESTALE)
+                                        continue;       /* no base yet: nothing written */
                         } else if (what == 1) {
                                 r = dsm_clean(s, (unsigned)(tu_rand(&rs) % 80));
                         } else if (what == 2) {
@@ -356,8 +363,8 @@ static void run_crashes(const char *name, unsigned process_pct)
                                         continue;
                         }
                         if (r >= 0) {
-                                /* A checkpoint, cleaner pass or sync flushed
-                                 * everything. */
+                                /* A checkpoint (full or delta), cleaner pass
+                                 * or sync flushed everything. */
                                 if (nhist)
                                         durable = hist[nhist - 1];
                                 nhist = 0;
@@ -375,8 +382,8 @@ static void run_crashes(const char *name, unsigned process_pct)
                         crashes++;
         }
         fprintf(stderr, "# %s: %d power losses, %d process crashes, %d transactions (%d without flush), "
-                "%d syncs, %d recoveries lost unflushed commits\n", name, crashes, kills, txns, nosync, syncs,
-                rolled_back);
+                "%d syncs, %d delta checkpoints, %d recoveries lost unflushed commits\n", name, crashes, kills, txns,
+                nosync, syncs, deltas, rolled_back);
         ck_assert_int_ge(txns, 1000);
         dsm_faultio_free(f);
 }
