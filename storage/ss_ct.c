@@ -916,6 +916,16 @@ int ss_ct_checkpoint(struct ss_ct *ct)
         return dsm_checkpoint(ct->store);
 }
 
+int ss_ct_checkpoint_delta(struct ss_ct *ct)
+{
+        return dsm_checkpoint_delta(ct->store);
+}
+
+bool ss_ct_checkpoint_full_due(struct ss_ct *ct)
+{
+        return dsm_checkpoint_full_due(ct->store);
+}
+
 int ss_ct_clean(struct ss_ct *ct, unsigned max_live_pct, int *ret_n)
 {
         int r = dsm_sync(ct->store);

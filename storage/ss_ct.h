@@ -16,11 +16,15 @@
  *       rows of that commit, so SQLite is always "the log up to
  *       applied_seq".  On open, the log is replayed past it; commits at or
  *       below it are skipped.
- *  [C3] A checkpoint image is written only when SQLite has applied exactly
- *       the commits up to the checkpoint's seq and has been made durable
- *       (WAL checkpointed after the log was flushed), so after any crash
- *       applied_seq >= the newest checkpoint's seq, and the log alone
- *       (image + later commits) rebuilds SQLite.
+ *  [C3] A checkpoint image (full checkpoints only) is written only when
+ *       SQLite has applied exactly the commits up to the checkpoint's seq
+ *       and has been made durable (WAL checkpointed after the log was
+ *       flushed), so after any crash applied_seq >= the newest full
+ *       checkpoint's seq, and the log alone (image + later commits)
+ *       rebuilds SQLite.  A delta checkpoint carries no image: it holds the
+ *       changesets of the commits it covers, which recovery hands over as
+ *       commits [C1], so it needs nothing from SQLite and is written while
+ *       the loop keeps serving the container (ss_ct_checkpoint_delta).
  *  [C4] If open finds SQLite ahead of the log (applied_seq > the log's
  *       last seq: a power loss kept SQLite pages the log lost), a gap in
  *       the commits it must replay, or an index that does not open (not a
@@ -49,8 +53,8 @@
  * Threads: a container is used by one thread at a time (the daemon's loop
  * thread; or a work-queue thread for ss_ct_sync, ss_ct_checkpoint,
  * ss_ct_clean, ss_ct_wal_checkpoint while the loop keeps its hands off the
- * container -- except ss_ct_sync, which only calls dsm_sync() and may run
- * concurrently with anything).
+ * container -- except ss_ct_sync and ss_ct_checkpoint_delta, which only
+ * call dsmcore and may run concurrently with anything).
  *
  * Errors: negative errno; DSM_ECONFLICT (-EAGAIN) from ss_mut_commit when
  * the transaction lost a race; -EEXIST (create: the container exists);
@@ -180,8 +184,13 @@ int ss_ct_index_commit(struct ss_ct *ct);
 int ss_ct_sync(struct ss_ct *ct);
 /* Flush the log, then checkpoint SQLite's WAL. */
 int ss_ct_wal_checkpoint(struct ss_ct *ct);
-/* Flush, checkpoint the WAL, write a dsm checkpoint [C3]. */
+/* Flush, checkpoint the WAL, write a full dsm checkpoint [C3]. */
 int ss_ct_checkpoint(struct ss_ct *ct);
+/* Write a delta dsm checkpoint [C3] (any thread, concurrently with the
+ * loop).  -ESTALE: a full one is needed first. */
+int ss_ct_checkpoint_delta(struct ss_ct *ct);
+/* Should the next checkpoint be a full one (dsm_checkpoint_full_due)? */
+bool ss_ct_checkpoint_full_due(struct ss_ct *ct);
 /* Flush, checkpoint the WAL, run one cleaner pass; *ret_n segments reclaimed. */
 int ss_ct_clean(struct ss_ct *ct, unsigned max_live_pct, int *ret_n);
 
