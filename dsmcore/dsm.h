@@ -233,6 +233,19 @@ int dsm_checkpoint(struct dsm_store *s);
  * write a full one), or an I/O error. */
 int dsm_checkpoint_delta(struct dsm_store *s);
 
+/* Write a full checkpoint without the caller's live state and without
+ * holding commits back (beyond a snapshot: a copy of the index): the
+ * newest chain's image and payloads are read back from the log and handed
+ * to replay() (DSM_REPLAY_CHECKPOINT_META chunks, then DSM_REPLAY_COMMIT,
+ * exactly as recovery would), then image(ctx, seq, cp) must write, with
+ * dsm_ckpt_put(), the image those make: every commit <= seq, the newest
+ * checkpoint's seq.  Commits made meanwhile are carried as payloads.  The
+ * result is a new base (the cleaner may reclaim before it).  Both
+ * callbacks run on the calling thread; their errors are returned as is.
+ * -ESTALE if there is no checkpoint to compact (write one with
+ * dsm_checkpoint), or an I/O error. */
+int dsm_checkpoint_compact(struct dsm_store *s, dsm_replay_fn replay, dsm_ckpt_meta_fn image, void *ctx);
+
 /* Should the next checkpoint be a full one?  True when a delta is not
  * possible, or the chain is long (64 deltas) or big (its deltas hold more
  * bytes than the full checkpoint they build on, or a segment if more). */
@@ -249,6 +262,11 @@ int dsm_ckpt_put(struct dsm_ckpt *cp, const void *buf, size_t len);
  * written first if that lets more be reclaimed (commits or deltas since
  * the last one).  Returns the number of segments reclaimed. */
 int dsm_clean(struct dsm_store *s, unsigned max_live_pct);
+
+/* The same, but it writes no checkpoint: only segments before the newest
+ * full checkpoint are considered.  For callers that write their own
+ * (dsm_checkpoint_compact) and keep committing meanwhile. */
+int dsm_clean_base(struct dsm_store *s, unsigned max_live_pct);
 
 void dsm_get_stats(struct dsm_store *s, struct dsm_stats *ret);
 

@@ -16,7 +16,16 @@
  * Commits appended meanwhile lie after replay_from, so recovery replays
  * them; the snapshot reflects exactly the commits <= its seq.
  *
- * Both end the same way: flush the END record, then, under log_mtx, make
+ * Compacted full (dsm_checkpoint_compact), with commits running: the
+ * caller rebuilds its image from the chain's own image and payloads (read
+ * back from the log, dsm__chain_read) and writes it as CKPT_META records;
+ * that image reflects the chain's seq B.  Then, as for a delta, a short
+ * snapshot under the exclusive lock -- seq S, replay_from, a copy of the
+ * whole index, the payloads since B -- and the index (CKPT_INDEX), those
+ * payloads (CKPT_COMMITS) and an END record (kind FULL, image_seq B) are
+ * written with commits running again.  It is a new base.
+ *
+ * All end the same way: flush the END record, then, under log_mtx, make
  * it the newest checkpoint and start a segment whose header names it.
  * Until that header is durable recovery uses the previous chain.
  *
@@ -173,7 +182,7 @@ static int put_index(struct dsm_ckpt *cp, const struct dsm__ext *v, size_t n)
  * man/locusfs-segments.5 (replay_from 0: right after END).
  */
 static int put_end(struct dsm_ckpt *cp, uint64_t seq, uint64_t next_txn, uint64_t nindex, unsigned kind,
-                   uint64_t prev, uint64_t replay_from)
+                   uint64_t prev, uint64_t replay_from, uint64_t image_seq)
 {
         struct dsm_store *s = cp->s;
         struct dsm__buf b = { 0 };
@@ -199,6 +208,7 @@ static int put_end(struct dsm_ckpt *cp, uint64_t seq, uint64_t next_txn, uint64_
         dsm__buf_varint(&b, kind);
         dsm__buf_varint(&b, prev);
         dsm__buf_varint(&b, replay_from);
+        dsm__buf_varint(&b, image_seq);
         r = b.err;
         if (r >= 0)
                 r = dsm__log_append(s, DSM__REC_CKPT_END, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, &end);
@@ -231,6 +241,37 @@ static int put_end(struct dsm_ckpt *cp, uint64_t seq, uint64_t next_txn, uint64_
 
 /* ---- full ------------------------------------------------------------------------- */
 
+/* The caller's image through fn, as CKPT_META records. */
+static int put_image(struct dsm_ckpt *cp, dsm_ckpt_meta_fn fn, void *ctx, uint64_t seq)
+{
+        int r = fn(ctx, seq, cp);
+
+        if (r >= 0)
+                r = cp->err;
+        if (r >= 0)
+                r = ckpt_flush_meta(cp);
+        return r;
+}
+
+/* A copy of the whole index.  rw held. */
+static int copy_index(struct dsm_store *s, struct dsm__ext **ret, size_t *ret_n)
+{
+        struct dsm__ext *v = NULL;
+        size_t n = 0;
+
+        if (s->index.count) {
+                v = malloc(s->index.count * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+        }
+        for (struct dsm__pos p = dsm__emap_first(&s->index); dsm__emap_get(&s->index, p);
+             p = dsm__emap_advance(&s->index, p))
+                v[n++] = *dsm__emap_get(&s->index, p);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
 /* Caller holds ckpt_mtx and rw exclusively. */
 int dsm__checkpoint_locked(struct dsm_store *s)
 {
@@ -242,31 +283,19 @@ int dsm__checkpoint_locked(struct dsm_store *s)
 
         if (r < 0)
                 return r;
-        if (s->index.count) {
-                v = malloc(s->index.count * sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-        }
-        for (struct dsm__pos p = dsm__emap_first(&s->index); dsm__emap_get(&s->index, p);
-             p = dsm__emap_advance(&s->index, p))
-                v[n++] = *dsm__emap_get(&s->index, p);
+        r = copy_index(s, &v, &n);
+        if (r < 0)
+                return r;
         r = put_index(&cp, v, n);
         free(v);
+        if (r >= 0 && s->opt.ckpt_meta)
+                r = put_image(&cp, s->opt.ckpt_meta, s->opt.ckpt_ctx, s->seq);
         if (r < 0)
                 goto out;
-        if (s->opt.ckpt_meta) {
-                r = s->opt.ckpt_meta(s->opt.ckpt_ctx, s->seq, &cp);
-                if (r >= 0)
-                        r = cp.err;
-                if (r >= 0)
-                        r = ckpt_flush_meta(&cp);
-                if (r < 0)
-                        goto out;
-        }
         pthread_mutex_lock(&s->log_mtx);
         next_txn = s->next_txn;
         pthread_mutex_unlock(&s->log_mtx);
-        r = put_end(&cp, s->seq, next_txn, n, DSM__CKPT_FULL, 0, 0);
+        r = put_end(&cp, s->seq, next_txn, n, DSM__CKPT_FULL, 0, 0, s->seq);
         if (r >= 0)
                 dsm__ckpt_reset(s);
 out:
@@ -482,7 +511,7 @@ unlock:
         if (r >= 0)
                 r = put_commits(&cp, &pay);
         if (r >= 0)
-                r = put_end(&cp, seq, next_txn, next, DSM__CKPT_DELTA, prev, replay_from);
+                r = put_end(&cp, seq, next_txn, next, DSM__CKPT_DELTA, prev, replay_from, seq);
         if (r < 0) {
                 /* What it held is in no checkpoint now. */
                 pthread_rwlock_wrlock(&s->rw);
@@ -494,5 +523,78 @@ out:
         free(rg);
         free(ext);
         dsm__buf_free(&pay);
+        return r;
+}
+
+/* ---- compacted full --------------------------------------------------------------- */
+
+int dsm_checkpoint_compact(struct dsm_store *s, dsm_replay_fn replay, dsm_ckpt_meta_fn image, void *ctx)
+{
+        struct dsm_ckpt cp = { .s = s };
+        struct dsm__buf pay = { 0 };
+        struct dsm__ext *v = NULL;
+        uint64_t B = 0, seq = 0, next_txn = 0, replay_from = 0;
+        size_t n = 0;
+        bool snap = false;
+        int r;
+
+        pthread_mutex_lock(&s->ckpt_mtx);
+        r = dsm__error(s);
+        if (r < 0)
+                goto out;
+        pthread_rwlock_rdlock(&s->rw);
+        if (!s->ckpt_loc || s->need_full)
+                r = -ESTALE;
+        pthread_rwlock_unlock(&s->rw);
+        if (r < 0)
+                goto out;
+        /* The image, as of the chain's seq B, built by the caller from the
+         * chain alone: no lock held, commits run. */
+        r = dsm__chain_read(s, replay, ctx, &B);
+        if (r >= 0)
+                r = put_image(&cp, image, ctx, B);
+        if (r < 0)
+                goto out;
+
+        /* The snapshot [I7]. */
+        pthread_rwlock_wrlock(&s->rw);
+        r = dsm__error(s);
+        if (r >= 0 && s->need_full)
+                r = -ESTALE;            /* the payloads since B are incomplete */
+        if (r >= 0)
+                r = copy_index(s, &v, &n);
+        if (r >= 0) {
+                snap = true;
+                seq = s->seq;
+                pay = s->pay;
+                s->pay = (struct dsm__buf){ 0 };
+                free(s->dirty);
+                s->dirty = NULL;
+                s->ndirty = s->capdirty = 0;
+                pthread_mutex_lock(&s->log_mtx);
+                replay_from = s->tail;
+                next_txn = s->next_txn;
+                pthread_mutex_unlock(&s->log_mtx);
+        }
+        pthread_rwlock_unlock(&s->rw);
+        if (r < 0)
+                goto out;
+
+        r = put_index(&cp, v, n);
+        if (r >= 0)
+                r = put_commits(&cp, &pay);
+        if (r >= 0)
+                r = put_end(&cp, seq, next_txn, n, DSM__CKPT_FULL, 0, replay_from, B);
+out:
+        if (r < 0 && snap) {
+                /* What it took is in no checkpoint now. */
+                pthread_rwlock_wrlock(&s->rw);
+                s->need_full = true;
+                pthread_rwlock_unlock(&s->rw);
+        }
+        pthread_mutex_unlock(&s->ckpt_mtx);
+        free(v);
+        dsm__buf_free(&pay);
+        dsm__buf_free(&cp.buf);
         return r;
 }

@@ -148,7 +148,7 @@ static bool has_damage(const struct dsm_store *s, uint64_t segno)
         return false;
 }
 
-int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
+static int clean(struct dsm_store *s, unsigned max_live_pct, bool ckpt)
 {
         struct victim *v = NULL;
         size_t nv = 0;
@@ -162,12 +162,14 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
         r = dsm__error(s);
         if (r < 0)
                 goto out;
-        if (!s->ckpt_loc || s->seq != s->ckpt_seq || s->chain_len) {
+        if (ckpt && (!s->ckpt_loc || s->seq != s->ckpt_seq || s->chain_len)) {
                 /* A new base lets everything before it go [I7]. */
                 r = dsm__checkpoint_locked(s);
                 if (r < 0)
                         goto out;
         }
+        if (!s->ckpt_loc)
+                goto out;               /* r = 0: nothing may go */
         base = DSM__LOC_SEG(s->chain_first);
 
         pthread_mutex_lock(&s->seg_mtx);
@@ -238,4 +240,14 @@ out:
         pthread_rwlock_unlock(&s->rw);
         pthread_mutex_unlock(&s->ckpt_mtx);
         return r;
+}
+
+int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
+{
+        return clean(s, max_live_pct, true);
+}
+
+int dsm_clean_base(struct dsm_store *s, unsigned max_live_pct)
+{
+        return clean(s, max_live_pct, false);
 }

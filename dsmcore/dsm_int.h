@@ -291,6 +291,7 @@ void dsm__ckpt_payload(struct dsm_store *s, uint64_t seq, const void *meta, size
 void dsm__ckpt_reset(struct dsm_store *s);
 
 /* dsm_store.c */
+int dsm__chain_read(struct dsm_store *s, dsm_replay_fn fn, void *ctx, uint64_t *ret_seq);
 int dsm__apply_reloc(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t n, uint64_t seq,
                       uint64_t loc, bool bad);
 int dsm__page_read_locked(struct dsm_store *s, const struct dsm__ext *e, uint64_t page, void *buf);

@@ -221,6 +221,7 @@ struct win {
         size_t plen;
         int perr;
         uint8_t *pmem;                  /* KEEP_MAX + WINDOW bytes */
+        bool quiet;                     /* not recovery: no recovery_bytes */
 };
 
 static void *win_reader(void *arg)
@@ -351,7 +352,8 @@ static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
                         w->buf = nb;
                         w->off = off;
                         w->len = keep + w->plen;
-                        w->s->recovery_bytes += w->plen;
+                        if (!w->quiet)
+                                w->s->recovery_bytes += w->plen;
                         win_prefetch(w);
                         *ret = w->buf;
                         return 0;
@@ -381,7 +383,8 @@ static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
                 w->len = 0;
                 return r == -ENODATA ? -EIO : r;
         }
-        w->s->recovery_bytes += want - keep;
+        if (!w->quiet)
+                w->s->recovery_bytes += want - keep;
         w->off = off;
         w->len = want;
         win_prefetch(w);
@@ -784,39 +787,51 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
 struct ckend {
         uint64_t loc, len;
         uint64_t seq, next_txn, first, nindex;
-        uint64_t kind, prev, replay_from;
+        uint64_t kind, prev, replay_from, image_seq;
 };
 
-/* Point the window at the segment holding loc. */
-static int win_at(struct dsm_store *s, struct win *w, uint64_t segno, struct dsm__seg **ret)
+/* Point the window at segment segno (or the first one after it, if
+ * `after`).  seg_mtx guards the table: the chain is also read while
+ * commits append (dsm_checkpoint_compact). */
+static int win_at(struct dsm_store *s, struct win *w, uint64_t segno, bool after, uint64_t *ret_segno)
 {
-        struct dsm__seg *g = dsm__seg_find(s, segno);
+        struct dsm__seg *g = NULL;
         uint64_t fsize;
-        int r;
+        int fd, r;
 
-        if (!g)
+        pthread_mutex_lock(&s->seg_mtx);
+        if (!after)
+                g = dsm__seg_find(s, segno);
+        else
+                for (size_t i = 0; i < s->nsegs && !g; i++)
+                        if (s->segs[i].segno > segno)
+                                g = &s->segs[i];
+        fd = g ? g->fd : -1;
+        segno = g ? g->segno : 0;
+        pthread_mutex_unlock(&s->seg_mtx);
+        if (fd < 0)
                 return -EBADMSG;
-        if (w->fd != g->fd || *ret != g) {
-                r = s->io->fsize(s->ioctx, g->fd, &fsize);
+        if (w->fd != fd || *ret_segno != segno) {
+                r = s->io->fsize(s->ioctx, fd, &fsize);
                 if (r < 0)
                         return r;
-                win_reset(w, g->fd, fsize);
+                win_reset(w, fd, fsize);
         }
-        *ret = g;
+        *ret_segno = segno;
         return 0;
 }
 
 static int read_end(struct dsm_store *s, struct win *w, uint64_t loc, struct ckend *ce)
 {
-        struct dsm__seg *g = NULL;
+        uint64_t segno = 0;
         struct dsm__rd rd;
         struct rec rc;
         int r;
 
-        r = win_at(s, w, DSM__LOC_SEG(loc), &g);
+        r = win_at(s, w, DSM__LOC_SEG(loc), false, &segno);
         if (r < 0)
                 return r;
-        r = read_record(w, g->segno, DSM__LOC_OFF(loc), &rc);
+        r = read_record(w, segno, DSM__LOC_OFF(loc), &rc);
         if (r < 0 || rc.type != DSM__REC_CKPT_END)
                 return r == -EIO || r == -ENOMEM ? r : -EBADMSG;
         rd = (struct dsm__rd){ rc.meta, rc.mlen, 0, false };
@@ -828,53 +843,91 @@ static int read_end(struct dsm_store *s, struct win *w, uint64_t loc, struct cke
         ce->first = dsm__rd_varint(&rd);
         ce->nindex = dsm__rd_varint(&rd);
         (void)dsm__rd_varint(&rd);
+        ce->image_seq = ce->seq;
         if (!rd.err && rd.pos < rd.len) {
                 /* Written since delta checkpoints exist. */
                 ce->kind = dsm__rd_varint(&rd);
                 ce->prev = dsm__rd_varint(&rd);
                 ce->replay_from = dsm__rd_varint(&rd);
+                ce->image_seq = dsm__rd_varint(&rd);
         }
-        if (rd.err || ce->first > loc || ce->kind > DSM__CKPT_DELTA ||
+        if (rd.err || ce->first > loc || ce->kind > DSM__CKPT_DELTA || ce->image_seq > ce->seq ||
             (ce->kind == DSM__CKPT_DELTA && (!ce->prev || ce->prev >= ce->first)) ||
             (ce->replay_from && ce->replay_from > loc))
                 return -EBADMSG;
         return 0;
 }
 
-/* Apply the records of one checkpoint of the chain, from its first record
- * to its END, skipping the records of other kinds written meanwhile. */
-static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce)
+/* Read the chain ending at the END record at loc, newest first. */
+static int read_chain(struct dsm_store *s, struct win *w, uint64_t loc, struct ckend **ret, size_t *ret_n)
 {
-        struct dsm__seg *g = NULL;
-        uint64_t loc, loaded = 0;
+        struct ckend *chain = NULL;
+        size_t n = 0, cap = 0;
         int r;
 
+        for (;;) {
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 8;
+                        struct ckend *v = realloc(chain, nc * sizeof(*v));
+
+                        if (!v) {
+                                free(chain);
+                                return -ENOMEM;
+                        }
+                        chain = v;
+                        cap = nc;
+                }
+                r = read_end(s, w, loc, &chain[n]);
+                if (r < 0) {
+                        free(chain);
+                        return r;
+                }
+                if (chain[n++].kind == DSM__CKPT_FULL)
+                        break;
+                loc = chain[n - 1].prev;
+        }
+        *ret = chain;
+        *ret_n = n;
+        return 0;
+}
+
+/* How one checkpoint of a chain is read. */
+struct chain_rd {
+        bool index;                     /* apply its index records to s->index */
+        dsm_replay_fn fn;               /* gets its image and payloads, may be NULL */
+        void *ctx;
+        uint64_t seq;                   /* last seq handed over */
+        int cb_err;
+};
+
+/* Read the records of one checkpoint of the chain, from its first record
+ * to its END, skipping the records of other kinds written meanwhile. */
+static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce, struct chain_rd *cr)
+{
+        uint64_t loc, loaded = 0, segno = 0;
+        int r;
+
+        if (ce->kind == DSM__CKPT_FULL)
+                cr->seq = ce->image_seq;
         for (loc = ce->first; loc < ce->loc;) {
                 struct dsm__rd rd;
                 struct rec rc;
 
-                r = win_at(s, w, DSM__LOC_SEG(loc), &g);
+                r = win_at(s, w, DSM__LOC_SEG(loc), false, &segno);
                 if (r < 0)
                         return r;
                 if (DSM__LOC_OFF(loc) + DSM__REC_HDR_SIZE > w->fsize) {
-                        /* next segment */
-                        struct dsm__seg *ng = NULL;
-
-                        for (size_t i = 0; i < s->nsegs; i++)
-                                if (s->segs[i].segno > g->segno) {
-                                        ng = &s->segs[i];
-                                        break;
-                                }
-                        if (!ng)
-                                return -EBADMSG;
-                        loc = DSM__LOC(ng->segno, DSM__SEG_HDR_SIZE);
+                        r = win_at(s, w, segno, true, &segno);          /* next segment */
+                        if (r < 0)
+                                return r;
+                        loc = DSM__LOC(segno, DSM__SEG_HDR_SIZE);
                         continue;
                 }
-                r = read_record(w, g->segno, DSM__LOC_OFF(loc), &rc);
+                r = read_record(w, segno, DSM__LOC_OFF(loc), &rc);
                 if (r < 0)
                         return r == -EIO || r == -ENOMEM ? r : -EBADMSG;
                 rd = (struct dsm__rd){ rc.meta, rc.mlen, 0, false };
-                if (rc.type == DSM__REC_CKPT_INDEX) {
+                if (rc.type == DSM__REC_CKPT_INDEX && cr->index) {
                         uint32_t n = dsm__rd_u32(&rd);
 
                         for (uint32_t i = 0; i < n && !rd.err; i++) {
@@ -893,7 +946,7 @@ static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce)
                                         return r;
                                 loaded++;
                         }
-                } else if (rc.type == DSM__REC_CKPT_CLEAR) {
+                } else if (rc.type == DSM__REC_CKPT_CLEAR && cr->index) {
                         uint32_t n = dsm__rd_u32(&rd);
 
                         for (uint32_t i = 0; i < n && !rd.err; i++) {
@@ -906,10 +959,10 @@ static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce)
                                 if (r < 0)
                                         return r;
                         }
-                } else if (rc.type == DSM__REC_CKPT_META && s->opt.replay) {
-                        r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_CHECKPOINT_META, ce->seq, rc.meta, rc.mlen);
+                } else if (rc.type == DSM__REC_CKPT_META && cr->fn) {
+                        r = cr->fn(cr->ctx, DSM_REPLAY_CHECKPOINT_META, ce->image_seq, rc.meta, rc.mlen);
                         if (r < 0) {
-                                s->cb_err = r;
+                                cr->cb_err = r;
                                 return -ECANCELED;
                         }
                 } else if (rc.type == DSM__REC_CKPT_COMMITS) {
@@ -919,14 +972,14 @@ static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce)
                                 uint64_t seq = dsm__rd_varint(&rd), len = dsm__rd_varint(&rd);
                                 const uint8_t *p = dsm__rd_bytes(&rd, len);
 
-                                if (rd.err || seq <= s->seq || seq > ce->seq)
+                                if (rd.err || seq <= cr->seq || seq > ce->seq)
                                         return -EBADMSG;
-                                s->seq = seq;
-                                if (!s->opt.replay)
+                                cr->seq = seq;
+                                if (!cr->fn)
                                         continue;
-                                r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_COMMIT, seq, p, len);
+                                r = cr->fn(cr->ctx, DSM_REPLAY_COMMIT, seq, p, len);
                                 if (r < 0) {
-                                        s->cb_err = r;
+                                        cr->cb_err = r;
                                         return -ECANCELED;
                                 }
                         }
@@ -935,11 +988,9 @@ static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce)
                         return -EBADMSG;
                 loc += rc.len;
         }
-        if (loaded != ce->nindex)
+        if (cr->index && loaded != ce->nindex)
                 return -EBADMSG;
-        s->seq = ce->seq;
-        if (ce->next_txn > s->next_txn)
-                s->next_txn = ce->next_txn;
+        cr->seq = ce->seq;
         return 0;
 }
 
@@ -947,36 +998,23 @@ static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce)
  * its full base, then apply them base first. */
 static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_replay_from)
 {
+        struct chain_rd cr = { .index = true, .fn = s->opt.replay, .ctx = s->opt.replay_ctx };
         struct ckend *chain = NULL;
-        size_t n = 0, cap = 0;
-        uint64_t loc = s->ckpt_loc;
+        size_t n = 0;
         int r;
 
-        for (;;) {
-                if (n == cap) {
-                        size_t nc = cap ? cap * 2 : 8;
-                        struct ckend *v = realloc(chain, nc * sizeof(*v));
-
-                        if (!v) {
-                                r = -ENOMEM;
-                                goto out;
-                        }
-                        chain = v;
-                        cap = nc;
-                }
-                r = read_end(s, w, loc, &chain[n]);
-                if (r < 0)
-                        goto bad;
-                if (chain[n++].kind == DSM__CKPT_FULL)
-                        break;
-                loc = chain[n - 1].prev;
-        }
+        r = read_chain(s, w, s->ckpt_loc, &chain, &n);
+        if (r < 0)
+                goto bad;
         s->track = false;               /* the chain is a checkpoint already */
         for (size_t i = n; i-- > 0;) {
-                r = load_one(s, w, &chain[i]);
+                r = load_one(s, w, &chain[i], &cr);
                 if (r < 0)
                         goto bad;
+                if (chain[i].next_txn > s->next_txn)
+                        s->next_txn = chain[i].next_txn;
         }
+        s->seq = cr.seq;
         s->ckpt_seq = chain[0].seq;
         s->ckpt_first = chain[0].first;
         s->chain_first = chain[n - 1].first;
@@ -988,11 +1026,37 @@ static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_rep
         r = 0;
         goto out;
 bad:
+        if (r == -ECANCELED)
+                s->cb_err = cr.cb_err;
         if (r == -EBADMSG)
                 report(s, DSM__LOC_SEG(s->ckpt_loc), DSM__LOC_OFF(s->ckpt_loc), 0,
                        "checkpoint unreadable: the store cannot be recovered from it");
 out:
         free(chain);
+        return r;
+}
+
+/* Hand the newest chain's image and payloads to fn, as recovery would.
+ * Caller holds ckpt_mtx (the chain stays put). */
+int dsm__chain_read(struct dsm_store *s, dsm_replay_fn fn, void *ctx, uint64_t *ret_seq)
+{
+        struct chain_rd cr = { .index = false, .fn = fn, .ctx = ctx };
+        struct ckend *chain = NULL;
+        struct win w;
+        size_t n = 0;
+        int r;
+
+        win_init(&w, s);
+        w.quiet = true;
+        r = read_chain(s, &w, s->ckpt_loc, &chain, &n);
+        for (size_t i = n; r >= 0 && i-- > 0;)
+                r = load_one(s, &w, &chain[i], &cr);
+        if (r == -ECANCELED)
+                r = cr.cb_err;
+        if (r >= 0)
+                *ret_seq = cr.seq;
+        free(chain);
+        win_free(&w);
         return r;
 }
 

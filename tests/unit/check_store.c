@@ -1164,6 +1164,94 @@ START_TEST(test_delta_checkpoints)
 }
 END_TEST
 
+/* dsm_checkpoint_compact callbacks: the "image" is the text of the old
+ * image followed by "+payload" for each later commit. */
+struct compact_img {
+        char text[256];
+        size_t len;
+        uint64_t last;
+};
+
+static int compact_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct compact_img *c = ctx;
+
+        ck_assert_uint_lt(c->len + len + 1, sizeof(c->text));
+        if (kind == DSM_REPLAY_COMMIT) {
+                ck_assert_uint_gt(seq, c->last);
+                c->text[c->len++] = '+';
+        }
+        c->last = seq;
+        memcpy(c->text + c->len, data, len);
+        c->len += len;
+        return 0;
+}
+
+static int compact_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        struct compact_img *c = ctx;
+
+        ck_assert_uint_eq(seq, c->last);
+        return dsm_ckpt_put(cp, c->text, c->len);
+}
+
+/* A full checkpoint made from the chain alone, with a commit landing
+ * between its image and its snapshot: the image is the chain's, the new
+ * commit travels as a payload; the result is a new base. */
+START_TEST(test_compact_checkpoint)
+{
+        struct replay_log l = { 0 };
+        struct compact_img c = { 0 };
+        struct dsm_options o = { .replay = on_replay, .replay_ctx = &l, .ckpt_meta = on_ckpt };
+        struct dsm_store *s;
+        struct dsm_stats st;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        ck_assert_int_eq(dsm_checkpoint_compact(s, compact_replay, compact_image, &c), -ESTALE);
+        put_page_meta(s, 1, 0, 1, "a");
+        ck_assert_int_eq(dsm_checkpoint(s), 0);                 /* image@1 */
+        put_page_meta(s, 1, 1, 1, "b");
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        put_page_meta(s, 1, 0, 2, "c");
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        put_page_meta(s, 2, 0, 1, "d");                         /* after the chain */
+        ck_assert_int_eq(dsm_checkpoint_compact(s, compact_replay, compact_image, &c), 0);
+        c.text[c.len] = 0;
+        ck_assert_str_eq(c.text, "image@1+b+c");
+        ck_assert_uint_eq(c.last, 3);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_chain, 0);
+        ck_assert_uint_eq(st.checkpoint_seq, 4);
+        put_page_meta(s, 2, 1, 1, "e");
+        dsm_close(s);
+
+        memset(&l, 0, sizeof(l));
+        s = open_store(&o);
+        ck_assert_int_eq(l.ckpt_calls, 1);
+        ck_assert_uint_eq(l.ckpt_seq, 3);
+        l.ckpt[l.ckpt_len] = 0;
+        ck_assert_str_eq(l.ckpt, "image@1+b+c");
+        ck_assert_int_eq(l.n, 2);
+        ck_assert_uint_eq(l.seqs[0], 4);
+        ck_assert_str_eq(l.metas[0], "d");
+        ck_assert_uint_eq(l.seqs[1], 5);
+        ck_assert_str_eq(l.metas[1], "e");
+        expect_page(s, 1, 0, 2);
+        expect_page(s, 1, 1, 1);
+        expect_page(s, 2, 0, 1);
+        expect_page(s, 2, 1, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_chain, 0);
+        /* Deltas build on it. */
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_chain, 1);
+        dsm_close(s);
+}
+END_TEST
+
 struct delta_writer {
         struct dsm_store *s;
         int n;
@@ -1214,8 +1302,17 @@ static int on_replay_seq(void *ctx, enum dsm_replay_kind kind, uint64_t seq, con
         return 0;
 }
 
-/* Deltas written while another thread commits: the commits appended while
- * a delta is being written lie after its snapshot and are replayed. */
+static int seq_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        struct seq_check *c = ctx;
+
+        ck_assert_uint_eq(seq, c->last);
+        return dsm_ckpt_put(cp, "i", 1);
+}
+
+/* Deltas and compacted full checkpoints written while another thread
+ * commits: the commits appended while one is being written lie after its
+ * snapshot and are replayed. */
 START_TEST(test_delta_while_committing)
 {
         struct seq_check c = { 0 };
@@ -1233,8 +1330,18 @@ START_TEST(test_delta_while_committing)
         ck_assert_int_eq(dsm_checkpoint(s), 0);
         w.s = s;
         ck_assert_int_eq(pthread_create(&th, NULL, delta_committer, &w), 0);
-        while (!w.done)
-                ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        for (int i = 0; !w.done; i++) {
+                if (i % 4 == 3) {
+                        /* An image that says nothing but its seq; the
+                         * payloads after it are contiguous from there. */
+                        struct seq_check ci = { 0 };
+
+                        ck_assert_int_eq(dsm_checkpoint_compact(s, on_replay_seq, seq_image, &ci), 0);
+                        ck_assert(!ci.bad);
+                } else {
+                        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+                }
+        }
         pthread_join(th, NULL);
         ck_assert_int_eq(dsm_sync(s), 0);
         dsm_get_stats(s, &st);
@@ -1370,6 +1477,7 @@ static Suite *suite(void)
         tcase_add_test(rc, test_replay_and_checkpoint);
         tcase_add_test(rc, test_delta_checkpoints);
         tcase_add_test(rc, test_delta_while_committing);
+        tcase_add_test(rc, test_compact_checkpoint);
         tcase_add_test(rc, test_replay_callback_error);
         tcase_add_test(rc, test_cleaner_gives_space_back);
         tcase_add_test(rc, test_torn_tail_is_cut);
