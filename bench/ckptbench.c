@@ -14,7 +14,11 @@
  * many took longer than 5 ms), checkpoints (full and delta, from the
  * store's statistics at the end), seconds.
  *
- * usage: ckptbench DATA_DIR [--creates N] [--ckpt-bytes B] [--dirs D]
+ * --wal-frames F sets when SQLite's own WAL is checkpointed (default the
+ * daemon's, 4096 frames); a huge value keeps those out of the run, to see
+ * the segment log's checkpoints alone.
+ *
+ * usage: ckptbench DATA_DIR [--creates N] [--ckpt-bytes B] [--dirs D] [--wal-frames F]
  * DATA_DIR must not exist (it is created, and removed at the end).
  */
 #include <errno.h>
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <uv.h>
 
 #include "cm.h"
@@ -137,13 +142,15 @@ int main(int argc, char **argv)
         struct lp_client *c = NULL;
         struct lp_fs_req q;
         struct lp_fs_resp a;
-        uint64_t n = 100000, ckpt_bytes = 256u << 10, ndirs = 100, *lat, *dirs, t0, over = 0;
+        uint64_t n = 100000, ckpt_bytes = 256u << 10, ndirs = 100, wal_frames = 0, *lat, *dirs, t0, over = 0;
         const char *data;
+        bool trace;
         char name[64];
         int r;
 
         if (argc < 2) {
-                fprintf(stderr, "usage: %s DATA_DIR [--creates N] [--ckpt-bytes B] [--dirs D]\n", argv[0]);
+                fprintf(stderr, "usage: %s DATA_DIR [--creates N] [--ckpt-bytes B] [--dirs D] [--wal-frames F]\n",
+                        argv[0]);
                 return 2;
         }
         data = argv[1];
@@ -154,6 +161,8 @@ int main(int argc, char **argv)
                         ckpt_bytes = strtoull(argv[i + 1], NULL, 0);
                 else if (!strcmp(argv[i], "--dirs"))
                         ndirs = strtoull(argv[i + 1], NULL, 0);
+                else if (!strcmp(argv[i], "--wal-frames"))
+                        wal_frames = strtoull(argv[i + 1], NULL, 0);
                 else {
                         fprintf(stderr, "%s: unknown option %s\n", argv[0], argv[i]);
                         return 2;
@@ -171,7 +180,10 @@ int main(int argc, char **argv)
         dirs = calloc(ndirs, sizeof(*dirs));
         if (!lat || !dirs)
                 return 1;
-        cm_log_init("ckptbench", LOG_WARNING, CM_LOG_STDERR);
+        /* CKPTBENCH_TRACE=1: the daemon's debug log and every create over
+         * 20 ms on stderr, with wall-clock times, to see what stalls. */
+        trace = getenv("CKPTBENCH_TRACE") != NULL;
+        cm_log_init("ckptbench", trace ? LOG_DEBUG : LOG_WARNING, CM_LOG_STDERR);
         ss_opts_default(&t.o);
         t.o.data_dir = data;
         memcpy(t.o.key, KEY, sizeof(KEY));
@@ -179,6 +191,8 @@ int main(int argc, char **argv)
         t.o.segment_size = 1u << 20;
         t.o.space_reserve = 0;
         t.o.ckpt_bytes = ckpt_bytes;
+        if (wal_frames)
+                t.o.wal_frames = (unsigned)wal_frames;
         pthread_mutex_init(&t.mu, NULL);
         pthread_cond_init(&t.cv, NULL);
         if (pthread_create(&t.thr, NULL, srv_main, &t) != 0)
@@ -232,6 +246,13 @@ int main(int argc, char **argv)
                 }
                 if (lat[i] > 5000)
                         over++;
+                if (trace && lat[i] > 20000) {
+                        struct timespec ts;
+
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        fprintf(stderr, "slow create %llu: %llu us, ended %lld.%03ld\n", (unsigned long long)i,
+                                (unsigned long long)lat[i], (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+                }
         }
         {
                 double secs = (double)(cm_now_us() - t0) / 1e6;
@@ -241,6 +262,7 @@ int main(int argc, char **argv)
                 qsort(lat, n, sizeof(*lat), cmp_u64);
                 printf("creates=%llu\n", (unsigned long long)n);
                 printf("ckpt_bytes=%llu\n", (unsigned long long)ckpt_bytes);
+                printf("wal_frames=%u\n", t.o.wal_frames);
                 printf("p50_us=%llu\n", (unsigned long long)lat[n / 2]);
                 printf("p99_us=%llu\n", (unsigned long long)lat[n * 99 / 100]);
                 printf("p999_us=%llu\n", (unsigned long long)lat[n * 999 / 1000]);

@@ -106,7 +106,10 @@ struct ss_fg {
         /* a delta checkpoint: runs without parking (ss_ct.h [C3]) */
         uv_work_t delta_work;
         bool delta_running;
+        bool delta_full;                /* ... a compacted full one, then the cleaner */
+        bool force_parked;              /* no chain to compact: the next full one parks */
         int delta_result;
+        int delta_n;
         uint64_t delta_mark;
         uint64_t ckpt_mark;             /* log bytes written at the last checkpoint */
         uint64_t ckpt_seq;
@@ -566,7 +569,14 @@ static void delta_work_cb(uv_work_t *w)
 {
         struct ss_fg *f = w->data;
 
-        f->delta_result = ss_ct_checkpoint_delta(f->ct);
+        f->delta_n = 0;
+        if (!f->delta_full) {
+                f->delta_result = ss_ct_checkpoint_delta(f->ct);
+                return;
+        }
+        f->delta_result = ss_ct_checkpoint_compact(f->ct);
+        if (f->delta_result >= 0)
+                f->delta_result = ss_ct_clean_base(f->ct, f->srv->o.clean_live_pct, &f->delta_n);
 }
 
 static void delta_after_cb(uv_work_t *w, int status)
@@ -580,9 +590,12 @@ static void delta_after_cb(uv_work_t *w, int status)
         if (r >= 0) {
                 f->ckpt_mark = f->delta_mark;
                 f->ckpt_us = cm_now_us();
-                cm_log(LOG_DEBUG, "fg %u: delta checkpoint done", f->fg);
+                cm_log(LOG_DEBUG, "fg %u: %s done (%d segment(s) reclaimed)", f->fg,
+                       f->delta_full ? "full checkpoint from the log and cleaning" : "delta checkpoint",
+                       f->delta_n);
         } else if (r == -ESTALE) {
-                cm_log(LOG_DEBUG, "fg %u: no delta checkpoint possible: the next one is full", f->fg);
+                cm_log(LOG_DEBUG, "fg %u: no chain to build on: the next checkpoint is a full one", f->fg);
+                f->force_parked = true;
         } else {
                 int se = ss_ct_store_error(f->ct);
 
@@ -596,13 +609,15 @@ static void delta_after_cb(uv_work_t *w, int status)
                 maybe_finish(s);
 }
 
-/* A delta checkpoint on the work queue; the container keeps being served
- * (no parking: it touches only dsmcore, which holds commits back just for
- * its snapshot). */
-static void start_delta(struct ss_fg *f)
+/* A delta checkpoint, or (full) a full checkpoint built from the log and
+ * a cleaner pass, on the work queue; the container keeps being served (no
+ * parking: they touch only dsmcore, which holds commits back just for its
+ * snapshots, and a private SQLite database). */
+static void start_delta(struct ss_fg *f, bool full)
 {
         int r;
 
+        f->delta_full = full;
         f->delta_mark = log_written(f->ct);
         f->ckpt_seq = f->ct->seq;
         f->delta_work.data = f;
@@ -623,10 +638,17 @@ static void maybe_maint(struct ss_fg *f, uint64_t now)
                 return;
         if (log_written(f->ct) - f->ckpt_mark >= o->ckpt_bytes ||
             (f->ct->seq > f->ckpt_seq && now - f->ckpt_us >= (uint64_t)o->ckpt_interval_ms * 1000u)) {
-                if (ss_ct_checkpoint_full_due(f->ct))
-                        (void)start_maint(f, M_CKPT, NULL);
-                else
-                        start_delta(f);
+                struct dsm_stats st;
+
+                dsm_get_stats(f->ct->store, &st);
+                if (f->force_parked || st.checkpoint_seq == 0) {
+                        /* No chain to build a full one from: read SQLite,
+                         * parked (once in a container's life, normally). */
+                        if (start_maint(f, M_CKPT, NULL) >= 0)
+                                f->force_parked = false;
+                } else {
+                        start_delta(f, ss_ct_checkpoint_full_due(f->ct));
+                }
         } else if (ss_db_wal_frames(f->ct->db) >= o->wal_frames)
                 (void)start_maint(f, M_WAL, NULL);
 }
