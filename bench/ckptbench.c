@@ -12,7 +12,8 @@
  * Each create is timed from send to answer (CLOCK_MONOTONIC).  Printed, as
  * key=value lines: creates, p50_us, p99_us, p999_us, max_us, over_5ms (how
  * many took longer than 5 ms), checkpoints (full and delta, from the
- * store's statistics at the end), seconds.
+ * store's statistics at the end), checkpoint_hold_max_us (the longest
+ * time a checkpoint held commits back inside the store), seconds.
  *
  * --wal-frames F sets when SQLite's own WAL is checkpointed (default the
  * daemon's, 4096 frames); a huge value keeps those out of the run, to see
@@ -271,6 +272,8 @@ int main(int argc, char **argv)
                 printf("checkpoints=%llu\n", (unsigned long long)status_num(r >= 0 ? a.text : NULL, "checkpoints"));
                 printf("delta_checkpoints=%llu\n",
                        (unsigned long long)status_num(r >= 0 ? a.text : NULL, "delta_checkpoints"));
+                printf("checkpoint_hold_max_us=%llu\n",
+                       (unsigned long long)status_num(r >= 0 ? a.text : NULL, "checkpoint_hold_max_us"));
                 printf("checkpoint_seq=%llu\n",
                        (unsigned long long)status_num(r >= 0 ? a.text : NULL, "checkpoint_seq"));
                 printf("seconds=%.1f\n", secs);

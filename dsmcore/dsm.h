@@ -174,6 +174,9 @@ struct dsm_stats {
         uint64_t checkpoints;           /* full checkpoints written since open */
         uint64_t delta_checkpoints;     /* delta checkpoints written since open */
         uint64_t checkpoint_chain;      /* deltas on top of the newest full one */
+        uint64_t checkpoint_hold_max_us;        /* longest time a checkpoint or a
+                                                 * cleaner pass held commits back,
+                                                 * since open */
 };
 
 /* ---- store ---------------------------------------------------------- */

@@ -26,8 +26,9 @@
  * written with commits running again.  It is a new base.
  *
  * All end the same way: flush the END record, then, under log_mtx, make
- * it the newest checkpoint and start a segment whose header names it.
- * Until that header is durable recovery uses the previous chain.
+ * it the newest checkpoint and rewrite the tail segment's header to name
+ * it (dsm__log_publish), then flush that.  Until the header is durable
+ * recovery uses the previous chain.
  *
  * Tracking: the index's accounting hook (dsm__seg_account) reports every
  * range whose mapping changes to dsm__ckpt_dirty(); commit() and recovery
@@ -37,6 +38,7 @@
  * checkpoint must be a full one.
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include "dsm_int.h"
 
@@ -52,6 +54,27 @@ struct dsm_ckpt {
         uint64_t bytes;                 /* record bytes appended */
         int err;
 };
+
+/* ---- holding commits back -------------------------------------------------------- */
+
+uint64_t dsm__now_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A checkpoint or cleaner pass held commits back (rw exclusively, or
+ * log_mtx) from t0 to now: keep the longest such stretch for dsm_stats. */
+void dsm__held(struct dsm_store *s, uint64_t t0)
+{
+        uint64_t d = dsm__now_us() - t0, cur = __atomic_load_n(&s->ckpt_hold_max, __ATOMIC_RELAXED);
+
+        while (d > cur && !__atomic_compare_exchange_n(&s->ckpt_hold_max, &cur, d, false, __ATOMIC_RELAXED,
+                                                        __ATOMIC_RELAXED))
+                ;
+}
 
 /* ---- tracking (rw held exclusively) ---------------------------------------- */
 
@@ -186,7 +209,7 @@ static int put_end(struct dsm_ckpt *cp, uint64_t seq, uint64_t next_txn, uint64_
 {
         struct dsm_store *s = cp->s;
         struct dsm__buf b = { 0 };
-        uint64_t loc, end;
+        uint64_t loc, end, t0;
         int r = 0;
 
         if (!cp->first) {
@@ -220,6 +243,7 @@ static int put_end(struct dsm_ckpt *cp, uint64_t seq, uint64_t next_txn, uint64_
         if (r < 0)
                 return r;
         pthread_mutex_lock(&s->log_mtx);
+        t0 = dsm__now_us();
         s->ckpt_loc = loc;
         s->ckpt_first = cp->first;
         s->ckpt_seq = seq;
@@ -234,8 +258,11 @@ static int put_end(struct dsm_ckpt *cp, uint64_t seq, uint64_t next_txn, uint64_
                 s->chain_bytes += cp->bytes;
                 s->ckpts_delta++;
         }
-        r = dsm__log_switch(s, true);   /* its header names this checkpoint */
+        r = dsm__log_publish(s, &end);  /* the tail's header names it */
+        dsm__held(s, t0);
         pthread_mutex_unlock(&s->log_mtx);
+        if (r >= 0)
+                r = dsm__log_sync(s, end);
         return r;
 }
 
@@ -305,11 +332,14 @@ out:
 
 int dsm_checkpoint(struct dsm_store *s)
 {
+        uint64_t t0;
         int r;
 
         pthread_mutex_lock(&s->ckpt_mtx);
         pthread_rwlock_wrlock(&s->rw);
+        t0 = dsm__now_us();
         r = dsm__checkpoint_locked(s);
+        dsm__held(s, t0);
         pthread_rwlock_unlock(&s->rw);
         pthread_mutex_unlock(&s->ckpt_mtx);
         return r;
@@ -467,12 +497,13 @@ int dsm_checkpoint_delta(struct dsm_store *s)
         struct dsm__buf pay = { 0 };
         struct dsm__ext *ext = NULL;
         size_t nrg = 0, next = 0;
-        uint64_t seq = 0, next_txn = 0, replay_from = 0, prev = 0;
+        uint64_t seq = 0, next_txn = 0, replay_from = 0, prev = 0, t0;
         bool snap = false;
         int r;
 
         pthread_mutex_lock(&s->ckpt_mtx);
         pthread_rwlock_wrlock(&s->rw);
+        t0 = dsm__now_us();
         r = dsm__error(s);
         if (r < 0)
                 goto unlock;
@@ -501,6 +532,7 @@ int dsm_checkpoint_delta(struct dsm_store *s)
         if (r < 0)
                 s->need_full = true;
 unlock:
+        dsm__held(s, t0);
         pthread_rwlock_unlock(&s->rw);
         if (r < 0 || !snap)
                 goto out;
@@ -533,7 +565,7 @@ int dsm_checkpoint_compact(struct dsm_store *s, dsm_replay_fn replay, dsm_ckpt_m
         struct dsm_ckpt cp = { .s = s };
         struct dsm__buf pay = { 0 };
         struct dsm__ext *v = NULL;
-        uint64_t B = 0, seq = 0, next_txn = 0, replay_from = 0;
+        uint64_t B = 0, seq = 0, next_txn = 0, replay_from = 0, t0;
         size_t n = 0;
         bool snap = false;
         int r;
@@ -558,6 +590,7 @@ int dsm_checkpoint_compact(struct dsm_store *s, dsm_replay_fn replay, dsm_ckpt_m
 
         /* The snapshot [I7]. */
         pthread_rwlock_wrlock(&s->rw);
+        t0 = dsm__now_us();
         r = dsm__error(s);
         if (r >= 0 && s->need_full)
                 r = -ESTALE;            /* the payloads since B are incomplete */
@@ -576,6 +609,7 @@ int dsm_checkpoint_compact(struct dsm_store *s, dsm_replay_fn replay, dsm_ckpt_m
                 next_txn = s->next_txn;
                 pthread_mutex_unlock(&s->log_mtx);
         }
+        dsm__held(s, t0);
         pthread_rwlock_unlock(&s->rw);
         if (r < 0)
                 goto out;

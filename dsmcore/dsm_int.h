@@ -225,6 +225,7 @@ struct dsm_store {
         uint64_t chain_bytes;           /* bytes of those deltas */
         uint64_t full_bytes;            /* bytes of the base */
         uint64_t ckpts_full, ckpts_delta;       /* written since open */
+        uint64_t ckpt_hold_max;         /* longest stretch commits waited, us (atomic) */
 
         /* index: guarded by rw */
         pthread_rwlock_t rw;
@@ -275,6 +276,7 @@ int dsm__log_append(struct dsm_store *s, uint8_t type, uint64_t txn,
                     uint64_t *ret_loc, uint64_t *ret_end);
 int dsm__log_sync(struct dsm_store *s, uint64_t upto);
 int dsm__log_switch(struct dsm_store *s, bool durable);
+int dsm__log_publish(struct dsm_store *s, uint64_t *ret_upto);
 int dsm__pread_full(struct dsm_store *s, int fd, void *buf, size_t len, uint64_t off);
 int dsm__read_loc(struct dsm_store *s, uint64_t loc, void *buf, size_t len);
 int dsm__error(struct dsm_store *s);
@@ -289,6 +291,8 @@ int dsm__checkpoint_locked(struct dsm_store *s);
 void dsm__ckpt_dirty(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t npages);
 void dsm__ckpt_payload(struct dsm_store *s, uint64_t seq, const void *meta, size_t len);
 void dsm__ckpt_reset(struct dsm_store *s);
+uint64_t dsm__now_us(void);
+void dsm__held(struct dsm_store *s, uint64_t t0);
 
 /* dsm_store.c */
 int dsm__chain_read(struct dsm_store *s, dsm_replay_fn fn, void *ctx, uint64_t *ret_seq);

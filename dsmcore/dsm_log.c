@@ -252,6 +252,44 @@ int dsm__log_switch(struct dsm_store *s, bool durable)
         return 0;
 }
 
+/*
+ * Name the newest checkpoint (s->ckpt_loc) in the tail segment's header,
+ * rewritten in place (64 bytes inside the first sector: it lands whole or
+ * not at all), without a switch to a new segment and without a flush under
+ * log_mtx.  Until the tail segment is flushed next, recovery may still see
+ * the header naming the previous checkpoint, which stays valid.  Caller
+ * holds log_mtx; *ret_upto gets what the caller must then dsm__log_sync()
+ * for the header to be durable.
+ */
+int dsm__log_publish(struct dsm_store *s, uint64_t *ret_upto)
+{
+        uint8_t hdr[DSM__SEG_HDR_SIZE];
+        uint64_t segno;
+        int fd, r;
+
+        /* A flush already under way may have started before our write:
+         * let it finish, so that the next one covers the header. */
+        while (s->flushing)
+                pthread_cond_wait(&s->log_cond, &s->log_mtx);
+        if (s->err)
+                return s->err;
+        segno = DSM__LOC_SEG(s->tail);
+        fd = tail_fd(s);
+        if (fd < 0)
+                return fd;
+        dsm__seg_hdr_encode(s, segno, hdr);
+        r = write_full(s, fd, hdr, sizeof(hdr), 0);
+        if (r < 0) {
+                dsm__set_error(s, r);
+                return r;
+        }
+        /* Nothing in this segment counts as flushed until it is again. */
+        if (s->durable > DSM__LOC(segno, 0))
+                s->durable = DSM__LOC(segno, 0);
+        *ret_upto = s->tail;
+        return 0;
+}
+
 int dsm__log_append(struct dsm_store *s, uint8_t type, uint64_t txn,
                     const void *meta, uint32_t mlen, uint32_t payload,
                     const struct iovec *iov, int iovcnt, uint64_t datalen, size_t room,

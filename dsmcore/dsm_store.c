@@ -1282,6 +1282,7 @@ void dsm_get_stats(struct dsm_store *s, struct dsm_stats *st)
         st->checkpoints = s->ckpts_full;
         st->delta_checkpoints = s->ckpts_delta;
         st->checkpoint_chain = s->chain_len;
+        st->checkpoint_hold_max_us = __atomic_load_n(&s->ckpt_hold_max, __ATOMIC_RELAXED);
         st->data_bytes_written = s->data_written;
         st->meta_bytes_written = s->meta_written;
         st->payload_bytes_written = s->payload_written;

@@ -800,7 +800,8 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                                 "\"meta_bytes_written\":%llu,\"payload_bytes_written\":%llu,"
                                 "\"index_extents\":%llu,\"commits\":%llu,\"flushes\":%llu,"
                                 "\"damaged_extents\":%llu,\"recovery_bytes\":%llu,\"wal_frames\":%u,"
-                                "\"checkpoints\":%llu,\"delta_checkpoints\":%llu,\"checkpoint_chain\":%llu",
+                                "\"checkpoints\":%llu,\"delta_checkpoints\":%llu,\"checkpoint_chain\":%llu,"
+                                "\"checkpoint_hold_max_us\":%llu",
                                 (unsigned long long)st.seq, (unsigned long long)f->ct->seq,
                                 (unsigned long long)f->ct->ninodes, (unsigned long long)f->ct->next_ino,
                                 (unsigned long long)st.checkpoint_seq, (unsigned long long)st.segments,
@@ -812,7 +813,8 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                                 (unsigned long long)st.flushes, (unsigned long long)st.damaged_extents,
                                 (unsigned long long)st.recovery_bytes, ss_db_wal_frames(f->ct->db),
                                 (unsigned long long)st.checkpoints, (unsigned long long)st.delta_checkpoints,
-                                (unsigned long long)st.checkpoint_chain);
+                                (unsigned long long)st.checkpoint_chain,
+                                (unsigned long long)st.checkpoint_hold_max_us);
                 }
                 fputc('}', m);
         }
