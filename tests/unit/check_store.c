@@ -1310,9 +1310,10 @@ static int seq_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
         return dsm_ckpt_put(cp, "i", 1);
 }
 
-/* Deltas and compacted full checkpoints written while another thread
- * commits: the commits appended while one is being written lie after its
- * snapshot and are replayed. */
+/* Deltas and compacted full checkpoints (with cleaner passes) written
+ * while another thread commits: the commits appended while one is being
+ * written lie after its snapshot and are replayed; the pages the cleaner
+ * moves or frees stay readable. */
 START_TEST(test_delta_while_committing)
 {
         struct seq_check c = { 0 };
@@ -1330,7 +1331,7 @@ START_TEST(test_delta_while_committing)
         ck_assert_int_eq(dsm_checkpoint(s), 0);
         w.s = s;
         ck_assert_int_eq(pthread_create(&th, NULL, delta_committer, &w), 0);
-        for (int i = 0; !w.done; i++) {
+        for (int i = 0; !w.done || i < 4; i++) {
                 if (i % 4 == 3) {
                         /* An image that says nothing but its seq; the
                          * payloads after it are contiguous from there. */
@@ -1338,6 +1339,8 @@ START_TEST(test_delta_while_committing)
 
                         ck_assert_int_eq(dsm_checkpoint_compact(s, on_replay_seq, seq_image, &ci), 0);
                         ck_assert(!ci.bad);
+                        /* ... and the cleaner behind the new base. */
+                        ck_assert_int_ge(dsm_clean_base(s, 50), 0);
                 } else {
                         ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
                 }
@@ -1346,6 +1349,7 @@ START_TEST(test_delta_while_committing)
         ck_assert_int_eq(dsm_sync(s), 0);
         dsm_get_stats(s, &st);
         ck_assert_uint_gt(st.delta_checkpoints, 1);
+        ck_assert_uint_gt(st.checkpoints, 1);
         dsm_close(s);
         s = open_store(&o);
         ck_assert(!c.bad);
