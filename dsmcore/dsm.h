@@ -35,6 +35,7 @@
 #ifndef DSM_H
 #define DSM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
@@ -169,7 +170,13 @@ struct dsm_stats {
         uint64_t commits;               /* commits since open */
         uint64_t damaged_extents;
         uint64_t recovery_bytes;        /* bytes read by the last recovery */
-        uint64_t checkpoint_seq;        /* seq of the checkpoint recovery used */
+        uint64_t checkpoint_seq;        /* seq of the newest checkpoint */
+        uint64_t checkpoints;           /* full checkpoints written since open */
+        uint64_t delta_checkpoints;     /* delta checkpoints written since open */
+        uint64_t checkpoint_chain;      /* deltas on top of the newest full one */
+        uint64_t checkpoint_hold_max_us;        /* longest time a checkpoint or a
+                                                 * cleaner pass held commits back,
+                                                 * since open */
 };
 
 /* ---- store ---------------------------------------------------------- */
@@ -181,7 +188,10 @@ int dsm_format(const char *dir, const struct dsm_options *opt);
 /* Open and recover a store: rebuild the page index from the newest
  * checkpoint and the log after it, cut a torn tail, report damage (through
  * opt->damage), and hand the caller the checkpoint image and every later
- * commit payload (through opt->replay) before returning.  opt is copied.
+ * commit payload (through opt->replay) before returning.  What recovery
+ * replayed is flushed before dsm_open() returns: after a crash of the
+ * process alone it may have reached only the page cache, and it counts as
+ * durable from then on.  opt is copied.
  * Returns 0 and *ret_store, -ENOENT if there is no store, -EBADMSG if the
  * segments cannot be made sense of, or an I/O error. */
 int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **ret_store);
@@ -210,10 +220,39 @@ int dsm_read_pages(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t np
 #define DSM_SEEK_HOLE 4
 int dsm_seek(struct dsm_store *s, uint64_t obj, uint64_t page, int whence, uint64_t *ret_page);
 
-/* Write a checkpoint: the page index and the caller's metadata image (from
- * opt->ckpt_meta), so that recovery reads only what comes after it.  Waits
- * for running commits and holds new ones back meanwhile. */
+/* Write a full checkpoint: the page index and the caller's metadata image
+ * (from opt->ckpt_meta), so that recovery reads only what comes after it.
+ * Waits for running commits and holds new ones back meanwhile.  It starts
+ * a new checkpoint chain (see dsm_checkpoint_delta). */
 int dsm_checkpoint(struct dsm_store *s);
+
+/* Write a delta checkpoint on top of the newest one: the index ranges
+ * changed since it and the payloads of the commits made since it (handed
+ * to opt->replay as DSM_REPLAY_COMMIT by recovery); no call to
+ * opt->ckpt_meta.  Holds commits back only while it takes its snapshot
+ * (a copy of the changed index ranges); they run while it writes and
+ * flushes.  Returns 0 (also when nothing changed), -ESTALE if a delta is
+ * not possible (no checkpoint yet, or the changes could not be tracked:
+ * write a full one), or an I/O error. */
+int dsm_checkpoint_delta(struct dsm_store *s);
+
+/* Write a full checkpoint without the caller's live state and without
+ * holding commits back (beyond a snapshot: a copy of the index): the
+ * newest chain's image and payloads are read back from the log and handed
+ * to replay() (DSM_REPLAY_CHECKPOINT_META chunks, then DSM_REPLAY_COMMIT,
+ * exactly as recovery would), then image(ctx, seq, cp) must write, with
+ * dsm_ckpt_put(), the image those make: every commit <= seq, the newest
+ * checkpoint's seq.  Commits made meanwhile are carried as payloads.  The
+ * result is a new base (the cleaner may reclaim before it).  Both
+ * callbacks run on the calling thread; their errors are returned as is.
+ * -ESTALE if there is no checkpoint to compact (write one with
+ * dsm_checkpoint), or an I/O error. */
+int dsm_checkpoint_compact(struct dsm_store *s, dsm_replay_fn replay, dsm_ckpt_meta_fn image, void *ctx);
+
+/* Should the next checkpoint be a full one?  True when a delta is not
+ * possible, or the chain is long (64 deltas) or big (its deltas hold more
+ * bytes than the full checkpoint they build on, or a segment if more). */
+bool dsm_checkpoint_full_due(struct dsm_store *s);
 
 /* Append caller metadata to the checkpoint being written (only inside the
  * ckpt_meta callback). */
@@ -222,9 +261,15 @@ int dsm_ckpt_put(struct dsm_ckpt *cp, const void *buf, size_t len);
 /* One pass of the cleaner: reclaim segments that hold no live pages, and
  * move the live pages out of segments whose live share is at most
  * max_live_pct percent, then reclaim those too.  Only segments wholly
- * before the newest checkpoint are touched; a checkpoint is written first
- * if that lets more be reclaimed.  Returns the number of segments reclaimed. */
+ * before the newest full checkpoint are touched; a full checkpoint is
+ * written first if that lets more be reclaimed (commits or deltas since
+ * the last one).  Returns the number of segments reclaimed. */
 int dsm_clean(struct dsm_store *s, unsigned max_live_pct);
+
+/* The same, but it writes no checkpoint: only segments before the newest
+ * full checkpoint are considered.  For callers that write their own
+ * (dsm_checkpoint_compact) and keep committing meanwhile. */
+int dsm_clean_base(struct dsm_store *s, unsigned max_live_pct);
 
 void dsm_get_stats(struct dsm_store *s, struct dsm_stats *ret);
 

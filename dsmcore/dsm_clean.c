@@ -2,8 +2,9 @@
  * dsm_clean.c -- the cleaner: gives back the space of superseded and freed
  * pages.
  *
- * Only segments wholly before the newest checkpoint's first record are
- * touched: recovery never replays them, so the only thing in them that
+ * Only segments wholly before the first record of the newest full
+ * checkpoint (the base of the chain, [I7]) are touched: recovery never
+ * replays them, so the only thing in them that
  * matters is page data the index still points at (seg.live, [I4]).  A
  * segment with no live bytes is deleted.  A segment whose live share is
  * small has its live extents copied to the tail as RELOC records (each
@@ -20,6 +21,7 @@
 struct victim {
         uint64_t segno;
         bool relocate;
+        int fd;                         /* once out of the table */
 };
 
 static bool is_victim(const struct victim *v, size_t n, uint64_t segno, bool *relocate)
@@ -147,25 +149,32 @@ static bool has_damage(const struct dsm_store *s, uint64_t segno)
         return false;
 }
 
-int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
+static int clean(struct dsm_store *s, unsigned max_live_pct, bool ckpt)
 {
         struct victim *v = NULL;
         size_t nv = 0;
-        uint64_t base, end = 0;
+        uint64_t base, end = 0, t0 = 0;
         int r, reclaimed = 0;
+        bool locked = false;
 
         if (max_live_pct > 100)
                 return -EINVAL;
+        pthread_mutex_lock(&s->ckpt_mtx);
         pthread_rwlock_wrlock(&s->rw);
+        t0 = dsm__now_us();
+        locked = true;
         r = dsm__error(s);
         if (r < 0)
                 goto out;
-        if (!s->ckpt_loc || s->seq != s->ckpt_seq) {
+        if (ckpt && (!s->ckpt_loc || s->seq != s->ckpt_seq || s->chain_len)) {
+                /* A new base lets everything before it go [I7]. */
                 r = dsm__checkpoint_locked(s);
                 if (r < 0)
                         goto out;
         }
-        base = DSM__LOC_SEG(s->ckpt_first);
+        if (!s->ckpt_loc)
+                goto out;               /* r = 0: nothing may go */
+        base = DSM__LOC_SEG(s->chain_first);
 
         pthread_mutex_lock(&s->seg_mtx);
         v = calloc(s->nsegs ? s->nsegs : 1, sizeof(*v));
@@ -181,9 +190,9 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
                 if (g->segno >= base || g->pins || has_damage(s, g->segno))
                         continue;
                 if (g->live == 0)
-                        v[nv++] = (struct victim){ g->segno, false };
+                        v[nv++] = (struct victim){ g->segno, false, -1 };
                 else if (g->live * 100 <= (uint64_t)max_live_pct * room)
-                        v[nv++] = (struct victim){ g->segno, true };
+                        v[nv++] = (struct victim){ g->segno, true, -1 };
         }
         pthread_mutex_unlock(&s->seg_mtx);
         for (size_t i = 0; i < nv; i++)
@@ -196,19 +205,29 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
         if (r < 0)
                 goto out;
 
+        /* Out of the table under the lock: no reader can reach them now. */
         for (size_t i = 0; i < nv; i++) {
                 struct dsm__seg *g;
-                char path[4096];
-                int fd;
 
                 pthread_mutex_lock(&s->seg_mtx);
                 g = dsm__seg_find(s, v[i].segno);
                 assert(g && g->live == 0 && g->pins == 0);      /* [I4] */
-                fd = g->fd;
+                v[i].fd = g->fd;
                 memmove(g, g + 1, (size_t)((s->segs + s->nsegs) - (g + 1)) * sizeof(*g));
                 s->nsegs--;
                 pthread_mutex_unlock(&s->seg_mtx);
-                s->io->close(s->ioctx, fd);
+        }
+        /* Closing and unlinking them (and the directory flush) need no lock:
+         * commits run meanwhile.  A crash before the unlink leaves a
+         * segment recovery reads but never replays (it lies before the
+         * base), and the next pass removes it. */
+        dsm__held(s, t0);
+        pthread_rwlock_unlock(&s->rw);
+        locked = false;
+        for (size_t i = 0; i < nv; i++) {
+                char path[4096];
+
+                s->io->close(s->ioctx, v[i].fd);
                 r = dsm__seg_path(s, v[i].segno, path, sizeof(path));
                 if (r >= 0)
                         r = s->io->unlink(s->ioctx, path);
@@ -216,6 +235,8 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
                         pthread_mutex_lock(&s->log_mtx);
                         dsm__set_error(s, r);
                         pthread_mutex_unlock(&s->log_mtx);
+                        for (size_t k = i + 1; k < nv; k++)
+                                s->io->close(s->ioctx, v[k].fd);
                         goto out;
                 }
                 reclaimed++;
@@ -232,6 +253,20 @@ int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
         r = reclaimed;
 out:
         free(v);
-        pthread_rwlock_unlock(&s->rw);
+        if (locked) {
+                dsm__held(s, t0);
+                pthread_rwlock_unlock(&s->rw);
+        }
+        pthread_mutex_unlock(&s->ckpt_mtx);
         return r;
+}
+
+int dsm_clean(struct dsm_store *s, unsigned max_live_pct)
+{
+        return clean(s, max_live_pct, true);
+}
+
+int dsm_clean_base(struct dsm_store *s, unsigned max_live_pct)
+{
+        return clean(s, max_live_pct, false);
 }

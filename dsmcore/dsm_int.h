@@ -24,11 +24,23 @@
  *       with pins == 0, after the relocation of their live data is durable.
  *  [I5] Every segment before the tail segment is fully flushed before the
  *       first byte is appended to a newer one; so only the last segment can
- *       have a torn tail.
+ *       have a torn tail.  `durable` never runs ahead of what was flushed,
+ *       across a restart too: recovery flushes what it replayed before
+ *       setting durable to the tail.
  *  [I6] Once s->err is set it is never cleared: every entry point returns it.
+ *  [I7] The checkpoint chain: the newest checkpoint is a full one or a
+ *       delta whose END names the previous one (prev), down to a full one
+ *       (the base).  A delta holds, for every index range that changed
+ *       since the previous checkpoint (s->dirty), that range cleared and
+ *       its extents, and the payloads of every commit since it (s->pay).
+ *       Its snapshot (seq, replay_from) is taken under rw exclusively;
+ *       its records are written after, interleaved with later commits,
+ *       which recovery replays from replay_from on.  Every record of the
+ *       chain lies at or after chain_first (the base's first record), and
+ *       the cleaner touches only segments before it.
  *
- * Lock order: s->rw (index) -> s->log_mtx (tail, flush) -> s->seg_mtx
- * (segment table).  Reads hold rw shared while they pread, so the cleaner
+ * Lock order: s->ckpt_mtx (one checkpoint or cleaner pass at a time) ->
+ * s->rw (index) -> s->log_mtx (tail, flush) -> s->seg_mtx (segment table).  Reads hold rw shared while they pread, so the cleaner
  * (rw exclusive) never closes a segment under a reader.
  */
 #ifndef DSM_INT_H
@@ -59,7 +71,13 @@ enum dsm__rec_type {
         DSM__REC_CKPT_INDEX = 4,        /* a chunk of the page index */
         DSM__REC_CKPT_META = 5,         /* a chunk of the caller's metadata image */
         DSM__REC_CKPT_END = 6,          /* closes a checkpoint */
+        DSM__REC_CKPT_CLEAR = 7,        /* (delta) index ranges to clear first */
+        DSM__REC_CKPT_COMMITS = 8,      /* (delta) payloads of the commits it covers */
 };
+
+/* CKPT_END kinds (the field is absent in stores written before deltas). */
+#define DSM__CKPT_FULL 0u
+#define DSM__CKPT_DELTA 1u
 
 #define DSM__LOC(segno, off) (((uint64_t)(segno) << 32) | (uint64_t)(off))
 #define DSM__LOC_SEG(loc) ((loc) >> 32)
@@ -197,14 +215,29 @@ struct dsm_store {
         uint32_t chunk;                 /* largest data record a txn writes */
         uint64_t store_id;
 
+        /* checkpoints: written under ckpt_mtx and log_mtx, read under either */
+        pthread_mutex_t ckpt_mtx;
+        uint64_t ckpt_loc;              /* END record of the newest checkpoint, 0 none */
+        uint64_t ckpt_first;            /* first record of that checkpoint */
+        uint64_t ckpt_seq;
+        uint64_t chain_first;           /* first record of the chain's base [I7] */
+        uint64_t chain_len;             /* deltas since the base */
+        uint64_t chain_bytes;           /* bytes of those deltas */
+        uint64_t full_bytes;            /* bytes of the base */
+        uint64_t ckpts_full, ckpts_delta;       /* written since open */
+        uint64_t ckpt_hold_max;         /* longest stretch commits waited, us (atomic) */
+
         /* index: guarded by rw */
         pthread_rwlock_t rw;
         struct dsm__emap index;
         struct dsm__u64map freed;       /* obj -> seq of its last free */
         uint64_t seq;                   /* last commit */
-        uint64_t ckpt_loc;              /* END record of the newest checkpoint, 0 none */
-        uint64_t ckpt_first;            /* first record of that checkpoint */
-        uint64_t ckpt_seq;
+        /* what changed since the newest checkpoint [I7], guarded by rw */
+        struct dsm_extent *dirty;       /* index ranges whose mapping changed */
+        size_t ndirty, capdirty;
+        struct dsm__buf pay;            /* commit payloads: v seq, v len, bytes */
+        bool track;                     /* record changes (not while loading) */
+        bool need_full;                 /* dirty/pay incomplete: no delta possible */
         struct dsm__damaged *damaged;   /* damaged log ranges (recovery) */
         size_t ndamaged;
         uint64_t damaged_extents;
@@ -243,6 +276,7 @@ int dsm__log_append(struct dsm_store *s, uint8_t type, uint64_t txn,
                     uint64_t *ret_loc, uint64_t *ret_end);
 int dsm__log_sync(struct dsm_store *s, uint64_t upto);
 int dsm__log_switch(struct dsm_store *s, bool durable);
+int dsm__log_publish(struct dsm_store *s, uint64_t *ret_upto);
 int dsm__pread_full(struct dsm_store *s, int fd, void *buf, size_t len, uint64_t off);
 int dsm__read_loc(struct dsm_store *s, uint64_t loc, void *buf, size_t len);
 int dsm__error(struct dsm_store *s);
@@ -252,8 +286,16 @@ static inline uint32_t dsm__max_record(const struct dsm_store *s)
         return s->segsize - DSM__SEG_HDR_SIZE;
 }
 
-/* dsm_store.c */
+/* dsm_ckpt.c */
 int dsm__checkpoint_locked(struct dsm_store *s);
+void dsm__ckpt_dirty(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t npages);
+void dsm__ckpt_payload(struct dsm_store *s, uint64_t seq, const void *meta, size_t len);
+void dsm__ckpt_reset(struct dsm_store *s);
+uint64_t dsm__now_us(void);
+void dsm__held(struct dsm_store *s, uint64_t t0);
+
+/* dsm_store.c */
+int dsm__chain_read(struct dsm_store *s, dsm_replay_fn fn, void *ctx, uint64_t *ret_seq);
 int dsm__apply_reloc(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t n, uint64_t seq,
                       uint64_t loc, bool bad);
 int dsm__page_read_locked(struct dsm_store *s, const struct dsm__ext *e, uint64_t page, void *buf);

@@ -78,8 +78,12 @@ static void seg_adjust(struct dsm_store *s, uint64_t loc, int64_t pages, bool pi
 /* emap accounting hook of the page index: live bytes per segment [I4]. */
 void dsm__seg_account(void *ctx, const struct dsm__ext *e, uint64_t loc, int64_t pages)
 {
-        seg_adjust(ctx, loc, pages, false);
-        (void)e;
+        struct dsm_store *s = ctx;
+
+        seg_adjust(s, loc, pages, false);
+        /* The mapping of these pages changed: the next delta holds them [I7]. */
+        dsm__ckpt_dirty(s, e->obj, e->page + (loc - e->loc) / DSM_PAGE_SIZE,
+                        (uint64_t)(pages < 0 ? -pages : pages));
 }
 
 /* emap accounting hook of write sets: staged bytes pin their segment. */
@@ -211,7 +215,7 @@ static int tail_fd(struct dsm_store *s)
  * dsm__seg_create. */
 int dsm__log_switch(struct dsm_store *s, bool durable)
 {
-        uint64_t segno = DSM__LOC_SEG(s->tail) + 1;
+        uint64_t segno;
         int fd, r;
 
         /* Let a running flush finish first: it flushes this segment. */
@@ -219,6 +223,10 @@ int dsm__log_switch(struct dsm_store *s, bool durable)
                 pthread_cond_wait(&s->log_cond, &s->log_mtx);
         if (s->err)
                 return s->err;
+        /* Only now: while we waited, another appender (a DATA spill under
+         * the shared index lock, or a commit while a delta checkpoint is
+         * written) may have switched already. */
+        segno = DSM__LOC_SEG(s->tail) + 1;
         fd = tail_fd(s);
         if (fd < 0)
                 return fd;
@@ -241,6 +249,44 @@ int dsm__log_switch(struct dsm_store *s, bool durable)
          * yet: the next sync must flush it. */
         s->durable = durable ? s->tail : DSM__LOC(segno, 0);
         pthread_cond_broadcast(&s->log_cond);
+        return 0;
+}
+
+/*
+ * Name the newest checkpoint (s->ckpt_loc) in the tail segment's header,
+ * rewritten in place (64 bytes inside the first sector: it lands whole or
+ * not at all), without a switch to a new segment and without a flush under
+ * log_mtx.  Until the tail segment is flushed next, recovery may still see
+ * the header naming the previous checkpoint, which stays valid.  Caller
+ * holds log_mtx; *ret_upto gets what the caller must then dsm__log_sync()
+ * for the header to be durable.
+ */
+int dsm__log_publish(struct dsm_store *s, uint64_t *ret_upto)
+{
+        uint8_t hdr[DSM__SEG_HDR_SIZE];
+        uint64_t segno;
+        int fd, r;
+
+        /* A flush already under way may have started before our write:
+         * let it finish, so that the next one covers the header. */
+        while (s->flushing)
+                pthread_cond_wait(&s->log_cond, &s->log_mtx);
+        if (s->err)
+                return s->err;
+        segno = DSM__LOC_SEG(s->tail);
+        fd = tail_fd(s);
+        if (fd < 0)
+                return fd;
+        dsm__seg_hdr_encode(s, segno, hdr);
+        r = write_full(s, fd, hdr, sizeof(hdr), 0);
+        if (r < 0) {
+                dsm__set_error(s, r);
+                return r;
+        }
+        /* Nothing in this segment counts as flushed until it is again. */
+        if (s->durable > DSM__LOC(segno, 0))
+                s->durable = DSM__LOC(segno, 0);
+        *ret_upto = s->tail;
         return 0;
 }
 

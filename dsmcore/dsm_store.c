@@ -16,13 +16,15 @@
  *      reported with segment and offset, the pages it held are marked
  *      damaged (reads refuse them), and the scan resynchronises on the next
  *      valid record header.
+ *   4. every segment replayed is flushed (flush_replayed): after a crash
+ *      of the process alone its records may have reached only the page
+ *      cache, and from now on the store treats them as durable.
  *
- * Checkpoint (dsm__checkpoint_locked): with commits held back, write the
- * index as CKPT_INDEX records, the caller's image as CKPT_META records, an
- * END record naming the first of them, flush, then start a new segment
- * whose header points at the END record.  Until that header is durable the
- * previous checkpoint stays the one recovery uses, and the cleaner never
- * reclaims a segment from the newest checkpoint's first record on [I4].
+ *   In step 2 the newest checkpoint may be a delta: load_checkpoint follows
+ *   the chain back to its full base and applies base and deltas in order
+ *   [I7]; replay then starts at the newest one's replay_from.
+ *
+ * Writing checkpoints is in dsm_ckpt.c.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,13 +37,6 @@
 
 #define WINDOW (8u << 20)
 
-struct dsm_ckpt {
-        struct dsm_store *s;
-        struct dsm__buf buf;
-        uint64_t first;
-        uint64_t total;
-        int err;
-};
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -117,6 +112,7 @@ static struct dsm_store *store_new(const char *dir, const struct dsm_options *op
         pthread_mutex_init(&s->log_mtx, NULL);
         pthread_cond_init(&s->log_cond, NULL);
         pthread_mutex_init(&s->seg_mtx, NULL);
+        pthread_mutex_init(&s->ckpt_mtx, NULL);
         dsm__emap_init(&s->index, dsm__seg_account, s);
         s->next_txn = 1;
         return s;
@@ -132,6 +128,8 @@ static void store_free(struct dsm_store *s)
                 s->io->close(s->ioctx, s->segs[i].fd);
         free(s->segs);
         free(s->damaged);
+        dsm__ckpt_reset(s);
+        pthread_mutex_destroy(&s->ckpt_mtx);
         pthread_rwlock_destroy(&s->rw);
         pthread_mutex_destroy(&s->log_mtx);
         pthread_cond_destroy(&s->log_cond);
@@ -223,6 +221,7 @@ struct win {
         size_t plen;
         int perr;
         uint8_t *pmem;                  /* KEEP_MAX + WINDOW bytes */
+        bool quiet;                     /* not recovery: no recovery_bytes */
 };
 
 static void *win_reader(void *arg)
@@ -353,7 +352,8 @@ static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
                         w->buf = nb;
                         w->off = off;
                         w->len = keep + w->plen;
-                        w->s->recovery_bytes += w->plen;
+                        if (!w->quiet)
+                                w->s->recovery_bytes += w->plen;
                         win_prefetch(w);
                         *ret = w->buf;
                         return 0;
@@ -383,7 +383,8 @@ static int win_get(struct win *w, uint64_t off, size_t n, const uint8_t **ret)
                 w->len = 0;
                 return r == -ENODATA ? -EIO : r;
         }
-        w->s->recovery_bytes += want - keep;
+        if (!w->quiet)
+                w->s->recovery_bytes += want - keep;
         w->off = off;
         w->len = want;
         win_prefetch(w);
@@ -423,6 +424,8 @@ static bool header_ok(const struct dsm_store *s, const uint8_t *h)
         case DSM__REC_CKPT_INDEX:
         case DSM__REC_CKPT_META:
         case DSM__REC_CKPT_END:
+        case DSM__REC_CKPT_CLEAR:
+        case DSM__REC_CKPT_COMMITS:
                 return datalen == 0;
         default:
                 return false;
@@ -658,6 +661,7 @@ static int apply_commit(struct dsm_store *s, const struct rec *rc, bool last, ui
         if (r < 0)
                 goto out;
         s->seq = seq;
+        dsm__ckpt_payload(s, seq, meta, metalen);       /* for the next delta [I7] */
         if (s->opt.replay) {
                 r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_COMMIT, seq, meta, metalen);
                 if (r < 0) {
@@ -768,9 +772,8 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
         if (last && off < w->fsize) {
                 if (off + DSM__REC_HDR_SIZE <= w->fsize || off != w->fsize)
                         report(s, g->segno, off, w->fsize - off, "torn tail cut off");
+                /* Flushed with the rest of what was replayed (dsm_open). */
                 r = s->io->ftruncate(s->ioctx, g->fd, off);
-                if (r >= 0)
-                        r = s->io->fdatasync(s->ioctx, g->fd);
                 if (r < 0)
                         return r;
         }
@@ -780,63 +783,151 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
-static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_replay_from)
+/* A parsed CKPT_END record. */
+struct ckend {
+        uint64_t loc, len;
+        uint64_t seq, next_txn, first, nindex;
+        uint64_t kind, prev, replay_from, image_seq;
+};
+
+/* Point the window at segment segno (or the first one after it, if
+ * `after`).  seg_mtx guards the table: the chain is also read while
+ * commits append (dsm_checkpoint_compact). */
+static int win_at(struct dsm_store *s, struct win *w, uint64_t segno, bool after, uint64_t *ret_segno)
 {
-        uint64_t seq, next_txn, first, nindex, loaded = 0, loc, fsize;
-        struct dsm__seg *g;
-        struct rec rc;
+        struct dsm__seg *g = NULL;
+        uint64_t fsize;
+        int fd, r;
+
+        pthread_mutex_lock(&s->seg_mtx);
+        if (!after)
+                g = dsm__seg_find(s, segno);
+        else
+                for (size_t i = 0; i < s->nsegs && !g; i++)
+                        if (s->segs[i].segno > segno)
+                                g = &s->segs[i];
+        fd = g ? g->fd : -1;
+        segno = g ? g->segno : 0;
+        pthread_mutex_unlock(&s->seg_mtx);
+        if (fd < 0)
+                return -EBADMSG;
+        if (w->fd != fd || *ret_segno != segno) {
+                r = s->io->fsize(s->ioctx, fd, &fsize);
+                if (r < 0)
+                        return r;
+                win_reset(w, fd, fsize);
+        }
+        *ret_segno = segno;
+        return 0;
+}
+
+static int read_end(struct dsm_store *s, struct win *w, uint64_t loc, struct ckend *ce)
+{
+        uint64_t segno = 0;
         struct dsm__rd rd;
+        struct rec rc;
         int r;
 
-        g = dsm__seg_find(s, DSM__LOC_SEG(s->ckpt_loc));
-        if (!g)
-                goto bad;
-        r = s->io->fsize(s->ioctx, g->fd, &fsize);
+        r = win_at(s, w, DSM__LOC_SEG(loc), false, &segno);
         if (r < 0)
                 return r;
-        win_reset(w, g->fd, fsize);
-        r = read_record(w, g->segno, DSM__LOC_OFF(s->ckpt_loc), &rc);
+        r = read_record(w, segno, DSM__LOC_OFF(loc), &rc);
         if (r < 0 || rc.type != DSM__REC_CKPT_END)
-                goto bad;
+                return r == -EIO || r == -ENOMEM ? r : -EBADMSG;
         rd = (struct dsm__rd){ rc.meta, rc.mlen, 0, false };
-        seq = dsm__rd_varint(&rd);
-        next_txn = dsm__rd_varint(&rd);
-        first = dsm__rd_varint(&rd);
-        nindex = dsm__rd_varint(&rd);
+        memset(ce, 0, sizeof(*ce));
+        ce->loc = loc;
+        ce->len = rc.len;
+        ce->seq = dsm__rd_varint(&rd);
+        ce->next_txn = dsm__rd_varint(&rd);
+        ce->first = dsm__rd_varint(&rd);
+        ce->nindex = dsm__rd_varint(&rd);
         (void)dsm__rd_varint(&rd);
-        if (rd.err || first > s->ckpt_loc)
-                goto bad;
-        *ret_replay_from = s->ckpt_loc + rc.len;
+        ce->image_seq = ce->seq;
+        if (!rd.err && rd.pos < rd.len) {
+                /* Written since delta checkpoints exist. */
+                ce->kind = dsm__rd_varint(&rd);
+                ce->prev = dsm__rd_varint(&rd);
+                ce->replay_from = dsm__rd_varint(&rd);
+                ce->image_seq = dsm__rd_varint(&rd);
+        }
+        if (rd.err || ce->first > loc || ce->kind > DSM__CKPT_DELTA || ce->image_seq > ce->seq ||
+            (ce->kind == DSM__CKPT_DELTA && (!ce->prev || ce->prev >= ce->first)) ||
+            (ce->replay_from && ce->replay_from > loc))
+                return -EBADMSG;
+        return 0;
+}
 
-        for (loc = first; loc < s->ckpt_loc;) {
-                if (DSM__LOC_SEG(loc) != g->segno || w->fd != g->fd) {
-                        g = dsm__seg_find(s, DSM__LOC_SEG(loc));
-                        if (!g)
-                                goto bad;
-                        r = s->io->fsize(s->ioctx, g->fd, &fsize);
+/* Read the chain ending at the END record at loc, newest first. */
+static int read_chain(struct dsm_store *s, struct win *w, uint64_t loc, struct ckend **ret, size_t *ret_n)
+{
+        struct ckend *chain = NULL;
+        size_t n = 0, cap = 0;
+        int r;
+
+        for (;;) {
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 8;
+                        struct ckend *v = realloc(chain, nc * sizeof(*v));
+
+                        if (!v) {
+                                free(chain);
+                                return -ENOMEM;
+                        }
+                        chain = v;
+                        cap = nc;
+                }
+                r = read_end(s, w, loc, &chain[n]);
+                if (r < 0) {
+                        free(chain);
+                        return r;
+                }
+                if (chain[n++].kind == DSM__CKPT_FULL)
+                        break;
+                loc = chain[n - 1].prev;
+        }
+        *ret = chain;
+        *ret_n = n;
+        return 0;
+}
+
+/* How one checkpoint of a chain is read. */
+struct chain_rd {
+        bool index;                     /* apply its index records to s->index */
+        dsm_replay_fn fn;               /* gets its image and payloads, may be NULL */
+        void *ctx;
+        uint64_t seq;                   /* last seq handed over */
+        int cb_err;
+};
+
+/* Read the records of one checkpoint of the chain, from its first record
+ * to its END, skipping the records of other kinds written meanwhile. */
+static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce, struct chain_rd *cr)
+{
+        uint64_t loc, loaded = 0, segno = 0;
+        int r;
+
+        if (ce->kind == DSM__CKPT_FULL)
+                cr->seq = ce->image_seq;
+        for (loc = ce->first; loc < ce->loc;) {
+                struct dsm__rd rd;
+                struct rec rc;
+
+                r = win_at(s, w, DSM__LOC_SEG(loc), false, &segno);
+                if (r < 0)
+                        return r;
+                if (DSM__LOC_OFF(loc) + DSM__REC_HDR_SIZE > w->fsize) {
+                        r = win_at(s, w, segno, true, &segno);          /* next segment */
                         if (r < 0)
                                 return r;
-                        win_reset(w, g->fd, fsize);
-                }
-                if (DSM__LOC_OFF(loc) + DSM__REC_HDR_SIZE > w->fsize) {
-                        /* next segment */
-                        struct dsm__seg *ng = NULL;
-
-                        for (size_t i = 0; i < s->nsegs; i++)
-                                if (s->segs[i].segno > g->segno) {
-                                        ng = &s->segs[i];
-                                        break;
-                                }
-                        if (!ng)
-                                goto bad;
-                        loc = DSM__LOC(ng->segno, DSM__SEG_HDR_SIZE);
+                        loc = DSM__LOC(segno, DSM__SEG_HDR_SIZE);
                         continue;
                 }
-                r = read_record(w, g->segno, DSM__LOC_OFF(loc), &rc);
+                r = read_record(w, segno, DSM__LOC_OFF(loc), &rc);
                 if (r < 0)
-                        goto bad;
+                        return r == -EIO || r == -ENOMEM ? r : -EBADMSG;
                 rd = (struct dsm__rd){ rc.meta, rc.mlen, 0, false };
-                if (rc.type == DSM__REC_CKPT_INDEX) {
+                if (rc.type == DSM__REC_CKPT_INDEX && cr->index) {
                         uint32_t n = dsm__rd_u32(&rd);
 
                         for (uint32_t i = 0; i < n && !rd.err; i++) {
@@ -849,188 +940,151 @@ static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_rep
                                 e.seq = dsm__rd_varint(&rd);
                                 e.flags = (uint32_t)dsm__rd_varint(&rd) & DSM__F_DAMAGED;
                                 if (rd.err || e.npages == 0)
-                                        goto bad;
+                                        return -EBADMSG;
                                 r = insert_ext(s, &e);
                                 if (r < 0)
                                         return r;
                                 loaded++;
                         }
-                        if (rd.err)
-                                goto bad;
-                } else if (rc.type == DSM__REC_CKPT_META && s->opt.replay) {
-                        r = s->opt.replay(s->opt.replay_ctx, DSM_REPLAY_CHECKPOINT_META, seq, rc.meta, rc.mlen);
+                } else if (rc.type == DSM__REC_CKPT_CLEAR && cr->index) {
+                        uint32_t n = dsm__rd_u32(&rd);
+
+                        for (uint32_t i = 0; i < n && !rd.err; i++) {
+                                uint64_t obj = dsm__rd_varint(&rd), page = dsm__rd_varint(&rd);
+                                uint64_t np = dsm__rd_varint(&rd);
+
+                                if (rd.err || np == 0)
+                                        return -EBADMSG;
+                                r = dsm__emap_remove(&s->index, obj, page, np);
+                                if (r < 0)
+                                        return r;
+                        }
+                } else if (rc.type == DSM__REC_CKPT_META && cr->fn) {
+                        r = cr->fn(cr->ctx, DSM_REPLAY_CHECKPOINT_META, ce->image_seq, rc.meta, rc.mlen);
                         if (r < 0) {
-                                s->cb_err = r;
+                                cr->cb_err = r;
                                 return -ECANCELED;
                         }
+                } else if (rc.type == DSM__REC_CKPT_COMMITS) {
+                        uint32_t n = dsm__rd_u32(&rd);
+
+                        for (uint32_t i = 0; i < n && !rd.err; i++) {
+                                uint64_t seq = dsm__rd_varint(&rd), len = dsm__rd_varint(&rd);
+                                const uint8_t *p = dsm__rd_bytes(&rd, len);
+
+                                if (rd.err || seq <= cr->seq || seq > ce->seq)
+                                        return -EBADMSG;
+                                cr->seq = seq;
+                                if (!cr->fn)
+                                        continue;
+                                r = cr->fn(cr->ctx, DSM_REPLAY_COMMIT, seq, p, len);
+                                if (r < 0) {
+                                        cr->cb_err = r;
+                                        return -ECANCELED;
+                                }
+                        }
                 }
+                if (rd.err)
+                        return -EBADMSG;
                 loc += rc.len;
         }
-        if (loaded != nindex)
-                goto bad;
-        s->seq = seq;
-        s->ckpt_seq = seq;
-        s->ckpt_first = first;
-        if (next_txn > s->next_txn)
-                s->next_txn = next_txn;
+        if (cr->index && loaded != ce->nindex)
+                return -EBADMSG;
+        cr->seq = ce->seq;
         return 0;
-bad:
-        report(s, DSM__LOC_SEG(s->ckpt_loc), DSM__LOC_OFF(s->ckpt_loc), 0,
-               "checkpoint unreadable: the store cannot be recovered from it");
-        return -EBADMSG;
 }
 
-static int ckpt_flush_meta(struct dsm_ckpt *cp)
+/* Load the newest checkpoint chain [I7]: walk from the newest END back to
+ * its full base, then apply them base first. */
+static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_replay_from)
 {
-        uint64_t loc;
+        struct chain_rd cr = { .index = true, .fn = s->opt.replay, .ctx = s->opt.replay_ctx };
+        struct ckend *chain = NULL;
+        size_t n = 0;
         int r;
 
-        if (!cp->buf.len)
-                return 0;
-        r = dsm__log_append(cp->s, DSM__REC_CKPT_META, 0, cp->buf.p, (uint32_t)cp->buf.len, 0, NULL, 0, 0, 0,
-                            &loc, NULL);
+        r = read_chain(s, w, s->ckpt_loc, &chain, &n);
         if (r < 0)
-                return r;
-        if (!cp->first)
-                cp->first = loc;
-        cp->total += cp->buf.len;
-        cp->buf.len = 0;
-        return 0;
-}
-
-int dsm_ckpt_put(struct dsm_ckpt *cp, const void *buf, size_t len)
-{
-        const uint8_t *p = buf;
-
-        while (len && !cp->err) {
-                size_t room = cp->s->chunk - cp->buf.len, n = len < room ? len : room;
-
-                dsm__buf_put(&cp->buf, p, n);
-                cp->err = cp->buf.err;
-                p += n;
-                len -= n;
-                if (!cp->err && cp->buf.len == cp->s->chunk)
-                        cp->err = ckpt_flush_meta(cp);
-        }
-        return cp->err;
-}
-
-/* Caller holds rw exclusively. */
-int dsm__checkpoint_locked(struct dsm_store *s)
-{
-        struct dsm_ckpt cp = { .s = s };
-        struct dsm__buf b = { 0 };
-        uint32_t n = 0;
-        uint64_t nindex = 0, loc, end;
-        int r = dsm__error(s);
-
-        if (r < 0)
-                return r;
-        dsm__buf_u32(&b, 0);
-        for (struct dsm__pos p = dsm__emap_first(&s->index); dsm__emap_get(&s->index, p);
-             p = dsm__emap_advance(&s->index, p)) {
-                const struct dsm__ext *e = dsm__emap_get(&s->index, p);
-
-                dsm__buf_varint(&b, e->obj);
-                dsm__buf_varint(&b, e->page);
-                dsm__buf_varint(&b, e->npages);
-                dsm__buf_varint(&b, e->loc);
-                dsm__buf_varint(&b, e->seq);
-                dsm__buf_varint(&b, e->flags & DSM__F_DAMAGED);
-                n++;
-                nindex++;
-                if (b.err) {
-                        r = b.err;
-                        goto out;
-                }
-                if (b.len + 64 >= s->chunk) {
-                        dsm__put32(b.p, n);
-                        r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, NULL);
-                        if (r < 0)
-                                goto out;
-                        if (!cp.first)
-                                cp.first = loc;
-                        b.len = 4;
-                        n = 0;
-                }
-        }
-        if (n) {
-                dsm__put32(b.p, n);
-                r = dsm__log_append(s, DSM__REC_CKPT_INDEX, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, NULL);
+                goto bad;
+        s->track = false;               /* the chain is a checkpoint already */
+        for (size_t i = n; i-- > 0;) {
+                r = load_one(s, w, &chain[i], &cr);
                 if (r < 0)
-                        goto out;
-                if (!cp.first)
-                        cp.first = loc;
+                        goto bad;
+                if (chain[i].next_txn > s->next_txn)
+                        s->next_txn = chain[i].next_txn;
         }
-        if (s->opt.ckpt_meta) {
-                r = s->opt.ckpt_meta(s->opt.ckpt_ctx, s->seq, &cp);
-                if (r >= 0)
-                        r = cp.err;
-                if (r >= 0)
-                        r = ckpt_flush_meta(&cp);
-                if (r < 0)
-                        goto out;
-        }
-        b.len = 0;
-        dsm__buf_varint(&b, s->seq);
-        pthread_mutex_lock(&s->log_mtx);
-        dsm__buf_varint(&b, s->next_txn);
-        pthread_mutex_unlock(&s->log_mtx);
-        dsm__buf_varint(&b, cp.first);  /* patched below if nothing came before END */
-        dsm__buf_varint(&b, nindex);
-        dsm__buf_varint(&b, cp.total);
-        if (b.err) {
-                r = b.err;
-                goto out;
-        }
-        if (!cp.first) {
-                /* An empty checkpoint: END is its own first record.  Make
-                 * sure it cannot land in a new segment after we named it. */
-                pthread_mutex_lock(&s->log_mtx);
-                cp.first = s->tail;
-                if (DSM__LOC_OFF(s->tail) + DSM__REC_HDR_SIZE + 64 > s->segsize) {
-                        r = dsm__log_switch(s, false);
-                        cp.first = s->tail;
-                }
-                pthread_mutex_unlock(&s->log_mtx);
-                if (r < 0)
-                        goto out;
-                b.len = 0;
-                dsm__buf_varint(&b, s->seq);
-                dsm__buf_varint(&b, s->next_txn);
-                dsm__buf_varint(&b, cp.first);
-                dsm__buf_varint(&b, nindex);
-                dsm__buf_varint(&b, cp.total);
-        }
-        r = dsm__log_append(s, DSM__REC_CKPT_END, 0, b.p, (uint32_t)b.len, 0, NULL, 0, 0, 0, &loc, &end);
-        if (r < 0)
-                goto out;
-        r = dsm__log_sync(s, end);
-        if (r < 0)
-                goto out;
-        pthread_mutex_lock(&s->log_mtx);
-        s->ckpt_loc = loc;
-        s->ckpt_first = cp.first;
-        s->ckpt_seq = s->seq;
-        r = dsm__log_switch(s, true);   /* its header names this checkpoint */
-        pthread_mutex_unlock(&s->log_mtx);
+        s->seq = cr.seq;
+        s->ckpt_seq = chain[0].seq;
+        s->ckpt_first = chain[0].first;
+        s->chain_first = chain[n - 1].first;
+        s->chain_len = n - 1;
+        s->full_bytes = chain[n - 1].loc + chain[n - 1].len - chain[n - 1].first;
+        for (size_t i = 0; i + 1 < n; i++)
+                s->chain_bytes += chain[i].loc + chain[i].len - chain[i].first;
+        *ret_replay_from = chain[0].replay_from ? chain[0].replay_from : chain[0].loc + chain[0].len;
+        r = 0;
+        goto out;
+bad:
+        if (r == -ECANCELED)
+                s->cb_err = cr.cb_err;
+        if (r == -EBADMSG)
+                report(s, DSM__LOC_SEG(s->ckpt_loc), DSM__LOC_OFF(s->ckpt_loc), 0,
+                       "checkpoint unreadable: the store cannot be recovered from it");
 out:
-        dsm__buf_free(&b);
-        dsm__buf_free(&cp.buf);
+        free(chain);
         return r;
 }
 
-int dsm_checkpoint(struct dsm_store *s)
+/* Hand the newest chain's image and payloads to fn, as recovery would.
+ * Caller holds ckpt_mtx (the chain stays put). */
+int dsm__chain_read(struct dsm_store *s, dsm_replay_fn fn, void *ctx, uint64_t *ret_seq)
 {
+        struct chain_rd cr = { .index = false, .fn = fn, .ctx = ctx };
+        struct ckend *chain = NULL;
+        struct win w;
+        size_t n = 0;
         int r;
 
-        pthread_rwlock_wrlock(&s->rw);
-        r = dsm__checkpoint_locked(s);
-        pthread_rwlock_unlock(&s->rw);
+        win_init(&w, s);
+        w.quiet = true;
+        r = read_chain(s, &w, s->ckpt_loc, &chain, &n);
+        for (size_t i = n; r >= 0 && i-- > 0;)
+                r = load_one(s, &w, &chain[i], &cr);
+        if (r == -ECANCELED)
+                r = cr.cb_err;
+        if (r >= 0)
+                *ret_seq = cr.seq;
+        free(chain);
+        win_free(&w);
         return r;
 }
 
 /* ---- open / close ---------------------------------------------------------------- */
+
+/*
+ * After a crash of the process alone (kill -9), the records recovery just
+ * replayed may be in the kernel's page cache only: appended, maybe handed
+ * out as commits, never flushed.  From now on they count as durable (a
+ * later dsm_sync() finds nothing to flush, and a segment switch flushes
+ * only what was appended since), so flush them before the store takes its
+ * first commit.  Segments before the one replay started in were flushed
+ * before the checkpoint recovery started from was published [I5].
+ */
+static int flush_replayed(struct dsm_store *s, uint64_t from_segno)
+{
+        for (size_t i = 0; i < s->nsegs; i++) {
+                int r;
+
+                if (s->segs[i].segno < from_segno)
+                        continue;
+                r = s->io->fdatasync(s->ioctx, s->segs[i].fd);
+                s->flushes++;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
 
 int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **ret)
 {
@@ -1135,6 +1189,10 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
         } else {
                 replay_from = DSM__LOC(s->segs[0].segno, DSM__SEG_HDR_SIZE);
         }
+        /* What is replayed from here on goes into the next delta [I7]; with
+         * no checkpoint yet there is none to build on. */
+        s->track = true;
+        s->need_full = !s->ckpt_loc;
         for (size_t i = 0; i < s->nsegs; i++) {
                 struct dsm__seg *g = &s->segs[i];
                 uint64_t start;
@@ -1147,8 +1205,11 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                         goto fail;
         }
         (void)newest_seg;
+        r = flush_replayed(s, DSM__LOC_SEG(replay_from));
+        if (r < 0)
+                goto fail;
         s->tail = DSM__LOC(s->segs[s->nsegs - 1].segno, s->segs[s->nsegs - 1].size);
-        s->durable = s->tail;
+        s->durable = s->tail;   /* true now: see flush_replayed() */
         win_free(&w);
         free(l.v);
         *ret = s;
@@ -1216,8 +1277,12 @@ void dsm_get_stats(struct dsm_store *s, struct dsm_stats *st)
         st->seq = s->seq;
         st->index_extents = s->index.count;
         st->damaged_extents = s->damaged_extents;
-        st->checkpoint_seq = s->ckpt_seq;
         pthread_mutex_lock(&s->log_mtx);
+        st->checkpoint_seq = s->ckpt_seq;
+        st->checkpoints = s->ckpts_full;
+        st->delta_checkpoints = s->ckpts_delta;
+        st->checkpoint_chain = s->chain_len;
+        st->checkpoint_hold_max_us = __atomic_load_n(&s->ckpt_hold_max, __ATOMIC_RELAXED);
         st->data_bytes_written = s->data_written;
         st->meta_bytes_written = s->meta_written;
         st->payload_bytes_written = s->payload_written;

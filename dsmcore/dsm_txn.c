@@ -794,6 +794,7 @@ static int commit(struct dsm_txn *t, const void *meta, size_t metalen, struct ds
 
         /* Visible from here on, all at once (we hold rw exclusively) [I3]. */
         s->seq = seq;
+        dsm__ckpt_payload(s, seq, meta, metalen);       /* for the next delta [I7] */
         data0 = loc + DSM__REC_HDR_SIZE + dsm__align8((uint32_t)b.len);
         for (size_t i = 0; r >= 0 && i < t->nfrees; i++) {
                 r = dsm__emap_remove(&s->index, t->frees[i].obj, t->frees[i].page, t->frees[i].npages);

@@ -565,8 +565,13 @@ int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const st
         m.next_dirent = 1;
         m.d_inodes = 1;
         r = ss_mut_commit(ct, &m, NULL);
+        /* A first full checkpoint while the image is one row: later full
+         * ones are compacted from the chain on it, without parking the
+         * container (ss_ct_checkpoint_compact). */
         if (r >= 0)
-                r = dsm_sync(ct->store);
+                r = ss_ct_index_commit(ct);
+        if (r >= 0)
+                r = ss_ct_checkpoint(ct);
         if (r < 0)
                 goto out;
         ss_ct_close(ct);
@@ -915,6 +920,108 @@ int ss_ct_checkpoint(struct ss_ct *ct)
         if (r < 0)
                 return r;
         return dsm_checkpoint(ct->store);
+}
+
+int ss_ct_checkpoint_delta(struct ss_ct *ct)
+{
+        return dsm_checkpoint_delta(ct->store);
+}
+
+/*
+ * A full checkpoint built from the log alone [C3]: the chain's image and
+ * changesets are applied to a private in-memory SQLite database on this
+ * (work-queue) thread, and that database is dumped as the new image.  The
+ * container's own SQLite connection is not touched, so the loop keeps
+ * serving it meanwhile.
+ */
+struct compact {
+        const char *dir;
+        struct ss_db *db;
+        struct ss_cs_image img;
+        bool loading;
+};
+
+static int compact_finish_image(struct compact *c)
+{
+        int r;
+
+        if (!c->loading)
+                return 0;
+        c->loading = false;
+        r = ss_cs_image_finish(&c->img, c->db);
+        if (r < 0)
+                cm_log(LOG_ERR, "%s: compaction: checkpoint image (seq %llu) incomplete", c->dir,
+                       (unsigned long long)c->img.seq);
+        return r;
+}
+
+static int compact_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct compact *c = ctx;
+        int r;
+
+        if (kind == DSM_REPLAY_CHECKPOINT_META) {
+                if (!c->loading) {
+                        r = ss_cs_image_begin(&c->img, c->db, seq);
+                        if (r < 0)
+                                return r;
+                        c->loading = true;
+                }
+                return ss_cs_image_feed(&c->img, c->db, data, len);
+        }
+        r = compact_finish_image(c);
+        if (r >= 0)
+                r = ss_cs_apply(c->db, seq, data, len);
+        if (r < 0)
+                cm_log(LOG_ERR, "%s: compaction: commit %llu cannot be applied: %s", c->dir,
+                       (unsigned long long)seq, strerror(-r));
+        return r;
+}
+
+static int compact_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        struct compact *c = ctx;
+        int r;
+
+        (void)seq;
+        r = compact_finish_image(c);
+        if (r >= 0)
+                r = ss_db_commit(c->db);
+        if (r >= 0)
+                r = ss_cs_dump_image(c->db, ckpt_put, cp);
+        return r;
+}
+
+int ss_ct_checkpoint_compact(struct ss_ct *ct)
+{
+        struct compact c = { .dir = ct->dir };
+        int r;
+
+        r = ss_db_open(":memory:", &c.db);
+        if (r >= 0)
+                r = ss_db_begin(c.db);
+        if (r >= 0)
+                r = dsm_checkpoint_compact(ct->store, compact_replay, compact_image, &c);
+        if (r < 0 && r != -ESTALE)
+                cm_log(LOG_ERR, "%s: full checkpoint from the log failed: %s", ct->dir, strerror(-r));
+        ss_cs_image_free(&c.img);
+        ss_db_close(c.db);
+        return r;
+}
+
+int ss_ct_clean_base(struct ss_ct *ct, unsigned max_live_pct, int *ret_n)
+{
+        int r = dsm_clean_base(ct->store, max_live_pct);
+
+        if (r < 0)
+                return r;
+        *ret_n = r;
+        return 0;
+}
+
+bool ss_ct_checkpoint_full_due(struct ss_ct *ct)
+{
+        return dsm_checkpoint_full_due(ct->store);
 }
 
 int ss_ct_clean(struct ss_ct *ct, unsigned max_live_pct, int *ret_n)

@@ -16,11 +16,18 @@
  *       rows of that commit, so SQLite is always "the log up to
  *       applied_seq".  On open, the log is replayed past it; commits at or
  *       below it are skipped.
- *  [C3] A checkpoint image is written only when SQLite has applied exactly
- *       the commits up to the checkpoint's seq and has been made durable
- *       (WAL checkpointed after the log was flushed), so after any crash
- *       applied_seq >= the newest checkpoint's seq, and the log alone
- *       (image + later commits) rebuilds SQLite.
+ *  [C3] A checkpoint image (full checkpoints only) is written only when
+ *       SQLite has applied exactly the commits up to the checkpoint's seq
+ *       and has been made durable (WAL checkpointed after the log was
+ *       flushed), so after any crash applied_seq >= the newest full
+ *       checkpoint's seq, and the log alone (image + later commits)
+ *       rebuilds SQLite.  A delta checkpoint carries no image: it holds the
+ *       changesets of the commits it covers, which recovery hands over as
+ *       commits [C1], so it needs nothing from SQLite and is written while
+ *       the loop keeps serving the container (ss_ct_checkpoint_delta).  A
+ *       compacted full checkpoint (ss_ct_checkpoint_compact) takes its
+ *       image from the log (the previous chain), not from SQLite, so it too
+ *       runs while the loop serves the container.
  *  [C4] If open finds SQLite ahead of the log (applied_seq > the log's
  *       last seq: a power loss kept SQLite pages the log lost), a gap in
  *       the commits it must replay, or an index that does not open (not a
@@ -52,8 +59,9 @@
  * Threads: a container is used by one thread at a time (the daemon's loop
  * thread; or a work-queue thread for ss_ct_sync, ss_ct_checkpoint,
  * ss_ct_clean, ss_ct_wal_checkpoint while the loop keeps its hands off the
- * container -- except ss_ct_sync, which only calls dsm_sync() and may run
- * concurrently with anything).
+ * container -- except ss_ct_sync, ss_ct_checkpoint_delta,
+ * ss_ct_checkpoint_compact and ss_ct_clean_base, which touch only dsmcore
+ * (and a private SQLite database) and may run concurrently with anything).
  *
  * Errors: negative errno; DSM_ECONFLICT (-EAGAIN) from ss_mut_commit when
  * the transaction lost a race; -EEXIST (create: the container exists);
@@ -131,8 +139,9 @@ int ss_ct_list(const char *data_dir, uint32_t **ret_fgs, size_t *ret_n);
 int ss_ct_open(const char *data_dir, uint32_t fg, bool free_orphans, struct ss_ct **ret_ct);
 
 /* Create a container with its root directory (inode 1, mode 040755, uid
- * and gid 0), atomically (a temporary folder renamed into place once the
- * root's commit is flushed), and open it. */
+ * and gid 0) and a first full checkpoint (the base later ones are
+ * compacted from), atomically (a temporary folder renamed into place once
+ * both are flushed), and open it. */
 int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const struct ss_ct_opts *o,
                  struct ss_ct **ret_ct);
 
@@ -183,8 +192,21 @@ int ss_ct_index_commit(struct ss_ct *ct);
 int ss_ct_sync(struct ss_ct *ct);
 /* Flush the log, then checkpoint SQLite's WAL. */
 int ss_ct_wal_checkpoint(struct ss_ct *ct);
-/* Flush, checkpoint the WAL, write a dsm checkpoint [C3]. */
+/* Flush, checkpoint the WAL, write a full dsm checkpoint [C3]. */
 int ss_ct_checkpoint(struct ss_ct *ct);
+/* Write a delta dsm checkpoint [C3] (any thread, concurrently with the
+ * loop).  -ESTALE: a full one is needed first. */
+int ss_ct_checkpoint_delta(struct ss_ct *ct);
+/* Write a full dsm checkpoint built from the log alone (any thread,
+ * concurrently with the loop): the chain's image and changesets are
+ * applied to a private in-memory SQLite database, which is dumped as the
+ * new image [C3].  Memory: that database (about the size of meta.sqlite).
+ * -ESTALE: no chain to build from (use ss_ct_checkpoint). */
+int ss_ct_checkpoint_compact(struct ss_ct *ct);
+/* dsm_clean_base (any thread, concurrently with the loop). */
+int ss_ct_clean_base(struct ss_ct *ct, unsigned max_live_pct, int *ret_n);
+/* Should the next checkpoint be a full one (dsm_checkpoint_full_due)? */
+bool ss_ct_checkpoint_full_due(struct ss_ct *ct);
 /* Flush, checkpoint the WAL, run one cleaner pass; *ret_n segments reclaimed. */
 int ss_ct_clean(struct ss_ct *ct, unsigned max_live_pct, int *ret_n);
 

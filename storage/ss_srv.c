@@ -111,6 +111,14 @@ struct ss_fg {
         struct pending *maint_wait;
         struct parked *park_head, *park_tail;
         size_t park_n, park_bytes;
+        /* a delta checkpoint: runs without parking (ss_ct.h [C3]) */
+        uv_work_t delta_work;
+        bool delta_running;
+        bool delta_full;                /* ... a compacted full one, then the cleaner */
+        bool force_parked;              /* no chain to compact: the next full one parks */
+        int delta_result;
+        int delta_n;
+        uint64_t delta_mark;
         uint64_t ckpt_mark;             /* log bytes written at the last checkpoint */
         uint64_t ckpt_seq;
         uint64_t ckpt_us;
@@ -577,16 +585,91 @@ static int start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *wa
         return 0;
 }
 
+static void delta_work_cb(uv_work_t *w)
+{
+        struct ss_fg *f = w->data;
+
+        f->delta_n = 0;
+        if (!f->delta_full) {
+                f->delta_result = ss_ct_checkpoint_delta(f->ct);
+                return;
+        }
+        f->delta_result = ss_ct_checkpoint_compact(f->ct);
+        if (f->delta_result >= 0)
+                f->delta_result = ss_ct_clean_base(f->ct, f->srv->o.clean_live_pct, &f->delta_n);
+}
+
+static void delta_after_cb(uv_work_t *w, int status)
+{
+        struct ss_fg *f = w->data;
+        struct ss_srv *s = f->srv;
+        int r = status < 0 ? -EIO : f->delta_result;
+
+        s->works--;
+        f->delta_running = false;
+        if (r >= 0) {
+                f->ckpt_mark = f->delta_mark;
+                f->ckpt_us = cm_now_us();
+                cm_log(LOG_DEBUG, "fg %u: %s done (%d segment(s) reclaimed)", f->fg,
+                       f->delta_full ? "full checkpoint from the log and cleaning" : "delta checkpoint",
+                       f->delta_n);
+        } else if (r == -ESTALE) {
+                cm_log(LOG_DEBUG, "fg %u: no chain to build on: the next checkpoint is a full one", f->fg);
+                f->force_parked = true;
+        } else {
+                int se = ss_ct_store_error(f->ct);
+
+                if (se < 0)
+                        fg_failed(f, se, "delta checkpoint");
+                else
+                        cm_log(LOG_ERR, "fg %u (%s): delta checkpoint failed: %s", f->fg, f->ct->dir,
+                               strerror(-r));
+        }
+        if (s->stopping)
+                maybe_finish(s);
+}
+
+/* A delta checkpoint, or (full) a full checkpoint built from the log and
+ * a cleaner pass, on the work queue; the container keeps being served (no
+ * parking: they touch only dsmcore, which holds commits back just for its
+ * snapshots, and a private SQLite database). */
+static void start_delta(struct ss_fg *f, bool full)
+{
+        int r;
+
+        f->delta_full = full;
+        f->delta_mark = log_written(f->ct);
+        f->ckpt_seq = f->ct->seq;
+        f->delta_work.data = f;
+        r = uv_queue_work(f->srv->loop, &f->delta_work, delta_work_cb, delta_after_cb);
+        if (r < 0) {
+                cm_log(LOG_ERR, "fg %u: cannot queue a delta checkpoint: %s", f->fg, uv_strerror(r));
+                return;
+        }
+        f->delta_running = true;
+        f->srv->works++;
+}
+
 static void maybe_maint(struct ss_fg *f, uint64_t now)
 {
         struct ss_opts *o = &f->srv->o;
 
-        if (f->busy || f->srv->stopping || f->ct->err)
+        if (f->busy || f->delta_running || f->srv->stopping || f->ct->err)
                 return;
         if (log_written(f->ct) - f->ckpt_mark >= o->ckpt_bytes ||
-            (f->ct->seq > f->ckpt_seq && now - f->ckpt_us >= (uint64_t)o->ckpt_interval_ms * 1000u))
-                (void)start_maint(f, M_CKPT, NULL);
-        else if (ss_db_wal_frames(f->ct->db) >= o->wal_frames)
+            (f->ct->seq > f->ckpt_seq && now - f->ckpt_us >= (uint64_t)o->ckpt_interval_ms * 1000u)) {
+                struct dsm_stats st;
+
+                dsm_get_stats(f->ct->store, &st);
+                if (f->force_parked || st.checkpoint_seq == 0) {
+                        /* No chain to build a full one from: read SQLite,
+                         * parked (once in a container's life, normally). */
+                        if (start_maint(f, M_CKPT, NULL) >= 0)
+                                f->force_parked = false;
+                } else {
+                        start_delta(f, ss_ct_checkpoint_full_due(f->ct));
+                }
+        } else if (ss_db_wal_frames(f->ct->db) >= o->wal_frames)
                 (void)start_maint(f, M_WAL, NULL);
 }
 
@@ -737,7 +820,9 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                                 "\"log_bytes\":%llu,\"live_bytes\":%llu,\"data_bytes_written\":%llu,"
                                 "\"meta_bytes_written\":%llu,\"payload_bytes_written\":%llu,"
                                 "\"index_extents\":%llu,\"commits\":%llu,\"flushes\":%llu,"
-                                "\"damaged_extents\":%llu,\"recovery_bytes\":%llu,\"wal_frames\":%u",
+                                "\"damaged_extents\":%llu,\"recovery_bytes\":%llu,\"wal_frames\":%u,"
+                                "\"checkpoints\":%llu,\"delta_checkpoints\":%llu,\"checkpoint_chain\":%llu,"
+                                "\"checkpoint_hold_max_us\":%llu",
                                 (unsigned long long)st.seq, (unsigned long long)f->ct->seq,
                                 (unsigned long long)f->ct->ninodes, (unsigned long long)f->ct->next_ino,
                                 (unsigned long long)st.checkpoint_seq, (unsigned long long)st.segments,
@@ -747,7 +832,10 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                                 (unsigned long long)st.payload_bytes_written,
                                 (unsigned long long)st.index_extents, (unsigned long long)st.commits,
                                 (unsigned long long)st.flushes, (unsigned long long)st.damaged_extents,
-                                (unsigned long long)st.recovery_bytes, ss_db_wal_frames(f->ct->db));
+                                (unsigned long long)st.recovery_bytes, ss_db_wal_frames(f->ct->db),
+                                (unsigned long long)st.checkpoints, (unsigned long long)st.delta_checkpoints,
+                                (unsigned long long)st.checkpoint_chain,
+                                (unsigned long long)st.checkpoint_hold_max_us);
                 }
                 fputc('}', m);
         }

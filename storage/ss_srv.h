@@ -15,16 +15,21 @@
  * dsmcore: a commit that fills a segment flushes it before the next one
  * begins (once per segment), and shutdown.
  *
- * Maintenance: checkpoints (dsm_checkpoint after a WAL checkpoint of
- * SQLite: ss_ct.h [C3]), the cleaner and SQLite WAL checkpoints run on the
- * work queue.  dsmcore holds its index lock for the whole checkpoint, and
- * the checkpoint image must match SQLite exactly, so while one runs the
- * container is *parked*: its requests wait in order in a bounded queue
- * (-EAGAIN beyond SS_PARK_MAX requests or SS_PARK_BYTES bytes) and run
- * when it ends; other containers are served meanwhile.  Triggers: at least
- * ckpt_bytes of log written since the last checkpoint, or ckpt_interval_ms
- * with commits since; SQLite's WAL at wal_frames frames; SS_CHECKPOINT and
- * SS_CLEAN.
+ * Maintenance: checkpoints, the cleaner and SQLite WAL checkpoints run on
+ * the work queue.  A periodic checkpoint is a delta (dsm_checkpoint_delta:
+ * it needs nothing from SQLite, ss_ct.h [C3]), or, when
+ * dsm_checkpoint_full_due says so, a full one compacted from the chain
+ * (ss_ct_checkpoint_compact) followed by the cleaner (dsm_clean_base); both
+ * run while the container keeps being served.  A full checkpoint from
+ * SQLite (dsm_checkpoint after a WAL checkpoint: the first one of a
+ * container, and SS_CHECKPOINT), SS_CLEAN and WAL checkpoints hold
+ * dsmcore's index lock or use the SQLite connection, so while one runs the
+ * container is
+ * *parked*: its requests wait in order in a bounded queue (-EAGAIN beyond
+ * SS_PARK_MAX requests or SS_PARK_BYTES bytes) and run when it ends; other
+ * containers are served meanwhile.  Triggers: at least ckpt_bytes of log
+ * written since the last checkpoint, or ckpt_interval_ms with commits
+ * since; SQLite's WAL at wal_frames frames; SS_CHECKPOINT and SS_CLEAN.
  *
  * Sessions: at most max_sessions (ss_sess.h); a session unused for
  * idle_timeout_ms is aborted.  A session belongs to the client that opened

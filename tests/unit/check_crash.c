@@ -3,9 +3,10 @@
  *
  * Thousands of random transactions (whole and partial page writes, frees
  * of ranges and of whole objects, streamed and buffered data, with
- * checkpoints and cleaner passes mixed in) run on the fault-injecting I/O
- * layer, which loses power at a random write, flush, directory sync or
- * unlink, tearing and reordering whatever was not flushed.  After each
+ * checkpoints -- full, delta and compacted -- and cleaner passes mixed in)
+ * run on the fault-injecting I/O layer, which loses power at a random
+ * write, flush, directory sync or unlink, tearing and reordering whatever
+ * was not flushed.  After each
  * crash the store is reopened and every page is compared with an
  * in-memory model: every committed transaction must be fully there, and
  * nothing of an uncommitted one.  The transaction whose commit was cut by
@@ -14,6 +15,9 @@
  * (dsm_txn_commit_nosync): a power loss may take those back, but only as a
  * suffix -- the store must equal the model after commit k, where k is the
  * sequence number recovery reports and is no older than the last flush.
+ * A second case mixes in crashes of the process alone (kill -9: the page
+ * cache survives) and checks that a power loss after the restart keeps
+ * everything acknowledged durable since (see run_crashes()).
  * The seed is printed; LOCUS_TEST_SEED replays a run.
  */
 #include <check.h>
@@ -208,12 +212,44 @@ fail:
 
 #define MAXHIST 8
 
-START_TEST(test_random_crashes)
+/* dsm_checkpoint_compact: this test's stores carry no image of their own
+ * (the payloads name their seq and nothing else), so the image is empty. */
+static int compact_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        (void)ctx;
+        (void)kind;
+        (void)seq;
+        (void)data;
+        (void)len;
+        return 0;
+}
+
+static int compact_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        (void)ctx;
+        (void)seq;
+        (void)cp;
+        return 0;
+}
+
+/*
+ * Run `epochs` epochs of random work, each ended by a crash, and check the
+ * reopened store against the model.  An epoch ends in a power loss, or,
+ * with probability process_pct percent, in a crash of the process only:
+ * from a chosen write on every write fails (as if the process died there,
+ * possibly in the middle of a write), the store is closed without a flush
+ * and reopened from the same files, whose unflushed data survive (the
+ * page cache outlives the process).  After a process crash recovery must
+ * find every commit that returned, nosync ones included; they are durable
+ * only once a later dsm_sync() or synchronous commit returns, and the
+ * epochs that follow check exactly that across a power loss.
+ */
+static void run_crashes(const char *name, unsigned process_pct)
 {
         /* durable: the state as of the last flush; hist: states after each
          * later (unflushed) commit; pending: the transaction under way. */
-        static struct model durable, pending, hist[MAXHIST];
-        uint64_t seed = tu_seed("crash"), rs = seed;
+        static struct model durable, pending, hist[MAXHIST + 1];
+        uint64_t seed = tu_seed(name), rs = seed;
         struct dsm_faultio *f = dsm_faultio_new(seed);
         struct replay_ck rc = { 0 };
         struct dsm_options o = { .io = &dsm_faultio_ops, .io_ctx = f, .segment_size = 256 << 10,
@@ -221,9 +257,9 @@ START_TEST(test_random_crashes)
                                  .damage = on_damage };
         const enum dsm_fop crash_ops[] = { DSM_FOP_PWRITE, DSM_FOP_PWRITE, DSM_FOP_FDATASYNC,
                                            DSM_FOP_FDATASYNC, DSM_FOP_SYNCDIR, DSM_FOP_UNLINK };
-        int crashes = 0, txns = 0, nosync = 0, rolled_back = 0, nhist = 0;
+        int crashes = 0, kills = 0, txns = 0, nosync = 0, syncs = 0, deltas = 0, rolled_back = 0, nhist = 0;
         int epochs = getenv("LOCUS_CRASH_EPOCHS") ? atoi(getenv("LOCUS_CRASH_EPOCHS")) : 250;
-        bool doubt = false;
+        bool doubt = false, killed = false;
         char why[160];
 
         memset(&durable, 0, sizeof(durable));
@@ -238,40 +274,105 @@ START_TEST(test_random_crashes)
                               (unsigned long long)seed, epoch);
                 ck_assert_msg(!rc.bad, "seed %llu: replay payloads out of order", (unsigned long long)seed);
                 dsm_get_stats(s, &st);
-                /* Which state did recovery come back to?  It must be one we
-                 * may lose our way back to, and match it exactly. */
-                if (st.seq == durable.seq)
-                        want = &durable;
-                for (int i = 0; i < nhist; i++)
-                        if (st.seq == hist[i].seq)
-                                want = &hist[i];
-                if (doubt && st.seq == pending.seq)
-                        want = &pending;
-                ck_assert_msg(want != NULL, "seed %llu epoch %d: recovered to seq %llu, durable %llu, "
-                              "%d unflushed commits after it", (unsigned long long)seed, epoch,
-                              (unsigned long long)st.seq, (unsigned long long)durable.seq, nhist);
-                ck_assert_msg(matches(s, want, why, sizeof(why)), "seed %llu epoch %d: seq %llu: %s",
-                              (unsigned long long)seed, epoch, (unsigned long long)st.seq, why);
-                if (want != &pending && (nhist || doubt) && st.seq < (nhist ? hist[nhist - 1].seq : pending.seq))
-                        rolled_back++;
-                durable = *want;
-                nhist = 0;
+                if (killed) {
+                        /* Only the process died: every commit that returned
+                         * is there, and the one cut short wholly or not at
+                         * all.  None of the unflushed ones is durable yet. */
+                        want = nhist ? &hist[nhist - 1] : &durable;
+                        if (doubt && st.seq == pending.seq)
+                                want = &pending;
+                        ck_assert_msg(st.seq == want->seq, "seed %llu epoch %d: after a process crash "
+                                      "recovered to seq %llu, last commit %llu", (unsigned long long)seed,
+                                      epoch, (unsigned long long)st.seq, (unsigned long long)want->seq);
+                        ck_assert_msg(matches(s, want, why, sizeof(why)), "seed %llu epoch %d: seq %llu: %s",
+                                      (unsigned long long)seed, epoch, (unsigned long long)st.seq, why);
+                        if (want == &pending) {
+                                ck_assert_int_le(nhist, MAXHIST);
+                                hist[nhist++] = pending;
+                        }
+                        doubt = false;
+                        if (tu_rand(&rs) % 2 == 0) {
+                                /* Sync at once, then lose power: what recovery
+                                 * replayed must have been flushed by then. */
+                                ck_assert_int_eq(dsm_sync(s), 0);
+                                syncs++;
+                                if (nhist)
+                                        durable = hist[nhist - 1];
+                                nhist = 0;
+                                dsm_faultio_power_loss(f, true);
+                                dsm_close(s);
+                                dsm_faultio_reboot(f);
+                                crashes++;
+                                killed = false;
+                                continue;
+                        }
+                } else {
+                        /* Which state did recovery come back to?  It must be
+                         * one we may lose our way back to, and match it
+                         * exactly. */
+                        if (st.seq == durable.seq)
+                                want = &durable;
+                        for (int i = 0; i < nhist; i++)
+                                if (st.seq == hist[i].seq)
+                                        want = &hist[i];
+                        if (doubt && st.seq == pending.seq)
+                                want = &pending;
+                        ck_assert_msg(want != NULL, "seed %llu epoch %d: recovered to seq %llu, durable %llu, "
+                                      "%d unflushed commits after it", (unsigned long long)seed, epoch,
+                                      (unsigned long long)st.seq, (unsigned long long)durable.seq, nhist);
+                        ck_assert_msg(matches(s, want, why, sizeof(why)), "seed %llu epoch %d: seq %llu: %s",
+                                      (unsigned long long)seed, epoch, (unsigned long long)st.seq, why);
+                        if (want != &pending && (nhist || doubt) &&
+                            st.seq < (nhist ? hist[nhist - 1].seq : pending.seq))
+                                rolled_back++;
+                        durable = *want;
+                        nhist = 0;
+                }
                 doubt = false;
 
-                dsm_faultio_crash_at(f, crash_ops[tu_rand(&rs) % 6], 1 + tu_rand(&rs) % 120);
+                killed = tu_rand(&rs) % 100 < process_pct;
+                if (killed) {
+                        uint64_t nth = 1 + tu_rand(&rs) % 120;
+
+                        /* Now and then the process dies inside a write. */
+                        if (tu_rand(&rs) % 4 == 0) {
+                                dsm_faultio_short_write(f, nth, (size_t)(1 + tu_rand(&rs) % 4000));
+                                nth++;
+                        }
+                        dsm_faultio_fail(f, DSM_FOP_PWRITE, nth, EIO, true);
+                } else {
+                        dsm_faultio_crash_at(f, crash_ops[tu_rand(&rs) % 6], 1 + tu_rand(&rs) % 120);
+                }
                 for (;;) {
                         const struct model *last = nhist ? &hist[nhist - 1] : &durable;
-                        bool sync = tu_rand(&rs) % 3 != 0 || nhist == MAXHIST;
+                        /* Before a process crash, mostly unflushed commits:
+                         * they are what recovery must flush. */
+                        bool sync = (killed ? tu_rand(&rs) % 3 == 0 : tu_rand(&rs) % 3 != 0) ||
+                                    nhist >= MAXHIST;
+                        unsigned what = (unsigned)(tu_rand(&rs) % 40);
                         int r;
 
                         pending = *last;
                         pending.seq = last->seq + 1;
-                        if (tu_rand(&rs) % 40 == 0) {
+                        if (what == 0) {
                                 r = dsm_checkpoint(s);
-                                sync = true;
-                        } else if (tu_rand(&rs) % 40 == 0) {
+                        } else if (what == 5) {
+                                /* A full checkpoint made from the chain. */
+                                r = dsm_checkpoint_compact(s, compact_replay, compact_image, NULL);
+                                if (r == -ESTALE)
+                                        continue;       /* no chain yet: nothing written */
+                        } else if (what == 3 || what == 4) {
+                                /* Deltas, most of the time, as the storage
+                                 * daemon writes them. */
+                                r = dsm_checkpoint_delta(s);
+                                deltas += r >= 0;
+                                if (r == -ESTALE)
+                                        continue;       /* no base yet: nothing written */
+                        } else if (what == 1) {
                                 r = dsm_clean(s, (unsigned)(tu_rand(&rs) % 80));
-                                sync = true;
+                        } else if (what == 2) {
+                                r = dsm_sync(s);
+                                syncs++;
                         } else {
                                 r = random_txn(s, &pending, &rs, sync);
                                 txns++;
@@ -288,24 +389,40 @@ START_TEST(test_random_crashes)
                                         continue;
                         }
                         if (r >= 0) {
-                                /* A checkpoint or cleaner pass flushed everything. */
+                                /* A checkpoint (full or delta), cleaner pass
+                                 * or sync flushed everything. */
                                 if (nhist)
                                         durable = hist[nhist - 1];
                                 nhist = 0;
                                 continue;
                         }
-                        ck_assert_msg(r == -EIO && dsm_faultio_crashed(f),
+                        ck_assert_msg(r == -EIO && dsm_faultio_crashed(f) != killed,
                                       "seed %llu epoch %d: unexpected error %d", (unsigned long long)seed, epoch, r);
                         break;
                 }
                 dsm_close(s);
                 dsm_faultio_reboot(f);
-                crashes++;
+                if (killed)
+                        kills++;
+                else
+                        crashes++;
         }
-        fprintf(stderr, "# crash: %d crashes, %d transactions (%d without flush), %d recoveries lost "
-                "unflushed commits\n", crashes, txns, nosync, rolled_back);
+        fprintf(stderr, "# %s: %d power losses, %d process crashes, %d transactions (%d without flush), "
+                "%d syncs, %d delta checkpoints, %d recoveries lost unflushed commits\n", name, crashes, kills, txns,
+                nosync, syncs, deltas, rolled_back);
         ck_assert_int_ge(txns, 1000);
         dsm_faultio_free(f);
+}
+
+START_TEST(test_random_crashes)
+{
+        run_crashes("crash", 0);
+}
+END_TEST
+
+START_TEST(test_process_crash_then_power_loss)
+{
+        run_crashes("kill", 50);
 }
 END_TEST
 
@@ -316,6 +433,7 @@ static Suite *suite(void)
 
         tcase_set_timeout(tc, 900);
         tcase_add_test(tc, test_random_crashes);
+        tcase_add_test(tc, test_process_crash_then_power_loss);
         suite_add_tcase(s, tc);
         return s;
 }

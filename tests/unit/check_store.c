@@ -1019,6 +1019,446 @@ START_TEST(test_nosync_commit)
 }
 END_TEST
 
+/* Commit page (obj, page) with tag and payload m. */
+static void put_page_meta(struct dsm_store *s, uint64_t obj, uint64_t page, uint32_t tag, const char *m)
+{
+        struct dsm_txn *t;
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        fill(buf, obj, page, tag);
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_write(t, obj, page, 0, buf, DSM_PAGE_SIZE), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, m, strlen(m), NULL), 0);
+}
+
+/*
+ * Delta checkpoints (issue #7 item 9): a full checkpoint, then deltas that
+ * hold only what changed -- overwritten, freed and new pages, and the
+ * payloads of the commits they cover -- then commits after the last one.
+ * Recovery follows the chain back to the full one, hands over its image,
+ * then every later payload exactly once and in order, and reads the chain
+ * rather than the log.  The cleaner starts a new chain.
+ */
+START_TEST(test_delta_checkpoints)
+{
+        struct replay_log l = { 0 };
+        struct dsm_options o = { .replay = on_replay, .replay_ctx = &l, .ckpt_meta = on_ckpt };
+        struct dsm_store *s;
+        struct dsm_txn *t;
+        struct dsm_stats st;
+        uint64_t full_seq, meta0;
+        char m[16];
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        /* No base yet: a delta is refused. */
+        put_page(s, 1, 0, 1);
+        ck_assert_int_eq(dsm_checkpoint_delta(s), -ESTALE);
+        ck_assert(dsm_checkpoint_full_due(s));
+        for (uint64_t p = 1; p < 300; p++)
+                put_page(s, 1, p, 1);
+        ck_assert_int_eq(dsm_checkpoint(s), 0);
+        full_seq = 300;
+        ck_assert(!dsm_checkpoint_full_due(s));
+        /* Nothing changed: nothing written. */
+        dsm_get_stats(s, &st);
+        meta0 = st.meta_bytes_written;
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.meta_bytes_written, meta0);
+        ck_assert_uint_eq(st.delta_checkpoints, 0);
+
+        /* First delta: overwrites, a free, a new object. */
+        put_page_meta(s, 1, 5, 2, "d1a");
+        put_page_meta(s, 2, 0, 1, "d1b");
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_free(t, 1, 100, 50), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, "d1c", 3, NULL), 0);
+        dsm_get_stats(s, &st);
+        meta0 = st.meta_bytes_written;
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        dsm_get_stats(s, &st);
+        /* It holds a few ranges and three payloads, not 300 extents. */
+        ck_assert_uint_lt(st.meta_bytes_written - meta0, 600);
+        /* Second delta: a free to the end, a rewrite inside the freed range. */
+        ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+        ck_assert_int_eq(dsm_txn_free(t, 1, 250, DSM_TO_END), 0);
+        ck_assert_int_eq(dsm_txn_commit(t, "d2a", 3, NULL), 0);
+        put_page_meta(s, 1, 120, 3, "d2b");
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        /* After the chain, in the log only. */
+        put_page_meta(s, 3, 7, 1, "log1");
+        put_page_meta(s, 1, 5, 4, "log2");
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoints, 1);
+        ck_assert_uint_eq(st.delta_checkpoints, 2);
+        ck_assert_uint_eq(st.checkpoint_chain, 2);
+        ck_assert_uint_eq(st.checkpoint_seq, full_seq + 5);
+        dsm_close(s);
+
+        memset(&l, 0, sizeof(l));
+        s = open_store(&o);
+        ck_assert_int_eq(l.ckpt_calls, 1);
+        ck_assert_uint_eq(l.ckpt_seq, full_seq);
+        l.ckpt[l.ckpt_len] = 0;
+        ck_assert_str_eq(l.ckpt, "image@300");
+        {
+                const char *want[] = { "d1a", "d1b", "d1c", "d2a", "d2b", "log1", "log2" };
+
+                ck_assert_int_eq(l.n, 7);
+                for (int i = 0; i < 7; i++) {
+                        ck_assert_uint_eq(l.seqs[i], full_seq + 1 + (uint64_t)i);
+                        ck_assert_str_eq(l.metas[i], want[i]);
+                }
+        }
+        for (uint64_t p = 0; p < 250; p++) {
+                if (p >= 100 && p < 150 && p != 120)
+                        expect_hole(s, 1, p);
+                else
+                        expect_page(s, 1, p, p == 5 ? 4 : p == 120 ? 3 : 1);
+        }
+        for (uint64_t p = 250; p < 310; p++)
+                expect_hole(s, 1, p);
+        expect_page(s, 2, 0, 1);
+        expect_page(s, 3, 7, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.seq, full_seq + 7);
+        ck_assert_uint_eq(st.checkpoint_seq, full_seq + 5);
+        ck_assert_uint_eq(st.checkpoint_chain, 2);
+        /* Recovery read the chain and the two commits after it, not the
+         * 1.2 MiB of pages before the full checkpoint. */
+        ck_assert_uint_lt(st.recovery_bytes, 256 << 10);
+
+        /* A delta after recovery covers the commits it replayed. */
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        dsm_close(s);
+        memset(&l, 0, sizeof(l));
+        s = open_store(&o);
+        ck_assert_int_eq(l.n, 7);
+        ck_assert_str_eq(l.metas[6], "log2");
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_seq, full_seq + 7);
+        ck_assert_uint_eq(st.checkpoint_chain, 3);
+        expect_page(s, 1, 5, 4);
+        expect_page(s, 3, 7, 1);
+
+        /* The cleaner writes a new full checkpoint (a new base) first. */
+        ck_assert_int_ge(dsm_clean(s, 50), 0);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoints, 1);
+        ck_assert_uint_eq(st.checkpoint_chain, 0);
+        snprintf(m, sizeof(m), "after");
+        put_page_meta(s, 4, 0, 1, m);
+        dsm_close(s);
+        memset(&l, 0, sizeof(l));
+        s = open_store(&o);
+        ck_assert_int_eq(l.ckpt_calls, 1);
+        ck_assert_uint_eq(l.ckpt_seq, full_seq + 7);
+        ck_assert_int_eq(l.n, 1);
+        ck_assert_str_eq(l.metas[0], "after");
+        expect_page(s, 1, 120, 3);
+        expect_hole(s, 1, 130);
+        expect_page(s, 4, 0, 1);
+        dsm_close(s);
+}
+END_TEST
+
+/* dsm_checkpoint_compact callbacks: the "image" is the text of the old
+ * image followed by "+payload" for each later commit. */
+struct compact_img {
+        char text[256];
+        size_t len;
+        uint64_t last;
+};
+
+static int compact_replay(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct compact_img *c = ctx;
+
+        ck_assert_uint_lt(c->len + len + 1, sizeof(c->text));
+        if (kind == DSM_REPLAY_COMMIT) {
+                ck_assert_uint_gt(seq, c->last);
+                c->text[c->len++] = '+';
+        }
+        c->last = seq;
+        memcpy(c->text + c->len, data, len);
+        c->len += len;
+        return 0;
+}
+
+static int compact_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        struct compact_img *c = ctx;
+
+        ck_assert_uint_eq(seq, c->last);
+        return dsm_ckpt_put(cp, c->text, c->len);
+}
+
+/* A full checkpoint made from the chain alone, with a commit landing
+ * between its image and its snapshot: the image is the chain's, the new
+ * commit travels as a payload; the result is a new base. */
+START_TEST(test_compact_checkpoint)
+{
+        struct replay_log l = { 0 };
+        struct compact_img c = { 0 };
+        struct dsm_options o = { .replay = on_replay, .replay_ctx = &l, .ckpt_meta = on_ckpt };
+        struct dsm_store *s;
+        struct dsm_stats st;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        ck_assert_int_eq(dsm_checkpoint_compact(s, compact_replay, compact_image, &c), -ESTALE);
+        put_page_meta(s, 1, 0, 1, "a");
+        ck_assert_int_eq(dsm_checkpoint(s), 0);                 /* image@1 */
+        put_page_meta(s, 1, 1, 1, "b");
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        put_page_meta(s, 1, 0, 2, "c");
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        put_page_meta(s, 2, 0, 1, "d");                         /* after the chain */
+        ck_assert_int_eq(dsm_checkpoint_compact(s, compact_replay, compact_image, &c), 0);
+        c.text[c.len] = 0;
+        ck_assert_str_eq(c.text, "image@1+b+c");
+        ck_assert_uint_eq(c.last, 3);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_chain, 0);
+        ck_assert_uint_eq(st.checkpoint_seq, 4);
+        put_page_meta(s, 2, 1, 1, "e");
+        dsm_close(s);
+
+        memset(&l, 0, sizeof(l));
+        s = open_store(&o);
+        ck_assert_int_eq(l.ckpt_calls, 1);
+        ck_assert_uint_eq(l.ckpt_seq, 3);
+        l.ckpt[l.ckpt_len] = 0;
+        ck_assert_str_eq(l.ckpt, "image@1+b+c");
+        ck_assert_int_eq(l.n, 2);
+        ck_assert_uint_eq(l.seqs[0], 4);
+        ck_assert_str_eq(l.metas[0], "d");
+        ck_assert_uint_eq(l.seqs[1], 5);
+        ck_assert_str_eq(l.metas[1], "e");
+        expect_page(s, 1, 0, 2);
+        expect_page(s, 1, 1, 1);
+        expect_page(s, 2, 0, 1);
+        expect_page(s, 2, 1, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_chain, 0);
+        /* Deltas build on it. */
+        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.checkpoint_chain, 1);
+        dsm_close(s);
+}
+END_TEST
+
+struct delta_writer {
+        struct dsm_store *s;
+        int n;
+        volatile bool done;
+};
+
+static void *delta_committer(void *arg)
+{
+        struct delta_writer *w = arg;
+        char m[16];
+
+        for (int i = 0; i < w->n; i++) {
+                struct dsm_txn *t;
+                uint8_t buf[DSM_PAGE_SIZE];
+
+                /* Without waiting for flushes, so that commits land while a
+                 * delta is being written. */
+                snprintf(m, sizeof(m), "%d", i);
+                fill(buf, 5, (uint64_t)(i % 97), (uint32_t)i);
+                ck_assert_int_eq(dsm_txn_begin(w->s, &t), 0);
+                ck_assert_int_eq(dsm_txn_write(t, 5, (uint64_t)(i % 97), 0, buf, DSM_PAGE_SIZE), 0);
+                ck_assert_int_eq(dsm_txn_commit_nosync(t, m, strlen(m), NULL), 0);
+        }
+        w->done = true;
+        return NULL;
+}
+
+struct seq_check {
+        uint64_t last;
+        uint64_t commits;
+        bool bad;
+};
+
+static int on_replay_seq(void *ctx, enum dsm_replay_kind kind, uint64_t seq, const void *data, size_t len)
+{
+        struct seq_check *c = ctx;
+
+        (void)data;
+        (void)len;
+        if (kind == DSM_REPLAY_CHECKPOINT_META) {
+                c->last = seq;
+                return 0;
+        }
+        if (seq != c->last + 1)
+                c->bad = true;
+        c->last = seq;
+        c->commits++;
+        return 0;
+}
+
+static int seq_image(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
+{
+        struct seq_check *c = ctx;
+
+        ck_assert_uint_eq(seq, c->last);
+        return dsm_ckpt_put(cp, "i", 1);
+}
+
+/* Deltas and compacted full checkpoints (with cleaner passes) written
+ * while another thread commits: the commits appended while one is being
+ * written lie after its snapshot and are replayed; the pages the cleaner
+ * moves or frees stay readable. */
+START_TEST(test_delta_while_committing)
+{
+        struct seq_check c = { 0 };
+        struct dsm_options o = { .replay = on_replay_seq, .replay_ctx = &c, .ckpt_meta = on_ckpt,
+                                 .segment_size = 256 << 10 };
+        struct delta_writer w = { .n = 3000 };
+        struct dsm_store *s;
+        struct dsm_stats st;
+        pthread_t th;
+
+        setup_dir();
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        put_page(s, 5, 0, 0);
+        ck_assert_int_eq(dsm_checkpoint(s), 0);
+        w.s = s;
+        ck_assert_int_eq(pthread_create(&th, NULL, delta_committer, &w), 0);
+        for (int i = 0; !w.done || i < 4; i++) {
+                if (i % 4 == 3) {
+                        /* An image that says nothing but its seq; the
+                         * payloads after it are contiguous from there. */
+                        struct seq_check ci = { 0 };
+
+                        ck_assert_int_eq(dsm_checkpoint_compact(s, on_replay_seq, seq_image, &ci), 0);
+                        ck_assert(!ci.bad);
+                        /* ... and the cleaner behind the new base. */
+                        ck_assert_int_ge(dsm_clean_base(s, 50), 0);
+                } else {
+                        ck_assert_int_eq(dsm_checkpoint_delta(s), 0);
+                }
+        }
+        pthread_join(th, NULL);
+        ck_assert_int_eq(dsm_sync(s), 0);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_gt(st.delta_checkpoints, 1);
+        ck_assert_uint_gt(st.checkpoints, 1);
+        dsm_close(s);
+        s = open_store(&o);
+        ck_assert(!c.bad);
+        ck_assert_uint_eq(c.last, (uint64_t)w.n + 1);
+        for (int p = 0; p < 97; p++) {
+                int last = w.n - 1 - ((w.n - 1 - p) % 97);
+
+                expect_page(s, 5, (uint64_t)p, (uint32_t)last);
+        }
+        dsm_close(s);
+}
+END_TEST
+
+/* Commit pages [first, first + n) of obj with tag, without waiting for the
+ * flush. */
+static void put_pages_nosync(struct dsm_store *s, uint64_t obj, uint64_t first, uint64_t n, uint32_t tag)
+{
+        uint8_t buf[DSM_PAGE_SIZE];
+
+        for (uint64_t p = first; p < first + n; p++) {
+                struct dsm_txn *t;
+
+                fill(buf, obj, p, tag);
+                ck_assert_int_eq(dsm_txn_begin(s, &t), 0);
+                ck_assert_int_eq(dsm_txn_write(t, obj, p, 0, buf, DSM_PAGE_SIZE), 0);
+                ck_assert_int_eq(dsm_txn_commit_nosync(t, NULL, 0, NULL), 0);
+        }
+}
+
+/* Kill the process (the page cache survives), then start it again. */
+static struct dsm_store *process_restart(struct dsm_store *s, const struct dsm_options *o)
+{
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        return open_store(o);
+}
+
+/* ... and the machine loses power (whatever was not flushed is lost). */
+static struct dsm_store *power_cycle(struct dsm_store *s, const struct dsm_options *o)
+{
+        dsm_faultio_power_loss(fio, true);
+        dsm_close(s);
+        dsm_faultio_reboot(fio);
+        return open_store(o);
+}
+
+/*
+ * Issue #7 item 3: recovery replays commits that reached only the page
+ * cache.  Once a later dsm_sync() or synchronous commit has returned they
+ * are durable, so a power loss must not take them back -- neither when the
+ * next flush is of the same segment nor when the log moved on to a new
+ * segment meanwhile.
+ */
+START_TEST(test_process_crash_then_power_loss)
+{
+        struct damage_log dl = { 0 };
+        struct dsm_options o = fault_opts();
+        struct dsm_store *s;
+        struct dsm_stats st;
+        uint64_t before, rec, n2;
+
+        o.damage = on_damage;
+        o.damage_ctx = &dl;
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        put_page(s, 1, 0, 1);
+        put_pages_nosync(s, 1, 1, 10, 1);
+        s = process_restart(s, &o);
+        for (uint64_t p = 0; p < 11; p++)
+                expect_page(s, 1, p, 1);
+        /* dsm_sync() promises that everything before it is durable. */
+        ck_assert_int_eq(dsm_sync(s), 0);
+        s = power_cycle(s, &o);
+        for (uint64_t p = 0; p < 11; p++)
+                expect_page(s, 1, p, 1);
+        ck_assert_int_eq(dl.n, 0);
+
+        dsm_close(s);
+
+        /* Recovery ends with the tail segment so full that the first
+         * commit after it goes to a new segment: the old one must still be
+         * flushed before that commit returns [I5]. */
+        snprintf(dir, sizeof(dir), "/store2");
+        ck_assert_int_eq(dsm_format(dir, &o), 0);
+        s = open_store(&o);
+        dsm_get_stats(s, &st);
+        before = st.log_bytes;
+        put_pages_nosync(s, 2, 0, 1, 1);
+        dsm_get_stats(s, &st);
+        rec = st.log_bytes - before;
+        for (n2 = 1; st.segment_size - st.log_bytes >= rec; n2++) {
+                put_pages_nosync(s, 2, n2, 1, 1);
+                dsm_get_stats(s, &st);
+        }
+        ck_assert_uint_eq(st.segments, 1);
+        s = process_restart(s, &o);
+        put_page(s, 3, 0, 1);
+        dsm_get_stats(s, &st);
+        ck_assert_uint_eq(st.segments, 2);
+        s = power_cycle(s, &o);
+        for (uint64_t p = 0; p < n2; p++)
+                expect_page(s, 2, p, 1);
+        expect_page(s, 3, 0, 1);
+        ck_assert_int_eq(dl.n, 0);
+        dsm_close(s);
+        dsm_faultio_free(fio);
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("store");
@@ -1039,6 +1479,9 @@ static Suite *suite(void)
         suite_add_tcase(s, tc);
         tcase_set_timeout(rc, 120);
         tcase_add_test(rc, test_replay_and_checkpoint);
+        tcase_add_test(rc, test_delta_checkpoints);
+        tcase_add_test(rc, test_delta_while_committing);
+        tcase_add_test(rc, test_compact_checkpoint);
         tcase_add_test(rc, test_replay_callback_error);
         tcase_add_test(rc, test_cleaner_gives_space_back);
         tcase_add_test(rc, test_torn_tail_is_cut);
@@ -1050,6 +1493,7 @@ static Suite *suite(void)
         tcase_add_test(fc, test_short_write_completes);
         tcase_add_test(fc, test_power_loss_keeps_committed);
         tcase_add_test(fc, test_nosync_commit);
+        tcase_add_test(fc, test_process_crash_then_power_loss);
         suite_add_tcase(s, fc);
         return s;
 }
