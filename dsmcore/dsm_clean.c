@@ -44,7 +44,7 @@ static int flush_batch(struct dsm_store *s, struct reloc_batch *b, uint64_t *end
 {
         struct dsm__buf meta = { 0 };
         struct iovec iov = { b->data, b->datalen };
-        uint64_t loc, data0;
+        uint64_t loc = 0, data0;
         int r;
 
         if (!b->n)
