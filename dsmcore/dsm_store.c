@@ -16,6 +16,9 @@
  *      reported with segment and offset, the pages it held are marked
  *      damaged (reads refuse them), and the scan resynchronises on the next
  *      valid record header.
+ *   4. index entries whose segment no longer exists (a relocation cut off
+ *      with a damaged tail after the cleaner reclaimed the old segment) are
+ *      marked damaged and reported (flag_lost).
  *
  * Checkpoint (dsm__checkpoint_locked): with commits held back, write the
  * index as CKPT_INDEX records, the caller's image as CKPT_META records, an
@@ -778,6 +781,26 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
         return 0;
 }
 
+/* An index entry whose segment is gone has no data left: the cleaner
+ * reclaimed the segment after relocating its pages, and recovery then cut
+ * the relocation off with a damaged tail.  Mark such pages damaged, so that
+ * reads refuse them (DSM_ECORRUPT) rather than fail as if the disk did,
+ * and report them. */
+static void flag_lost(struct dsm_store *s)
+{
+        for (struct dsm__pos p = dsm__emap_first(&s->index); dsm__emap_get(&s->index, p);
+             p = dsm__emap_advance(&s->index, p)) {
+                struct dsm__ext *e = dsm__emap_get(&s->index, p);
+
+                if ((e->flags & DSM__F_DAMAGED) || dsm__seg_find(s, DSM__LOC_SEG(e->loc)))
+                        continue;
+                e->flags |= DSM__F_DAMAGED;
+                s->damaged_extents++;
+                report(s, DSM__LOC_SEG(e->loc), DSM__LOC_OFF(e->loc), (uint64_t)e->npages * DSM_PAGE_SIZE,
+                       "pages of a segment that no longer exists: refused");
+        }
+}
+
 /* ---- checkpoints ----------------------------------------------------------- */
 
 static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_replay_from)
@@ -1146,6 +1169,7 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                 if (r < 0)
                         goto fail;
         }
+        flag_lost(s);
         (void)newest_seg;
         s->tail = DSM__LOC(s->segs[s->nsegs - 1].segno, s->segs[s->nsegs - 1].size);
         s->durable = s->tail;
