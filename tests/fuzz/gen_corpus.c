@@ -4,11 +4,12 @@
  * (scripts/fuzz.sh --seed runs it into tests/fuzz/corpus/).  Each seed is a
  * well-formed input in the target's input format (see the target's file),
  * so that the fuzzer starts from messages, stores and changesets that get
- * past the first checks.  Deterministic: the same build writes the same
- * files.
+ * past the first checks.  Deterministic but for the segment seeds, whose
+ * store id dsm_format() draws at random.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,39 @@ static void gen_handshake(void)
         add_frame(&o, LP_MSG_CLIENT_HELLO, 0, 0, v, n);
         free(v);
         save("handshake", "hello_after_auth", &o);
+
+        /* The client side (bit 1): what a server sends after the handshake. */
+        add_u8(&o, 3);
+        add_u8(&o, 4);
+        add_frame(&o, LP_MSG_USER_MIN + 1, 0, 0, "notice", 6);
+        add_frame(&o, LP_MSG_USER_MIN, LP_F_REPLY, 9, "stale", 5);
+        add_frame(&o, LP_MSG_USER_MIN, LP_F_REPLY, 1, "pong", 4);
+        CHECK(lp_status_pack(LP_STATUS_BUSY, "later", &v, &n) == 0);
+        add_frame(&o, LP_MSG_STATUS, 0, 0, v, n);
+        free(v);
+        save("handshake", "client_authed", &o);
+        /* ... and the whole handshake from the server, with a wrong MAC. */
+        add_u8(&o, 2);
+        add_u8(&o, 0);
+        hello_bytes(false, &v, &n);
+        add_frame(&o, LP_MSG_SERVER_HELLO, 0, 0, v, n);
+        free(v);
+        {
+                uint8_t mac[LP_MAC_SIZE];
+
+                memset(mac, 0x77, sizeof(mac));
+                CHECK(lp__server_auth_pack(mac, &v, &n) == 0);
+        }
+        add_frame(&o, LP_MSG_SERVER_AUTH, 0, 0, v, n);
+        free(v);
+        save("handshake", "client_bad_auth", &o);
+        /* ... and a server that refuses us. */
+        add_u8(&o, 2);
+        add_u8(&o, 1);
+        CHECK(lp_status_pack(LP_STATUS_AUTH, "who are you?", &v, &n) == 0);
+        add_frame(&o, LP_MSG_STATUS, 0, 0, v, n);
+        free(v);
+        save("handshake", "client_refused", &o);
 }
 
 /* ---- segments ---- */
@@ -343,14 +377,16 @@ static int cmp_u64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-static void save_store(struct dsm_faultio *f, const char *name)
+/* fix: the target's flag that recomputes checksums before opening. */
+static void save_store(struct dsm_faultio *f, const char *name, bool fix)
 {
         struct segs s = { .f = f };
         struct out o = { 0 };
+        char full[64];
 
         CHECK(dsm_faultio_ops.listdir(f, "/g", collect, &s) == 0);
         qsort(s.no, s.n, sizeof(s.no[0]), cmp_u64);
-        add_u8(&o, 0);
+        add_u8(&o, fix);
         for (size_t i = 0; i < s.n; i++) {
                 char path[64];
                 uint64_t size;
@@ -368,7 +404,8 @@ static void save_store(struct dsm_faultio *f, const char *name)
                 free(buf);
                 dsm_faultio_ops.close(f, fd);
         }
-        save("segment", name, &o);
+        snprintf(full, sizeof(full), "%s%s", name, fix ? "_fix" : "");
+        save("segment", full, &o);
 }
 
 static void commit_pages(struct dsm_store *s, uint64_t obj, uint64_t page, int n, uint8_t tag,
@@ -421,7 +458,8 @@ static void gen_segment(void)
                         commit_pages(s, 4, 7, 1, 0x60, false);
                 }
                 dsm_close(s);
-                save_store(f, kind == 0 ? "one_segment" : kind == 1 ? "checkpoint" : "cleaned");
+                for (int fix = 0; fix < 2; fix++)
+                        save_store(f, kind == 0 ? "one_segment" : kind == 1 ? "checkpoint" : "cleaned", fix);
                 dsm_faultio_free(f);
         }
 }
