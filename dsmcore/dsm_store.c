@@ -36,7 +36,12 @@
 
 #include "dsm_int.h"
 
-#define WINDOW (8u << 20)
+/* Recovery's read window (below).  A build may shrink it and KEEP_MAX: the
+ * fuzz build does, so that its small stores cross windows. */
+#ifndef DSM__WINDOW
+#define DSM__WINDOW (8u << 20)
+#endif
+#define WINDOW DSM__WINDOW
 
 struct dsm_ckpt {
         struct dsm_store *s;
@@ -202,7 +207,10 @@ out:
  * the data, where the tail of the previous window (a record that straddled
  * its end) is copied, so nothing is read twice.
  */
-#define KEEP_MAX (2u << 20)
+#ifndef DSM__KEEP_MAX
+#define DSM__KEEP_MAX (2u << 20)
+#endif
+#define KEEP_MAX DSM__KEEP_MAX
 
 struct win {
         struct dsm_store *s;
