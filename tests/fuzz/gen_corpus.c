@@ -435,7 +435,7 @@ static int ckpt_meta(void *ctx, uint64_t seq, struct dsm_ckpt *cp)
 
 static void gen_segment(void)
 {
-        for (int kind = 0; kind < 3; kind++) {
+        for (int kind = 0; kind < 4; kind++) {
                 struct dsm_faultio *f = dsm_faultio_new(1);
                 struct dsm_options opt = { .segment_size = DSM_SEGMENT_SIZE_MIN, .io = &dsm_faultio_ops,
                                            .io_ctx = f, .ckpt_meta = ckpt_meta,
@@ -447,7 +447,17 @@ static void gen_segment(void)
                 CHECK(dsm_open("/g", &opt, &s) == 0);
                 commit_pages(s, 1, 0, 3, 0x10, false);
                 commit_pages(s, 2, 4, 1, 0x20, false);
-                if (kind >= 1) {
+                if (kind == 3) {
+                        /* A checkpoint, then more than a segment of commits:
+                         * replay crosses a segment, and most of the older
+                         * one is dead (obj 100 freed) for the cleaner. */
+                        CHECK(dsm_checkpoint(s) == 0);
+                        commit_pages(s, 1, 1, 1, 0x70, false);
+                        commit_pages(s, 100, 0, 64, 0x80, false);
+                        commit_pages(s, 100, 0, 0, 0, true);
+                        commit_pages(s, 2, 1, 1, 0x90, false);
+                }
+                if (kind == 1 || kind == 2) {
                         CHECK(dsm_checkpoint(s) == 0);
                         commit_pages(s, 1, 1, 1, 0x30, false);
                         commit_pages(s, 2, 0, 2, 0x40, true);
@@ -458,8 +468,9 @@ static void gen_segment(void)
                         commit_pages(s, 4, 7, 1, 0x60, false);
                 }
                 dsm_close(s);
-                for (int fix = 0; fix < 2; fix++)
-                        save_store(f, kind == 0 ? "one_segment" : kind == 1 ? "checkpoint" : "cleaned", fix);
+                for (int fix = 0; fix < (kind == 3 ? 1 : 2); fix++)
+                        save_store(f, kind == 0 ? "one_segment" : kind == 1 ? "checkpoint" :
+                                      kind == 2 ? "cleaned" : "full_segment", fix);
                 dsm_faultio_free(f);
         }
 }
