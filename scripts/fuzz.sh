@@ -64,7 +64,7 @@ if [ $mode = seed ]; then
     exit 0
 fi
 
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 keep="$build/fuzz-artifacts"
 work=$(mktemp -d "${TMPDIR:-/tmp}/locus-fuzz.XXXXXX")
