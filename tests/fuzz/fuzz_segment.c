@@ -14,7 +14,8 @@
  *
  * Checked: dsm_open() succeeds, or fails with -EBADMSG after reporting the
  * damage (never a crash, a hang, an I/O error or a wrong error code); every
- * page reads back as data, a hole or DSM_ECORRUPT; the recovered store
+ * page reads back as data, a hole or DSM_ECORRUPT, the same through
+ * dsm_read(), dsm_read_pages() and dsm_txn_read(); the recovered store
  * takes a new commit, a checkpoint and a cleaner pass, and opens again
  * with that commit's page intact; and through all that every other page
  * reads as it did right after recovery (a damaged page stays refused, the
@@ -108,17 +109,34 @@ struct view {
 
 static void read_all(struct dsm_store *s, struct view *v)
 {
-        static uint8_t buf[DSM_PAGE_SIZE];
+        static uint8_t buf[DSM_PAGE_SIZE], many[NPAGE * DSM_PAGE_SIZE];
 
         for (uint64_t obj = 0; obj < NOBJ; obj++) {
                 uint64_t pg;
                 int r;
 
+                bool anybad = false;
+
                 for (uint64_t page = 0; page < NPAGE; page++) {
                         r = dsm_read(s, obj, page, buf);
                         FZ_CHECK(r == 0 || r == 1 || r == DSM_ECORRUPT);
                         v->r[obj][page] = r;
-                        v->h[obj][page] = r == 1 ? XXH3_64bits(buf, sizeof(buf)) : 0;
+                        v->h[obj][page] = r >= 0 ? XXH3_64bits(buf, sizeof(buf)) : 0;
+                        anybad |= r == DSM_ECORRUPT;
+                }
+                /* The other read paths agree with dsm_read(). */
+                r = dsm_read_pages(s, obj, 0, NPAGE, many);
+                FZ_CHECK(r == (anybad ? DSM_ECORRUPT : 0));
+                for (uint64_t page = 0; r == 0 && page < NPAGE; page++)
+                        FZ_CHECK(XXH3_64bits(many + page * DSM_PAGE_SIZE, DSM_PAGE_SIZE) == v->h[obj][page]);
+                for (uint64_t page = 0; page < NPAGE; page++) {
+                        struct dsm_txn *t;
+
+                        FZ_CHECK(dsm_txn_begin(s, &t) == 0);
+                        r = dsm_txn_read(t, obj, page, buf);
+                        FZ_CHECK(r == v->r[obj][page]);
+                        FZ_CHECK(r < 0 || XXH3_64bits(buf, sizeof(buf)) == v->h[obj][page]);
+                        dsm_txn_abort(t);
                 }
                 r = dsm_seek(s, obj, 0, DSM_SEEK_DATA, &pg);
                 FZ_CHECK(r == 0 || r == -ENXIO);
