@@ -2,7 +2,9 @@
  * dsm_store.c -- formatting, opening (recovery), checkpoints, seek, stats.
  *
  * Recovery (dsm_open):
- *   1. list seg-*.log, read every segment header.  A bad header on the
+ *   1. list seg-*.log, read every segment header.  The newest sound header
+ *      says which store this is (store_identity); a segment of another
+ *      store counts as a bad header.  A bad header on the
  *      newest segment is a segment whose creation was torn: it is removed.
  *      A bad header elsewhere is damage: reported, the segment skipped.
  *   2. the newest header names the newest complete checkpoint (its END
@@ -156,6 +158,51 @@ static int list_segments(struct dsm_store *s, struct segnos *l)
                 return r;
         if (l->n)
                 qsort(l->v, l->n, sizeof(l->v[0]), cmp_u64);
+        return 0;
+}
+
+/* A segment header that is sound by itself (the store it belongs to aside). */
+static bool seg_hdr_valid(const uint8_t *h, uint64_t size, uint64_t segno)
+{
+        return size >= DSM__SEG_HDR_SIZE && !memcmp(h, DSM__SEG_MAGIC, 8) && dsm__get32(h + 60) == dsm__csum(h, 60) &&
+               dsm__get32(h + 8) == DSM__FORMAT_VERSION && dsm__get32(h + 12) == DSM_PAGE_SIZE &&
+               dsm__get32(h + 20) == DSM__SEG_HDR_SIZE && dsm__get64(h + 24) == segno &&
+               dsm__get32(h + 16) >= DSM_SEGMENT_SIZE_MIN && dsm__get32(h + 16) <= DSM_SEGMENT_SIZE_MAX;
+}
+
+/*
+ * Which store this is (store id, segment size): the one of the newest
+ * segment whose header is sound.  Recovery trusts that header for the
+ * checkpoint anyway; taking the identity from the oldest segment instead
+ * let a stray segment of another store, once the cleaner had removed the
+ * real oldest one, disown every real segment.  0 if no header is sound.
+ */
+static int store_identity(struct dsm_store *s, const struct segnos *l)
+{
+        for (size_t i = l->n; i-- > 0;) {
+                char path[4096];
+                uint8_t h[DSM__SEG_HDR_SIZE];
+                uint64_t size = 0;
+                int fd, r;
+
+                r = dsm__seg_path(s, l->v[i], path, sizeof(path));
+                if (r < 0)
+                        return r;
+                fd = s->io->open(s->ioctx, path, O_RDONLY, 0);
+                if (fd < 0)
+                        return fd;
+                r = s->io->fsize(s->ioctx, fd, &size);
+                if (r >= 0 && size >= DSM__SEG_HDR_SIZE)
+                        r = dsm__pread_full(s, fd, h, sizeof(h), 0);
+                s->io->close(s->ioctx, fd);
+                if (r < 0 && r != -ENODATA)
+                        return r;
+                if (r >= 0 && seg_hdr_valid(h, size, l->v[i])) {
+                        s->segsize = dsm__get32(h + 16);
+                        s->store_id = dsm__get64(h + 32);
+                        return 0;
+                }
+        }
         return 0;
 }
 
@@ -1083,6 +1130,9 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                 r = -ENOENT;
                 goto fail;
         }
+        r = store_identity(s, &l);
+        if (r < 0)
+                goto fail;
         for (size_t i = 0; i < l.n; i++) {
                 char path[4096];
                 uint8_t h[DSM__SEG_HDR_SIZE];
@@ -1105,12 +1155,8 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                         s->io->close(s->ioctx, fd);
                         goto fail;
                 }
-                ok = size >= DSM__SEG_HDR_SIZE && !memcmp(h, DSM__SEG_MAGIC, 8) &&
-                     dsm__get32(h + 60) == dsm__csum(h, 60) && dsm__get32(h + 8) == DSM__FORMAT_VERSION &&
-                     dsm__get32(h + 12) == DSM_PAGE_SIZE && dsm__get32(h + 20) == DSM__SEG_HDR_SIZE &&
-                     dsm__get64(h + 24) == l.v[i] && (!s->segsize || dsm__get32(h + 16) == s->segsize) &&
-                     (!s->store_id || dsm__get64(h + 32) == s->store_id) &&
-                     dsm__get32(h + 16) >= DSM_SEGMENT_SIZE_MIN && dsm__get32(h + 16) <= DSM_SEGMENT_SIZE_MAX;
+                ok = seg_hdr_valid(h, size, l.v[i]) && dsm__get32(h + 16) == s->segsize &&
+                     dsm__get64(h + 32) == s->store_id;
                 if (!ok) {
                         s->io->close(s->ioctx, fd);
                         if (newest && s->nsegs) {
@@ -1126,8 +1172,6 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                         report(s, l.v[i], 0, size, "bad segment header: segment skipped");
                         continue;
                 }
-                s->segsize = dsm__get32(h + 16);
-                s->store_id = dsm__get64(h + 32);
                 newest_ckpt = dsm__get64(h + 40);
                 newest_seg = l.v[i];
                 if (dsm__get64(h + 48) > s->next_txn)
