@@ -58,4 +58,22 @@ static inline uint32_t fz_u32(struct fz_in *in)
         return v;
 }
 
+/* Pieces of a stream: the generator is seeded from an input byte, so that
+ * an input always cuts its stream the same way.  fz_piece() gives the size
+ * of the next piece with `left` bytes to go: all of them one time in
+ * `whole`, else 1..max bytes. */
+static inline uint32_t fz_seed(uint8_t b)
+{
+        return b * 2654435761u + 1;
+}
+
+static inline size_t fz_piece(uint32_t *rnd, size_t left, unsigned whole, size_t max)
+{
+        size_t n;
+
+        *rnd = *rnd * 1103515245u + 12345u;
+        n = (*rnd >> 16) % whole == 0 ? left : 1 + (*rnd >> 8) % max;
+        return n < left ? n : left;
+}
+
 #endif

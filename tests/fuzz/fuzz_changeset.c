@@ -93,10 +93,7 @@ static int load_image(const uint8_t *p, size_t len, uint32_t rnd, uint64_t seq, 
         while (r >= 0 && len > 0) {
                 size_t n;
 
-                rnd = rnd * 1103515245u + 12345u;
-                n = (rnd >> 16) % 3 == 0 ? len : 1 + (rnd >> 8) % 300;
-                if (n > len)
-                        n = len;
+                n = fz_piece(&rnd, len, 3, 300);
                 r = ss_cs_image_feed(&im, db, p, n);
                 p += n;
                 len -= n;
@@ -119,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (size < 1)
                 return 0;
-        rnd = data[0] * 2654435761u + 1;
+        rnd = fz_seed(data[0]);
         data++;
         size--;
 

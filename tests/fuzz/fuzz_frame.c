@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size < 2)
                 return 0;
         max = pick_max(data[0]);
-        rnd = data[1] * 2654435761u + 1;
+        rnd = fz_seed(data[1]);
         data += 2;
         size -= 2;
         FZ_CHECK(lp_decoder_new(max, &d) == 0);
@@ -51,10 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (pos < size && !err) {
                 size_t n, off = 0;
 
-                rnd = rnd * 1103515245u + 12345u;
-                n = (rnd >> 16) % 4 == 0 ? size - pos : 1 + (rnd >> 8) % 40;
-                if (n > size - pos)
-                        n = size - pos;
+                n = fz_piece(&rnd, size - pos, 4, 40);
                 while (off < n) {
                         memset(&f, 0, sizeof(f));
                         r = lp_decoder_feed(d, data + pos + off, n - off, &used, &f);

@@ -237,10 +237,7 @@ static void *hostile_server(void *arg)
         while (size > 0) {
                 size_t n;
 
-                rnd = rnd * 1103515245u + 12345u;
-                n = (rnd >> 16) % 4 == 0 ? size : 1 + (rnd >> 8) % 64;
-                if (n > size)
-                        n = size;
+                n = fz_piece(&rnd, size, 4, 64);
                 if (send(fd, data, n, MSG_NOSIGNAL) < 0)
                         break;          /* the client gave up on us */
                 data += n;
@@ -321,7 +318,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size < 2)
                 return 0;
         auth = data[0] & 1;
-        rnd = data[1] * 2654435761u + 1;
+        rnd = fz_seed(data[1]);
         if (data[0] & 2) {
                 fuzz_client(data + 2, size - 2, auth, rnd);
                 return 0;
@@ -361,10 +358,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (size > 0) {
                 size_t n;
 
-                rnd = rnd * 1103515245u + 12345u;
-                n = (rnd >> 16) % 4 == 0 ? size : 1 + (rnd >> 8) % 64;
-                if (n > size)
-                        n = size;
+                n = fz_piece(&rnd, size, 4, 64);
                 send_all(fd, data, n, dec);
                 uv_run(&loop, UV_RUN_NOWAIT);
                 drain(fd, dec, NULL);
