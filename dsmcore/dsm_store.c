@@ -926,7 +926,10 @@ static int load_checkpoint(struct dsm_store *s, struct win *w, uint64_t *ret_rep
                                 e.loc = dsm__rd_varint(&rd);
                                 e.seq = dsm__rd_varint(&rd);
                                 e.flags = (uint32_t)dsm__rd_varint(&rd) & DSM__F_DAMAGED;
-                                if (rd.err || e.npages == 0)
+                                /* A checkpoint reflects the commits up to
+                                 * its seq: a later version would make every
+                                 * transaction reading the page conflict. */
+                                if (rd.err || e.npages == 0 || e.seq > seq)
                                         goto bad;
                                 r = insert_ext(s, &e);
                                 if (r < 0)
