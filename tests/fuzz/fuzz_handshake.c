@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -48,6 +49,22 @@ static const uint8_t key[LP_KEY_SIZE] = "locus-fuzz-cluster-key-32-bytes";
 static unsigned long ends, connects, closes, frames;
 static int lfd = -1;            /* the hostile server's listening socket */
 static uint16_t cport;
+static char caddr[INET_ADDRSTRLEN];
+static uint32_t nconn;          /* connections made, for next_addr() */
+
+/*
+ * A fresh loopback address (127.<net>.x.y) for each connection.  The side
+ * that closes first keeps its end in TIME_WAIT for a minute; at hundreds
+ * of connections a second, between the same two addresses, that used up
+ * every ephemeral port (connect: EADDRNOTAVAIL).  All of 127.0.0.0/8 is
+ * loopback.
+ */
+static struct in_addr next_addr(uint8_t net)
+{
+        uint32_t n = nconn++ % (250u * 250u);
+
+        return (struct in_addr){ htonl(127u << 24 | (uint32_t)net << 16 | (n / 250 + 1) << 8 | (n % 250 + 1)) };
+}
 
 static void on_connect(struct lp_conn *conn, uint64_t site)
 {
@@ -100,18 +117,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         FZ_CHECK(lp_server_new(&loop, key, 1, &cb, NULL, &srv) == 0);
         FZ_CHECK(lp_server_set_max_frame(srv, 4096) == 0);
         FZ_CHECK(lp_server_listen(srv, "127.0.0.1", 0, &port) == 0);
-        {
-                struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                socklen_t alen = sizeof(a);
-
-                lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                FZ_CHECK(lfd >= 0);
-                FZ_CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
-                FZ_CHECK(listen(lfd, 4) == 0);
-                FZ_CHECK(getsockname(lfd, (struct sockaddr *)&a, &alen) == 0);
-                cport = ntohs(a.sin_port);
-        }
         return 0;
+}
+
+/* The hostile server listens on a fresh address for each connection. */
+static void hostile_listen(void)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr = next_addr(2) };
+        socklen_t alen = sizeof(a);
+
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        FZ_CHECK(lfd >= 0);
+        FZ_CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
+        FZ_CHECK(listen(lfd, 4) == 0);
+        FZ_CHECK(getsockname(lfd, (struct sockaddr *)&a, &alen) == 0);
+        cport = ntohs(a.sin_port);
+        FZ_CHECK(inet_ntop(AF_INET, &a.sin_addr, caddr, sizeof(caddr)));
 }
 
 /* Read and drop what the server sent; return the ServerHello when
@@ -269,8 +290,9 @@ static void fuzz_client(const uint8_t *data, size_t size, bool auth, uint32_t rn
         pthread_t th;
         int r;
 
+        hostile_listen();
         FZ_CHECK(pthread_create(&th, NULL, hostile_server, &p) == 0);
-        r = lp_client_connect("127.0.0.1", cport, key, 7, WAIT_MS, &c);
+        r = lp_client_connect(caddr, cport, key, 7, WAIT_MS, &c);
         if (r < 0) {
                 /* Besides its own errors, connect passes on the errno of a
                  * Status the server refused with, whatever it is.  (Its
@@ -299,6 +321,8 @@ static void fuzz_client(const uint8_t *data, size_t size, bool auth, uint32_t rn
                 lp_client_close(c);
         }
         FZ_CHECK(pthread_join(th, NULL) == 0);
+        close(lfd);
+        lfd = -1;
 }
 
 /* ---- the server side ---- */
@@ -329,6 +353,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK(lp_decoder_new(LP_FRAME_HARD_MAX, &dec) == 0);
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         FZ_CHECK(fd >= 0);
+        {
+                struct sockaddr_in src = { .sin_family = AF_INET, .sin_addr = next_addr(1) };
+
+                FZ_CHECK(bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
+        }
         FZ_CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 
