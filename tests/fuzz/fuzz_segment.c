@@ -161,6 +161,14 @@ static void same_view(const struct view *a, const struct view *b)
                 }
 }
 
+static bool seg_used(const uint64_t *used, size_t n, uint64_t segno)
+{
+        for (size_t j = 0; j < n; j++)
+                if (used[j] == segno)
+                        return true;
+        return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct dsm_options opt = { .io = &dsm_faultio_ops, .replay = on_replay, .damage = on_damage };
@@ -199,11 +207,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 uint64_t segno = len >= 32 ? dsm__get64(p + 24) : 0;
                 char path[64];
 
-                for (size_t j = 0; j < i; j++)
-                        if (used[j] == segno)
-                                segno = 0;
-                if (segno == 0 || segno > 0xffffffffu)
+                if (segno == 0 || segno > 0xffffffffu || seg_used(used, i, segno))
                         segno = 1000 + i;
+                while (seg_used(used, i, segno))
+                        segno++;
                 used[i] = segno;
                 if (fix)
                         fix_checksums(p, len);
