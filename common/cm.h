@@ -41,7 +41,7 @@ void cm_log_init(const char *prog, int level, enum cm_log_dest dest);
 int cm_log_level_parse(const char *s);
 int cm_log_level(void);
 void cm_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cm_logv(int prio, const char *fmt, va_list ap);
+void cm_logv(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 uint64_t cm_now_us(void);
 struct timespec cm_wall(void);

@@ -46,7 +46,7 @@ static int flush_batch(struct dsm_store *s, struct reloc_batch *b, uint64_t *end
 {
         struct dsm__buf meta = { 0 };
         struct iovec iov = { b->data, b->datalen };
-        uint64_t loc, data0;
+        uint64_t loc = 0, data0;
         int r;
 
         if (!b->n)
@@ -141,6 +141,28 @@ out:
         return r;
 }
 
+/* Take out of v every segment that holds a page the index marks damaged
+ * (its checksum failed, in this run's recovery or in an earlier one: the
+ * mark survives checkpoints, the damaged ranges of has_damage() do not).
+ * Moving such a page would give it a fresh checksum: the damage would then
+ * read back as good data.  Returns the new count. */
+static size_t keep_damaged(const struct dsm_store *s, struct victim *v, size_t nv)
+{
+        for (struct dsm__pos p = dsm__emap_first(&s->index); nv && dsm__emap_get(&s->index, p);
+             p = dsm__emap_advance(&s->index, p)) {
+                const struct dsm__ext *e = dsm__emap_get(&s->index, p);
+
+                if (!(e->flags & DSM__F_DAMAGED))
+                        continue;
+                for (size_t i = 0; i < nv; i++)
+                        if (v[i].segno == DSM__LOC_SEG(e->loc)) {
+                                v[i] = v[--nv];
+                                break;
+                        }
+        }
+        return nv;
+}
+
 static bool has_damage(const struct dsm_store *s, uint64_t segno)
 {
         for (size_t i = 0; i < s->ndamaged; i++)
@@ -195,6 +217,7 @@ static int clean(struct dsm_store *s, unsigned max_live_pct, bool ckpt)
                         v[nv++] = (struct victim){ g->segno, true, -1 };
         }
         pthread_mutex_unlock(&s->seg_mtx);
+        nv = keep_damaged(s, v, nv);
         for (size_t i = 0; i < nv; i++)
                 if (v[i].relocate) {
                         r = relocate(s, v, nv, &end);

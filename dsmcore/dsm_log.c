@@ -239,7 +239,11 @@ int dsm__log_switch(struct dsm_store *s, bool durable)
                 }
                 s->durable = s->tail;   /* [I5] */
         }
-        r = dsm__seg_create(s, segno, durable);
+        /* A file recovery skipped for its bad header may hold this number
+         * (several damaged segments at the end of the log): never write
+         * over it, take the next free number. */
+        while ((r = dsm__seg_create(s, segno, durable)) == -EEXIST)
+                segno++;
         if (r < 0) {
                 dsm__set_error(s, r);
                 return r;

@@ -2,7 +2,9 @@
  * dsm_store.c -- formatting, opening (recovery), checkpoints, seek, stats.
  *
  * Recovery (dsm_open):
- *   1. list seg-*.log, read every segment header.  A bad header on the
+ *   1. list seg-*.log, read every segment header.  The newest sound header
+ *      says which store this is (store_identity); a segment of another
+ *      store counts as a bad header.  A bad header on the
  *      newest segment is a segment whose creation was torn: it is removed.
  *      A bad header elsewhere is damage: reported, the segment skipped.
  *   2. the newest header names the newest complete checkpoint (its END
@@ -16,7 +18,10 @@
  *      reported with segment and offset, the pages it held are marked
  *      damaged (reads refuse them), and the scan resynchronises on the next
  *      valid record header.
- *   4. every segment replayed is flushed (flush_replayed): after a crash
+ *   4. index entries whose segment no longer exists (a relocation cut off
+ *      with a damaged tail after the cleaner reclaimed the old segment) are
+ *      marked damaged and reported (flag_lost).
+ *   5. every segment replayed is flushed (flush_replayed): after a crash
  *      of the process alone its records may have reached only the page
  *      cache, and from now on the store treats them as durable.
  *
@@ -35,7 +40,12 @@
 
 #include "dsm_int.h"
 
-#define WINDOW (8u << 20)
+/* Recovery's read window (below).  A build may shrink it and KEEP_MAX: the
+ * fuzz build does, so that its small stores cross windows. */
+#ifndef DSM__WINDOW
+#define DSM__WINDOW (8u << 20)
+#endif
+#define WINDOW DSM__WINDOW
 
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -149,6 +159,51 @@ static int list_segments(struct dsm_store *s, struct segnos *l)
         return 0;
 }
 
+/* A segment header that is sound by itself (the store it belongs to aside). */
+static bool seg_hdr_valid(const uint8_t *h, uint64_t size, uint64_t segno)
+{
+        return size >= DSM__SEG_HDR_SIZE && !memcmp(h, DSM__SEG_MAGIC, 8) && dsm__get32(h + 60) == dsm__csum(h, 60) &&
+               dsm__get32(h + 8) == DSM__FORMAT_VERSION && dsm__get32(h + 12) == DSM_PAGE_SIZE &&
+               dsm__get32(h + 20) == DSM__SEG_HDR_SIZE && dsm__get64(h + 24) == segno &&
+               dsm__get32(h + 16) >= DSM_SEGMENT_SIZE_MIN && dsm__get32(h + 16) <= DSM_SEGMENT_SIZE_MAX;
+}
+
+/*
+ * Which store this is (store id, segment size): the one of the newest
+ * segment whose header is sound.  Recovery trusts that header for the
+ * checkpoint anyway; taking the identity from the oldest segment instead
+ * let a stray segment of another store, once the cleaner had removed the
+ * real oldest one, disown every real segment.  0 if no header is sound.
+ */
+static int store_identity(struct dsm_store *s, const struct segnos *l)
+{
+        for (size_t i = l->n; i-- > 0;) {
+                char path[4096];
+                uint8_t h[DSM__SEG_HDR_SIZE];
+                uint64_t size = 0;
+                int fd, r;
+
+                r = dsm__seg_path(s, l->v[i], path, sizeof(path));
+                if (r < 0)
+                        return r;
+                fd = s->io->open(s->ioctx, path, O_RDONLY, 0);
+                if (fd < 0)
+                        return fd;
+                r = s->io->fsize(s->ioctx, fd, &size);
+                if (r >= 0 && size >= DSM__SEG_HDR_SIZE)
+                        r = dsm__pread_full(s, fd, h, sizeof(h), 0);
+                s->io->close(s->ioctx, fd);
+                if (r < 0 && r != -ENODATA)
+                        return r;
+                if (r >= 0 && seg_hdr_valid(h, size, l->v[i])) {
+                        s->segsize = dsm__get32(h + 16);
+                        s->store_id = dsm__get64(h + 32);
+                        return 0;
+                }
+        }
+        return 0;
+}
+
 /* ---- format ------------------------------------------------------------------ */
 
 int dsm_format(const char *dir, const struct dsm_options *opt)
@@ -197,7 +252,10 @@ out:
  * the data, where the tail of the previous window (a record that straddled
  * its end) is copied, so nothing is read twice.
  */
-#define KEEP_MAX (2u << 20)
+#ifndef DSM__KEEP_MAX
+#define DSM__KEEP_MAX (2u << 20)
+#endif
+#define KEEP_MAX DSM__KEEP_MAX
 
 struct win {
         struct dsm_store *s;
@@ -781,6 +839,26 @@ static int replay_segment(struct dsm_store *s, struct dsm__seg *g, uint64_t star
         return 0;
 }
 
+/* An index entry whose segment is gone has no data left: the cleaner
+ * reclaimed the segment after relocating its pages, and recovery then cut
+ * the relocation off with a damaged tail.  Mark such pages damaged, so that
+ * reads refuse them (DSM_ECORRUPT) rather than fail as if the disk did,
+ * and report them. */
+static void flag_lost(struct dsm_store *s)
+{
+        for (struct dsm__pos p = dsm__emap_first(&s->index); dsm__emap_get(&s->index, p);
+             p = dsm__emap_advance(&s->index, p)) {
+                struct dsm__ext *e = dsm__emap_get(&s->index, p);
+
+                if ((e->flags & DSM__F_DAMAGED) || dsm__seg_find(s, DSM__LOC_SEG(e->loc)))
+                        continue;
+                e->flags |= DSM__F_DAMAGED;
+                s->damaged_extents++;
+                report(s, DSM__LOC_SEG(e->loc), DSM__LOC_OFF(e->loc), (uint64_t)e->npages * DSM_PAGE_SIZE,
+                       "pages of a segment that no longer exists: refused");
+        }
+}
+
 /* ---- checkpoints ----------------------------------------------------------- */
 
 /* A parsed CKPT_END record. */
@@ -939,7 +1017,10 @@ static int load_one(struct dsm_store *s, struct win *w, const struct ckend *ce, 
                                 e.loc = dsm__rd_varint(&rd);
                                 e.seq = dsm__rd_varint(&rd);
                                 e.flags = (uint32_t)dsm__rd_varint(&rd) & DSM__F_DAMAGED;
-                                if (rd.err || e.npages == 0)
+                                /* A checkpoint reflects the commits up to
+                                 * its seq: a later version would make every
+                                 * transaction reading the page conflict. */
+                                if (rd.err || e.npages == 0 || e.seq > ce->seq)
                                         return -EBADMSG;
                                 r = insert_ext(s, &e);
                                 if (r < 0)
@@ -1106,6 +1187,9 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                 r = -ENOENT;
                 goto fail;
         }
+        r = store_identity(s, &l);
+        if (r < 0)
+                goto fail;
         for (size_t i = 0; i < l.n; i++) {
                 char path[4096];
                 uint8_t h[DSM__SEG_HDR_SIZE];
@@ -1128,12 +1212,8 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                         s->io->close(s->ioctx, fd);
                         goto fail;
                 }
-                ok = size >= DSM__SEG_HDR_SIZE && !memcmp(h, DSM__SEG_MAGIC, 8) &&
-                     dsm__get32(h + 60) == dsm__csum(h, 60) && dsm__get32(h + 8) == DSM__FORMAT_VERSION &&
-                     dsm__get32(h + 12) == DSM_PAGE_SIZE && dsm__get32(h + 20) == DSM__SEG_HDR_SIZE &&
-                     dsm__get64(h + 24) == l.v[i] && (!s->segsize || dsm__get32(h + 16) == s->segsize) &&
-                     (!s->store_id || dsm__get64(h + 32) == s->store_id) &&
-                     dsm__get32(h + 16) >= DSM_SEGMENT_SIZE_MIN && dsm__get32(h + 16) <= DSM_SEGMENT_SIZE_MAX;
+                ok = seg_hdr_valid(h, size, l.v[i]) && dsm__get32(h + 16) == s->segsize &&
+                     dsm__get64(h + 32) == s->store_id;
                 if (!ok) {
                         s->io->close(s->ioctx, fd);
                         if (newest && s->nsegs) {
@@ -1149,8 +1229,6 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                         report(s, l.v[i], 0, size, "bad segment header: segment skipped");
                         continue;
                 }
-                s->segsize = dsm__get32(h + 16);
-                s->store_id = dsm__get64(h + 32);
                 newest_ckpt = dsm__get64(h + 40);
                 newest_seg = l.v[i];
                 if (dsm__get64(h + 48) > s->next_txn)
@@ -1204,6 +1282,7 @@ int dsm_open(const char *dir, const struct dsm_options *opt, struct dsm_store **
                 if (r < 0)
                         goto fail;
         }
+        flag_lost(s);
         (void)newest_seg;
         r = flush_replayed(s, DSM__LOC_SEG(replay_from));
         if (r < 0)

@@ -51,7 +51,8 @@ extern const struct fuse_lowlevel_ops us_ops;
 #define US_MAX_READAHEAD (1u << 20)
 
 /* libfuse's log, through cm_log (fuse_set_log_func). */
-void us_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap);
+void us_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
 
 /* FUSE_SET_ATTR_* bits -> LP_FS_SET_* bits (unknown bits dropped). */
 uint32_t us_setattr_bits(int to_set);

@@ -6,7 +6,8 @@ set -eu
 pkgs=(meson ninja-build pkg-config gcc libc6-dev
       libfuse3-dev fuse3 protobuf-c-compiler libprotobuf-c-dev
       libsqlite3-dev check libuv1-dev libsodium-dev libxxhash-dev libinih-dev
-      kmod procps psmisc rsync git)
+      kmod procps psmisc rsync git
+      clang libclang-rt-14-dev)   # scripts/fuzz.sh: clang, libFuzzer, ASan/UBSan runtimes
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

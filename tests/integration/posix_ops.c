@@ -102,6 +102,9 @@ static void diag(const char *fmt, ...)
  * reference filesystem it is a TODO (reported, never fatal).
  */
 static int vtap(int ok, const char *why, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+
+static int vtap(int ok, const char *why, const char *fmt, va_list ap)
 {
         char desc[400];
         int todo = why && g_ref;

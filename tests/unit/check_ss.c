@@ -487,6 +487,8 @@ struct sbuf {
         size_t len, cap;
 };
 
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
         va_list ap;
