@@ -3,6 +3,8 @@
 #   tally_init
 #   tally_add LOG RC     LOG: a meson testlog.json (may be missing), RC: the
 #                        exit status of the `meson test` that wrote it
+#   tally_one NAME RC    one check that is not a meson test (fuzzing):
+#                        passed when RC is 0, failed otherwise
 #   tally_line           prints "tests: N passed, N failed, N skipped"
 #   tally_ok             true when nothing failed
 #
@@ -40,6 +42,15 @@ tally_add() {   # tally_add LOG RC
     T_PASSED=$((T_PASSED + ok))
     T_FAILED=$((T_FAILED + bad))
     T_SKIPPED=$((T_SKIPPED + skip))
+}
+
+tally_one() {   # tally_one NAME RC
+    if [ "$2" -eq 0 ]; then
+        T_PASSED=$((T_PASSED + 1))
+    else
+        echo "tally: $1 failed (exit $2)" >&2
+        T_FAILED=$((T_FAILED + 1))
+    fi
 }
 
 tally_line() { echo "tests: $T_PASSED passed, $T_FAILED failed, $T_SKIPPED skipped"; }

@@ -3,7 +3,8 @@
 # warnings as errors, run every test (unit + integration), then build the
 # unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer and
 # run them there, and the concurrent stress test with the mount and the
-# daemons of that build.  Prints one closing line "tests: N passed, N failed,
+# daemons of that build, then replays the fuzz regression inputs and fuzzes
+# every decoder for a bounded time (scripts/fuzz.sh).  Prints one closing line "tests: N passed, N failed,
 # N skipped" (scripts/tally.sh: under CI=true a skipped test is a failure,
 # and a non-zero exit of meson test is never ignored).
 set -euo pipefail
@@ -48,6 +49,11 @@ echo "== concurrent stress with the mount and daemons under ASan + UBSan"
 # stress.sh sets its own sanitizer options and fails on any report in the
 # daemons' or the mount's log.
 run_suite build-asan stress --timeout-multiplier 2
+
+echo "== fuzzing (libFuzzer, about a minute per target, docs/testing.md)"
+rc=0
+./scripts/fuzz.sh || rc=$?
+tally_one fuzz "$rc"
 
 tally_line
 tally_ok

@@ -39,5 +39,8 @@ expect "no log at all" "tests: 0 passed, 1 failed, 0 skipped" "$(tally_line)"
 tally_init; CI= tally_add "$work/ok.json" 0; CI= tally_add "$work/mixed.json" 1 2>/dev/null
 expect "two runs add up" "tests: 4 passed, 2 failed, 1 skipped" "$(tally_line)"
 
+tally_init; tally_one fuzz 0; tally_one fuzz 3 2>/dev/null
+expect "checks outside meson" "tests: 1 passed, 1 failed, 0 skipped" "$(tally_line)"
+
 [ "$nfail" -eq 0 ] || exit 1
 echo "all tally checks passed"
