@@ -918,6 +918,7 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
         for (size_t i = 0; i < s->nfgs; i++) {
                 struct ss_fg *f = s->fgs[i];
                 struct dsm_stats st;
+                const char *cause;
                 unsigned ns = 0;
 
                 for (struct ss_sess *x = s->sess.head; x; x = x->next)
@@ -927,6 +928,10 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                 fprintf(m, ",\"container\":%llu,\"busy\":%s,\"error\":%d,\"sessions\":%u,\"parked\":%zu",
                         (unsigned long long)f->ct->container, f->busy ? "true" : "false", f->ct->err, ns,
                         f->park_n);
+                if (f->ct->err && ss_db_error(f->ct->db, &cause) < 0) {
+                        fputs(",\"index_error\":", m);
+                        json_str(m, cause);
+                }
                 if (!f->busy) {
                         /* [S1]: dsm_get_stats waits for the index lock a job holds. */
                         dsm_get_stats(f->ct->store, &st);
