@@ -240,10 +240,10 @@ int ss_db_open(const char *path, struct ss_db **ret)
          * checkpointed by a second connection on a work-queue thread while
          * this one goes on committing, and connections share the WAL
          * through its -shm index.  journal_size_limit: when the WAL
-         * restarts, its file is cut back to 32 MiB (more than the WAL of
-         * one checkpoint round, so normally never). */
+         * restarts, its file is cut back to 64 MiB (what the daemon lets
+         * it grow to by default, ss_srv.h, so normally never). */
         rc = sqlite3_exec(db->h,
-                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=33554432;"
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864;"
                           "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
                           NULL, NULL, &err);
         if (rc == SQLITE_OK)

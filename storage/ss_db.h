@@ -27,7 +27,7 @@
  *
  * Settings: journal_mode=WAL, synchronous=NORMAL (a commit writes the WAL
  * but does not fsync it), normal (shared) locking, journal_size_limit
- * 32 MiB, automatic WAL checkpoints off: the storage daemon checkpoints the
+ * 64 MiB, automatic WAL checkpoints off: the storage daemon checkpoints the
  * WAL itself from its work queue, after the log is flushed, so the loop
  * thread never waits for a disk flush and SQLite never becomes durable
  * ahead of the log it indexes.

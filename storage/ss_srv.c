@@ -660,20 +660,22 @@ static void wal_after_cb(uv_work_t *w, int status)
                 maybe_finish(s);
                 return;
         }
-        /* The frames committed while the passes ran are copied with the
-         * container parked (a few ms: that copy, the log's flush and three
-         * small fsyncs), so that the next write restarts the WAL from its
-         * start: without that pause, commits that never stop keep the WAL
-         * growing. */
-        if (r >= 0 && f->wal_copied <= SS_CT_WAL_LEFT && ss_db_wal_unckpt(f->ct->db) > 0)
+        /* Once the WAL holds SS_WAL_LIMIT rounds, the frames committed
+         * while the passes ran are copied with the container parked (that
+         * copy, the log's flush and three small fsyncs: a few ms on an idle
+         * disk), so that the next write restarts the WAL from its start:
+         * commits that never pause would keep it growing. */
+        if (r >= 0 && f->wal_copied <= SS_CT_WAL_LEFT && ss_db_wal_unckpt(f->ct->db) > 0 &&
+            ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT)
                 (void)start_maint(f, M_WAL, NULL);
 }
 
 /* SQLite's WAL checkpoint [S7]: concurrent passes, on the work queue,
  * when wal_frames frames were committed since the last one, or (idle) when
  * the container had no commit since the last tick and frames are left to
- * copy, so that the next write restarts the WAL; parked (TRUNCATE) only
- * when the WAL has grown past SS_WAL_LIMIT times wal_frames. */
+ * copy, so that the next write restarts the WAL; parked at once only when
+ * the WAL has grown past twice SS_WAL_LIMIT rounds (the passes never
+ * caught up with the commits). */
 static void maybe_wal(struct ss_fg *f, bool idle)
 {
         struct ss_srv *s = f->srv;
@@ -683,12 +685,12 @@ static void maybe_wal(struct ss_fg *f, bool idle)
         if (f->wal_running || f->busy || s->stopping || f->ct->err)
                 return;
         left = ss_db_wal_unckpt(f->ct->db);
-        if (left > 0 && ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT) {
+        if (left < s->o.wal_frames && !(idle && left > 0))
+                return;
+        if (ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT * 2) {
                 (void)start_maint(f, M_WAL, NULL);
                 return;
         }
-        if (left < s->o.wal_frames && !(idle && left > 0))
-                return;
         f->wal_work.data = f;
         r = uv_queue_work(s->loop, &f->wal_work, wal_work_cb, wal_after_cb);
         if (r < 0) {

@@ -25,8 +25,10 @@
  * container keeps being served (ss_db.h "WAL checkpoints"), when wal_frames
  * frames were committed since the last one, or when the container had no
  * commit for a sweep and frames are left (so that the next write restarts
- * the WAL); only a WAL grown past SS_WAL_LIMIT times wal_frames (commits
- * never paused long enough for a restart) is emptied parked.  A full
+ * the WAL).  Under commits that never pause, the WAL can restart only
+ * while the writer waits: once it holds SS_WAL_LIMIT times wal_frames
+ * frames, the few frames the last pass left are copied parked (a few ms).
+ * A full
  * checkpoint from SQLite (dsm_checkpoint after a WAL checkpoint: the first
  * one of a container, and SS_CHECKPOINT), SS_CLEAN and that emptying hold
  * dsmcore's index lock or use the SQLite connection, so while one runs the
@@ -79,7 +81,7 @@
 #define SS_MAX_FGS 256u
 #define SS_PARK_MAX 65536u
 #define SS_PARK_BYTES ((size_t)512 << 20)
-#define SS_WAL_LIMIT 16u
+#define SS_WAL_LIMIT 4u
 #define SS_LEASE_MS_DEFAULT 30000u
 #define SS_ORPHANS_MAX 4096u
 
