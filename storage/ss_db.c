@@ -127,6 +127,7 @@ struct ss_db {
         sqlite3 *ck, *pin;
         unsigned ck_backfilled;         /* loop thread: frames copied so far */
         unsigned ck_frames;             /* the job's report of it */
+        bool ck_copied;                 /* ... valid: a pass of the job succeeded */
         int ck_err;
         char ck_cause[384];
 };
@@ -435,6 +436,7 @@ int ss_db_wal_pin(struct ss_db *db)
         int rc;
 
         db->ck_err = 0;
+        db->ck_copied = false;
         if (ck_open(db, &db->pin, "open (checkpoint snapshot)") < 0)
                 return -EIO;
         /* A read transaction: its snapshot holds the checkpoint to the
@@ -469,6 +471,7 @@ int ss_db_wal_passive(struct ss_db *db, unsigned *ret_backfilled)
         if (rc != SQLITE_OK)
                 return ck_fail(db, db->ck, "wal_checkpoint (passive)", rc);
         db->ck_frames = nckpt > 0 ? (unsigned)nckpt : 0;
+        db->ck_copied = true;
         if (ret_backfilled)
                 *ret_backfilled = db->ck_frames;
         return 0;
@@ -485,7 +488,9 @@ int ss_db_wal_passive_end(struct ss_db *db)
                 db->ck_err = 0;
                 return db->err;
         }
-        db->ck_backfilled = db->ck_frames;
+        if (db->ck_copied)
+                db->ck_backfilled = db->ck_frames;
+        db->ck_copied = false;
         return db->err;
 }
 
