@@ -2309,12 +2309,30 @@ static void fault_restart_check(struct tsrv *t, struct dsm_faultio *fi, const ui
 /* Issue #7 item 4: a failed SQLite fsync (here: in the WAL checkpoint) puts
  * the container into its sticky error state; it is never retried, every
  * later request answers EIO, and a restart recovers everything committed. */
+/* A container stopped by a failed SQLite call: reads, mutations and jobs
+ * all answer EIO, and SQLite's files are not touched again. */
+static void check_stopped(struct dsm_faultio *fi)
+{
+        uint64_t nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
+        uint64_t nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        struct lp_fs_req q;
+
+        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
+        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
+        EXPECT_ERR(do_getattr(ROOT, 0), -EIO);
+        q = Q(LP_FS_SS_CHECKPOINT);
+        EXPECT_ERR(call(C, &q), -EIO);
+        q = Q(LP_FS_SYNC);
+        EXPECT_ERR(call(C, &q), -EIO);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+}
+
 START_TEST(t_sqlite_fsync_fault)
 {
         struct dsm_faultio *fi = dsm_faultio_new(1);
         struct lp_fs_req q;
         uint8_t data[10000];
-        uint64_t nsync, nwrite;
         struct tsrv *t = fault_start(fi, data, sizeof(data));
 
         q = Q(LP_FS_SS_CHECKPOINT);
@@ -2326,19 +2344,9 @@ START_TEST(t_sqlite_fsync_fault)
         dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false); /* the next SQLite fsync, once */
         q = Q(LP_FS_SS_CHECKPOINT);             /* its WAL checkpoint syncs */
         EXPECT_ERR(call(C, &q), -EIO);
-        nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
-        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
         /* The fault was armed once: a retry would succeed, and must not
-         * happen.  Reads, mutations and jobs all answer EIO. */
-        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
-        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
-        EXPECT_ERR(do_getattr(ROOT, 0), -EIO);
-        q = Q(LP_FS_SS_CHECKPOINT);
-        EXPECT_ERR(call(C, &q), -EIO);
-        q = Q(LP_FS_SYNC);
-        EXPECT_ERR(call(C, &q), -EIO);
-        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
-        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+         * happen. */
+        check_stopped(fi);
         fault_restart_check(t, fi, data, sizeof(data));
 }
 END_TEST
@@ -2535,7 +2543,7 @@ START_TEST(t_sqlite_wal_passive_fault)
         struct lp_fs_req q;
         struct ss_opts o;
         uint8_t data[3000];
-        uint64_t nsync, nwrite, deadline;
+        uint64_t deadline;
         struct tsrv *t;
 
         setup();
@@ -2558,14 +2566,7 @@ START_TEST(t_sqlite_wal_passive_fault)
         while (status_of("error") == 0)         /* the idle checkpoint fails */
                 CHECK(cm_now_us() < deadline);
         CHECK(strstr(A.text, "\"index_error\":\"SQLite wal_checkpoint (passive) (fsync (injected)"));
-        nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
-        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
-        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
-        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
-        q = Q(LP_FS_SS_CHECKPOINT);
-        EXPECT_ERR(call(C, &q), -EIO);
-        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
-        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+        check_stopped(fi);
         fault_restart_check(t, fi, data, sizeof(data));
 }
 END_TEST
