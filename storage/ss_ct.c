@@ -910,7 +910,37 @@ int ss_ct_wal_checkpoint(struct ss_ct *ct)
 
         if (r < 0)
                 return r;
-        return ss_db_wal_checkpoint(ct->db);
+        return ss_db_wal_copy(ct->db);
+}
+
+int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned *ret_copied)
+{
+        unsigned done = 0, prev = 0, copied = 0;
+        int r = 0;
+
+        /* Each pass copies what the loop committed before it; the next one
+         * copies what came in meanwhile, fewer frames each time (a pass
+         * costs its frames and two fsyncs). */
+        for (int pass = 0; pass < SS_CT_WAL_PASSES; pass++) {
+                r = ss_db_wal_pin(ct->db);
+                if (r < 0)
+                        break;
+                r = dsm_sync(ct->store);        /* ss_db.h [W1] */
+                if (r < 0) {
+                        ss_db_wal_unpin(ct->db);
+                        break;
+                }
+                r = ss_db_wal_passive(ct->db, &done);
+                if (r < 0)
+                        break;
+                copied = done >= prev ? done - prev : done;     /* the WAL restarted */
+                prev = done;
+                if (copied <= SS_CT_WAL_LEFT)
+                        break;
+        }
+        if (r >= 0 && ret_copied)
+                *ret_copied = copied;
+        return r;
 }
 
 int ss_ct_checkpoint(struct ss_ct *ct)

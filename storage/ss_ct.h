@@ -59,9 +59,10 @@
  * Threads: a container is used by one thread at a time (the daemon's loop
  * thread; or a work-queue thread for ss_ct_sync, ss_ct_checkpoint,
  * ss_ct_clean, ss_ct_wal_checkpoint while the loop keeps its hands off the
- * container -- except ss_ct_sync, ss_ct_checkpoint_delta,
+ * container -- except ss_ct_sync, ss_ct_wal_checkpoint_passive, ss_ct_checkpoint_delta,
  * ss_ct_checkpoint_compact and ss_ct_clean_base, which touch only dsmcore
- * (and a private SQLite database) and may run concurrently with anything).
+ * (and SQLite connections of their own) and may run concurrently with
+ * anything).
  *
  * Errors: negative errno; DSM_ECONFLICT (-EAGAIN) from ss_mut_commit when
  * the transaction lost a race; -EEXIST (create: the container exists);
@@ -190,8 +191,19 @@ int ss_ct_free_orphans(struct ss_ct *ct);
  * loop calls it before each log flush, before maintenance and at close. */
 int ss_ct_index_commit(struct ss_ct *ct);
 int ss_ct_sync(struct ss_ct *ct);
-/* Flush the log, then checkpoint SQLite's WAL. */
+/* Flush the log, then copy what is left of SQLite's WAL into its file
+ * (ss_db_wal_copy: the next write restarts the WAL). */
 int ss_ct_wal_checkpoint(struct ss_ct *ct);
+/* Checkpoint SQLite's WAL concurrently with the loop (any one work-queue
+ * thread, container NOT parked; ss_db.h "WAL checkpoints"): passes of
+ * snapshot, log flush, PASSIVE checkpoint, until a pass copied at most
+ * SS_CT_WAL_LEFT frames (what the loop committed during the pass before:
+ * about what is left) or after SS_CT_WAL_PASSES passes; *ret_copied the
+ * frames the last pass copied.  The loop thread must call
+ * ss_db_wal_passive_end() afterwards. */
+#define SS_CT_WAL_PASSES 8
+#define SS_CT_WAL_LEFT 64u
+int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned *ret_copied);
 /* Flush, checkpoint the WAL, write a full dsm checkpoint [C3]. */
 int ss_ct_checkpoint(struct ss_ct *ct);
 /* Write a delta dsm checkpoint [C3] (any thread, concurrently with the

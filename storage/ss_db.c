@@ -121,6 +121,15 @@ struct ss_db {
         unsigned wal_frames;
         int err;                        /* sticky: see ss_db.h, "Errors" */
         char cause[384];
+        /* The concurrent WAL checkpoint (ss_db.h, "WAL checkpoints"): its
+         * connections, used by the work-queue thread only, and what it
+         * reports back; the loop thread reads these only after the job. */
+        sqlite3 *ck, *pin;
+        unsigned ck_backfilled;         /* loop thread: frames copied so far */
+        unsigned ck_frames;             /* the job's report of it */
+        bool ck_copied;                 /* ... valid: a pass of the job succeeded */
+        int ck_err;
+        char ck_cause[384];
 };
 
 /* Did the disk fail under SQLite (so that what SQLite caches may no longer
@@ -194,6 +203,8 @@ static int wal_hook(void *ctx, sqlite3 *h, const char *dbname, int frames)
 
         (void)h;
         (void)dbname;
+        if (frames > 0 && (unsigned)frames < db->wal_frames)
+                db->ck_backfilled = 0;  /* the WAL restarted */
         db->wal_frames = frames > 0 ? (unsigned)frames : 0;
         return SQLITE_OK;
 }
@@ -225,11 +236,15 @@ int ss_db_open(const char *path, struct ss_db **ret)
                 goto fail;
         }
         sqlite3_busy_timeout(db->h, 0);
-        /* Exclusive locking: the daemon is the only user of the file (its
-         * data directory is locked), so SQLite need not take and drop POSIX
-         * locks around every transaction, and WAL needs no shared memory. */
+        /* Normal (not exclusive) locking: the daemon is the only process
+         * using the file (its data directory is locked), but the WAL is
+         * checkpointed by a second connection on a work-queue thread while
+         * this one goes on committing, and connections share the WAL
+         * through its -shm index.  journal_size_limit: when the WAL
+         * restarts, its file is cut back to 64 MiB (what the daemon lets
+         * it grow to by default, ss_srv.h, so normally never). */
         rc = sqlite3_exec(db->h,
-                          "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864;"
                           "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
                           NULL, NULL, &err);
         if (rc == SQLITE_OK)
@@ -265,6 +280,12 @@ void ss_db_close(struct ss_db *db)
                 return;
         for (int i = 0; i < Q_COUNT_; i++)
                 sqlite3_finalize(db->st[i]);
+        /* The helpers first, so that the main connection is the last one
+         * and checkpoints the WAL (unless in the error state). */
+        if (db->pin)
+                sqlite3_close(db->pin);
+        if (db->ck)
+                sqlite3_close(db->ck);
         if (db->h)
                 sqlite3_close(db->h);
         free(db->path);
@@ -333,23 +354,144 @@ void ss_db_rollback(struct ss_db *db)
                 (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int ss_db_wal_checkpoint(struct ss_db *db)
+static int wal_checkpoint(struct ss_db *db, int mode)
 {
-        int rc;
+        int rc, nlog = 0, nckpt = 0;
 
         if (db->err)
                 return db->err;
-        rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-
+        rc = sqlite3_wal_checkpoint_v2(db->h, NULL, mode, &nlog, &nckpt);
         if (rc != SQLITE_OK)
                 return fail(db, "wal_checkpoint", rc);
-        db->wal_frames = 0;
+        if (mode == SQLITE_CHECKPOINT_TRUNCATE) {
+                db->wal_frames = 0;
+                db->ck_backfilled = 0;
+        } else {
+                db->ck_backfilled = nckpt > 0 ? (unsigned)nckpt : 0;
+        }
         return 0;
+}
+
+int ss_db_wal_checkpoint(struct ss_db *db)
+{
+        return wal_checkpoint(db, SQLITE_CHECKPOINT_TRUNCATE);
+}
+
+int ss_db_wal_copy(struct ss_db *db)
+{
+        return wal_checkpoint(db, SQLITE_CHECKPOINT_PASSIVE);
 }
 
 unsigned ss_db_wal_frames(const struct ss_db *db)
 {
         return db->wal_frames;
+}
+
+unsigned ss_db_wal_unckpt(const struct ss_db *db)
+{
+        return db->wal_frames >= db->ck_backfilled ? db->wal_frames - db->ck_backfilled : db->wal_frames;
+}
+
+/* Work-queue thread: record a failure of the concurrent checkpoint for
+ * ss_db_wal_passive_end() (db->err belongs to the loop thread). */
+static int ck_fail(struct ss_db *db, sqlite3 *h, const char *what, int rc)
+{
+        const char *vfs_err = ss_vfs_take_error();
+
+        cm_log(LOG_DEBUG, "%s: sqlite %s: %s (%d)%s%s", db->path, what, h ? sqlite3_errmsg(h) : "out of memory",
+               rc, vfs_err ? ": " : "", vfs_err ? vfs_err : "");
+        db->ck_err = -EIO;
+        snprintf(db->ck_cause, sizeof(db->ck_cause), "SQLite %s (%s)", what,
+                 vfs_err ? vfs_err : h ? sqlite3_errmsg(h) : "out of memory");
+        return -EIO;
+}
+
+static int ck_open(struct ss_db *db, sqlite3 **ret, const char *what)
+{
+        int rc;
+
+        if (*ret)
+                return 0;
+        rc = sqlite3_open_v2(db->path, ret, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                             SS_VFS_NAME);
+        if (rc == SQLITE_OK) {
+                sqlite3_busy_timeout(*ret, 0);
+                sqlite3_wal_autocheckpoint(*ret, 0);
+                /* Never checkpoints on close: only the main connection
+                 * does, and not in the error state. */
+                sqlite3_db_config(*ret, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+                rc = sqlite3_exec(*ret, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_OK) {
+                (void)ck_fail(db, *ret, what, rc);
+                sqlite3_close(*ret);
+                *ret = NULL;
+                return -EIO;
+        }
+        return 0;
+}
+
+int ss_db_wal_pin(struct ss_db *db)
+{
+        int rc;
+
+        db->ck_err = 0;
+        db->ck_copied = false;
+        if (ck_open(db, &db->pin, "open (checkpoint snapshot)") < 0)
+                return -EIO;
+        /* A read transaction: its snapshot holds the checkpoint to the
+         * frames committed before it [W1]. */
+        rc = sqlite3_exec(db->pin, "BEGIN; SELECT count(*) FROM meta;", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                (void)sqlite3_exec(db->pin, "ROLLBACK", NULL, NULL, NULL);
+                return ck_fail(db, db->pin, "read (checkpoint snapshot)", rc);
+        }
+        return 0;
+}
+
+void ss_db_wal_unpin(struct ss_db *db)
+{
+        if (db->pin && !sqlite3_get_autocommit(db->pin))
+                (void)sqlite3_exec(db->pin, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int ss_db_wal_passive(struct ss_db *db, unsigned *ret_backfilled)
+{
+        int rc, nlog = 0, nckpt = 0;
+
+        if (ck_open(db, &db->ck, "open (checkpoint)") < 0)
+                return -EIO;
+        rc = sqlite3_wal_checkpoint_v2(db->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+        ss_db_wal_unpin(db);
+        /* SQLITE_BUSY: another checkpoint holds SQLite's checkpoint lock
+         * (the daemon runs one at a time): nothing failed, try later.  Any
+         * other failure is the disk's (sticky). */
+        if ((rc & 0xff) == SQLITE_BUSY)
+                return -EAGAIN;
+        if (rc != SQLITE_OK)
+                return ck_fail(db, db->ck, "wal_checkpoint (passive)", rc);
+        db->ck_frames = nckpt > 0 ? (unsigned)nckpt : 0;
+        db->ck_copied = true;
+        if (ret_backfilled)
+                *ret_backfilled = db->ck_frames;
+        return 0;
+}
+
+int ss_db_wal_passive_end(struct ss_db *db)
+{
+        if (db->ck_err) {
+                if (!db->err) {
+                        db->err = db->ck_err;
+                        memcpy(db->cause, db->ck_cause, sizeof(db->cause));
+                        sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+                }
+                db->ck_err = 0;
+                return db->err;
+        }
+        if (db->ck_copied)
+                db->ck_backfilled = db->ck_frames;
+        db->ck_copied = false;
+        return db->err;
 }
 
 /* ---- helpers -------------------------------------------------------------- */

@@ -26,17 +26,36 @@
  *   xattrs(ino, name BLOB, value BLOB, PRIMARY KEY(ino, name)) WITHOUT ROWID
  *
  * Settings: journal_mode=WAL, synchronous=NORMAL (a commit writes the WAL
- * but does not fsync it), automatic WAL checkpoints off: the storage daemon
- * checkpoints the WAL itself (ss_db_wal_checkpoint) from its work queue,
- * after the log is flushed, so the loop thread never waits for a disk
- * flush and SQLite never becomes durable ahead of the log it indexes.
+ * but does not fsync it), normal (shared) locking, journal_size_limit
+ * 64 MiB, automatic WAL checkpoints off: the storage daemon checkpoints the
+ * WAL itself from its work queue, after the log is flushed, so the loop
+ * thread never waits for a disk flush and SQLite never becomes durable
+ * ahead of the log it indexes.
+ *
+ * WAL checkpoints.  Two kinds:
+ *  - ss_db_wal_checkpoint (TRUNCATE) and ss_db_wal_copy (PASSIVE) on the
+ *    main connection, idle (container parked): copy every frame; the first
+ *    empties the WAL, after the second the next write restarts it.
+ *  - the concurrent one (ss_db_wal_pin, ss_db_wal_passive): a PASSIVE
+ *    checkpoint through a second connection of its own, on a work-queue
+ *    thread, while the loop thread keeps committing on the main one (WAL
+ *    readers and the writer never wait for a checkpointer).  It cannot
+ *    empty the WAL; SQLite restarts the WAL from its start when a write
+ *    transaction begins after a checkpoint copied every frame.
+ *  [W1] A concurrent checkpoint copies only frames committed before its
+ *       snapshot (a read transaction on a third connection, taken before
+ *       the caller flushes the log, which holds SQLite's checkpointer
+ *       back at that frame), so it never makes durable an index row whose
+ *       log commit may not be.
  *
  * Ownership: struct ss_db owns the connection.  Rows returned through
  * structs are copies (names and targets are copied into the caller's
  * struct); pointers handed to callbacks are valid during the call only.
  *
  * Threads: one thread at a time (the storage daemon's loop thread, or a
- * work-queue thread while the container is parked; see ss_srv.c).
+ * work-queue thread while the container is parked; see ss_srv.c), except
+ * ss_db_wal_pin, ss_db_wal_passive and ss_db_wal_unpin, which one
+ * work-queue thread may call while another thread uses the rest.
  *
  * Errors: negative errno: -ENOENT (no such row), -EIO (SQLite failed; the
  * SQLite message is logged at LOG_DEBUG and kept for ss_db_errmsg()),
@@ -124,10 +143,35 @@ void ss_db_rollback_to(struct ss_db *db);
 void ss_db_rollback(struct ss_db *db);
 
 /* Copy the WAL into the database file and truncate it (fsyncs both):
- * afterwards everything committed so far is durable.  Work-queue thread. */
+ * afterwards everything committed so far is durable.  Work-queue thread,
+ * container parked (nothing else uses the connection meanwhile). */
 int ss_db_wal_checkpoint(struct ss_db *db);
+/* Copy every WAL frame into the database file (fsyncs both) without
+ * emptying the WAL: the next write transaction restarts it from its start.
+ * Same thread rule as ss_db_wal_checkpoint; costs only the frames no
+ * concurrent checkpoint has copied yet. */
+int ss_db_wal_copy(struct ss_db *db);
 /* Frames in the WAL after the last commit (for scheduling). */
 unsigned ss_db_wal_frames(const struct ss_db *db);
+/* Of those, frames no checkpoint has copied yet (loop thread). */
+unsigned ss_db_wal_unckpt(const struct ss_db *db);
+
+/* The concurrent checkpoint (see "WAL checkpoints" above): one job at a
+ * time, on a work-queue thread, while the loop thread goes on using the
+ * connection.  ss_db_wal_pin() takes the snapshot [W1] (the caller then
+ * flushes the log), ss_db_wal_passive() copies the WAL frames of that
+ * snapshot into the database file (fsyncing the WAL, then the file) and
+ * drops the snapshot, *ret_backfilled (may be NULL) the number of WAL
+ * frames copied so far, counted from the WAL's start (it drops when the
+ * WAL has restarted); ss_db_wal_unpin() drops the
+ * snapshot without a checkpoint.  They touch neither the connection nor
+ * the error state: a failure (-EIO, any SQLite error: the disk's) is kept
+ * for ss_db_wal_passive_end(), which the loop thread calls after the job:
+ * it enters the error state then, and returns it (0 or -EIO). */
+int ss_db_wal_pin(struct ss_db *db);
+int ss_db_wal_passive(struct ss_db *db, unsigned *ret_backfilled);
+void ss_db_wal_unpin(struct ss_db *db);
+int ss_db_wal_passive_end(struct ss_db *db);
 
 /* meta */
 int ss_db_meta_get(struct ss_db *db, const char *key, uint64_t *ret);

@@ -31,6 +31,12 @@
  *       ct->err) answers every file request and job with that error, logged
  *       once (fg_failed), until the daemon is restarted and recovery
  *       replays the log.
+ *  [S7] At most one SQLite WAL checkpoint per container at a time: the
+ *       concurrent one (wal_running; the container is served meanwhile) or
+ *       a parked job's (busy); a parked job asked for while the concurrent
+ *       one runs parks the container at once and is queued when it ends
+ *       (maint_deferred), since two checkpoints of one file exclude each
+ *       other (SQLITE_BUSY).
  */
 #include "ss_srv.h"
 
@@ -108,6 +114,7 @@ struct ss_fg {
         enum maint_kind maint_kind;
         int maint_result;
         int maint_n;
+        uint64_t maint_us;              /* parked since */
         struct pending *maint_wait;
         struct parked *park_head, *park_tail;
         size_t park_n, park_bytes;
@@ -119,6 +126,13 @@ struct ss_fg {
         int delta_result;
         int delta_n;
         uint64_t delta_mark;
+        /* SQLite's WAL checkpoint: runs without parking (ss_db.h) */
+        uv_work_t wal_work;
+        bool wal_running;
+        bool maint_deferred;            /* busy, its job queued when wal_work ends */
+        int wal_result;
+        unsigned wal_copied;            /* by its last pass */
+        uint64_t wal_tick_seq;          /* ct->seq at the last tick */
         uint64_t ckpt_mark;             /* log bytes written at the last checkpoint */
         uint64_t ckpt_seq;
         uint64_t ckpt_us;
@@ -536,8 +550,8 @@ static void maint_after_cb(uv_work_t *w, int status)
                         f->ckpt_seq = f->ct->seq;
                         f->ckpt_us = cm_now_us();
                 }
-                cm_log(LOG_DEBUG, "fg %u: %s done (%d segment(s) reclaimed)", f->fg, maint_name(f->maint_kind),
-                       f->maint_n);
+                cm_log(LOG_DEBUG, "fg %u: %s done (%d segment(s) reclaimed, parked %llu us)", f->fg,
+                       maint_name(f->maint_kind), f->maint_n, (unsigned long long)(cm_now_us() - f->maint_us));
         }
         if (f->maint_wait) {
                 struct pending *p = f->maint_wait;
@@ -561,6 +575,20 @@ static void maint_after_cb(uv_work_t *w, int status)
         unpark(f);
 }
 
+static int queue_maint(struct ss_fg *f)
+{
+        int r = uv_queue_work(f->srv->loop, &f->maint_work, maint_work_cb, maint_after_cb);
+
+        if (r < 0) {
+                f->busy = false;
+                f->maint_wait = NULL;
+                cm_log(LOG_ERR, "fg %u: cannot queue %s: %s", f->fg, maint_name(f->maint_kind), uv_strerror(r));
+                return -EIO;
+        }
+        f->srv->works++;
+        return 0;
+}
+
 static int start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *waiter)
 {
         int r;
@@ -571,18 +599,106 @@ static int start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *wa
         if (r < 0)
                 return r;
         f->busy = true;
+        f->maint_us = cm_now_us();
         f->maint_kind = kind;
         f->maint_wait = waiter;
         f->maint_work.data = f;
-        r = uv_queue_work(f->srv->loop, &f->maint_work, maint_work_cb, maint_after_cb);
-        if (r < 0) {
-                f->busy = false;
-                f->maint_wait = NULL;
-                cm_log(LOG_ERR, "fg %u: cannot queue %s: %s", f->fg, maint_name(kind), uv_strerror(r));
-                return -EIO;
+        if (f->wal_running) {
+                /* Parked from now; the job waits for the concurrent WAL
+                 * checkpoint (two checkpoints of one SQLite file exclude
+                 * each other): wal_after_cb queues it. */
+                f->maint_deferred = true;
+                return 0;
         }
-        f->srv->works++;
-        return 0;
+        return queue_maint(f);
+}
+
+static void wal_work_cb(uv_work_t *w)
+{
+        struct ss_fg *f = w->data;
+
+        f->wal_copied = 0;
+        f->wal_result = ss_ct_wal_checkpoint_passive(f->ct, &f->wal_copied);
+}
+
+static void wal_after_cb(uv_work_t *w, int status)
+{
+        struct ss_fg *f = w->data;
+        struct ss_srv *s = f->srv;
+        int r = status < 0 ? -EIO : f->wal_result;
+
+        s->works--;
+        f->wal_running = false;
+        /* The checkpoint's own failure enters SQLite's error state here
+         * (fg_check logs it once); the log's is the store's. */
+        (void)ss_db_wal_passive_end(f->ct->db);
+        if (r < 0 && r != -EAGAIN) {
+                int se = ss_ct_store_error(f->ct);
+
+                if (se < 0)
+                        fg_failed(f, se, maint_name(M_WAL));
+                else if (fg_check(f) >= 0)
+                        cm_log(LOG_ERR, "fg %u (%s): %s failed: %s", f->fg, f->ct->dir, maint_name(M_WAL),
+                               strerror(-r));
+        } else {
+                cm_log(LOG_DEBUG, "fg %u: concurrent SQLite WAL checkpoint done (last pass %u frame(s), "
+                       "%u of %u left)", f->fg, f->wal_copied, ss_db_wal_unckpt(f->ct->db),
+                       ss_db_wal_frames(f->ct->db));
+        }
+        if (f->maint_deferred) {
+                f->maint_deferred = false;
+                if (queue_maint(f) < 0) {
+                        if (f->maint_wait) {
+                                pending_done(f->maint_wait, -EIO, "cannot start the job");
+                                f->maint_wait = NULL;
+                        }
+                        unpark(f);
+                }
+                return;
+        }
+        if (s->stopping) {
+                maybe_finish(s);
+                return;
+        }
+        /* Once the WAL holds SS_WAL_LIMIT rounds, the frames committed
+         * while the passes ran are copied with the container parked (that
+         * copy, the log's flush and three small fsyncs: a few ms on an idle
+         * disk), so that the next write restarts the WAL from its start:
+         * commits that never pause would keep it growing. */
+        if (r >= 0 && f->wal_copied <= SS_CT_WAL_LEFT && ss_db_wal_unckpt(f->ct->db) > 0 &&
+            ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT)
+                (void)start_maint(f, M_WAL, NULL);
+}
+
+/* SQLite's WAL checkpoint [S7]: concurrent passes, on the work queue,
+ * when wal_frames frames were committed since the last one, or (idle) when
+ * the container had no commit since the last tick and frames are left to
+ * copy, so that the next write restarts the WAL; parked at once only when
+ * the WAL has grown past twice SS_WAL_LIMIT rounds (the passes never
+ * caught up with the commits). */
+static void maybe_wal(struct ss_fg *f, bool idle)
+{
+        struct ss_srv *s = f->srv;
+        unsigned left;
+        int r;
+
+        if (f->wal_running || f->busy || s->stopping || f->ct->err)
+                return;
+        left = ss_db_wal_unckpt(f->ct->db);
+        if (left < s->o.wal_frames && !(idle && left > 0))
+                return;
+        if (ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT * 2) {
+                (void)start_maint(f, M_WAL, NULL);
+                return;
+        }
+        f->wal_work.data = f;
+        r = uv_queue_work(s->loop, &f->wal_work, wal_work_cb, wal_after_cb);
+        if (r < 0) {
+                cm_log(LOG_ERR, "fg %u: cannot queue %s: %s", f->fg, maint_name(M_WAL), uv_strerror(r));
+                return;
+        }
+        f->wal_running = true;
+        s->works++;
 }
 
 static void delta_work_cb(uv_work_t *w)
@@ -669,8 +785,10 @@ static void maybe_maint(struct ss_fg *f, uint64_t now)
                 } else {
                         start_delta(f, ss_ct_checkpoint_full_due(f->ct));
                 }
-        } else if (ss_db_wal_frames(f->ct->db) >= o->wal_frames)
-                (void)start_maint(f, M_WAL, NULL);
+        } else {
+                maybe_wal(f, f->ct->seq == f->wal_tick_seq);
+        }
+        f->wal_tick_seq = f->ct->seq;
 }
 
 /* ---- requests ----------------------------------------------------------------------- */
@@ -738,8 +856,7 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
                 }
         }
         lp_fs_req_release(q);
-        if (!f->busy && !s->stopping && ss_db_wal_frames(f->ct->db) >= s->o.wal_frames)
-                (void)start_maint(f, M_WAL, NULL);
+        maybe_wal(f, false);
 }
 
 static void park(struct ss_fg *f, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
@@ -803,6 +920,7 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
         for (size_t i = 0; i < s->nfgs; i++) {
                 struct ss_fg *f = s->fgs[i];
                 struct dsm_stats st;
+                const char *cause;
                 unsigned ns = 0;
 
                 for (struct ss_sess *x = s->sess.head; x; x = x->next)
@@ -812,6 +930,10 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                 fprintf(m, ",\"container\":%llu,\"busy\":%s,\"error\":%d,\"sessions\":%u,\"parked\":%zu",
                         (unsigned long long)f->ct->container, f->busy ? "true" : "false", f->ct->err, ns,
                         f->park_n);
+                if (f->ct->err && ss_db_error(f->ct->db, &cause) < 0) {
+                        fputs(",\"index_error\":", m);
+                        json_str(m, cause);
+                }
                 if (!f->busy) {
                         /* [S1]: dsm_get_stats waits for the index lock a job holds. */
                         dsm_get_stats(f->ct->store, &st);

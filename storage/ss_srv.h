@@ -21,15 +21,23 @@
  * dsm_checkpoint_full_due says so, a full one compacted from the chain
  * (ss_ct_checkpoint_compact) followed by the cleaner (dsm_clean_base); both
  * run while the container keeps being served.  A full checkpoint from
- * SQLite (dsm_checkpoint after a WAL checkpoint: the first one of a
- * container, and SS_CHECKPOINT), SS_CLEAN and WAL checkpoints hold
+ * SQLite's WAL is checkpointed through a connection of its own while the
+ * container keeps being served (ss_db.h "WAL checkpoints"), when wal_frames
+ * frames were committed since the last one, or when the container had no
+ * commit for a sweep and frames are left (so that the next write restarts
+ * the WAL).  Under commits that never pause, the WAL can restart only
+ * while the writer waits: once it holds SS_WAL_LIMIT times wal_frames
+ * frames, the few frames the last pass left are copied parked (a few ms).
+ * A full
+ * checkpoint from SQLite (dsm_checkpoint after a WAL checkpoint: the first
+ * one of a container, and SS_CHECKPOINT), SS_CLEAN and that emptying hold
  * dsmcore's index lock or use the SQLite connection, so while one runs the
  * container is
  * *parked*: its requests wait in order in a bounded queue (-EAGAIN beyond
  * SS_PARK_MAX requests or SS_PARK_BYTES bytes) and run when it ends; other
  * containers are served meanwhile.  Triggers: at least ckpt_bytes of log
  * written since the last checkpoint, or ckpt_interval_ms with commits
- * since; SQLite's WAL at wal_frames frames; SS_CHECKPOINT and SS_CLEAN.
+ * since; SS_CHECKPOINT and SS_CLEAN.
  *
  * Sessions: at most max_sessions (ss_sess.h); a session unused for
  * idle_timeout_ms is aborted.  A session belongs to the client that opened
@@ -73,6 +81,7 @@
 #define SS_MAX_FGS 256u
 #define SS_PARK_MAX 65536u
 #define SS_PARK_BYTES ((size_t)512 << 20)
+#define SS_WAL_LIMIT 4u
 #define SS_LEASE_MS_DEFAULT 30000u
 #define SS_ORPHANS_MAX 4096u
 

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
 #include <uv.h>
 
 #include "cm.h"
@@ -2310,12 +2311,30 @@ static void fault_restart_check(struct tsrv *t, struct dsm_faultio *fi, const ui
 /* Issue #7 item 4: a failed SQLite fsync (here: in the WAL checkpoint) puts
  * the container into its sticky error state; it is never retried, every
  * later request answers EIO, and a restart recovers everything committed. */
+/* A container stopped by a failed SQLite call: reads, mutations and jobs
+ * all answer EIO, and SQLite's files are not touched again. */
+static void check_stopped(struct dsm_faultio *fi)
+{
+        uint64_t nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
+        uint64_t nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
+        struct lp_fs_req q;
+
+        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
+        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
+        EXPECT_ERR(do_getattr(ROOT, 0), -EIO);
+        q = Q(LP_FS_SS_CHECKPOINT);
+        EXPECT_ERR(call(C, &q), -EIO);
+        q = Q(LP_FS_SYNC);
+        EXPECT_ERR(call(C, &q), -EIO);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
+        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+}
+
 START_TEST(t_sqlite_fsync_fault)
 {
         struct dsm_faultio *fi = dsm_faultio_new(1);
         struct lp_fs_req q;
         uint8_t data[10000];
-        uint64_t nsync, nwrite;
         struct tsrv *t = fault_start(fi, data, sizeof(data));
 
         q = Q(LP_FS_SS_CHECKPOINT);
@@ -2327,19 +2346,9 @@ START_TEST(t_sqlite_fsync_fault)
         dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false); /* the next SQLite fsync, once */
         q = Q(LP_FS_SS_CHECKPOINT);             /* its WAL checkpoint syncs */
         EXPECT_ERR(call(C, &q), -EIO);
-        nsync = dsm_faultio_calls(fi, DSM_FOP_FDATASYNC);
-        nwrite = dsm_faultio_calls(fi, DSM_FOP_PWRITE);
         /* The fault was armed once: a retry would succeed, and must not
-         * happen.  Reads, mutations and jobs all answer EIO. */
-        EXPECT_ERR(do_lookup(ROOT, "before"), -EIO);
-        EXPECT_ERR(do_mkdir(ROOT, "refused", 0755, NULL), -EIO);
-        EXPECT_ERR(do_getattr(ROOT, 0), -EIO);
-        q = Q(LP_FS_SS_CHECKPOINT);
-        EXPECT_ERR(call(C, &q), -EIO);
-        q = Q(LP_FS_SYNC);
-        EXPECT_ERR(call(C, &q), -EIO);
-        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_FDATASYNC), nsync);
-        CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+         * happen. */
+        check_stopped(fi);
         fault_restart_check(t, fi, data, sizeof(data));
 }
 END_TEST
@@ -2369,6 +2378,197 @@ START_TEST(t_sqlite_write_fault)
         q = Q(LP_FS_SS_CHECKPOINT);
         EXPECT_ERR(call(C, &q), -EIO);
         CHECK_EQ(dsm_faultio_calls(fi, DSM_FOP_PWRITE), nwrite);
+        fault_restart_check(t, fi, data, sizeof(data));
+}
+END_TEST
+
+/* ss_db's concurrent WAL checkpoint, step by step: commits go on while a
+ * checkpoint holds its snapshot, the checkpoint copies only the frames
+ * committed before the snapshot (ss_db.h [W1]), a later pass copies the
+ * rest, and the next write then restarts the WAL.  A failed fsync of the
+ * checkpoint leaves the connection alone until the loop thread collects it
+ * (ss_db_wal_passive_end), which enters the sticky error state. */
+START_TEST(t_db_wal_concurrent)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(4);
+        struct ss_db *db;
+        char path[PATH_MAX];
+        const char *cause = NULL;
+        unsigned f0, f1, done = 0;
+        uint64_t v = 0;
+
+        setup();
+        CHECK(fi);
+        pathf(path, sizeof(path), "%s/t.sqlite", tu_tmpdir());
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_begin(db) == 0);
+        CHECK(ss_db_meta_put(db, "a", 1) == 0);
+        CHECK(ss_db_commit(db) == 0);
+        f0 = ss_db_wal_frames(db);
+        CHECK(f0 > 0);
+        CHECK_EQ(ss_db_wal_pin(db), 0);         /* a checkpoint job takes its snapshot */
+        for (uint64_t i = 0; i < 50; i++) {     /* ... and the loop goes on committing */
+                char k[16];
+
+                snprintf(k, sizeof(k), "k%llu", (unsigned long long)i);
+                CHECK(ss_db_begin(db) == 0);
+                CHECK(ss_db_meta_put(db, k, i) == 0);
+                CHECK(ss_db_commit(db) == 0);
+        }
+        CHECK(ss_db_meta_get(db, "k49", &v) == 0 && v == 49);
+        f1 = ss_db_wal_frames(db);
+        CHECK(f1 > f0);
+        CHECK_EQ(ss_db_wal_passive(db, &done), 0);
+        CHECK_EQ(done, f0);                     /* [W1]: not a frame past the snapshot */
+        CHECK_EQ(ss_db_wal_passive_end(db), 0);
+        CHECK_EQ(ss_db_wal_unckpt(db), f1 - f0);
+        CHECK_EQ(ss_db_wal_pin(db), 0);
+        CHECK_EQ(ss_db_wal_passive(db, &done), 0);
+        CHECK_EQ(done, f1);
+        CHECK_EQ(ss_db_wal_passive_end(db), 0);
+        CHECK_EQ(ss_db_wal_unckpt(db), 0);
+        CHECK(ss_db_begin(db) == 0);
+        CHECK(ss_db_meta_put(db, "b", 2) == 0);
+        CHECK(ss_db_commit(db) == 0);
+        CHECK(ss_db_wal_frames(db) < f0 + 1 && ss_db_wal_frames(db) < f1);     /* restarted */
+        CHECK(ss_db_wal_unckpt(db) > 0);
+
+        /* A failed fsync of the concurrent checkpoint, once. */
+        dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false);
+        CHECK_EQ(ss_db_wal_pin(db), 0);
+        CHECK_EQ(ss_db_wal_passive(db, &done), -EIO);
+        CHECK_EQ(ss_db_error(db, NULL), 0);     /* the loop's state, untouched until collected */
+        CHECK_EQ(ss_db_wal_passive_end(db), -EIO);
+        CHECK_EQ(ss_db_error(db, &cause), -EIO);
+        CHECK(cause && strstr(cause, "passive") && strstr(cause, "fsync") && strstr(cause, "t.sqlite"));
+        CHECK_EQ(ss_db_meta_get(db, "a", &v), -EIO);
+        CHECK_EQ(ss_db_wal_checkpoint(db), -EIO);       /* never retried */
+        ss_db_close(db);
+        ss_vfs_set_faults(NULL, NULL);
+        CHECK(ss_db_open(path, &db) == 0);      /* what was committed is there */
+        CHECK(ss_db_meta_get(db, "b", &v) == 0 && v == 2);
+        ss_db_close(db);
+        dsm_faultio_free(fi);
+}
+END_TEST
+
+/* A number from the status of container 1, once it is not parked (a
+ * parked container's status leaves its statistics out). */
+static uint64_t status_of(const char *key)
+{
+        uint64_t deadline = cm_now_us() + WAIT_MS * 1000ull;
+        struct lp_fs_req q;
+
+        for (;;) {
+                q = Q(LP_FS_SS_STATUS);
+                OK(call(C, &q));
+                if (strstr(A.text, "\"busy\":false"))
+                        return status_num_opt(A.text, key);
+                CHECK(cm_now_us() < deadline);
+        }
+}
+
+/* The container keeps answering while a reader holds an old snapshot of
+ * meta.sqlite (as the daemon's own checkpoint connection holds one during
+ * a pass): SQLite's WAL checkpoints run (every 8 frames) beside 300
+ * mkdirs, nothing waits for the reader or fails, the reader still sees
+ * its snapshot; once it is gone, the WAL restarts. */
+START_TEST(t_wal_ckpt_concurrent)
+{
+        struct tsrv *t;
+        struct ss_opts o;
+        sqlite3 *rd = NULL;
+        sqlite3_stmt *st = NULL;
+        struct lp_fs_req q;
+        char path[PATH_MAX];
+        uint64_t frames, deadline;
+        int64_t n0;
+
+        setup();
+        opts_for(&o, data_dir());
+        o.wal_frames = 8;
+        t = tsrv_start_opts(&o);
+        C = cl_connect(t->port, 100);
+        (void)mkdir_ok(ROOT, "d0");
+        q = Q(LP_FS_SYNC);                      /* the index's batch is committed */
+        OK(call(C, &q));
+        pathf(path, sizeof(path), "%s/fg-1/meta.sqlite", data_dir());
+        CHECK(sqlite3_open_v2(path, &rd, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+        CHECK(sqlite3_exec(rd, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+        CHECK(sqlite3_prepare_v2(rd, "SELECT count(*) FROM inodes", -1, &st, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(st) == SQLITE_ROW);  /* the snapshot is held from here */
+        n0 = sqlite3_column_int64(st, 0);
+        CHECK(n0 >= 2);
+        sqlite3_reset(st);
+        for (int i = 0; i < 300; i++) {
+                char n[16];
+
+                snprintf(n, sizeof(n), "f%d", i);
+                (void)mkdir_ok(ROOT, n);
+        }
+        q = Q(LP_FS_SYNC);
+        OK(call(C, &q));
+        CHECK_EQ(status_of("error"), 0);
+        frames = status_of("wal_frames");
+        CHECK(sqlite3_step(st) == SQLITE_ROW);
+        CHECK_EQ(sqlite3_column_int64(st, 0), n0);      /* still its snapshot */
+        sqlite3_reset(st);
+        CHECK(sqlite3_exec(rd, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(st) == SQLITE_ROW);
+        CHECK_EQ(sqlite3_column_int64(st, 0), n0 + 300);
+        sqlite3_finalize(st);
+        sqlite3_close(rd);
+        /* The next rounds copy everything and a write restarts the WAL. */
+        deadline = cm_now_us() + WAIT_MS * 1000ull;
+        for (int i = 0; status_of("wal_frames") >= frames; i++) {
+                char n[16];
+
+                CHECK(cm_now_us() < deadline);
+                snprintf(n, sizeof(n), "g%d", i);
+                (void)mkdir_ok(ROOT, n);
+        }
+        OK(do_lookup(ROOT, "f299"));
+        lp_client_close(C);
+        tsrv_stop(t);
+}
+END_TEST
+
+/* A failed fsync of the concurrent WAL checkpoint (here the one an idle
+ * container gets: nothing else syncs SQLite in this test, no segment-log
+ * checkpoint is due) stops the
+ * container as a parked one does: every request answers EIO, nothing is
+ * retried, and a restart replays the log. */
+START_TEST(t_sqlite_wal_passive_fault)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(5);
+        struct lp_fs_req q;
+        struct ss_opts o;
+        uint8_t data[3000];
+        uint64_t deadline;
+        struct tsrv *t;
+
+        setup();
+        CHECK(fi);
+        fill(data, sizeof(data), 7);
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        opts_for(&o, data_dir());
+        o.ckpt_interval_ms = UINT32_MAX;        /* no segment-log checkpoint (parked, syncs SQLite) */
+        o.sweep_ms = 1000;
+        t = tsrv_start_opts(&o);
+        C = cl_connect(t->port, 100);
+        (void)make_file(ROOT, "before", data, sizeof(data));
+        q = Q(LP_FS_SYNC);
+        OK(call(C, &q));
+        dsm_faultio_fail(fi, DSM_FOP_FDATASYNC, 1, EIO, false); /* the next SQLite fsync, once */
+        (void)mkdir_ok(ROOT, "d");
+        q = Q(LP_FS_SYNC);                      /* in the log, and the index's batch committed */
+        OK(call(C, &q));
+        deadline = cm_now_us() + WAIT_MS * 1000ull;
+        while (status_of("error") == 0)         /* the idle checkpoint fails */
+                CHECK(cm_now_us() < deadline);
+        CHECK(strstr(A.text, "\"index_error\":\"SQLite wal_checkpoint (passive) (fsync (injected)"));
+        check_stopped(fi);
         fault_restart_check(t, fi, data, sizeof(data));
 }
 END_TEST
@@ -3427,6 +3627,9 @@ static Suite *suite(void)
                 { "db_sticky_error", t_db_sticky_error, 60 },
                 { "sqlite_fsync_fault", t_sqlite_fsync_fault, 60 },
                 { "sqlite_write_fault", t_sqlite_write_fault, 60 },
+                { "db_wal_concurrent", t_db_wal_concurrent, 60 },
+                { "wal_ckpt_concurrent", t_wal_ckpt_concurrent, 60 },
+                { "sqlite_wal_passive_fault", t_sqlite_wal_passive_fault, 60 },
                 { "replay_and_rebuild", t_replay_and_rebuild, 180 },
                 { "checkpoint_clean_rebuild", t_checkpoint_clean_rebuild, 180 },
                 { "background_maintenance", t_background_maintenance, 180 },
