@@ -34,7 +34,12 @@
  *   (5) node->committing > 0 exactly while an END commit of one of its
  *       sessions is in flight; node->opening while a request that starts
  *       a session is in flight; neither is ever held across a return to
- *       the kernel except by the release that owns it;
+ *       the kernel except by the release that owns it.  A session is
+ *       attached only if no END commit of its file landed after the
+ *       storage site began it (its snapshot would be older than that
+ *       commit, and its writes fail with EAGAIN): OPEN waits for them
+ *       first; CREATE cannot (it learns the file from the answer), so it
+ *       compares end_seq and opens a new session if one may have;
  *   (6) every struct us_fh is in core->fhs and holds one node ref and one
  *       nopen; a writable one holds one session ref and one of its
  *       handles (fh->sess) until release, even if the session is lost.
@@ -71,6 +76,7 @@ struct us_node {
         bool opening;                   /* (5) */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
+        uint64_t end_seq;               /* core->end_seq at its last END commit (5) */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
         /* The attributes a commit answered, good while the us_sa generation
          * is cattr_gen and for US_ATTR_TIMEOUT_US after cattr_at. */
@@ -124,6 +130,7 @@ struct us_core {
         uint64_t mt_last_try;
         uint64_t css_boot;              /* the CSS's boot id, last seen (mu) */
         bool reannounce;                /* a new CSS: tell it our opens (mu) */
+        uint64_t end_seq;               /* END commits answered so far (mu) (5) */
 
         pthread_mutex_t kmu;
         pthread_cond_t kcv;
