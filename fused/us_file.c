@@ -370,7 +370,7 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         struct us_target t;
         struct us_fh *fh = NULL;
         struct us_node *n;
-        uint64_t fino, extra = 0, end_seq, version;
+        uint64_t fino, extra = 0, chg_seq, version;
         bool writable = writable_flags(flags), trunc = false, fresh, reopen = false;
         int r, w;
 
@@ -383,7 +383,7 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         if (r < 0)
                 return r;
         pthread_mutex_lock(&core->mu);
-        end_seq = core->end_seq;                /* (5) */
+        chg_seq = core->chg_seq;                /* (5) */
         pthread_mutex_unlock(&core->mu);
         r = us__call(core, ctx, &t, &req, US_RESEND_UNSENT, &resp);
         if (r < 0)
@@ -410,12 +410,13 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         n->nlookup++;                   /* the entry we answer */
         fh->site = t.addr;
         version = resp.version ? resp.version : resp.attr.version;
-        /* An END commit of this file in flight or answered since the CREATE
-         * was sent (a create of a file this mount just closed) may have
-         * landed after the storage site began our session: its snapshot is
-         * then older than that commit, and its first write would lose the
-         * race (EAGAIN).  Let the commit land, then open a session that
-         * sees it (5).  A node this create made has no END record: any END
+        /* A commit of this file in flight or answered since the CREATE was
+         * sent (the END commit of a file this mount just closed, a
+         * truncate without a session) may have landed after the storage
+         * site began our session: its snapshot is then older than that
+         * commit, and its first read or write would lose the race
+         * (EAGAIN).  Let the commit land, then open a session that sees
+         * it (5).  A node this create made has no record: any commit
          * counts.  A session start in flight is no reason to fail: it
          * joins ours or we join its (2). */
         w = us__node_wait(core, n, ctx, true);
@@ -427,11 +428,11 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                         trunc = r == 1 && (flags & O_TRUNC);
                         if (r > 0)
                                 r = 0;
-                } else if (w < 0 && n->committing) {
+                } else if (w < 0 && (n->committing || n->changing)) {
                         /* As an open would: the commit did not land in time. */
                         r = w;
                         extra = resp.session;
-                } else if (fresh ? core->end_seq != end_seq : n->end_seq > end_seq) {
+                } else if (fresh ? core->chg_seq != chg_seq : n->chg_seq > chg_seq) {
                         reopen = true;
                         extra = resp.session;
                         n->opening = true;      /* open_at_site clears it */
@@ -573,7 +574,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 }
                 pthread_mutex_lock(&core->mu);
                 n->committing--;
-                n->end_seq = ++core->end_seq;          /* (5) */
+                us__note_commit(core, n);
                 if (r == 0)
                         us__note_version(n, version);
                 else

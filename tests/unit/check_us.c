@@ -1590,23 +1590,33 @@ static void wait_op(uint32_t op, int n)
 }
 
 /* snap_handler: fs_handler with snapshots.  A session sees the commits
- * that landed before it began; an END commit's answer is held until a
- * CREATE arrives, and it lands when answered (after that CREATE began its
- * session); a WRITE in a session that began before an END commit of its
- * file landed loses the race (EAGAIN), as dsm transactions do. */
+ * that landed before it began.  Commits are END commits and changes sent
+ * without a session; one of op snap_hold (LP_FS_COMMIT: END commits) has
+ * its answer held until a CREATE arrives, and it lands right after that
+ * CREATE began its session (as the storage site would run it next).  A
+ * READ or WRITE in a session that began before a commit of its file
+ * landed loses the race (EAGAIN), as dsm transactions do. */
 static uint64_t snap_begin[256];       /* by session id % 256 (a test has a few) */
+static uint64_t snap_land[4096];       /* by event; 0: not landed */
+static uint32_t snap_hold;
+
+static bool snap_commit(const struct event *e)
+{
+        return (e->op == LP_FS_COMMIT && (e->flags & LP_FS_COMMIT_END)) ||
+               (e->op == LP_FS_SETATTR && !e->session);
+}
 
 static int snap_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_resp *resp,
                         unsigned *delay)
 {
         int act;
 
-        if (req->op == LP_FS_WRITE && sess_known(f, req->session)) {
+        if ((req->op == LP_FS_WRITE || req->op == LP_FS_READ) && sess_known(f, req->session)) {
                 for (int i = 0; i < f->nev; i++) {
                         const struct event *e = &f->ev[i];
 
-                        if (e->op == LP_FS_COMMIT && (e->flags & LP_FS_COMMIT_END) && e->ino == req->ino &&
-                            e->t_reply && e->t_reply >= snap_begin[req->session % 256]) {
+                        if (snap_commit(e) && e->ino == req->ino && snap_land[i] &&
+                            snap_land[i] > snap_begin[req->session % 256]) {
                                 sess_forget(f, req->session);
                                 resp->status = -EAGAIN;
                                 return ACT_REPLY;
@@ -1616,12 +1626,18 @@ static int snap_handler(struct fake *f, const struct lp_fs_req *req, struct lp_f
         act = fs_handler(f, req, resp, delay);
         if (resp->session)
                 snap_begin[resp->session % 256] = now_us();
-        if (req->op == LP_FS_COMMIT && (req->flags & LP_FS_COMMIT_END))
-                *delay = 60000;                 /* held: see LP_FS_CREATE */
+        if (snap_commit(&f->ev[f->nev - 1])) {
+                if (req->op == snap_hold)
+                        *delay = 60000;         /* held: see LP_FS_CREATE */
+                else
+                        snap_land[f->nev - 1] = now_us();
+        }
         if (req->op == LP_FS_CREATE)
                 for (struct delayed *d = f->delayed; d; d = d->next)
-                        if (f->ev[d->ev].op == LP_FS_COMMIT && (f->ev[d->ev].flags & LP_FS_COMMIT_END))
+                        if (snap_commit(&f->ev[d->ev]) && !snap_land[d->ev]) {
+                                snap_land[d->ev] = now_us() + 1;
                                 uv_timer_start(&d->timer, delayed_fire, 1, 0);
+                        }
         return act;
 }
 
@@ -1640,6 +1656,8 @@ START_TEST(t_core_create_during_end_commit)
         pthread_t thr;
 
         memset(snap_begin, 0, sizeof(snap_begin));
+        memset(snap_land, 0, sizeof(snap_land));
+        snap_hold = LP_FS_COMMIT;
         fake_start(snap_handler, 0);
         core = core_new(WAIT_US);
         ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_WRONLY, &e, &a), 0);
@@ -1659,6 +1677,63 @@ START_TEST(t_core_create_during_end_commit)
         pthread_join(thr, NULL);
         us_core_release(core, ctx_of(core), b);
         ck_assert_int_eq(get_ev(find_op(LP_FS_COMMIT, 1)).session, sid);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
+struct truncater {
+        struct us_core *core;
+        uint64_t fino;
+        int r;
+};
+
+static void *truncate_main(void *arg)
+{
+        struct truncater *tr = arg;
+        struct stat in, out;
+        struct us_ctx ctx;
+
+        memset(&in, 0, sizeof(in));
+        us_ctx_self(tr->core, &ctx);
+        tr->r = us_core_setattr(tr->core, &ctx, tr->fino, NULL, &in, LP_FS_SET_SIZE, &out);
+        us_rpc_close_thread(us_core_rpc(tr->core));
+        return NULL;
+}
+
+/* The same with truncate(2) of the file (no session here: the storage
+ * site commits it at once) in flight when the CREATE begins its session. */
+START_TEST(t_core_create_during_truncate)
+{
+        struct truncater tr;
+        struct us_fh *a, *b;
+        struct us_core *core;
+        struct us_entry e;
+        uint64_t sid;
+        pthread_t thr;
+
+        memset(snap_begin, 0, sizeof(snap_begin));
+        memset(snap_land, 0, sizeof(snap_land));
+        snap_hold = 0;
+        fake_start(snap_handler, 0);
+        core = core_new(WAIT_US);
+        ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_WRONLY, &e, &a), 0);
+        us_core_release(core, ctx_of(core), a);
+        pthread_mutex_lock(&F->mu);
+        snap_hold = LP_FS_SETATTR;
+        pthread_mutex_unlock(&F->mu);
+        tr.core = core;
+        tr.fino = e.fino;
+        ck_assert_int_eq(pthread_create(&thr, NULL, truncate_main, &tr), 0);
+        wait_op(LP_FS_SETATTR, 1);              /* the truncation is in flight */
+
+        ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_RDWR, &e, &b), 0);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), b, 0, "def", 3), 3);
+        sid = us_core_session_of(core, e.fino, NULL);
+        ck_assert_uint_ne(sid, get_ev(find_op(LP_FS_CREATE, 1)).session);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(tr.r, 0);
+        us_core_release(core, ctx_of(core), b);
         us_core_free(core);
         fake_stop();
 }
@@ -2172,6 +2247,7 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_orphans);
         tcase_add_test(tc, t_core_create_joins);
         tcase_add_test(tc, t_core_create_during_end_commit);
+        tcase_add_test(tc, t_core_create_during_truncate);
         tcase_add_test(tc, t_core_destroy_commits);
         tcase_add_test(tc, t_core_release_during_read);
         tcase_add_test(tc, t_core_create_during_open);
