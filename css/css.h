@@ -18,7 +18,9 @@
  * FORGET_ORPHAN to the storage site holding it) when no client holds it
  * open any more: at once if nobody does (CSS_ORPHAN from the mount that
  * unlinked it), else at its last CSS_CLOSE or when the lease of its last
- * holder runs out.  A storage site keeps its orphans across its restarts;
+ * holder runs out.  A storage site with a write session open on it
+ * refuses (EBUSY: a CREATE's open not recorded yet) and the CSS decides
+ * again at its next tick.  A storage site keeps its orphans across its restarts;
  * when it registers, the CSS asks it for them (SS_ORPHANS) and decides
  * each the same way.  For one lease (at least CSS_RECLAIM_MIN_MS) after
  * the CSS starts (the reclaim window) nothing is freed: mounts that

@@ -110,10 +110,13 @@ struct css {
         uv_timer_t tick;                /* lease expiry, reclaim window */
         bool tick_open;                 /* invariant (4) */
         /* Orphans learned during the reclaim window (start + lease), when
-         * mounts may not have re-announced their opens yet: decided after. */
+         * mounts may not have re-announced their opens yet, and those the
+         * storage site refused to free (EBUSY): decided at the next tick
+         * after the window. */
         uint32_t *dfg;
         uint64_t *dino;
         size_t ndef, capdef;
+        bool reclaim_done;              /* the window's end was logged */
         uint64_t orphans_freed, orphans_failed, clients_expired;
         uint64_t site;
         uint64_t boot;                  /* random per start: mounts re-announce on a change */

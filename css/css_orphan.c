@@ -6,7 +6,9 @@
  * that unlinked the file, the storage site's list at each registration
  * (css_orphans_fetch, SS_ORPHANS), and the open table, which reports an
  * orphan whose last open went away (css_otab.h).  Inside the reclaim
- * window they wait in css->dfg/dino and are decided by css_orphans_tick.
+ * window they wait in css->dfg/dino and are decided by css_orphans_tick;
+ * so does one the storage site refused to free because a write session
+ * is open on it (EBUSY: a CREATE's open not recorded here yet).
  * Freeing is a FORGET_ORPHAN job to the holder of the file group; a
  * failure is logged and left to the next registration of that site.
  *
@@ -134,6 +136,37 @@ void css_orphan_freed_cb(void *arg, uint32_t fg, uint64_t ino)
         css_orphan_free(arg, fg, ino);
 }
 
+/* Keep <fg, ino> for css_orphans_tick to decide: 0, or -ENOSPC/-ENOMEM
+ * (logged). */
+static int orphan_defer(struct css *css, uint32_t fg, uint64_t ino)
+{
+        if (css->ndef == css->capdef) {
+                size_t cap = css->capdef ? 2 * css->capdef : 64;
+                uint32_t *f;
+                uint64_t *i;
+
+                if (cap > CSS_MAX_ORPHANS) {
+                        cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: too many orphans to decide later; it "
+                               "stays until the storage site registers again", fg, ino);
+                        return -ENOSPC;
+                }
+                f = realloc(css->dfg, cap * sizeof(*f));
+                if (f)
+                        css->dfg = f;
+                i = f ? realloc(css->dino, cap * sizeof(*i)) : NULL;
+                if (i)
+                        css->dino = i;
+                if (!f || !i) {
+                        cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not recorded: out of memory", fg, ino);
+                        return -ENOMEM;
+                }
+                css->capdef = cap;
+        }
+        css->dfg[css->ndef] = fg;
+        css->dino[css->ndef++] = ino;
+        return 0;
+}
+
 /* <fg, ino> has no name left: free it once nobody holds it (css_otab.h),
  * and not before the reclaim window is over. */
 void css_orphan_decide(struct css *css, uint32_t fg, uint64_t ino)
@@ -141,32 +174,7 @@ void css_orphan_decide(struct css *css, uint32_t fg, uint64_t ino)
         int r;
 
         if (css_in_reclaim_window(css)) {
-                if (css->ndef == css->capdef) {
-                        size_t cap = css->capdef ? 2 * css->capdef : 64;
-                        uint32_t *f;
-                        uint64_t *i;
-
-                        if (cap > CSS_MAX_ORPHANS) {
-                                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: too many orphans to decide after the "
-                                       "reclaim window; it stays until the storage site registers again",
-                                       fg, ino);
-                                return;
-                        }
-                        f = realloc(css->dfg, cap * sizeof(*f));
-                        if (f)
-                                css->dfg = f;
-                        i = f ? realloc(css->dino, cap * sizeof(*i)) : NULL;
-                        if (i)
-                                css->dino = i;
-                        if (!f || !i) {
-                                cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not recorded: out of memory", fg,
-                                       ino);
-                                return;
-                        }
-                        css->capdef = cap;
-                }
-                css->dfg[css->ndef] = fg;
-                css->dino[css->ndef++] = ino;
+                (void)orphan_defer(css, fg, ino);
                 return;
         }
         r = css_otab_orphan_add(css->otab, fg, ino);
@@ -181,6 +189,17 @@ static void after_forget(struct css_job *j)
 {
         struct css *css = j->css;
 
+        if (j->status == -EBUSY) {
+                /* The storage site has a write session on it: an open whose
+                 * CSS_OPENED (after a CREATE) has not arrived yet, or one of
+                 * a client it has not aborted yet.  Decide again at the next
+                 * tick: by then the open is recorded (the last close frees
+                 * it) or the session is gone. */
+                cm_log(LOG_DEBUG, "%s; deciding again", j->msg);
+                if (orphan_defer(css, j->fg, j->ino) < 0)
+                        css->orphans_failed++;
+                return;
+        }
         if (j->status < 0 && j->status != -ENOENT) {
                 css->orphans_failed++;
                 cm_log(LOG_WARNING, "<%u,%" PRIu64 ">: orphan not freed: %s (the storage site reports it "
@@ -234,9 +253,15 @@ void css_orphans_tick(struct css *css)
 {
         size_t n = css->ndef;
 
-        if (!n || css_in_reclaim_window(css))
+        if (css_in_reclaim_window(css))
                 return;
-        cm_log(LOG_INFO, "reclaim window over: deciding %zu orphan(s)", n);
+        if (!css->reclaim_done) {
+                css->reclaim_done = true;
+                if (n)
+                        cm_log(LOG_INFO, "reclaim window over: deciding %zu orphan(s)", n);
+        }
+        if (!n)
+                return;
         css->ndef = 0;
         for (size_t i = 0; i < n; i++)
                 css_orphan_decide(css, css->dfg[i], css->dino[i]);

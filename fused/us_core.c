@@ -175,7 +175,7 @@ void us__node_put(struct us_core *core, struct us_node *n)
 int us__node_wait(struct us_core *core, struct us_node *n, const struct us_ctx *ctx,
                   bool also_opening)
 {
-        while (n->committing || (also_opening && n->opening)) {
+        while (n->committing || n->changing || (also_opening && n->opening)) {
                 if (us__cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0)
                         return -ETIMEDOUT;
         }

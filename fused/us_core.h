@@ -31,7 +31,11 @@
  *    file wait for it (bounded by their deadline), so that nothing in this
  *    mount sees the old version after close(2) returned.  A request that
  *    was handled before the release started still finds the session and
- *    reads through it, which gives the same content;
+ *    reads through it, which gives the same content.  A change sent
+ *    without a session (truncate of a file nobody here writes) is waited
+ *    for the same way.  A session begun by the storage site before such a
+ *    commit landed (a CREATE racing it) is never made the file's: the
+ *    create opens a new one (its reads and writes would fail with EAGAIN);
  *  - a session the storage site no longer knows (-ESTALE: it restarted
  *    and lost the staged pages) is "lost": every later write, fsync, flush
  *    and fallocate of the handles that used it fail with EIO; the file

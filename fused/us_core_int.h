@@ -34,7 +34,16 @@
  *   (5) node->committing > 0 exactly while an END commit of one of its
  *       sessions is in flight; node->opening while a request that starts
  *       a session is in flight; neither is ever held across a return to
- *       the kernel except by the release that owns it;
+ *       the kernel except by the release that owns it.  node->changing
+ *       counts the changes sent without a session (us__call_sess) in
+ *       flight; us__node_wait waits for them too.  A session is attached
+ *       only if no commit of its file this mount made outside it (END
+ *       commits, fsync commits, changes without a session) landed after
+ *       the storage site began it (its snapshot would be older than that
+ *       commit, and its reads and writes fail with EAGAIN): OPEN waits
+ *       for them first; CREATE cannot (it learns the file from the
+ *       answer), so it compares chg_seq and opens a new session if one
+ *       may have;
  *   (6) every struct us_fh is in core->fhs and holds one node ref and one
  *       nopen; a writable one holds one session ref and one of its
  *       handles (fh->sess) until release, even if the session is lost.
@@ -71,6 +80,8 @@ struct us_node {
         bool opening;                   /* (5) */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
+        unsigned changing;              /* (5) */
+        uint64_t chg_seq;               /* core->chg_seq at its last commit (5) */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
         /* The attributes a commit answered, good while the us_sa generation
          * is cattr_gen and for US_ATTR_TIMEOUT_US after cattr_at. */
@@ -124,6 +135,7 @@ struct us_core {
         uint64_t mt_last_try;
         uint64_t css_boot;              /* the CSS's boot id, last seen (mu) */
         bool reannounce;                /* a new CSS: tell it our opens (mu) */
+        uint64_t chg_seq;               /* commits answered so far (mu) (5) */
 
         pthread_mutex_t kmu;
         pthread_cond_t kcv;
@@ -178,6 +190,7 @@ int us__node_target(struct us_core *core, const struct us_ctx *ctx, struct us_no
 
 /* Session lifetime (core->mu held): invariants (2)-(6). */
 void us__sess_put(struct us_core *core, struct us_sess *s);
+void us__note_commit(struct us_core *core, struct us_node *n);
 void us__sess_join(struct us_sess *s, struct us_fh *fh);
 struct us_sess *us__sess_leave(struct us_fh *fh);
 void us__sess_detach(struct us_core *core, struct us_sess *s);

@@ -201,6 +201,58 @@ static int trunc_in_session(struct us_core *core, struct us_ctx *ctx, struct us_
         return r;
 }
 
+/*
+ * OPEN fh's file at the storage site: a writable fh joins the node's
+ * session, or the one the site opens becomes it (2).  The caller set
+ * n->opening (writable, under mu) and does not hold mu; it is cleared
+ * here.  *ret_version: the file's version the answer named.
+ */
+static int open_at_site(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, int flags,
+                        uint64_t *ret_version)
+{
+        struct us_node *n = fh->node;
+        bool writable = writable_flags(flags), joined = false;
+        struct lp_fs_resp resp;
+        struct lp_fs_req req;
+        struct us_target t;
+        uint64_t extra = 0;
+        int r;
+
+        us__req_init(&req, ctx, LP_FS_OPEN, n->fg, n->ino);
+        req.flags = (uint32_t)flags;
+        r = us__node_target(core, ctx, n, fh, &t);
+        if (r == 0)
+                r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
+        pthread_mutex_lock(&core->mu);
+        if (writable) {
+                n->opening = false;
+                pthread_cond_broadcast(&core->cv);
+        }
+        if (r == 0) {
+                *ret_version = resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0);
+                if (writable && !resp.session) {
+                        cm_log(LOG_ERR, "<%u,%llu> at site %llu: a writable open answered without a "
+                               "session", n->fg, (unsigned long long)n->ino,
+                               (unsigned long long)t.addr.site);
+                        r = -EIO;
+                } else if (writable) {
+                        /* A create of the same file may have started one
+                         * meanwhile (2). */
+                        r = us__sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                        joined = r == 1;
+                        if (r > 0)
+                                r = 0;
+                }
+                lp_fs_resp_release(&resp);
+        }
+        pthread_mutex_unlock(&core->mu);
+        if (extra)
+                us__sess_abort(core, ctx, &t, n->fg, n->ino, extra);
+        if (r == 0 && joined && (flags & O_TRUNC))
+                r = trunc_in_session(core, ctx, fh);
+        return r;
+}
+
 int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int flags,
                  struct us_fh **ret_fh, bool *ret_keep_cache)
 {
@@ -251,8 +303,6 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
 
         for (;;) {
                 struct us_sess *s;
-                uint64_t extra = 0;
-                bool joined = false;
 
                 pthread_mutex_lock(&core->mu);
                 r = us__node_wait(core, n, ctx, writable);
@@ -290,41 +340,7 @@ int us_core_open(struct us_core *core, struct us_ctx *ctx, uint64_t fino, int fl
                 if (writable)
                         n->opening = true;
                 pthread_mutex_unlock(&core->mu);
-
-                us__req_init(&req, ctx, LP_FS_OPEN, fg, ino);
-                req.flags = (uint32_t)flags;
-                r = us__node_target(core, ctx, n, fh, &t);
-                if (r == 0)
-                        r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
-                pthread_mutex_lock(&core->mu);
-                if (writable) {
-                        n->opening = false;
-                        pthread_cond_broadcast(&core->cv);
-                }
-                if (r == 0) {
-                        version = resp.version ? resp.version
-                                               : (resp.has_attr ? resp.attr.version : 0);
-                        if (writable && !resp.session) {
-                                cm_log(LOG_ERR, "<%u,%llu> at site %llu: a writable open "
-                                       "answered without a session", fg,
-                                       (unsigned long long)ino,
-                                       (unsigned long long)t.addr.site);
-                                r = -EIO;
-                        } else if (writable) {
-                                /* A create of the same file may have
-                                 * started one meanwhile (2). */
-                                r = us__sess_attach(core, n, fh, resp.session, &t.addr, &extra);
-                                joined = r == 1;
-                                if (r > 0)
-                                        r = 0;
-                        }
-                        lp_fs_resp_release(&resp);
-                }
-                pthread_mutex_unlock(&core->mu);
-                if (extra)
-                        us__sess_abort(core, ctx, &t, fg, ino, extra);
-                if (r == 0 && joined && (flags & O_TRUNC))
-                        r = trunc_in_session(core, ctx, fh);
+                r = open_at_site(core, ctx, fh, flags, &version);
                 if (r < 0)
                         goto fail;
                 break;
@@ -354,9 +370,9 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         struct us_target t;
         struct us_fh *fh = NULL;
         struct us_node *n;
-        uint64_t fino, extra = 0;
-        bool writable = writable_flags(flags), trunc = false;
-        int r;
+        uint64_t fino, extra = 0, chg_seq, version;
+        bool writable = writable_flags(flags), trunc = false, fresh, reopen = false;
+        int r, w;
 
         r = us__parent_req(ctx, LP_FS_CREATE, parent, name, &req);
         if (r < 0)
@@ -366,6 +382,9 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         r = us__fg_target(core, ctx, req.fg, &t);
         if (r < 0)
                 return r;
+        pthread_mutex_lock(&core->mu);
+        chg_seq = core->chg_seq;                /* (5) */
+        pthread_mutex_unlock(&core->mu);
         r = us__call(core, ctx, &t, &req, US_RESEND_UNSENT, &resp);
         if (r < 0)
                 return r;
@@ -381,6 +400,7 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 goto out;
 
         pthread_mutex_lock(&core->mu);
+        fresh = us__node_find(core, fino) == NULL;
         r = fh_new(core, fino, flags & ~(O_CREAT | O_EXCL | O_NOCTTY), &fh);
         if (r < 0) {
                 pthread_mutex_unlock(&core->mu);
@@ -389,24 +409,56 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
         n = fh->node;
         n->nlookup++;                   /* the entry we answer */
         fh->site = t.addr;
-        /* An END commit of this file still in flight (create of a file this
-         * mount just closed): let it land first.  A timeout here is not
-         * fatal: our session is independent of it, and an open that starts
-         * one meanwhile joins ours or we join its (2). */
-        (void)us__node_wait(core, n, ctx, true);
+        version = resp.version ? resp.version : resp.attr.version;
+        /* A commit of this file in flight or answered since the CREATE was
+         * sent (the END commit of a file this mount just closed, a
+         * truncate without a session) may have landed after the storage
+         * site began our session: its snapshot is then older than that
+         * commit, and its first read or write would lose the race
+         * (EAGAIN).  Let the commit land, then open a session that sees
+         * it (5).  A node this create made has no record: any commit
+         * counts.  A session start in flight is no reason to fail: it
+         * joins ours or we join its (2). */
+        w = us__node_wait(core, n, ctx, true);
         if (writable) {
-                /* The file may exist and this mount write it already: one
-                 * session per file, so join that one. */
-                r = us__sess_attach(core, n, fh, resp.session, &t.addr, &extra);
-                trunc = r == 1 && (flags & O_TRUNC);
-                if (r > 0)
-                        r = 0;
+                if (n->sess) {
+                        /* The file exists and this mount writes it
+                         * already: one session per file, join that one. */
+                        r = us__sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                        trunc = r == 1 && (flags & O_TRUNC);
+                        if (r > 0)
+                                r = 0;
+                } else if (w < 0 && (n->committing || n->changing)) {
+                        /* As an open would: the commit did not land in time. */
+                        r = w;
+                        extra = resp.session;
+                } else if (fresh ? core->chg_seq != chg_seq : n->chg_seq > chg_seq) {
+                        reopen = true;
+                        extra = resp.session;
+                        n->opening = true;      /* open_at_site clears it */
+                } else {
+                        r = us__sess_attach(core, n, fh, resp.session, &t.addr, &extra);
+                        if (r > 0)
+                                r = 0;
+                }
         }
-        us__note_version(n, resp.version ? resp.version : resp.attr.version);
+        if (!reopen)
+                us__note_version(n, version);
         if (!extra)
                 us__caps_absent(n);         /* a new file has no extended attributes */
         pthread_mutex_unlock(&core->mu);
 
+        if (reopen) {
+                /* Our session stays open until the new one is: a live
+                 * session keeps the storage site from freeing the file
+                 * as an orphan before CSS_OPENED below (docs/protocol.md). */
+                r = open_at_site(core, ctx, fh, flags & ~(O_CREAT | O_EXCL | O_NOCTTY), &version);
+                if (r == 0) {
+                        pthread_mutex_lock(&core->mu);
+                        us__note_version(n, version);
+                        pthread_mutex_unlock(&core->mu);
+                }
+        }
         if (extra)
                 us__sess_abort(core, ctx, &t, req.fg, resp.attr.ino, extra);
         if (r == 0 && trunc)
@@ -522,6 +574,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 }
                 pthread_mutex_lock(&core->mu);
                 n->committing--;
+                us__note_commit(core, n);
                 if (r == 0)
                         us__note_version(n, version);
                 else

@@ -61,6 +61,12 @@ void us__sess_put(struct us_core *core, struct us_sess *s)
         free(s);
 }
 
+/* A commit of n's data this mount made landed (us_core_int.h (5)). */
+void us__note_commit(struct us_core *core, struct us_node *n)
+{
+        n->chg_seq = ++core->chg_seq;
+}
+
 /* fh (writable) becomes one of s's handles (6). */
 void us__sess_join(struct us_sess *s, struct us_fh *fh)
 {
@@ -217,17 +223,28 @@ int us__call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_node
                         us__sess_use(s);
                         req->session = s->id;
                         us__site_target(&s->site, &t);
+                } else if (!us__read_only(req->op)) {
+                        n->changing++;          /* (5) */
                 }
                 pthread_mutex_unlock(&core->mu);
                 if (!s) {
                         req->session = 0;
                         r = us__node_target(core, ctx, n, fh, &t);
-                        if (r < 0)
-                                return r;
+                        if (r == 0)
+                                r = us__call(core, ctx, &t, req, rs, resp);
+                        if (!us__read_only(req->op)) {
+                                /* Committed by the storage site at once
+                                 * (or maybe, after an error): a session
+                                 * begun before it must not be attached. */
+                                pthread_mutex_lock(&core->mu);
+                                n->changing--;
+                                us__note_commit(core, n);
+                                pthread_cond_broadcast(&core->cv);
+                                pthread_mutex_unlock(&core->mu);
+                        }
+                        return r;
                 }
                 r = us__call(core, ctx, &t, req, rs, resp);
-                if (!s)
-                        return r;
                 pthread_mutex_lock(&core->mu);
                 if (r == 0 && !us__read_only(req->op))
                         s->dirty = true;        /* the next flush commits it */
@@ -276,6 +293,7 @@ int us__sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us_no
         if (r < 0)
                 s->dirty = true;        /* before us__sess_unuse, which may free s */
         us__sess_unuse(core, s, r);
+        us__note_commit(core, n);               /* (5) */
         if (r == 0) {
                 us__note_version(n, resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0));
                 /* The kernel asks for the attributes right after a close

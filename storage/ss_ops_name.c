@@ -886,6 +886,17 @@ int ss__op_forget_orphan(struct ss_opctx *x, const struct lp_fs_req *q, struct l
                 return ss__fail(x, r, "reading the inode: %s", ss_db_errmsg(x->ct->db));
         if (in.nlink > 0 || S_ISDIR(in.mode))
                 return 0;               /* it has a name (again): not an orphan */
+        /* A live write session is an open the CSS may not have recorded
+         * yet: a CREATE opens the file here before the mount can send
+         * CSS_OPENED, and an unlink in between makes it an orphan nobody
+         * holds as far as the CSS knows.  Freeing it would take the
+         * session, and the writes of a descriptor still open, with it: the
+         * CSS decides again later (css_orphan.c).  Doomed sessions (client
+         * gone, idle) are ended here. */
+        for (s = x->sess->head; s; s = s->next)
+                if (s->ct == x->ct && s->ino == q->ino && !s->doomed)
+                        return ss__fail(x, -EBUSY, "forget orphan: write session %016llx is open on it",
+                                        (unsigned long long)s->id);
         for (s = x->sess->head; s; s = next) {
                 next = s->next;
                 if (s->ct == x->ct && s->ino == q->ino)

@@ -1536,6 +1536,145 @@ START_TEST(test_e2e_open_and_fg_create)
 }
 END_TEST
 
+/* Poll the CSS status until orphans.<key> reaches at least want. */
+static void wait_orphans(struct lp_client *c, const char *key, uint64_t want)
+{
+        uint64_t deadline = cm_now_us() + WAIT_MS * 1000ull * 4;
+
+        for (;;) {
+                struct css_jval *st = get_status(c);
+                uint64_t v = jnum(css_json_get(st, "orphans"), key);
+
+                css_json_free(st);
+                if (v >= want)
+                        return;
+                if (cm_now_us() > deadline)
+                        ck_abort_msg("orphans.%s did not reach %llu", key, (unsigned long long)want);
+                usleep(5000);           /* polling a condition, bounded by the deadline */
+        }
+}
+
+/*
+ * A CREATE opens the file at the storage site before the mount can record
+ * the open at the CSS (CSS_OPENED follows the answer).  An unlink in
+ * between makes it an orphan the CSS sees nobody holding: the storage site
+ * must refuse to free it while the write session is open (EBUSY), and the
+ * CSS decide again, keep it once the open is recorded, and free it at the
+ * last close.  Before, FORGET_ORPHAN ended the session: the descriptor's
+ * next write answered ESTALE (EIO in the mount; the stress test).
+ */
+START_TEST(test_e2e_orphan_of_create)
+{
+        const char *dir = tu_tmpdir();
+        char keyfile[PATH_MAX], sdir[PATH_MAX];
+        uint8_t key[LP_KEY_SIZE];
+        struct tcss *t;
+        struct tss s = { 0 };
+        struct lp_client *tool, *mnt, *ssc;
+        struct lp_fs_req cr = { .op = LP_FS_CREATE, .fg = 1, .parent = 1, .mode = S_IFREG | 0644,
+                                .flags = O_RDWR | O_CREAT };
+        struct lp_fs_req ul = { .op = LP_FS_UNLINK, .fg = 1, .parent = 1 };
+        struct lp_fs_resp resp;
+        struct css_jval *st;
+        uint64_t ino, sess, deadline;
+
+        snprintf(keyfile, sizeof(keyfile), "%s/cluster.key", dir);
+        CHECK(lp_key_generate(keyfile) == 0);
+        CHECK(lp_key_load(keyfile, key) == 0);
+        snprintf(sdir, sizeof(sdir), "%s/css", dir);
+        mkdir(sdir, 0700);
+        t = calloc(1, sizeof(*t));
+        CHECK(t);
+        snprintf(t->state, sizeof(t->state), "%s", sdir);
+        memcpy(t->key, key, LP_KEY_SIZE);
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_cond_init(&t->cv, NULL);
+        CHECK(pthread_create(&t->thr, NULL, loop_main, t) == 0);
+        pthread_mutex_lock(&t->mu);
+        while (!t->ready)
+                pthread_cond_wait(&t->cv, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+        CHECK(t->err == 0);
+        tss_start(&s, dir, keyfile, t->port);
+        tool = cl_connect(t, 0);
+        wait_registered(tool, 1, s.port);
+        mnt = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xc);
+        ssc = ss_connect(&s, key);
+
+        /* The reclaim window frees nothing: wait until it is over. */
+        deadline = cm_now_us() + (CSS_RECLAIM_MIN_MS + WAIT_MS * 4ull) * 1000ull;
+        for (;;) {
+                st = get_status(tool);
+                if (jnum(st, "uptime_ms") > jnum(st, "lease_ms") && jnum(st, "uptime_ms") > CSS_RECLAIM_MIN_MS) {
+                        css_json_free(st);
+                        break;
+                }
+                css_json_free(st);
+                CHECK(cm_now_us() < deadline);
+                usleep(20000);          /* polling a condition, bounded by the deadline */
+        }
+
+        /* The mount creates "o" (a write session), then another thread of
+         * it unlinks "o" and reports the orphan: CSS_OPENED is not sent yet. */
+        cr.name = (const uint8_t *)"o";
+        cr.namelen = 1;
+        CHECK_EQ(call(ssc, &cr, &resp), 0);
+        CHECK(resp.session != 0 && resp.has_attr);
+        sess = resp.session;
+        ino = resp.attr.ino;
+        lp_fs_resp_release(&resp);
+        ul.name = (const uint8_t *)"o";
+        ul.namelen = 1;
+        CHECK_EQ(call(ssc, &ul, &resp), 0);
+        CHECK(resp.orphan && resp.ino == ino);
+        lp_fs_resp_release(&resp);
+        CHECK_EQ(call_st(mnt, &(struct lp_fs_req){ .op = LP_FS_CSS_ORPHAN, .fg = 1, .ino = ino }), 0);
+        /* The storage site refuses while the session is open: decided again. */
+        wait_orphans(tool, "deferred", 1);
+        st = get_status(tool);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "freed"), 0);
+        css_json_free(st);
+
+        /* The descriptor still works. */
+        {
+                struct lp_fs_req w = { .op = LP_FS_WRITE, .fg = 1, .ino = ino, .session = sess, .offset = 0 };
+
+                w.data = (const uint8_t *)"hello";
+                w.datalen = 5;
+                CHECK_EQ(call_st(ssc, &w), 0);
+        }
+
+        /* The open is recorded now: the orphan is kept until its last close. */
+        CHECK_EQ(call_st(mnt, &(struct lp_fs_req){ .op = LP_FS_CSS_OPENED, .fg = 1, .ino = ino,
+                                                   .flags = O_RDWR }), 0);
+        wait_orphans(tool, "held", 1);
+        st = get_status(tool);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "freed"), 0);
+        css_json_free(st);
+        CHECK_EQ(call_st(ssc, &(struct lp_fs_req){ .op = LP_FS_COMMIT, .fg = 1, .ino = ino, .session = sess,
+                                                   .flags = LP_FS_COMMIT_END }), 0);
+        CHECK_EQ(call_st(ssc, &(struct lp_fs_req){ .op = LP_FS_GETATTR, .fg = 1, .ino = ino }), 0);
+
+        /* The last close frees it. */
+        CHECK_EQ(call_st(mnt, &(struct lp_fs_req){ .op = LP_FS_CSS_CLOSE, .fg = 1, .ino = ino,
+                                                   .flags = O_RDWR }), 0);
+        wait_orphans(tool, "freed", 1);
+        deadline = cm_now_us() + WAIT_MS * 1000ull;
+        while (call_st(ssc, &(struct lp_fs_req){ .op = LP_FS_GETATTR, .fg = 1, .ino = ino }) == 0)
+                CHECK(cm_now_us() < deadline);
+        st = get_status(tool);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "held"), 0);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "not_freed"), 0);
+        css_json_free(st);
+
+        lp_client_close(ssc);
+        lp_client_close(mnt);
+        lp_client_close(tool);
+        tss_stop(&s);
+        tcss_stop(t);
+}
+END_TEST
+
 static Suite *css_suite(void)
 {
         Suite *s = suite_create("css");
@@ -1567,6 +1706,7 @@ static Suite *css_suite(void)
         if (find_storaged()) {
                 tc = tcase_create("storaged");
                 tcase_add_test(tc, test_e2e_open_and_fg_create);
+                tcase_add_test(tc, test_e2e_orphan_of_create);
                 tcase_set_timeout(tc, 120);
                 suite_add_tcase(s, tc);
         } else {

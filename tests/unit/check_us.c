@@ -1589,6 +1589,156 @@ static void wait_op(uint32_t op, int n)
         pthread_mutex_unlock(&F->mu);
 }
 
+/* snap_handler: fs_handler with snapshots.  A session sees the commits
+ * that landed before it began.  Commits are END commits and changes sent
+ * without a session; one of op snap_hold (LP_FS_COMMIT: END commits) has
+ * its answer held until a CREATE arrives, and it lands right after that
+ * CREATE began its session (as the storage site would run it next).  A
+ * READ or WRITE in a session that began before a commit of its file
+ * landed loses the race (EAGAIN), as dsm transactions do. */
+static uint64_t snap_begin[256];       /* by session id % 256 (a test has a few) */
+static uint64_t snap_land[4096];       /* by event; 0: not landed */
+static uint32_t snap_hold;
+
+static bool snap_commit(const struct event *e)
+{
+        return (e->op == LP_FS_COMMIT && (e->flags & LP_FS_COMMIT_END)) ||
+               (e->op == LP_FS_SETATTR && !e->session);
+}
+
+static int snap_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_resp *resp,
+                        unsigned *delay)
+{
+        int act;
+
+        if ((req->op == LP_FS_WRITE || req->op == LP_FS_READ) && sess_known(f, req->session)) {
+                for (int i = 0; i < f->nev; i++) {
+                        const struct event *e = &f->ev[i];
+
+                        if (snap_commit(e) && e->ino == req->ino && snap_land[i] &&
+                            snap_land[i] > snap_begin[req->session % 256]) {
+                                sess_forget(f, req->session);
+                                resp->status = -EAGAIN;
+                                return ACT_REPLY;
+                        }
+                }
+        }
+        act = fs_handler(f, req, resp, delay);
+        if (resp->session)
+                snap_begin[resp->session % 256] = now_us();
+        if (snap_commit(&f->ev[f->nev - 1])) {
+                if (req->op == snap_hold)
+                        *delay = 60000;         /* held: see LP_FS_CREATE */
+                else
+                        snap_land[f->nev - 1] = now_us();
+        }
+        if (req->op == LP_FS_CREATE)
+                for (struct delayed *d = f->delayed; d; d = d->next)
+                        if (snap_commit(&f->ev[d->ev]) && !snap_land[d->ev]) {
+                                snap_land[d->ev] = now_us() + 1;
+                                uv_timer_start(&d->timer, delayed_fire, 1, 0);
+                        }
+        return act;
+}
+
+/* A create of a file whose last close is still committing (END in flight)
+ * reaches the storage site first: the session it begins there predates
+ * that commit.  The mount must not make it the file's session (its first
+ * write would fail with EAGAIN, as in the stress test): it waits for the
+ * commit and opens a session that sees it. */
+START_TEST(t_core_create_during_end_commit)
+{
+        struct releaser rel;
+        struct us_fh *a, *b;
+        struct us_core *core;
+        struct us_entry e;
+        uint64_t sid;
+        pthread_t thr;
+
+        memset(snap_begin, 0, sizeof(snap_begin));
+        memset(snap_land, 0, sizeof(snap_land));
+        snap_hold = LP_FS_COMMIT;
+        fake_start(snap_handler, 0);
+        core = core_new(WAIT_US);
+        ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_WRONLY, &e, &a), 0);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), a, 0, "abc", 3), 3);
+        rel.core = core;
+        rel.fh = a;
+        ck_assert_int_eq(pthread_create(&thr, NULL, release_main, &rel), 0);
+        wait_op(LP_FS_COMMIT, 1);               /* the END commit is in flight */
+
+        ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_WRONLY, &e, &b), 0);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), b, 0, "def", 3), 3);
+        sid = us_core_session_of(core, e.fino, NULL);
+        ck_assert_uint_ne(sid, 0);
+        /* the CREATE's session was given back, the file's is a later one */
+        ck_assert_uint_ne(sid, get_ev(find_op(LP_FS_CREATE, 1)).session);
+        ck_assert_int_eq(count_op(LP_FS_ABORT), 1);
+        pthread_join(thr, NULL);
+        us_core_release(core, ctx_of(core), b);
+        ck_assert_int_eq(get_ev(find_op(LP_FS_COMMIT, 1)).session, sid);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
+struct truncater {
+        struct us_core *core;
+        uint64_t fino;
+        int r;
+};
+
+static void *truncate_main(void *arg)
+{
+        struct truncater *tr = arg;
+        struct stat in, out;
+        struct us_ctx ctx;
+
+        memset(&in, 0, sizeof(in));
+        us_ctx_self(tr->core, &ctx);
+        tr->r = us_core_setattr(tr->core, &ctx, tr->fino, NULL, &in, LP_FS_SET_SIZE, &out);
+        us_rpc_close_thread(us_core_rpc(tr->core));
+        return NULL;
+}
+
+/* The same with truncate(2) of the file (no session here: the storage
+ * site commits it at once) in flight when the CREATE begins its session. */
+START_TEST(t_core_create_during_truncate)
+{
+        struct truncater tr;
+        struct us_fh *a, *b;
+        struct us_core *core;
+        struct us_entry e;
+        uint64_t sid;
+        pthread_t thr;
+
+        memset(snap_begin, 0, sizeof(snap_begin));
+        memset(snap_land, 0, sizeof(snap_land));
+        snap_hold = 0;
+        fake_start(snap_handler, 0);
+        core = core_new(WAIT_US);
+        ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_WRONLY, &e, &a), 0);
+        us_core_release(core, ctx_of(core), a);
+        pthread_mutex_lock(&F->mu);
+        snap_hold = LP_FS_SETATTR;
+        pthread_mutex_unlock(&F->mu);
+        tr.core = core;
+        tr.fino = e.fino;
+        ck_assert_int_eq(pthread_create(&thr, NULL, truncate_main, &tr), 0);
+        wait_op(LP_FS_SETATTR, 1);              /* the truncation is in flight */
+
+        ck_assert_int_eq(us_core_create(core, ctx_of(core), 1, "g", 0644, O_CREAT | O_RDWR, &e, &b), 0);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), b, 0, "def", 3), 3);
+        sid = us_core_session_of(core, e.fino, NULL);
+        ck_assert_uint_ne(sid, get_ev(find_op(LP_FS_CREATE, 1)).session);
+        pthread_join(thr, NULL);
+        ck_assert_int_eq(tr.r, 0);
+        us_core_release(core, ctx_of(core), b);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
 struct core_call {
         struct us_core *core;
         struct us_fh *fh;
@@ -2096,6 +2246,8 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_stale_session);
         tcase_add_test(tc, t_core_orphans);
         tcase_add_test(tc, t_core_create_joins);
+        tcase_add_test(tc, t_core_create_during_end_commit);
+        tcase_add_test(tc, t_core_create_during_truncate);
         tcase_add_test(tc, t_core_destroy_commits);
         tcase_add_test(tc, t_core_release_during_read);
         tcase_add_test(tc, t_core_create_during_open);
