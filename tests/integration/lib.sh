@@ -44,8 +44,10 @@ skip() {
     exit 77
 }
 
+LIB_WHY=                # the reason fail() gave, said again after the logs
 fail() {
     log "FAIL: $*"
+    LIB_WHY=$*
     LIB_DONE=fail
     exit 1
 }
@@ -219,6 +221,8 @@ lib_cleanup() {
         dump_logs
     fi
     lib_teardown "$rc"
+    # Last, so that it survives meson's cut of a long log to its end.
+    [ -z "$LIB_WHY" ] || log "FAIL (said again after the logs): $LIB_WHY"
     exit "$rc"
 }
 
