@@ -1017,6 +1017,9 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                 break;              /* readers and writers share the file, on every site */
         }
         if (css->jobs >= CSS_MAX_JOBS || cl->jobs >= CSS_MAX_CLIENT_JOBS) {
+                cm_log(LOG_WARNING, "open <%u,%" PRIu64 "> for %s refused: %u request(s) of this client and %u "
+                       "in all wait for storage sites", rq->fg, rq->ino, cl->peer, (unsigned)cl->jobs,
+                       (unsigned)css->jobs);
                 reply_err(cl, reqid, -EAGAIN, "<%u,%" PRIu64 ">: too many requests waiting for storage sites",
                           rq->fg, rq->ino);
                 return;
