@@ -78,6 +78,10 @@
 
 #define CSS_MAX_JOBS 1024u
 #define CSS_MAX_CLIENT_JOBS 64u
+/* Orphans being freed at storage sites at once; the rest wait in the
+ * deferred list, so that freeing thousands of orphans (the end of the
+ * reclaim window) never fills CSS_MAX_JOBS and turns opens away. */
+#define CSS_MAX_FORGETS 32u
 #define CSS_MAX_FG_QUEUE 16u
 /* File group names: 1..CSS_FG_NAME_MAX of [A-Za-z0-9._-], not starting with '.' or '-'. */
 #define CSS_FG_NAME_MAX 64u

@@ -116,6 +116,7 @@ struct css {
         uint32_t *dfg;
         uint64_t *dino;
         size_t ndef, capdef;
+        unsigned forgets;               /* FORGET jobs in flight, <= CSS_MAX_FORGETS */
         bool reclaim_done;              /* the window's end was logged */
         uint64_t orphans_freed, orphans_failed, clients_expired;
         uint64_t site;

@@ -10,11 +10,17 @@
  * so does one the storage site refused to free because a write session
  * is open on it (EBUSY: a CREATE's open not recorded here yet).
  * Freeing is a FORGET_ORPHAN job to the holder of the file group; a
- * failure is logged and left to the next registration of that site.
+ * failure is logged and left to the next registration of that site.  At
+ * most CSS_MAX_FORGETS of them run at once; the others wait on the same
+ * list and take a slot as one ends (or at the next tick).  Without that
+ * bound the end of the reclaim window started one job per orphan at once
+ * (thousands after a busy first 30 s), filled CSS_MAX_JOBS, and opens were
+ * refused with EAGAIN meanwhile.
  *
  * Threads: the loop thread, except css_orphan_work (threadpool, on the
  * job's copies only).
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -106,6 +112,10 @@ bool css_in_reclaim_window(const struct css *css)
 }
 
 /* Tell the storage site holding fg to free the orphan <fg, ino>. */
+static int orphan_defer(struct css *css, uint32_t fg, uint64_t ino);
+static void decide_deferred(struct css *css, size_t max);
+static void forget_done(struct css_job *j);
+
 void css_orphan_free(struct css *css, uint32_t fg, uint64_t ino)
 {
         const struct css_site *s = css_sites_holder(css->sites, fg);
@@ -113,6 +123,12 @@ void css_orphan_free(struct css *css, uint32_t fg, uint64_t ino)
 
         if (css->closing)
                 return;
+        if (css->forgets >= CSS_MAX_FORGETS) {
+                /* Decided again as a FORGET ends, or at the next tick. */
+                if (orphan_defer(css, fg, ino) < 0)
+                        css->orphans_failed++;
+                return;
+        }
         if (!s) {
                 cm_log(LOG_NOTICE, "<%u,%" PRIu64 ">: orphan not freed: no registered storage site holds file "
                        "group %u (it reports the orphan again when it registers)", fg, ino, fg);
@@ -128,7 +144,8 @@ void css_orphan_free(struct css *css, uint32_t fg, uint64_t ino)
         j->fg = fg;
         j->ino = ino;
         css__ep_of(&j->target, s, fg);
-        css__job_start(j);
+        if (css__job_start(j))
+                css->forgets++;
 }
 
 void css_orphan_freed_cb(void *arg, uint32_t fg, uint64_t ino)
@@ -186,6 +203,19 @@ void css_orphan_decide(struct css *css, uint32_t fg, uint64_t ino)
 }
 
 static void after_forget(struct css_job *j)
+{
+        struct css *css = j->css;
+
+        assert(css->forgets > 0);
+        css->forgets--;
+        forget_done(j);
+        /* A slot is free: the next deferred orphan takes it (not after an
+         * EBUSY, which went back on the list and waits for the tick). */
+        if (j->status != -EBUSY && !css_in_reclaim_window(css))
+                decide_deferred(css, 1);
+}
+
+static void forget_done(struct css_job *j)
 {
         struct css *css = j->css;
 
@@ -260,11 +290,26 @@ void css_orphans_tick(struct css *css)
                 if (n)
                         cm_log(LOG_INFO, "reclaim window over: deciding %zu orphan(s)", n);
         }
-        if (!n)
-                return;
-        css->ndef = 0;
-        for (size_t i = 0; i < n; i++)
-                css_orphan_decide(css, css->dfg[i], css->dino[i]);
+        if (n)
+                decide_deferred(css, CSS_MAX_FORGETS - css->forgets);
+}
+
+/* Decide up to max deferred orphans, oldest first (each may go back on the
+ * list: still held, EBUSY, or no FORGET slot free). */
+static void decide_deferred(struct css *css, size_t max)
+{
+        size_t n = css->ndef < max ? css->ndef : max;
+        uint32_t fg;
+        uint64_t ino;
+
+        for (size_t i = 0; i < n && css->ndef > 0 && css->forgets < CSS_MAX_FORGETS; i++) {
+                fg = css->dfg[0];
+                ino = css->dino[0];
+                css->ndef--;
+                memmove(css->dfg, css->dfg + 1, css->ndef * sizeof(*css->dfg));
+                memmove(css->dino, css->dino + 1, css->ndef * sizeof(*css->dino));
+                css_orphan_decide(css, fg, ino);
+        }
 }
 
 void css_orphan_after(struct css_job *j)
