@@ -238,3 +238,19 @@ int cm_parse_hostport(const char *s, char *host, size_t hostcap, uint16_t *ret_p
         *ret_port = (uint16_t)port;
         return 0;
 }
+
+int cm_read_port_file(const char *path, uint16_t *ret_port)
+{
+        char buf[64], *end;
+        long v;
+        int n = cm_read_file(path, buf, sizeof(buf));
+
+        if (n < 0)
+                return n;
+        errno = 0;
+        v = strtol(buf, &end, 10);
+        if (!buf[0] || *end || errno || v <= 0 || v > 65535)
+                return -EINVAL;
+        *ret_port = (uint16_t)v;
+        return 0;
+}

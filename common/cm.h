@@ -51,6 +51,8 @@ int cm_write_file(const char *path, const char *content);
 /* Read a small file (at most cap-1 bytes) into buf, NUL-terminated, with
  * trailing newlines removed. */
 int cm_read_file(const char *path, char *buf, size_t cap);
+/* Read a port file (one number 1..65535): 0, -EINVAL, or cm_read_file's. */
+int cm_read_port_file(const char *path, uint16_t *ret_port);
 
 /* Tell the parent we are ready: write "READY <info>\n" to fd and close it.
  * fd < 0 does nothing. */

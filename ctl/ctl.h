@@ -188,6 +188,20 @@ void ctl_print_tail(FILE *f, const char *file, int n);
 
 int ctl_cmd_dev(int argc, char **argv);
 int ctl_cmd_fsck(int argc, char **argv);
+/* ctl_sync.c: locusctl sync [--state S] [--timeout SEC] */
+int ctl_cmd_sync(int argc, char **argv);
+/*
+ * One request to a daemon at host:port (a storage site the mount table
+ * names), over *cp if set (else a new connection, kept in *cp; cp NULL:
+ * closed after the call).  0 with *resp (release it; its status may be an
+ * error), or a transport error with err saying what (the connection is
+ * then closed and *cp NULL).
+ */
+struct lp_client;
+int ctl_call_at(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
+                const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap);
+/* ctl_copies.c: locusctl copies PATH [--state S] [--json] */
+int ctl_cmd_copies(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);
 

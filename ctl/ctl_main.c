@@ -25,6 +25,10 @@ static void usage(FILE *f)
                 "  fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n"
                 "                                                          a new file group mounted at PATH\n"
                 "  fg list [--state PATH] [--json]                         the mount table\n"
+                "  sync [--state PATH] [--timeout SEC]                     wait until every copy reachable\n"
+                "                                                          is current (exit 1 after SEC)\n"
+                "  copies PATH [--state PATH] [--json]                     every copy of a file (PATH from the\n"
+                "                                                          cluster's root): vector, size, hash\n"
                 "  fsck --rebuild [--state PATH]                           rebuild the storage site's SQLite\n"
                 "                                                          from its segments\n"
                 "The state directory is --state, else $LOCUS_STATE_DIR, else /var/lib/locusfs/dev (root)\n"
@@ -53,6 +57,10 @@ int main(int argc, char **argv)
                 return ctl_cmd_status(argc - 1, argv + 1);
         if (!strcmp(argv[1], "fg"))
                 return ctl_cmd_fg(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "copies"))
+                return ctl_cmd_copies(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "sync"))
+                return ctl_cmd_sync(argc - 1, argv + 1);
         if (!strcmp(argv[1], "fsck"))
                 return ctl_cmd_fsck(argc - 1, argv + 1);
         fprintf(stderr, "locusctl: unknown command '%s'\n", argv[1]);

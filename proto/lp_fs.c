@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "locus_fs.pb-c.h"
+#include "lp_conn.h"
 #include "lp_fs.h"
 #include "lp_status.h"
 
@@ -86,7 +87,7 @@ int lp_fs_req_encode(const struct lp_fs_req *r, uint8_t **ret_buf, size_t *ret_l
         Locus__FsTime at, mt;
 
         if (r->namelen > LP_FS_NAME_MAX || r->newnamelen > LP_FS_NAME_MAX || r->datalen > LP_FS_DATA_MAX ||
-            r->cred.ngroups > LP_FS_MAX_GROUPS)
+            r->bloblen > LP_FS_DATA_MAX || r->cred.ngroups > LP_FS_MAX_GROUPS)
                 return -EINVAL;
         locus__fs_request__init(&m);
         locus__fs_cred__init(&cred);
@@ -137,6 +138,10 @@ int lp_fs_req_encode(const struct lp_fs_req *r, uint8_t **ret_buf, size_t *ret_l
         if (r->data) {
                 m.has_data = 1;
                 m.data = bin(r->data, r->datalen);
+        }
+        if (r->blob) {
+                m.has_blob = 1;
+                m.blob = bin(r->blob, r->bloblen);
         }
         m.host = (char *)r->host;
         m.path = (char *)r->path;
@@ -333,8 +338,8 @@ int lp_fs_req_decode(const void *buf, size_t len, struct lp_fs_req *r)
                 ret = -ENAMETOOLONG;
                 goto fail;
         }
-        if ((m->has_data && m->data.len > LP_FS_DATA_MAX) || !str_ok(m->host) || !str_ok(m->path) ||
-            !str_ok(m->text))
+        if ((m->has_data && m->data.len > LP_FS_DATA_MAX) || (m->has_blob && m->blob.len > LP_FS_DATA_MAX) ||
+            !str_ok(m->host) || !str_ok(m->path) || !str_ok(m->text))
                 goto fail;
         if (m->cred) {
                 if (m->cred->n_groups > LP_FS_MAX_GROUPS)
@@ -377,6 +382,10 @@ int lp_fs_req_decode(const void *buf, size_t len, struct lp_fs_req *r)
         if (m->has_data) {
                 r->data = m->data.data ? m->data.data : (const uint8_t *)"";
                 r->datalen = m->data.len;
+        }
+        if (m->has_blob) {
+                r->blob = m->blob.data ? m->blob.data : (const uint8_t *)"";
+                r->bloblen = m->blob.len;
         }
         r->ino2 = m->ino2;
         r->session2 = m->session2;
@@ -574,6 +583,9 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_SS_CLEAN: return "ss_clean";
         case LP_FS_SS_FG_CREATE: return "ss_fg_create";
         case LP_FS_SS_ORPHANS: return "ss_orphans";
+        case LP_FS_SS_CHANGES: return "ss_changes";
+        case LP_FS_SS_FETCH: return "ss_fetch";
+        case LP_FS_SS_INSTALL: return "ss_install";
         case LP_FS_CSS_REGISTER: return "css_register";
         case LP_FS_CSS_MOUNTTABLE: return "css_mounttable";
         case LP_FS_CSS_OPEN: return "css_open";
@@ -584,4 +596,42 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_ORPHAN: return "css_orphan";
         default: return "unknown";
         }
+}
+
+int lp_fs_call(struct lp_client *c, const struct lp_fs_req *q, int timeout_ms, struct lp_fs_resp *ret,
+               char **ret_msg)
+{
+        uint8_t *buf = NULL;
+        void *ans = NULL;
+        size_t len, alen;
+        uint16_t type;
+        int r;
+
+        if (ret_msg)
+                *ret_msg = NULL;
+        memset(ret, 0, sizeof(*ret));
+        r = lp_fs_req_encode(q, &buf, &len);
+        if (r < 0)
+                return r;
+        r = lp_client_call(c, LP_MSG_FS_REQ, buf, len, timeout_ms, &type, &ans, &alen);
+        free(buf);
+        if (r < 0)
+                return r;
+        if (type == LP_MSG_STATUS) {
+                int code = 0;
+
+                r = lp_status_unpack(ans, alen, &code, ret_msg);
+                free(ans);
+                if (r < 0)
+                        return r;
+                r = lp_status_to_errno(code);
+                return r ? r : -EPROTO;
+        }
+        if (type != LP_MSG_FS_RESP) {
+                free(ans);
+                return -EPROTO;
+        }
+        r = lp_fs_resp_decode(ans, alen, ret);
+        free(ans);
+        return r;
 }

@@ -91,6 +91,10 @@ enum lp_fs_op {
         LP_FS_SS_CLEAN = 42,
         LP_FS_SS_FG_CREATE = 43,
         LP_FS_SS_ORPHANS = 44,
+        /* storage site -> storage site: replication (docs/replication.md) */
+        LP_FS_SS_CHANGES = 45,
+        LP_FS_SS_FETCH = 46,
+        LP_FS_SS_INSTALL = 47,
         /* -> current synchronization site */
         LP_FS_CSS_REGISTER = 60,
         LP_FS_CSS_MOUNTTABLE = 61,
@@ -126,6 +130,17 @@ enum lp_fs_op {
 #define LP_FS_COMMIT_SYNC (1u << 0)     /* durable before the answer (fsync) */
 #define LP_FS_COMMIT_END (1u << 1)      /* the session ends (last close) */
 #define LP_FS_COMMIT_DATASYNC (1u << 2) /* fdatasync: same as SYNC for us */
+
+/* SS_FETCH flags */
+#define LP_FS_FETCH_VV (1u << 0)        /* the vector only (no xattrs, entries, data) */
+#define LP_FS_FETCH_COMPARE (1u << 1)   /* data: a change list; answer: which to pull */
+
+/* SS_INSTALL flags (any combination, in this order) */
+#define LP_FS_INSTALL_BEGIN (1u << 0)   /* open an install session on ino */
+#define LP_FS_INSTALL_TRUNC (1u << 1)   /* ... that starts with no pages */
+#define LP_FS_INSTALL_DATA (1u << 2)    /* stage data at offset (page-aligned) */
+#define LP_FS_INSTALL_COMMIT (1u << 3)  /* install blob (a file state) with the staged pages */
+#define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
 
 /* open flags: the O_* flags of open(2) travel as they are. */
 
@@ -221,6 +236,8 @@ struct lp_fs_req {
         uint32_t port;
         const char *path;
         const char *text;
+        const uint8_t *blob;            /* SS_INSTALL: a file state (ss_rs.h) */
+        size_t bloblen;
         void *lp__priv;                 /* decode's storage; leave NULL */
 };
 
@@ -267,6 +284,18 @@ void lp_fs_resp_release(struct lp_fs_resp *r);
 
 /* A short name for an operation, for logs ("lookup"); never NULL. */
 const char *lp_fs_op_name(uint32_t op);
+
+struct lp_client;
+/*
+ * One request and its answer over a blocking client (lp_conn.h), within
+ * timeout_ms.  Returns 0 with *ret decoded (release it with
+ * lp_fs_resp_release; its status may be an error), or a transport error:
+ * an LP_MSG_STATUS reply's code as -errno, -EPROTO for another frame
+ * type, lp_client_call's and the codec's errors.  *ret_msg (may be NULL)
+ * gets a malloc'ed message of an LP_MSG_STATUS reply, or NULL.
+ */
+int lp_fs_call(struct lp_client *c, const struct lp_fs_req *q, int timeout_ms, struct lp_fs_resp *ret,
+               char **ret_msg);
 
 #ifdef __cplusplus
 }

@@ -223,6 +223,9 @@ static op_fn op_table(uint32_t op)
         case LP_FS_COPY_RANGE: return ss__op_copy_range;
         case LP_FS_SYNC: return ss__op_sync;
         case LP_FS_FORGET_ORPHAN: return ss__op_forget_orphan;
+        case LP_FS_SS_CHANGES: return ss__op_changes;
+        case LP_FS_SS_FETCH: return ss__op_fetch;
+        case LP_FS_SS_INSTALL: return ss__op_install;
         default: return NULL;
         }
 }

@@ -91,4 +91,10 @@ int ss__op_setxattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
 int ss__op_listxattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
 int ss__op_removexattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
 
+/* ---- ss_repl.c (replication: docs/replication.md) ---- */
+
+int ss__op_changes(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
+int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
+int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
+
 #endif

@@ -58,19 +58,8 @@ static void wait_ms(struct ss_reg *r, uint32_t ms, uint64_t gen)
 static int target(struct ss_reg *r, char *host, size_t cap, uint16_t *port)
 {
         snprintf(host, cap, "%s", r->css_host ? r->css_host : "127.0.0.1");
-        if (r->css_port_file) {
-                char buf[64], *end;
-                long v;
-                int n = cm_read_file(r->css_port_file, buf, sizeof(buf));
-
-                if (n < 0)
-                        return n;
-                v = strtol(buf, &end, 10);
-                if (!buf[0] || *end || v <= 0 || v > 65535)
-                        return -EINVAL;
-                *port = (uint16_t)v;
-                return 0;
-        }
+        if (r->css_port_file)
+                return cm_read_port_file(r->css_port_file, port);
         *port = r->css_port;
         return 0;
 }

@@ -53,6 +53,7 @@
 #include "lp_fs.h"
 #include "ss_ct.h"
 #include "ss_ops.h"
+#include "ss_pull.h"
 #include "ss_reg.h"
 #include "ss_sess.h"
 
@@ -166,6 +167,7 @@ struct ss_srv {
         uv_async_t async;
         bool handles;                   /* tick and async initialised */
         struct ss_reg *reg;
+        struct ss_pull *pull;           /* the replicator (ss_pull.h) */
         unsigned works;                 /* [S5] */
         bool stopping, finished;
         int err;
@@ -961,7 +963,9 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                 }
                 fputc('}', m);
         }
-        fputs("]}", m);
+        fputs("],\"pulls\":", m);
+        ss_pull_status_json(s->pull, m);
+        fputc('}', m);
         if (fclose(m) != 0 || !text) {
                 free(text);
                 send_status(c, reqid, -ENOMEM, "out of memory");
@@ -1423,6 +1427,7 @@ static void maybe_finish(struct ss_srv *s)
         }
         ss_reg_stop(s->reg);
         s->reg = NULL;
+        ss_pull_signal(s->pull);        /* joined in ss_srv_free, once no call can wait for us */
         cm_log(LOG_INFO, "storage site %llu stopped", (unsigned long long)s->o.site);
 }
 
@@ -1476,12 +1481,33 @@ void ss_srv_free(struct ss_srv *s)
                 free(cl);
         }
         ss_reg_stop(s->reg);
+        ss_pull_stop(s->pull);
         free(s->data_dir);
         free(s->listen_host);
         free(s->css_host);
         free(s->css_port_file);
         lp_key_wipe(s->o.key, sizeof(s->o.key));
         free(s);
+}
+
+/* The replicator: it learns the other holders from the CSS's mount table
+ * and installs through this server (ss_pull.h). */
+static int start_pull(struct ss_srv *s)
+{
+        struct ss_pull_opts po = { .site = s->o.site, .data_dir = s->data_dir, .self_host = s->listen_host,
+                                   .self_port = s->port, .css_host = s->css_host, .css_port = s->o.css_port,
+                                   .css_port_file = s->css_port_file };
+        int r;
+
+        /* A wildcard listen address is reached on loopback. */
+        if (!strcmp(s->listen_host, "0.0.0.0"))
+                po.self_host = "127.0.0.1";
+        else if (!strcmp(s->listen_host, "::"))
+                po.self_host = "::1";
+        memcpy(po.key, s->o.key, sizeof(po.key));
+        r = ss_pull_start(&po, &s->pull);
+        lp_key_wipe(po.key, sizeof(po.key));
+        return r;
 }
 
 static char *dup_or_null(const char *p, bool *oom)
@@ -1615,6 +1641,13 @@ int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret)
                 free(j);
                 if (r < 0) {
                         cm_log(LOG_ERR, "cannot start registering with the CSS: %s", strerror(-r));
+                        *ret = s;
+                        ss_srv_stop(s);
+                        return r;
+                }
+                r = start_pull(s);
+                if (r < 0) {
+                        cm_log(LOG_ERR, "cannot start the replicator: %s", strerror(-r));
                         *ret = s;
                         ss_srv_stop(s);
                         return r;

@@ -1,0 +1,701 @@
+/* ss_pull.c -- the replicator; see ss_pull.h. */
+#include "ss_pull.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cm.h"
+#include "lp_conn.h"
+#include "lp_fs.h"
+#include "lp_rs.h"
+
+#define MAX_PEERS 64u
+#define MAX_LINKS 4096u
+#define HOST_MAX 64u
+
+/* One <fg, peer>: what status shows, and the watermark [P1][P2]. */
+struct link {
+        uint32_t fg;
+        uint64_t site;
+        bool loaded;                    /* wm read from its file */
+        bool active;                    /* in the latest mount table */
+        uint64_t wm;
+        uint64_t peer_seq;              /* the peer's seq at its last answer */
+        uint64_t pulled;                /* files installed */
+        uint64_t contact_us;
+        int err;
+        char msg[160];
+};
+
+struct peer {
+        struct ss_pull *p;
+        uint64_t site;
+        char host[HOST_MAX];
+        uint16_t port;
+        pthread_t th;
+        bool started;
+        bool failing;                   /* log an outage once */
+};
+
+struct ss_pull {
+        struct ss_pull_opts o;
+        char *data_dir, *self_host, *css_host, *css_port_file;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        bool stop;
+        pthread_t mgr;
+        bool mgr_started;
+        struct peer *peers[MAX_PEERS];
+        size_t npeers;
+        struct link links[MAX_LINKS];
+        size_t nlinks;
+        bool css_failing;
+};
+
+/* Wait up to ms or until stop.  Caller holds mu. */
+static void wait_locked(struct ss_pull *p, uint32_t ms)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        if (!p->stop)
+                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+}
+
+static bool stopping(struct ss_pull *p)
+{
+        bool s;
+
+        pthread_mutex_lock(&p->mu);
+        s = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        return s;
+}
+
+static void pause_ms(struct ss_pull *p, uint32_t ms)
+{
+        pthread_mutex_lock(&p->mu);
+        wait_locked(p, ms);
+        pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- watermarks [P2] --------------------------------------------------------------- */
+
+static void wm_path(struct ss_pull *p, uint32_t fg, uint64_t site, char *buf, size_t cap)
+{
+        snprintf(buf, cap, "%s/fg-%u/pull-%" PRIu64, p->data_dir, fg, site);
+}
+
+static uint64_t wm_load(struct ss_pull *p, uint32_t fg, uint64_t site)
+{
+        char path[4096], buf[32], *end;
+        unsigned long long v;
+
+        wm_path(p, fg, site, path, sizeof(path));
+        if (cm_read_file(path, buf, sizeof(buf)) < 0)
+                return 0;
+        errno = 0;
+        v = strtoull(buf, &end, 10);
+        return errno || *end ? 0 : v;
+}
+
+static void wm_save(struct ss_pull *p, uint32_t fg, uint64_t site, uint64_t wm)
+{
+        char path[4096], buf[32];
+        int r;
+
+        wm_path(p, fg, site, path, sizeof(path));
+        snprintf(buf, sizeof(buf), "%" PRIu64 "\n", wm);
+        r = cm_write_file(path, buf);
+        if (r < 0)
+                cm_log(LOG_WARNING, "fg %u: cannot keep the watermark of site %" PRIu64 " in %s: %s "
+                       "(the next start compares more files)", fg, site, path, strerror(-r));
+}
+
+/* The link of <fg, site>, created if new.  Caller holds mu. */
+static struct link *link_get(struct ss_pull *p, uint32_t fg, uint64_t site)
+{
+        struct link *l;
+
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (p->links[i].fg == fg && p->links[i].site == site)
+                        return &p->links[i];
+        if (p->nlinks == MAX_LINKS)
+                return NULL;
+        l = &p->links[p->nlinks++];
+        memset(l, 0, sizeof(*l));
+        l->fg = fg;
+        l->site = site;
+        return l;
+}
+
+static void link_error(struct ss_pull *p, uint32_t fg, uint64_t site, int err, const char *msg)
+{
+        struct link *l;
+
+        pthread_mutex_lock(&p->mu);
+        l = link_get(p, fg, site);
+        if (l) {
+                l->err = err;
+                snprintf(l->msg, sizeof(l->msg), "%s", msg ? msg : strerror(-err));
+        }
+        pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- calls ----------------------------------------------------------------------------- */
+
+static int connect_to(struct ss_pull *p, const char *host, uint16_t port, struct lp_client **ret)
+{
+        int r = lp_client_connect(host, port, p->o.key, p->o.site, (int)p->o.timeout_ms, ret);
+
+        if (r >= 0)
+                (void)lp_client_set_max_frame(*ret, LP_FS_DATA_MAX + (1u << 16));
+        return r;
+}
+
+/* A call whose answer must be a success: 0 with *a (release it), or the
+ * error, with a message in msg. */
+static int call(struct ss_pull *p, struct lp_client *c, const struct lp_fs_req *q, struct lp_fs_resp *a,
+                char *msg, size_t cap)
+{
+        char *m = NULL;
+        int r = lp_fs_call(c, q, (int)p->o.timeout_ms, a, &m);
+
+        if (r < 0) {
+                snprintf(msg, cap, "%s: %s%s%s", lp_fs_op_name(q->op), strerror(-r), m ? ": " : "", m ? m : "");
+                free(m);
+                return r;
+        }
+        if (a->status < 0) {
+                r = a->status;
+                snprintf(msg, cap, "%s: %s%s%s", lp_fs_op_name(q->op), strerror(-r), a->message ? ": " : "",
+                         a->message ? a->message : "");
+                lp_fs_resp_release(a);
+                return r;
+        }
+        return 0;
+}
+
+/* ---- pulling one file --------------------------------------------------------------- */
+
+struct conns {
+        struct lp_client *peer, *local;
+};
+
+static int install_state(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, uint64_t session,
+                         const uint8_t *blob, size_t bloblen, char *msg, size_t cap)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino, .session = session,
+                               .flags = LP_FS_INSTALL_COMMIT, .blob = blob, .bloblen = bloblen };
+        struct lp_fs_resp a;
+        int r = call(p, cx->local, &q, &a, msg, cap);
+
+        if (r < 0)
+                return r;
+        r = (int)a.value;
+        lp_fs_resp_release(&a);
+        return r;
+}
+
+/* Stage the pages of a big file in a local install session [P3]. */
+static int stage_big(struct ss_pull *p, struct conns *cx, uint32_t fg, const struct lp_rs_state *st,
+                     uint64_t *ret_session, char *msg, size_t cap)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = st->ino,
+                               .flags = LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_TRUNC };
+        struct lp_fs_resp a;
+        uint64_t session;
+        int r = call(p, cx->local, &q, &a, msg, cap);
+
+        if (r < 0)
+                return r;
+        session = a.session;
+        lp_fs_resp_release(&a);
+        *ret_session = session;
+        for (size_t i = 0; i < st->nextents; i++) {
+                uint64_t off = st->extents[i].page * 4096, end = off + st->extents[i].npages * 4096;
+
+                if (end > st->size)
+                        end = st->size;
+                while (off < end) {
+                        struct lp_fs_req rq = { .op = LP_FS_READ, .fg = fg, .ino = st->ino, .offset = off,
+                                                .length = end - off < LP_FS_DATA_MAX ? end - off : LP_FS_DATA_MAX };
+                        struct lp_fs_resp ra, ia;
+                        struct lp_fs_req iq = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = st->ino,
+                                                .session = session, .flags = LP_FS_INSTALL_DATA, .offset = off };
+
+                        r = call(p, cx->peer, &rq, &ra, msg, cap);
+                        if (r < 0)
+                                return r;
+                        if (!ra.datalen) {              /* shrunk meanwhile: [P3] catches it */
+                                lp_fs_resp_release(&ra);
+                                break;
+                        }
+                        iq.data = ra.data;
+                        iq.datalen = ra.datalen;
+                        r = call(p, cx->local, &iq, &ia, msg, cap);
+                        off += ra.datalen;
+                        lp_fs_resp_release(&ra);
+                        if (r < 0)
+                                return r;
+                        lp_fs_resp_release(&ia);
+                }
+        }
+        return 0;
+}
+
+/* Has the peer's copy of ino moved past vv since it was fetched? [P3] */
+static int changed_since(struct ss_pull *p, struct conns *cx, uint32_t fg, const struct lp_rs_state *st,
+                         char *msg, size_t cap)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = st->ino, .flags = LP_FS_FETCH_VV };
+        struct lp_fs_resp a;
+        struct lp_rs_state now;
+        int r = call(p, cx->peer, &q, &a, msg, cap);
+
+        if (r < 0)
+                return r;
+        r = lp_rs_state_decode(a.data, a.datalen, &now);
+        if (r >= 0) {
+                r = now.kind != st->kind || now.vvlen != st->vvlen || memcmp(now.vv, st->vv, st->vvlen);
+                lp_rs_state_free(&now);
+        } else {
+                snprintf(msg, cap, "ss_fetch: a malformed state");
+        }
+        lp_fs_resp_release(&a);
+        return r;
+}
+
+/* Pull one file: 1 installed, 0 not needed, or an error. */
+static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, char *msg, size_t cap)
+{
+        for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
+                struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
+                struct lp_fs_resp a;
+                struct lp_rs_state st;
+                uint64_t session = 0;
+                int r = call(p, cx->peer, &q, &a, msg, cap);
+
+                if (r == -ENOENT)
+                        return 0;       /* neither a row nor a deletion record: nothing to pull */
+                if (r < 0)
+                        return r;
+                r = lp_rs_state_decode(a.data, a.datalen, &st);
+                if (r < 0) {
+                        snprintf(msg, cap, "ss_fetch of %#" PRIx64 ": a malformed state", ino);
+                        lp_fs_resp_release(&a);
+                        return r;
+                }
+                if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
+                        r = stage_big(p, cx, fg, &st, &session, msg, cap);
+                        if (r >= 0) {
+                                r = changed_since(p, cx, fg, &st, msg, cap);
+                                if (r == 1) {
+                                        struct lp_fs_req ab = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino,
+                                                                .session = session, .flags = LP_FS_INSTALL_ABORT };
+                                        struct lp_fs_resp aa;
+                                        char m2[64];
+
+                                        if (call(p, cx->local, &ab, &aa, m2, sizeof(m2)) >= 0)
+                                                lp_fs_resp_release(&aa);
+                                        lp_rs_state_free(&st);
+                                        lp_fs_resp_release(&a);
+                                        continue;
+                                }
+                        }
+                        if (r < 0) {
+                                lp_rs_state_free(&st);
+                                lp_fs_resp_release(&a);
+                                return r;
+                        }
+                }
+                r = install_state(p, cx, fg, ino, session, a.data, a.datalen, msg, cap);
+                lp_rs_state_free(&st);
+                lp_fs_resp_release(&a);
+                return r;
+        }
+        snprintf(msg, cap, "file %#" PRIx64 " kept changing while it was pulled; trying again later", ino);
+        return -EAGAIN;
+}
+
+/* ---- one pass over <fg, peer> ---------------------------------------------------------- */
+
+/* 1 if there was something to do, 0 if not, or an error (msg says why). */
+static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t fg, char *msg, size_t cap)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_CHANGES, .fg = fg, .length = SS_PULL_CHANGES };
+        struct lp_fs_req cq = { .op = LP_FS_SS_FETCH, .fg = fg, .flags = LP_FS_FETCH_COMPARE, .site = pe->site };
+        struct lp_fs_resp a, ca;
+        struct link *l;
+        uint64_t *inos = NULL, wm, pulled = 0;
+        size_t n, npull = 0;
+        struct cm_rd rd;
+        int r;
+
+        pthread_mutex_lock(&p->mu);
+        l = link_get(p, fg, pe->site);
+        if (l && !l->loaded) {
+                l->wm = wm_load(p, fg, pe->site);
+                l->loaded = true;
+        }
+        wm = l ? l->wm : 0;
+        pthread_mutex_unlock(&p->mu);
+        if (!l) {
+                snprintf(msg, cap, "too many file groups and peers");
+                return -ENOSPC;
+        }
+        q.offset = wm;
+        r = call(p, cx->peer, &q, &a, msg, cap);
+        if (r < 0)
+                return r;
+        r = lp_rs_changes_open(&rd, a.data, a.datalen, &n);
+        if (r < 0) {
+                snprintf(msg, cap, "ss_changes: a malformed change list");
+                lp_fs_resp_release(&a);
+                return r;
+        }
+        if (n) {
+                cq.data = a.data;
+                cq.datalen = a.datalen;
+                r = call(p, cx->local, &cq, &ca, msg, cap);
+                if (r >= 0) {
+                        r = lp_rs_pulls_decode(ca.data, ca.datalen, &inos, &npull);
+                        lp_fs_resp_release(&ca);
+                        if (r < 0)
+                                snprintf(msg, cap, "ss_fetch compare: a malformed pull list");
+                }
+                for (size_t i = 0; r >= 0 && i < npull && !stopping(p); i++) {
+                        r = pull_one(p, cx, fg, inos[i], msg, cap);
+                        if (r > 0)
+                                pulled++;
+                }
+                free(inos);
+        }
+        if (r >= 0 && stopping(p))
+                r = -ECANCELED;
+        pthread_mutex_lock(&p->mu);
+        l->contact_us = cm_now_us();
+        l->pulled += pulled;
+        if (r >= 0) {                           /* [P1] */
+                l->peer_seq = a.eof ? a.value : l->peer_seq > a.value ? l->peer_seq : a.value;
+                if (a.value != l->wm) {
+                        l->wm = a.value;
+                        wm = a.value;
+                } else {
+                        wm = 0;
+                }
+                l->err = 0;
+                l->msg[0] = 0;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (r >= 0 && wm)
+                wm_save(p, fg, pe->site, wm);
+        lp_fs_resp_release(&a);
+        if (r < 0)
+                return r;
+        return n > 0 || !a.eof;
+}
+
+static void *peer_main(void *arg)
+{
+        struct peer *pe = arg;
+        struct ss_pull *p = pe->p;
+        struct conns cx = { 0 };
+        uint32_t backoff = 0;
+        char msg[256];
+
+        while (!stopping(p)) {
+                uint32_t fgs[MAX_LINKS];
+                size_t nfgs = 0;
+                char host[HOST_MAX];
+                uint16_t port;
+                bool busy = false;
+                int r = 0;
+
+                pthread_mutex_lock(&p->mu);
+                snprintf(host, sizeof(host), "%s", pe->host);
+                port = pe->port;
+                for (size_t i = 0; i < p->nlinks; i++)
+                        if (p->links[i].site == pe->site && p->links[i].active)
+                                fgs[nfgs++] = p->links[i].fg;
+                pthread_mutex_unlock(&p->mu);
+                if (!cx.local)
+                        r = connect_to(p, p->self_host, p->o.self_port, &cx.local);
+                if (r >= 0 && !cx.peer && nfgs)
+                        r = connect_to(p, host, port, &cx.peer);
+                if (r < 0)
+                        snprintf(msg, sizeof(msg), "cannot connect to %s: %s", cx.local ? "the peer" :
+                                 "this site's own server", strerror(-r));
+                for (size_t i = 0; r >= 0 && i < nfgs && !stopping(p); i++) {
+                        r = pass(p, pe, &cx, fgs[i], msg, sizeof(msg));
+                        if (r > 0)
+                                busy = true;
+                        if (r < 0 && r != -ECANCELED) {
+                                link_error(p, fgs[i], pe->site, r, msg);
+                                if (!pe->failing)
+                                        cm_log(LOG_NOTICE, "fg %u: pulling from site %" PRIu64 " (%s:%u): %s",
+                                               fgs[i], pe->site, host, port, msg);
+                                pe->failing = true;
+                        }
+                }
+                if (r < 0) {
+                        /* Start over on fresh connections after a pause. */
+                        lp_client_close(cx.peer);
+                        lp_client_close(cx.local);
+                        cx.peer = cx.local = NULL;
+                        backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
+                        pause_ms(p, backoff);
+                        continue;
+                }
+                if (pe->failing && nfgs) {
+                        cm_log(LOG_INFO, "pulling from site %" PRIu64 " (%s:%u) works again", pe->site, host, port);
+                        pe->failing = false;
+                }
+                backoff = 0;
+                if (!busy)
+                        pause_ms(p, p->o.poll_ms);
+        }
+        lp_client_close(cx.peer);
+        lp_client_close(cx.local);
+        return NULL;
+}
+
+/* ---- the manager: who holds what ------------------------------------------------------ */
+
+static struct peer *peer_get(struct ss_pull *p, uint64_t site)
+{
+        for (size_t i = 0; i < p->npeers; i++)
+                if (p->peers[i]->site == site)
+                        return p->peers[i];
+        return NULL;
+}
+
+/* Take the mount table in (caller holds mu); new peers are returned to
+ * be started outside the lock. */
+static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct peer **fresh, size_t *nfresh)
+{
+        for (size_t i = 0; i < p->nlinks; i++)
+                p->links[i].active = false;
+        for (size_t i = 0; i < mt->nmounts; i++) {
+                const struct lp_fs_mount *m = &mt->mounts[i];
+                bool mine = false;
+
+                for (size_t j = 0; j < m->nholders; j++)
+                        if (m->holders[j].site == p->o.site)
+                                mine = true;
+                if (!mine)
+                        continue;
+                for (size_t j = 0; j < m->nholders; j++) {
+                        const struct lp_fs_holder *h = &m->holders[j];
+                        struct peer *pe;
+                        struct link *l;
+
+                        if (h->site == p->o.site || !h->port || !h->host || strlen(h->host) >= HOST_MAX)
+                                continue;
+                        l = link_get(p, m->fg, h->site);
+                        if (!l)
+                                continue;
+                        l->active = true;
+                        pe = peer_get(p, h->site);
+                        if (!pe && p->npeers < MAX_PEERS && (pe = calloc(1, sizeof(*pe)))) {
+                                pe->p = p;
+                                pe->site = h->site;
+                                p->peers[p->npeers++] = pe;
+                                fresh[(*nfresh)++] = pe;
+                        }
+                        if (pe) {
+                                snprintf(pe->host, sizeof(pe->host), "%s", h->host);
+                                pe->port = (uint16_t)h->port;
+                        }
+                }
+        }
+}
+
+static void *mgr_main(void *arg)
+{
+        struct ss_pull *p = arg;
+        struct lp_client *css = NULL;
+
+        while (!stopping(p)) {
+                struct lp_fs_req q = { .op = LP_FS_CSS_MOUNTTABLE };
+                struct lp_fs_resp mt;
+                struct peer *fresh[MAX_PEERS];
+                size_t nfresh = 0;
+                char msg[256];
+                uint16_t port = p->o.css_port;
+                int r = 0;
+
+                if (p->css_port_file)
+                        r = cm_read_port_file(p->css_port_file, &port);
+                if (r >= 0 && !css)
+                        r = connect_to(p, p->css_host ? p->css_host : "127.0.0.1", port, &css);
+                if (r >= 0)
+                        r = call(p, css, &q, &mt, msg, sizeof(msg));
+                else
+                        snprintf(msg, sizeof(msg), "cannot reach the CSS: %s", strerror(-r));
+                if (r < 0) {
+                        if (!p->css_failing)
+                                cm_log(LOG_NOTICE, "replication: cannot read the mount table: %s", msg);
+                        p->css_failing = true;
+                        lp_client_close(css);
+                        css = NULL;
+                } else {
+                        p->css_failing = false;
+                        pthread_mutex_lock(&p->mu);
+                        take_table(p, &mt, fresh, &nfresh);
+                        pthread_mutex_unlock(&p->mu);
+                        lp_fs_resp_release(&mt);
+                        for (size_t i = 0; i < nfresh; i++) {
+                                if (pthread_create(&fresh[i]->th, NULL, peer_main, fresh[i]) == 0)
+                                        fresh[i]->started = true;
+                                else
+                                        cm_log(LOG_ERR, "replication: cannot start the thread for site %"
+                                               PRIu64, fresh[i]->site);
+                        }
+                }
+                pause_ms(p, p->o.refresh_ms);
+        }
+        lp_client_close(css);
+        return NULL;
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+static char *dup_opt(const char *s, bool *oom)
+{
+        char *d;
+
+        if (!s)
+                return NULL;
+        d = strdup(s);
+        if (!d)
+                *oom = true;
+        return d;
+}
+
+int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
+{
+        struct ss_pull *p;
+        bool oom = false;
+        pthread_condattr_t ca;
+        int r;
+
+        *ret = NULL;
+        if (!o->data_dir || !o->self_host || !o->self_port || (!o->css_port && !o->css_port_file))
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->o = *o;
+        p->data_dir = dup_opt(o->data_dir, &oom);
+        p->self_host = dup_opt(o->self_host, &oom);
+        p->css_host = dup_opt(o->css_host, &oom);
+        p->css_port_file = dup_opt(o->css_port_file, &oom);
+        if (!p->o.refresh_ms)
+                p->o.refresh_ms = 1000;
+        if (!p->o.poll_ms)
+                p->o.poll_ms = 50;
+        if (!p->o.timeout_ms)
+                p->o.timeout_ms = 10000;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&p->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        if (oom) {
+                ss_pull_stop(p);
+                return -ENOMEM;
+        }
+        r = pthread_create(&p->mgr, NULL, mgr_main, p);
+        if (r) {
+                ss_pull_stop(p);
+                return -r;
+        }
+        p->mgr_started = true;
+        *ret = p;
+        return 0;
+}
+
+void ss_pull_signal(struct ss_pull *p)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->mu);
+        p->stop = true;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+}
+
+void ss_pull_stop(struct ss_pull *p)
+{
+        if (!p)
+                return;
+        ss_pull_signal(p);
+        if (p->mgr_started)
+                pthread_join(p->mgr, NULL);
+        for (size_t i = 0; i < p->npeers; i++) {
+                if (p->peers[i]->started)
+                        pthread_join(p->peers[i]->th, NULL);
+                free(p->peers[i]);
+        }
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        free(p->data_dir);
+        free(p->self_host);
+        free(p->css_host);
+        free(p->css_port_file);
+        free(p);
+}
+
+static void json_text(FILE *m, const char *s)
+{
+        fputc('"', m);
+        for (; *s; s++) {
+                if (*s == '"' || *s == '\\')
+                        fprintf(m, "\\%c", *s);
+                else if ((unsigned char)*s < 0x20)
+                        fprintf(m, "\\u%04x", (unsigned char)*s);
+                else
+                        fputc(*s, m);
+        }
+        fputc('"', m);
+}
+
+void ss_pull_status_json(struct ss_pull *p, FILE *m)
+{
+        uint64_t now = cm_now_us();
+
+        fputc('[', m);
+        if (p) {
+                pthread_mutex_lock(&p->mu);
+                for (size_t i = 0, k = 0; i < p->nlinks; i++) {
+                        const struct link *l = &p->links[i];
+
+                        if (!l->active)
+                                continue;
+                        fprintf(m, "%s{\"fg\":%u,\"site\":%" PRIu64 ",\"watermark\":%" PRIu64
+                                ",\"peer_seq\":%" PRIu64 ",\"pulled\":%" PRIu64 ",\"contact_ms_ago\":%" PRId64
+                                ",\"error\":", k++ ? "," : "", l->fg, l->site, l->wm, l->peer_seq, l->pulled,
+                                l->contact_us ? (int64_t)((now - l->contact_us) / 1000) : -1);
+                        if (l->err)
+                                json_text(m, l->msg);
+                        else
+                                fputs("null", m);
+                        fputc('}', m);
+                }
+                pthread_mutex_unlock(&p->mu);
+        }
+        fputc(']', m);
+}

@@ -1,0 +1,76 @@
+/*
+ * ss_pull.h -- the replicator of a storage site (docs/replication.md,
+ * "Propagation"): it keeps this site's containers in step with the other
+ * holders of their file groups by pulling what they changed.
+ *
+ * A manager thread reads the mount table from the CSS every refresh
+ * interval and, for every file group this site holds, learns the other
+ * holders and where they listen.  One worker thread per peer site then
+ * loops over the file groups it shares with that peer:
+ *   SS_CHANGES(peer, since = watermark)  what the peer changed,
+ *   SS_FETCH COMPARE (here)              which of those we must pull,
+ *   SS_FETCH / READ (peer)               each such file's state and data,
+ *   SS_INSTALL (here)                    one local commit per file,
+ * then moves the watermark to where the peer's answer ends.  Installs go
+ * through this site's own server like any request (the loop thread owns
+ * the containers), so the replicator touches no container itself.
+ *
+ * [P1] The watermark of <fg, peer> moves only after every change it
+ *      covers was installed or found not to need it: after a crash or an
+ *      error the same changes are asked for again (installs are
+ *      idempotent: a state not newer than ours is a no-op, ss_repl.c [R1]).
+ * [P2] Watermarks are kept in DATA/fg-<id>/pull-<site> (written with a
+ *      rename; not fsynced: a lost one only makes the next pass compare
+ *      more files).  They are not commits, so keeping them never changes
+ *      the change stream other sites read.
+ * [P3] A big file's pages are read from the peer in pieces; afterwards its
+ *      vector is asked again, and a file that changed meanwhile is pulled
+ *      again (at most SS_PULL_RETRIES times in a pass), so an install never
+ *      mixes two versions.
+ *
+ * Status (ss_pull_status_json, part of SS_STATUS): per <fg, peer>: the
+ * watermark, the peer's last seq we know of, files pulled, the last error.
+ *
+ * Ownership: options are copied.  Threads: ss_pull_start/stop from one
+ * thread; ss_pull_status_json from any.  Errors: -ENOMEM, -EINVAL,
+ * pthread errors.
+ */
+#ifndef SS_PULL_H
+#define SS_PULL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lp_key.h"
+
+#define SS_PULL_RETRIES 3
+#define SS_PULL_CHANGES 512u            /* changes asked for at once */
+
+struct ss_pull_opts {
+        uint8_t key[LP_KEY_SIZE];
+        uint64_t site;
+        const char *data_dir;
+        const char *self_host;          /* this site's storage server */
+        uint16_t self_port;
+        const char *css_host;           /* NULL: 127.0.0.1 (with a port file) */
+        uint16_t css_port;
+        const char *css_port_file;      /* read at every refresh; NULL: css_port */
+        uint32_t refresh_ms;            /* mount table; 0 = 1000 */
+        uint32_t poll_ms;               /* idle pause between passes; 0 = 50 */
+        uint32_t timeout_ms;            /* per call; 0 = 10000 */
+};
+
+struct ss_pull;
+
+int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret);
+/* Ask the threads to stop, without waiting (they finish their current
+ * call, bounded by timeout_ms).  Accepts NULL. */
+void ss_pull_signal(struct ss_pull *p);
+/* Stop, wait for the threads, free.  Accepts NULL.  Not from a thread
+ * whose work a pending call waits for (the storage daemon's loop thread
+ * while its server runs): the call would wait its whole timeout. */
+void ss_pull_stop(struct ss_pull *p);
+/* A JSON array, one object per <fg, peer>. */
+void ss_pull_status_json(struct ss_pull *p, FILE *m);
+
+#endif

@@ -1,0 +1,722 @@
+/*
+ * check_repl.c -- what storage sites serve each other to replicate
+ * (storage/ss_repl.c, docs/replication.md): SS_CHANGES, SS_FETCH (and its
+ * COMPARE form) and SS_INSTALL, between two real storage servers (site 1
+ * and site 2, each on its own loop thread, real SQLite, real logs) on
+ * 127.0.0.1.  The test plays the replicator's part by hand (what
+ * storage/ss_pull.c does in the daemon), so each rule of ss_repl.c is
+ * checked on its own: [R1] only a dominating state installs, [R2] the
+ * vector travels unchanged, [R3] a directory's entries become the pulled
+ * ones; deletions travel as deletion records; big files travel in
+ * staged pieces and keep their holes.
+ */
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cm.h"
+#include "cm_codec.h"
+#include "lp_conn.h"
+#include "lp_fs.h"
+#include "lp_rs.h"
+#include "ss_srv.h"
+#include "testutil.h"
+
+#define CHECK(c) \
+        do { \
+                if (!(c)) \
+                        ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #c); \
+        } while (0)
+#define CHECK_EQ(a, b) \
+        do { \
+                long long a_ = (long long)(a), b_ = (long long)(b); \
+                if (a_ != b_) \
+                        ck_abort_msg("%s:%d: %s == %lld, expected %s == %lld", __FILE__, __LINE__, #a, a_, #b, b_); \
+        } while (0)
+
+#define WAIT_MS 10000
+#define ROOT 1u
+#define PAGE 4096u
+
+static uint8_t KEY[LP_KEY_SIZE];
+
+/* ---- two storage servers -------------------------------------------------------------- */
+
+struct tsrv {
+        pthread_t thr;
+        uv_loop_t loop;
+        struct ss_srv *s;
+        struct ss_opts o;
+        char data[PATH_MAX];
+        uint16_t port;
+        int err;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        bool ready;
+};
+
+static void *tsrv_main(void *arg)
+{
+        struct tsrv *t = arg;
+        int r;
+
+        uv_loop_init(&t->loop);
+        r = ss_srv_new(&t->loop, &t->o, &t->s);
+        pthread_mutex_lock(&t->mu);
+        t->err = r;
+        if (r >= 0)
+                t->port = ss_srv_port(t->s);
+        t->ready = true;
+        pthread_cond_broadcast(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        uv_run(&t->loop, UV_RUN_DEFAULT);
+        ss_srv_free(t->s);
+        uv_loop_close(&t->loop);
+        return NULL;
+}
+
+static struct tsrv *tsrv_start(uint64_t site)
+{
+        struct tsrv *t = calloc(1, sizeof(*t));
+
+        CHECK(t);
+        snprintf(t->data, sizeof(t->data), "%s/data%llu", tu_tmpdir(), (unsigned long long)site);
+        ss_opts_default(&t->o);
+        t->o.data_dir = t->data;
+        memcpy(t->o.key, KEY, sizeof(KEY));
+        t->o.site = site;
+        t->o.sweep_ms = 50;
+        t->o.segment_size = 1u << 20;
+        t->o.space_reserve = 0;
+        t->o.create_root = true;
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_cond_init(&t->cv, NULL);
+        CHECK(pthread_create(&t->thr, NULL, tsrv_main, t) == 0);
+        pthread_mutex_lock(&t->mu);
+        while (!t->ready)
+                pthread_cond_wait(&t->cv, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+        if (t->err < 0)
+                ck_abort_msg("ss_srv_new failed: %s", strerror(-t->err));
+        return t;
+}
+
+static void tsrv_stop(struct tsrv *t)
+{
+        ss_srv_stop_async(t->s);
+        pthread_join(t->thr, NULL);
+        free(t);
+}
+
+static struct lp_client *cl_connect(uint16_t port)
+{
+        struct lp_client *c = NULL;
+        int r = lp_client_connect("127.0.0.1", port, KEY, 9, WAIT_MS, &c);
+
+        if (r < 0)
+                ck_abort_msg("connect to port %u: %s", port, strerror(-r));
+        CHECK(lp_client_set_max_frame(c, LP_FS_DATA_MAX + (1u << 16)) == 0);
+        return c;
+}
+
+/* ---- calls ------------------------------------------------------------------------------------ */
+
+static struct lp_fs_req Q(uint32_t op)
+{
+        struct lp_fs_req q = { .op = op, .fg = 1 };
+
+        q.cred.uid = 1000;
+        q.cred.gid = 1000;
+        q.cred.umask = 022;
+        return q;
+}
+
+/* Call; the answer must be a success (released by the caller). */
+static struct lp_fs_resp ok(struct lp_client *c, const struct lp_fs_req *q)
+{
+        struct lp_fs_resp a;
+        char *msg = NULL;
+        int r = lp_fs_call(c, q, WAIT_MS, &a, &msg);
+
+        if (r < 0)
+                ck_abort_msg("%s: transport %s (%s)", lp_fs_op_name(q->op), strerror(-r), msg ? msg : "");
+        if (a.status < 0)
+                ck_abort_msg("%s: %s (%s)", lp_fs_op_name(q->op), strerror(-a.status),
+                             a.message ? a.message : "");
+        return a;
+}
+
+static int status_of(struct lp_client *c, const struct lp_fs_req *q)
+{
+        struct lp_fs_resp a;
+        int r = lp_fs_call(c, q, WAIT_MS, &a, NULL);
+
+        CHECK(r == 0);
+        r = a.status;
+        lp_fs_resp_release(&a);
+        return r;
+}
+
+/* Attributes kept past their answer (the vector points into our copy). */
+struct fa {
+        struct lp_fs_attr a;
+        uint8_t vv[LP_FS_VV_MAX];
+};
+
+static void keep(struct fa *f, const struct lp_fs_attr *a)
+{
+        CHECK(a->vvlen <= sizeof(f->vv));
+        f->a = *a;
+        if (a->vvlen)
+                memcpy(f->vv, a->vv, a->vvlen);
+        f->a.vv = f->vv;
+}
+
+static uint64_t lookup(struct lp_client *c, uint64_t dir, const char *name, struct fa *ret)
+{
+        struct lp_fs_req q = Q(LP_FS_LOOKUP);
+        struct lp_fs_resp a;
+        uint64_t ino;
+
+        q.parent = dir;
+        q.name = (const uint8_t *)name;
+        q.namelen = strlen(name);
+        a = ok(c, &q);
+        ino = a.attr.ino;
+        if (ret)
+                keep(ret, &a.attr);
+        lp_fs_resp_release(&a);
+        return ino;
+}
+
+static uint64_t mkfile(struct lp_client *c, uint64_t dir, const char *name, const void *data, size_t len,
+                       uint64_t off)
+{
+        struct lp_fs_req q = Q(LP_FS_CREATE);
+        struct lp_fs_resp a;
+        uint64_t ino, sess;
+
+        q.parent = dir;
+        q.name = (const uint8_t *)name;
+        q.namelen = strlen(name);
+        q.mode = S_IFREG | 0644;
+        q.flags = 02 | 0100;            /* O_RDWR | O_CREAT */
+        a = ok(c, &q);
+        ino = a.attr.ino;
+        sess = a.session;
+        lp_fs_resp_release(&a);
+        if (len) {
+                q = Q(LP_FS_WRITE);
+                q.ino = ino;
+                q.session = sess;
+                q.offset = off;
+                q.data = data;
+                q.datalen = len;
+                a = ok(c, &q);
+                lp_fs_resp_release(&a);
+        }
+        q = Q(LP_FS_COMMIT);
+        q.ino = ino;
+        q.session = sess;
+        q.flags = LP_FS_COMMIT_END;
+        a = ok(c, &q);
+        lp_fs_resp_release(&a);
+        return ino;
+}
+
+/* Write len bytes at off in a new session of ino, and commit. */
+static void rewrite(struct lp_client *c, uint64_t ino, const void *data, size_t len, uint64_t off)
+{
+        struct lp_fs_req q = Q(LP_FS_OPEN);
+        struct lp_fs_resp a;
+        uint64_t sess;
+
+        q.ino = ino;
+        q.flags = 02;
+        a = ok(c, &q);
+        sess = a.session;
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_WRITE);
+        q.ino = ino;
+        q.session = sess;
+        q.offset = off;
+        q.data = data;
+        q.datalen = len;
+        a = ok(c, &q);
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_COMMIT);
+        q.ino = ino;
+        q.session = sess;
+        q.flags = LP_FS_COMMIT_END;
+        a = ok(c, &q);
+        lp_fs_resp_release(&a);
+}
+
+static size_t readall(struct lp_client *c, uint64_t ino, uint64_t off, void *buf, size_t cap)
+{
+        struct lp_fs_req q = Q(LP_FS_READ);
+        struct lp_fs_resp a;
+        size_t n;
+
+        q.ino = ino;
+        q.offset = off;
+        q.length = cap;
+        a = ok(c, &q);
+        n = a.datalen;
+        memcpy(buf, a.data, n);
+        lp_fs_resp_release(&a);
+        return n;
+}
+
+static struct fa getattr(struct lp_client *c, uint64_t ino)
+{
+        struct lp_fs_req q = Q(LP_FS_GETATTR);
+        struct lp_fs_resp a;
+        struct fa at;
+
+        q.ino = ino;
+        a = ok(c, &q);
+        keep(&at, &a.attr);
+        lp_fs_resp_release(&a);
+        return at;
+}
+
+/* ---- the replicator's part, by hand ------------------------------------------------------------ */
+
+/* Install one file from src into dst: 1 installed, 0 not (older, equal, concurrent). */
+static int pull_one(struct lp_client *src, struct lp_client *dst, uint64_t ino)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_FETCH);
+        struct lp_fs_resp a, b;
+        struct lp_rs_state st;
+        uint64_t session = 0;
+        int r;
+
+        q.ino = ino;
+        a = ok(src, &q);
+        CHECK(lp_rs_state_decode(a.data, a.datalen, &st) == 0);
+        if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
+                q = Q(LP_FS_SS_INSTALL);
+                q.ino = ino;
+                q.flags = LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_TRUNC;
+                b = ok(dst, &q);
+                session = b.session;
+                lp_fs_resp_release(&b);
+                for (size_t i = 0; i < st.nextents; i++) {
+                        uint64_t off = st.extents[i].page * PAGE, end = off + st.extents[i].npages * PAGE;
+
+                        if (end > st.size)
+                                end = st.size;
+                        while (off < end) {
+                                struct lp_fs_req rq = Q(LP_FS_READ), iq = Q(LP_FS_SS_INSTALL);
+                                struct lp_fs_resp ra, ia;
+
+                                rq.ino = ino;
+                                rq.offset = off;
+                                rq.length = end - off;
+                                ra = ok(src, &rq);
+                                CHECK(ra.datalen > 0);
+                                iq.ino = ino;
+                                iq.session = session;
+                                iq.flags = LP_FS_INSTALL_DATA;
+                                iq.offset = off;
+                                iq.data = ra.data;
+                                iq.datalen = ra.datalen;
+                                ia = ok(dst, &iq);
+                                lp_fs_resp_release(&ia);
+                                off += ra.datalen;
+                                lp_fs_resp_release(&ra);
+                        }
+                }
+        }
+        q = Q(LP_FS_SS_INSTALL);
+        q.ino = ino;
+        q.session = session;
+        q.flags = LP_FS_INSTALL_COMMIT;
+        q.blob = a.data;
+        q.bloblen = a.datalen;
+        b = ok(dst, &q);
+        r = (int)b.value;
+        lp_fs_resp_release(&b);
+        lp_rs_state_free(&st);
+        lp_fs_resp_release(&a);
+        return r;
+}
+
+/* One full pass src -> dst from watermark *wm: returns files installed. */
+static int sync_pass(struct lp_client *src, struct lp_client *dst, uint64_t *wm)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_CHANGES);
+        struct lp_fs_resp a, cmp;
+        uint64_t *inos;
+        size_t n;
+        int installed = 0;
+
+        for (;;) {
+                q.offset = *wm;
+                a = ok(src, &q);
+                q.op = LP_FS_SS_FETCH;
+                q.flags = LP_FS_FETCH_COMPARE;
+                q.data = a.data;
+                q.datalen = a.datalen;
+                cmp = ok(dst, &q);
+                CHECK(lp_rs_pulls_decode(cmp.data, cmp.datalen, &inos, &n) == 0);
+                for (size_t i = 0; i < n; i++)
+                        installed += pull_one(src, dst, inos[i]);
+                free(inos);
+                lp_fs_resp_release(&cmp);
+                *wm = a.value;
+                if (a.eof) {
+                        lp_fs_resp_release(&a);
+                        return installed;
+                }
+                lp_fs_resp_release(&a);
+                q = Q(LP_FS_SS_CHANGES);
+        }
+}
+
+/* The listing of dir: names and cookies, "name@cookie\n" each. */
+static void listing(struct lp_client *c, uint64_t dir, char *buf, size_t cap)
+{
+        struct lp_fs_req q = Q(LP_FS_READDIR);
+        size_t len = 0;
+
+        buf[0] = 0;
+        q.ino = dir;
+        q.length = 1000;
+        for (;;) {
+                struct lp_fs_resp a = ok(c, &q);
+                bool eof = a.eof;
+
+                for (size_t i = 0; i < a.nentries; i++) {
+                        int k = snprintf(buf + len, cap - len, "%.*s@%llu\n", (int)a.entries[i].namelen,
+                                         (const char *)a.entries[i].name, (unsigned long long)a.entries[i].next);
+
+                        CHECK(k > 0 && (size_t)k < cap - len);
+                        len += (size_t)k;
+                        q.offset = a.entries[i].next;
+                }
+                lp_fs_resp_release(&a);
+                if (eof)
+                        return;
+        }
+}
+
+static void same_attr(const struct fa *fa, const struct fa *fb)
+{
+        const struct lp_fs_attr *a = &fa->a, *b = &fb->a;
+
+        CHECK_EQ(a->ino, b->ino);
+        CHECK_EQ(a->size, b->size);
+        CHECK_EQ(a->mode, b->mode);
+        CHECK_EQ(a->nlink, b->nlink);
+        CHECK_EQ(a->uid, b->uid);
+        CHECK_EQ(a->gid, b->gid);
+        CHECK_EQ(a->mtime.sec, b->mtime.sec);
+        CHECK_EQ(a->mtime.nsec, b->mtime.nsec);
+        CHECK_EQ(a->generation, b->generation);
+        CHECK_EQ(a->version, b->version);
+        CHECK(a->vvlen > 0);
+        CHECK_EQ(a->vvlen, b->vvlen);
+        CHECK(!memcmp(a->vv, b->vv, a->vvlen));
+}
+
+/* ---- cases ------------------------------------------------------------------------------------ */
+
+START_TEST(t_repl_tree)
+{
+        struct tsrv *s1 = tsrv_start(1), *s2 = tsrv_start(2);
+        struct lp_client *c1 = cl_connect(s1->port), *c2 = cl_connect(s2->port);
+        struct lp_fs_req q;
+        struct lp_fs_resp a;
+        struct fa x1, x2;
+        char l1[8192], l2[8192], buf[64];
+        uint64_t f, d, wm = 0;
+
+        f = mkfile(c1, ROOT, "f", "hello", 5, 0);
+        q = Q(LP_FS_SETXATTR);
+        q.ino = f;
+        q.name = (const uint8_t *)"user.k";
+        q.namelen = 6;
+        q.data = (const uint8_t *)"v1";
+        q.datalen = 2;
+        a = ok(c1, &q);
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_MKDIR);
+        q.parent = ROOT;
+        q.name = (const uint8_t *)"d";
+        q.namelen = 1;
+        q.mode = 0755;
+        a = ok(c1, &q);
+        d = a.attr.ino;
+        lp_fs_resp_release(&a);
+        mkfile(c1, d, "inner", "x", 1, 0);
+        q = Q(LP_FS_SYMLINK);
+        q.parent = ROOT;
+        q.name = (const uint8_t *)"l";
+        q.namelen = 1;
+        q.data = (const uint8_t *)"f";
+        q.datalen = 1;
+        a = ok(c1, &q);
+        lp_fs_resp_release(&a);
+
+        CHECK(sync_pass(c1, c2, &wm) >= 4);
+        lookup(c1, ROOT, "f", &x1);
+        lookup(c2, ROOT, "f", &x2);
+        same_attr(&x1, &x2);            /* [R2]: same inode number, vector, version */
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), 5);
+        CHECK(!memcmp(buf, "hello", 5));
+        q = Q(LP_FS_GETXATTR);
+        q.ino = f;
+        q.name = (const uint8_t *)"user.k";
+        q.namelen = 6;
+        q.length = 64;
+        a = ok(c2, &q);
+        CHECK(a.datalen == 2 && !memcmp(a.data, "v1", 2));
+        lp_fs_resp_release(&a);
+        lookup(c2, d, "inner", &x2);
+        x1 = getattr(c2, ROOT);
+        x2 = getattr(c1, ROOT);
+        same_attr(&x1, &x2);
+        /* The same listing, with the same cookies, on both copies. */
+        listing(c1, ROOT, l1, sizeof(l1));
+        listing(c2, ROOT, l2, sizeof(l2));
+        CHECK(strcmp(l1, l2) == 0);
+        CHECK(strstr(l2, "f@") && strstr(l2, "d@") && strstr(l2, "l@"));
+        /* Nothing left: a second pass installs nothing, and the copy's own
+         * stream (its installs) is nothing new for the first. */
+        CHECK_EQ(sync_pass(c1, c2, &wm), 0);
+        wm = 0;
+        CHECK_EQ(sync_pass(c2, c1, &wm), 0);
+
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
+START_TEST(t_repl_only_newer)
+{
+        struct tsrv *s1 = tsrv_start(1), *s2 = tsrv_start(2);
+        struct lp_client *c1 = cl_connect(s1->port), *c2 = cl_connect(s2->port);
+        struct lp_fs_req q;
+        struct lp_fs_resp old, a;
+        char buf[64];
+        uint64_t f, wm = 0;
+
+        f = mkfile(c1, ROOT, "f", "one", 3, 0);
+        q = Q(LP_FS_SS_FETCH);
+        q.ino = f;
+        old = ok(c1, &q);               /* the state of version one */
+        rewrite(c1, f, "two", 3, 0);
+        CHECK(sync_pass(c1, c2, &wm) >= 1);
+        /* [R1]: an older state does not install. */
+        q = Q(LP_FS_SS_INSTALL);
+        q.ino = f;
+        q.flags = LP_FS_INSTALL_COMMIT;
+        q.blob = old.data;
+        q.bloblen = old.datalen;
+        a = ok(c2, &q);
+        CHECK_EQ(a.value, 0);
+        lp_fs_resp_release(&a);
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), 3);
+        CHECK(!memcmp(buf, "two", 3));
+        /* ... nor does the same one twice. */
+        CHECK_EQ(pull_one(c1, c2, f), 0);
+        /* Concurrent changes (each copy written on its own): neither
+         * installs over the other; both keep their data. */
+        rewrite(c1, f, "AAA", 3, 0);
+        rewrite(c2, f, "BBB", 3, 0);
+        CHECK_EQ(pull_one(c1, c2, f), 0);
+        CHECK_EQ(pull_one(c2, c1, f), 0);
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), 3);
+        CHECK(!memcmp(buf, "BBB", 3));
+        CHECK_EQ(readall(c1, f, 0, buf, sizeof(buf)), 3);
+        CHECK(!memcmp(buf, "AAA", 3));
+        q = Q(LP_FS_SS_CHANGES);
+        q.offset = wm;
+        a = ok(c1, &q);
+        q = Q(LP_FS_SS_FETCH);
+        q.flags = LP_FS_FETCH_COMPARE;
+        q.data = a.data;
+        q.datalen = a.datalen;
+        {
+                struct lp_fs_resp cmp = ok(c2, &q);
+
+                CHECK_EQ(cmp.value, 0);         /* nothing to pull */
+                lp_fs_resp_release(&cmp);
+        }
+        lp_fs_resp_release(&a);
+        lp_fs_resp_release(&old);
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
+START_TEST(t_repl_delete_rename)
+{
+        struct tsrv *s1 = tsrv_start(1), *s2 = tsrv_start(2);
+        struct lp_client *c1 = cl_connect(s1->port), *c2 = cl_connect(s2->port);
+        struct lp_fs_req q;
+        struct lp_fs_resp a;
+        struct fa x;
+        char l1[8192], l2[8192];
+        uint64_t f, g, wm = 0;
+
+        f = mkfile(c1, ROOT, "gone", "data", 4, 0);
+        g = mkfile(c1, ROOT, "old", "keep", 4, 0);
+        CHECK(sync_pass(c1, c2, &wm) >= 2);
+        q = Q(LP_FS_UNLINK);
+        q.parent = ROOT;
+        q.name = (const uint8_t *)"gone";
+        q.namelen = 4;
+        a = ok(c1, &q);
+        CHECK(a.orphan);
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_FORGET_ORPHAN);
+        q.ino = f;
+        a = ok(c1, &q);
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_RENAME);
+        q.parent = ROOT;
+        q.name = (const uint8_t *)"old";
+        q.namelen = 3;
+        q.newparent = ROOT;
+        q.newname = (const uint8_t *)"new";
+        q.newnamelen = 3;
+        a = ok(c1, &q);
+        lp_fs_resp_release(&a);
+        CHECK(sync_pass(c1, c2, &wm) >= 2);
+        /* The deletion travelled as a deletion record: the inode is gone,
+         * and the copy's FETCH says so too. */
+        q = Q(LP_FS_GETATTR);
+        q.ino = f;
+        CHECK(status_of(c2, &q) < 0);
+        q = Q(LP_FS_SS_FETCH);
+        q.ino = f;
+        q.flags = LP_FS_FETCH_VV;
+        a = ok(c2, &q);
+        {
+                struct lp_rs_state st;
+
+                CHECK(lp_rs_state_decode(a.data, a.datalen, &st) == 0);
+                CHECK_EQ(st.kind, LP_RS_GONE);
+                lp_rs_state_free(&st);
+        }
+        lp_fs_resp_release(&a);
+        CHECK_EQ(lookup(c2, ROOT, "new", &x), g);
+        q = Q(LP_FS_LOOKUP);
+        q.parent = ROOT;
+        q.name = (const uint8_t *)"old";
+        q.namelen = 3;
+        CHECK(status_of(c2, &q) < 0);
+        listing(c1, ROOT, l1, sizeof(l1));
+        listing(c2, ROOT, l2, sizeof(l2));
+        CHECK(strcmp(l1, l2) == 0);
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
+START_TEST(t_repl_big_sparse)
+{
+        struct tsrv *s1 = tsrv_start(1), *s2 = tsrv_start(2);
+        struct lp_client *c1 = cl_connect(s1->port), *c2 = cl_connect(s2->port);
+        size_t mib = 1u << 20;
+        uint8_t *p = malloc(mib), *back = malloc(mib);
+        struct lp_fs_req q;
+        struct lp_fs_resp a;
+        struct fa x1, x2;
+        uint64_t f, wm = 0;
+
+        CHECK(p && back);
+        for (size_t i = 0; i < mib; i++)
+                p[i] = (uint8_t)(i * 7 + 3);
+        f = mkfile(c1, ROOT, "big", p, mib, 0);
+        rewrite(c1, f, p, mib, 5 * mib);        /* a 4 MiB hole between */
+        CHECK(sync_pass(c1, c2, &wm) >= 1);
+        x1 = getattr(c1, f);
+        x2 = getattr(c2, f);
+        same_attr(&x1, &x2);
+        CHECK_EQ(x2.a.size, 6 * mib);
+        CHECK_EQ(x2.a.blocks, x1.a.blocks);         /* the hole stayed a hole */
+        CHECK_EQ(readall(c2, f, 5 * mib, back, mib), mib);
+        CHECK(!memcmp(back, p, mib));
+        q = Q(LP_FS_LSEEK);
+        q.ino = f;
+        q.offset = 0;
+        q.whence = 4;                            /* SEEK_HOLE */
+        a = ok(c2, &q);
+        CHECK_EQ(a.value, mib);
+        lp_fs_resp_release(&a);
+        free(p);
+        free(back);
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
+START_TEST(t_repl_bad_input)
+{
+        struct tsrv *s2 = tsrv_start(2);
+        struct lp_client *c2 = cl_connect(s2->port);
+        static const uint8_t junk[] = "LS\x01\x01\xff\xff";
+        struct lp_fs_req q = Q(LP_FS_SS_INSTALL);
+        char buf[8];
+
+        q.ino = 77;
+        q.flags = LP_FS_INSTALL_COMMIT;
+        q.blob = junk;
+        q.bloblen = sizeof(junk) - 1;
+        CHECK_EQ(status_of(c2, &q), -EBADMSG);
+        q = Q(LP_FS_SS_FETCH);
+        q.flags = LP_FS_FETCH_COMPARE;
+        q.data = junk;
+        q.datalen = sizeof(junk) - 1;
+        CHECK_EQ(status_of(c2, &q), -EBADMSG);
+        q = Q(LP_FS_SS_INSTALL);
+        q.ino = 77;
+        q.flags = LP_FS_INSTALL_DATA;
+        q.data = (const uint8_t *)"x";
+        q.datalen = 1;
+        CHECK_EQ(status_of(c2, &q), -EINVAL);   /* data without a session */
+        /* The server still serves. */
+        CHECK_EQ(readall(c2, mkfile(c2, ROOT, "f", "ok", 2, 0), 0, buf, sizeof(buf)), 2);
+        lp_client_close(c2);
+        tsrv_stop(s2);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("repl");
+        TCase *tc = tcase_create("repl");
+
+        cm_log_init("check_repl", LOG_WARNING, CM_LOG_STDERR);
+        memset(KEY, 0x5a, sizeof(KEY));
+        tcase_add_test(tc, t_repl_tree);
+        tcase_add_test(tc, t_repl_only_newer);
+        tcase_add_test(tc, t_repl_delete_rename);
+        tcase_add_test(tc, t_repl_big_sparse);
+        tcase_add_test(tc, t_repl_bad_input);
+        suite_add_tcase(s, tc);
+        return tu_run_suite(s);
+}
