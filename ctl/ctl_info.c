@@ -139,9 +139,44 @@ static void jw_mounts(struct css_jw *w, const struct lp_fs_mount *mounts, size_t
                         css_jw_u64(w, m->port);
                 else
                         css_jw_null(w);
+                /* site/host/port name the primary (docs/replication.md) */
+                css_jw_key(w, "primary");
+                if (m->site)
+                        css_jw_u64(w, m->site);
+                else
+                        css_jw_null(w);
+                css_jw_key(w, "holders");
+                css_jw_arr_begin(w);
+                for (size_t h = 0; h < m->nholders; h++) {
+                        css_jw_obj_begin(w);
+                        css_jw_key(w, "site");
+                        css_jw_u64(w, m->holders[h].site);
+                        css_jw_key(w, "host");
+                        css_jw_str(w, m->holders[h].port ? m->holders[h].host : NULL);
+                        css_jw_key(w, "port");
+                        css_jw_u64(w, m->holders[h].port);
+                        css_jw_key(w, "registered");
+                        css_jw_bool(w, m->holders[h].port != 0);
+                        css_jw_obj_end(w);
+                }
+                css_jw_arr_end(w);
                 css_jw_obj_end(w);
         }
         css_jw_arr_end(w);
+}
+
+/* "1*,2,3(down)": the holders of m, the primary starred, those not registered marked. */
+static void holders_text(const struct lp_fs_mount *m, char *buf, size_t cap)
+{
+        size_t off = 0;
+
+        buf[0] = 0;
+        if (m->nholders == 0)
+                snprintf(buf, cap, "-");
+        for (size_t h = 0; h < m->nholders && off < cap; h++)
+                off += (size_t)snprintf(buf + off, cap - off, "%s%" PRIu64 "%s%s", h ? "," : "", m->holders[h].site,
+                                        m->holders[h].site == m->site ? "*" : "",
+                                        m->holders[h].port ? "" : "(down)");
 }
 
 /* ---- status ------------------------------------------------------------------- */
@@ -403,11 +438,11 @@ static int fg_list(const struct ctl_opts *o)
                 jw_mounts(&w, resp.mounts, resp.nmounts);
                 print_json(&w);
         } else {
-                printf("%-5s %-16s %-24s %-18s %-6s %s\n", "FG", "NAME", "MOUNTED AT", "ON <FG,INO>", "SITE",
-                       "STORAGE SITE");
+                printf("%-5s %-16s %-24s %-18s %-6s %-22s %s\n", "FG", "NAME", "MOUNTED AT", "ON <FG,INO>",
+                       "SITE", "STORAGE SITE", "HOLDERS (*primary)");
                 for (size_t i = 0; i < resp.nmounts; i++) {
                         const struct lp_fs_mount *m = &resp.mounts[i];
-                        char on[40] = "-", site[24] = "-", addr[96] = "(no storage site registered)";
+                        char on[40] = "-", site[24] = "-", addr[96] = "(no storage site registered)", hold[512];
 
                         if (m->parent_fg)
                                 snprintf(on, sizeof(on), "<%u,%" PRIu64 ">", m->parent_fg, m->parent_ino);
@@ -415,8 +450,9 @@ static int fg_list(const struct ctl_opts *o)
                                 snprintf(site, sizeof(site), "%" PRIu64, m->site);
                                 snprintf(addr, sizeof(addr), "%s:%u", m->host ? m->host : "?", m->port);
                         }
-                        printf("%-5u %-16s %-24s %-18s %-6s %s\n", m->fg, m->name ? m->name : "?",
-                               m->path ? m->path : "?", on, site, addr);
+                        holders_text(m, hold, sizeof(hold));
+                        printf("%-5u %-16s %-24s %-18s %-6s %-22s %s\n", m->fg, m->name ? m->name : "?",
+                               m->path ? m->path : "?", on, site, addr, hold);
                 }
         }
         lp_fs_resp_release(&resp);
@@ -439,7 +475,12 @@ static void wait_local_mount(const struct ctl_state *st, const char *path, uint6
         struct stat sb;
 
         if (fg > 0xffff || ctl_path(st, "run/mountpoint", file, sizeof(file)) < 0 ||
-            cm_read_file(file, mp, sizeof(mp)) <= 0 || !ctl_is_mounted(mp))
+            cm_read_file(file, mp, sizeof(mp)) <= 0)
+                return;
+        /* several sites: DIR is the parent of their mounts; site 1's will do */
+        if (st->nsites > 1 && strlen(mp) + 4 < sizeof(mp))
+                strcat(mp, "/s1");
+        if (!ctl_is_mounted(mp))
                 return;
         snprintf(full, sizeof(full), "%s%s", mp, path);
         for (;;) {
@@ -465,6 +506,7 @@ static void wait_local_mount(const struct ctl_state *st, const char *path, uint6
 
 static int fg_create(const struct ctl_opts *o)
 {
+        char *placement = NULL;
         struct ctl_state st;
         struct lp_fs_req rq = { .op = LP_FS_CSS_FG_CREATE };
         struct lp_fs_resp resp;
@@ -473,12 +515,62 @@ static int fg_create(const struct ctl_opts *o)
         int r;
 
         if (o->npos != 1 || !o->mount) {
-                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n");
+                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] "
+                        "[--state PATH] [--json] [--timeout SEC]\n");
                 return 2;
+        }
+        /* Placement, for the CSS: {"copies": N, "sites": [a, b, ...]} */
+        {
+                struct css_jw w;
+                char list[1024], *save = NULL, *tok, *end;
+                unsigned nsites = 0;
+
+                css_jw_init(&w);
+                css_jw_obj_begin(&w);
+                if (o->sites) {
+                        if (strlen(o->sites) >= sizeof(list)) {
+                                fprintf(stderr, "locusctl fg create: --sites: too long\n");
+                                return 2;
+                        }
+                        snprintf(list, sizeof(list), "%s", o->sites);
+                        css_jw_key(&w, "sites");
+                        css_jw_arr_begin(&w);
+                        for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                                unsigned long v;
+
+                                errno = 0;
+                                v = strtoul(tok, &end, 10);
+                                if (errno || *end || !*tok || v == 0 || v > 65535) {
+                                        fprintf(stderr, "locusctl fg create: --sites %s: site ids (1..65535) "
+                                                "separated by ','\n", o->sites);
+                                        css_jw_reset(&w);
+                                        return 2;
+                                }
+                                css_jw_u64(&w, v);
+                                nsites++;
+                        }
+                        css_jw_arr_end(&w);
+                        if (o->copies && (unsigned)o->copies > nsites) {
+                                fprintf(stderr, "locusctl fg create: --copies %d but only %u site(s) in --sites\n",
+                                        o->copies, nsites);
+                                css_jw_reset(&w);
+                                return 2;
+                        }
+                }
+                if (o->copies) {
+                        css_jw_key(&w, "copies");
+                        css_jw_u64(&w, (uint64_t)o->copies);
+                }
+                css_jw_obj_end(&w);
+                if (css_jw_finish(&w, &placement) < 0) {
+                        fprintf(stderr, "locusctl: out of memory\n");
+                        return 1;
+                }
         }
         r = ctl_state_resolve(o->state, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
+                free(placement);
                 return 1;
         }
         um = umask(0);
@@ -492,9 +584,12 @@ static int fg_create(const struct ctl_opts *o)
         rq.cred.umask = (uint32_t)um;
         if (rq.namelen > LP_FS_NAME_MAX || strlen(o->mount) > LP_FS_PATH_MAX) {
                 fprintf(stderr, "locusctl: file group '%.64s...': name or mount point too long\n", o->pos[0]);
+                free(placement);
                 return 1;
         }
+        rq.text = placement;
         r = ctl_call(&st, CTL_CSSD, &rq, CTL_FG_CREATE_MS, &resp, err, sizeof(err));
+        free(placement);
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s\n", err);
                 return 1;
@@ -536,12 +631,13 @@ int ctl_cmd_fg(int argc, char **argv)
                 return fg_list(&o);
         }
         if (argc >= 2 && !strcmp(argv[1], "create")) {
-                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT,
-                                   1, &o) < 0)
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT |
+                                   CTL_OPT_COPIES | CTL_OPT_SITES, 1, &o) < 0)
                         return 2;
                 return fg_create(&o);
         }
-        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n"
+        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] [--state PATH]\n"
+                        "                        [--json] [--timeout SEC]\n"
                         "       locusctl fg list [--state PATH] [--json]\n");
         return 2;
 }
