@@ -178,7 +178,16 @@ void css__job_release(struct css_job *j)
         free(j->path);
         free(j->eps);
         free(j->mnts);
+        free(j->want);
+        free(j->homes);
         free(j);
+}
+
+const struct css_site *css__primary(const struct css *css, uint32_t fg)
+{
+        const struct css_mount *m = css_mtab_find(css->mtab, fg);
+
+        return css_sites_primary(css->sites, fg, m ? m->holders : NULL, m ? m->nholders : 0);
 }
 
 static void css_free(struct css *css)
@@ -562,18 +571,25 @@ static void work_fgc_create(struct css_job *j)
 {
         struct lp_fs_req rq = { .op = LP_FS_SS_FG_CREATE, .fg = j->newfg };
         struct lp_fs_resp resp;
-        int r;
+        int r = 0;
 
         rq.name = (const uint8_t *)j->name;
         rq.namelen = strlen(j->name);
-        r = css__ss_call(j, &j->target, &rq, &resp);
-        if (r == 0) {
-                r = resp.status;
-                if (r < 0)
-                        snprintf(j->msg, sizeof(j->msg), "SS_FG_CREATE of file group %u '%s' at storage site %"
-                                 PRIu64 ": %s%s%s", j->newfg, j->name, j->target.site, strerror(-r),
-                                 resp.message ? ": " : "", resp.message ? resp.message : "");
-                lp_fs_resp_release(&resp);
+        /* A container at every chosen site.  If one fails, the mount is not
+         * recorded: the containers made so far stay unused under an id
+         * that is never handed out again (docs/cluster.md). */
+        for (size_t i = 0; i < j->nhomes && r == 0; i++) {
+                const struct ep *e = &j->homes[i];
+
+                r = css__ss_call(j, e, &rq, &resp);
+                if (r == 0) {
+                        r = resp.status;
+                        if (r < 0)
+                                snprintf(j->msg, sizeof(j->msg), "SS_FG_CREATE of file group %u '%s' at storage "
+                                         "site %" PRIu64 ": %s%s%s", j->newfg, j->name, e->site, strerror(-r),
+                                         resp.message ? ": " : "", resp.message ? resp.message : "");
+                        lp_fs_resp_release(&resp);
+                }
         }
         j->status = r;
         if (r < 0 && j->made_dir) {
@@ -708,14 +724,33 @@ static void after_fgc_create(struct css_job *j)
                 reply_err(j->cl, j->reqid, r, "%s", j->msg);
                 return;
         }
-        r = css_sites_add_fg(css->sites, j->target.site, j->newfg);
-        if (r < 0)
-                cm_log(LOG_WARNING, "file group %u: cannot note that storage site %" PRIu64 " holds it: %s "
-                       "(it will when the site registers again)", j->newfg, j->target.site, strerror(-r));
-        css_sites_touch(css->sites, j->target.site, cm_now_us());
-        cm_log(LOG_INFO, "file group %u '%s' created at storage site %" PRIu64 ", mounted at %s "
-               "(directory <%u,%" PRIu64 ">%s)", j->newfg, j->name, j->target.site, j->path, j->mp_fg,
-               j->mp_ino, j->made_dir ? ", created" : "");
+        {
+                uint64_t ids[CSS_MAX_HOLDERS];
+                char list[256];
+                size_t off = 0;
+
+                list[0] = 0;
+                for (size_t i = 0; i < j->nhomes; i++) {
+                        ids[i] = j->homes[i].site;
+                        if (off < sizeof(list))
+                                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%" PRIu64, i ? "," : "",
+                                                        ids[i]);
+                        r = css_sites_add_fg(css->sites, ids[i], j->newfg);
+                        if (r < 0)
+                                cm_log(LOG_WARNING, "file group %u: cannot note that storage site %" PRIu64
+                                       " holds it: %s (it will when the site registers again)", j->newfg, ids[i],
+                                       strerror(-r));
+                        css_sites_touch(css->sites, ids[i], cm_now_us());
+                }
+                r = css_mtab_add_holders(css->mtab, j->newfg, ids, j->nhomes);
+                if (r < 0)
+                        cm_log(LOG_ERR, "file group %u: its holders (sites %s) could not be recorded in %s: %s "
+                               "(they are learned again when the sites register)", j->newfg, list,
+                               css_mtab_path(css->mtab), r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
+                cm_log(LOG_INFO, "file group %u '%s' created at storage site(s) %s, mounted at %s "
+                       "(directory <%u,%" PRIu64 ">%s)", j->newfg, j->name, list, j->path, j->mp_fg,
+                       j->mp_ino, j->made_dir ? ", created" : "");
+        }
         resp.value = j->newfg;
         reply(j->cl, j->reqid, &resp);
 }
@@ -758,6 +793,52 @@ static void after_work(uv_work_t *req, int status)
 
 /* ---- file group creation ----------------------------------------------------- */
 
+/*
+ * Where the new file group's containers go: the sites asked for (each
+ * must be registered), the lowest `copies` of them; else the `copies`
+ * (default 1) lowest registered sites whose connection is up.  On failure
+ * j is answered (the caller drops it) and < 0 returned.
+ */
+static int choose_homes(struct css_job *j)
+{
+        struct css *css = j->css;
+        size_t n = css_sites_count(css->sites), want = j->copies ? j->copies : j->nwant ? j->nwant : 1;
+
+        j->homes = calloc(want, sizeof(*j->homes));
+        if (!j->homes) {
+                reply_err(j->cl, j->reqid, -ENOMEM, "out of memory");
+                return -ENOMEM;
+        }
+        if (j->nwant) {
+                /* want is sorted and unique (op_fg_create) */
+                for (size_t i = 0; i < j->nwant && j->nhomes < want; i++) {
+                        const struct css_site *s = css_sites_get(css->sites, j->want[i]);
+
+                        if (!s || !s->conn) {
+                                reply_err(j->cl, j->reqid, -EHOSTUNREACH, "storage site %" PRIu64 " is %s: "
+                                          "file group '%s' not created", j->want[i],
+                                          s ? "not connected to the CSS now" : "not registered with the CSS",
+                                          j->name);
+                                return -EHOSTUNREACH;
+                        }
+                        css__ep_of(&j->homes[j->nhomes++], s, 0);
+                }
+                return 0;
+        }
+        for (size_t i = 0; i < n && j->nhomes < want; i++) {
+                const struct css_site *s = css_sites_at(css->sites, i);
+
+                if (s->conn)
+                        css__ep_of(&j->homes[j->nhomes++], s, 0);
+        }
+        if (j->nhomes < want) {
+                reply_err(j->cl, j->reqid, -EHOSTUNREACH, "file group '%s' needs %zu copies but only %zu storage "
+                          "site(s) are registered and connected", j->name, want, j->nhomes);
+                return -EHOSTUNREACH;
+        }
+        return 0;
+}
+
 /* Snapshot what the threadpool needs and start the first stage. */
 static void fgc_start(struct css_job *j)
 {
@@ -780,11 +861,13 @@ static void fgc_start(struct css_job *j)
                 reply_err(j->cl, j->reqid, -ENOSPC, "the mount table is full (%u file groups)", CSS_MAX_FGS);
                 goto drop;
         }
-        if (!css_sites_holder(css->sites, 1)) {
+        if (!css__primary(css, 1)) {
                 reply_err(j->cl, j->reqid, -EHOSTUNREACH,
                           "no registered storage site holds the root file group: is locus-storaged running?");
                 goto drop;
         }
+        if (choose_homes(j) < 0)
+                goto drop;
         j->eps = calloc(n, sizeof(*j->eps));
         j->mnts = calloc(n, sizeof(*j->mnts));
         if (!j->eps || !j->mnts) {
@@ -793,7 +876,7 @@ static void fgc_start(struct css_job *j)
         }
         for (size_t i = 0; i < n; i++) {
                 const struct css_mount *m = css_mtab_at(css->mtab, i);
-                const struct css_site *s = css_sites_holder(css->sites, m->fg);
+                const struct css_site *s = css__primary(css, m->fg);
 
                 j->mnts[j->nmnts++] = (struct mnt){ .fg = m->fg, .parent_fg = m->parent_fg,
                                                     .parent_ino = m->parent_ino };
@@ -824,6 +907,57 @@ static void fgc_next(struct css *css)
                 }
                 fgc_start(j);
         }
+}
+
+/*
+ * CSS_FG_CREATE's text (optional): {"copies": N, "sites": [a, b, ...]}.
+ * Fills j->want (sorted, unique) and j->copies.  -EINVAL, -ENOMEM.
+ */
+static int fgc_placement(struct css_job *j, const char *text)
+{
+        struct css_jval *v = NULL;
+        const struct css_jval *c, *sites;
+        uint64_t x;
+        int r = -EINVAL;
+
+        if (!text || !*text)
+                return 0;
+        if (css_json_parse(text, strlen(text), &v) < 0 || v->type != CSS_JOBJ)
+                goto out;
+        c = css_json_get(v, "copies");
+        sites = css_json_get(v, "sites");
+        if (c) {
+                if (!css_json_uint(c, CSS_MAX_HOLDERS, &x) || x == 0)
+                        goto out;
+                j->copies = (unsigned)x;
+        }
+        if (sites) {
+                if (sites->type != CSS_JARR || sites->n == 0 || sites->n > CSS_MAX_HOLDERS)
+                        goto out;
+                j->want = calloc(sites->n, sizeof(*j->want));
+                if (!j->want) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                for (size_t i = 0; i < sites->n; i++) {
+                        size_t k;
+
+                        if (!css_json_uint(&sites->items[i], UINT64_MAX, &x) || x == 0)
+                                goto out;
+                        for (k = j->nwant; k > 0 && j->want[k - 1] > x; k--)
+                                j->want[k] = j->want[k - 1];
+                        if (k > 0 && j->want[k - 1] == x)
+                                goto out;       /* a site named twice */
+                        j->want[k] = x;
+                        j->nwant++;
+                }
+                if (j->copies > j->nwant)
+                        goto out;
+        }
+        r = 0;
+out:
+        css_json_free(v);
+        return r;
 }
 
 static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
@@ -869,6 +1003,14 @@ static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_
                 return;
         }
         snprintf(j->name, sizeof(j->name), "%s", name);
+        r = fgc_placement(j, rq->text);
+        if (r < 0) {
+                reply_err(cl, reqid, r, "file group '%s': %s", name, r == -ENOMEM ? "out of memory" :
+                          "bad placement: expected {\"copies\": N, \"sites\": [site ids]} with N from 1 to the "
+                          "number of sites given");
+                css__job_release(j);
+                return;
+        }
         j->uid = rq->cred.uid;
         j->gid = rq->cred.gid;
         j->umask = rq->cred.umask & 0777;
@@ -943,6 +1085,20 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
                 off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%u", i ? "," : "", fgs[i]);
         cm_log(LOG_INFO, "storage site %" PRIu64 " %sregistered from %s: serves %s:%u, file groups [%s]", site,
                again ? "re-" : "", cl->peer, host, (unsigned)rq->port, list);
+        /* A container there makes the site a holder of its file group
+         * (the root group on every site; a table from before holders). */
+        for (int i = 0; i < n; i++) {
+                if (!css_mtab_find(css->mtab, fgs[i]))
+                        continue;
+                r = css_mtab_add_holders(css->mtab, fgs[i], &site, 1);
+                if (r > 0)
+                        cm_log(LOG_INFO, "file group %u: storage site %" PRIu64 " holds a container: recorded as "
+                               "a holder", fgs[i], site);
+                else if (r < 0)
+                        cm_log(LOG_WARNING, "file group %u: cannot record storage site %" PRIu64 " as a holder "
+                               "in %s: %s", fgs[i], site, css_mtab_path(css->mtab),
+                               r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
+        }
         free(fgs);
         reply_ok(cl, reqid);
         css_orphans_fetch(css, site);
@@ -954,14 +1110,21 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         size_t n = css_mtab_count(css->mtab);
         struct lp_fs_mount *v = calloc(n ? n : 1, sizeof(*v));
         struct lp_fs_resp resp = { .status = 0 };
+        struct lp_fs_holder *h;
+        size_t nh = 0, k = 0;
 
-        if (!v) {
+        for (size_t i = 0; i < n; i++)
+                nh += css_mtab_at(css->mtab, i)->nholders;
+        h = calloc(nh ? nh : 1, sizeof(*h));
+        if (!v || !h) {
+                free(v);
+                free(h);
                 reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
         }
         for (size_t i = 0; i < n; i++) {
                 const struct css_mount *m = css_mtab_at(css->mtab, i);
-                const struct css_site *s = css_sites_holder(css->sites, m->fg);
+                const struct css_site *s = css__primary(css, m->fg);
 
                 v[i].fg = m->fg;
                 v[i].name = m->name;
@@ -973,12 +1136,23 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
                         v[i].host = s->host;
                         v[i].port = s->port;
                 }
+                /* every holder; an unregistered one with port 0 */
+                v[i].holders = &h[k];
+                v[i].nholders = m->nholders;
+                for (size_t x = 0; x < m->nholders; x++, k++) {
+                        const struct css_site *hs = css_sites_get(css->sites, m->holders[x]);
+
+                        h[k].site = m->holders[x];
+                        h[k].host = hs ? hs->host : "";
+                        h[k].port = hs ? hs->port : 0;
+                }
         }
         resp.mounts = v;
         resp.nmounts = n;
         resp.value = css->boot;
         reply(cl, reqid, &resp);
         free(v);
+        free(h);
 }
 
 static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
@@ -997,7 +1171,7 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                 reply_err(cl, reqid, -EINVAL, "<%u,0>: no inode 0", rq->fg);
                 return;
         }
-        s = css_sites_holder(css->sites, rq->fg);
+        s = css__primary(css, rq->fg);
         if (!s) {
                 cm_log(LOG_NOTICE, "open <%u,%" PRIu64 "> for %s: no registered storage site holds file group %u",
                        rq->fg, rq->ino, cl->peer, rq->fg);
@@ -1146,7 +1320,7 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         css_jw_arr_begin(&w);
         for (size_t i = 0; i < css_mtab_count(css->mtab); i++) {
                 const struct css_mount *m = css_mtab_at(css->mtab, i);
-                const struct css_site *s = css_sites_holder(css->sites, m->fg);
+                const struct css_site *s = css__primary(css, m->fg);
 
                 css_jw_obj_begin(&w);
                 css_jw_key(&w, "fg");

@@ -92,6 +92,13 @@ struct css_job {
         char mp_last[LP_FS_NAME_MAX + 1];
         bool made_dir;
         uint32_t newfg;
+        /* the sites asked for (CSS_FG_CREATE's text: "sites", "copies"),
+         * and the holders chosen from them (or from the registered sites) */
+        uint64_t *want;
+        size_t nwant;
+        unsigned copies;                /* 0: as many as want, else 1 */
+        struct ep *homes;
+        size_t nhomes;
         /* JOB_ORPHANS: the orphans found, <fg, ino> pairs */
         uint32_t *ofg;
         uint64_t *oino;
@@ -147,6 +154,9 @@ int css__ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, st
  * is filled (to release) only when 0 is returned. */
 int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp);
 void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg);
+/* The primary of fg (css_sites_primary over its holders in the mount
+ * table), or NULL when no registered site holds it. */
+const struct css_site *css__primary(const struct css *css, uint32_t fg);
 
 /* css_orphan.c: the orphan decision (css.h "Orphans", css.c invariant 5). */
 bool css_in_reclaim_window(const struct css *css);

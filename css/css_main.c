@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "cm.h"
+#include "cm_conf.h"
 #include "css.h"
 #include "lp_conn.h"
 #include "lp_key.h"
@@ -32,6 +33,9 @@ struct opts {
         const char *key;
         uint64_t site;
         const char *listen;
+        const char *bind;
+        struct cm_conf conf;
+        char listen_buf[CM_CONF_HOST_MAX + 16];
         const char *port_file;
         const char *pid_file;
         int ready_fd;
@@ -51,9 +55,10 @@ static uv_signal_t sig_term, sig_int;
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: locus-cssd --state DIR --key FILE --site N [--listen HOST:PORT]\n"
-                "                  [--port-file F] [--pid-file F] [--ready-fd N]\n"
+                "usage: locus-cssd [--config FILE] --state DIR --key FILE --site N [--listen HOST:PORT]\n"
+                "                  [--bind ADDR] [--port-file F] [--pid-file F] [--ready-fd N]\n"
                 "                  [--lease-ms MS] [--log-level L] [--syslog]\n"
+                "With no option at all it reads " CM_CONF_DEFAULT "; options override the file.\n"
                 "The current synchronization site of a LocusFS cluster; see locus-cssd(8).\n");
 }
 
@@ -87,17 +92,54 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 { "lease-ms", required_argument, NULL, 'e' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "config", required_argument, NULL, 'c' },
+                { "bind", required_argument, NULL, 'b' },
                 { 0 },
         };
+        const char *config = NULL;
+        char err[PATH_MAX + 256];
         int c;
         uint64_t v;
 
         memset(o, 0, sizeof(*o));
         o->ready_fd = -1;
         o->log_level = LOG_INFO;
-        o->listen = "127.0.0.1:0";
+        o->listen = NULL;
+        /* The configuration file first (--config, or the default when run
+         * with no option at all); the command line then overrides it. */
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--config") && i + 1 < argc)
+                        config = argv[i + 1];
+                else if (!strncmp(argv[i], "--config=", 9))
+                        config = argv[i] + 9;
+        }
+        if (argc == 1)
+                config = CM_CONF_DEFAULT;
+        if (config) {
+                struct cm_conf *f = &o->conf;
+
+                if (cm_conf_load(config, f, err, sizeof(err)) < 0) {
+                        fprintf(stderr, "locus-cssd: %s\n", err);
+                        return -EINVAL;
+                }
+                if (f->css_state[0])
+                        o->state = f->css_state;
+                if (f->key[0])
+                        o->key = f->key;
+                o->site = f->site;
+                if (f->address[0])
+                        o->bind = f->address;
+                o->lease_ms = f->css_lease_ms;
+                if (f->address[0] || f->css_listen_port) {
+                        snprintf(o->listen_buf, sizeof(o->listen_buf), strchr(f->address, ':') ? "[%s]:%u" : "%s:%u",
+                                 f->address[0] ? f->address : "127.0.0.1", f->css_listen_port);
+                        o->listen = o->listen_buf;
+                }
+        }
         while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
                 switch (c) {
+                case 'c': break;        /* read above */
+                case 'b': o->bind = optarg; break;
                 case 's': o->state = optarg; break;
                 case 'k': o->key = optarg; break;
                 case 'S':
@@ -145,6 +187,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 fprintf(stderr, "locus-cssd: --state, --key and --site are required\n");
                 usage(stderr);
                 return -EINVAL;
+        }
+        /* --listen defaults to --bind:0, --bind to the host of --listen. */
+        if (!o->listen) {
+                snprintf(o->listen_buf, sizeof(o->listen_buf), o->bind && strchr(o->bind, ':') ? "[%s]:0" : "%s:0",
+                         o->bind ? o->bind : "127.0.0.1");
+                o->listen = o->listen_buf;
         }
         return 0;
 }
@@ -200,6 +248,15 @@ int main(int argc, char **argv)
         }
         if (cm_parse_hostport(o.listen, host, sizeof(host), &port) < 0) {
                 cm_log(LOG_ERR, "--listen %s: expected HOST:PORT with a numeric address", o.listen);
+                return 2;
+        }
+        /* Every outgoing connection (to storage sites) leaves from the
+         * site's address, so that a packet filter between two addresses
+         * cuts exactly those two sites apart. */
+        if (!o.bind && strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0)
+                o.bind = host;
+        if (lp_client_set_source(o.bind) < 0) {
+                cm_log(LOG_ERR, "--bind %s: not a numeric address", o.bind);
                 return 2;
         }
         r = lp_key_load(o.key, key);

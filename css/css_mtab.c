@@ -6,10 +6,15 @@
  * change goes to SQLite first, in one transaction, and only then to memory,
  * so memory never shows what the disk does not have.
  *
- * Schema (version 1):
- *   meta(key TEXT PRIMARY KEY, value INTEGER)   schema = 1, next_fg
+ * Schema (version 2):
+ *   meta(key TEXT PRIMARY KEY, value INTEGER)   schema = 2, next_fg
  *   mounts(fg INTEGER PRIMARY KEY, name TEXT UNIQUE, parent_fg, parent_ino,
- *          path TEXT UNIQUE, ctime, policy, UNIQUE(parent_fg, parent_ino))
+ *          path TEXT UNIQUE, ctime, policy, holders TEXT,
+ *          UNIQUE(parent_fg, parent_ino))
+ * holders: the site ids holding a container, ascending, comma-separated
+ * ("" for none known).  Version 1 (no holders column) is migrated on open:
+ * the column is added, empty, and the holders are learned again from the
+ * sites' registrations (css_mtab_add_holders).
  */
 #include "css_mtab.h"
 
@@ -23,7 +28,7 @@
 
 #include <sqlite3.h>
 
-#define MTAB_SCHEMA 1
+#define MTAB_SCHEMA 2
 
 struct css_mtab {
         sqlite3 *db;
@@ -56,6 +61,7 @@ static void rec_free(struct css_mount *r)
 {
         if (!r)
                 return;
+        free(r->holders);
         free(r->name);
         free(r->path);
         free(r);
@@ -96,6 +102,40 @@ static int mem_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t p
         m->recs[i] = r;
         m->n++;
         return 0;
+}
+
+/* "1,3,7" into r->holders (ascending, unique); -EBADMSG. */
+static int holders_parse(struct css_mount *r, const char *text)
+{
+        const char *p = text ? text : "";
+
+        while (*p) {
+                char *end;
+                unsigned long long v;
+                uint64_t *a;
+
+                errno = 0;
+                v = strtoull(p, &end, 10);
+                if (errno || end == p || v == 0 || (*end && *end != ',') || r->nholders >= CSS_MAX_HOLDERS ||
+                    (r->nholders && r->holders[r->nholders - 1] >= v))
+                        return -EBADMSG;
+                a = realloc(r->holders, (r->nholders + 1) * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                r->holders = a;
+                r->holders[r->nholders++] = v;
+                p = *end ? end + 1 : end;
+        }
+        return 0;
+}
+
+static void holders_text(const uint64_t *h, size_t n, char *buf, size_t cap)
+{
+        size_t off = 0;
+
+        buf[0] = 0;
+        for (size_t i = 0; i < n && off < cap; i++)
+                off += (size_t)snprintf(buf + off, cap - off, "%s%llu", i ? "," : "", (unsigned long long)h[i]);
 }
 
 static int meta_get(struct css_mtab *m, const char *key, int64_t *ret)
@@ -168,6 +208,16 @@ static int load(struct css_mtab *m)
         r = meta_get(m, "schema", &v);
         if (r < 0)
                 return r;
+        if (v == 1) {
+                /* Version 1 had no holders: add the column (empty). */
+                r = db_exec(m, "BEGIN IMMEDIATE; ALTER TABLE mounts ADD COLUMN holders TEXT NOT NULL DEFAULT '';"
+                               "UPDATE meta SET value = 2 WHERE key = 'schema'; COMMIT;");
+                if (r < 0) {
+                        db_exec(m, "ROLLBACK");
+                        return r;
+                }
+                v = MTAB_SCHEMA;
+        }
         if (v != MTAB_SCHEMA) {
                 snprintf(m->err, sizeof(m->err), "schema version %lld, this program knows %d", (long long)v,
                          MTAB_SCHEMA);
@@ -182,7 +232,7 @@ static int load(struct css_mtab *m)
         }
         m->next_fg = (uint32_t)v;
         if (sqlite3_prepare_v2(m->db,
-                               "SELECT fg, name, parent_fg, parent_ino, path, ctime, policy FROM mounts "
+                               "SELECT fg, name, parent_fg, parent_ino, path, ctime, policy, holders FROM mounts "
                                "ORDER BY fg",
                                -1, &st, NULL) != SQLITE_OK)
                 return db_fail(m, "reading mounts");
@@ -201,6 +251,13 @@ static int load(struct css_mtab *m)
                 }
                 r = mem_add(m, (uint32_t)fg, name, (uint32_t)pfg, (uint64_t)sqlite3_column_int64(st, 3),
                             path, sqlite3_column_int64(st, 5), sqlite3_column_int(st, 6));
+                if (r == 0) {
+                        r = holders_parse((struct css_mount *)css_mtab_find(m, (uint32_t)fg),
+                                          (const char *)sqlite3_column_text(st, 7));
+                        if (r == -EBADMSG)
+                                snprintf(m->err, sizeof(m->err), "bad holders of file group %lld",
+                                         (long long)fg);
+                }
                 if (r < 0) {
                         sqlite3_finalize(st);
                         return r;
@@ -234,6 +291,7 @@ static int init_db(struct css_mtab *m)
                     " path TEXT NOT NULL UNIQUE,"
                     " ctime INTEGER NOT NULL,"
                     " policy INTEGER NOT NULL DEFAULT 0,"
+                    " holders TEXT NOT NULL DEFAULT '',"
                     " UNIQUE(parent_fg, parent_ino));");
         if (r == 0) {
                 int64_t v;
@@ -392,6 +450,62 @@ int css_mtab_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t par
         /* On disk now; memory follows.  If memory fails, the next open
          * loads the record: report the failure, the mount is not lost. */
         return mem_add(m, fg, name, parent_fg, parent_ino, path, now, CSS_SYNC_SHARED);
+}
+
+int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites, size_t n)
+{
+        struct css_mount *r = (struct css_mount *)css_mtab_find(m, fg);
+        uint64_t *merged;
+        size_t k = 0, i = 0, j = 0;
+        char text[CSS_MAX_HOLDERS * 21 + 1];
+        sqlite3_stmt *st;
+        int rc;
+
+        if (!r)
+                return -ENOENT;
+        merged = malloc((r->nholders + n + 1) * sizeof(*merged));
+        if (!merged)
+                return -ENOMEM;
+        /* r->holders is sorted; sites may not be: merge one at a time. */
+        memcpy(merged, r->holders, r->nholders * sizeof(*merged));
+        k = r->nholders;
+        for (i = 0; i < n; i++) {
+                bool have = sites[i] == 0;
+
+                for (j = 0; j < k && !have; j++)
+                        have = merged[j] == sites[i];
+                if (have)
+                        continue;
+                for (j = k; j > 0 && merged[j - 1] > sites[i]; j--)
+                        merged[j] = merged[j - 1];
+                merged[j] = sites[i];
+                k++;
+        }
+        if (k == r->nholders) {
+                free(merged);
+                return 0;               /* nothing new */
+        }
+        if (k > CSS_MAX_HOLDERS) {
+                free(merged);
+                return -ENOSPC;
+        }
+        holders_text(merged, k, text, sizeof(text));
+        if (sqlite3_prepare_v2(m->db, "UPDATE mounts SET holders = ?1 WHERE fg = ?2", -1, &st, NULL) != SQLITE_OK) {
+                free(merged);
+                return db_fail(m, "recording holders");
+        }
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, fg);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+                free(merged);
+                return db_fail(m, "recording holders");
+        }
+        free(r->holders);
+        r->holders = merged;
+        r->nholders = k;
+        return 1;
 }
 
 const char *css_mtab_errmsg(const struct css_mtab *m)

@@ -46,6 +46,8 @@
 /* Highest file group id: a mount names a file to the kernel as fg << 48 | ino
  * (docs/protocol.md), so ids fit in 16 bits. */
 #define CSS_FG_ID_MAX 0xffffu
+/* Sites holding one file group. */
+#define CSS_MAX_HOLDERS 256u
 
 /* Synchronization policies of a file group (how CSS_OPEN treats
  * concurrent opens).  Only one so far. */
@@ -61,6 +63,8 @@ struct css_mount {
         char *path;
         int64_t ctime;                  /* wall clock, seconds since the epoch */
         enum css_sync_policy policy;
+        uint64_t *holders;              /* sites holding a container, ascending (docs/replication.md) */
+        size_t nholders;
 };
 
 struct css_mtab;
@@ -86,6 +90,15 @@ int css_mtab_reserve_fg(struct css_mtab *m, uint32_t *ret_fg);
 /* Record a mount (durable before return).  fg must have been reserved. */
 int css_mtab_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t parent_fg,
                  uint64_t parent_ino, const char *path);
+
+/*
+ * Add sites (any order; 0 and those already there are skipped) to the
+ * holders of fg (durable before return).  Returns 1 when something was
+ * added, 0 when nothing was new; -ENOENT (no such fg), -ENOSPC (over
+ * CSS_MAX_HOLDERS), -EIO.  The record's holders array is replaced: a
+ * pointer to the old one is invalid afterwards.
+ */
+int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites, size_t n);
 
 /* The last SQLite error, for the log ("" if none).  Valid until the next call. */
 const char *css_mtab_errmsg(const struct css_mtab *m);

@@ -118,7 +118,7 @@ static void forget_done(struct css_job *j);
 
 void css_orphan_free(struct css *css, uint32_t fg, uint64_t ino)
 {
-        const struct css_site *s = css_sites_holder(css->sites, fg);
+        const struct css_site *s = css__primary(css, fg);
         struct css_job *j;
 
         if (css->closing)

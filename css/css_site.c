@@ -219,3 +219,18 @@ const struct css_site *css_sites_holder(const struct css_sites *t, uint32_t fg)
         }
         return best;
 }
+
+const struct css_site *css_sites_primary(const struct css_sites *t, uint32_t fg, const uint64_t *holders, size_t n)
+{
+        /* The array is in id order: the first connected holder is the lowest. */
+        for (size_t i = 0; i < t->n; i++) {
+                const struct css_site *s = &t->v[i];
+                bool listed = n == 0;
+
+                for (size_t k = 0; k < n && !listed; k++)
+                        listed = holders[k] == s->id;
+                if (listed && s->conn && css_site_holds(s, fg))
+                        return s;
+        }
+        return css_sites_holder(t, fg);
+}

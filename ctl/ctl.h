@@ -31,7 +31,9 @@
 #include "lp_fs.h"
 #include "lp_key.h"
 
-#define CTL_SITE 1u                     /* the one site of a dev cluster */
+#define CTL_SITE 1u                     /* the site locusctl claims in handshakes */
+#define CTL_MAX_SITES 32u               /* sites of one dev cluster */
+#define CTL_ADDR_MAX 64
 #define CTL_DEFAULT_TIMEOUT_S 30
 #define CTL_STOP_TIMEOUT_MS 10000       /* SIGTERM, then this long, then SIGKILL */
 #define CTL_CALL_MS 10000               /* a request to a daemon */
@@ -54,9 +56,20 @@ struct ctl_prog {
 
 extern const struct ctl_prog ctl_progs[CTL_NPROGS];
 
+/*
+ * A state directory, seen from one of its sites.  A one-site cluster
+ * keeps its run/ and log/ files in STATE/run and STATE/log; a cluster of
+ * N > 1 sites has them per site, in STATE/site<k>/run and
+ * STATE/site<k>/log, and remembers its sites' addresses in STATE/sites
+ * (one a line, site 1 first).  The CSS of every file group is site 1's
+ * locus-cssd (docs/cluster.md, "Phase 1: one CSS").
+ */
 struct ctl_state {
         char dir[PATH_MAX];             /* absolute */
         bool exists;
+        unsigned nsites;                /* >= 1 */
+        unsigned site;                  /* the site this view is of, 1..nsites */
+        char addrs[CTL_MAX_SITES][CTL_ADDR_MAX];        /* site k's address: addrs[k - 1] */
 };
 
 /* Options of the commands; which ones a command takes is its mask. */
@@ -68,6 +81,8 @@ enum {
         CTL_OPT_MOUNT = 1 << 4,         /* --mount PATH */
         CTL_OPT_REBUILD = 1 << 5,       /* --rebuild */
         CTL_OPT_FORCE = 1 << 6,         /* --force */
+        CTL_OPT_ADDRS = 1 << 7,         /* --addrs A,B,... */
+        CTL_OPT_COPIES = 1 << 8,        /* --copies N */
 };
 
 #define CTL_MAX_POS 4
@@ -75,7 +90,9 @@ enum {
 struct ctl_opts {
         const char *state;
         bool json;
-        int sites;
+        const char *sites;              /* --sites: a count (dev up) or a list (fg create); NULL: not given */
+        const char *addrs;
+        int copies;                     /* 0: not given */
         int timeout_s;
         const char *mount;
         bool rebuild;
@@ -93,9 +110,17 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
 /* --state PATH, else $LOCUS_STATE_DIR, else the default (docs/cluster.md).
  * Does not create anything.  -ENAMETOOLONG, -ENOENT (no HOME for a user). */
 int ctl_state_resolve(const char *opt, struct ctl_state *ret);
+/* The same state directory seen from site k (1..st->nsites). */
+void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
+/* The address of site k of st ("127.0.0.1" for a one-site cluster). */
+const char *ctl_site_addr(const struct ctl_state *st, unsigned k);
+/* Read STATE/sites into st (nsites, addrs); none: one site at 127.0.0.1.
+ * -EBADMSG when the file is not a list of addresses. */
+int ctl_read_sites(struct ctl_state *st);
 /* STATE/rel into buf; -ENAMETOOLONG. */
 int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap);
-/* STATE/run/<tag>.<ext> and STATE/log/<tag>.log */
+/* STATE/run/<tag>.<ext> and STATE/log/<tag>.log (STATE/site<k>/run/...
+ * of site st->site in a cluster of several sites) */
 int ctl_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, char *buf, size_t cap);
 int ctl_log_file(const struct ctl_state *st, enum ctl_prog_id p, char *buf, size_t cap);
 /* Read run/<tag>.pid / .port: 0, -ENOENT, -EBADMSG. */
@@ -123,8 +148,9 @@ const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *d
 int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
 
 /*
- * One request to a daemon of the state dir (CTL_CSSD or CTL_STORAGED, at
- * 127.0.0.1:run/<tag>.port).  0 with *resp (release it) even when
+ * One request to a daemon of the state dir (CTL_CSSD: site 1's, the CSS of
+ * the cluster; CTL_STORAGED: site st->site's; at its address and the port
+ * in its run/<tag>.port).  0 with *resp (release it) even when
  * resp->status < 0; a transport failure is < 0 with err saying what.
  */
 int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_req *rq, int timeout_ms,
@@ -204,5 +230,6 @@ int ctl_call_at(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
 int ctl_cmd_copies(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);
+int ctl_cmd_sites(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@
  * before anything is created, unmounted, started or stopped
  * (docs/cluster.md, "Which mount is whose").
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -83,11 +84,15 @@ static int write_num(const struct ctl_state *st, enum ctl_prog_id p, const char 
         return r;
 }
 
-/* Create the state directory's layout and the cluster key (first use). */
+/*
+ * Create the state directory's layout and the cluster key (first use).  A
+ * cluster of several sites gets STATE/site<k>/{data,run,log} for every
+ * site, site1/css for the one locus-cssd, and STATE/sites (its addresses).
+ */
 static int state_init(const struct ctl_state *st)
 {
         static const char *dirs[] = { "", "site1/data", "site1/css", "run", "log" };
-        char path[PATH_MAX];
+        char path[PATH_MAX], rel[64];
         int r;
 
         for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -96,6 +101,32 @@ static int state_init(const struct ctl_state *st)
                         r = mkdir_p(path, 0700);
                 if (r < 0) {
                         fprintf(stderr, "locusctl: cannot create %s: %s\n", path, strerror(-r));
+                        return r;
+                }
+        }
+        for (unsigned k = 1; st->nsites > 1 && k <= st->nsites; k++) {
+                static const char *sub[] = { "data", "run", "log" };
+
+                for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+                        snprintf(rel, sizeof(rel), "site%u/%s", k, sub[i]);
+                        r = ctl_path(st, rel, path, sizeof(path));
+                        if (r == 0)
+                                r = mkdir_p(path, 0700);
+                        if (r < 0) {
+                                fprintf(stderr, "locusctl: cannot create %s: %s\n", path, strerror(-r));
+                                return r;
+                        }
+                }
+        }
+        if (st->nsites > 1 && ctl_path(st, "sites", path, sizeof(path)) == 0 && access(path, F_OK) < 0) {
+                char text[CTL_MAX_SITES * CTL_ADDR_MAX + 1];
+                size_t off = 0;
+
+                for (unsigned k = 1; k <= st->nsites; k++)
+                        off += (size_t)snprintf(text + off, sizeof(text) - off, "%s\n", ctl_site_addr(st, k));
+                r = cm_write_file(path, text);
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: cannot write %s: %s\n", path, strerror(-r));
                         return r;
                 }
         }
@@ -110,6 +141,23 @@ static int state_init(const struct ctl_state *st)
                 printf("created cluster key %s\n", path);
         }
         return r;
+}
+
+/* Does site st->site's data directory hold no container yet (its first start)? */
+static bool site_fresh(const struct ctl_state *st)
+{
+        char rel[64], path[PATH_MAX];
+        struct dirent *e;
+        bool fresh = true;
+        DIR *d;
+
+        snprintf(rel, sizeof(rel), "site%u/data", st->site);
+        if (ctl_path(st, rel, path, sizeof(path)) < 0 || !(d = opendir(path)))
+                return true;
+        while (fresh && (e = readdir(d)))
+                fresh = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "lock");
+        closedir(d);
+        return fresh;
 }
 
 static void report_failure(const struct ctl_state *st, enum ctl_prog_id p, const char *how)
@@ -175,14 +223,21 @@ static void undo(const struct ctl_state *st, struct started *s)
 }
 
 /*
- * Start daemon p (cssd or storaged) with its usual arguments, on its
- * previous port if it had one.  0 with *ret_pid and *ret_port, or < 0 (reported).
+ * Start daemon p (cssd or storaged) of site st->site (the cssd: site 1's)
+ * with its usual arguments, on its previous port if it had one, bound to
+ * the site's address; create_root: the storaged creates the root file
+ * group (the cluster's first start).  0 with *ret_pid and *ret_port, or
+ * < 0 (reported).
  */
-static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout_s, pid_t *ret_pid,
-                        uint16_t *ret_port)
+static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout_s, bool create_root,
+                        pid_t *ret_pid, uint16_t *ret_port)
 {
         char bin[PATH_MAX], where[PATH_MAX + 64], key[PATH_MAX], dir[PATH_MAX], portf[PATH_MAX], pidf[PATH_MAX],
-             cssportf[PATH_MAX], log[PATH_MAX], listen[64], info[128], how[256];
+             cssportf[PATH_MAX], log[PATH_MAX], listen[CTL_ADDR_MAX + 16], css[CTL_ADDR_MAX + 16], info[128],
+             how[256], rel[64], sitenum[16];
+        unsigned k = p == CTL_CSSD ? 1 : st->site;
+        const char *addr = ctl_site_addr(st, k);
+        bool multi = st->nsites > 1;
         uint16_t old = 0;
         bool reuse;
         int r;
@@ -193,8 +248,10 @@ static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int time
                         where);
                 return r;
         }
+        snprintf(rel, sizeof(rel), "site%u/%s", k, p == CTL_CSSD ? "css" : "data");
+        snprintf(sitenum, sizeof(sitenum), "%u", k);
         if (ctl_path(st, "cluster.key", key, sizeof(key)) < 0 ||
-            ctl_path(st, p == CTL_CSSD ? "site1/css" : "site1/data", dir, sizeof(dir)) < 0 ||
+            ctl_path(st, rel, dir, sizeof(dir)) < 0 ||
             ctl_run_file(st, p, "port", portf, sizeof(portf)) < 0 ||
             ctl_run_file(st, p, "pid", pidf, sizeof(pidf)) < 0 ||
             ctl_run_file(st, CTL_CSSD, "port", cssportf, sizeof(cssportf)) < 0 ||
@@ -202,21 +259,26 @@ static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int time
                 fprintf(stderr, "locusctl: state directory path %s is too long\n", st->dir);
                 return -ENAMETOOLONG;
         }
+        snprintf(css, sizeof(css), "%s:0", ctl_site_addr(st, 1));
         reuse = ctl_read_port(st, p, &old) == 0;
         for (;;) {
-                char *argv[24];
+                char *argv[32];
                 int n = 0;
 
-                snprintf(listen, sizeof(listen), "127.0.0.1:%u", reuse ? old : 0);
+                snprintf(listen, sizeof(listen), "%s:%u", addr, reuse ? old : 0);
                 argv[n++] = (char *)ctl_progs[p].bin;
                 argv[n++] = p == CTL_CSSD ? "--state" : "--data";
                 argv[n++] = dir;
                 argv[n++] = "--key";
                 argv[n++] = key;
                 argv[n++] = "--site";
-                argv[n++] = "1";
+                argv[n++] = sitenum;
                 argv[n++] = "--listen";
                 argv[n++] = listen;
+                if (multi) {
+                        argv[n++] = "--bind";
+                        argv[n++] = (char *)addr;
+                }
                 argv[n++] = "--port-file";
                 argv[n++] = portf;
                 argv[n++] = "--pid-file";
@@ -224,8 +286,14 @@ static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int time
                 argv[n++] = "--ready-fd";
                 argv[n++] = "3";
                 if (p == CTL_STORAGED) {
+                        if (multi) {
+                                argv[n++] = "--css";    /* the host; the port is in the file */
+                                argv[n++] = css;
+                        }
                         argv[n++] = "--css-port-file";
                         argv[n++] = cssportf;
+                        if (create_root)
+                                argv[n++] = "--create-root";
                 }
                 argv[n] = NULL;
                 r = ctl_spawn(bin, argv, log, timeout_s * 1000, ret_pid, info, sizeof(info), how, sizeof(how));
@@ -250,7 +318,12 @@ static int start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int time
          * and keeps run/ right whatever it did. */
         write_num(st, p, "pid", *ret_pid);
         write_num(st, p, "port", *ret_port);
-        printf("started %s (pid %d, 127.0.0.1:%u, log %s)\n", ctl_progs[p].bin, (int)*ret_pid, *ret_port, log);
+        if (multi)
+                printf("site %u: started %s (pid %d, %s:%u, log %s)\n", k, ctl_progs[p].bin, (int)*ret_pid, addr,
+                       *ret_port, log);
+        else
+                printf("started %s (pid %d, %s:%u, log %s)\n", ctl_progs[p].bin, (int)*ret_pid, addr, *ret_port,
+                       log);
         return 0;
 }
 
@@ -272,9 +345,17 @@ static int wait_root_served(const struct ctl_state *st, int timeout_s)
                 bool served = false;
 
                 if (ctl_call(st, CTL_CSSD, &rq, CTL_CALL_MS, &resp, err, sizeof(err)) == 0) {
-                        for (size_t i = 0; i < resp.nmounts; i++)
-                                if (resp.mounts[i].fg == 1 && resp.mounts[i].site)
-                                        served = true;
+                        for (size_t i = 0; i < resp.nmounts; i++) {
+                                const struct lp_fs_mount *m = &resp.mounts[i];
+                                unsigned up = 0;
+
+                                if (m->fg != 1 || !m->site)
+                                        continue;
+                                /* every site of the cluster holds the root group */
+                                for (size_t h = 0; h < m->nholders; h++)
+                                        up += m->holders[h].port != 0;
+                                served = st->nsites == 1 || up >= st->nsites;
+                        }
                         if (resp.status < 0)
                                 snprintf(err, sizeof(err), "CSS_MOUNTTABLE: %s", strerror(-resp.status));
                         lp_fs_resp_release(&resp);
@@ -282,8 +363,9 @@ static int wait_root_served(const struct ctl_state *st, int timeout_s)
                 if (served)
                         return 0;
                 if (cm_now_us() >= deadline) {
-                        fprintf(stderr, "locusctl: locus-storaged did not register with locus-cssd within %d s%s%s\n",
-                                timeout_s, err[0] ? ": " : "", err);
+                        fprintf(stderr, "locusctl: %s did not register with locus-cssd within %d s%s%s\n",
+                                st->nsites > 1 ? "not every site's locus-storaged" : "locus-storaged", timeout_s,
+                                err[0] ? ": " : "", err);
                         report_failure(st, CTL_STORAGED, "is not registered with the CSS");
                         report_failure(st, CTL_CSSD, "has no storage site for the root file group");
                         return -ETIMEDOUT;
@@ -316,7 +398,12 @@ static int start_mount(const struct ctl_state *st, const char *dir, int timeout_
             ctl_log_file(st, CTL_MOUNT, log, sizeof(log)) < 0 || ctl_path(st, "run/mountpoint", mp, sizeof(mp)) < 0 ||
             ctl_mount_source(st, source, sizeof(source)) < 0)
                 return -ENAMETOOLONG;
-        snprintf(opts, sizeof(opts), "key=%s,css=127.0.0.1:%u,css_port_file=%s", key, cssport, cssportf);
+        if (st->nsites > 1)
+                snprintf(opts, sizeof(opts), "key=%s,css=%s:%u,css_port_file=%s,bind=%s,site=%u", key,
+                         ctl_site_addr(st, 1), cssport, cssportf, ctl_site_addr(st, st->site), st->site);
+        else
+                snprintf(opts, sizeof(opts), "key=%s,css=%s:%u,css_port_file=%s", key, ctl_site_addr(st, 1),
+                         cssport, cssportf);
         argv[n++] = (char *)ctl_progs[CTL_MOUNT].bin;
         argv[n++] = source;             /* the fsname: which cluster this is */
         argv[n++] = (char *)dir;
@@ -332,10 +419,16 @@ static int start_mount(const struct ctl_state *st, const char *dir, int timeout_
                 return r;
         }
         write_num(st, CTL_MOUNT, "pid", *ret_pid);
-        r = cm_write_file(mp, dir);
-        if (r < 0)
-                fprintf(stderr, "locusctl: %s: %s\n", mp, strerror(-r));
-        printf("started locusfs-mount (pid %d, log %s)\n", (int)*ret_pid, log);
+        if (st->nsites == 1) {
+                /* several sites: dev up records DIR, the parent of the sites' mounts */
+                r = cm_write_file(mp, dir);
+                if (r < 0)
+                        fprintf(stderr, "locusctl: %s: %s\n", mp, strerror(-r));
+                printf("started locusfs-mount (pid %d, log %s)\n", (int)*ret_pid, log);
+        } else {
+                printf("site %u: started locusfs-mount on %s (pid %d, log %s)\n", st->site, dir, (int)*ret_pid,
+                       log);
+        }
         return 0;
 }
 
@@ -393,6 +486,337 @@ static int first_entry(const char *dir, char *name, size_t cap)
         return n;
 }
 
+/* ---- clusters of several sites ----------------------------------------------------- */
+
+/*
+ * How many sites and where: --sites N and --addrs A,B,... for a new
+ * cluster (default one site; site k at 127.0.0.k), what STATE/sites says
+ * for an existing one (the options, if given, must agree).  0, or an exit
+ * status (reported).
+ */
+static int choose_sites(const struct ctl_opts *o, struct ctl_state *st)
+{
+        char key[PATH_MAX], list[CTL_MAX_SITES * CTL_ADDR_MAX];
+        bool made = ctl_path(st, "cluster.key", key, sizeof(key)) == 0 && access(key, F_OK) == 0;
+        char addrs[CTL_MAX_SITES][CTL_ADDR_MAX];
+        unsigned n = 0, given = 0;
+        char *end;
+
+        if (o->sites) {
+                unsigned long v;
+
+                errno = 0;
+                v = strtoul(o->sites, &end, 10);
+                if (errno || *end || !*o->sites || v < 1 || v > CTL_MAX_SITES) {
+                        fprintf(stderr, "locusctl dev up: --sites %s: a number from 1 to %u\n", o->sites,
+                                CTL_MAX_SITES);
+                        return 2;
+                }
+                given = (unsigned)v;
+        }
+        if (o->addrs) {
+                char *save = NULL, *a;
+
+                if (strlen(o->addrs) >= sizeof(list)) {
+                        fprintf(stderr, "locusctl dev up: --addrs: too long\n");
+                        return 2;
+                }
+                snprintf(list, sizeof(list), "%s", o->addrs);
+                for (a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+                        unsigned char bin[16];
+
+                        if (n >= CTL_MAX_SITES || strlen(a) >= CTL_ADDR_MAX || inet_pton(AF_INET, a, bin) != 1) {
+                                fprintf(stderr, "locusctl dev up: --addrs: '%s' is not a numeric IPv4 address (at "
+                                        "most %u)\n", a, CTL_MAX_SITES);
+                                return 2;
+                        }
+                        for (unsigned i = 0; i < n; i++)
+                                if (!strcmp(addrs[i], a)) {
+                                        fprintf(stderr, "locusctl dev up: --addrs: %s is given twice\n", a);
+                                        return 2;
+                                }
+                        snprintf(addrs[n++], CTL_ADDR_MAX, "%s", a);
+                }
+                if (given && given != n) {
+                        fprintf(stderr, "locusctl dev up: --sites %u but %u address(es) in --addrs\n", given, n);
+                        return 2;
+                }
+                given = n;
+        }
+        if (made) {
+                /* an existing cluster: it keeps what it was made with */
+                if (given && given != st->nsites) {
+                        fprintf(stderr, "locusctl: the dev cluster in %s has %u site(s); it cannot be restarted "
+                                "with %u (omit --sites, or use another --state)\n", st->dir, st->nsites, given);
+                        return 1;
+                }
+                for (unsigned i = 0; o->addrs && i < n; i++)
+                        if (strcmp(addrs[i], st->addrs[i]) != 0) {
+                                fprintf(stderr, "locusctl: the dev cluster in %s has site %u at %s, not %s (its "
+                                        "addresses are in %s/sites)\n", st->dir, i + 1, st->addrs[i], addrs[i],
+                                        st->dir);
+                                return 1;
+                        }
+                return 0;
+        }
+        st->nsites = given ? given : 1;
+        for (unsigned k = 1; k <= st->nsites; k++) {
+                if (o->addrs)
+                        snprintf(st->addrs[k - 1], CTL_ADDR_MAX, "%s", addrs[k - 1]);
+                else
+                        snprintf(st->addrs[k - 1], CTL_ADDR_MAX, "127.0.0.%u", k);
+        }
+        return 0;
+}
+
+/* DIR/s<k> */
+static int site_mountdir(const char *dir, unsigned k, char *buf, size_t cap)
+{
+        size_t len = strlen(dir);
+        char tail[16];
+        int n = snprintf(tail, sizeof(tail), "/s%u", k);
+
+        if (n < 0 || len + (size_t)n >= cap)
+                return -ENAMETOOLONG;
+        memcpy(buf, dir, len);
+        memcpy(buf + len, tail, (size_t)n + 1);
+        return 0;
+}
+
+static bool prog_alive(const struct ctl_state *st, enum ctl_prog_id p, pid_t *ret_pid)
+{
+        return ctl_read_pid(st, p, ret_pid) == 0 && ctl_alive(*ret_pid, ctl_progs[p].bin);
+}
+
+/* What dev_up_sites started, per site, to stop it again on failure. */
+struct started_sites {
+        pid_t pid[CTL_MAX_SITES + 1][CTL_NPROGS];
+        char mountdir[CTL_MAX_SITES + 1][PATH_MAX];
+};
+
+static void undo_sites(const struct ctl_state *st, struct started_sites *s)
+{
+        for (unsigned k = st->nsites; k >= 1; k--) {
+                struct ctl_state at;
+                struct started one;
+
+                ctl_state_at(st, k, &at);
+                memset(&one, 0, sizeof(one));
+                memcpy(one.pid, s->pid[k], sizeof(one.pid));
+                one.mountdir = s->mountdir[k][0] ? s->mountdir[k] : NULL;
+                undo(&at, &one);
+        }
+}
+
+/*
+ * dev up of a cluster of several sites: site 1's locus-cssd (the CSS of
+ * every file group in this phase), a locus-storaged per site, a mount per
+ * site at DIR/s<k>; each program bound to its site's address.  As with
+ * one site, what runs already is left alone, and what this command
+ * started is stopped again if a later step fails.
+ */
+static int dev_up_sites(const struct ctl_opts *o, struct ctl_state *st)
+{
+        static struct started_sites s;
+        char dir[PATH_MAX], mp[PATH_MAX], file[PATH_MAX], hint[3 * PATH_MAX], rec[PATH_MAX] = "";
+        struct ctl_state at, other;
+        struct statfs sf;
+        bool locus;
+        pid_t pid;
+        uint16_t port;
+        int r;
+
+        memset(&s, 0, sizeof(s));
+        if (strchr(st->dir, ',')) {
+                fprintf(stderr, "locusctl: state directory %s: a ',' in the path cannot be passed in the "
+                        "mount options; choose another --state\n", st->dir);
+                return 1;
+        }
+        r = ctl_abspath(o->pos[0], dir, sizeof(dir));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
+                return 1;
+        }
+        if (ctl_path(st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, rec, sizeof(rec)) < 0)
+                rec[0] = 0;
+        if (rec[0] && strcmp(rec, dir) != 0) {
+                for (unsigned k = 1; k <= st->nsites; k++) {
+                        ctl_state_at(st, k, &at);
+                        if (prog_alive(&at, CTL_MOUNT, &pid)) {
+                                fprintf(stderr, "locusctl: the cluster in %s is mounted under %s already; stop it "
+                                        "first: %s\n", st->dir, rec, ctl_hint(st, "down", rec, hint, sizeof(hint)));
+                                return 1;
+                        }
+                }
+        }
+        /* Every refusal before anything is made: another cluster's mounts. */
+        for (unsigned k = 1; k <= st->nsites; k++) {
+                if (site_mountdir(dir, k, mp, sizeof(mp)) < 0) {
+                        fprintf(stderr, "locusctl: %s: path too long\n", dir);
+                        return 1;
+                }
+                if (!mount_is_ours(st, mp, NULL, &locus, &other) && locus) {
+                        fprintf(stderr, "locusctl: %s is a LocusFS mount that the state directory %s did not "
+                                "make%s%s; nothing was done\n", mp, st->dir, other.exists ? " (its cluster is in " : "",
+                                other.exists ? other.dir : "");
+                        if (other.exists)
+                                fprintf(stderr, ")\n");
+                        return 1;
+                }
+        }
+        if (!st->exists)
+                printf("new dev cluster of %u sites in %s\n", st->nsites, st->dir);
+        r = state_init(st);
+        if (r < 0)
+                return 1;
+        st->exists = true;
+        r = mkdir_p(dir, 0755);
+        if (r < 0) {
+                fprintf(stderr, "locusctl: cannot create %s: %s\n", dir, strerror(-r));
+                return 1;
+        }
+        r = cm_write_file(file, dir);
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s: %s\n", file, strerror(-r));
+                return 1;
+        }
+        /* The CSS: site 1's (docs/cluster.md, "Phase 1: one CSS"). */
+        ctl_state_at(st, 1, &at);
+        if (prog_alive(&at, CTL_CSSD, &pid)) {
+                printf("site 1: locus-cssd is running (pid %d)\n", (int)pid);
+        } else {
+                r = start_daemon(&at, CTL_CSSD, o->timeout_s, false, &s.pid[1][CTL_CSSD], &port);
+                if (r < 0)
+                        goto fail;
+        }
+        for (unsigned k = 1; k <= st->nsites; k++) {
+                ctl_state_at(st, k, &at);
+                if (prog_alive(&at, CTL_STORAGED, &pid)) {
+                        printf("site %u: locus-storaged is running (pid %d)\n", k, (int)pid);
+                        continue;
+                }
+                r = start_daemon(&at, CTL_STORAGED, o->timeout_s, site_fresh(&at), &s.pid[k][CTL_STORAGED], &port);
+                if (r < 0)
+                        goto fail;
+        }
+        r = wait_root_served(st, o->timeout_s);
+        if (r < 0)
+                goto fail;
+        for (unsigned k = 1; k <= st->nsites; k++) {
+                bool alive, mounted;
+
+                ctl_state_at(st, k, &at);
+                site_mountdir(dir, k, mp, sizeof(mp));
+                alive = prog_alive(&at, CTL_MOUNT, &pid);
+                mounted = ctl_is_mounted(mp);
+                if (alive && mounted) {
+                        printf("site %u: %s is mounted (locusfs-mount pid %d)\n", k, mp, (int)pid);
+                        continue;
+                }
+                if (alive) {
+                        printf("site %u: locusfs-mount (pid %d) runs but %s is not its mount point: stopping it\n",
+                               k, (int)pid, mp);
+                        stop_prog(&at, CTL_MOUNT, pid, CTL_STOP_TIMEOUT_MS);
+                }
+                if (mounted) {
+                        printf("site %u: %s: the mount's process is gone: cleaning the stale mount point\n", k, mp);
+                        r = unmount_dir(mp);
+                        if (r < 0)
+                                goto fail;
+                }
+                r = mkdir_p(mp, 0755);
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: cannot create the mount point %s: %s\n", mp, strerror(-r));
+                        goto fail;
+                }
+                r = start_mount(&at, mp, o->timeout_s, &s.pid[k][CTL_MOUNT]);
+                if (r < 0)
+                        goto fail;
+                snprintf(s.mountdir[k], sizeof(s.mountdir[k]), "%s", mp);
+                r = !ctl_is_mounted(mp) ? -EIO : statfs(mp, &sf) < 0 ? -errno : sf.f_type != FUSE_SUPER_MAGIC ? -EIO : 0;
+                if (r < 0) {
+                        fprintf(stderr, "locusctl: %s is not a usable LocusFS mount: %s\n", mp, strerror(-r));
+                        report_failure(&at, CTL_MOUNT, "is not serving the mount");
+                        goto fail;
+                }
+        }
+        printf("dev cluster of %u sites in %s is up: mounts %s/s1 .. %s/s%u\n", st->nsites, st->dir, dir, dir,
+               st->nsites);
+        return 0;
+fail:
+        undo_sites(st, &s);
+        return 1;
+}
+
+/* dev down of a cluster of several sites: every mount, every storaged, the cssd. */
+static int dev_down_sites(const struct ctl_opts *o, const struct ctl_state *st, const char *dir, const char *rec)
+{
+        char mp[PATH_MAX], file[PATH_MAX], hint[3 * PATH_MAX];
+        struct ctl_state at, other;
+        bool any = false, locus;
+        pid_t pid;
+        int ret = 0;
+
+        if (!rec[0] || strcmp(rec, dir) != 0) {
+                if (rec[0])
+                        fprintf(stderr, "locusctl: %s is not where the dev cluster in %s is mounted (%s/s1 .. "
+                                "s%u); nothing was done\nlocusctl: to stop it: %s\n", dir, st->dir, rec, st->nsites,
+                                ctl_hint(st, "down", rec, hint, sizeof(hint)));
+                else
+                        fprintf(stderr, "locusctl: the dev cluster in %s is not mounted under %s (no record in "
+                                "%s/run/mountpoint); nothing was done\n", st->dir, dir, st->dir);
+                return 1;
+        }
+        for (unsigned k = st->nsites; k >= 1; k--) {
+                ctl_state_at(st, k, &at);
+                if (site_mountdir(dir, k, mp, sizeof(mp)) == 0 && mount_is_ours(st, mp, mp, &locus, &other) &&
+                    locus) {
+                        any = true;
+                        if (unmount_dir(mp) < 0)
+                                ret = 1;
+                }
+                if (prog_alive(&at, CTL_MOUNT, &pid)) {
+                        any = true;
+                        if (ctl_wait_gone(pid, o->timeout_s * 1000) == 0) {
+                                printf("site %u: locusfs-mount (pid %d) ended\n", k, (int)pid);
+                                remove_run_file(&at, CTL_MOUNT, "pid");
+                        } else {
+                                stop_prog(&at, CTL_MOUNT, pid, CTL_STOP_TIMEOUT_MS);
+                        }
+                } else {
+                        remove_run_file(&at, CTL_MOUNT, "pid");
+                }
+        }
+        for (unsigned k = st->nsites; k >= 1; k--) {
+                ctl_state_at(st, k, &at);
+                if (prog_alive(&at, CTL_STORAGED, &pid)) {
+                        any = true;
+                        stop_prog(&at, CTL_STORAGED, pid, CTL_STOP_TIMEOUT_MS);
+                        if (ctl_alive(pid, ctl_progs[CTL_STORAGED].bin))
+                                ret = 1;
+                } else {
+                        remove_run_file(&at, CTL_STORAGED, "pid");
+                }
+        }
+        ctl_state_at(st, 1, &at);
+        if (prog_alive(&at, CTL_CSSD, &pid)) {
+                any = true;
+                stop_prog(&at, CTL_CSSD, pid, CTL_STOP_TIMEOUT_MS);
+                if (ctl_alive(pid, ctl_progs[CTL_CSSD].bin))
+                        ret = 1;
+        } else {
+                remove_run_file(&at, CTL_CSSD, "pid");
+        }
+        if (ret == 0 && ctl_path(st, "run/mountpoint", file, sizeof(file)) == 0)
+                unlink(file);
+        if (!any)
+                printf("nothing was running for %s\n", st->dir);
+        else if (ret == 0)
+                printf("dev cluster of %u sites in %s is down; its data stays (%s brings it back)\n", st->nsites,
+                       st->dir, ctl_hint(st, "up", dir, hint, sizeof(hint)));
+        return ret;
+}
+
 static int dev_up(const struct ctl_opts *o)
 {
         struct ctl_state st;
@@ -408,12 +832,8 @@ static int dev_up(const struct ctl_opts *o)
 
         memset(&s, 0, sizeof(s));
         if (o->npos != 1) {
-                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n");
-                return 2;
-        }
-        if (o->sites != 1) {
-                fprintf(stderr, "locusctl dev up: --sites %d: this version runs one-site clusters only "
-                        "(storage sites do not replicate to each other yet)\n", o->sites);
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites N] [--addrs A,B,...] "
+                        "[--timeout SEC] [--force]\n");
                 return 2;
         }
         r = ctl_state_resolve(o->state, &st);
@@ -422,6 +842,11 @@ static int dev_up(const struct ctl_opts *o)
                         strerror(-r));
                 return 1;
         }
+        r = choose_sites(o, &st);
+        if (r != 0)
+                return r;
+        if (st.nsites > 1)
+                return dev_up_sites(o, &st);
         if (strchr(st.dir, ',')) {
                 fprintf(stderr, "locusctl: state directory %s: a ',' in the path cannot be passed in the "
                         "mount options; choose another --state\n", st.dir);
@@ -487,12 +912,13 @@ static int dev_up(const struct ctl_opts *o)
         for (enum ctl_prog_id p = CTL_CSSD; p <= CTL_STORAGED; p++) {
                 if (ctl_read_pid(&st, p, &pid) == 0 && ctl_alive(pid, ctl_progs[p].bin)) {
                         if (ctl_read_port(&st, p, &port) == 0)
-                                printf("%s is running (pid %d, 127.0.0.1:%u)\n", ctl_progs[p].bin, (int)pid, port);
+                                printf("%s is running (pid %d, %s:%u)\n", ctl_progs[p].bin, (int)pid,
+                                       ctl_site_addr(&st, 1), port);
                         else
                                 printf("%s is running (pid %d)\n", ctl_progs[p].bin, (int)pid);
                         continue;
                 }
-                r = start_daemon(&st, p, o->timeout_s, &s.pid[p], &port);
+                r = start_daemon(&st, p, o->timeout_s, p == CTL_STORAGED && site_fresh(&st), &s.pid[p], &port);
                 if (r < 0)
                         goto fail;
         }
@@ -586,6 +1012,8 @@ static int dev_down(const struct ctl_opts *o)
         }
         if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0)
                 cm_read_file(file, rec, sizeof(rec));
+        if (st.exists && st.nsites > 1)
+                return dev_down_sites(o, &st, dir, rec);
         ours = mount_is_ours(&st, dir, rec[0] ? rec : NULL, &locus, &other);
         if (!st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", st.dir);
@@ -668,13 +1096,14 @@ int ctl_cmd_dev(int argc, char **argv)
         struct ctl_opts o;
 
         if (argc < 2 || (strcmp(argv[1], "up") != 0 && strcmp(argv[1], "down") != 0)) {
-                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n"
+                fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites N] [--addrs A,B,...] "
+                                "[--timeout SEC] [--force]\n"
                                 "       locusctl dev down DIR [--state PATH] [--timeout SEC]\n");
                 return 2;
         }
         if (!strcmp(argv[1], "up")) {
-                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_TIMEOUT | CTL_OPT_FORCE, 1,
-                                   &o) < 0)
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SITES | CTL_OPT_ADDRS | CTL_OPT_TIMEOUT |
+                                   CTL_OPT_FORCE, 1, &o) < 0)
                         return 2;
                 return dev_up(&o);
         }
@@ -771,9 +1200,10 @@ int ctl_cmd_fsck(int argc, char **argv)
                         "(this starts it: %s)\n", ctl_hint(&st, "up", NULL, hint, sizeof(hint)));
                 return 0;
         }
-        r = start_daemon(&st, CTL_STORAGED, o.timeout_s, &pid, &port);
+        r = start_daemon(&st, CTL_STORAGED, o.timeout_s, false, &pid, &port);
         if (r < 0)
                 return 1;
-        fprintf(stderr, "locusctl: locus-storaged serves again (pid %d, 127.0.0.1:%u)\n", (int)pid, port);
+        fprintf(stderr, "locusctl: locus-storaged serves again (pid %d, %s:%u)\n", (int)pid,
+                ctl_site_addr(&st, st.site), port);
         return 0;
 }

@@ -139,9 +139,44 @@ static void jw_mounts(struct css_jw *w, const struct lp_fs_mount *mounts, size_t
                         css_jw_u64(w, m->port);
                 else
                         css_jw_null(w);
+                /* site/host/port name the primary (docs/replication.md) */
+                css_jw_key(w, "primary");
+                if (m->site)
+                        css_jw_u64(w, m->site);
+                else
+                        css_jw_null(w);
+                css_jw_key(w, "holders");
+                css_jw_arr_begin(w);
+                for (size_t h = 0; h < m->nholders; h++) {
+                        css_jw_obj_begin(w);
+                        css_jw_key(w, "site");
+                        css_jw_u64(w, m->holders[h].site);
+                        css_jw_key(w, "host");
+                        css_jw_str(w, m->holders[h].port ? m->holders[h].host : NULL);
+                        css_jw_key(w, "port");
+                        css_jw_u64(w, m->holders[h].port);
+                        css_jw_key(w, "registered");
+                        css_jw_bool(w, m->holders[h].port != 0);
+                        css_jw_obj_end(w);
+                }
+                css_jw_arr_end(w);
                 css_jw_obj_end(w);
         }
         css_jw_arr_end(w);
+}
+
+/* "1*,2,3(down)": the holders of m, the primary starred, those not registered marked. */
+static void holders_text(const struct lp_fs_mount *m, char *buf, size_t cap)
+{
+        size_t off = 0;
+
+        buf[0] = 0;
+        if (m->nholders == 0)
+                snprintf(buf, cap, "-");
+        for (size_t h = 0; h < m->nholders && off < cap; h++)
+                off += (size_t)snprintf(buf + off, cap - off, "%s%" PRIu64 "%s%s", h ? "," : "", m->holders[h].site,
+                                        m->holders[h].site == m->site ? "*" : "",
+                                        m->holders[h].port ? "" : "(down)");
 }
 
 /* ---- status ------------------------------------------------------------------- */
@@ -156,7 +191,10 @@ int ctl_cmd_status(int argc, char **argv)
 {
         struct ctl_opts o;
         struct ctl_state st;
-        struct prog_state ps[CTL_NPROGS];
+        static struct prog_state sps[CTL_MAX_SITES + 1][CTL_NPROGS];
+        static char smp[CTL_MAX_SITES + 1][PATH_MAX + 16];
+        static bool smounted[CTL_MAX_SITES + 1];
+        struct prog_state *ps = sps[1];
         char mp[PATH_MAX] = "", file[PATH_MAX], mt_err[512] = "", cs_err[512] = "", ss_err[512] = "";
         struct lp_fs_resp mt = { 0 }, cs = { 0 }, ss = { 0 };
         bool have_mt = false, have_cs = false, have_ss = false, mounted = false, all_up = true;
@@ -174,17 +212,35 @@ int ctl_cmd_status(int argc, char **argv)
                         ctl_hint(&st, "up", "DIR", hint, sizeof(hint)));
                 return 1;
         }
-        for (int p = 0; p < CTL_NPROGS; p++) {
-                memset(&ps[p], 0, sizeof(ps[p]));
-                ps[p].has_pid = ctl_read_pid(&st, (enum ctl_prog_id)p, &ps[p].pid) == 0;
-                ps[p].alive = ps[p].has_pid && ctl_alive(ps[p].pid, ctl_progs[p].bin);
-                ps[p].has_port = p != CTL_MOUNT && ctl_read_port(&st, (enum ctl_prog_id)p, &ps[p].port) == 0;
-                if (!ps[p].alive)
-                        all_up = false;
-        }
         if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, mp, sizeof(mp)) > 0)
                 mounted = ctl_is_mounted(mp);
-        if (!mounted)
+        /* Every site's programs (one locus-cssd: site 1's); a site's mount is DIR/s<k>. */
+        for (unsigned k = 1; k <= st.nsites; k++) {
+                struct ctl_state at;
+
+                ctl_state_at(&st, k, &at);
+                for (int p = 0; p < CTL_NPROGS; p++) {
+                        struct prog_state *x = &sps[k][p];
+
+                        memset(x, 0, sizeof(*x));
+                        if (p == CTL_CSSD && k > 1)
+                                continue;
+                        x->has_pid = ctl_read_pid(&at, (enum ctl_prog_id)p, &x->pid) == 0;
+                        x->alive = x->has_pid && ctl_alive(x->pid, ctl_progs[p].bin);
+                        x->has_port = p != CTL_MOUNT && ctl_read_port(&at, (enum ctl_prog_id)p, &x->port) == 0;
+                        if (!x->alive)
+                                all_up = false;
+                }
+                if (st.nsites > 1) {
+                        snprintf(smp[k], sizeof(smp[k]), "%s/s%u", mp[0] ? mp : "DIR", k);
+                        smounted[k] = mp[0] && ctl_is_mounted(smp[k]);
+                        if (!smounted[k])
+                                all_up = false;
+                }
+        }
+        if (st.nsites > 1)
+                mounted = all_up;
+        else if (!mounted)
                 all_up = false;
         if (ps[CTL_CSSD].alive) {
                 rq.op = LP_FS_CSS_MOUNTTABLE;
@@ -229,10 +285,26 @@ int ctl_cmd_status(int argc, char **argv)
                 css_jw_u64(&w, CTL_SITE);
                 css_jw_key(&w, "up");
                 css_jw_bool(&w, all_up);
+                css_jw_key(&w, "sites");
+                css_jw_u64(&w, st.nsites);
                 css_jw_key(&w, "programs");
                 css_jw_arr_begin(&w);
+                for (unsigned k = 1; k <= st.nsites; k++)
                 for (int p = 0; p < CTL_NPROGS; p++) {
+                        ps = sps[k];
+                        if (p == CTL_CSSD && k > 1)
+                                continue;
                         css_jw_obj_begin(&w);
+                        css_jw_key(&w, "site");
+                        css_jw_u64(&w, k);
+                        css_jw_key(&w, "address");
+                        css_jw_str(&w, ctl_site_addr(&st, k));
+                        if (p == CTL_MOUNT && st.nsites > 1) {
+                                css_jw_key(&w, "dir");
+                                css_jw_str(&w, smp[k]);
+                                css_jw_key(&w, "mounted");
+                                css_jw_bool(&w, smounted[k]);
+                        }
                         css_jw_key(&w, "name");
                         css_jw_str(&w, ctl_progs[p].bin);
                         css_jw_key(&w, "pid");
@@ -249,6 +321,7 @@ int ctl_cmd_status(int argc, char **argv)
                                 css_jw_null(&w);
                         css_jw_obj_end(&w);
                 }
+                ps = sps[1];
                 css_jw_arr_end(&w);
                 css_jw_key(&w, "mount");
                 css_jw_obj_begin(&w);
@@ -285,33 +358,51 @@ int ctl_cmd_status(int argc, char **argv)
                 css_jw_obj_end(&w);
                 print_json(&w);
         } else {
-                printf("LocusFS dev cluster in %s, site %u: %s\n\n", st.dir, CTL_SITE, all_up ? "up" : "NOT all up");
+                if (st.nsites > 1)
+                        printf("LocusFS dev cluster in %s, %u sites: %s\n\n", st.dir, st.nsites,
+                               all_up ? "up" : "NOT all up");
+                else
+                        printf("LocusFS dev cluster in %s, site %u: %s\n\n", st.dir, CTL_SITE,
+                               all_up ? "up" : "NOT all up");
+                if (st.nsites > 1)
+                        printf("%-5s ", "SITE");
                 printf("%-16s %-8s %-8s %s\n", "PROGRAM", "PID", "STATE", "ADDRESS");
+                for (unsigned k = 1; k <= st.nsites; k++)
                 for (int p = 0; p < CTL_NPROGS; p++) {
-                        char pid[16] = "-", addr[PATH_MAX + 32] = "-";
+                        char pid[16] = "-", addr[PATH_MAX + 64] = "-";
 
+                        ps = sps[k];
+                        if (p == CTL_CSSD && k > 1)
+                                continue;
                         if (ps[p].has_pid)
                                 snprintf(pid, sizeof(pid), "%d", (int)ps[p].pid);
-                        if (p == CTL_MOUNT && mp[0])
+                        if (p == CTL_MOUNT && st.nsites > 1)
+                                snprintf(addr, sizeof(addr), "%s (%s)", smp[k], smounted[k] ? "mounted" : "NOT mounted");
+                        else if (p == CTL_MOUNT && mp[0])
                                 snprintf(addr, sizeof(addr), "%s (%s)", mp, mounted ? "mounted" : "NOT mounted");
                         else if (ps[p].has_port)
-                                snprintf(addr, sizeof(addr), "127.0.0.1:%u", ps[p].port);
+                                snprintf(addr, sizeof(addr), "%s:%u", ctl_site_addr(&st, k), ps[p].port);
+                        if (st.nsites > 1)
+                                printf("%-5u ", k);
                         printf("%-16s %-8s %-8s %s\n", ctl_progs[p].bin, pid, ps[p].alive ? "running" : "stopped",
                                addr);
                 }
+                ps = sps[1];
                 printf("\nFILE GROUPS\n");
                 if (have_mt) {
-                        printf("%-5s %-16s %-24s %-6s %s\n", "FG", "NAME", "MOUNTED AT", "SITE", "STORAGE SITE");
+                        printf("%-5s %-16s %-24s %-8s %-22s %s\n", "FG", "NAME", "MOUNTED AT", "PRIMARY",
+                               "STORAGE SITE", "HOLDERS (*primary)");
                         for (size_t i = 0; i < mt.nmounts; i++) {
                                 const struct lp_fs_mount *m = &mt.mounts[i];
-                                char site[24] = "-", addr[96] = "(no storage site registered)";
+                                char site[24] = "-", addr[96] = "(no storage site registered)", hold[512];
 
                                 if (m->site) {
                                         snprintf(site, sizeof(site), "%" PRIu64, m->site);
                                         snprintf(addr, sizeof(addr), "%s:%u", m->host ? m->host : "?", m->port);
                                 }
-                                printf("%-5u %-16s %-24s %-6s %s\n", m->fg, m->name ? m->name : "?",
-                                       m->path ? m->path : "?", site, addr);
+                                holders_text(m, hold, sizeof(hold));
+                                printf("%-5u %-16s %-24s %-8s %-22s %s\n", m->fg, m->name ? m->name : "?",
+                                       m->path ? m->path : "?", site, addr, hold);
                         }
                 } else {
                         printf("  (unknown: %s)\n", mt_err);
@@ -403,11 +494,11 @@ static int fg_list(const struct ctl_opts *o)
                 jw_mounts(&w, resp.mounts, resp.nmounts);
                 print_json(&w);
         } else {
-                printf("%-5s %-16s %-24s %-18s %-6s %s\n", "FG", "NAME", "MOUNTED AT", "ON <FG,INO>", "SITE",
-                       "STORAGE SITE");
+                printf("%-5s %-16s %-24s %-18s %-6s %-22s %s\n", "FG", "NAME", "MOUNTED AT", "ON <FG,INO>",
+                       "SITE", "STORAGE SITE", "HOLDERS (*primary)");
                 for (size_t i = 0; i < resp.nmounts; i++) {
                         const struct lp_fs_mount *m = &resp.mounts[i];
-                        char on[40] = "-", site[24] = "-", addr[96] = "(no storage site registered)";
+                        char on[40] = "-", site[24] = "-", addr[96] = "(no storage site registered)", hold[512];
 
                         if (m->parent_fg)
                                 snprintf(on, sizeof(on), "<%u,%" PRIu64 ">", m->parent_fg, m->parent_ino);
@@ -415,8 +506,9 @@ static int fg_list(const struct ctl_opts *o)
                                 snprintf(site, sizeof(site), "%" PRIu64, m->site);
                                 snprintf(addr, sizeof(addr), "%s:%u", m->host ? m->host : "?", m->port);
                         }
-                        printf("%-5u %-16s %-24s %-18s %-6s %s\n", m->fg, m->name ? m->name : "?",
-                               m->path ? m->path : "?", on, site, addr);
+                        holders_text(m, hold, sizeof(hold));
+                        printf("%-5u %-16s %-24s %-18s %-6s %-22s %s\n", m->fg, m->name ? m->name : "?",
+                               m->path ? m->path : "?", on, site, addr, hold);
                 }
         }
         lp_fs_resp_release(&resp);
@@ -439,7 +531,12 @@ static void wait_local_mount(const struct ctl_state *st, const char *path, uint6
         struct stat sb;
 
         if (fg > 0xffff || ctl_path(st, "run/mountpoint", file, sizeof(file)) < 0 ||
-            cm_read_file(file, mp, sizeof(mp)) <= 0 || !ctl_is_mounted(mp))
+            cm_read_file(file, mp, sizeof(mp)) <= 0)
+                return;
+        /* several sites: DIR is the parent of their mounts; site 1's will do */
+        if (st->nsites > 1 && strlen(mp) + 4 < sizeof(mp))
+                strcat(mp, "/s1");
+        if (!ctl_is_mounted(mp))
                 return;
         snprintf(full, sizeof(full), "%s%s", mp, path);
         for (;;) {
@@ -465,6 +562,7 @@ static void wait_local_mount(const struct ctl_state *st, const char *path, uint6
 
 static int fg_create(const struct ctl_opts *o)
 {
+        char *placement = NULL;
         struct ctl_state st;
         struct lp_fs_req rq = { .op = LP_FS_CSS_FG_CREATE };
         struct lp_fs_resp resp;
@@ -473,12 +571,62 @@ static int fg_create(const struct ctl_opts *o)
         int r;
 
         if (o->npos != 1 || !o->mount) {
-                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n");
+                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] "
+                        "[--state PATH] [--json] [--timeout SEC]\n");
                 return 2;
+        }
+        /* Placement, for the CSS: {"copies": N, "sites": [a, b, ...]} */
+        {
+                struct css_jw w;
+                char list[1024], *save = NULL, *tok, *end;
+                unsigned nsites = 0;
+
+                css_jw_init(&w);
+                css_jw_obj_begin(&w);
+                if (o->sites) {
+                        if (strlen(o->sites) >= sizeof(list)) {
+                                fprintf(stderr, "locusctl fg create: --sites: too long\n");
+                                return 2;
+                        }
+                        snprintf(list, sizeof(list), "%s", o->sites);
+                        css_jw_key(&w, "sites");
+                        css_jw_arr_begin(&w);
+                        for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                                unsigned long v;
+
+                                errno = 0;
+                                v = strtoul(tok, &end, 10);
+                                if (errno || *end || !*tok || v == 0 || v > 65535) {
+                                        fprintf(stderr, "locusctl fg create: --sites %s: site ids (1..65535) "
+                                                "separated by ','\n", o->sites);
+                                        css_jw_reset(&w);
+                                        return 2;
+                                }
+                                css_jw_u64(&w, v);
+                                nsites++;
+                        }
+                        css_jw_arr_end(&w);
+                        if (o->copies && (unsigned)o->copies > nsites) {
+                                fprintf(stderr, "locusctl fg create: --copies %d but only %u site(s) in --sites\n",
+                                        o->copies, nsites);
+                                css_jw_reset(&w);
+                                return 2;
+                        }
+                }
+                if (o->copies) {
+                        css_jw_key(&w, "copies");
+                        css_jw_u64(&w, (uint64_t)o->copies);
+                }
+                css_jw_obj_end(&w);
+                if (css_jw_finish(&w, &placement) < 0) {
+                        fprintf(stderr, "locusctl: out of memory\n");
+                        return 1;
+                }
         }
         r = ctl_state_resolve(o->state, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
+                free(placement);
                 return 1;
         }
         um = umask(0);
@@ -492,9 +640,12 @@ static int fg_create(const struct ctl_opts *o)
         rq.cred.umask = (uint32_t)um;
         if (rq.namelen > LP_FS_NAME_MAX || strlen(o->mount) > LP_FS_PATH_MAX) {
                 fprintf(stderr, "locusctl: file group '%.64s...': name or mount point too long\n", o->pos[0]);
+                free(placement);
                 return 1;
         }
+        rq.text = placement;
         r = ctl_call(&st, CTL_CSSD, &rq, CTL_FG_CREATE_MS, &resp, err, sizeof(err));
+        free(placement);
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s\n", err);
                 return 1;
@@ -536,12 +687,149 @@ int ctl_cmd_fg(int argc, char **argv)
                 return fg_list(&o);
         }
         if (argc >= 2 && !strcmp(argv[1], "create")) {
-                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT,
-                                   1, &o) < 0)
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT |
+                                   CTL_OPT_COPIES | CTL_OPT_SITES, 1, &o) < 0)
                         return 2;
                 return fg_create(&o);
         }
-        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n"
+        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] [--state PATH]\n"
+                        "                        [--json] [--timeout SEC]\n"
                         "       locusctl fg list [--state PATH] [--json]\n");
         return 2;
+}
+
+/* ---- sites ----------------------------------------------------------------------- */
+
+/*
+ * locusctl sites: the sites of the cluster as the CSS knows them
+ * (CSS_STATUS's storage_sites), joined with the dev cluster's own list
+ * (STATE/sites), so that a site that never registered is listed too, as
+ * down.  State "up": its storage site's connection to the CSS is up.
+ */
+int ctl_cmd_sites(int argc, char **argv)
+{
+        struct ctl_opts o;
+        struct ctl_state st;
+        struct lp_fs_req rq = { .op = LP_FS_CSS_STATUS };
+        struct lp_fs_resp cs;
+        struct css_jval *v = NULL;
+        const struct css_jval *arr = NULL;
+        char err[512];
+        uint64_t ids[CTL_MAX_SITES + CSS_JSON_DEPTH];
+        size_t nids = 0;
+        struct css_jw w;
+        int r;
+
+        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON, 0, &o) < 0)
+                return 2;
+        r = ctl_state_resolve(o.state, &st);
+        if (r < 0 || !st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
+                return 1;
+        }
+        r = ctl_call(&st, CTL_CSSD, &rq, CTL_CALL_MS, &cs, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s\n", err);
+                return 1;
+        }
+        if (cs.status < 0 || !cs.text || css_json_parse(cs.text, strlen(cs.text), &v) < 0) {
+                fprintf(stderr, "locusctl: locus-cssd: CSS_STATUS: %s\n",
+                        cs.status < 0 ? strerror(-cs.status) : "no report that parses");
+                lp_fs_resp_release(&cs);
+                return 1;
+        }
+        arr = css_json_get(v, "storage_sites");
+        if (arr && arr->type != CSS_JARR)
+                arr = NULL;
+        /* The ids: the dev cluster's sites, then any other the CSS knows. */
+        for (unsigned k = 1; k <= st.nsites; k++)
+                ids[nids++] = k;
+        for (size_t i = 0; arr && i < arr->n && nids < sizeof(ids) / sizeof(ids[0]); i++) {
+                uint64_t id = 0;
+                bool have = false;
+
+                if (!css_json_uint(css_json_get(&arr->items[i], "site"), UINT64_MAX, &id))
+                        continue;
+                for (size_t k = 0; k < nids && !have; k++)
+                        have = ids[k] == id;
+                if (!have)
+                        ids[nids++] = id;
+        }
+        if (o.json) {
+                css_jw_init(&w);
+                css_jw_arr_begin(&w);
+        } else {
+                printf("%-5s %-22s %-6s %-14s %s\n", "SITE", "ADDRESS", "STATE", "LAST CONTACT", "FILE GROUPS");
+        }
+        for (size_t k = 0; k < nids; k++) {
+                const struct css_jval *s = NULL, *fgs = NULL, *x;
+                char addr[96], contact[32] = "never", list[512] = "-";
+                uint64_t ms = 0, port = 0;
+                bool up = false, seen = false;
+                size_t off = 0;
+
+                for (size_t i = 0; arr && i < arr->n && !s; i++) {
+                        uint64_t id;
+
+                        if (css_json_uint(css_json_get(&arr->items[i], "site"), UINT64_MAX, &id) && id == ids[k])
+                                s = &arr->items[i];
+                }
+                if (s) {
+                        x = css_json_get(s, "connected");
+                        up = x && x->type == CSS_JBOOL && x->b;
+                        seen = css_json_uint(css_json_get(s, "last_contact_ms_ago"), UINT64_MAX, &ms);
+                        css_json_uint(css_json_get(s, "port"), 65535, &port);
+                        fgs = css_json_get(s, "file_groups");
+                        if (fgs && fgs->type != CSS_JARR)
+                                fgs = NULL;
+                }
+                x = s ? css_json_get(s, "host") : NULL;
+                if (x && x->type == CSS_JSTR)
+                        snprintf(addr, sizeof(addr), "%s:%" PRIu64, x->str, port);
+                else
+                        snprintf(addr, sizeof(addr), "%s", ids[k] <= st.nsites ? ctl_site_addr(&st, (unsigned)ids[k])
+                                                                                : "?");
+                if (seen)
+                        snprintf(contact, sizeof(contact), "%" PRIu64 ".%03" PRIu64 " s ago", ms / 1000, ms % 1000);
+                for (size_t i = 0; fgs && i < fgs->n && off < sizeof(list); i++)
+                        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%" PRId64, i ? "," : "",
+                                                fgs->items[i].i);
+                if (o.json) {
+                        css_jw_obj_begin(&w);
+                        css_jw_key(&w, "site");
+                        css_jw_u64(&w, ids[k]);
+                        css_jw_key(&w, "address");
+                        css_jw_str(&w, x && x->type == CSS_JSTR ? x->str :
+                                       ids[k] <= st.nsites ? ctl_site_addr(&st, (unsigned)ids[k]) : NULL);
+                        css_jw_key(&w, "port");
+                        if (s)
+                                css_jw_u64(&w, port);
+                        else
+                                css_jw_null(&w);
+                        css_jw_key(&w, "state");
+                        css_jw_str(&w, up ? "up" : "down");
+                        css_jw_key(&w, "registered");
+                        css_jw_bool(&w, s != NULL);
+                        css_jw_key(&w, "last_contact_ms_ago");
+                        if (seen)
+                                css_jw_u64(&w, ms);
+                        else
+                                css_jw_null(&w);
+                        css_jw_key(&w, "file_groups");
+                        css_jw_arr_begin(&w);
+                        for (size_t i = 0; fgs && i < fgs->n; i++)
+                                css_jw_i64(&w, fgs->items[i].i);
+                        css_jw_arr_end(&w);
+                        css_jw_obj_end(&w);
+                } else {
+                        printf("%-5" PRIu64 " %-22s %-6s %-14s %s\n", ids[k], addr, up ? "up" : "down", contact, list);
+                }
+        }
+        if (o.json) {
+                css_jw_arr_end(&w);
+                print_json(&w);
+        }
+        css_json_free(v);
+        lp_fs_resp_release(&cs);
+        return 0;
 }

@@ -15,16 +15,20 @@ static void usage(FILE *f)
 {
         fprintf(f,
                 "usage: locusctl COMMAND ...\n"
-                "  dev up DIR [--state PATH] [--sites 1] [--timeout SEC] [--force]\n"
-                "                                                          start (or restart) a one-site\n"
-                "                                                          cluster and mount it at DIR\n"
+                "  dev up DIR [--state PATH] [--sites N] [--addrs A,B,...] [--timeout SEC] [--force]\n"
+                "                                                          start (or restart) a cluster and\n"
+                "                                                          mount it at DIR (N > 1: site k on\n"
+                "                                                          127.0.0.k, mounted at DIR/sk)\n"
                 "                                                          (--force: DIR need not be empty)\n"
                 "  dev down DIR [--state PATH] [--timeout SEC]             unmount, stop the daemons\n"
                 "  status [--state PATH] [--json]                          programs, mount, file groups,\n"
                 "                                                          storage statistics\n"
-                "  fg create NAME --mount PATH [--state PATH] [--json] [--timeout SEC]\n"
-                "                                                          a new file group mounted at PATH\n"
+                "  fg create NAME --mount PATH [--copies N] [--sites A,B,...] [--state PATH] [--json]\n"
+                "            [--timeout SEC]                               a new file group mounted at PATH,\n"
+                "                                                          held by N sites\n"
                 "  fg list [--state PATH] [--json]                         the mount table\n"
+                "  sites [--state PATH] [--json]                           the sites: address, up or down,\n"
+                "                                                          last contact, file groups\n"
                 "  sync [--state PATH] [--timeout SEC]                     wait until every copy reachable\n"
                 "                                                          is current (exit 1 after SEC)\n"
                 "  copies PATH [--state PATH] [--json]                     every copy of a file (PATH from the\n"
@@ -57,6 +61,8 @@ int main(int argc, char **argv)
                 return ctl_cmd_status(argc - 1, argv + 1);
         if (!strcmp(argv[1], "fg"))
                 return ctl_cmd_fg(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "sites"))
+                return ctl_cmd_sites(argc - 1, argv + 1);
         if (!strcmp(argv[1], "copies"))
                 return ctl_cmd_copies(argc - 1, argv + 1);
         if (!strcmp(argv[1], "sync"))

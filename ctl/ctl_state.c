@@ -47,7 +47,47 @@ int ctl_state_resolve(const char *opt, struct ctl_state *ret)
         if (ctl_abspath(buf, ret->dir, sizeof(ret->dir)) < 0)
                 return -ENAMETOOLONG;
         ret->exists = access(ret->dir, F_OK) == 0;
+        return ctl_read_sites(ret);
+}
+
+int ctl_read_sites(struct ctl_state *st)
+{
+        char file[PATH_MAX], buf[CTL_MAX_SITES * CTL_ADDR_MAX + 64], *save = NULL, *line;
+        unsigned n = 0;
+        int r;
+
+        st->nsites = 1;
+        st->site = 1;
+        memset(st->addrs, 0, sizeof(st->addrs));
+        snprintf(st->addrs[0], sizeof(st->addrs[0]), "127.0.0.1");
+        if (ctl_path(st, "sites", file, sizeof(file)) < 0)
+                return -ENAMETOOLONG;
+        r = cm_read_file(file, buf, sizeof(buf));
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                if (n >= CTL_MAX_SITES || !*line || strlen(line) >= CTL_ADDR_MAX)
+                        return -EBADMSG;
+                snprintf(st->addrs[n++], CTL_ADDR_MAX, "%s", line);
+        }
+        if (n == 0)
+                return -EBADMSG;
+        st->nsites = n;
         return 0;
+}
+
+void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret)
+{
+        if (ret != st)
+                *ret = *st;
+        ret->site = k >= 1 && k <= st->nsites ? k : 1;
+}
+
+const char *ctl_site_addr(const struct ctl_state *st, unsigned k)
+{
+        return st->addrs[k >= 1 && k <= st->nsites ? k - 1 : 0];
 }
 
 int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap)
@@ -57,16 +97,26 @@ int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap)
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+/* The CSS of a cluster of several sites is site 1's (ctl.h). */
+static unsigned site_of(const struct ctl_state *st, enum ctl_prog_id p)
+{
+        return p == CTL_CSSD ? 1 : st->site;
+}
+
 int ctl_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, char *buf, size_t cap)
 {
-        int n = snprintf(buf, cap, "%s/run/%s.%s", st->dir, ctl_progs[p].tag, ext);
+        int n = st->nsites > 1 ? snprintf(buf, cap, "%s/site%u/run/%s.%s", st->dir, site_of(st, p),
+                                          ctl_progs[p].tag, ext)
+                               : snprintf(buf, cap, "%s/run/%s.%s", st->dir, ctl_progs[p].tag, ext);
 
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
 int ctl_log_file(const struct ctl_state *st, enum ctl_prog_id p, char *buf, size_t cap)
 {
-        int n = snprintf(buf, cap, "%s/log/%s.log", st->dir, ctl_progs[p].tag);
+        int n = st->nsites > 1 ? snprintf(buf, cap, "%s/site%u/log/%s.log", st->dir, site_of(st, p),
+                                          ctl_progs[p].tag)
+                               : snprintf(buf, cap, "%s/log/%s.log", st->dir, ctl_progs[p].tag);
 
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
@@ -253,6 +303,7 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
         void *payload = NULL;
         size_t len, plen;
         uint16_t port, type;
+        const char *host = ctl_site_addr(st, site_of(st, p));
         int r;
 
         r = ctl_read_port(st, p, &port);
@@ -264,10 +315,10 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
         r = ctl_load_key(st, key, err, cap);
         if (r < 0)
                 return r;
-        r = lp_client_connect("127.0.0.1", port, key, CTL_SITE, CTL_CALL_MS, &c);
+        r = lp_client_connect(host, port, key, CTL_SITE, CTL_CALL_MS, &c);
         lp_key_wipe(key, sizeof(key));
         if (r < 0) {
-                snprintf(err, cap, "%s at 127.0.0.1:%u (site %u): %s", ctl_progs[p].bin, port, CTL_SITE,
+                snprintf(err, cap, "%s at %s:%u (site %u): %s", ctl_progs[p].bin, host, port, site_of(st, p),
                          r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
                 return r;
         }
@@ -276,7 +327,7 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
                 r = lp_client_call(c, LP_MSG_FS_REQ, buf, len, timeout_ms, &type, &payload, &plen);
         free(buf);
         if (r < 0) {
-                snprintf(err, cap, "%s at 127.0.0.1:%u (site %u): %s: %s", ctl_progs[p].bin, port, CTL_SITE,
+                snprintf(err, cap, "%s at %s:%u (site %u): %s: %s", ctl_progs[p].bin, host, port, site_of(st, p),
                          lp_fs_op_name(rq->op), r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
         } else if (type == LP_MSG_STATUS) {
                 int code = 0;
@@ -285,19 +336,19 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
                 if (lp_status_unpack(payload, plen, &code, &msg) == 0) {
                         memset(resp, 0, sizeof(*resp));
                         r = lp_status_to_errno(code);
-                        snprintf(err, cap, "%s at 127.0.0.1:%u: %s: %s%s%s", ctl_progs[p].bin, port,
+                        snprintf(err, cap, "%s at %s:%u: %s: %s%s%s", ctl_progs[p].bin, host, port,
                                  lp_fs_op_name(rq->op), strerror(-r), msg && *msg ? ": " : "", msg ? msg : "");
                         free(msg);
                         if (r == 0)
                                 r = -EIO;
                 } else {
                         r = -EBADMSG;
-                        snprintf(err, cap, "%s at 127.0.0.1:%u: an answer that does not parse", ctl_progs[p].bin,
+                        snprintf(err, cap, "%s at %s:%u: an answer that does not parse", ctl_progs[p].bin, host,
                                  port);
                 }
         } else if (type != LP_MSG_FS_RESP || (r = lp_fs_resp_decode(payload, plen, resp)) < 0) {
                 r = -EBADMSG;
-                snprintf(err, cap, "%s at 127.0.0.1:%u: an answer that does not parse", ctl_progs[p].bin, port);
+                snprintf(err, cap, "%s at %s:%u: an answer that does not parse", ctl_progs[p].bin, host, port);
         }
         free(payload);
         lp_client_close(c);
@@ -314,19 +365,20 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "mount", required_argument, NULL, 'm' },
                 { "rebuild", no_argument, NULL, 'r' },
                 { "force", no_argument, NULL, 'f' },
+                { "addrs", required_argument, NULL, 'a' },
+                { "copies", required_argument, NULL, 'c' },
                 { 0 },
         };
         static const unsigned bit[128] = {
                 ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
                 ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
-                ['f'] = CTL_OPT_FORCE,
+                ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES,
         };
         int c, idx;
         char *end;
         long v;
 
         memset(o, 0, sizeof(*o));
-        o->sites = 1;
         o->timeout_s = CTL_DEFAULT_TIMEOUT_S;
         optind = 1;
         opterr = 0;
@@ -344,17 +396,19 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 'm': o->mount = optarg; break;
                 case 'r': o->rebuild = true; break;
                 case 'f': o->force = true; break;
-                case 'n':
+                case 'n': o->sites = optarg; break;
+                case 'a': o->addrs = optarg; break;
+                case 'c':
                 case 't':
                         errno = 0;
                         v = strtol(optarg, &end, 10);
                         if (errno || *end || !*optarg || v < 1 || v > 3600) {
                                 fprintf(stderr, "locusctl %s: --%s %s: a number from 1 to 3600\n", argv[0],
-                                        c == 'n' ? "sites" : "timeout", optarg);
+                                        c == 'c' ? "copies" : "timeout", optarg);
                                 return -EINVAL;
                         }
-                        if (c == 'n')
-                                o->sites = (int)v;
+                        if (c == 'c')
+                                o->copies = (int)v;
                         else
                                 o->timeout_s = (int)v;
                         break;

@@ -229,9 +229,11 @@ static int resolve_fg(void *arg, uint32_t fg, unsigned attempt, uint64_t deadlin
         struct us_core *core = arg;
         int r;
 
-        /* The site may have moved or registered meanwhile: after a second
+        /* The primary may have changed (docs/replication.md: a mount that
+         * loses its connection to the primary fetches the mount table at
+         * once), or the site moved or registered meanwhile: after the first
          * failure, ask the CSS (rate-limited, and never past our deadline). */
-        if (attempt >= 2)
+        if (attempt >= 1)
                 refresh_on_miss(core, deadline);
         r = us_mtab_site(core->mtab, fg, addr);
         if (r == -ENOENT)

@@ -14,6 +14,7 @@
 #include <fuse_lowlevel.h>
 
 #include "cm.h"
+#include "lp_conn.h"
 #include "lp_key.h"
 #include "us_core.h"
 #include "us_opt.h"
@@ -121,6 +122,12 @@ int us_main(int argc, char **argv)
 
         cm_log_init(PROG, cfg.log_level, cfg.use_syslog ? CM_LOG_SYSLOG : CM_LOG_STDERR);
         fuse_set_log_func(us_fuse_log);
+        /* bind=: every connection leaves from the site's address (checked by us_opt_parse). */
+        if (cfg.bind[0] && lp_client_set_source(cfg.bind) < 0) {
+                cm_log(LOG_ERR, "bind=%s: not a numeric address", cfg.bind);
+                status = US_EXIT_USAGE;
+                goto out;
+        }
         if (cfg.ready_fd >= 0 && fcntl(cfg.ready_fd, F_GETFD) < 0) {
                 cm_log(LOG_ERR, "--ready-fd %d: %s", cfg.ready_fd, strerror(errno));
                 status = US_EXIT_USAGE;

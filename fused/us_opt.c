@@ -20,6 +20,7 @@
 #include <syslog.h>
 
 #include <fuse_opt.h>
+#include <arpa/inet.h>
 
 #include "cm.h"
 
@@ -30,6 +31,7 @@ struct raw {
         char *css_port_file;
         char *timeout;
         char *site;
+        char *bind;
         char *ready_fd;
         char *log_level;
         int use_syslog;
@@ -47,6 +49,7 @@ static const struct fuse_opt us_opts[] = {
         RAW("css_port_file=%s", css_port_file),
         RAW("timeout=%s", timeout),
         RAW("site=%s", site),
+        RAW("bind=%s", bind),
         RAW("--ready-fd %s", ready_fd),
         RAW("--ready-fd=%s", ready_fd),
         RAW("--log-level %s", log_level),
@@ -82,6 +85,7 @@ static void raw_free(struct raw *r)
         free(r->css_port_file);
         free(r->timeout);
         free(r->site);
+        free(r->bind);
         free(r->ready_fd);
         free(r->log_level);
         free(r->nonopt[0]);
@@ -300,6 +304,16 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
                 r = fail(cfg, "bad timeout=%s: seconds, from 0.001 to 86400", raw.timeout);
                 goto out;
         }
+        if (raw.bind) {
+                unsigned char a[sizeof(struct in6_addr)];
+
+                if (strlen(raw.bind) >= sizeof(cfg->bind) || (inet_pton(AF_INET, raw.bind, a) != 1 &&
+                                                             inet_pton(AF_INET6, raw.bind, a) != 1)) {
+                        r = fail(cfg, "bad bind=%s: a numeric IPv4 or IPv6 address", raw.bind);
+                        goto out;
+                }
+                snprintf(cfg->bind, sizeof(cfg->bind), "%s", raw.bind);
+        }
         if (raw.site && !parse_u64(raw.site, UINT64_MAX, &cfg->site)) {
                 r = fail(cfg, "bad site=%s: a site number", raw.site);
                 goto out;
@@ -353,6 +367,7 @@ void us_opt_usage(const char *prog)
                "    -o timeout=SEC         how long a request waits for an unreachable\n"
                "                           daemon before it fails with ETIMEDOUT (30)\n"
                "    -o site=N              our site number in the handshake (0)\n"
+               "    -o bind=ADDR           the source address of every connection (the site's)\n"
                "    --ready-fd N           write \"READY mounted\" to descriptor N once mounted\n"
                "    --log-level L          err, warning, notice, info (default), debug\n"
                "    --syslog               log to syslog (the default without -f)\n"

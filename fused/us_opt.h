@@ -2,7 +2,7 @@
  * us_opt.h -- the command line of locusfs-mount.
  *
  *   locusfs-mount [SOURCE] MOUNTPOINT -o key=FILE,css=HOST:PORT[,css_port_file=F]
- *                 [,timeout=SEC][,site=N][,FUSE options] [-f] [-d] [-s]
+ *                 [,timeout=SEC][,site=N][,bind=ADDR][,FUSE options] [-f] [-d] [-s]
  *                 [--ready-fd N] [--log-level L] [--syslog]
  *
  * Our own -o suboptions and long options are taken out; everything else
@@ -50,6 +50,7 @@ struct us_config {
         char *css_port_file;
         uint64_t timeout_us;            /* per request, reconnects included */
         uint64_t site;                  /* our site id in the handshake */
+        char bind[64];                  /* source address of every connection; "": the kernel's choice */
         int ready_fd;                   /* -1: none */
         int log_level;                  /* syslog level */
         bool use_syslog;

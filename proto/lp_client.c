@@ -22,6 +22,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +35,15 @@
 #include "lp_hs_int.h"
 
 #define NO_DEADLINE UINT64_MAX
+
+/*
+ * The process-wide source address of outgoing connections (lp_conn.h,
+ * lp_client_set_source): set once at start, before any thread connects,
+ * then only read.  family AF_UNSPEC: none (the kernel chooses).
+ */
+static struct sockaddr_storage src_addr;
+static socklen_t src_len;
+static char src_text[64];
 
 struct kept {
         struct kept *next;
@@ -247,6 +257,51 @@ static bool unkeep(struct lp_client *c, struct lp_frame *ret)
 
 /* ---- connecting ---- */
 
+int lp_client_set_source(const char *host)
+{
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&src_addr;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&src_addr;
+
+        if (!host || !*host) {
+                memset(&src_addr, 0, sizeof(src_addr));
+                src_len = 0;
+                src_text[0] = 0;
+                return 0;
+        }
+        if (strlen(host) >= sizeof(src_text))
+                return -EINVAL;
+        memset(&src_addr, 0, sizeof(src_addr));
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+                a4->sin_family = AF_INET;
+                src_len = sizeof(*a4);
+        } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+                a6->sin6_family = AF_INET6;
+                src_len = sizeof(*a6);
+        } else {
+                src_len = 0;
+                src_text[0] = 0;
+                return -EINVAL;
+        }
+        snprintf(src_text, sizeof(src_text), "%s", host);
+        return 0;
+}
+
+const char *lp_client_source(void)
+{
+        return src_len ? src_text : NULL;
+}
+
+int lp_client_bind_source(int fd, int family)
+{
+        if (!src_len)
+                return 0;
+        if (family != src_addr.ss_family)
+                return -EAFNOSUPPORT;
+        if (bind(fd, (const struct sockaddr *)&src_addr, src_len) < 0)
+                return -errno;
+        return 0;
+}
+
 static int tcp_connect(const char *host, uint16_t port, uint64_t deadline, int *ret_fd)
 {
         struct addrinfo hints, *res = NULL, *ai;
@@ -283,6 +338,12 @@ static int tcp_connect(const char *host, uint16_t port, uint64_t deadline, int *
                         r = -errno;
                         continue;
                 }
+                /* The site's own address, never the kernel's choice
+                 * (lp_client_set_source): a packet filter between two
+                 * addresses must cut exactly those two sites apart. */
+                r = lp_client_bind_source(fd, ai->ai_family);
+                if (r < 0)
+                        goto next;
                 if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
                         break;
                 if (errno != EINPROGRESS) {

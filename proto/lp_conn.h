@@ -246,6 +246,23 @@ int lp_server_conn_set_max_frame(struct lp_conn *conn, size_t max_frame);
 int lp_client_connect(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
                       uint64_t site_id, int timeout_ms, struct lp_client **ret_client);
 
+/*
+ * The source address of every outgoing connection of this process: a
+ * numeric IPv4 or IPv6 address that each new socket is bound to (port 0)
+ * before it connects, so that a site's traffic leaves from the site's own
+ * address.  NULL or "" clears it (the kernel chooses, as by default).
+ * Call once at start, before any thread connects: it is read without a
+ * lock.  -EINVAL: not a numeric address.  A connection to a host of the
+ * other family then fails with -EAFNOSUPPORT.
+ * lp_client_source(): the address set, or NULL.
+ * lp_client_bind_source(): bind fd (a new socket of family) to it, for
+ * connections made outside lp_client (a libuv loop: uv_tcp_bind before
+ * uv_tcp_connect); 0 when none is set.
+ */
+int lp_client_set_source(const char *host);
+const char *lp_client_source(void);
+int lp_client_bind_source(int fd, int family);
+
 /* The same, naming client_id in the ClientHello (0: none, as above). */
 int lp_client_connect_as(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE],
                          uint64_t site_id, uint64_t client_id, int timeout_ms,

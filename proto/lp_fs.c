@@ -157,6 +157,7 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
         Locus__FsDirent *ents = NULL, **entp = NULL;
         struct attr_pb *entattr = NULL;
         Locus__FsMount *mnts = NULL, **mntp = NULL;
+        Locus__FsHolder *hold = NULL, **holdp = NULL;
         char *msg = NULL;
         int ret;
 
@@ -238,9 +239,20 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
                 m.entries = entp;
         }
         if (r->nmounts) {
+                size_t nh = 0, h = 0;
+
+                for (size_t i = 0; i < r->nmounts; i++) {
+                        if (r->mounts[i].nholders > LP_FS_MAX_HOLDERS) {
+                                ret = -EINVAL;
+                                goto out;
+                        }
+                        nh += r->mounts[i].nholders;
+                }
                 mnts = calloc(r->nmounts, sizeof(*mnts));
                 mntp = calloc(r->nmounts, sizeof(*mntp));
-                if (!mnts || !mntp) {
+                hold = calloc(nh ? nh : 1, sizeof(*hold));
+                holdp = calloc(nh ? nh : 1, sizeof(*holdp));
+                if (!mnts || !mntp || !hold || !holdp) {
                         ret = -ENOMEM;
                         goto out;
                 }
@@ -256,6 +268,15 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
                         SET(&mnts[i], site, x->site);
                         mnts[i].host = (char *)x->host;
                         SET(&mnts[i], port, x->port);
+                        mnts[i].holders = &holdp[h];
+                        mnts[i].n_holders = x->nholders;
+                        for (size_t k = 0; k < x->nholders; k++, h++) {
+                                locus__fs_holder__init(&hold[h]);
+                                SET(&hold[h], site, x->holders[k].site);
+                                hold[h].host = (char *)x->holders[k].host;
+                                SET(&hold[h], port, x->holders[k].port);
+                                holdp[h] = &hold[h];
+                        }
                         mntp[i] = &mnts[i];
                 }
                 m.n_mounts = r->nmounts;
@@ -271,6 +292,8 @@ out:
         free(entattr);
         free(mnts);
         free(mntp);
+        free(hold);
+        free(holdp);
         return ret;
 }
 
@@ -280,6 +303,7 @@ struct priv {
         ProtobufCMessage *msg;
         struct lp_fs_dirent *entries;
         struct lp_fs_mount *mounts;
+        struct lp_fs_holder *holders;
 };
 
 static void time_in(struct lp_fs_time *v, const Locus__FsTime *t)
@@ -486,8 +510,16 @@ int lp_fs_resp_decode(const void *buf, size_t len, struct lp_fs_resp *r)
                 r->nentries = m->n_entries;
         }
         if (m->n_mounts) {
+                size_t nh = 0, h = 0;
+
+                for (size_t i = 0; i < m->n_mounts; i++) {
+                        if (m->mounts[i]->n_holders > LP_FS_MAX_HOLDERS)
+                                goto fail;
+                        nh += m->mounts[i]->n_holders;
+                }
                 p->mounts = calloc(m->n_mounts, sizeof(*p->mounts));
-                if (!p->mounts) {
+                p->holders = calloc(nh ? nh : 1, sizeof(*p->holders));
+                if (!p->mounts || !p->holders) {
                         ret = -ENOMEM;
                         goto fail;
                 }
@@ -505,6 +537,15 @@ int lp_fs_resp_decode(const void *buf, size_t len, struct lp_fs_resp *r)
                         y->site = x->site;
                         y->host = x->host;
                         y->port = x->port;
+                        y->holders = &p->holders[h];
+                        y->nholders = x->n_holders;
+                        for (size_t k = 0; k < x->n_holders; k++, h++) {
+                                if (!str_ok(x->holders[k]->host))
+                                        goto fail;
+                                p->holders[h].site = x->holders[k]->site;
+                                p->holders[h].host = x->holders[k]->host;
+                                p->holders[h].port = x->holders[k]->port;
+                        }
                 }
                 r->mounts = p->mounts;
                 r->nmounts = m->n_mounts;
@@ -514,6 +555,7 @@ int lp_fs_resp_decode(const void *buf, size_t len, struct lp_fs_resp *r)
 fail:
         free(p->entries);
         free(p->mounts);
+        free(p->holders);
         locus__fs_response__free_unpacked(m, NULL);
         free(p);
         memset(r, 0, sizeof(*r));
@@ -527,6 +569,7 @@ static void priv_free(struct priv *p)
         protobuf_c_message_free_unpacked(p->msg, NULL);
         free(p->entries);
         free(p->mounts);
+        free(p->holders);
         free(p);
 }
 

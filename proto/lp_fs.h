@@ -48,6 +48,8 @@ extern "C" {
 #define LP_FS_DATA_MAX (4u << 20)       /* read/write/xattr payload */
 #define LP_FS_XATTR_VALUE_MAX (64u << 10)
 #define LP_FS_MAX_ENTRIES 4096u
+/* Holders listed per mount entry. */
+#define LP_FS_MAX_HOLDERS 256u
 #define LP_FS_MAX_GROUPS 256u
 
 /* The root directory of every file group has this inode number. */
@@ -183,15 +185,24 @@ struct lp_fs_dirent {
         struct lp_fs_attr attr;
 };
 
+/* A site holding a container of a file group (port 0: not registered). */
+struct lp_fs_holder {
+        uint64_t site;
+        const char *host;
+        uint32_t port;
+};
+
 struct lp_fs_mount {
         uint32_t fg;                    /* the file group mounted */
         const char *name;
         uint32_t parent_fg;             /* where: directory parent_ino of parent_fg */
         uint64_t parent_ino;            /* 0 for the root file group */
         const char *path;               /* its path from / */
-        uint64_t site;                  /* the storage site holding it */
+        uint64_t site;                  /* its primary storage site (docs/replication.md) */
         const char *host;
         uint32_t port;
+        const struct lp_fs_holder *holders;     /* every holder, site order; at most LP_FS_MAX_HOLDERS */
+        size_t nholders;
 };
 
 struct lp_fs_statfs {

@@ -18,6 +18,8 @@
 #include <uv.h>
 
 #include "cm.h"
+#include "cm_conf.h"
+#include "lp_conn.h"
 #include "lp_key.h"
 #include "ss_ct.h"
 #include "ss_srv.h"
@@ -25,12 +27,13 @@
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: locus-storaged --data DIR --key FILE --site N [--listen HOST:PORT]\n"
-                "                      [--port-file F] [--pid-file F] [--ready-fd N]\n"
-                "                      [--css HOST:PORT | --css-port-file F]\n"
+                "usage: locus-storaged [--config FILE] --data DIR --key FILE --site N [--listen HOST:PORT]\n"
+                "                      [--bind ADDR] [--port-file F] [--pid-file F] [--ready-fd N]\n"
+                "                      [--css HOST:PORT] [--css-port-file F] [--create-root]\n"
                 "                      [--flush-interval-ms MS] [--segment-size BYTES] [--reserve BYTES]\n"
                 "                      [--lease-ms MS] [--log-level L] [--syslog]\n"
-                "       locus-storaged --data DIR --rebuild [--log-level L] [--syslog]\n");
+                "       locus-storaged --data DIR --rebuild [--log-level L] [--syslog]\n"
+                "With no option at all it reads " CM_CONF_DEFAULT "; options override the file.\n");
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
         enum {
                 O_DATA = 256, O_KEY, O_SITE, O_LISTEN, O_PORT_FILE, O_PID_FILE, O_READY_FD, O_CSS,
                 O_CSS_PORT_FILE, O_FLUSH, O_LOG_LEVEL, O_SYSLOG, O_REBUILD, O_SEGSIZE, O_RESERVE, O_LEASE, O_HELP,
+                O_CONFIG, O_BIND, O_CREATE_ROOT,
         };
         static const struct option lopts[] = {
                 { "data", required_argument, NULL, O_DATA },
@@ -135,13 +139,17 @@ int main(int argc, char **argv)
                 { "syslog", no_argument, NULL, O_SYSLOG },
                 { "rebuild", no_argument, NULL, O_REBUILD },
                 { "help", no_argument, NULL, O_HELP },
+                { "config", required_argument, NULL, O_CONFIG },
+                { "bind", required_argument, NULL, O_BIND },
+                { "create-root", no_argument, NULL, O_CREATE_ROOT },
                 { NULL, 0, NULL, 0 },
         };
-        const char *data = NULL, *keyfile = NULL, *port_file = NULL, *pid_file = NULL;
-        char listen_host[256] = "127.0.0.1", css_host[256] = "";
+        const char *data = NULL, *keyfile = NULL, *port_file = NULL, *pid_file = NULL, *config = NULL;
+        char listen_host[256] = "", css_host[256] = "", bind_addr[256] = "", cerr[PATH_MAX + 256];
         uint16_t listen_port = 0, css_port = 0;
         int level = LOG_INFO, ready_fd = -1, lockfd, r, c, exit_code = 0;
         bool use_syslog = false, do_rebuild = false, have_site = false;
+        struct cm_conf conf;
         struct ss_opts o;
         struct ss_srv *srv = NULL;
         struct sigs g;
@@ -149,8 +157,59 @@ int main(int argc, char **argv)
         uint64_t v;
 
         ss_opts_default(&o);
+        o.create_root = false;
+        /* The configuration file first (--config, or the default when run
+         * with no option at all); the command line then overrides it. */
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--config") && i + 1 < argc)
+                        config = argv[i + 1];
+                else if (!strncmp(argv[i], "--config=", 9))
+                        config = argv[i] + 9;
+        }
+        if (argc == 1)
+                config = CM_CONF_DEFAULT;
+        if (config) {
+                if (cm_conf_load(config, &conf, cerr, sizeof(cerr)) < 0) {
+                        fprintf(stderr, "locus-storaged: %s\n", cerr);
+                        return 2;
+                }
+                if (conf.data[0])
+                        data = conf.data;
+                if (conf.key[0])
+                        keyfile = conf.key;
+                if (conf.site) {
+                        o.site = conf.site;
+                        have_site = true;
+                }
+                if (conf.address[0]) {
+                        snprintf(bind_addr, sizeof(bind_addr), "%s", conf.address);
+                        snprintf(listen_host, sizeof(listen_host), "%s", conf.address);
+                }
+                listen_port = conf.storage_port;
+                if (conf.css_port) {
+                        snprintf(css_host, sizeof(css_host), "%s", conf.css_host);
+                        css_port = conf.css_port;
+                }
+                if (conf.storage_lease_ms) {
+                        o.client_grace_ms = conf.storage_lease_ms;
+                        if (o.sweep_ms > o.client_grace_ms / 4)
+                                o.sweep_ms = o.client_grace_ms / 4;
+                }
+        }
         while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
                 switch (c) {
+                case O_CONFIG:
+                        break;          /* read above */
+                case O_BIND:
+                        if (strlen(optarg) >= sizeof(bind_addr)) {
+                                fprintf(stderr, "locus-storaged: --bind %s: too long\n", optarg);
+                                return 2;
+                        }
+                        snprintf(bind_addr, sizeof(bind_addr), "%s", optarg);
+                        break;
+                case O_CREATE_ROOT:
+                        o.create_root = true;
+                        break;
                 case O_DATA:
                         data = optarg;
                         break;
@@ -185,7 +244,7 @@ int main(int argc, char **argv)
                         ready_fd = (int)v;
                         break;
                 case O_CSS:
-                        if (cm_parse_hostport(optarg, css_host, sizeof(css_host), &css_port) < 0 || !css_port) {
+                        if (cm_parse_hostport(optarg, css_host, sizeof(css_host), &css_port) < 0) {
                                 fprintf(stderr, "locus-storaged: --css %s: expected HOST:PORT\n", optarg);
                                 return 2;
                         }
@@ -247,8 +306,17 @@ int main(int argc, char **argv)
                 }
         }
         if (optind != argc || !data || (!do_rebuild && (!keyfile || !have_site)) ||
-            (css_port && o.css_port_file)) {
+            (css_host[0] && !css_port && !o.css_port_file)) {
                 usage(stderr);
+                return 2;
+        }
+        /* --bind defaults to the host of --listen, --listen's host to --bind. */
+        if (!listen_host[0])
+                snprintf(listen_host, sizeof(listen_host), "%s", bind_addr[0] ? bind_addr : "127.0.0.1");
+        if (!bind_addr[0] && strcmp(listen_host, "0.0.0.0") != 0 && strcmp(listen_host, "::") != 0)
+                snprintf(bind_addr, sizeof(bind_addr), "%s", listen_host);
+        if (lp_client_set_source(bind_addr[0] ? bind_addr : NULL) < 0) {
+                fprintf(stderr, "locus-storaged: --bind %s: not a numeric address\n", bind_addr);
                 return 2;
         }
         cm_log_init("locus-storaged", level, use_syslog ? CM_LOG_SYSLOG : CM_LOG_STDERR);
@@ -284,10 +352,12 @@ int main(int argc, char **argv)
         o.data_dir = data;
         o.listen_host = listen_host;
         o.listen_port = listen_port;
-        if (css_port) {
+        /* --css HOST:PORT; with --css-port-file the port comes from the file
+         * at every connection and --css gives only the host. */
+        if (css_host[0])
                 o.css_host = css_host;
+        if (css_port && !o.css_port_file)
                 o.css_port = css_port;
-        }
         /* Flushes of several containers, their maintenance and container
          * creation share the libuv work queue (default 4 threads). */
         setenv("UV_THREADPOOL_SIZE", "8", 0);

@@ -1337,6 +1337,7 @@ void ss_opts_default(struct ss_opts *o)
 {
         memset(o, 0, sizeof(*o));
         o->listen_host = "127.0.0.1";
+        o->create_root = true;
         o->flush_interval_ms = 5;
         o->idle_timeout_ms = 600000;
         o->client_grace_ms = SS_LEASE_MS_DEFAULT;
@@ -1567,7 +1568,11 @@ int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret)
                 cm_log(LOG_ERR, "%s: cannot list the data directory: %s", s->data_dir, strerror(-r));
                 goto fail;
         }
-        if (n == 0) {
+        if (n == 0 && !o->create_root) {
+                cm_log(LOG_NOTICE, "%s: no container yet: this site holds no file group until one is created "
+                       "here (the root group: --create-root, given by locusctl when the cluster is made)",
+                       s->data_dir);
+        } else if (n == 0) {
                 struct ss_ct_opts co = { .segment_size = o->segment_size };
                 struct ss_ct *ct;
 

@@ -107,6 +107,11 @@ struct ss_opts {
         uint16_t css_port;
         const char *css_port_file;
         uint32_t css_poll_ms;           /* default 1000 */
+        /* Create the root file group (1) when the data directory holds no
+         * container.  Default true here (in-process users); locus-storaged
+         * sets it only with --create-root: the root group is created once
+         * for the cluster (dev up, site init), not by every storaged. */
+        bool create_root;
 };
 
 struct ss_srv;
@@ -115,7 +120,7 @@ struct ss_srv;
 void ss_opts_default(struct ss_opts *o);
 
 /*
- * Open (or create: file group 1 on first start) every container of
+ * Open (or create: file group 1 on first start, if o->create_root) every container of
  * o->data_dir, free leftover orphans if there is no CSS, listen, start
  * registering.  Blocks
  * while containers are recovered.

@@ -1297,7 +1297,7 @@ static void tss_start(struct tss *s, const char *dir, const char *keyfile, uint1
                 if (log < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 || dup2(p[1], 3) < 0)
                         _exit(127);
                 signal(SIGPIPE, SIG_DFL);
-                execl(storaged_bin, "locus-storaged", "--data", s->data, "--key", keyfile, "--site", "1",
+                execl(storaged_bin, "locus-storaged", "--data", s->data, "--key", keyfile, "--site", "1", "--create-root",
                       "--listen", "127.0.0.1:0", "--ready-fd", "3", "--css", cssarg, "--log-level", "debug",
                       (char *)NULL);
                 _exit(127);

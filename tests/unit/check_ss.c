@@ -3436,7 +3436,7 @@ START_TEST(t_binary)
         pthread_mutex_unlock(&FC->mu);
         snprintf(css, sizeof(css), "127.0.0.1:%u", FC->port);
         {
-                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1",
+                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", "--create-root",
                                  "--port-file", portf, "--pid-file", pidf, "--css", css,
                                  "--flush-interval-ms", "2", "--log-level", "debug", NULL };
 
@@ -3468,7 +3468,7 @@ START_TEST(t_binary)
         pthread_mutex_unlock(&FC->mu);
         /* a second process on the same data directory is refused */
         {
-                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", NULL };
+                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", "--create-root", NULL };
 
                 pid2 = spawn(argv, &rfd2);
         }
@@ -3506,7 +3506,7 @@ START_TEST(t_binary)
         }
         /* and it starts again with everything there */
         {
-                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1",
+                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", "--create-root",
                                  "--listen", "127.0.0.1:0", NULL };
 
                 pid = spawn(argv, &rfd);
@@ -3545,7 +3545,7 @@ START_TEST(t_kill9)
         pathf(keyf, sizeof(keyf), "%s/key", tu_tmpdir());
         fill(buf, sizeof(buf), 42);
         {
-                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1",
+                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", "--create-root",
                                  "--flush-interval-ms", "60000", NULL };
 
                 pid = spawn(argv, &rfd);
@@ -3571,7 +3571,7 @@ START_TEST(t_kill9)
         CHECK_EQ(wait_exit(pid), 128 + SIGKILL);
         lp_client_close(C);
         {
-                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", NULL };
+                char *argv[] = { bin, "--data", (char *)data_dir(), "--key", keyf, "--site", "1", "--create-root", NULL };
 
                 pid = spawn(argv, &rfd);
         }
