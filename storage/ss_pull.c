@@ -29,6 +29,7 @@ struct link {
         uint64_t peer_seq;              /* the peer's seq at its last answer */
         uint64_t pulled;                /* files installed */
         uint64_t contact_us;
+        bool current;                   /* a pass reached the end of the peer's stream [P4] */
         int err;
         char msg[160];
 };
@@ -56,7 +57,31 @@ struct ss_pull {
         struct link links[MAX_LINKS];
         size_t nlinks;
         bool css_failing;
+        bool told_current;              /* on_current was called [P4] */
+        uint64_t start_us;
 };
+
+/* [P4]: call on_current once, when every active link reachable is current
+ * (or none is listed), or after the catch-up time.  Caller holds mu and
+ * has read the mount table at least once. */
+static void maybe_current(struct ss_pull *p)
+{
+        bool all = true;
+
+        if (p->told_current || p->stop)
+                return;
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (p->links[i].active && !p->links[i].current && !p->links[i].err)
+                        all = false;
+        if (!all && cm_now_us() - p->start_us < (uint64_t)SS_PULL_CATCHUP_MS * 1000)
+                return;
+        if (!all)
+                cm_log(LOG_WARNING, "replication: not caught up with every holder after %u s; serving anyway",
+                       SS_PULL_CATCHUP_MS / 1000);
+        p->told_current = true;
+        if (p->o.on_current)
+                p->o.on_current(p->o.ctx);
+}
 
 /* Wait up to ms or until stop.  Caller holds mu. */
 static void wait_locked(struct ss_pull *p, uint32_t ms)
@@ -149,6 +174,7 @@ static void link_error(struct ss_pull *p, uint32_t fg, uint64_t site, int err, c
         l = link_get(p, fg, site);
         if (l) {
                 l->err = err;
+                maybe_current(p);               /* an unreachable holder is not waited for */
                 snprintf(l->msg, sizeof(l->msg), "%s", msg ? msg : strerror(-err));
         }
         pthread_mutex_unlock(&p->mu);
@@ -398,6 +424,9 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
                 }
                 l->err = 0;
                 l->msg[0] = 0;
+                if (a.eof)
+                        l->current = true;
+                maybe_current(p);
         }
         pthread_mutex_unlock(&p->mu);
         if (r >= 0 && wm)
@@ -555,6 +584,7 @@ static void *mgr_main(void *arg)
                         p->css_failing = false;
                         pthread_mutex_lock(&p->mu);
                         take_table(p, &mt, fresh, &nfresh);
+                        maybe_current(p);
                         pthread_mutex_unlock(&p->mu);
                         lp_fs_resp_release(&mt);
                         for (size_t i = 0; i < nfresh; i++) {
@@ -565,7 +595,14 @@ static void *mgr_main(void *arg)
                                                PRIu64, fresh[i]->site);
                         }
                 }
-                pause_ms(p, p->o.refresh_ms);
+                if (!p->told_current && p->css_failing) {
+                        pthread_mutex_lock(&p->mu);
+                        maybe_current(p);       /* the catch-up time still runs out */
+                        pthread_mutex_unlock(&p->mu);
+                }
+                /* Until caught up, look again soon (a holder that registers
+                 * meanwhile is pulled from at once). */
+                pause_ms(p, p->told_current ? p->o.refresh_ms : 100);
         }
         lp_client_close(css);
         return NULL;
@@ -609,6 +646,7 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
                 p->o.poll_ms = 50;
         if (!p->o.timeout_ms)
                 p->o.timeout_ms = 10000;
+        p->start_us = cm_now_us();
         pthread_mutex_init(&p->mu, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -685,9 +723,9 @@ void ss_pull_status_json(struct ss_pull *p, FILE *m)
 
                         if (!l->active)
                                 continue;
-                        fprintf(m, "%s{\"fg\":%u,\"site\":%" PRIu64 ",\"watermark\":%" PRIu64
+                        fprintf(m, "%s{\"fg\":%u,\"site\":%" PRIu64 ",\"current\":%s,\"watermark\":%" PRIu64
                                 ",\"peer_seq\":%" PRIu64 ",\"pulled\":%" PRIu64 ",\"contact_ms_ago\":%" PRId64
-                                ",\"error\":", k++ ? "," : "", l->fg, l->site, l->wm, l->peer_seq, l->pulled,
+                                ",\"error\":", k++ ? "," : "", l->fg, l->site, l->current ? "true" : "false", l->wm, l->peer_seq, l->pulled,
                                 l->contact_us ? (int64_t)((now - l->contact_us) / 1000) : -1);
                         if (l->err)
                                 json_text(m, l->msg);

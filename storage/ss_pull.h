@@ -28,6 +28,15 @@
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
  *      mixes two versions.
  *
+ * [P4] Catching up before serving as a primary: on_current(ctx) is called
+ *      once, from a replicator thread, when every other holder listed in
+ *      the mount table that is reachable has been pulled from up to what
+ *      it had (a pass that reached the end of its stream), or at once if
+ *      none is listed, or after SS_PULL_CATCHUP_MS in any case.  The
+ *      storage daemon registers with the CSS only then, so a site that
+ *      was away does not become the primary of a file group (the lowest
+ *      registered holder) with copies older than the other holders'.
+ *
  * Status (ss_pull_status_json, part of SS_STATUS): per <fg, peer>: the
  * watermark, the peer's last seq we know of, files pulled, the last error.
  *
@@ -45,6 +54,7 @@
 
 #define SS_PULL_RETRIES 3
 #define SS_PULL_CHANGES 512u            /* changes asked for at once */
+#define SS_PULL_CATCHUP_MS 60000u       /* [P4] */
 
 struct ss_pull_opts {
         uint8_t key[LP_KEY_SIZE];
@@ -58,13 +68,16 @@ struct ss_pull_opts {
         uint32_t refresh_ms;            /* mount table; 0 = 1000 */
         uint32_t poll_ms;               /* idle pause between passes; 0 = 50 */
         uint32_t timeout_ms;            /* per call; 0 = 10000 */
+        void (*on_current)(void *ctx);  /* [P4]; may be NULL */
+        void *ctx;
 };
 
 struct ss_pull;
 
 int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret);
 /* Ask the threads to stop, without waiting (they finish their current
- * call, bounded by timeout_ms).  Accepts NULL. */
+ * call, bounded by timeout_ms).  Once it returns, on_current is never
+ * called.  Accepts NULL. */
 void ss_pull_signal(struct ss_pull *p);
 /* Stop, wait for the threads, free.  Accepts NULL.  Not from a thread
  * whose work a pending call waits for (the storage daemon's loop thread

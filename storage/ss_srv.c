@@ -168,6 +168,8 @@ struct ss_srv {
         bool handles;                   /* tick and async initialised */
         struct ss_reg *reg;
         struct ss_pull *pull;           /* the replicator (ss_pull.h) */
+        uv_async_t reg_async;           /* the replicator caught up: register */
+        bool reg_handle;                /* reg_async initialised */
         unsigned works;                 /* [S5] */
         bool stopping, finished;
         int err;
@@ -1426,9 +1428,15 @@ static void maybe_finish(struct ss_srv *s)
                 uv_close((uv_handle_t *)&s->tick, NULL);
                 uv_close((uv_handle_t *)&s->async, NULL);
         }
+        if (s->reg_handle) {
+                /* ss_srv_stop signalled the replicator: it sends no more
+                 * (ss_pull.h); its threads are joined in ss_srv_free, when
+                 * no call of theirs can wait for this loop. */
+                uv_close((uv_handle_t *)&s->reg_async, NULL);
+                s->reg_handle = false;
+        }
         ss_reg_stop(s->reg);
         s->reg = NULL;
-        ss_pull_signal(s->pull);        /* joined in ss_srv_free, once no call can wait for us */
         cm_log(LOG_INFO, "storage site %llu stopped", (unsigned long long)s->o.site);
 }
 
@@ -1438,6 +1446,7 @@ void ss_srv_stop(struct ss_srv *s)
                 return;
         s->stopping = true;
         cm_log(LOG_INFO, "storage site %llu shutting down", (unsigned long long)s->o.site);
+        ss_pull_signal(s->pull);
         if (s->lp) {
                 lp_server_close(s->lp);
                 s->lp = NULL;
@@ -1491,13 +1500,52 @@ void ss_srv_free(struct ss_srv *s)
         free(s);
 }
 
+/* Register with the CSS (ss_reg.h), from now on. */
+static void start_reg(struct ss_srv *s)
+{
+        struct ss_reg_opts ro = { .site = s->o.site, .css_host = s->css_host, .css_port = s->o.css_port,
+                                  .css_port_file = s->css_port_file, .host = s->listen_host,
+                                  .port = s->port, .poll_ms = s->o.css_poll_ms };
+        char *j;
+        int r;
+
+        if (s->reg || s->stopping)
+                return;
+        j = fgs_json(s);
+        /* ro.host is what we listen on; for a wildcard address (0.0.0.0,
+         * ::) the CSS takes the address we call from. */
+        memcpy(ro.key, s->o.key, sizeof(ro.key));
+        r = j ? ss_reg_start(&ro, j, &s->reg) : -ENOMEM;
+        lp_key_wipe(ro.key, sizeof(ro.key));
+        free(j);
+        if (r < 0) {
+                cm_log(LOG_ERR, "cannot start registering with the CSS: %s; stopping", strerror(-r));
+                if (!s->err)
+                        s->err = r;
+                ss_srv_stop(s);
+        }
+}
+
+static void reg_async_cb(uv_async_t *a)
+{
+        start_reg(a->data);
+}
+
+/* From a replicator thread [P4]. */
+static void pull_current(void *ctx)
+{
+        struct ss_srv *s = ctx;
+
+        uv_async_send(&s->reg_async);
+}
+
 /* The replicator: it learns the other holders from the CSS's mount table
  * and installs through this server (ss_pull.h). */
 static int start_pull(struct ss_srv *s)
 {
         struct ss_pull_opts po = { .site = s->o.site, .data_dir = s->data_dir, .self_host = s->listen_host,
                                    .self_port = s->port, .css_host = s->css_host, .css_port = s->o.css_port,
-                                   .css_port_file = s->css_port_file };
+                                   .css_port_file = s->css_port_file, .on_current = pull_current, .ctx = s };
         int r;
 
         /* A wildcard listen address is reached on loopback. */
@@ -1633,23 +1681,11 @@ int ss_srv_new(uv_loop_t *loop, const struct ss_opts *o, struct ss_srv **ret)
         s->handles = true;
         uv_timer_start(&s->tick, tick_cb, o->sweep_ms, o->sweep_ms);
         if (o->css_port || o->css_port_file) {
-                struct ss_reg_opts ro = { .site = o->site, .css_host = s->css_host, .css_port = o->css_port,
-                                          .css_port_file = s->css_port_file, .host = s->listen_host,
-                                          .port = s->port, .poll_ms = o->css_poll_ms };
-                char *j = fgs_json(s);
-
-                /* ro.host is what we listen on; for a wildcard address
-                 * (0.0.0.0, ::) the CSS takes the address we call from. */
-                memcpy(ro.key, o->key, sizeof(ro.key));
-                r = j ? ss_reg_start(&ro, j, &s->reg) : -ENOMEM;
-                lp_key_wipe(ro.key, sizeof(ro.key));
-                free(j);
-                if (r < 0) {
-                        cm_log(LOG_ERR, "cannot start registering with the CSS: %s", strerror(-r));
-                        *ret = s;
-                        ss_srv_stop(s);
-                        return r;
-                }
+                /* Register once the replicator has caught up with the other
+                 * holders (ss_pull.h [P4]): start_reg() runs from reg_async. */
+                uv_async_init(loop, &s->reg_async, reg_async_cb);
+                s->reg_async.data = s;
+                s->reg_handle = true;
                 r = start_pull(s);
                 if (r < 0) {
                         cm_log(LOG_ERR, "cannot start the replicator: %s", strerror(-r));
