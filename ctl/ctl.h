@@ -83,6 +83,7 @@ enum {
         CTL_OPT_FORCE = 1 << 6,         /* --force */
         CTL_OPT_ADDRS = 1 << 7,         /* --addrs A,B,... */
         CTL_OPT_COPIES = 1 << 8,        /* --copies N */
+        CTL_OPT_TREE = 1 << 9,          /* --tree */
 };
 
 #define CTL_MAX_POS 4
@@ -93,6 +94,7 @@ struct ctl_opts {
         const char *sites;              /* --sites: a count (dev up) or a list (fg create); NULL: not given */
         const char *addrs;
         int copies;                     /* 0: not given */
+        bool tree;
         int timeout_s;
         const char *mount;
         bool rebuild;
@@ -226,7 +228,7 @@ int ctl_cmd_sync(int argc, char **argv);
 struct lp_client;
 int ctl_call_at(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap);
-/* ctl_copies.c: locusctl copies PATH [--state S] [--json] */
+/* ctl_copies.c: locusctl copies PATH [--tree] [--state S] [--json] */
 int ctl_cmd_copies(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);

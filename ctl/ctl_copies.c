@@ -11,6 +11,12 @@
  * copies are byte-identical with equal vectors.  A holder that does not
  * answer is listed with its error.
  *
+ * With --tree, PATH is a directory: every holder walks it on its own copy
+ * (READDIR at that holder, never crossing into another file group) and
+ * lists each file under it with its vector, size and hash; the listings
+ * must be the same, and the lines only one holder has are printed (a file
+ * missing on one copy, a deletion not propagated, a different version).
+ *
  * Exit status: 0 when every holder answered and all copies are the same
  * (vector, size, type, data), 1 otherwise, 2 for a usage error.
  */
@@ -102,12 +108,12 @@ static int resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], 
         return r;
 }
 
-static void read_copy(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], uint32_t fg, uint64_t ino,
-                      struct copy *cp)
+/* One copy at holder h over *cp (a connection kept between calls). */
+static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], struct lp_client **cpp,
+                         uint32_t fg, uint64_t ino, struct copy *cp)
 {
         struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino, .flags = LP_FS_FETCH_VV };
         struct lp_fs_resp a;
-        struct lp_client *c = NULL;
         struct lp_rs_state v;
         int r;
 
@@ -116,13 +122,12 @@ static void read_copy(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZ
                 snprintf(cp->err, sizeof(cp->err), "not registered with the CSS");
                 return;
         }
-        r = ctl_call_at(h->host, (uint16_t)h->port, key, &c, &q, &a, cp->err, sizeof(cp->err));
+        r = ctl_call_at(h->host, (uint16_t)h->port, key, cpp, &q, &a, cp->err, sizeof(cp->err));
         if (r < 0)
                 return;
         if (a.status < 0 || lp_rs_state_decode(a.data, a.datalen, &v) < 0) {
                 snprintf(cp->err, sizeof(cp->err), "%s", a.status < 0 ? strerror(-a.status) : "a malformed state");
                 lp_fs_resp_release(&a);
-                lp_client_close(c);
                 return;
         }
         hex(v.vv, v.vvlen, cp->vv);
@@ -141,14 +146,13 @@ static void read_copy(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZ
                         struct lp_fs_req rq = { .op = LP_FS_READ, .fg = fg, .ino = ino, .offset = off,
                                                 .length = LP_FS_DATA_MAX };
 
-                        r = ctl_call_at(h->host, (uint16_t)h->port, key, &c, &rq, &a, cp->err, sizeof(cp->err));
+                        r = ctl_call_at(h->host, (uint16_t)h->port, key, cpp, &rq, &a, cp->err, sizeof(cp->err));
                         if (r < 0)
                                 return;
                         if (a.status < 0 || !a.datalen) {
                                 snprintf(cp->err, sizeof(cp->err), "read at %" PRIu64 ": %s", off,
                                          a.status < 0 ? strerror(-a.status) : "shorter than its size");
                                 lp_fs_resp_release(&a);
-                                lp_client_close(c);
                                 return;
                         }
                         crypto_generichash_update(&hs, a.data, a.datalen);
@@ -158,8 +162,201 @@ static void read_copy(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZ
                 crypto_generichash_final(&hs, out, sizeof(out));
                 hex(out, sizeof(out), cp->hash);
         }
-        lp_client_close(c);
         cp->ok = true;
+}
+
+static void read_copy(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], uint32_t fg, uint64_t ino,
+                      struct copy *cp)
+{
+        struct lp_client *c = NULL;
+
+        read_copy_on(h, key, &c, fg, ino, cp);
+        lp_client_close(c);
+}
+
+/* ---- --tree: every file under a directory, as one holder has it ------------------------- */
+
+struct tree {
+        const struct lp_fs_holder *h;
+        const uint8_t *key;
+        struct lp_client *c;
+        uint32_t fg;
+        FILE *out;                      /* "path\tkind vv size hash" lines */
+        size_t files;
+        char err[320];
+};
+
+static int walk(struct tree *t, uint64_t dir, const char *path, int depth)
+{
+        struct lp_fs_req q = { .op = LP_FS_READDIR, .fg = t->fg, .ino = dir, .length = 512 };
+
+        if (depth > 256) {
+                snprintf(t->err, sizeof(t->err), "%s: deeper than 256 levels", path);
+                return -ELOOP;
+        }
+        for (;;) {
+                struct lp_fs_resp a;
+                bool eof;
+                int r = ctl_call_at(t->h->host, (uint16_t)t->h->port, t->key, &t->c, &q, &a, t->err,
+                                    sizeof(t->err));
+
+                if (r < 0)
+                        return r;
+                if (a.status < 0) {
+                        snprintf(t->err, sizeof(t->err), "readdir %s: %s", path, strerror(-a.status));
+                        r = a.status;
+                        lp_fs_resp_release(&a);
+                        return r;
+                }
+                eof = a.eof || !a.nentries;
+                for (size_t i = 0; i < a.nentries; i++) {
+                        const struct lp_fs_dirent *e = &a.entries[i];
+                        char sub[4096];
+                        struct copy cp = { 0 };
+
+                        q.offset = e->next;
+                        if ((e->namelen == 1 && e->name[0] == '.') ||
+                            (e->namelen == 2 && e->name[0] == '.' && e->name[1] == '.'))
+                                continue;
+                        snprintf(sub, sizeof(sub), "%s/%.*s", strcmp(path, "/") ? path : "", (int)e->namelen,
+                                 (const char *)e->name);
+                        read_copy_on(t->h, t->key, &t->c, t->fg, e->ino, &cp);
+                        if (!cp.ok) {
+                                fprintf(t->out, "%s\tunreadable: %s\n", sub, cp.err);
+                                continue;
+                        }
+                        t->files++;
+                        fprintf(t->out, "%s\t%s %o vv=%s size=%" PRIu64 " %s\n", sub, cp.gone ? "deleted" : "live",
+                                cp.mode, cp.vv, S_ISDIR(cp.mode) ? 0 : cp.size, cp.hash);
+                        if (!cp.gone && S_ISDIR(cp.mode)) {
+                                r = walk(t, e->ino, sub, depth + 1);
+                                if (r < 0) {
+                                        lp_fs_resp_release(&a);
+                                        return r;
+                                }
+                        }
+                }
+                lp_fs_resp_release(&a);
+                if (eof)
+                        return 0;
+        }
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted lines of text (modified in place). */
+static char **lines_of(char *text, size_t *ret_n)
+{
+        size_t n = 0, cap = 64;
+        char **v = malloc(cap * sizeof(*v)), *save = NULL;
+
+        for (char *l = strtok_r(text, "\n", &save); v && l; l = strtok_r(NULL, "\n", &save)) {
+                if (n == cap) {
+                        char **nv = realloc(v, 2 * cap * sizeof(*v));
+
+                        if (!nv) {
+                                free(v);
+                                return NULL;
+                        }
+                        v = nv;
+                        cap *= 2;
+                }
+                v[n++] = l;
+        }
+        if (v)
+                qsort(v, n, sizeof(*v), cmp_line);
+        *ret_n = n;
+        return v;
+}
+
+/* Compare the trees of every holder: 0 same, 1 different, -1 a holder failed. */
+static int tree_cmd(const struct lp_fs_mount *m, const uint8_t key[LP_KEY_SIZE], uint64_t dir, const char *path)
+{
+        char **text = calloc(m->nholders ? m->nholders : 1, sizeof(*text));
+        size_t *files = calloc(m->nholders ? m->nholders : 1, sizeof(*files));
+        int rc = 0, base = -1;
+
+        if (!text || !files) {
+                free(text);
+                free(files);
+                return -1;
+        }
+        for (size_t i = 0; i < m->nholders; i++) {
+                struct tree t = { .h = &m->holders[i], .key = key, .fg = m->fg };
+                size_t len = 0;
+                int r;
+
+                if (!t.h->port) {
+                        printf("site %" PRIu64 ": not registered with the CSS\n", t.h->site);
+                        rc = -1;
+                        continue;
+                }
+                t.out = open_memstream(&text[i], &len);
+                r = t.out ? walk(&t, dir, path, 0) : -ENOMEM;
+                if (t.out)
+                        fclose(t.out);
+                lp_client_close(t.c);
+                files[i] = t.files;
+                if (r < 0) {
+                        printf("site %" PRIu64 ": %s\n", t.h->site, t.err[0] ? t.err : strerror(-r));
+                        free(text[i]);
+                        text[i] = NULL;
+                        rc = -1;
+                } else if (base < 0) {
+                        base = (int)i;
+                }
+        }
+        for (size_t i = 0; base >= 0 && i < m->nholders; i++) {
+                size_t na, nb, ia = 0, ib = 0, shown = 0;
+                char **la, **lb;
+                char *ta, *tb;
+
+                if ((int)i == base || !text[i])
+                        continue;
+                ta = strdup(text[base]);
+                tb = strdup(text[i]);
+                la = ta ? lines_of(ta, &na) : NULL;
+                lb = tb ? lines_of(tb, &nb) : NULL;
+                if (!la || !lb) {
+                        rc = -1;
+                } else {
+                        while (ia < na || ib < nb) {
+                                int c = ia == na ? 1 : ib == nb ? -1 : strcmp(la[ia], lb[ib]);
+
+                                if (c == 0) {
+                                        ia++;
+                                        ib++;
+                                        continue;
+                                }
+                                if (rc == 0)
+                                        rc = 1;
+                                if (shown++ < 20)
+                                        printf("site %" PRIu64 " only: %s\n", c < 0 ? m->holders[base].site :
+                                               m->holders[i].site, c < 0 ? la[ia] : lb[ib]);
+                                if (c < 0)
+                                        ia++;
+                                else
+                                        ib++;
+                        }
+                }
+                free(la);
+                free(lb);
+                free(ta);
+                free(tb);
+        }
+        for (size_t i = 0; i < m->nholders; i++) {
+                if (text[i])
+                        printf("site %" PRIu64 ": %zu files under %s\n", m->holders[i].site, files[i], path);
+                free(text[i]);
+        }
+        printf("%s\n", rc == 0 ? "all copies are the same" : rc > 0 ? "the copies differ" :
+               "some copies could not be read");
+        free(text);
+        free(files);
+        return rc;
 }
 
 int ctl_cmd_copies(int argc, char **argv)
@@ -177,7 +374,7 @@ int ctl_cmd_copies(int argc, char **argv)
         bool same = true;
         int r;
 
-        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON, 1, &o) < 0)
+        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_TREE, 1, &o) < 0)
                 return 2;
         if (o.npos != 1 || o.pos[0][0] != '/') {
                 fprintf(stderr, "locusctl: copies takes one path in the LocusFS name space, from its root "
@@ -216,6 +413,13 @@ int ctl_cmd_copies(int argc, char **argv)
                 lp_fs_resp_release(&mt);
                 lp_key_wipe(key, sizeof(key));
                 return 1;
+        }
+        if (o.tree) {
+                r = tree_cmd(m, key, ino, o.pos[0]);
+                free(cps);
+                lp_fs_resp_release(&mt);
+                lp_key_wipe(key, sizeof(key));
+                return r == 0 ? 0 : 1;
         }
         for (size_t i = 0; i < m->nholders; i++) {
                 read_copy(&m->holders[i], key, fg, ino, &cps[i]);

@@ -367,12 +367,14 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "force", no_argument, NULL, 'f' },
                 { "addrs", required_argument, NULL, 'a' },
                 { "copies", required_argument, NULL, 'c' },
+                { "tree", no_argument, NULL, 'T' },
                 { 0 },
         };
         static const unsigned bit[128] = {
                 ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
                 ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
                 ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES,
+                ['T'] = CTL_OPT_TREE,
         };
         int c, idx;
         char *end;
@@ -396,6 +398,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 'm': o->mount = optarg; break;
                 case 'r': o->rebuild = true; break;
                 case 'f': o->force = true; break;
+                case 'T': o->tree = true; break;
                 case 'n': o->sites = optarg; break;
                 case 'a': o->addrs = optarg; break;
                 case 'c':
