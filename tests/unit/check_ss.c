@@ -37,6 +37,7 @@
 #include <uv.h>
 
 #include "cm.h"
+#include "dsm.h"
 #include "dsm_faultio.h"
 #include "lp_conn.h"
 #include "lp_fs.h"
@@ -806,7 +807,8 @@ START_TEST(t_create_posix)
         CHECK_EQ(A.attr.nlink, 3);
         CHECK(A.attr.mtime.sec > root0.mtime.sec ||
               (A.attr.mtime.sec == root0.mtime.sec && A.attr.mtime.nsec > root0.mtime.nsec));
-        CHECK(A.attr.version == root0.version);         /* only data changes bump it */
+        /* its entries changed: one update counted at this site */
+        CHECK_EQ(A.attr.version, root0.version + 1);
         EXPECT_ERR(do_mkdir(ROOT, "d", 0755, NULL), -EEXIST);
         EXPECT_ERR(do_mkdir(ROOT, ".", 0755, NULL), -EINVAL);
         EXPECT_ERR(do_mkdir(ROOT, "..", 0755, NULL), -EINVAL);
@@ -934,7 +936,7 @@ START_TEST(t_setattr)
         CHECK_EQ(A.attr.mtime.sec, -12345);
         CHECK_EQ(A.attr.mtime.nsec, 999999999);
         CHECK(A.attr.ctime.sec > 1000000);
-        CHECK_EQ(A.attr.version, v0);
+        CHECK_EQ(A.attr.version, v0 + 1);       /* every commit that changes the row counts */
         q.valid = LP_FS_SET_MTIME_NOW | LP_FS_SET_MTIME;
         OK(call(C, &q));
         CHECK(A.attr.mtime.sec > 1000000);
@@ -1228,12 +1230,19 @@ START_TEST(t_symlink)
 }
 END_TEST
 
+/* The cookie an entry named n gets in a directory without collisions. */
+static uint64_t name_cookie(const char *n)
+{
+        return ss_cs_cookie_hash((const uint8_t *)n, strlen(n));
+}
+
 START_TEST(t_readdir)
 {
         struct tsrv *t;
         struct lp_fs_req q;
-        uint64_t d, cookie = 0, ino[12];
+        uint64_t d, cookie = 0, ino[12], at_change = 0, prev = 2;
         char seen[64][16];
+        const char *before = NULL, *after = NULL;
         size_t nseen = 0;
         bool eof = false;
         int pages = 0;
@@ -1259,9 +1268,27 @@ START_TEST(t_readdir)
         CHECK(A.entries[1].namelen == 2 && !memcmp(A.entries[1].name, "..", 2));
         CHECK_EQ(A.entries[1].next, 2);
         CHECK_EQ(A.entries[1].ino, ROOT);
-        CHECK_EQ(A.entries[2].ino, ino[0]);
         CHECK_EQ(A.entries[2].type, DT_REG);
         CHECK(!A.eof);
+        /* Entries come in cookie order, and an entry's cookie is its name's
+         * hash (no collision among these names): the same on every copy,
+         * whatever the order of creation (docs/protocol.md, READDIR). */
+        {
+                uint64_t lo = UINT64_MAX;
+                int first = -1;
+
+                for (int i = 0; i < 10; i++) {
+                        char n[8];
+
+                        snprintf(n, sizeof(n), "e%d", i);
+                        if (name_cookie(n) < lo) {
+                                lo = name_cookie(n);
+                                first = i;
+                        }
+                }
+                CHECK_EQ(A.entries[2].ino, ino[first]);
+                CHECK_EQ(A.entries[2].next, lo);
+        }
         /* page through, changing the directory between pages: cookies stay valid */
         while (!eof) {
                 q = Q(LP_FS_READDIR);
@@ -1278,25 +1305,45 @@ START_TEST(t_readdir)
                         snprintf(seen[nseen++], 16, "%.*s", (int)A.entries[i].namelen,
                                  (const char *)A.entries[i].name);
                         cookie = A.entries[i].next;
+                        if (nseen > 2) {
+                                CHECK(cookie > prev);
+                                CHECK_EQ(cookie, name_cookie(seen[nseen - 1]));
+                        }
+                        prev = cookie;
                 }
                 eof = A.eof;
                 if (++pages == 2) {
-                        OK(do_unlink(d, "e0"));         /* already returned */
+                        /* one entry already returned and one not yet */
+                        at_change = cookie;
+                        for (int i = 0; i < 10; i++) {
+                                static char n[10][8];
+
+                                snprintf(n[i], sizeof(n[i]), "e%d", i);
+                                if (name_cookie(n[i]) <= at_change && !before)
+                                        before = n[i];
+                                if (name_cookie(n[i]) > at_change && !after)
+                                        after = n[i];
+                        }
+                        CHECK(before && after);
+                        OK(do_unlink(d, before));
                         (void)make_file(d, "new", "n", 1);
-                        OK(do_unlink(d, "e9"));         /* not yet returned */
+                        OK(do_unlink(d, after));
                 }
         }
-        /* '.', '..', e0..e8 minus nothing returned twice, 'new' at the end */
-        CHECK_EQ(nseen, 12);
+        /* '.', '..', each of e0..e9 but the one removed ahead once, and
+         * 'new' if its cookie lies ahead of the place the listing was at */
         CHECK(!strcmp(seen[0], "."));
         CHECK(!strcmp(seen[1], ".."));
-        for (int i = 0; i < 9; i++) {
+        CHECK_EQ(nseen, 2 + 9 + (name_cookie("new") > at_change ? 1 : 0));
+        for (int i = 0; i < 10; i++) {
                 char n[8];
+                int times = 0;
 
                 snprintf(n, sizeof(n), "e%d", i);
-                CHECK(!strcmp(seen[2 + i], n));
+                for (size_t k = 2; k < nseen; k++)
+                        times += !strcmp(seen[k], n);
+                CHECK_EQ(times, strcmp(n, after) ? 1 : 0);
         }
-        CHECK(!strcmp(seen[11], "new"));
         /* '..' still to come is not eof */
         q = Q(LP_FS_READDIR);
         q.ino = mkdir_ok(ROOT, "empty");
@@ -3112,10 +3159,12 @@ START_TEST(t_changeset_format)
         in.ctime = (struct ss_time){ INT64_MAX, 1 };
         in.targetlen = 3;
         memcpy(in.target, "abc", 3);
-        de = (struct ss_dirent){ .id = 9, .parent = 1, .ino = in.ino, .type = DT_LNK, .namelen = 4 };
+        de = (struct ss_dirent){ .id = 9, .parent = 1, .ino = in.ino, .type = DT_LNK, .cookie = 1234,
+                                 .namelen = 4 };
         memcpy(de.name, "name", 4);
         ss_cs_init(&cs);
-        ss_cs_put_inode(&cs, &in, SS_CS_VSEQ | SS_CS_GSEQ);
+        cs.site = 7;
+        ss_cs_put_inode(&cs, &in, SS_CS_GSEQ);
         ss_cs_put_dirent(&cs, &de);
         ss_cs_put_xattr(&cs, in.ino, (const uint8_t *)"user.x", 6, "\0\1\2", 3);
         ss_cs_put_meta(&cs, "next_ino", 78);
@@ -3125,7 +3174,8 @@ START_TEST(t_changeset_format)
         CHECK(ss_cs_apply(db, 42, cs.p, cs.len) == 0);
         CHECK(ss_db_commit(db) == 0);
         CHECK(ss_db_inode_get(db, in.ino, &out) == 0);
-        CHECK_EQ(out.version, 42);
+        CHECK_EQ(out.version, 1);               /* {7: 1} */
+        CHECK_EQ(out.lseq, 42);
         CHECK_EQ(out.generation, 42);
         CHECK_EQ(out.uid, 4000000000u);
         CHECK(out.rdev == UINT64_MAX);
@@ -3182,7 +3232,7 @@ START_TEST(t_changeset_format)
         ss_cs_init(&cs);
         ss_cs_del_xattr(&cs, in.ino, (const uint8_t *)"user.x", 6);
         ss_cs_del_dirent(&cs, 9);
-        ss_cs_del_inode(&cs, in.ino);
+        ss_cs_del_inode(&cs, in.ino, out.vv, out.vvlen, SS_CS_KEEPVV);
         ss_cs_seal(&cs);
         CHECK(ss_db_begin(db) == 0);
         CHECK(ss_cs_apply(db, 45, cs.p, cs.len) == 0);
@@ -3199,6 +3249,8 @@ START_TEST(t_changeset_format)
                 de.ino = in.ino;
                 de.namelen = (uint32_t)snprintf((char *)de.name, sizeof(de.name), "file-%d", i);
                 ss_cs_init(&cs);
+                cs.site = 3;
+                de.cookie = 5000 + (uint64_t)i;
                 ss_cs_put_inode(&cs, &in, 0);
                 ss_cs_put_dirent(&cs, &de);
                 if (i % 5 == 0) {
