@@ -326,7 +326,7 @@ static int do_open(struct ss_opctx *x, const struct lp_fs_req *q, uint64_t ino, 
                         return r;
                 a->session = s->id;
         }
-        r = ss__to_attr(x, &in, s, &a->attr);
+        r = ss__to_attr(x, &in, s, &a->attr, NULL);
         if (r < 0)
                 return r;
         a->has_attr = true;
@@ -379,7 +379,7 @@ int ss__op_create(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
                         return r;
                 a->session = s->id;
         }
-        r = ss__to_attr(x, &in, s, &a->attr);
+        r = ss__to_attr(x, &in, s, &a->attr, NULL);
         if (r < 0)
                 return r;
         a->has_attr = true;
@@ -860,13 +860,19 @@ int ss__op_readdir(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                 return ss__fail(x, r, "reading the directory: %s", ss_db_errmsg(x->ct->db));
         /* Not at the end while '..' is still to come. */
         a->eof = !r && !(q->offset <= 1 && c.n < (q->offset == 0 ? 2u : 1u));
-        if (q->flags & 1) {
+        if ((q->flags & 1) && c.n) {
+                /* Room for every entry's vector, living with the answer
+                 * (pages never written are never touched). */
+                uint8_t *vvs = ss__xalloc(x, c.n * SS_VV_MAX);
+
+                if (!vvs)
+                        return ss__fail(x, -ENOMEM, "out of memory");
                 for (size_t i = 0; i < c.n; i++) {
                         struct ss_inode in;
 
                         if (ss_db_inode_get(x->ct->db, c.e[i].ino, &in) < 0)
                                 continue;
-                        r = ss__to_attr(x, &in, NULL, &c.e[i].attr);
+                        r = ss__to_attr(x, &in, NULL, &c.e[i].attr, vvs + i * SS_VV_MAX);
                         if (r < 0)
                                 return r;
                         c.e[i].has_attr = true;

@@ -3306,6 +3306,122 @@ START_TEST(t_changeset_format)
 }
 END_TEST
 
+/*
+ * Issue #8 (docs/replication.md, "Identities"): through the operations,
+ * every commit counts one update at this site (the container id) on each
+ * inode it changes, a directory's included when its entries change; the
+ * attributes carry the vector and version = the sum of its counters; a
+ * read's access-time update is the copy's own and counts nothing; entry
+ * ids come from the container's pool and cookies from names (a renamed
+ * entry gets its new name's); a freed orphan leaves a deletion record.
+ */
+static uint64_t attr_vv_at(const struct lp_fs_attr *a, uint32_t site)
+{
+        struct dsm_vv v;
+        uint64_t c;
+
+        dsm_vv_init(&v);
+        CHECK(a->vvlen > 0);
+        CHECK(dsm_vv_decode(&v, a->vv, a->vvlen) == (ssize_t)a->vvlen);
+        CHECK_EQ(v.n, 1);
+        c = dsm_vv_get(&v, site);
+        dsm_vv_free(&v);
+        CHECK_EQ(c, a->version);
+        return c;
+}
+
+START_TEST(t_identities)
+{
+        struct tsrv *t;
+        struct lp_fs_req q;
+        struct ss_db *db;
+        struct ss_dirent de;
+        struct ss_inode *in = calloc(1, sizeof(*in));
+        char path[PATH_MAX];
+        uint64_t d, f, sess, site, vd, root_v, applied;
+        uint8_t vv[SS_VV_MAX];
+        size_t vl;
+
+        setup();
+        CHECK(in);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        OK(do_getattr(ROOT, 0));
+        root_v = A.attr.version;
+        d = mkdir_ok(ROOT, "d");
+        site = (uint32_t)(d >> 40);
+        CHECK(site > 0);
+        OK(do_getattr(d, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 1);
+        OK(do_getattr(ROOT, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), root_v + 1);
+        OK(do_create(d, "f", O_CREAT | O_WRONLY, 0644, &f, &sess));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 1);
+        OK(do_getattr(d, 0));
+        vd = attr_vv_at(&A.attr, (uint32_t)site);
+        CHECK_EQ(vd, 2);
+        OK(do_write(C, f, sess, 0, "hello", 5));
+        OK(do_commit(C, f, sess, LP_FS_COMMIT_END));
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 2);
+        /* a chmod counts */
+        q = Q(LP_FS_SETATTR);
+        q.ino = f;
+        q.valid = LP_FS_SET_MODE;
+        q.mode = 0600;
+        OK(call(C, &q));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 3);
+        /* a read updates the access time (it is older than the change),
+         * without counting */
+        OK(do_read(C, f, 0, 0, 5));
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 3);
+        /* readdirplus carries the vectors too */
+        q = Q(LP_FS_READDIR);
+        q.ino = d;
+        q.flags = 1;
+        OK(call(C, &q));
+        CHECK_EQ(A.nentries, 3);
+        CHECK(A.entries[2].has_attr && A.entries[2].ino == f);
+        CHECK_EQ(attr_vv_at(&A.entries[2].attr, (uint32_t)site), 3);
+        CHECK_EQ(A.entries[2].next, ss_cs_cookie_hash((const uint8_t *)"f", 1));
+        /* rename: the entry keeps its id and gets the new name's cookie */
+        OK(do_rename(d, "f", d, "g", 0));
+        OK(do_getattr(d, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), vd + 1);
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 4);
+        /* unlink, then free the orphan */
+        OK(do_unlink(d, "g"));
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 5);
+        q = Q(LP_FS_FORGET_ORPHAN);
+        q.ino = f;
+        OK(call(C, &q));
+        lp_client_close(C);
+        tsrv_stop(t);
+
+        pathf(path, sizeof(path), "%s/fg-1/meta.sqlite", data_dir());
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_lookup(db, ROOT, (const uint8_t *)"d", 1, &de) == 0);
+        CHECK_EQ(de.id >> 40, site);            /* from the container's pool */
+        CHECK_EQ(de.cookie, ss_cs_cookie_hash((const uint8_t *)"d", 1));
+        CHECK(ss_db_inode_get(db, f, in) == -ENOENT);
+        CHECK(ss_db_gone_get(db, f, vv, &vl, NULL) == 0);
+        {
+                struct lp_fs_attr a = { .vv = vv, .vvlen = vl, .version = 6 };
+
+                CHECK_EQ(attr_vv_at(&a, (uint32_t)site), 6);
+        }
+        /* the deletion is the last change of the stream */
+        CHECK(ss_db_meta_get(db, "applied_seq", &applied) == 0);
+        CHECK(ss_db_inode_get(db, d, in) == 0);
+        CHECK(in->lseq < applied);
+        ss_db_close(db);
+        free(in);
+}
+END_TEST
+
 /* ---- the real binary --------------------------------------------------------------------------- */
 
 struct fakecss {
@@ -3689,6 +3805,7 @@ static Suite *suite(void)
                 { "malformed_and_limits", t_malformed_and_limits, 60 },
                 { "admin", t_admin, 60 },
                 { "changeset_format", t_changeset_format, 120 },
+                { "identities", t_identities, 60 },
                 { "binary", t_binary, 120 },
                 { "kill9", t_kill9, 120 },
         };
