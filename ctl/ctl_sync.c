@@ -30,7 +30,7 @@ struct site_report {
         char host[64];
         uint16_t port;
         bool ok;
-        char err[256];
+        char err[384];
         struct css_jval *js;            /* SS_STATUS */
 };
 

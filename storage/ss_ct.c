@@ -561,7 +561,10 @@ int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const st
         ss_mut_init(ct, &m, NULL);
         ss_cs_put_meta(&m.cs, "fg", fg);
         ss_cs_put_meta(&m.cs, "container", container);
-        ss_cs_put_inode(&m.cs, root, SS_CS_GSEQ);
+        /* The root starts with the empty vector on every site that creates
+         * a container of the group, so that the copies start equal
+         * (docs/replication.md): its first change anywhere dominates. */
+        ss_cs_put_inode(&m.cs, root, SS_CS_GSEQ | SS_CS_KEEPVV);
         m.next_ino = 2;
         m.next_dirent = 1;
         m.d_inodes = 1;

@@ -31,7 +31,7 @@ struct link {
         uint64_t contact_us;
         bool current;                   /* a pass reached the end of the peer's stream [P4] */
         int err;
-        char msg[160];
+        char msg[256];
 };
 
 struct peer {

@@ -23,6 +23,7 @@
  *       changed ones are put, in one changeset, so names never clash.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -370,12 +371,13 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
         if (st.kind == LP_RS_INODE && !(q->flags & LP_FS_FETCH_VV)) {
                 r = ss_db_xattr_each(x->ct->db, q->ino, fx_cb, &b);
                 if (r >= 0 && S_ISDIR(st.mode))
-                        r = ss_db_readdir(x->ct->db, q->ino, 0, 0, fe_cb, &b);
+                        r = ss_db_readdir(x->ct->db, q->ino, 0, UINT_MAX, fe_cb, &b);
                 if (r < 0) {
                         r = ss__fail(x, r, "reading the state of %#llx: %s", (unsigned long long)q->ino,
                                      ss_db_errmsg(x->ct->db));
                         goto out;
                 }
+                r = 0;          /* (a count) */
                 if (st.nentries) {
                         st.entries = calloc(st.nentries, sizeof(*st.entries));
                         if (!st.entries) {
@@ -524,7 +526,7 @@ static int install_entries(struct ss_opctx *x, struct ss_mut *m, const struct lp
 
         if (!k.keep)
                 return ss__fail(x, -ENOMEM, "out of memory");
-        r = ss_db_readdir(x->ct->db, st->ino, 0, 0, ddel_cb, &k);
+        r = ss_db_readdir(x->ct->db, st->ino, 0, UINT_MAX, ddel_cb, &k);
         if (r < 0) {
                 free(k.keep);
                 return ss__fail(x, r, "reading entries of %#llx: %s", (unsigned long long)st->ino,

@@ -372,8 +372,13 @@ static int sync_pass(struct lp_client *src, struct lp_client *dst, uint64_t *wm)
                 q.datalen = a.datalen;
                 cmp = ok(dst, &q);
                 CHECK(lp_rs_pulls_decode(cmp.data, cmp.datalen, &inos, &n) == 0);
-                for (size_t i = 0; i < n; i++)
-                        installed += pull_one(src, dst, inos[i]);
+                for (size_t i = 0; i < n; i++) {
+                        int k = pull_one(src, dst, inos[i]);
+
+                        if (getenv("REPL_DEBUG"))
+                                fprintf(stderr, "pull %#llx -> %d\n", (unsigned long long)inos[i], k);
+                        installed += k;
+                }
                 free(inos);
                 lp_fs_resp_release(&cmp);
                 *wm = a.value;
