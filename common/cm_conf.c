@@ -109,6 +109,19 @@ static int on_value(void *user, const char *section, const char *name, const cha
         return 0;
 }
 
+const char *cm_conf_arg(int argc, char **argv)
+{
+        const char *config = NULL;
+
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--config") && i + 1 < argc)
+                        config = argv[i + 1];
+                else if (!strncmp(argv[i], "--config=", 9))
+                        config = argv[i] + 9;
+        }
+        return config ? config : argc == 1 ? CM_CONF_DEFAULT : NULL;
+}
+
 int cm_conf_load(const char *path, struct cm_conf *ret, char *err, size_t cap)
 {
         struct ctx x = { .c = ret, .err = err, .cap = cap, .path = path };

@@ -52,6 +52,10 @@ struct cm_conf {
         uint32_t storage_lease_ms;
 };
 
+/* The file a daemon reads: the value of --config FILE (or --config=FILE)
+ * in argv, else CM_CONF_DEFAULT when there is no option at all, else NULL. */
+const char *cm_conf_arg(int argc, char **argv);
+
 /* Read path into *ret (zeroed first). */
 int cm_conf_load(const char *path, struct cm_conf *ret, char *err, size_t cap);
 

@@ -105,16 +105,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         o->ready_fd = -1;
         o->log_level = LOG_INFO;
         o->listen = NULL;
-        /* The configuration file first (--config, or the default when run
-         * with no option at all); the command line then overrides it. */
-        for (int i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--config") && i + 1 < argc)
-                        config = argv[i + 1];
-                else if (!strncmp(argv[i], "--config=", 9))
-                        config = argv[i] + 9;
-        }
-        if (argc == 1)
-                config = CM_CONF_DEFAULT;
+        /* The configuration file first; the command line then overrides it. */
+        config = cm_conf_arg(argc, argv);
         if (config) {
                 struct cm_conf *f = &o->conf;
 

@@ -232,5 +232,22 @@ const struct css_site *css_sites_primary(const struct css_sites *t, uint32_t fg,
                 if (listed && s->conn && css_site_holds(s, fg))
                         return s;
         }
-        return css_sites_holder(t, fg);
+        if (n == 0)
+                return css_sites_holder(t, fg);
+        /* No holder is connected: the one heard from last (a storage site
+         * that reconnects slowly is still tried), never a non-holder. */
+        {
+                const struct css_site *best = NULL;
+
+                for (size_t i = 0; i < t->n; i++) {
+                        const struct css_site *s = &t->v[i];
+                        bool listed = false;
+
+                        for (size_t k = 0; k < n && !listed; k++)
+                                listed = holders[k] == s->id;
+                        if (listed && css_site_holds(s, fg) && (!best || s->contact_us > best->contact_us))
+                                best = s;
+                }
+                return best;
+        }
 }

@@ -91,8 +91,9 @@ const struct css_site *css_sites_holder(const struct css_sites *t, uint32_t fg);
  * The primary of fg (docs/replication.md, "Placement and the primary
  * copy"): the lowest-id site among holders (all sites holding fg when n
  * is 0) that registered holding fg and whose registering connection is
- * up; if none is up, css_sites_holder()'s choice (the site last heard
- * from), so that a storage site that reconnects slowly is still tried.
+ * up; if none is up, the holder heard from last (css_sites_holder()'s
+ * choice when n is 0), so that a storage site that reconnects slowly is
+ * still tried.
  * NULL when no registered site holds fg.
  */
 const struct css_site *css_sites_primary(const struct css_sites *t, uint32_t fg, const uint64_t *holders,

@@ -627,11 +627,6 @@ static int dev_up_sites(const struct ctl_opts *o, struct ctl_state *st)
         int r;
 
         memset(&s, 0, sizeof(s));
-        if (strchr(st->dir, ',')) {
-                fprintf(stderr, "locusctl: state directory %s: a ',' in the path cannot be passed in the "
-                        "mount options; choose another --state\n", st->dir);
-                return 1;
-        }
         r = ctl_abspath(o->pos[0], dir, sizeof(dir));
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));
@@ -845,13 +840,13 @@ static int dev_up(const struct ctl_opts *o)
         r = choose_sites(o, &st);
         if (r != 0)
                 return r;
-        if (st.nsites > 1)
-                return dev_up_sites(o, &st);
         if (strchr(st.dir, ',')) {
                 fprintf(stderr, "locusctl: state directory %s: a ',' in the path cannot be passed in the "
                         "mount options; choose another --state\n", st.dir);
                 return 1;
         }
+        if (st.nsites > 1)
+                return dev_up_sites(o, &st);
         r = ctl_abspath(o->pos[0], dir, sizeof(dir));
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s: %s\n", o->pos[0], strerror(-r));

@@ -5,7 +5,7 @@
 set -eu
 pkgs=(meson ninja-build pkg-config gcc libc6-dev
       libfuse3-dev fuse3 protobuf-c-compiler libprotobuf-c-dev
-      libsqlite3-dev check libuv1-dev libsodium-dev libxxhash-dev libinih-dev
+      libsqlite3-dev check libuv1-dev libsodium-dev libxxhash-dev libinih-dev nftables iproute2
       kmod procps psmisc rsync git
       clang libclang-rt-14-dev)   # scripts/fuzz.sh: clang, libFuzzer, ASan/UBSan runtimes
 missing=()

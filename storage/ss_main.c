@@ -158,16 +158,8 @@ int main(int argc, char **argv)
 
         ss_opts_default(&o);
         o.create_root = false;
-        /* The configuration file first (--config, or the default when run
-         * with no option at all); the command line then overrides it. */
-        for (int i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--config") && i + 1 < argc)
-                        config = argv[i + 1];
-                else if (!strncmp(argv[i], "--config=", 9))
-                        config = argv[i] + 9;
-        }
-        if (argc == 1)
-                config = CM_CONF_DEFAULT;
+        /* The configuration file first; the command line then overrides it. */
+        config = cm_conf_arg(argc, argv);
         if (config) {
                 if (cm_conf_load(config, &conf, cerr, sizeof(cerr)) < 0) {
                         fprintf(stderr, "locus-storaged: %s\n", cerr);

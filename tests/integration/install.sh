@@ -102,6 +102,13 @@ for f in man8/locusctl.8 man8/locusfs-mount.8 man8/locus-cssd.8 man8/locus-stora
     [ -f "$DEST$mandir/$f" ] || fail "scripts/install.sh did not install the man page $DEST$mandir/$f"
 done
 
+for u in locus-storaged.service locus-cssd.service; do
+    f=$DEST$prefix/lib/systemd/system/$u
+    [ -f "$f" ] || fail "scripts/install.sh did not install the systemd unit $f"
+    exe=$(sed -n 's/^ExecStart=\([^ ]*\) .*/\1/p' "$f")
+    [ -n "$exe" ] && [ -x "$DEST$exe" ] || fail "$f starts '$exe', which was not installed"
+done
+
 # ---- 2. the installed locusctl runs the installed programs
 LOCUSCTL=$BIN/locusctl
 unset LOCUS_BIN_DIR

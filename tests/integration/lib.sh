@@ -16,6 +16,12 @@
 #   ITOOL, POSIX_OPS, MODEL_TEST, BADINPUT: the C helpers (from the
 #            environment meson sets, or $MESON_BUILD_ROOT/tests/integration/)
 #
+# Clusters of several sites (locusctl dev up --sites N): site k's run and
+# log files are in $STATE/site<k>/{run,log} and its mount is $MNT/s<k>;
+# site_pid K NAME and site_port K NAME read them.  net_cut "A1 A2" "B1"
+# drops every packet between the two address sets (an nftables table of
+# this test's own, deleted by net_heal and at exit); see net_cut.
+#
 # Cleanup (EXIT trap, also on failure, SIGINT, SIGTERM from meson's
 # timeout): kill the helpers the test started (track_pid), `locusctl dev
 # down` (bounded), then every daemon still alive whose pid is in
@@ -115,6 +121,52 @@ port_of() {
     [ -s "$f" ] && tr -dc '0-9' <"$f"
 }
 
+# site_pid K NAME / site_port K NAME: the same for site K of a cluster of
+# several sites (the one locus-cssd is site 1's).
+site_pid() {
+    local f=$STATE/site$1/run/$2.pid
+    [ -s "$f" ] && tr -dc '0-9' <"$f"
+}
+site_port() {
+    local f=$STATE/site$1/run/$2.port
+    [ -s "$f" ] && tr -dc '0-9' <"$f"
+}
+
+# net_cut "A1 A2 ..." "B1 ...": drop every packet between an address of
+# the first set and one of the second, both ways (a network partition
+# between the sites on those addresses; issue #9).  The rules live in an
+# nftables table of this test's own (LIB_NFT_TABLE, named after the test's
+# pid so that tests running side by side never touch each other's rules);
+# net_heal and the exit trap delete that table and nothing else.  Skips
+# the test (77) when nft is missing or the kernel refuses.
+LIB_NFT_TABLE=
+net_cut() {
+    local a b
+    command -v nft >/dev/null || skip "nft is not installed (package nftables, scripts/deps.sh)"
+    a=$(echo "$1" | tr ' ' ',')
+    b=$(echo "$2" | tr ' ' ',')
+    if [ -z "$LIB_NFT_TABLE" ]; then
+        LIB_NFT_TABLE=locus_test_$$
+        nft add table inet "$LIB_NFT_TABLE" 2>/dev/null ||
+            skip "nftables refuses to add a table here (no CAP_NET_ADMIN?)"
+        nft add chain inet "$LIB_NFT_TABLE" out \
+            '{ type filter hook output priority 0; policy accept; }' ||
+            fail "nft: cannot add a chain to $LIB_NFT_TABLE"
+    fi
+    log "+ net_cut {$a} <-> {$b}"
+    nft add rule inet "$LIB_NFT_TABLE" out ip saddr "{ $a }" ip daddr "{ $b }" drop &&
+        nft add rule inet "$LIB_NFT_TABLE" out ip saddr "{ $b }" ip daddr "{ $a }" drop ||
+        fail "nft: cannot add the rules of net_cut $1 / $2"
+}
+
+# net_heal: remove every cut this test made.
+net_heal() {
+    [ -n "$LIB_NFT_TABLE" ] || return 0
+    log "+ net_heal"
+    nft delete table inet "$LIB_NFT_TABLE" 2>/dev/null || log "nft: cannot delete table $LIB_NFT_TABLE"
+    LIB_NFT_TABLE=
+}
+
 # ours PID: the process runs one of the programs a cluster is made of.
 ours() {
     local exe
@@ -149,8 +201,8 @@ stop_pid() {
 
 dump_logs() {
     local f
-    [ -d "${STATE:-}/log" ] || return 0
-    for f in "$STATE"/log/*; do
+    [ -d "${STATE:-}" ] || return 0
+    for f in "$STATE"/log/* "$STATE"/site*/log/*; do
         [ -f "$f" ] || continue
         echo "======== $f (last 200 lines)" >&2
         tail -n 200 "$f" >&2
@@ -165,6 +217,7 @@ dump_logs() {
 # The work of cleaning up; safe to run twice.
 lib_teardown() {
     local rc=$1 pid f m
+    net_heal
     for pid in "${LIB_PIDS[@]}"; do
         stop_pid "$pid" 10
     done
@@ -178,14 +231,14 @@ lib_teardown() {
     done
     if [ -n "${STATE:-}" ] && [ -d "$STATE" ] && [ -x "${LOCUSCTL:-}" ]; then
         # Continue anything a test stopped (SIGSTOP) so it can exit.
-        for f in "$STATE"/run/*.pid; do
+        for f in "$STATE"/run/*.pid "$STATE"/site*/run/*.pid; do
             [ -f "$f" ] || continue
             pid=$(tr -dc '0-9' <"$f")
             [ -n "$pid" ] && ours "$pid" && kill -CONT "$pid" 2>/dev/null
         done
         timeout 60 "$LOCUSCTL" dev down "$MNT" --state "$STATE" >&2 2>&1 ||
             log "locusctl dev down failed (exit $?)"
-        for f in "$STATE"/run/*.pid; do
+        for f in "$STATE"/run/*.pid "$STATE"/site*/run/*.pid; do
             [ -f "$f" ] || continue
             pid=$(tr -dc '0-9' <"$f")
             if [ -n "$pid" ] && alive "$pid" && ours "$pid"; then
@@ -194,7 +247,7 @@ lib_teardown() {
             fi
         done
     fi
-    for m in "${LIB_MOUNTS[@]}" "${MNT:-}"; do
+    for m in "${LIB_MOUNTS[@]}" "${MNT:-}" "${MNT:-/nonexistent}"/s*; do
         [ -n "$m" ] || continue
         if is_mounted "$m"; then
             log "still mounted: $m (lazy unmount)"
@@ -235,10 +288,10 @@ lib_on_signal() {
     set +e
     log "FAIL: got SIG$sig; cleaning up in the background"
     dump_logs
-    LIB_T_PIDS="${LIB_PIDS[*]}" LIB_T_MOUNTS="${LIB_MOUNTS[*]}" \
+    LIB_T_PIDS="${LIB_PIDS[*]}" LIB_T_MOUNTS="${LIB_MOUNTS[*]}" LIB_T_NFT=$LIB_NFT_TABLE \
     WORK=${WORK:-} STATE=${STATE:-} MNT=${MNT:-} LOCUSCTL=${LOCUSCTL:-} \
     LIB_NAME=$LIB_NAME LIB_SRC=${BASH_SOURCE[0]} \
-        setsid -f bash -c '. "$LIB_SRC"; read -r -a LIB_PIDS <<<"$LIB_T_PIDS";
+        setsid -f bash -c '. "$LIB_SRC"; LIB_NFT_TABLE=$LIB_T_NFT; read -r -a LIB_PIDS <<<"$LIB_T_PIDS";
                            read -r -a LIB_MOUNTS <<<"$LIB_T_MOUNTS"; lib_teardown 1' \
         </dev/null >/dev/null 2>&1
     [ "$sig" = INT ] && exit 130

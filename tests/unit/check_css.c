@@ -498,6 +498,98 @@ START_TEST(test_mtab_schema_refused)
 }
 END_TEST
 
+/* Holders: recorded, merged, durable; a version-1 table (no holders column,
+ * as written before sites existed) is migrated on open and keeps its mounts. */
+START_TEST(test_mtab_holders)
+{
+        const char *dir = tu_tmpdir();
+        struct css_mtab *m;
+        const struct css_mount *r;
+        char err[256], file[PATH_MAX];
+        uint64_t a[] = { 3, 1 }, b[] = { 2, 3, 0 }, all[CSS_MAX_HOLDERS + 1];
+        sqlite3 *db;
+        uint32_t fg;
+
+        /* version 1, as css_mtab.c wrote it */
+        snprintf(file, sizeof(file), "%s/mounttab.sqlite", dir);
+        CHECK(sqlite3_open(file, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db,
+                           "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+                           "CREATE TABLE mounts(fg INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+                           " parent_fg INTEGER NOT NULL, parent_ino INTEGER NOT NULL, path TEXT NOT NULL UNIQUE,"
+                           " ctime INTEGER NOT NULL, policy INTEGER NOT NULL DEFAULT 0,"
+                           " UNIQUE(parent_fg, parent_ino));"
+                           "INSERT INTO meta VALUES ('schema', 1), ('next_fg', 3);"
+                           "INSERT INTO mounts VALUES (1, 'root', 0, 0, '/', 1, 0), (2, 'home', 1, 77, '/home', 1, 0);",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(db);
+        ck_assert_msg(css_mtab_open(dir, &m, err, sizeof(err)) == 0, "open of a version-1 table: %s", err);
+        CHECK_EQ(css_mtab_count(m), 2);
+        r = css_mtab_find(m, 2);
+        CHECK(r && !strcmp(r->path, "/home") && r->nholders == 0);
+        CHECK_EQ(css_mtab_add_holders(m, 2, a, 2), 1);
+        r = css_mtab_find(m, 2);
+        CHECK(r->nholders == 2 && r->holders[0] == 1 && r->holders[1] == 3);
+        CHECK_EQ(css_mtab_add_holders(m, 2, a, 2), 0);          /* nothing new */
+        CHECK_EQ(css_mtab_add_holders(m, 2, b, 3), 1);          /* 0 is skipped, 3 is there */
+        r = css_mtab_find(m, 2);
+        CHECK(r->nholders == 3 && r->holders[0] == 1 && r->holders[1] == 2 && r->holders[2] == 3);
+        CHECK_EQ(css_mtab_add_holders(m, 9, a, 2), -ENOENT);
+        for (size_t i = 0; i <= CSS_MAX_HOLDERS; i++)
+                all[i] = 100 + i;
+        CHECK_EQ(css_mtab_add_holders(m, 1, all, CSS_MAX_HOLDERS + 1), -ENOSPC);
+        CHECK(css_mtab_reserve_fg(m, &fg) == 0);
+        CHECK_EQ(fg, 3);
+        CHECK(css_mtab_add(m, fg, "proj", 1, 78, "/proj") == 0);
+        CHECK(css_mtab_find(m, 3)->nholders == 0);
+        css_mtab_close(m);
+
+        CHECK(css_mtab_open(dir, &m, err, sizeof(err)) == 0);
+        r = css_mtab_find(m, 2);
+        CHECK(r->nholders == 3 && r->holders[0] == 1 && r->holders[1] == 2 && r->holders[2] == 3);
+        CHECK(css_mtab_find(m, 1)->nholders == 0);
+        css_mtab_close(m);
+        CHECK(sqlite3_open(file, &db) == SQLITE_OK);
+        {
+                sqlite3_stmt *st;
+
+                CHECK(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL) ==
+                      SQLITE_OK);
+                CHECK(sqlite3_step(st) == SQLITE_ROW);
+                CHECK_EQ(sqlite3_column_int(st, 0), 2);
+                sqlite3_finalize(st);
+        }
+        sqlite3_close(db);
+}
+END_TEST
+
+/* The primary: the lowest-id connected holder, else css_sites_holder's choice. */
+START_TEST(test_sites_primary)
+{
+        struct css_sites *t;
+        uint32_t one[] = { 1 };
+        uint64_t h13[] = { 1, 3 }, h23[] = { 2, 3 };
+
+        CHECK(css_sites_new(&t) == 0);
+        CHECK(css_sites_primary(t, 1, NULL, 0) == NULL);
+        CHECK(css_sites_register(t, 3, "127.0.0.3", 3000, one, 1, 13, 300) == 0);
+        CHECK(css_sites_register(t, 2, "127.0.0.2", 2000, one, 1, 12, 200) == 0);
+        CHECK(css_sites_register(t, 1, "127.0.0.1", 1000, one, 1, 11, 100) == 0);
+        CHECK_EQ(css_sites_primary(t, 1, NULL, 0)->id, 1);     /* no holder list: every site holding it */
+        CHECK_EQ(css_sites_primary(t, 1, h23, 2)->id, 2);      /* only the holders count */
+        css_sites_conn_closed(t, 11);
+        CHECK_EQ(css_sites_primary(t, 1, h13, 2)->id, 3);      /* site 1 down: the next holder */
+        CHECK_EQ(css_sites_primary(t, 1, NULL, 0)->id, 2);
+        css_sites_conn_closed(t, 12);
+        css_sites_conn_closed(t, 13);
+        CHECK(css_sites_primary(t, 1, h13, 2) != NULL);        /* none up: still someone to try */
+        CHECK(css_sites_register(t, 1, "127.0.0.1", 1001, one, 1, 21, 400) == 0);
+        CHECK_EQ(css_sites_primary(t, 1, h23, 2)->id, 3);      /* site 1 is up but not a holder: the
+                                                                 * holder heard from last */
+        css_sites_free(t);
+}
+END_TEST
+
 /* ---- site table ------------------------------------------------------------------------ */
 
 START_TEST(test_sites)
@@ -1685,6 +1777,8 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_paths_and_names);
         tcase_add_test(tc, test_mtab_persist);
         tcase_add_test(tc, test_mtab_schema_refused);
+        tcase_add_test(tc, test_mtab_holders);
+        tcase_add_test(tc, test_sites_primary);
         tcase_add_test(tc, test_sites);
         tcase_add_test(tc, test_otab);
         tcase_add_test(tc, test_otab_orphans);
