@@ -1262,6 +1262,65 @@ static void drain_orphans(struct lp_client *c, uint64_t others)
         }
 }
 
+/* A storage site that accepts every connection and never says a word,
+ * until silent_site_leave() closes them all and stops listening: then
+ * every call to it fails at once. */
+struct silent_site {
+        int lfd;
+        uint16_t port;
+        pthread_t thr;
+        pthread_mutex_t mu;
+        int fds[1024];
+        size_t n;
+};
+
+static void *silent_accept(void *arg)
+{
+        struct silent_site *h = arg;
+
+        for (;;) {
+                int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return NULL;            /* shut down */
+                }
+                pthread_mutex_lock(&h->mu);
+                if (h->n < sizeof(h->fds) / sizeof(h->fds[0]))
+                        h->fds[h->n++] = fd;
+                else
+                        close(fd);
+                pthread_mutex_unlock(&h->mu);
+        }
+}
+
+static void silent_site_start(struct silent_site *h)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+
+        memset(h, 0, sizeof(*h));
+        h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(h->lfd >= 0);
+        CHECK(bind(h->lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
+        CHECK(listen(h->lfd, 64) == 0);
+        CHECK(getsockname(h->lfd, (struct sockaddr *)&a, &len) == 0);
+        h->port = ntohs(a.sin_port);
+        pthread_mutex_init(&h->mu, NULL);
+        CHECK(pthread_create(&h->thr, NULL, silent_accept, h) == 0);
+}
+
+static void silent_site_leave(struct silent_site *h)
+{
+        CHECK(shutdown(h->lfd, SHUT_RDWR) == 0);        /* wakes accept4 */
+        CHECK(pthread_join(h->thr, NULL) == 0);
+        close(h->lfd);
+        for (size_t i = 0; i < h->n; i++)
+                close(h->fds[i]);
+        h->n = 0;
+}
+
 /*
  * Issue #7 (the model test's late find): orphans reported during the
  * reclaim window wait on the deferred list; when the window ends, at most
@@ -1269,9 +1328,9 @@ static void drain_orphans(struct lp_client *c, uint64_t others)
  * deferred, each taking a slot as one ends.  Before, the end of the window
  * started a job per orphan at once: more than CSS_MAX_JOBS orphans filled
  * the job table and CSS_OPEN answered EAGAIN until they drained.  The
- * storage site here is a listener that never answers, so FORGET jobs stay
- * in flight until it goes away; then every one fails and the list drains
- * through the bounded slots.
+ * storage site here accepts connections and never answers, so FORGET
+ * jobs stay in flight until it goes away; then every one fails at once and
+ * the list drains through the bounded slots.
  */
 START_TEST(test_orphans_bounded)
 {
@@ -1282,10 +1341,10 @@ START_TEST(test_orphans_bounded)
         enum { NORPH = CSS_MAX_JOBS + 76 };
         uint64_t deadline, id;
         struct css_jval *st;
-        uint16_t port;
-        int hole = blackhole(&port);
+        struct silent_site site;
 
-        CHECK_EQ(do_register(ss, 7, "127.0.0.1", port, "[1]"), 0);      /* its SS_ORPHANS waits */
+        silent_site_start(&site);
+        CHECK_EQ(do_register(ss, 7, "127.0.0.1", site.port, "[1]"), 0); /* its SS_ORPHANS waits */
         for (uint64_t i = 0; i < NORPH; i++)
                 send_req(us, i + 1, &(struct lp_fs_req){ .op = LP_FS_CSS_ORPHAN, .fg = 1, .ino = 100 + i });
         for (uint64_t i = 0; i < NORPH; i++)
@@ -1319,7 +1378,7 @@ START_TEST(test_orphans_bounded)
         CHECK_EQ(id, NORPH + 2);
 
         /* The storage site goes away: every FORGET fails, slot by slot. */
-        close(hole);
+        silent_site_leave(&site);
         drain_orphans(tool, 2);
         CHECK(recv_answer(us, &id) != -EAGAIN);
         CHECK_EQ(id, NORPH + 1);
