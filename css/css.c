@@ -392,6 +392,7 @@ static void work_open(struct css_job *j)
                          " answered GETATTR without attributes", j->fg, j->ino, j->target.site);
         } else {
                 j->attr = resp.attr;
+                j->attr.vvlen = 0;      /* its vv points into resp (lp_fs.h): not kept */
         }
         lp_fs_resp_release(&resp);
 }

@@ -51,6 +51,11 @@ static void attr_out(struct attr_pb *p, const struct lp_fs_attr *v)
         SET(&p->a, rdev, v->rdev);
         SET(&p->a, generation, v->generation);
         SET(&p->a, version, v->version);
+        if (v->vvlen) {
+                p->a.has_vv = 1;
+                p->a.vv.len = v->vvlen;
+                p->a.vv.data = (uint8_t *)v->vv;
+        }
         time_out(&p->at, &v->atime);
         time_out(&p->mt, &v->mtime);
         time_out(&p->ct, &v->ctime);
@@ -297,6 +302,12 @@ static int attr_in(struct lp_fs_attr *v, const Locus__FsAttr *a)
         v->rdev = a->rdev;
         v->generation = a->generation;
         v->version = a->version;
+        if (a->has_vv) {
+                if (a->vv.len > LP_FS_VV_MAX)
+                        return -EBADMSG;
+                v->vv = a->vv.len ? a->vv.data : NULL;
+                v->vvlen = a->vv.len;
+        }
         time_in(&v->atime, a->atime);
         time_in(&v->mtime, a->mtime);
         time_in(&v->ctime, a->ctime);

@@ -23,7 +23,8 @@
  * Limits (checked by decode, so a peer cannot make us hold more):
  * LP_FS_NAME_MAX bytes per name, LP_FS_DATA_MAX bytes of data,
  * LP_FS_MAX_ENTRIES directory entries or mount entries per message,
- * LP_FS_MAX_GROUPS supplementary groups.  A message over a limit decodes to
+ * LP_FS_MAX_GROUPS supplementary groups, LP_FS_VV_MAX bytes of a version
+ * vector.  A message over a limit decodes to
  * -EBADMSG (or -ENAMETOOLONG for a name).
  *
  * Threads: no global state.
@@ -49,6 +50,7 @@ extern "C" {
 #define LP_FS_XATTR_VALUE_MAX (64u << 10)
 #define LP_FS_MAX_ENTRIES 4096u
 #define LP_FS_MAX_GROUPS 256u
+#define LP_FS_VV_MAX 512u               /* bytes of an encoded version vector */
 
 /* The root directory of every file group has this inode number. */
 #define LP_FS_ROOT_INO 1u
@@ -145,7 +147,15 @@ struct lp_fs_attr {
         uint64_t rdev;
         struct lp_fs_time atime, mtime, ctime;
         uint64_t generation;
-        uint64_t version;               /* bumps on every data change */
+        uint64_t version;               /* the sum of vv's counters: grows with
+                                         * every update of the file */
+        /* The copy's version vector, encoded (dsm_vv_encode; at most
+         * LP_FS_VV_MAX bytes, vvlen 0: not sent).  Not owned: decoded, it
+         * points into the answer (valid until lp_fs_resp_release; a copy
+         * of the struct must not keep it longer); to encode, the caller's
+         * memory, valid until the message is encoded. */
+        const uint8_t *vv;
+        size_t vvlen;
 };
 
 /* The caller, as the kernel reported it. */

@@ -7,7 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CS_VERSION 1u
+#include <xxhash.h>
+
+#include "cm_varint.h"
+#include "dsm.h"
+
+#define CS_VERSION 2u
+#define CS_VERSION_OLD 1u               /* read only */
 #define IMG_PIECE (64u << 10)
 #define ROW_MAX (SS_XATTR_VALUE_MAX + 2 * SS_NAME_MAX + 64)
 
@@ -44,17 +50,9 @@ static void put_bytes(struct ss_cs *cs, const void *p, size_t n)
 
 static void put_v(struct ss_cs *cs, uint64_t v)
 {
-        uint8_t b[10];
-        size_t n = 0;
+        uint8_t b[CM_VARINT_MAX];
 
-        do {
-                b[n] = (uint8_t)(v & 0x7f);
-                v >>= 7;
-                if (v)
-                        b[n] |= 0x80;
-                n++;
-        } while (v);
-        put_bytes(cs, b, n);
+        put_bytes(cs, b, cm_varint_put(b, v));
 }
 
 static void put_z(struct ss_cs *cs, int64_t v)
@@ -66,17 +64,6 @@ static void put_str(struct ss_cs *cs, const void *p, size_t n)
 {
         put_v(cs, n);
         put_bytes(cs, p, n);
-}
-
-static size_t v_size(uint64_t v)
-{
-        size_t n = 1;
-
-        while (v >= 0x80) {
-                v >>= 7;
-                n++;
-        }
-        return n;
 }
 
 /*
@@ -98,22 +85,14 @@ static size_t row_begin(struct ss_cs *cs, unsigned tag)
 
 static void row_end(struct ss_cs *cs, size_t start)
 {
-        size_t body = cs->len - start, lv = v_size(body);
-        uint8_t b[10];
-        size_t n = 0;
-        uint64_t v = body;
+        size_t body = cs->len - start;
+        uint8_t b[CM_VARINT_MAX];
+        size_t lv = cm_varint_put(b, body);
 
         reserve(cs, lv);
         if (cs->err)
                 return;
         memmove(cs->p + start + lv, cs->p + start, body);
-        do {
-                b[n] = (uint8_t)(v & 0x7f);
-                v >>= 7;
-                if (v)
-                        b[n] |= 0x80;
-                n++;
-        } while (v);
         memcpy(cs->p + start, b, lv);
         cs->len += lv;
         cs->nrows++;
@@ -143,9 +122,52 @@ void ss_cs_free(struct ss_cs *cs)
         memset(cs, 0, sizeof(*cs));
 }
 
-static void enc_inode(struct ss_cs *cs, const struct ss_inode *in, unsigned flags)
+/* The vector a row carries: in (vvlen 0: empty) as is (SS_CS_KEEPVV), or
+ * incremented at the builder's site.  Returns the length in out. */
+static size_t row_vv(struct ss_cs *cs, const uint8_t *vv, size_t vvlen, unsigned flags, uint8_t *out)
 {
-        size_t st = row_begin(cs, SS_CS_INODE | (flags & (SS_CS_VSEQ | SS_CS_GSEQ)));
+        struct dsm_vv v;
+        ssize_t n;
+        int r;
+
+        if (flags & SS_CS_KEEPVV) {
+                if (vvlen == 0 || vvlen > SS_VV_MAX) {
+                        out[0] = 0;
+                        if (vvlen > SS_VV_MAX && !cs->err)
+                                cs->err = -E2BIG;
+                        return 1;
+                }
+                memcpy(out, vv, vvlen);
+                return vvlen;
+        }
+        if (cs->site == 0) {
+                if (!cs->err)
+                        cs->err = -EINVAL;      /* a caller bug: no site to count at */
+                out[0] = 0;
+                return 1;
+        }
+        dsm_vv_init(&v);
+        r = 0;
+        if (vvlen && dsm_vv_decode(&v, vv, vvlen) != (ssize_t)vvlen)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = dsm_vv_increment(&v, cs->site);
+        n = r < 0 ? r : dsm_vv_encode(&v, out, SS_VV_MAX);
+        dsm_vv_free(&v);
+        if (n < 0) {
+                if (!cs->err)
+                        cs->err = n == -ENOBUFS ? -E2BIG : (int)n;
+                out[0] = 0;
+                return 1;
+        }
+        return (size_t)n;
+}
+
+static void enc_inode(struct ss_cs *cs, const struct ss_inode *in, unsigned flags, uint64_t lseq)
+{
+        uint8_t vv[SS_VV_MAX];
+        size_t vl = row_vv(cs, in->vv, in->vvlen, flags, vv);
+        size_t st = row_begin(cs, SS_CS_INODE | (flags & SS_CS_GSEQ));
 
         put_v(cs, in->ino);
         put_v(cs, in->mode);
@@ -161,22 +183,33 @@ static void enc_inode(struct ss_cs *cs, const struct ss_inode *in, unsigned flag
         put_z(cs, in->ctime.sec);
         put_v(cs, in->ctime.nsec);
         put_v(cs, in->generation);
-        put_v(cs, in->version);
+        put_str(cs, vv, vl);
+        put_v(cs, lseq);
         put_str(cs, in->target, in->targetlen);
         row_end(cs, st);
 }
 
 void ss_cs_put_inode(struct ss_cs *cs, const struct ss_inode *in, unsigned flags)
 {
-        enc_inode(cs, in, flags);
+        enc_inode(cs, in, flags, 0);
 }
 
-void ss_cs_del_inode(struct ss_cs *cs, uint64_t ino)
+static void enc_gone(struct ss_cs *cs, uint64_t ino, const uint8_t *vv, size_t vvlen, unsigned flags,
+                     uint64_t lseq)
 {
+        uint8_t out[SS_VV_MAX];
+        size_t vl = row_vv(cs, vv, vvlen, flags, out);
         size_t st = row_begin(cs, SS_CS_INODE | SS_CS_DEL);
 
         put_v(cs, ino);
+        put_str(cs, out, vl);
+        put_v(cs, lseq);
         row_end(cs, st);
+}
+
+void ss_cs_del_inode(struct ss_cs *cs, uint64_t ino, const uint8_t *vv, size_t vvlen, unsigned flags)
+{
+        enc_gone(cs, ino, vv, vvlen, flags, 0);
 }
 
 void ss_cs_put_dirent(struct ss_cs *cs, const struct ss_dirent *d)
@@ -187,6 +220,7 @@ void ss_cs_put_dirent(struct ss_cs *cs, const struct ss_dirent *d)
         put_v(cs, d->parent);
         put_v(cs, d->ino);
         put_v(cs, d->type);
+        put_v(cs, d->cookie);
         put_str(cs, d->name, d->namelen);
         row_end(cs, st);
 }
@@ -238,26 +272,13 @@ struct rd {
 
 static uint64_t get_v(struct rd *r)
 {
-        uint64_t v = 0;
+        uint64_t v;
 
-        for (unsigned shift = 0; shift < 64; shift += 7) {
-                uint8_t b;
-
-                if (r->pos >= r->len) {
-                        r->err = true;
-                        return 0;
-                }
-                b = r->p[r->pos++];
-                if (shift == 63 && b > 1) {
-                        r->err = true;
-                        return 0;
-                }
-                v |= (uint64_t)(b & 0x7f) << shift;
-                if (!(b & 0x80))
-                        return v;
+        if (r->err || cm_varint_get(r->p, r->len, &r->pos, &v) < 0) {
+                r->err = true;
+                return 0;
         }
-        r->err = true;
-        return 0;
+        return v;
 }
 
 static int64_t get_z(struct rd *r)
@@ -301,8 +322,140 @@ static uint32_t get_nsec(struct rd *r)
         return v;
 }
 
-/* Apply one row body (tag + fields). */
-static int apply_row(struct ss_db *db, uint64_t seq, const uint8_t *body, size_t len)
+/* A vector's bytes: a valid encoding, whole. */
+static const uint8_t *get_vv(struct rd *r, size_t *ret_n)
+{
+        const uint8_t *p = get_str(r, SS_VV_MAX, ret_n);
+        struct dsm_vv v;
+
+        if (r->err)
+                return NULL;
+        dsm_vv_init(&v);
+        if (*ret_n == 0 || dsm_vv_decode(&v, p, *ret_n) != (ssize_t)*ret_n)
+                r->err = true;
+        dsm_vv_free(&v);
+        return p;
+}
+
+int ss_cs_vv_sum(const uint8_t *vv, size_t vvlen, uint64_t *ret)
+{
+        struct dsm_vv v;
+        uint64_t sum = 0;
+
+        dsm_vv_init(&v);
+        if (vvlen && dsm_vv_decode(&v, vv, vvlen) != (ssize_t)vvlen) {
+                dsm_vv_free(&v);
+                return -EBADMSG;
+        }
+        for (uint32_t i = 0; i < v.n; i++)
+                sum = v.e[i].counter > UINT64_MAX - sum ? UINT64_MAX : sum + v.e[i].counter;
+        dsm_vv_free(&v);
+        *ret = sum;
+        return 0;
+}
+
+/* An inode put body after its tag, as format version ver wrote it. */
+static int dec_inode(struct rd *r, unsigned ver, unsigned tag, uint64_t seq, struct ss_inode *in)
+{
+        const uint8_t *t, *vv = NULL;
+        size_t tl, vl = 0;
+
+        in->ino = get_v(r);
+        in->mode = get_u32(r);
+        in->nlink = get_u32(r);
+        in->uid = get_u32(r);
+        in->gid = get_u32(r);
+        in->rdev = get_v(r);
+        in->size = get_v(r);
+        in->atime.sec = get_z(r);
+        in->atime.nsec = get_nsec(r);
+        in->mtime.sec = get_z(r);
+        in->mtime.nsec = get_nsec(r);
+        in->ctime.sec = get_z(r);
+        in->ctime.nsec = get_nsec(r);
+        in->generation = get_v(r);
+        in->lseq = 0;
+        if (ver == CS_VERSION_OLD) {
+                (void)get_v(r);         /* version: now the sum of the vector */
+        } else {
+                vv = get_vv(r, &vl);
+                in->lseq = get_v(r);
+        }
+        t = get_str(r, SS_SYMLINK_MAX, &tl);
+        if (r->err || r->pos != r->len || in->size > INT64_MAX)
+                return -EBADMSG;
+        in->targetlen = (uint32_t)tl;
+        if (tl)
+                memcpy(in->target, t, tl);
+        in->target[tl] = 0;
+        /* Format 1 had no vectors: its rows read as the empty one. */
+        in->vvlen = vl ? (uint32_t)vl : 1;
+        if (vl)
+                memcpy(in->vv, vv, vl);
+        else
+                in->vv[0] = 0;
+        if (ss_cs_vv_sum(in->vv, in->vvlen, &in->version) < 0)
+                return -EBADMSG;
+        if (!in->lseq)
+                in->lseq = seq;
+        if (tag & SS_CS_GSEQ)
+                in->generation = seq;
+        return 0;
+}
+
+/* An inode del body (a deletion record) after its tag. */
+static int dec_gone(struct rd *r, unsigned ver, uint64_t seq, uint64_t *ino, const uint8_t **vv, size_t *vl,
+                    uint64_t *lseq)
+{
+        static const uint8_t empty = 0;
+
+        *ino = get_v(r);
+        *vv = &empty;
+        *vl = 1;
+        *lseq = 0;
+        if (ver != CS_VERSION_OLD) {
+                *vv = get_vv(r, vl);
+                *lseq = get_v(r);
+        }
+        if (r->err || r->pos != r->len)
+                return -EBADMSG;
+        if (!*lseq)
+                *lseq = seq;
+        return 0;
+}
+
+uint64_t ss_cs_cookie_hash(const uint8_t *name, size_t namelen)
+{
+        return SS_COOKIE_MIN + XXH3_64bits(name, namelen) % (SS_COOKIE_END - SS_COOKIE_MIN);
+}
+
+int ss_cs_cookie(struct ss_db *db, uint64_t parent, const uint8_t *name, size_t namelen, uint64_t except_id,
+                 const struct ss_cs_claim *claimed, size_t nclaimed, uint64_t *ret)
+{
+        uint64_t c = ss_cs_cookie_hash(name, namelen);
+
+        for (;;) {
+                bool mine = false;
+                int r;
+
+                for (size_t i = 0; i < nclaimed; i++)
+                        if (claimed[i].parent == parent && claimed[i].cookie == c)
+                                mine = true;
+                if (!mine) {
+                        r = ss_db_cookie_taken(db, parent, c, except_id);
+                        if (r < 0)
+                                return r;
+                        if (!r) {
+                                *ret = c;
+                                return 0;
+                        }
+                }
+                c = c + 1 < SS_COOKIE_END ? c + 1 : SS_COOKIE_MIN;
+        }
+}
+
+/* Apply one row body (tag + fields) of format version ver. */
+static int apply_row(struct ss_db *db, uint64_t seq, unsigned ver, const uint8_t *body, size_t len)
 {
         struct rd r = { body, len, 1, false };
         unsigned tag;
@@ -311,55 +464,32 @@ static int apply_row(struct ss_db *db, uint64_t seq, const uint8_t *body, size_t
         if (len < 1)
                 return -EBADMSG;
         tag = body[0];
+        if (ver == CS_VERSION_OLD && (tag & ~(unsigned)(SS_CS_VSEQ_OLD | SS_CS_GSEQ)) == SS_CS_INODE)
+                tag &= ~(unsigned)SS_CS_VSEQ_OLD;       /* version := seq: gone with the vectors */
         switch (tag) {
         case SS_CS_INODE:
-        case SS_CS_INODE | SS_CS_VSEQ:
-        case SS_CS_INODE | SS_CS_GSEQ:
-        case SS_CS_INODE | SS_CS_VSEQ | SS_CS_GSEQ: {
+        case SS_CS_INODE | SS_CS_GSEQ: {
                 struct ss_inode *in = malloc(sizeof(*in));
-                const uint8_t *t;
-                size_t tl;
 
                 if (!in)
                         return -ENOMEM;
-                in->ino = get_v(&r);
-                in->mode = get_u32(&r);
-                in->nlink = get_u32(&r);
-                in->uid = get_u32(&r);
-                in->gid = get_u32(&r);
-                in->rdev = get_v(&r);
-                in->size = get_v(&r);
-                in->atime.sec = get_z(&r);
-                in->atime.nsec = get_nsec(&r);
-                in->mtime.sec = get_z(&r);
-                in->mtime.nsec = get_nsec(&r);
-                in->ctime.sec = get_z(&r);
-                in->ctime.nsec = get_nsec(&r);
-                in->generation = get_v(&r);
-                in->version = get_v(&r);
-                t = get_str(&r, SS_SYMLINK_MAX, &tl);
-                if (r.err || r.pos != r.len || in->size > INT64_MAX) {
-                        free(in);
-                        return -EBADMSG;
-                }
-                in->targetlen = (uint32_t)tl;
-                if (tl)
-                        memcpy(in->target, t, tl);
-                in->target[tl] = 0;
-                if (tag & SS_CS_VSEQ)
-                        in->version = seq;
-                if (tag & SS_CS_GSEQ)
-                        in->generation = seq;
-                ret = ss_db_inode_put(db, in);
+                ret = dec_inode(&r, ver, tag, seq, in);
+                if (ret >= 0)
+                        ret = ss_db_inode_put(db, in);
                 free(in);
                 return ret;
         }
         case SS_CS_INODE | SS_CS_DEL: {
-                uint64_t ino = get_v(&r);
+                uint64_t ino, lseq;
+                const uint8_t *vv;
+                size_t vl;
 
-                if (r.err || r.pos != r.len)
-                        return -EBADMSG;
-                return ss_db_inode_del(db, ino);
+                ret = dec_gone(&r, ver, seq, &ino, &vv, &vl, &lseq);
+                if (ret >= 0)
+                        ret = ss_db_inode_del(db, ino);
+                if (ret >= 0)
+                        ret = ss_db_gone_put(db, ino, vv, vl, lseq);
+                return ret;
         }
         case SS_CS_DIRENT: {
                 struct ss_dirent d;
@@ -370,12 +500,23 @@ static int apply_row(struct ss_db *db, uint64_t seq, const uint8_t *body, size_t
                 d.parent = get_v(&r);
                 d.ino = get_v(&r);
                 d.type = get_u32(&r);
+                d.cookie = ver == CS_VERSION_OLD ? 0 : get_v(&r);
                 n = get_str(&r, SS_NAME_MAX, &nl);
                 if (r.err || r.pos != r.len || nl == 0)
+                        return -EBADMSG;
+                if (ver != CS_VERSION_OLD && (d.cookie < SS_COOKIE_MIN || d.cookie >= SS_COOKIE_END))
                         return -EBADMSG;
                 memcpy(d.name, n, nl);
                 d.name[nl] = 0;
                 d.namelen = (uint32_t)nl;
+                if (ver == CS_VERSION_OLD) {
+                        /* Format 1 had no cookies: chosen from the name as a
+                         * new entry's would be, so every replay of the
+                         * same log picks the same. */
+                        ret = ss_cs_cookie(db, d.parent, d.name, nl, d.id, NULL, 0, &d.cookie);
+                        if (ret < 0)
+                                return ret;
+                }
                 return ss_db_dirent_put(db, &d);
         }
         case SS_CS_DIRENT | SS_CS_DEL: {
@@ -434,8 +575,8 @@ static int apply_row(struct ss_db *db, uint64_t seq, const uint8_t *body, size_t
 /* Split the rows of p[0..len) and apply the complete ones; *ret_used says
  * how many bytes they took (the rest is an incomplete row).  *ended is set
  * at the end mark, which must be the last byte. */
-static int apply_rows(struct ss_db *db, uint64_t seq, const uint8_t *p, size_t len, size_t *ret_used,
-                      uint64_t *nrows, bool *ended)
+static int apply_rows(struct ss_db *db, uint64_t seq, unsigned ver, const uint8_t *p, size_t len,
+                      size_t *ret_used, uint64_t *nrows, bool *ended)
 {
         size_t pos = 0;
 
@@ -455,7 +596,7 @@ static int apply_rows(struct ss_db *db, uint64_t seq, const uint8_t *p, size_t l
                 if (r.err) {
                         /* A truncated length prefix: incomplete unless it
                          * is already longer than any varint. */
-                        if (len - pos >= 10)
+                        if (len - pos >= CM_VARINT_MAX)
                                 return -EBADMSG;
                         break;
                 }
@@ -463,7 +604,7 @@ static int apply_rows(struct ss_db *db, uint64_t seq, const uint8_t *p, size_t l
                         return -EBADMSG;
                 if (body > len - pos - r.pos)
                         break;
-                ret = apply_row(db, seq, p + pos + r.pos, (size_t)body);
+                ret = apply_row(db, seq, ver, p + pos + r.pos, (size_t)body);
                 if (ret < 0)
                         return ret;
                 pos += r.pos + (size_t)body;
@@ -482,14 +623,61 @@ int ss_cs_apply(struct ss_db *db, uint64_t seq, const void *buf, size_t len)
         size_t used;
         int r;
 
-        if (len < 4 || p[0] != 'L' || p[1] != 'C' || p[2] != CS_VERSION)
+        if (len < 4 || p[0] != 'L' || p[1] != 'C' || (p[2] != CS_VERSION && p[2] != CS_VERSION_OLD))
                 return -EBADMSG;
-        r = apply_rows(db, seq, p + 3, len - 3, &used, NULL, &ended);
+        r = apply_rows(db, seq, p[2], p + 3, len - 3, &used, NULL, &ended);
         if (r < 0)
                 return r;
         if (used != len - 3 || !ended)
                 return -EBADMSG;        /* a truncated row, or no end mark */
         return ss_db_meta_put(db, "applied_seq", seq);
+}
+
+int ss_cs_each_inode(const void *buf, size_t len,
+                     int (*fn)(void *ctx, uint64_t ino, bool gone, const uint8_t *vv, size_t vvlen), void *ctx)
+{
+        const uint8_t *p = buf;
+        struct ss_inode *in = NULL;
+        size_t pos = 3;
+        int ret = 0;
+
+        if (len < 4 || p[0] != 'L' || p[1] != 'C' || (p[2] != CS_VERSION && p[2] != CS_VERSION_OLD))
+                return -EBADMSG;
+        while (ret >= 0 && pos < len && p[pos] != 0) {
+                struct rd r = { p + pos, len - pos, 0, false };
+                uint64_t body = get_v(&r);
+                struct rd b;
+                unsigned tag;
+
+                if (r.err || body == 0 || body > len - pos - r.pos) {
+                        ret = -EBADMSG;
+                        break;
+                }
+                b = (struct rd){ p + pos + r.pos, (size_t)body, 1, false };
+                tag = b.p[0];
+                if (p[2] == CS_VERSION_OLD && (tag & SS_CS_DEL) == 0 && (tag & 0x07) == SS_CS_INODE)
+                        tag &= ~(unsigned)SS_CS_VSEQ_OLD;
+                if (tag == SS_CS_INODE || tag == (SS_CS_INODE | SS_CS_GSEQ)) {
+                        if (!in && !(in = malloc(sizeof(*in)))) {
+                                ret = -ENOMEM;
+                                break;
+                        }
+                        ret = dec_inode(&b, p[2], tag, 1, in);
+                        if (ret >= 0)
+                                ret = fn(ctx, in->ino, false, in->vv, in->vvlen);
+                } else if (tag == (SS_CS_INODE | SS_CS_DEL)) {
+                        uint64_t ino, lseq;
+                        const uint8_t *vv;
+                        size_t vl;
+
+                        ret = dec_gone(&b, p[2], 1, &ino, &vv, &vl, &lseq);
+                        if (ret >= 0)
+                                ret = fn(ctx, ino, true, vv, vl);
+                }
+                pos += r.pos + (size_t)body;
+        }
+        free(in);
+        return ret < 0 ? ret : 0;
 }
 
 /* ---- images ------------------------------------------------------------------ */
@@ -519,7 +707,15 @@ static int dump_inode(void *ctx, const struct ss_inode *in)
 {
         struct dump *d = ctx;
 
-        enc_inode(&d->cs, in, 0);
+        enc_inode(&d->cs, in, SS_CS_KEEPVV, in->lseq);
+        return dump_flush(d, false);
+}
+
+static int dump_gone(void *ctx, uint64_t ino, const uint8_t *vv, size_t vvlen, uint64_t lseq)
+{
+        struct dump *d = ctx;
+
+        enc_gone(&d->cs, ino, vv, vvlen, SS_CS_KEEPVV, lseq);
         return dump_flush(d, false);
 }
 
@@ -560,6 +756,8 @@ int ss_cs_dump_image(struct ss_db *db, int (*put)(void *ctx, const void *buf, si
         r = ss_db_each_meta(db, dump_meta, &d);
         if (r >= 0)
                 r = ss_db_each_inode(db, dump_inode, &d);
+        if (r >= 0)
+                r = ss_db_each_gone(db, dump_gone, &d);
         if (r >= 0)
                 r = ss_db_each_dirent(db, dump_dirent, &d);
         if (r >= 0)
@@ -619,13 +817,15 @@ int ss_cs_image_feed(struct ss_cs_image *im, struct ss_db *db, const void *chunk
                 if (!im->header) {
                         if (im->len < 3)
                                 continue;
-                        if (im->buf[0] != 'L' || im->buf[1] != 'I' || im->buf[2] != CS_VERSION)
+                        if (im->buf[0] != 'L' || im->buf[1] != 'I' ||
+                            (im->buf[2] != CS_VERSION && im->buf[2] != CS_VERSION_OLD))
                                 return -EBADMSG;
+                        im->ver = im->buf[2];
                         memmove(im->buf, im->buf + 3, im->len - 3);
                         im->len -= 3;
                         im->header = true;
                 }
-                r = apply_rows(db, im->seq, im->buf, im->len, &used, &im->rows, &im->ended);
+                r = apply_rows(db, im->seq, im->ver, im->buf, im->len, &used, &im->rows, &im->ended);
                 if (r < 0)
                         return r;
                 if (used > 0) {
@@ -643,7 +843,7 @@ int ss_cs_image_feed(struct ss_cs_image *im, struct ss_db *db, const void *chunk
                         }
                 }
         }
-        r = apply_rows(db, im->seq, p, len, &used, &im->rows, &im->ended);
+        r = apply_rows(db, im->seq, im->ver, p, len, &used, &im->rows, &im->ended);
         if (r < 0)
                 return r;
         return carry(im, p + used, len - used);

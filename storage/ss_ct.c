@@ -557,10 +557,11 @@ int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const st
         root->nlink = 2;
         root->size = 4096;
         root->atime = root->mtime = root->ctime = (struct ss_time){ now.tv_sec, (uint32_t)now.tv_nsec };
+        ct->container = container;     /* the site the root's vector counts at */
         ss_mut_init(ct, &m, NULL);
         ss_cs_put_meta(&m.cs, "fg", fg);
         ss_cs_put_meta(&m.cs, "container", container);
-        ss_cs_put_inode(&m.cs, root, SS_CS_VSEQ | SS_CS_GSEQ);
+        ss_cs_put_inode(&m.cs, root, SS_CS_GSEQ);
         m.next_ino = 2;
         m.next_dirent = 1;
         m.d_inodes = 1;
@@ -654,6 +655,7 @@ void ss_mut_init(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn *txn)
 {
         memset(m, 0, sizeof(*m));
         ss_cs_init(&m->cs);
+        m->cs.site = (uint32_t)ct->container;
         m->txn = txn;
         m->next_ino = ct->next_ino;
         m->next_dirent = ct->next_dirent;
@@ -684,10 +686,33 @@ int ss_mut_alloc_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret)
         return 0;
 }
 
-uint64_t ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m)
+int ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret)
 {
-        (void)ct;
-        return m->next_dirent++;
+        if (m->next_dirent > SS_INO_COUNTER_MAX)
+                return -ENOSPC;
+        *ret = ct->container << SS_INO_SHIFT | m->next_dirent;
+        m->next_dirent++;
+        return 0;
+}
+
+int ss_mut_cookie(struct ss_ct *ct, struct ss_mut *m, uint64_t parent, const uint8_t *name, size_t namelen,
+                  uint64_t except_id, uint64_t *ret)
+{
+        int r;
+
+        if (m->nclaims == SS_MUT_CLAIMS)
+                return -E2BIG;          /* a caller bug: see SS_MUT_CLAIMS */
+        r = ss_cs_cookie(ct->db, parent, name, namelen, except_id, m->claims, m->nclaims, ret);
+        if (r < 0)
+                return r;
+        m->claims[m->nclaims++] = (struct ss_cs_claim){ parent, *ret };
+        return 0;
+}
+
+void ss_ct_set_listener(struct ss_ct *ct, ss_ct_listener_fn fn, void *ctx)
+{
+        ct->listener = fn;
+        ct->listener_ctx = ctx;
 }
 
 void ss_mut_abort(struct ss_ct *ct, struct ss_mut *m)
@@ -713,6 +738,109 @@ int ss_ct_store_error(struct ss_ct *ct)
                 return r == -ENOMEM ? 0 : r;
         dsm_txn_abort(t);
         return 0;
+}
+
+/* ---- the change stream ---------------------------------------------------------------- */
+
+struct chg_list {
+        struct ss_ct_change *v;
+        uint8_t (*vv)[SS_VV_MAX];
+        size_t n, cap;
+        int err;
+};
+
+static struct ss_ct_change *chg_find(struct chg_list *l, uint64_t ino)
+{
+        for (size_t i = 0; i < l->n; i++)
+                if (l->v[i].ino == ino)
+                        return &l->v[i];
+        return NULL;
+}
+
+static struct ss_ct_change *chg_add(struct chg_list *l, uint64_t ino)
+{
+        struct ss_ct_change *c = chg_find(l, ino);
+
+        if (c)
+                return c;
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 8;
+                struct ss_ct_change *v = realloc(l->v, cap * sizeof(*v));
+                uint8_t(*vv)[SS_VV_MAX];
+
+                if (v)
+                        l->v = v;
+                vv = v ? realloc(l->vv, cap * sizeof(*vv)) : NULL;
+                if (!vv) {
+                        l->err = -ENOMEM;
+                        return NULL;
+                }
+                l->vv = vv;
+                l->cap = cap;
+        }
+        c = &l->v[l->n++];
+        memset(c, 0, sizeof(*c));
+        c->ino = ino;
+        return c;
+}
+
+static int chg_row(void *ctx, uint64_t ino, bool gone, const uint8_t *vv, size_t vvlen)
+{
+        struct chg_list *l = ctx;
+        struct ss_ct_change *c = chg_add(l, ino);
+
+        if (!c)
+                return l->err;
+        /* The last row of an inode in the changeset is what it became. */
+        c->gone = gone;
+        c->vvlen = vvlen;
+        memcpy(l->vv[c - l->v], vv, vvlen);
+        return 0;
+}
+
+/* After a live commit was applied [C1]: hand the listener (seq, [(ino,
+ * gone, vv, extents)]).  The listener is told, never asked: a failure here
+ * (out of memory) loses the notice, not the commit, and is logged; the
+ * change stream read back from SQLite (ss_db_changes) still has it. */
+static void tell_listener(struct ss_ct *ct, struct ss_mut *m, const struct dsm_commit *dc)
+{
+        struct chg_list l = { 0 };
+        struct ss_ct_extent *ext = NULL;
+        size_t k = 0;
+        int r = ss_cs_each_inode(m->cs.p, m->cs.len, chg_row, &l);
+
+        /* Pages of an inode whose row the commit did not put: listed too,
+         * with no vector (vvlen 0). */
+        for (size_t i = 0; r >= 0 && i < dc->nchanges; i++)
+                if (!chg_add(&l, dc->changes[i].obj))
+                        r = l.err;
+        if (r >= 0 && dc->nchanges) {
+                ext = malloc(dc->nchanges * sizeof(*ext));
+                if (!ext)
+                        r = -ENOMEM;
+        }
+        for (size_t i = 0; r >= 0 && i < l.n; i++) {
+                struct ss_ct_change *c = &l.v[i];
+
+                c->vv = c->vvlen ? l.vv[i] : NULL;
+                c->ext = ext + k;
+                for (size_t j = 0; j < dc->nchanges; j++) {
+                        if (dc->changes[j].obj != c->ino)
+                                continue;
+                        ext[k++] = (struct ss_ct_extent){ dc->changes[j].page, dc->changes[j].npages };
+                        c->next++;
+                }
+                if (!c->next)
+                        c->ext = NULL;
+        }
+        if (r >= 0)
+                ct->listener(ct->listener_ctx, dc->seq, l.v, l.n);
+        else
+                cm_log(LOG_ERR, "%s: commit %llu: the change stream's listener was not told (%s)", ct->dir,
+                       (unsigned long long)dc->seq, strerror(-r));
+        free(ext);
+        free(l.v);
+        free(l.vv);
 }
 
 int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
@@ -783,6 +911,8 @@ int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
                 if (b->ino == c.changes[i].obj)
                         b->valid = false;
         }
+        if (ct->listener)
+                tell_listener(ct, m, &c);
         if (ret_seq)
                 *ret_seq = c.seq;
         r = 0;
@@ -859,9 +989,12 @@ int ss_ct_free_orphans(struct ss_ct *ct)
 {
         uint64_t inos[ORPHAN_BATCH];
         uint64_t total = 0;
+        struct ss_inode *in = malloc(sizeof(*in));
         size_t n;
         int r;
 
+        if (!in)
+                return -ENOMEM;
         for (;;) {
                 struct ss_mut m;
                 struct dsm_txn *t;
@@ -877,7 +1010,10 @@ int ss_ct_free_orphans(struct ss_ct *ct)
                         r = dsm_txn_free(t, inos[i], 0, DSM_TO_END);
                         if (r >= 0)
                                 r = ss_db_xattr_each(ct->db, inos[i], xattr_del_cb, &x);
-                        ss_cs_del_inode(&m.cs, inos[i]);
+                        if (r >= 0)
+                                r = ss_db_inode_get(ct->db, inos[i], in);
+                        if (r >= 0)
+                                ss_cs_del_inode(&m.cs, inos[i], in->vv, in->vvlen, 0);
                         m.d_inodes--;
                 }
                 if (r < 0) {
@@ -889,6 +1025,7 @@ int ss_ct_free_orphans(struct ss_ct *ct)
                         break;
                 total += n;
         }
+        free(in);
         if (r < 0)
                 cm_log(LOG_ERR, "%s: freeing orphans failed: %s", ct->dir, strerror(-r));
         else if (total)

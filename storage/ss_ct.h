@@ -86,6 +86,36 @@
 #define SS_CONTAINER_MAX 255u           /* inode numbers fit in 48 bits */
 #define SS_BLK_CACHE 4096u
 
+/*
+ * The change stream (docs/replication.md): after each live commit is
+ * applied to SQLite (never during replay), the container calls its
+ * listener with the commit's seq and one change per inode the commit
+ * touched: its row put (gone false) or deleted (gone true, a deletion
+ * record), vv the vector the row now has (vvlen 0: the row was not put,
+ * only pages changed), and the page extents the commit changed of it
+ * (first_page, npages; npages DSM_TO_END: freed to the end of the file),
+ * in commit order.  Everything handed over is valid during the call only.
+ * The listener runs on the committing (loop) thread, must not use the
+ * container's mutations, and cannot fail the commit.  Out of memory loses
+ * a notice (logged); the same changes are read back with ss_db_changes()
+ * (lseq > a watermark; the last lseq is ct->seq).
+ */
+struct ss_ct_extent {
+        uint64_t first_page;
+        uint64_t npages;
+};
+
+struct ss_ct_change {
+        uint64_t ino;
+        bool gone;
+        const uint8_t *vv;
+        size_t vvlen;
+        const struct ss_ct_extent *ext;
+        size_t next;
+};
+
+typedef void (*ss_ct_listener_fn)(void *ctx, uint64_t seq, const struct ss_ct_change *changes, size_t n);
+
 struct ss_ct_opts {
         uint32_t segment_size;          /* creation only; 0 = dsm default */
 };
@@ -105,9 +135,12 @@ struct ss_ct {
         uint64_t next_ino;              /* counter part */
         uint64_t next_dirent;
         uint64_t ninodes;
-        uint64_t seq;                   /* last commit applied (= applied_seq) */
+        uint64_t seq;                   /* last commit applied (= applied_seq):
+                                         * also the last lseq (ss_db.h) */
         int err;                        /* [C5] */
         bool batch_open;                /* a SQLite write transaction is open [C6] */
+        ss_ct_listener_fn listener;     /* the change stream, or NULL */
+        void *listener_ctx;
 
         /* recovery (only during open) */
         int img_state;
@@ -119,6 +152,10 @@ struct ss_ct {
         struct ss_blk blk[SS_BLK_CACHE];        /* data pages per inode */
 };
 
+/* Cookies one mutation may choose (ss_mut_cookie): a rename with a
+ * whiteout chooses two. */
+#define SS_MUT_CLAIMS 4
+
 /* One mutation being prepared: its changeset and, once data is touched,
  * a transaction (its own, or a write session's). */
 struct ss_mut {
@@ -128,6 +165,8 @@ struct ss_mut {
         uint64_t next_ino;
         uint64_t next_dirent;
         int64_t d_inodes;
+        struct ss_cs_claim claims[SS_MUT_CLAIMS];
+        size_t nclaims;
 };
 
 /* Names of the container folders in data_dir, sorted (malloc'ed array).
@@ -162,9 +201,29 @@ int ss_ct_rebuild(const char *data_dir, uint32_t fg, uint64_t *ret_inodes);
  * begun when ss_mut_txn() is first called). */
 void ss_mut_init(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn *txn);
 int ss_mut_txn(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn **ret_txn);
-/* Allocate an inode number / a dirent id (recorded in the changeset). */
+/* Allocate an inode number / a dirent id from the container's pool,
+ * (container << 40) | counter (recorded in the changeset); -ENOSPC when
+ * the counter is exhausted. */
 int ss_mut_alloc_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_ino);
-uint64_t ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m);
+int ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_id);
+/* The READDIR cookie for entry except_id (0: a new one) named <parent,
+ * name> (ss_cs_cookie), remembered so that the mutation's next choice
+ * does not take it too.  -E2BIG after SS_MUT_CLAIMS choices, -EIO. */
+int ss_mut_cookie(struct ss_ct *ct, struct ss_mut *m, uint64_t parent, const uint8_t *name, size_t namelen,
+                  uint64_t except_id, uint64_t *ret_cookie);
+/*
+ * Identities in a mutation (docs/replication.md, "Identities").  Every
+ * ss_cs_put_inode / ss_cs_del_inode into m->cs counts one update at this
+ * site: the row's vector is incremented at the container id (m->cs.site,
+ * which is the site id) by the builder, so a replay reproduces it.  An
+ * installer of a copy pulled from another site puts the row with the
+ * vector it was given and no increment, flag SS_CS_KEEPVV (in->vv,
+ * in->vvlen: the peer's encoded vector), and deletes an inode with a
+ * given deletion vector the same way: ss_cs_del_inode(&m->cs, ino, vv,
+ * vvlen, SS_CS_KEEPVV), which also writes its deletion record.  A
+ * deletion record with a given vector for an inode this copy never had is
+ * written the same way (deleting a missing row is no error).
+ */
 /*
  * Commit: append the changeset with the transaction's pages, apply it to
  * SQLite [C1][C2].  The transaction is consumed in every case (also a
@@ -181,7 +240,11 @@ int ss_ct_store_error(struct ss_ct *ct);
 /* Pages of ino holding data (committed state), cached. */
 int ss_ct_blocks(struct ss_ct *ct, uint64_t ino, uint64_t *ret_pages);
 
-/* Remove every orphan (nlink 0): its pages, xattrs and inode. */
+/* Set (fn non-NULL) or clear the change stream's listener (see above). */
+void ss_ct_set_listener(struct ss_ct *ct, ss_ct_listener_fn fn, void *ctx);
+
+/* Remove every orphan (nlink 0): its pages, xattrs and inode (leaving its
+ * deletion record). */
 int ss_ct_free_orphans(struct ss_ct *ct);
 
 /* ---- maintenance (work-queue thread, container parked) ---- */

@@ -27,6 +27,12 @@ enum {
         Q_INODE_PUT,
         Q_INODE_DEL,
         Q_INODE_COUNT,
+        Q_GONE_PUT,
+        Q_GONE_GET,
+        Q_GONE_DEL,
+        Q_CHANGES,
+        Q_COOKIE_TAKEN,
+        Q_EACH_GONE,
         Q_LOOKUP,
         Q_DIRENT_GET,
         Q_DIRENT_INS,
@@ -54,7 +60,8 @@ enum {
 };
 
 #define INODE_COLS "ino, mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec, mtime_sec, " \
-                   "mtime_nsec, ctime_sec, ctime_nsec, generation, version, target"
+                   "mtime_nsec, ctime_sec, ctime_nsec, generation, version, target, vv, lseq"
+#define DIRENT_COLS "id, parent, name, ino, type, cookie"
 
 static const char *const sql[Q_COUNT_] = {
         [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -63,21 +70,30 @@ static const char *const sql[Q_COUNT_] = {
         [Q_META_DEL] = "DELETE FROM meta WHERE key = ?1",
         [Q_INODE_GET] = "SELECT " INODE_COLS " FROM inodes WHERE ino = ?1",
         [Q_INODE_PUT] = "INSERT OR REPLACE INTO inodes(" INODE_COLS ") VALUES "
-                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         [Q_INODE_DEL] = "DELETE FROM inodes WHERE ino = ?1",
         [Q_INODE_COUNT] = "SELECT count(*) FROM inodes",
-        [Q_LOOKUP] = "SELECT id, parent, name, ino, type FROM dirents WHERE parent = ?1 AND name = ?2",
-        [Q_DIRENT_GET] = "SELECT id, parent, name, ino, type FROM dirents WHERE id = ?1",
+        [Q_GONE_PUT] = "INSERT OR REPLACE INTO gone(ino, vv, lseq) VALUES (?1, ?2, ?3)",
+        [Q_GONE_GET] = "SELECT vv, lseq FROM gone WHERE ino = ?1",
+        [Q_GONE_DEL] = "DELETE FROM gone WHERE ino = ?1",
+        [Q_CHANGES] = "SELECT ino, lseq, 0, vv FROM inodes WHERE lseq > ?1 "
+                      "UNION ALL SELECT ino, lseq, 1, vv FROM gone WHERE lseq > ?1 "
+                      "ORDER BY 2, 3, 1 LIMIT ?2",
+        [Q_COOKIE_TAKEN] = "SELECT 1 FROM dirents WHERE parent = ?1 AND cookie = ?2 AND id <> ?3",
+        [Q_EACH_GONE] = "SELECT ino, vv, lseq FROM gone ORDER BY ino",
+        [Q_LOOKUP] = "SELECT " DIRENT_COLS " FROM dirents WHERE parent = ?1 AND name = ?2",
+        [Q_DIRENT_GET] = "SELECT " DIRENT_COLS " FROM dirents WHERE id = ?1",
         /* Upsert by id; a clash on (parent, name) is an error, never a
          * silent replacement of another row. */
-        [Q_DIRENT_INS] = "INSERT INTO dirents(id, parent, name, ino, type) VALUES (?1, ?2, ?3, ?4, ?5)",
-        [Q_DIRENT_UPD] = "UPDATE dirents SET parent = ?2, name = ?3, ino = ?4, type = ?5 WHERE id = ?1",
+        [Q_DIRENT_INS] = "INSERT INTO dirents(" DIRENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [Q_DIRENT_UPD] = "UPDATE dirents SET parent = ?2, name = ?3, ino = ?4, type = ?5, cookie = ?6 "
+                         "WHERE id = ?1",
         [Q_DIRENT_DEL] = "DELETE FROM dirents WHERE id = ?1",
-        [Q_DIR_ENTRY] = "SELECT id, parent, name, ino, type FROM dirents WHERE ino = ?1 LIMIT 1",
+        [Q_DIR_ENTRY] = "SELECT " DIRENT_COLS " FROM dirents WHERE ino = ?1 LIMIT 1",
         [Q_DIR_EMPTY] = "SELECT 1 FROM dirents WHERE parent = ?1 LIMIT 1",
-        [Q_READDIR] = "SELECT id, parent, name, ino, type FROM dirents WHERE parent = ?1 AND id > ?2 "
-                      "ORDER BY id LIMIT ?3",
-        [Q_READDIR_MORE] = "SELECT 1 FROM dirents WHERE parent = ?1 AND id > ?2 LIMIT 1",
+        [Q_READDIR] = "SELECT " DIRENT_COLS " FROM dirents WHERE parent = ?1 AND cookie > ?2 "
+                      "ORDER BY cookie LIMIT ?3",
+        [Q_READDIR_MORE] = "SELECT 1 FROM dirents WHERE parent = ?1 AND cookie > ?2 LIMIT 1",
         [Q_XATTR_GET] = "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
         [Q_XATTR_PUT] = "INSERT INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3) "
                         "ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value",
@@ -85,7 +101,7 @@ static const char *const sql[Q_COUNT_] = {
         [Q_XATTR_EACH] = "SELECT name, value FROM xattrs WHERE ino = ?1 ORDER BY name",
         [Q_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0 ORDER BY ino LIMIT ?1",
         [Q_EACH_INODE] = "SELECT " INODE_COLS " FROM inodes ORDER BY ino",
-        [Q_EACH_DIRENT] = "SELECT id, parent, name, ino, type FROM dirents ORDER BY id",
+        [Q_EACH_DIRENT] = "SELECT " DIRENT_COLS " FROM dirents ORDER BY id",
         [Q_EACH_XATTR] = "SELECT ino, name, value FROM xattrs ORDER BY ino, name",
         [Q_EACH_META] = "SELECT key, value FROM meta ORDER BY key",
         [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -103,12 +119,17 @@ static const char schema[] =
         "  atime_sec INTEGER NOT NULL, atime_nsec INTEGER NOT NULL,"
         "  mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,"
         "  ctime_sec INTEGER NOT NULL, ctime_nsec INTEGER NOT NULL,"
-        "  generation INTEGER NOT NULL, version INTEGER NOT NULL, target BLOB);"
+        "  generation INTEGER NOT NULL, version INTEGER NOT NULL, target BLOB,"
+        "  vv BLOB NOT NULL, lseq INTEGER NOT NULL);"
         "CREATE INDEX IF NOT EXISTS inodes_orphans ON inodes(nlink) WHERE nlink = 0;"
+        "CREATE INDEX IF NOT EXISTS inodes_lseq ON inodes(lseq);"
+        "CREATE TABLE IF NOT EXISTS gone("
+        "  ino INTEGER PRIMARY KEY, vv BLOB NOT NULL, lseq INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS gone_lseq ON gone(lseq);"
         "CREATE TABLE IF NOT EXISTS dirents("
         "  id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name BLOB NOT NULL,"
-        "  ino INTEGER NOT NULL, type INTEGER NOT NULL, UNIQUE(parent, name));"
-        "CREATE INDEX IF NOT EXISTS dirents_pid ON dirents(parent, id);"
+        "  ino INTEGER NOT NULL, type INTEGER NOT NULL, cookie INTEGER NOT NULL,"
+        "  UNIQUE(parent, name), UNIQUE(parent, cookie));"
         "CREATE INDEX IF NOT EXISTS dirents_ino ON dirents(ino);"
         "CREATE TABLE IF NOT EXISTS xattrs("
         "  ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,"
@@ -209,6 +230,48 @@ static int wal_hook(void *ctx, sqlite3 *h, const char *dbname, int frames)
         return SQLITE_OK;
 }
 
+/* The schema version of an existing file: 1 and *ret, 0 for a file
+ * without our meta table (new), or -EIO. */
+static int schema_version(struct ss_db *db, uint64_t *ret)
+{
+        sqlite3_stmt *s = NULL;
+        int rc, r = 0;
+
+        rc = sqlite3_prepare_v2(db->h, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1,
+                                &s, NULL);
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW)
+                        r = 1;
+                else if (rc != SQLITE_DONE)
+                        r = -EIO;
+        } else {
+                r = -EIO;
+        }
+        sqlite3_finalize(s);
+        if (r <= 0) {
+                if (r < 0)
+                        cm_log(LOG_DEBUG, "%s: reading the schema: %s", db->path, sqlite3_errmsg(db->h));
+                return r;
+        }
+        s = NULL;
+        *ret = 0;               /* a meta table without a version: not ours */
+        rc = sqlite3_prepare_v2(db->h, "SELECT value FROM meta WHERE key = 'schema'", -1, &s, NULL);
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW)
+                        *ret = (uint64_t)sqlite3_column_int64(s, 0);
+                else if (rc != SQLITE_DONE)
+                        r = -EIO;
+        } else {
+                r = -EIO;
+        }
+        sqlite3_finalize(s);
+        if (r < 0)
+                cm_log(LOG_DEBUG, "%s: reading the schema: %s", db->path, sqlite3_errmsg(db->h));
+        return r;
+}
+
 int ss_db_open(const char *path, struct ss_db **ret)
 {
         struct ss_db *db = calloc(1, sizeof(*db));
@@ -247,8 +310,20 @@ int ss_db_open(const char *path, struct ss_db **ret)
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864;"
                           "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;",
                           NULL, NULL, &err);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK) {
+                r = schema_version(db, &v);
+                if (r < 0)
+                        goto fail;
+                if (r > 0 && v != SS_DB_SCHEMA) {
+                        /* Not even the tables of this version are created
+                         * in it: the caller rebuilds it (ss_ct.h [C4]). */
+                        cm_log(LOG_DEBUG, "%s: schema version %llu, expected %d", path,
+                               (unsigned long long)v, SS_DB_SCHEMA);
+                        r = -EIO;
+                        goto fail;
+                }
                 rc = sqlite3_exec(db->h, schema, NULL, NULL, &err);
+        }
         if (rc != SQLITE_OK) {
                 cm_log(LOG_DEBUG, "%s: sqlite setup: %s", path, err ? err : "?");
                 sqlite3_free(err);
@@ -527,6 +602,14 @@ static void row_inode(sqlite3_stmt *s, struct ss_inode *in)
         in->ctime.nsec = (uint32_t)sqlite3_column_int64(s, 12);
         in->generation = col_u64(s, 13);
         in->version = col_u64(s, 14);
+        t = sqlite3_column_blob(s, 16);
+        tl = sqlite3_column_bytes(s, 16);
+        if (tl < 0 || tl > (int)SS_VV_MAX)
+                tl = 0;
+        in->vvlen = (uint32_t)tl;
+        if (tl)
+                memcpy(in->vv, t, (size_t)tl);
+        in->lseq = col_u64(s, 17);
         t = sqlite3_column_blob(s, 15);
         tl = sqlite3_column_bytes(s, 15);
         if (tl < 0 || tl > (int)SS_SYMLINK_MAX)
@@ -552,6 +635,7 @@ static void row_dirent(sqlite3_stmt *s, struct ss_dirent *d)
         d->name[nl] = 0;
         d->ino = col_u64(s, 3);
         d->type = (uint32_t)sqlite3_column_int64(s, 4);
+        d->cookie = col_u64(s, 5);
 }
 
 /* ---- meta ---------------------------------------------------------------- */
@@ -626,6 +710,7 @@ int ss_db_inode_get(struct ss_db *db, uint64_t ino, struct ss_inode *ret)
 int ss_db_inode_put(struct ss_db *db, const struct ss_inode *in)
 {
         sqlite3_stmt *s = stmt(db, Q_INODE_PUT);
+        int r;
 
         if (!s)
                 return -EIO;
@@ -648,7 +733,19 @@ int ss_db_inode_put(struct ss_db *db, const struct ss_inode *in)
                 bind_blob(s, 16, in->target, in->targetlen);
         else
                 sqlite3_bind_null(s, 16);
-        return exec_done(db, s, "inode put");
+        if (in->vvlen)
+                bind_blob(s, 17, in->vv, in->vvlen);
+        else
+                bind_blob(s, 17, "", 1);        /* the empty vector */
+        sqlite3_bind_int64(s, 18, (sqlite3_int64)in->lseq);
+        r = exec_done(db, s, "inode put");
+        if (r < 0)
+                return r;
+        s = stmt(db, Q_GONE_DEL);
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)in->ino);
+        return exec_done(db, s, "gone del");
 }
 
 int ss_db_inode_del(struct ss_db *db, uint64_t ino)
@@ -675,6 +772,99 @@ int ss_db_inode_count(struct ss_db *db, uint64_t *ret)
                 r = fail(db, "inode count", rc);
         done(s);
         return r;
+}
+
+/* ---- deletion records and the change stream ------------------------------ */
+
+int ss_db_gone_put(struct ss_db *db, uint64_t ino, const uint8_t *vv, size_t vvlen, uint64_t lseq)
+{
+        sqlite3_stmt *s = stmt(db, Q_GONE_PUT);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        if (vvlen)
+                bind_blob(s, 2, vv, vvlen);
+        else
+                bind_blob(s, 2, "", 1);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)lseq);
+        return exec_done(db, s, "gone put");
+}
+
+int ss_db_gone_get(struct ss_db *db, uint64_t ino, uint8_t *ret_vv, size_t *ret_vvlen, uint64_t *ret_lseq)
+{
+        sqlite3_stmt *s = stmt(db, Q_GONE_GET);
+        int rc, r = -ENOENT;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+                int n = sqlite3_column_bytes(s, 0);
+
+                if (n < 0 || n > (int)SS_VV_MAX)
+                        n = 0;
+                if (n)
+                        memcpy(ret_vv, sqlite3_column_blob(s, 0), (size_t)n);
+                *ret_vvlen = (size_t)n;
+                if (ret_lseq)
+                        *ret_lseq = col_u64(s, 1);
+                r = 0;
+        } else if (rc != SQLITE_DONE) {
+                r = fail(db, "gone get", rc);
+        }
+        done(s);
+        return r;
+}
+
+int ss_db_changes(struct ss_db *db, uint64_t since, unsigned max,
+                  int (*fn)(void *ctx, const struct ss_change *c), void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_CHANGES);
+        struct ss_change c;
+        int rc, n = 0, r = 0;
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)since);
+        sqlite3_bind_int64(s, 2, max ? (sqlite3_int64)max : -1);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                c.ino = col_u64(s, 0);
+                c.lseq = col_u64(s, 1);
+                c.gone = sqlite3_column_int(s, 2) != 0;
+                c.vv = sqlite3_column_blob(s, 3);
+                c.vvlen = (size_t)sqlite3_column_bytes(s, 3);
+                r = fn(ctx, &c);
+                if (r != 0)
+                        break;
+                n++;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "changes", rc);
+        done(s);
+        return r < 0 ? r : n;
+}
+
+int ss_db_each_gone(struct ss_db *db,
+                    int (*fn)(void *ctx, uint64_t ino, const uint8_t *vv, size_t vvlen, uint64_t lseq),
+                    void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_EACH_GONE);
+        int rc, r = 0;
+
+        if (!s)
+                return -EIO;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                r = fn(ctx, col_u64(s, 0), sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                       col_u64(s, 2));
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(db, "each gone", rc);
+        done(s);
+        return r < 0 ? r : 0;
 }
 
 /* ---- dirents ------------------------------------------------------------- */
@@ -721,6 +911,7 @@ static void bind_dirent(sqlite3_stmt *s, const struct ss_dirent *d)
         bind_blob(s, 3, d->name, d->namelen);
         sqlite3_bind_int64(s, 4, (sqlite3_int64)d->ino);
         sqlite3_bind_int64(s, 5, d->type);
+        sqlite3_bind_int64(s, 6, (sqlite3_int64)d->cookie);
 }
 
 int ss_db_dirent_put(struct ss_db *db, const struct ss_dirent *d)
@@ -787,7 +978,19 @@ int ss_db_dir_empty(struct ss_db *db, uint64_t ino)
         return r < 0 ? r : !r;
 }
 
-int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after_id, unsigned max,
+int ss_db_cookie_taken(struct ss_db *db, uint64_t dir, uint64_t cookie, uint64_t except_id)
+{
+        sqlite3_stmt *s = stmt(db, Q_COOKIE_TAKEN);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)cookie);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)except_id);
+        return exists(db, s, "cookie taken");
+}
+
+int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after, unsigned max,
                   int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_READDIR);
@@ -797,7 +1000,7 @@ int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after_id, unsigned ma
         if (!s)
                 return -EIO;
         sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)after_id);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
         sqlite3_bind_int64(s, 3, max);
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
                 row_dirent(s, &d);
@@ -812,14 +1015,14 @@ int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after_id, unsigned ma
         return r < 0 ? r : n;
 }
 
-int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after_id)
+int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after)
 {
         sqlite3_stmt *s = stmt(db, Q_READDIR_MORE);
 
         if (!s)
                 return -EIO;
         sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)after_id);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
         return exists(db, s, "readdir more");
 }
 
@@ -1010,7 +1213,7 @@ int ss_db_clear(struct ss_db *db)
 
         if (db->err)
                 return db->err;
-        rc = sqlite3_exec(db->h, "DELETE FROM inodes; DELETE FROM dirents; DELETE FROM xattrs;"
+        rc = sqlite3_exec(db->h, "DELETE FROM inodes; DELETE FROM gone; DELETE FROM dirents; DELETE FROM xattrs;"
                                      "DELETE FROM meta WHERE key <> 'schema';",
                               NULL, NULL, &err);
 

@@ -8,21 +8,35 @@
  * prepared statements, and offers row-level reads and writes; it knows
  * nothing about the log.
  *
- * Schema (version 1; created by ss_db_open when the file is new):
+ * Schema (version 2; created by ss_db_open when the file is new; a file
+ * of another version does not open (-EIO), and ss_ct_open rebuilds it
+ * from the log, ss_ct.h [C4]):
  *
  *   meta(key TEXT PRIMARY KEY, value INTEGER)       WITHOUT ROWID
  *        applied_seq  last log commit applied (written by ss_cs_apply only)
  *        fg, container, next_ino, next_dirent, inodes, schema
  *   inodes(ino INTEGER PRIMARY KEY, mode, nlink, uid, gid, rdev, size,
  *          atime_sec, atime_nsec, mtime_sec, mtime_nsec, ctime_sec,
- *          ctime_nsec, generation, version, target BLOB)
+ *          ctime_nsec, generation, version, target BLOB, vv BLOB, lseq)
  *        target: the symlink target (NULL for other types).  An inode with
  *        nlink = 0 is an orphan (partial index inodes_orphans).
- *   dirents(id INTEGER PRIMARY KEY, parent, name BLOB, ino, type,
- *           UNIQUE(parent, name))
- *        id grows with creation (meta.next_dirent); the READDIR cookie of
- *        an entry is id + 2.  Indexes (parent, id) for readdir and (ino)
- *        to find the one name of a directory (its parent).
+ *        vv: the row's version vector (dsm_vv_encode; an empty vector is
+ *        the one byte 0x00), version: the sum of its counters (ss_cs.h
+ *        computes both).  lseq: the local seq of the commit that last put
+ *        the row (this container's change stream; index inodes_lseq).
+ *   gone(ino INTEGER PRIMARY KEY, vv BLOB, lseq)
+ *        deletion records: an inode row deleted, with the vector of its
+ *        deletion and the local seq of that commit (index gone_lseq).  An
+ *        ino is in inodes or in gone, never in both: putting an inode
+ *        row removes its deletion record.
+ *   dirents(id INTEGER PRIMARY KEY, parent, name BLOB, ino, type, cookie,
+ *           UNIQUE(parent, name), UNIQUE(parent, cookie))
+ *        id: from the container's pool (container << 40 | meta.next_dirent;
+ *        rows written by schema 1 keep their small ids).  cookie: the
+ *        READDIR cookie, in [SS_COOKIE_MIN, SS_COOKIE_END), chosen from
+ *        the name when the row is made (ss_cs.h) and replicated with it;
+ *        READDIR lists a directory in cookie order (the UNIQUE index).
+ *        Index (ino) to find the one name of a directory (its parent).
  *   xattrs(ino, name BLOB, value BLOB, PRIMARY KEY(ino, name)) WITHOUT ROWID
  *
  * Settings: journal_mode=WAL, synchronous=NORMAL (a commit writes the WAL
@@ -81,7 +95,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SS_DB_SCHEMA 1
+#define SS_DB_SCHEMA 2
+/* Bytes of an encoded version vector (dsm_vv_encode) an inode row holds:
+ * at least 42 sites with any counters (12 bytes each at most), about 128
+ * with counters below 2^14.  A vector that does not fit is -E2BIG. */
+#define SS_VV_MAX 512u
+/* READDIR cookies of entries: [SS_COOKIE_MIN, SS_COOKIE_END); 0, 1 and 2
+ * are the start, '.' and '..'. */
+#define SS_COOKIE_MIN 3ull
+#define SS_COOKIE_END (1ull << 62)
 #define SS_NAME_MAX 255u
 #define SS_SYMLINK_MAX 4095u
 #define SS_XATTR_NAME_MAX 255u
@@ -103,7 +125,10 @@ struct ss_inode {
         uint64_t size;
         struct ss_time atime, mtime, ctime;
         uint64_t generation;
-        uint64_t version;
+        uint64_t version;               /* sum of vv's counters */
+        uint64_t lseq;                  /* read only: set by ss_cs_apply */
+        uint32_t vvlen;                 /* bytes in vv; 0 reads as empty */
+        uint8_t vv[SS_VV_MAX];          /* encoded dsm_vv */
         uint32_t targetlen;             /* symlinks: bytes in target */
         uint8_t target[SS_SYMLINK_MAX + 1];
 };
@@ -113,8 +138,20 @@ struct ss_dirent {
         uint64_t parent;
         uint64_t ino;
         uint32_t type;                  /* DT_* */
+        uint64_t cookie;                /* READDIR cookie, see the schema */
         uint32_t namelen;
         uint8_t name[SS_NAME_MAX + 1];  /* NUL-terminated for logs */
+};
+
+/* One entry of the change stream read back (ss_db_changes): an inode row
+ * (gone false) or a deletion record (gone true).  vv points into the
+ * statement's row: valid during the callback only. */
+struct ss_change {
+        uint64_t ino;
+        uint64_t lseq;
+        bool gone;
+        const uint8_t *vv;
+        size_t vvlen;
 };
 
 struct ss_db;
@@ -180,9 +217,30 @@ int ss_db_meta_del(struct ss_db *db, const char *key);
 
 /* inodes */
 int ss_db_inode_get(struct ss_db *db, uint64_t ino, struct ss_inode *ret);
+/* Upsert the row with in->lseq as is (ss_cs_apply sets it), and drop a
+ * deletion record of in->ino. */
 int ss_db_inode_put(struct ss_db *db, const struct ss_inode *in);
 int ss_db_inode_del(struct ss_db *db, uint64_t ino);
 int ss_db_inode_count(struct ss_db *db, uint64_t *ret);
+
+/* Deletion records.  put: upsert gone(ino, vv, lseq); get: *ret_vv gets at
+ * most SS_VV_MAX bytes (the buffer must hold them), -ENOENT if none. */
+int ss_db_gone_put(struct ss_db *db, uint64_t ino, const uint8_t *vv, size_t vvlen, uint64_t lseq);
+int ss_db_gone_get(struct ss_db *db, uint64_t ino, uint8_t *ret_vv, size_t *ret_vvlen, uint64_t *ret_lseq);
+
+/*
+ * The change stream read back: the inode rows and deletion records with
+ * lseq > since, in lseq order (an inode row before a deletion record of
+ * the same lseq; rows of one lseq by ino), at most max (0: no limit).
+ * fn returns < 0 to stop with that error, 1 to stop early.  Returns the
+ * number of changes delivered, or an error.  A row changed again after a
+ * reader passed it shows up again, at its new lseq: a reader that keeps
+ * the lseq of the last change it consumed (its watermark) and asks again
+ * from there misses nothing.  The last lseq there is: the container's
+ * seq (meta applied_seq, ss_ct seq).
+ */
+int ss_db_changes(struct ss_db *db, uint64_t since, unsigned max,
+                  int (*fn)(void *ctx, const struct ss_change *c), void *ctx);
 
 /* dirents */
 int ss_db_lookup(struct ss_db *db, uint64_t parent, const uint8_t *name, size_t namelen,
@@ -195,13 +253,16 @@ int ss_db_dirent_del(struct ss_db *db, uint64_t id);
 int ss_db_dir_entry(struct ss_db *db, uint64_t ino, struct ss_dirent *ret);
 /* 1 if directory ino has no entries, 0 if it has. */
 int ss_db_dir_empty(struct ss_db *db, uint64_t ino);
-/* Entries of dir with id > after_id in id order, at most max; fn returns
- * < 0 to stop with that error, 1 to stop early.  Returns the number of
- * entries delivered, or an error. */
-int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after_id, unsigned max,
+/* Is cookie taken by an entry of dir other than the one with id
+ * except_id?  1 yes, 0 no. */
+int ss_db_cookie_taken(struct ss_db *db, uint64_t dir, uint64_t cookie, uint64_t except_id);
+/* Entries of dir with cookie > after in cookie order, at most max; fn
+ * returns < 0 to stop with that error, 1 to stop early.  Returns the
+ * number of entries delivered, or an error. */
+int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after, unsigned max,
                   int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx);
-/* Is there any entry of dir with id > after_id?  1 yes, 0 no. */
-int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after_id);
+/* Is there any entry of dir with cookie > after?  1 yes, 0 no. */
+int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after);
 
 /* xattrs.  get copies at most cap bytes into buf and returns the full
  * length (so cap 0 asks for the size). */
@@ -222,6 +283,9 @@ int ss_db_orphans(struct ss_db *db, unsigned max, uint64_t *ret_inos, size_t *re
 /* Full dumps in primary-key order (checkpoint images, tests). */
 int ss_db_each_inode(struct ss_db *db, int (*fn)(void *ctx, const struct ss_inode *in), void *ctx);
 int ss_db_each_dirent(struct ss_db *db, int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx);
+int ss_db_each_gone(struct ss_db *db,
+                    int (*fn)(void *ctx, uint64_t ino, const uint8_t *vv, size_t vvlen, uint64_t lseq),
+                    void *ctx);
 int ss_db_each_xattr(struct ss_db *db,
                      int (*fn)(void *ctx, uint64_t ino, const uint8_t *name, size_t namelen,
                                const void *value, size_t vlen),

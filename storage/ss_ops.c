@@ -97,7 +97,7 @@ void ss__sess_view(const struct ss_sess *s, struct ss_inode *in)
 
 /* Attributes of in (already a session view if s). */
 int ss__to_attr(struct ss_opctx *x, const struct ss_inode *in, struct ss_sess *s,
-                struct lp_fs_attr *a)
+                struct lp_fs_attr *a, uint8_t *vvbuf)
 {
         uint64_t pages = 0;
 
@@ -114,6 +114,15 @@ int ss__to_attr(struct ss_opctx *x, const struct ss_inode *in, struct ss_sess *s
         a->ctime = (struct lp_fs_time){ in->ctime.sec, in->ctime.nsec };
         a->generation = in->generation;
         a->version = in->version;
+        if (in->vvlen) {
+                /* The answer is encoded after the handler returns: the
+                 * vector is copied where it lives as long as the answer. */
+                if (!vvbuf)
+                        vvbuf = x->vv;
+                memcpy(vvbuf, in->vv, in->vvlen);
+                a->vv = vvbuf;
+                a->vvlen = in->vvlen;
+        }
         if (S_ISDIR(in->mode)) {
                 pages = 1;
         } else if (S_ISREG(in->mode)) {
@@ -145,7 +154,7 @@ int ss__answer_inode(struct ss_opctx *x, uint64_t ino, struct ss_sess *s, struct
         if (r < 0)
                 return r;
         ss__sess_view(s, &in);
-        r = ss__to_attr(x, &in, s, &a->attr);
+        r = ss__to_attr(x, &in, s, &a->attr, NULL);
         if (r < 0)
                 return r;
         a->has_attr = true;

@@ -80,6 +80,7 @@ struct ss_opctx {
         char msg[256];                  /* why it failed */
         void *mem[SS_MEM_SLOTS];        /* answer memory, freed by release */
         int nmem;
+        uint8_t vv[SS_VV_MAX];          /* the vector of the answer's attr */
 };
 
 /* Run the file operation q->op (LOOKUP .. FORGET_ORPHAN) and fill a.

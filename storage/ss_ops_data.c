@@ -239,7 +239,6 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                                 ss_mut_abort(x->ct, &m);
                                 return ss__fail(x, r == DSM_ECONFLICT ? -EAGAIN : r, "truncate: %s", strerror(-r));
                         }
-                        flags |= SS_CS_VSEQ;
                         in.size = q->size;
                 }
                 if (!(v & (LP_FS_SET_MTIME | LP_FS_SET_MTIME_NOW)))
@@ -304,7 +303,10 @@ static int touch_atime(struct ss_opctx *x, struct ss_inode *in, struct ss_sess *
         }
         in->atime = now;
         ss_mut_init(x->ct, &m, NULL);
-        ss_cs_put_inode(&m.cs, in, 0);
+        /* The access time a read sets is this copy's own: the vector (and
+         * so the version the mounts keep their caches by) stays, and no
+         * other copy pulls the row for it (docs/replication.md). */
+        ss_cs_put_inode(&m.cs, in, SS_CS_KEEPVV);
         return ss__commit(x, &m, NULL);
 }
 
@@ -492,8 +494,6 @@ int ss__op_commit(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
 
                 nin = in;
                 ss__sess_view(s, &nin);
-                if (s->data || nin.size != in.size)
-                        flags |= SS_CS_VSEQ;
                 ss_mut_init(x->ct, &m, s->txn);
                 s->txn = NULL;          /* consumed by the commit, whatever happens */
                 ss_cs_put_inode(&m.cs, &nin, flags);
@@ -614,7 +614,7 @@ int ss__op_fallocate(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
         }
         in.size = newsize;
         in.mtime = in.ctime = now;
-        ss_cs_put_inode(&m.cs, &in, SS_CS_VSEQ);
+        ss_cs_put_inode(&m.cs, &in, 0);
         r = ss__commit(x, &m, NULL);
         if (r < 0)
                 return r;
@@ -832,7 +832,7 @@ int ss__op_copy_range(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_f
         if (q->offset2 + n > din.size)
                 din.size = q->offset2 + n;
         din.mtime = din.ctime = now;
-        ss_cs_put_inode(&m.cs, &din, SS_CS_VSEQ);
+        ss_cs_put_inode(&m.cs, &din, 0);
         r = ss__commit(x, &m, NULL);
         if (r < 0)
                 return r;

@@ -34,8 +34,9 @@
 /* Helpers.  ss__fail: set x->msg, return r.  ss__xalloc: answer memory,
  * freed by ss_opctx_release() (NULL when out of memory or slots).
  * ss__sess_view: in as session s (may be NULL) sees it.  ss__to_attr:
- * attributes of in (already a session view if s); ss__answer_inode: into
- * a->attr.  ss__sess_get: session id of <ct, ino>, id 0 means none (*ret
+ * attributes of in (already a session view if s), its vector copied into
+ * vvbuf (SS_VV_MAX bytes living as long as the answer; NULL: x->vv, for
+ * the answer's attr); ss__answer_inode: into a->attr.  ss__sess_get: session id of <ct, ino>, id 0 means none (*ret
  * NULL).  ss__commit: ss_mut_commit, errors mapped and explained. */
 __attribute__((format(printf, 3, 4)))
 int ss__fail(struct ss_opctx *x, int r, const char *fmt, ...);
@@ -45,7 +46,7 @@ int ss__get_inode(struct ss_opctx *x, uint64_t ino, struct ss_inode *in);
 int ss__space_ok(struct ss_opctx *x, uint64_t need);
 void ss__sess_view(const struct ss_sess *s, struct ss_inode *in);
 int ss__to_attr(struct ss_opctx *x, const struct ss_inode *in, struct ss_sess *s,
-                struct lp_fs_attr *a);
+                struct lp_fs_attr *a, uint8_t *vvbuf);
 int ss__answer_inode(struct ss_opctx *x, uint64_t ino, struct ss_sess *s, struct lp_fs_resp *a);
 int ss__sess_get(struct ss_opctx *x, uint64_t id, uint64_t ino, struct ss_sess **ret);
 int ss__commit(struct ss_opctx *x, struct ss_mut *m, uint64_t *ret_seq);

@@ -135,7 +135,12 @@ static int add_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_mut
         if (isdir)
                 in->size = PAGE;
         memset(&d, 0, sizeof(d));
-        d.id = ss_mut_alloc_dirent(x->ct, m);
+        r = ss_mut_alloc_dirent(x->ct, m, &d.id);
+        if (r < 0)
+                return ss__fail(x, r, "entry ids of this container are exhausted");
+        r = ss_mut_cookie(x->ct, m, pin->ino, name, namelen, 0, &d.cookie);
+        if (r < 0)
+                return ss__fail(x, r, "choosing the entry's cookie: %s", ss_db_errmsg(x->ct->db));
         d.parent = pin->ino;
         d.ino = in->ino;
         d.type = dtype(in->mode);
@@ -144,7 +149,8 @@ static int add_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_mut
         pin->mtime = pin->ctime = now;
         if (isdir)
                 pin->nlink++;
-        ss_cs_put_inode(&m->cs, in, SS_CS_VSEQ | SS_CS_GSEQ);
+        in->vvlen = 0;                  /* a new file: its first update */
+        ss_cs_put_inode(&m->cs, in, SS_CS_GSEQ);
         ss_cs_put_dirent(&m->cs, &d);
         m->d_inodes++;
         return 0;
@@ -320,7 +326,7 @@ static int do_open(struct ss_opctx *x, const struct lp_fs_req *q, uint64_t ino, 
                         return r;
                 a->session = s->id;
         }
-        r = ss__to_attr(x, &in, s, &a->attr);
+        r = ss__to_attr(x, &in, s, &a->attr, NULL);
         if (r < 0)
                 return r;
         a->has_attr = true;
@@ -373,7 +379,7 @@ int ss__op_create(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
                         return r;
                 a->session = s->id;
         }
-        r = ss__to_attr(x, &in, s, &a->attr);
+        r = ss__to_attr(x, &in, s, &a->attr, NULL);
         if (r < 0)
                 return r;
         a->has_attr = true;
@@ -395,15 +401,16 @@ static int xattr_del_cb(void *ctx, const uint8_t *name, size_t namelen, const vo
         return xd->cs->err;
 }
 
-/* Rows that delete inode ino with its xattrs (its pages: the caller). */
-static int delete_inode_rows(struct ss_opctx *x, struct ss_mut *m, uint64_t ino)
+/* Rows that delete inode in with its xattrs, and its deletion record (its
+ * pages: the caller). */
+static int delete_inode_rows(struct ss_opctx *x, struct ss_mut *m, const struct ss_inode *in)
 {
-        struct xdel xd = { &m->cs, ino };
-        int r = ss_db_xattr_each(x->ct->db, ino, xattr_del_cb, &xd);
+        struct xdel xd = { &m->cs, in->ino };
+        int r = ss_db_xattr_each(x->ct->db, in->ino, xattr_del_cb, &xd);
 
         if (r < 0)
                 return ss__fail(x, r, "listing xattrs: %s", ss_db_errmsg(x->ct->db));
-        ss_cs_del_inode(&m->cs, ino);
+        ss_cs_del_inode(&m->cs, in->ino, in->vv, in->vvlen, 0);
         m->d_inodes--;
         return 0;
 }
@@ -480,7 +487,7 @@ int ss__op_rmdir(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
                 return ss__fail(x, -ENOTEMPTY, "directory not empty");
         ss_mut_init(x->ct, &m, NULL);
         ss_cs_del_dirent(&m.cs, d.id);
-        r = delete_inode_rows(x, &m, in.ino);
+        r = delete_inode_rows(x, &m, &in);
         if (r < 0) {
                 ss_mut_abort(x->ct, &m);
                 return r;
@@ -653,7 +660,7 @@ int ss__op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
                 if (have_dst) {
                         ss_cs_del_dirent(&m.cs, dd.id);
                         if (S_ISDIR(D->mode)) {
-                                r = delete_inode_rows(x, &m, D->ino);
+                                r = delete_inode_rows(x, &m, D);
                                 if (r < 0) {
                                         ss_mut_abort(x->ct, &m);
                                         return r;
@@ -667,6 +674,21 @@ int ss__op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
                                 a->ino = D->ino;
                                 a->orphan = D->nlink == 0;
                         }
+                }
+                /* A renamed entry gets the new name's cookie (the one it
+                 * replaces, if any: that row is deleted first), so that
+                 * every copy lists it at the same place.  A listing that
+                 * runs across the rename may show it twice or not at all
+                 * (docs/protocol.md, READDIR). */
+                r = 0;
+                if (have_dst)
+                        sd.cookie = dd.cookie;
+                else
+                        r = ss_mut_cookie(x->ct, &m, q->newparent, q->newname, q->newnamelen, sd.id,
+                                          &sd.cookie);
+                if (r < 0) {
+                        ss_mut_abort(x->ct, &m);
+                        return ss__fail(x, r, "choosing the entry's cookie: %s", ss_db_errmsg(x->ct->db));
                 }
                 sd.parent = q->newparent;
                 sd.namelen = (uint32_t)q->newnamelen;
@@ -735,7 +757,14 @@ int ss__op_link(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
                 return r;
         ss_mut_init(x->ct, &m, NULL);
         memset(&d, 0, sizeof(d));
-        d.id = ss_mut_alloc_dirent(x->ct, &m);
+        r = ss_mut_alloc_dirent(x->ct, &m, &d.id);
+        if (r >= 0)
+                r = ss_mut_cookie(x->ct, &m, pin.ino, q->newname, q->newnamelen, 0, &d.cookie);
+        if (r < 0) {
+                ss_mut_abort(x->ct, &m);
+                return ss__fail(x, r, "new entry: %s", r == -ENOSPC ? "entry ids of this container are exhausted"
+                                                                    : ss_db_errmsg(x->ct->db));
+        }
         d.parent = pin.ino;
         d.ino = in.ino;
         d.type = dtype(in.mode);
@@ -761,7 +790,7 @@ struct rd_ctx {
         size_t n;
         uint8_t *names;
         size_t namepos;
-        uint64_t last_id;
+        uint64_t last;                  /* cookie of the last entry listed */
 };
 
 static int rd_cb(void *ctx, const struct ss_dirent *d)
@@ -775,8 +804,8 @@ static int rd_cb(void *ctx, const struct ss_dirent *d)
         c->namepos += d->namelen;
         e->ino = d->ino;
         e->type = d->type;
-        e->next = d->id + 2;
-        c->last_id = d->id;
+        e->next = d->cookie;
+        c->last = d->cookie;
         return 0;
 }
 
@@ -817,25 +846,33 @@ int ss__op_readdir(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                 c.e[c.n++] = (struct lp_fs_dirent){ .ino = parent, .next = 2, .type = DT_DIR,
                                                     .name = (const uint8_t *)"..", .namelen = 2 };
         }
-        after = q->offset >= 2 ? q->offset - 2 : 0;
-        c.last_id = after;
+        /* Entries' cookies are >= SS_COOKIE_MIN (3): after 0, 1 or 2
+         * (the start, '.', '..') come all of them. */
+        after = q->offset;
+        c.last = after;
         if (c.n < max) {
                 r = ss_db_readdir(x->ct->db, dir.ino, after, (unsigned)(max - c.n), rd_cb, &c);
                 if (r < 0)
                         return ss__fail(x, r, "reading the directory: %s", ss_db_errmsg(x->ct->db));
         }
-        r = ss_db_readdir_more(x->ct->db, dir.ino, c.last_id);
+        r = ss_db_readdir_more(x->ct->db, dir.ino, c.last);
         if (r < 0)
                 return ss__fail(x, r, "reading the directory: %s", ss_db_errmsg(x->ct->db));
         /* Not at the end while '..' is still to come. */
         a->eof = !r && !(q->offset <= 1 && c.n < (q->offset == 0 ? 2u : 1u));
-        if (q->flags & 1) {
+        if ((q->flags & 1) && c.n) {
+                /* Room for every entry's vector, living with the answer
+                 * (pages never written are never touched). */
+                uint8_t *vvs = ss__xalloc(x, c.n * SS_VV_MAX);
+
+                if (!vvs)
+                        return ss__fail(x, -ENOMEM, "out of memory");
                 for (size_t i = 0; i < c.n; i++) {
                         struct ss_inode in;
 
                         if (ss_db_inode_get(x->ct->db, c.e[i].ino, &in) < 0)
                                 continue;
-                        r = ss__to_attr(x, &in, NULL, &c.e[i].attr);
+                        r = ss__to_attr(x, &in, NULL, &c.e[i].attr, vvs + i * SS_VV_MAX);
                         if (r < 0)
                                 return r;
                         c.e[i].has_attr = true;
@@ -907,7 +944,7 @@ int ss__op_forget_orphan(struct ss_opctx *x, const struct lp_fs_req *q, struct l
         if (r >= 0)
                 r = dsm_txn_free(t, q->ino, 0, DSM_TO_END);
         if (r >= 0)
-                r = delete_inode_rows(x, &m, q->ino);
+                r = delete_inode_rows(x, &m, &in);
         if (r < 0) {
                 ss_mut_abort(x->ct, &m);
                 return ss__fail(x, r, "forget orphan: %s", strerror(-r));

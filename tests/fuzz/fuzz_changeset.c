@@ -3,7 +3,7 @@
  * storage site (storage/ss_cs.c) applied to a real SQLite index.
  *
  * Input: byte 0 seeds the sizes of the image chunks; the rest is a
- * changeset ("LC" 1 rows... 0).  It is applied twice, each time inside a
+ * changeset ("LC" 2 rows... 0, or format 1).  It is applied twice, each time inside a
  * transaction that is rolled back afterwards (so every input starts from
  * the same empty database): once with ss_cs_apply(), once as a checkpoint
  * image (the same bytes with the "LI" header) fed to the image loader in

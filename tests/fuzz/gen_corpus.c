@@ -479,22 +479,26 @@ static void gen_segment(void)
 
 static void gen_changeset(void)
 {
+        static const uint8_t vv[] = { 2, 1, 3, 2, 1 };   /* {1: 3, 3: 1} */
         struct ss_inode in = { .ino = 12, .mode = 0120777, .nlink = 1, .uid = 1000, .gid = 100,
                                .size = 6, .atime = { -5, 1 }, .mtime = { 1700000000, 999999999 },
-                               .ctime = { 0, 0 }, .generation = 3, .version = 4, .targetlen = 6 };
-        struct ss_dirent d = { .id = 7, .parent = 1, .ino = 12, .type = 10, .namelen = 4 };
+                               .ctime = { 0, 0 }, .generation = 3, .vvlen = sizeof(vv), .targetlen = 6 };
+        struct ss_dirent d = { .id = (1ull << 40) | 7, .parent = 1, .ino = 12, .type = 10, .cookie = 12345,
+                               .namelen = 4 };
         struct ss_cs cs;
         struct out o = { 0 };
 
+        memcpy(in.vv, vv, sizeof(vv));
         memcpy(in.target, "target", 7);
         memcpy(d.name, "link", 5);
 
         ss_cs_init(&cs);
-        ss_cs_put_inode(&cs, &in, 0);
+        cs.site = 1;
+        ss_cs_put_inode(&cs, &in, SS_CS_KEEPVV);
         in.ino = 13;
         in.mode = 040755;
         in.targetlen = 0;
-        ss_cs_put_inode(&cs, &in, SS_CS_VSEQ | SS_CS_GSEQ);
+        ss_cs_put_inode(&cs, &in, SS_CS_GSEQ);
         ss_cs_put_dirent(&cs, &d);
         ss_cs_put_xattr(&cs, 12, (const uint8_t *)"user.locus.copies", 17, "3", 1);
         ss_cs_put_meta(&cs, "next_ino", 14);
@@ -506,10 +510,11 @@ static void gen_changeset(void)
         ss_cs_free(&cs);
 
         ss_cs_init(&cs);
-        ss_cs_put_inode(&cs, &in, SS_CS_VSEQ);
-        ss_cs_del_dirent(&cs, 7);
+        cs.site = 1;
+        ss_cs_put_inode(&cs, &in, 0);
+        ss_cs_del_dirent(&cs, (1ull << 40) | 7);
         ss_cs_del_xattr(&cs, 12, (const uint8_t *)"user.x", 6);
-        ss_cs_del_inode(&cs, 12);
+        ss_cs_del_inode(&cs, 12, vv, sizeof(vv), 0);
         ss_cs_put_meta(&cs, "inodes", 2);
         ss_cs_seal(&cs);
         CHECK(!cs.err);
@@ -524,6 +529,26 @@ static void gen_changeset(void)
         add(&o, cs.p, cs.len);
         save("changeset", "empty", &o);
         ss_cs_free(&cs);
+
+        /* Format 1 (still read): an inode with VSEQ, an entry without a
+         * cookie, an inode del without a vector; written by hand, since
+         * the builder writes format 2 only. */
+        {
+                static const uint8_t v1[] = {
+                        'L', 'C', 1,
+                        /* inode put, VSEQ|GSEQ: ino 5, dir, nlink 2, ids 0, size 4096 (v 0x80 0x20),
+                         * times 0, gen 0, version 0, target "" */
+                        20, 0x31, 5, 0xed, 0x83, 0x01, 2, 0, 0, 0, 0x80, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                        /* dirent put: id 3, parent 1, ino 5, type 4, "old" */
+                        9, 0x02, 3, 1, 5, 4, 3, 'o', 'l', 'd',
+                        /* inode del: ino 9 */
+                        2, 0x09, 9,
+                        0 };
+
+                add_u8(&o, 7);
+                add(&o, v1, sizeof(v1));
+                save("changeset", "format1", &o);
+        }
 }
 
 int main(int argc, char **argv)

@@ -101,7 +101,8 @@ START_TEST(test_response_round_trip)
                 { .ino = 1, .next = 2, .type = 4, .name = (const uint8_t *)"..", .namelen = 2 },
                 { .ino = 77, .next = 9, .type = 8, .name = (const uint8_t *)"file", .namelen = 4,
                   .has_attr = true, .attr = { .ino = 77, .size = 5, .mode = 0100600, .nlink = 1,
-                                              .mtime = { 10, 20 } } },
+                                              .mtime = { 10, 20 }, .vv = (const uint8_t *)"\x01\x02\x05",
+                                              .vvlen = 3 } },
         };
         struct lp_fs_mount mnts[2] = {
                 { .fg = 1, .name = "root", .path = "/", .site = 1, .host = "127.0.0.1", .port = 9 },
@@ -111,7 +112,8 @@ START_TEST(test_response_round_trip)
                 .status = -ENOTEMPTY, .message = "directory not empty", .has_attr = true,
                 .attr = { .ino = 5, .size = 1ull << 40, .blocks = 8, .mode = 040755, .nlink = 3, .uid = 1,
                           .gid = 2, .rdev = 3, .atime = { 1, 2 }, .mtime = { 3, 4 }, .ctime = { 5, 6 },
-                          .generation = 7, .version = 8 },
+                          .generation = 7, .version = 8, .vv = (const uint8_t *)"\x02\x01\x03\x04\x05",
+                          .vvlen = 5 },
                 .has_attr2 = true, .attr2 = { .ino = 6 }, .session = 99, .version = 100, .value = 101,
                 .ino = 102, .orphan = true, .data = (const uint8_t *)"xyz", .datalen = 3,
                 .entries = ents, .nentries = 3, .eof = true, .has_statfs = true,
@@ -133,7 +135,10 @@ START_TEST(test_response_round_trip)
         ck_assert_int_eq(out.attr.ctime.sec, 5);
         ck_assert_uint_eq(out.attr.ctime.nsec, 6);
         ck_assert_uint_eq(out.attr.version, 8);
+        ck_assert_uint_eq(out.attr.vvlen, 5);
+        ck_assert_mem_eq(out.attr.vv, "\x02\x01\x03\x04\x05", 5);
         ck_assert(out.has_attr2);
+        ck_assert_uint_eq(out.attr2.vvlen, 0);  /* not sent: absent */
         ck_assert_uint_eq(out.attr2.ino, 6);
         ck_assert_uint_eq(out.session, 99);
         ck_assert(out.orphan);
@@ -145,6 +150,8 @@ START_TEST(test_response_round_trip)
         ck_assert(out.entries[2].has_attr);
         ck_assert_uint_eq(out.entries[2].attr.size, 5);
         ck_assert_uint_eq(out.entries[2].next, 9);
+        ck_assert_uint_eq(out.entries[2].attr.vvlen, 3);
+        ck_assert_mem_eq(out.entries[2].attr.vv, "\x01\x02\x05", 3);
         ck_assert(out.has_statfs);
         ck_assert_uint_eq(out.statfs.bsize, 4096);
         ck_assert_uint_eq(out.statfs.namemax, 255);
@@ -231,6 +238,21 @@ START_TEST(test_limits_and_garbage)
                 ck_assert_uint_eq(strlen(rout.message), LP_FS_PATH_MAX);
                 free(buf);
                 lp_fs_resp_release(&rout);
+        }
+        /* A version vector over the limit is refused. */
+        {
+                static uint8_t vv[LP_FS_VV_MAX + 1];
+                struct lp_fs_resp rin = { .has_attr = true, .attr = { .ino = 1, .vv = vv, .vvlen = LP_FS_VV_MAX } };
+
+                ck_assert_int_eq(lp_fs_resp_encode(&rin, &buf, &len), 0);
+                ck_assert_int_eq(lp_fs_resp_decode(buf, len, &rout), 0);
+                ck_assert_uint_eq(rout.attr.vvlen, LP_FS_VV_MAX);
+                free(buf);
+                lp_fs_resp_release(&rout);
+                rin.attr.vvlen = LP_FS_VV_MAX + 1;
+                ck_assert_int_eq(lp_fs_resp_encode(&rin, &buf, &len), 0);
+                ck_assert_int_eq(lp_fs_resp_decode(buf, len, &rout), -EBADMSG);
+                free(buf);
         }
         ck_assert_str_eq(lp_fs_op_name(LP_FS_LOOKUP), "lookup");
         ck_assert_str_eq(lp_fs_op_name(9999), "unknown");

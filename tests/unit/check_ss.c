@@ -38,6 +38,7 @@
 #include <uv.h>
 
 #include "cm.h"
+#include "dsm.h"
 #include "dsm_faultio.h"
 #include "lp_conn.h"
 #include "lp_fs.h"
@@ -822,7 +823,8 @@ START_TEST(t_create_posix)
         CHECK_EQ(A.attr.nlink, 3);
         CHECK(A.attr.mtime.sec > root0.mtime.sec ||
               (A.attr.mtime.sec == root0.mtime.sec && A.attr.mtime.nsec > root0.mtime.nsec));
-        CHECK(A.attr.version == root0.version);         /* only data changes bump it */
+        /* its entries changed: one update counted at this site */
+        CHECK_EQ(A.attr.version, root0.version + 1);
         EXPECT_ERR(do_mkdir(ROOT, "d", 0755, NULL), -EEXIST);
         EXPECT_ERR(do_mkdir(ROOT, ".", 0755, NULL), -EINVAL);
         EXPECT_ERR(do_mkdir(ROOT, "..", 0755, NULL), -EINVAL);
@@ -950,7 +952,7 @@ START_TEST(t_setattr)
         CHECK_EQ(A.attr.mtime.sec, -12345);
         CHECK_EQ(A.attr.mtime.nsec, 999999999);
         CHECK(A.attr.ctime.sec > 1000000);
-        CHECK_EQ(A.attr.version, v0);
+        CHECK_EQ(A.attr.version, v0 + 1);       /* every commit that changes the row counts */
         q.valid = LP_FS_SET_MTIME_NOW | LP_FS_SET_MTIME;
         OK(call(C, &q));
         CHECK(A.attr.mtime.sec > 1000000);
@@ -1244,12 +1246,19 @@ START_TEST(t_symlink)
 }
 END_TEST
 
+/* The cookie an entry named n gets in a directory without collisions. */
+static uint64_t name_cookie(const char *n)
+{
+        return ss_cs_cookie_hash((const uint8_t *)n, strlen(n));
+}
+
 START_TEST(t_readdir)
 {
         struct tsrv *t;
         struct lp_fs_req q;
-        uint64_t d, cookie = 0, ino[12];
+        uint64_t d, cookie = 0, ino[12], at_change = 0, prev = 2;
         char seen[64][16];
+        const char *before = NULL, *after = NULL;
         size_t nseen = 0;
         bool eof = false;
         int pages = 0;
@@ -1275,9 +1284,27 @@ START_TEST(t_readdir)
         CHECK(A.entries[1].namelen == 2 && !memcmp(A.entries[1].name, "..", 2));
         CHECK_EQ(A.entries[1].next, 2);
         CHECK_EQ(A.entries[1].ino, ROOT);
-        CHECK_EQ(A.entries[2].ino, ino[0]);
         CHECK_EQ(A.entries[2].type, DT_REG);
         CHECK(!A.eof);
+        /* Entries come in cookie order, and an entry's cookie is its name's
+         * hash (no collision among these names): the same on every copy,
+         * whatever the order of creation (docs/protocol.md, READDIR). */
+        {
+                uint64_t lo = UINT64_MAX;
+                int first = -1;
+
+                for (int i = 0; i < 10; i++) {
+                        char n[8];
+
+                        snprintf(n, sizeof(n), "e%d", i);
+                        if (name_cookie(n) < lo) {
+                                lo = name_cookie(n);
+                                first = i;
+                        }
+                }
+                CHECK_EQ(A.entries[2].ino, ino[first]);
+                CHECK_EQ(A.entries[2].next, lo);
+        }
         /* page through, changing the directory between pages: cookies stay valid */
         while (!eof) {
                 q = Q(LP_FS_READDIR);
@@ -1294,25 +1321,45 @@ START_TEST(t_readdir)
                         snprintf(seen[nseen++], 16, "%.*s", (int)A.entries[i].namelen,
                                  (const char *)A.entries[i].name);
                         cookie = A.entries[i].next;
+                        if (nseen > 2) {
+                                CHECK(cookie > prev);
+                                CHECK_EQ(cookie, name_cookie(seen[nseen - 1]));
+                        }
+                        prev = cookie;
                 }
                 eof = A.eof;
                 if (++pages == 2) {
-                        OK(do_unlink(d, "e0"));         /* already returned */
+                        /* one entry already returned and one not yet */
+                        at_change = cookie;
+                        for (int i = 0; i < 10; i++) {
+                                static char n[10][8];
+
+                                snprintf(n[i], sizeof(n[i]), "e%d", i);
+                                if (name_cookie(n[i]) <= at_change && !before)
+                                        before = n[i];
+                                if (name_cookie(n[i]) > at_change && !after)
+                                        after = n[i];
+                        }
+                        CHECK(before && after);
+                        OK(do_unlink(d, before));
                         (void)make_file(d, "new", "n", 1);
-                        OK(do_unlink(d, "e9"));         /* not yet returned */
+                        OK(do_unlink(d, after));
                 }
         }
-        /* '.', '..', e0..e8 minus nothing returned twice, 'new' at the end */
-        CHECK_EQ(nseen, 12);
+        /* '.', '..', each of e0..e9 but the one removed ahead once, and
+         * 'new' if its cookie lies ahead of the place the listing was at */
         CHECK(!strcmp(seen[0], "."));
         CHECK(!strcmp(seen[1], ".."));
-        for (int i = 0; i < 9; i++) {
+        CHECK_EQ(nseen, 2 + 9 + (name_cookie("new") > at_change ? 1 : 0));
+        for (int i = 0; i < 10; i++) {
                 char n[8];
+                int times = 0;
 
                 snprintf(n, sizeof(n), "e%d", i);
-                CHECK(!strcmp(seen[2 + i], n));
+                for (size_t k = 2; k < nseen; k++)
+                        times += !strcmp(seen[k], n);
+                CHECK_EQ(times, strcmp(n, after) ? 1 : 0);
         }
-        CHECK(!strcmp(seen[11], "new"));
         /* '..' still to come is not eof */
         q = Q(LP_FS_READDIR);
         q.ino = mkdir_ok(ROOT, "empty");
@@ -3195,10 +3242,12 @@ START_TEST(t_changeset_format)
         in.ctime = (struct ss_time){ INT64_MAX, 1 };
         in.targetlen = 3;
         memcpy(in.target, "abc", 3);
-        de = (struct ss_dirent){ .id = 9, .parent = 1, .ino = in.ino, .type = DT_LNK, .namelen = 4 };
+        de = (struct ss_dirent){ .id = 9, .parent = 1, .ino = in.ino, .type = DT_LNK, .cookie = 1234,
+                                 .namelen = 4 };
         memcpy(de.name, "name", 4);
         ss_cs_init(&cs);
-        ss_cs_put_inode(&cs, &in, SS_CS_VSEQ | SS_CS_GSEQ);
+        cs.site = 7;
+        ss_cs_put_inode(&cs, &in, SS_CS_GSEQ);
         ss_cs_put_dirent(&cs, &de);
         ss_cs_put_xattr(&cs, in.ino, (const uint8_t *)"user.x", 6, "\0\1\2", 3);
         ss_cs_put_meta(&cs, "next_ino", 78);
@@ -3208,7 +3257,8 @@ START_TEST(t_changeset_format)
         CHECK(ss_cs_apply(db, 42, cs.p, cs.len) == 0);
         CHECK(ss_db_commit(db) == 0);
         CHECK(ss_db_inode_get(db, in.ino, &out) == 0);
-        CHECK_EQ(out.version, 42);
+        CHECK_EQ(out.version, 1);               /* {7: 1} */
+        CHECK_EQ(out.lseq, 42);
         CHECK_EQ(out.generation, 42);
         CHECK_EQ(out.uid, 4000000000u);
         CHECK(out.rdev == UINT64_MAX);
@@ -3265,7 +3315,7 @@ START_TEST(t_changeset_format)
         ss_cs_init(&cs);
         ss_cs_del_xattr(&cs, in.ino, (const uint8_t *)"user.x", 6);
         ss_cs_del_dirent(&cs, 9);
-        ss_cs_del_inode(&cs, in.ino);
+        ss_cs_del_inode(&cs, in.ino, out.vv, out.vvlen, SS_CS_KEEPVV);
         ss_cs_seal(&cs);
         CHECK(ss_db_begin(db) == 0);
         CHECK(ss_cs_apply(db, 45, cs.p, cs.len) == 0);
@@ -3282,6 +3332,8 @@ START_TEST(t_changeset_format)
                 de.ino = in.ino;
                 de.namelen = (uint32_t)snprintf((char *)de.name, sizeof(de.name), "file-%d", i);
                 ss_cs_init(&cs);
+                cs.site = 3;
+                de.cookie = 5000 + (uint64_t)i;
                 ss_cs_put_inode(&cs, &in, 0);
                 ss_cs_put_dirent(&cs, &de);
                 if (i % 5 == 0) {
@@ -3334,6 +3386,122 @@ START_TEST(t_changeset_format)
         free(i1.p);
         free(i2.p);
         ss_db_close(db);
+}
+END_TEST
+
+/*
+ * Issue #8 (docs/replication.md, "Identities"): through the operations,
+ * every commit counts one update at this site (the container id) on each
+ * inode it changes, a directory's included when its entries change; the
+ * attributes carry the vector and version = the sum of its counters; a
+ * read's access-time update is the copy's own and counts nothing; entry
+ * ids come from the container's pool and cookies from names (a renamed
+ * entry gets its new name's); a freed orphan leaves a deletion record.
+ */
+static uint64_t attr_vv_at(const struct lp_fs_attr *a, uint32_t site)
+{
+        struct dsm_vv v;
+        uint64_t c;
+
+        dsm_vv_init(&v);
+        CHECK(a->vvlen > 0);
+        CHECK(dsm_vv_decode(&v, a->vv, a->vvlen) == (ssize_t)a->vvlen);
+        CHECK_EQ(v.n, 1);
+        c = dsm_vv_get(&v, site);
+        dsm_vv_free(&v);
+        CHECK_EQ(c, a->version);
+        return c;
+}
+
+START_TEST(t_identities)
+{
+        struct tsrv *t;
+        struct lp_fs_req q;
+        struct ss_db *db;
+        struct ss_dirent de;
+        struct ss_inode *in = calloc(1, sizeof(*in));
+        char path[PATH_MAX];
+        uint64_t d, f, sess, site, vd, root_v, applied;
+        uint8_t vv[SS_VV_MAX];
+        size_t vl;
+
+        setup();
+        CHECK(in);
+        t = tsrv_start();
+        C = cl_connect(t->port, 100);
+        OK(do_getattr(ROOT, 0));
+        root_v = A.attr.version;
+        d = mkdir_ok(ROOT, "d");
+        site = (uint32_t)(d >> 40);
+        CHECK(site > 0);
+        OK(do_getattr(d, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 1);
+        OK(do_getattr(ROOT, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), root_v + 1);
+        OK(do_create(d, "f", O_CREAT | O_WRONLY, 0644, &f, &sess));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 1);
+        OK(do_getattr(d, 0));
+        vd = attr_vv_at(&A.attr, (uint32_t)site);
+        CHECK_EQ(vd, 2);
+        OK(do_write(C, f, sess, 0, "hello", 5));
+        OK(do_commit(C, f, sess, LP_FS_COMMIT_END));
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 2);
+        /* a chmod counts */
+        q = Q(LP_FS_SETATTR);
+        q.ino = f;
+        q.valid = LP_FS_SET_MODE;
+        q.mode = 0600;
+        OK(call(C, &q));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 3);
+        /* a read updates the access time (it is older than the change),
+         * without counting */
+        OK(do_read(C, f, 0, 0, 5));
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 3);
+        /* readdirplus carries the vectors too */
+        q = Q(LP_FS_READDIR);
+        q.ino = d;
+        q.flags = 1;
+        OK(call(C, &q));
+        CHECK_EQ(A.nentries, 3);
+        CHECK(A.entries[2].has_attr && A.entries[2].ino == f);
+        CHECK_EQ(attr_vv_at(&A.entries[2].attr, (uint32_t)site), 3);
+        CHECK_EQ(A.entries[2].next, ss_cs_cookie_hash((const uint8_t *)"f", 1));
+        /* rename: the entry keeps its id and gets the new name's cookie */
+        OK(do_rename(d, "f", d, "g", 0));
+        OK(do_getattr(d, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), vd + 1);
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 4);
+        /* unlink, then free the orphan */
+        OK(do_unlink(d, "g"));
+        OK(do_getattr(f, 0));
+        CHECK_EQ(attr_vv_at(&A.attr, (uint32_t)site), 5);
+        q = Q(LP_FS_FORGET_ORPHAN);
+        q.ino = f;
+        OK(call(C, &q));
+        lp_client_close(C);
+        tsrv_stop(t);
+
+        pathf(path, sizeof(path), "%s/fg-1/meta.sqlite", data_dir());
+        CHECK(ss_db_open(path, &db) == 0);
+        CHECK(ss_db_lookup(db, ROOT, (const uint8_t *)"d", 1, &de) == 0);
+        CHECK_EQ(de.id >> 40, site);            /* from the container's pool */
+        CHECK_EQ(de.cookie, ss_cs_cookie_hash((const uint8_t *)"d", 1));
+        CHECK(ss_db_inode_get(db, f, in) == -ENOENT);
+        CHECK(ss_db_gone_get(db, f, vv, &vl, NULL) == 0);
+        {
+                struct lp_fs_attr a = { .vv = vv, .vvlen = vl, .version = 6 };
+
+                CHECK_EQ(attr_vv_at(&a, (uint32_t)site), 6);
+        }
+        /* the deletion is the last change of the stream */
+        CHECK(ss_db_meta_get(db, "applied_seq", &applied) == 0);
+        CHECK(ss_db_inode_get(db, d, in) == 0);
+        CHECK(in->lseq < applied);
+        ss_db_close(db);
+        free(in);
 }
 END_TEST
 
@@ -3721,6 +3889,7 @@ static Suite *suite(void)
                 { "malformed_and_limits", t_malformed_and_limits, 60 },
                 { "admin", t_admin, 60 },
                 { "changeset_format", t_changeset_format, 120 },
+                { "identities", t_identities, 60 },
                 { "binary", t_binary, 120 },
                 { "kill9", t_kill9, 120 },
         };
