@@ -2497,7 +2497,7 @@ START_TEST(t_commit_drop_frees_txn)
                         CHECK(dsm_txn_write(txn, SS_ROOT_INO + 1 + i, p, 0, pages + (size_t)p * DSM_PAGE_SIZE,
                                             DSM_PAGE_SIZE) == 0);
                 ss_mut_init(ct, &m, txn);       /* borrowed, as ss__op_commit does */
-                ss_cs_put_inode(&m.cs, &in, SS_CS_VSEQ);
+                ss_cs_put_inode(&m.cs, &in, 0);
                 CHECK_EQ(ss_mut_commit(ct, &m, NULL), -EIO);
                 CHECK(m.txn == NULL);
         }
