@@ -1,5 +1,6 @@
 /* cm_codec.c -- see cm_codec.h. */
 #include "cm_codec.h"
+#include "cm_varint.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -67,17 +68,9 @@ void cm_wbuf_u8(struct cm_wbuf *w, uint8_t b)
 
 void cm_wbuf_v(struct cm_wbuf *w, uint64_t v)
 {
-        uint8_t b[10];
-        size_t n = 0;
+        uint8_t b[CM_VARINT_MAX];
 
-        do {
-                b[n] = v & 0x7f;
-                v >>= 7;
-                if (v)
-                        b[n] |= 0x80;
-                n++;
-        } while (v);
-        cm_wbuf_bytes(w, b, n);
+        cm_wbuf_bytes(w, b, cm_varint_put(b, v));
 }
 
 void cm_wbuf_z(struct cm_wbuf *w, int64_t v)
@@ -122,19 +115,11 @@ uint64_t cm_rd_v(struct cm_rd *r)
 {
         uint64_t v = 0;
 
-        for (unsigned shift = 0; shift < 64; shift += 7) {
-                uint8_t b = cm_rd_u8(r);
-
-                if (r->bad)
-                        return 0;
-                if (shift == 63 && b > 1)
-                        break;
-                v |= (uint64_t)(b & 0x7f) << shift;
-                if (!(b & 0x80))
-                        return v;
+        if (r->bad || cm_varint_get(r->p, r->len, &r->pos, &v) < 0) {
+                r->bad = true;
+                return 0;
         }
-        r->bad = true;
-        return 0;
+        return v;
 }
 
 uint64_t cm_rd_vmax(struct cm_rd *r, uint64_t max)

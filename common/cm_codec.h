@@ -1,6 +1,6 @@
 /*
  * cm_codec.h -- a growable byte buffer and a bounded reader for compact
- * binary encodings: unsigned LEB128 varints ("v"), zigzag varints for
+ * binary encodings: unsigned LEB128 varints ("v", cm_varint.h), zigzag varints for
  * signed values ("z"), and byte strings (a v length, then the bytes).
  *
  * The writer keeps a sticky error (-ENOMEM): callers append freely and

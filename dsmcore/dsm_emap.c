@@ -17,6 +17,7 @@
  */
 #include <stdlib.h>
 
+#include "cm_varint.h"
 #include "dsm_int.h"
 
 #define EMAP_LEAF 128
@@ -61,14 +62,10 @@ void dsm__buf_put(struct dsm__buf *b, const void *src, size_t n)
 
 void dsm__buf_varint(struct dsm__buf *b, uint64_t v)
 {
-        dsm__buf_reserve(b, 10);
+        dsm__buf_reserve(b, CM_VARINT_MAX);
         if (b->err)
                 return;
-        while (v >= 0x80) {
-                b->p[b->len++] = (uint8_t)(v | 0x80);
-                v >>= 7;
-        }
-        b->p[b->len++] = (uint8_t)v;
+        b->len += cm_varint_put(b->p + b->len, v);
 }
 
 void dsm__buf_u32(struct dsm__buf *b, uint32_t v)
@@ -88,25 +85,13 @@ void dsm__buf_free(struct dsm__buf *b)
 
 uint64_t dsm__rd_varint(struct dsm__rd *r)
 {
-        uint64_t v = 0;
+        uint64_t v;
 
-        for (unsigned shift = 0; !r->err; shift += 7) {
-                uint8_t c;
-
-                if (r->pos >= r->len || shift > 63) {
-                        r->err = true;
-                        break;
-                }
-                c = r->p[r->pos++];
-                if (shift == 63 && (c & 0x7e)) {
-                        r->err = true;
-                        break;
-                }
-                v |= (uint64_t)(c & 0x7f) << shift;
-                if (!(c & 0x80))
-                        return v;
+        if (r->err || cm_varint_get(r->p, r->len, &r->pos, &v) < 0) {
+                r->err = true;
+                return 0;
         }
-        return 0;
+        return v;
 }
 
 uint32_t dsm__rd_u32(struct dsm__rd *r)

@@ -9,7 +9,8 @@
  * their data and the sequence number of the commit that wrote them.
  * Transactions (dsm_txn.c) stage pages in a buffer, stream them to the log
  * as DATA records when it fills, and commit with one COMMIT record.
- * Recovery and checkpoints live in dsm_store.c, the cleaner in dsm_clean.c.
+ * Opening lives in dsm_store.c, recovery in dsm_recover.c, checkpoints in
+ * dsm_ckpt.c, the cleaner in dsm_clean.c.
  *
  * Invariants (asserts cite them as [I1] ...):
  *  [I1] Extents of one object in an emap never overlap.
@@ -295,9 +296,19 @@ uint64_t dsm__now_us(void);
 void dsm__held(struct dsm_store *s, uint64_t t0);
 
 /* dsm_store.c */
+/* Tell opt.damage about damage at <segno, off, len>. */
+void dsm__report(struct dsm_store *s, uint64_t segno, uint64_t off, uint64_t len, const char *what);
+int dsm__page_read_locked(struct dsm_store *s, const struct dsm__ext *e, uint64_t page, void *buf);
+
+/* dsm_recover.c */
+/* Recovery after dsm_open found the segments: s->segs holds the open
+ * segments with sound headers, s->ckpt_loc the newest checkpoint (0:
+ * none), s->chunk is set.  Loads the checkpoint, replays what follows,
+ * flags lost pages, flushes what was replayed, and sets tail and durable.
+ * -ECANCELED: the replay callback failed (s->cb_err). */
+int dsm__recover(struct dsm_store *s);
 int dsm__chain_read(struct dsm_store *s, dsm_replay_fn fn, void *ctx, uint64_t *ret_seq);
 int dsm__apply_reloc(struct dsm_store *s, uint64_t obj, uint64_t page, uint64_t n, uint64_t seq,
                       uint64_t loc, bool bad);
-int dsm__page_read_locked(struct dsm_store *s, const struct dsm__ext *e, uint64_t page, void *buf);
 
 #endif

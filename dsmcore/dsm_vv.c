@@ -9,7 +9,7 @@
  *   VV2  no stored entry has counter 0 (setting 0 removes the entry).
  *   VV3  n <= cap and n <= DSM_VV_MAX_SITES; e == NULL iff cap == 0.
  *
- * Encoding (little-endian LEB128 unsigned varints, at most 10 bytes each):
+ * Encoding (common/cm_varint.h: LEB128 unsigned varints, at most 10 bytes each):
  *   count
  *   count times: site delta (site minus the previous site; the first is
  *                absolute), counter
@@ -29,7 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VV_VARINT_MAX 10
+#include "cm_varint.h"
+
 
 void dsm_vv_init(struct dsm_vv *v)
 {
@@ -243,60 +244,14 @@ int dsm_vv_merge(struct dsm_vv *dst, const struct dsm_vv *src)
         return 0;
 }
 
-static size_t varint_size(uint64_t x)
-{
-        size_t n = 1;
-
-        while (x >= 0x80) {
-                x >>= 7;
-                n++;
-        }
-        return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t x)
-{
-        while (x >= 0x80) {
-                *p++ = (uint8_t)(x | 0x80);
-                x >>= 7;
-        }
-        *p++ = (uint8_t)x;
-        return p;
-}
-
-/* Read one varint from p[*pos..len).  Returns 0 or -EBADMSG. */
-static int varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *ret)
-{
-        uint64_t x = 0;
-        size_t i = *pos;
-        unsigned shift;
-
-        for (shift = 0; shift < 7 * VV_VARINT_MAX; shift += 7) {
-                uint8_t b;
-
-                if (i >= len)
-                        return -EBADMSG;        /* truncated */
-                b = p[i++];
-                if (shift == 63 && b > 1)
-                        return -EBADMSG;        /* beyond 64 bits */
-                x |= (uint64_t)(b & 0x7f) << shift;
-                if (!(b & 0x80)) {
-                        *pos = i;
-                        *ret = x;
-                        return 0;
-                }
-        }
-        return -EBADMSG;                        /* more than 10 bytes */
-}
-
 size_t dsm_vv_encoded_size(const struct dsm_vv *v)
 {
-        size_t size = varint_size(v->n);
+        size_t size = cm_varint_size(v->n);
         uint32_t prev = 0;
 
         for (uint32_t i = 0; i < v->n; i++) {
-                size += varint_size(v->e[i].site - prev);
-                size += varint_size(v->e[i].counter);
+                size += cm_varint_size(v->e[i].site - prev);
+                size += cm_varint_size(v->e[i].counter);
                 prev = v->e[i].site;
         }
         return size;
@@ -310,11 +265,11 @@ ssize_t dsm_vv_encode(const struct dsm_vv *v, void *buf, size_t cap)
 
         if (need > cap)
                 return -ENOBUFS;
-        p = varint_put(p, v->n);
+        p += cm_varint_put(p, v->n);
         for (uint32_t i = 0; i < v->n; i++) {
                 assert(i == 0 || v->e[i].site > prev);          /* VV1 */
-                p = varint_put(p, v->e[i].site - prev);
-                p = varint_put(p, v->e[i].counter);
+                p += cm_varint_put(p, v->e[i].site - prev);
+                p += cm_varint_put(p, v->e[i].counter);
                 prev = v->e[i].site;
         }
         assert((size_t)(p - (uint8_t *)buf) == need);
@@ -329,7 +284,7 @@ ssize_t dsm_vv_decode(struct dsm_vv *v, const void *buf, size_t len)
         size_t pos = 0;
         int r;
 
-        r = varint_get(p, len, &pos, &count);
+        r = cm_varint_get(p, len, &pos, &count);
         if (r < 0)
                 return r;
         if (count > DSM_VV_MAX_SITES)
@@ -345,10 +300,10 @@ ssize_t dsm_vv_decode(struct dsm_vv *v, const void *buf, size_t len)
         for (uint64_t i = 0; i < count; i++) {
                 uint64_t delta, counter;
 
-                r = varint_get(p, len, &pos, &delta);
+                r = cm_varint_get(p, len, &pos, &delta);
                 if (r < 0)
                         goto fail;
-                r = varint_get(p, len, &pos, &counter);
+                r = cm_varint_get(p, len, &pos, &counter);
                 if (r < 0)
                         goto fail;
                 r = -EBADMSG;

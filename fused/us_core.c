@@ -219,6 +219,7 @@ void us__css_target(struct us_core *core, struct us_target *t)
         css_addr(core, &t->addr);
         t->resolve = resolve_css;
         t->resolve_arg = core;
+        t->busy_retry = true;           /* its EAGAIN: too many requests waiting */
 }
 
 static int refresh_on_miss(struct us_core *core, uint64_t deadline);

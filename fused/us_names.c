@@ -48,6 +48,27 @@ static bool writing_here(struct us_core *core, uint64_t fino)
         return r;
 }
 
+/* The attributes of the root of file group fg, mounted on a directory
+ * (what the kernel must see there, for lookup and readdirplus alike).  0
+ * and *ret (owning its memory), or an error; -EIO: an answer without
+ * attributes. */
+static int mounted_root(struct us_core *core, const struct us_ctx *ctx, uint32_t fg,
+                        struct lp_fs_resp *ret)
+{
+        struct lp_fs_req req;
+        int r;
+
+        us__req_init(&req, ctx, LP_FS_GETATTR, fg, LP_FS_ROOT_INO);
+        r = us__call_fg(core, ctx, &req, US_RESEND_ANY, ret);
+        if (r < 0)
+                return r;
+        if (!ret->has_attr) {
+                lp_fs_resp_release(ret);
+                return -EIO;
+        }
+        return 0;
+}
+
 /*
  * Fill *ret for the inode fg/attr names, crossing into a file group mounted
  * on it, and count one lookup.
@@ -62,16 +83,9 @@ static int make_entry(struct us_core *core, const struct us_ctx *ctx, uint32_t f
         int r;
 
         if (S_ISDIR(a.mode) && us_mtab_mounted_on(core->mtab, fg, a.ino, &fg2) == 1) {
-                struct lp_fs_req req;
-
-                us__req_init(&req, ctx, LP_FS_GETATTR, fg2, LP_FS_ROOT_INO);
-                r = us__call_fg(core, ctx, &req, US_RESEND_ANY, &resp);
+                r = mounted_root(core, ctx, fg2, &resp);
                 if (r < 0)
                         return r;
-                if (!resp.has_attr) {
-                        lp_fs_resp_release(&resp);
-                        return -EIO;
-                }
                 have_resp = true;
                 a = resp.attr;
                 a.ino = LP_FS_ROOT_INO;
@@ -563,15 +577,11 @@ int us_core_readdir(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uin
                 if (plus && !o->dot) {
                         if (efg != fg) {
                                 struct lp_fs_resp aresp;
-                                struct lp_fs_req areq;
 
-                                us__req_init(&areq, ctx, LP_FS_GETATTR, efg, LP_FS_ROOT_INO);
-                                if (us__call_fg(core, ctx, &areq, US_RESEND_ANY, &aresp) == 0) {
-                                        if (aresp.has_attr) {
-                                                o->has_attr = true;
-                                                o->generation = aresp.attr.generation;
-                                                us_attr_to_stat(&aresp.attr, o->fino, &o->st);
-                                        }
+                                if (mounted_root(core, ctx, efg, &aresp) == 0) {
+                                        o->has_attr = true;
+                                        o->generation = aresp.attr.generation;
+                                        us_attr_to_stat(&aresp.attr, o->fino, &o->st);
                                         lp_fs_resp_release(&aresp);
                                 }
                         } else if (e->has_attr) {

@@ -513,6 +513,14 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                         last = r;
                         continue;
                 }
+                if (r == -EAGAIN && t->busy_retry) {
+                        /* "Busy": the CSS has too many requests waiting for
+                         * storage sites and refused this one before doing
+                         * anything.  Ask again after the backoff. */
+                        STAT(rpc, busy);
+                        last = r;
+                        continue;
+                }
                 if (r == -EIO)
                         cm_log(LOG_DEBUG, "%s site %llu (%s:%u): %s: bad or error answer",
                                t->what ? t->what : "peer", (unsigned long long)addr.site,

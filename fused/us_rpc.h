@@ -27,10 +27,14 @@
  *     connection.
  * When the deadline passes the call fails with -ETIMEDOUT (logged, at most
  * once every 5 s per rpc, naming the peer and the last cause).  Answers
- * are the call's result, with one exception: an "unavailable" answer
- * (-EHOSTUNREACH: the peer cannot serve it yet, e.g. a restarted CSS that
- * does not know the storage site again yet) to a US_RESEND_ANY request is
- * asked again, with backoff, until the deadline.
+ * are the call's result, with two exceptions, both asked again with
+ * backoff until the deadline: an "unavailable" answer (-EHOSTUNREACH: the
+ * peer cannot serve it yet, e.g. a restarted CSS that does not know the
+ * storage site again yet) to a US_RESEND_ANY request; and a "busy" answer
+ * (-EAGAIN) from a target with busy_retry set (the CSS: too many requests
+ * wait for storage sites; it refused before doing anything, so any
+ * request may be sent again).  If the deadline passes meanwhile the call
+ * fails with -ETIMEDOUT, the log naming the last answer.
  *
  * Cancellation: call->stop (may be NULL) is asked between attempts (a
  * connection attempt lasts at most US_RPC_CONNECT_MS) and every
@@ -100,6 +104,8 @@ struct us_target {
                        struct us_site *addr);
         void *resolve_arg;
         uint32_t resolve_key;
+        /* -EAGAIN answers mean "busy, nothing done": ask again (the CSS). */
+        bool busy_retry;
 };
 
 struct us_call {
@@ -126,6 +132,7 @@ void us_rpc_close_thread(struct us_rpc *rpc);
 /* Counters, for tests and the debug log. */
 struct us_rpc_stats {
         uint64_t calls, connects, connect_failures, resends, timeouts;
+        uint64_t busy;                  /* "busy" answers asked again */
 };
 void us_rpc_stats(struct us_rpc *rpc, struct us_rpc_stats *ret);
 

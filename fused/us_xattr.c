@@ -79,6 +79,50 @@ static size_t xattr_filter(uint8_t *list, size_t len)
         return out;
 }
 
+/* The file and the attribute name of a request about one attribute. */
+static int xattr_args(uint64_t fino, const char *name, uint32_t *ret_fg, uint64_t *ret_ino)
+{
+        int r = us_ino_from_fuse(fino, ret_fg, ret_ino);
+
+        if (r < 0)
+                return r;
+        return xattr_name(name);
+}
+
+/* Hand a value or a list (len bytes at data) to the caller's buffer of
+ * size bytes; size 0 asks only for the length, answered with probe_len.
+ * -ERANGE when it does not fit. */
+static int xattr_copy_out(const void *data, size_t len, size_t probe_len, void *buf, size_t size,
+                          size_t *ret_len)
+{
+        if (size == 0) {
+                *ret_len = probe_len;
+                return 0;
+        }
+        if (len > size)
+                return -ERANGE;
+        memcpy(buf, data, len);
+        *ret_len = len;
+        return 0;
+}
+
+/* Send req, a change of attribute name of file fino, with resend rule rs;
+ * first forget what this mount knows of security.capability if that is
+ * the one. */
+static int xattr_change(struct us_core *core, struct us_ctx *ctx, uint64_t fino, const char *name,
+                        const struct lp_fs_req *req, enum us_resend rs)
+{
+        struct lp_fs_resp resp;
+        int r;
+
+        if (!strcmp(name, CAPS_NAME))
+                caps_forget(core, fino);
+        r = us__call_fg(core, ctx, req, rs, &resp);
+        if (r == 0)
+                lp_fs_resp_release(&resp);
+        return r;
+}
+
 /* The whole list of names (NUL-separated) into *ret. */
 static int xattr_list(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uint64_t ino,
                       struct lp_fs_resp *ret)
@@ -93,24 +137,18 @@ static int xattr_list(struct us_core *core, struct us_ctx *ctx, uint32_t fg, uin
 int us_core_setxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, const char *name,
                      const void *value, size_t size, int flags)
 {
-        struct lp_fs_resp resp;
         struct lp_fs_req req;
         uint32_t fg;
         uint64_t ino;
         int r;
 
-        r = us_ino_from_fuse(fino, &fg, &ino);
-        if (r < 0)
-                return r;
-        r = xattr_name(name);
+        r = xattr_args(fino, name, &fg, &ino);
         if (r < 0)
                 return r;
         if (size > LP_FS_XATTR_VALUE_MAX)
                 return -E2BIG;
         if (flags & ~(XATTR_CREATE | XATTR_REPLACE))
                 return -EINVAL;
-        if (!strcmp(name, CAPS_NAME))
-                caps_forget(core, fino);
         us__req_init(&req, ctx, LP_FS_SETXATTR, fg, ino);
         us__req_name(&req, name);
         req.data = value;
@@ -119,11 +157,8 @@ int us_core_setxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
                     ((flags & XATTR_REPLACE) ? LP_FS_XATTR_REPLACE : 0);
         /* Setting a value twice is the same as once, unless CREATE makes
          * the second one fail. */
-        r = us__call_fg(core, ctx, &req, (flags & XATTR_CREATE) ? US_RESEND_UNSENT : US_RESEND_ANY,
-                        &resp);
-        if (r == 0)
-                lp_fs_resp_release(&resp);
-        return r;
+        return xattr_change(core, ctx, fino, name, &req,
+                            (flags & XATTR_CREATE) ? US_RESEND_UNSENT : US_RESEND_ANY);
 }
 
 int us_core_getxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, const char *name,
@@ -137,10 +172,7 @@ int us_core_getxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
         uint64_t ino;
         int r;
 
-        r = us_ino_from_fuse(fino, &fg, &ino);
-        if (r < 0)
-                return r;
-        r = xattr_name(name);
+        r = xattr_args(fino, name, &fg, &ino);
         if (r < 0)
                 return r;
         caps = !strcmp(name, CAPS_NAME);
@@ -169,14 +201,8 @@ int us_core_getxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, co
         }
         if (r < 0)
                 return r;
-        if (size == 0) {
-                *ret_len = resp.datalen ? resp.datalen : resp.value;
-        } else if (resp.datalen > size) {
-                r = -ERANGE;
-        } else {
-                memcpy(buf, resp.data, resp.datalen);
-                *ret_len = resp.datalen;
-        }
+        r = xattr_copy_out(resp.data, resp.datalen, resp.datalen ? resp.datalen : resp.value, buf, size,
+                           ret_len);
         lp_fs_resp_release(&resp);
         return r;
 }
@@ -197,14 +223,7 @@ int us_core_listxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, v
                 return r;
         /* resp.data is the decoded message's own memory. */
         resp.datalen = xattr_filter((uint8_t *)resp.data, resp.datalen);
-        if (size == 0) {
-                *ret_len = resp.datalen;
-        } else if (resp.datalen > size) {
-                r = -ERANGE;
-        } else {
-                memcpy(buf, resp.data, resp.datalen);
-                *ret_len = resp.datalen;
-        }
+        r = xattr_copy_out(resp.data, resp.datalen, resp.datalen, buf, size, ret_len);
         lp_fs_resp_release(&resp);
         return r;
 }
@@ -212,26 +231,17 @@ int us_core_listxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, v
 int us_core_removexattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino,
                         const char *name)
 {
-        struct lp_fs_resp resp;
         struct lp_fs_req req;
         uint32_t fg;
         uint64_t ino;
         int r;
 
-        r = us_ino_from_fuse(fino, &fg, &ino);
+        r = xattr_args(fino, name, &fg, &ino);
         if (r < 0)
                 return r;
-        r = xattr_name(name);
-        if (r < 0)
-                return r;
-        if (!strcmp(name, CAPS_NAME))
-                caps_forget(core, fino);
         us__req_init(&req, ctx, LP_FS_REMOVEXATTR, fg, ino);
         us__req_name(&req, name);
         /* A resend after a lost answer would say ENODATA for a removal that
          * happened: send once. */
-        r = us__call_fg(core, ctx, &req, US_RESEND_UNSENT, &resp);
-        if (r == 0)
-                lp_fs_resp_release(&resp);
-        return r;
+        return xattr_change(core, ctx, fino, name, &req, US_RESEND_UNSENT);
 }

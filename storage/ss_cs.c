@@ -9,6 +9,7 @@
 
 #include <xxhash.h>
 
+#include "cm_varint.h"
 #include "dsm.h"
 
 #define CS_VERSION 2u
@@ -49,17 +50,9 @@ static void put_bytes(struct ss_cs *cs, const void *p, size_t n)
 
 static void put_v(struct ss_cs *cs, uint64_t v)
 {
-        uint8_t b[10];
-        size_t n = 0;
+        uint8_t b[CM_VARINT_MAX];
 
-        do {
-                b[n] = (uint8_t)(v & 0x7f);
-                v >>= 7;
-                if (v)
-                        b[n] |= 0x80;
-                n++;
-        } while (v);
-        put_bytes(cs, b, n);
+        put_bytes(cs, b, cm_varint_put(b, v));
 }
 
 static void put_z(struct ss_cs *cs, int64_t v)
@@ -71,17 +64,6 @@ static void put_str(struct ss_cs *cs, const void *p, size_t n)
 {
         put_v(cs, n);
         put_bytes(cs, p, n);
-}
-
-static size_t v_size(uint64_t v)
-{
-        size_t n = 1;
-
-        while (v >= 0x80) {
-                v >>= 7;
-                n++;
-        }
-        return n;
 }
 
 /*
@@ -103,22 +85,14 @@ static size_t row_begin(struct ss_cs *cs, unsigned tag)
 
 static void row_end(struct ss_cs *cs, size_t start)
 {
-        size_t body = cs->len - start, lv = v_size(body);
-        uint8_t b[10];
-        size_t n = 0;
-        uint64_t v = body;
+        size_t body = cs->len - start;
+        uint8_t b[CM_VARINT_MAX];
+        size_t lv = cm_varint_put(b, body);
 
         reserve(cs, lv);
         if (cs->err)
                 return;
         memmove(cs->p + start + lv, cs->p + start, body);
-        do {
-                b[n] = (uint8_t)(v & 0x7f);
-                v >>= 7;
-                if (v)
-                        b[n] |= 0x80;
-                n++;
-        } while (v);
         memcpy(cs->p + start, b, lv);
         cs->len += lv;
         cs->nrows++;
@@ -298,26 +272,13 @@ struct rd {
 
 static uint64_t get_v(struct rd *r)
 {
-        uint64_t v = 0;
+        uint64_t v;
 
-        for (unsigned shift = 0; shift < 64; shift += 7) {
-                uint8_t b;
-
-                if (r->pos >= r->len) {
-                        r->err = true;
-                        return 0;
-                }
-                b = r->p[r->pos++];
-                if (shift == 63 && b > 1) {
-                        r->err = true;
-                        return 0;
-                }
-                v |= (uint64_t)(b & 0x7f) << shift;
-                if (!(b & 0x80))
-                        return v;
+        if (r->err || cm_varint_get(r->p, r->len, &r->pos, &v) < 0) {
+                r->err = true;
+                return 0;
         }
-        r->err = true;
-        return 0;
+        return v;
 }
 
 static int64_t get_z(struct rd *r)
@@ -635,7 +596,7 @@ static int apply_rows(struct ss_db *db, uint64_t seq, unsigned ver, const uint8_
                 if (r.err) {
                         /* A truncated length prefix: incomplete unless it
                          * is already longer than any varint. */
-                        if (len - pos >= 10)
+                        if (len - pos >= CM_VARINT_MAX)
                                 return -EBADMSG;
                         break;
                 }

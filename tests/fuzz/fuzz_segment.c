@@ -1,6 +1,6 @@
 /*
  * fuzz_segment.c -- the segment record parser and recovery of the page
- * store (dsmcore/dsm_store.c) over arbitrary segment contents.
+ * store (dsmcore/dsm_store.c, dsm_recover.c) over arbitrary segment contents.
  *
  * The input is the store: byte 0 is flags, the rest is cut into segment
  * files at every occurrence of the segment magic "LOCUSSEG" (a segment file

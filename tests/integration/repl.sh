@@ -65,7 +65,7 @@ printf '%s\n' "$out" | grep -q '"same":true' || fail "copies of /big: $out"
 [ "$(printf '%s\n' "$out" | grep -o '"ok":true' | wc -l)" -eq 3 ] || fail "not 3 copies of /big: $out"
 
 # ---- 2. kill -9 of a storage site during a write workload ---------------------
-names=(w0 w1 w2 w3)
+names=(w0000 w0001 w0002 w0003)
 mkdir "$S1/busy" || fail mkdir
 run "$ITOOL" mkfiles "$S1/busy" w ${#names[@]} --min 1000 --max 400000
 "$ITOOL" writer "$S1/busy" "$WORK/writer.log" "${names[@]}" --create c --min 1000 --max 400000 \

@@ -127,12 +127,14 @@ static void key_of_test(uint8_t key[LP_KEY_SIZE])
                 key[i] = (uint8_t)(0x5a ^ (i * 7));
 }
 
-static struct tcss *tcss_start_lease(const char *state, int connect_ms, uint32_t lease_ms)
+/* call_ms: 0 for the default. */
+static struct tcss *tcss_start_calls(const char *state, int connect_ms, int call_ms, uint32_t lease_ms)
 {
         struct tcss *t = calloc(1, sizeof(*t));
 
         CHECK(t);
         t->connect_ms = connect_ms;
+        t->call_ms = call_ms;
         t->lease_ms = lease_ms;
         snprintf(t->state, sizeof(t->state), "%s", state);
         mkdir(state, 0700);
@@ -147,6 +149,11 @@ static struct tcss *tcss_start_lease(const char *state, int connect_ms, uint32_t
         if (t->err)
                 ck_abort_msg("CSS did not start: %s", strerror(-t->err));
         return t;
+}
+
+static struct tcss *tcss_start_lease(const char *state, int connect_ms, uint32_t lease_ms)
+{
+        return tcss_start_calls(state, connect_ms, 0, lease_ms);
 }
 
 static struct tcss *tcss_start_ms(const char *state, int connect_ms)
@@ -1324,6 +1331,160 @@ START_TEST(test_departures_and_shutdown)
 }
 END_TEST
 
+/* Poll the CSS status until orphans.deferred and pending_requests are both
+ * 0, checking on every poll that at most CSS_MAX_FORGETS FORGET_ORPHAN
+ * jobs (plus `others` other requests) wait for the storage site. */
+static void drain_orphans(struct lp_client *c, uint64_t others)
+{
+        uint64_t deadline = cm_now_us() + WAIT_MS * 1000ull * 6;
+
+        for (;;) {
+                struct css_jval *st = get_status(c);
+                uint64_t pending = jnum(st, "pending_requests");
+                uint64_t deferred = jnum(css_json_get(st, "orphans"), "deferred");
+
+                css_json_free(st);
+                CHECK(pending <= CSS_MAX_FORGETS + others);
+                if (!pending && !deferred)
+                        return;
+                if (cm_now_us() > deadline)
+                        ck_abort_msg("orphans did not drain: %llu deferred, %llu requests pending",
+                                     (unsigned long long)deferred, (unsigned long long)pending);
+                usleep(20000);          /* polling a condition, bounded by the deadline */
+        }
+}
+
+/* A storage site that accepts every connection and never says a word,
+ * until silent_site_leave() closes them all and stops listening: then
+ * every call to it fails at once. */
+struct silent_site {
+        int lfd;
+        uint16_t port;
+        pthread_t thr;
+        pthread_mutex_t mu;
+        int fds[1024];
+        size_t n;
+};
+
+static void *silent_accept(void *arg)
+{
+        struct silent_site *h = arg;
+
+        for (;;) {
+                int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return NULL;            /* shut down */
+                }
+                pthread_mutex_lock(&h->mu);
+                if (h->n < sizeof(h->fds) / sizeof(h->fds[0]))
+                        h->fds[h->n++] = fd;
+                else
+                        close(fd);
+                pthread_mutex_unlock(&h->mu);
+        }
+}
+
+static void silent_site_start(struct silent_site *h)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+
+        memset(h, 0, sizeof(*h));
+        h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(h->lfd >= 0);
+        CHECK(bind(h->lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
+        CHECK(listen(h->lfd, 64) == 0);
+        CHECK(getsockname(h->lfd, (struct sockaddr *)&a, &len) == 0);
+        h->port = ntohs(a.sin_port);
+        pthread_mutex_init(&h->mu, NULL);
+        CHECK(pthread_create(&h->thr, NULL, silent_accept, h) == 0);
+}
+
+static void silent_site_leave(struct silent_site *h)
+{
+        CHECK(shutdown(h->lfd, SHUT_RDWR) == 0);        /* wakes accept4 */
+        CHECK(pthread_join(h->thr, NULL) == 0);
+        close(h->lfd);
+        for (size_t i = 0; i < h->n; i++)
+                close(h->fds[i]);
+        h->n = 0;
+}
+
+/*
+ * Issue #7 (the model test's late find): orphans reported during the
+ * reclaim window wait on the deferred list; when the window ends, at most
+ * CSS_MAX_FORGETS FORGET_ORPHAN jobs run at once and the rest stay
+ * deferred, each taking a slot as one ends.  Before, the end of the window
+ * started a job per orphan at once: more than CSS_MAX_JOBS orphans filled
+ * the job table and CSS_OPEN answered EAGAIN until they drained.  The
+ * storage site here accepts connections and never answers, so FORGET
+ * jobs stay in flight until it goes away; then every one fails at once and
+ * the list drains through the bounded slots.
+ */
+START_TEST(test_orphans_bounded)
+{
+        struct tcss *t = tcss_start_calls(state_dir("css"), 60000, 60000, 2000);
+        struct lp_client *tool = cl_connect(t, 0), *ss = cl_connect(t, 7);
+        struct lp_client *us = cl_connect_id(t, LP_CLIENT_ID_BIT | 0xd);
+        struct lp_fs_req op = { .op = LP_FS_CSS_OPEN, .fg = 1, .ino = 1, .flags = O_RDONLY };
+        enum { NORPH = CSS_MAX_JOBS + 76 };
+        uint64_t deadline, id;
+        struct css_jval *st;
+        struct silent_site site;
+
+        silent_site_start(&site);
+        CHECK_EQ(do_register(ss, 7, "127.0.0.1", site.port, "[1]"), 0); /* its SS_ORPHANS waits */
+        for (uint64_t i = 0; i < NORPH; i++)
+                send_req(us, i + 1, &(struct lp_fs_req){ .op = LP_FS_CSS_ORPHAN, .fg = 1, .ino = 100 + i });
+        for (uint64_t i = 0; i < NORPH; i++)
+                CHECK_EQ(recv_answer(us, &id), 0);
+        st = get_status(tool);
+        CHECK(jnum(st, "uptime_ms") < CSS_RECLAIM_MIN_MS);     /* else the case proves nothing */
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "deferred"), NORPH);
+        CHECK_EQ(jnum(st, "pending_requests"), 1);
+        css_json_free(st);
+
+        /* The window ends: CSS_MAX_FORGETS jobs start, the rest wait. */
+        deadline = cm_now_us() + (CSS_RECLAIM_MIN_MS + WAIT_MS) * 1000ull;
+        for (;;) {
+                st = get_status(tool);
+                if (jnum(css_json_get(st, "orphans"), "deferred") < NORPH)
+                        break;
+                css_json_free(st);
+                CHECK(cm_now_us() < deadline);
+                usleep(20000);          /* polling a condition, bounded by the deadline */
+        }
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "deferred"), NORPH - CSS_MAX_FORGETS);
+        CHECK_EQ(jnum(st, "pending_requests"), CSS_MAX_FORGETS + 1);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "not_freed"), 0);
+        css_json_free(st);
+
+        /* An open is not turned away: it waits for the storage site like
+         * the jobs (a refusal would be answered before the status). */
+        send_req(us, NORPH + 1, &op);
+        send_req(us, NORPH + 2, &(struct lp_fs_req){ .op = LP_FS_CSS_STATUS });
+        CHECK_EQ(recv_answer(us, &id), 0);
+        CHECK_EQ(id, NORPH + 2);
+
+        /* The storage site goes away: every FORGET fails, slot by slot. */
+        silent_site_leave(&site);
+        drain_orphans(tool, 2);
+        CHECK(recv_answer(us, &id) != -EAGAIN);
+        CHECK_EQ(id, NORPH + 1);
+        st = get_status(tool);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "not_freed"), NORPH);
+        CHECK_EQ(jnum(css_json_get(st, "orphans"), "freed"), 0);
+        css_json_free(st);
+        lp_client_close(us);
+        lp_client_close(ss);
+        lp_client_close(tool);
+        tcss_stop(t);
+}
+END_TEST
+
 /* ---- end to end with the real storage daemon ----------------------------------------------- */
 
 static char storaged_bin[PATH_MAX];
@@ -1795,6 +1956,11 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_limits_and_order);
         tcase_add_test(tc, test_departures_and_shutdown);
         tcase_set_timeout(tc, 60);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("orphans");
+        tcase_add_test(tc, test_orphans_bounded);
+        tcase_set_timeout(tc, 120);
         suite_add_tcase(s, tc);
 
         if (find_storaged()) {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# cssbusy.sh -- the mount retries a CSS that answers "busy" (EAGAIN: too
+# many requests wait for storage sites) until its timeout, instead of
+# failing the user's open(2) with EAGAIN.
+#
+#  - the storage site is stopped (SIGSTOP), so every CSS_OPEN the CSS
+#    forwards to it waits; cssflood fills the CSS's request table
+#    (CSS_MAX_JOBS, 1,024) with such opens;
+#  - the test opens a file of the mount (through /proc, so no lookup goes
+#    to the stopped storage site first): the CSS refuses its CSS_OPEN as
+#    busy (its log says so);
+#  - the storage site continues: the table drains, the mount's next try is
+#    served, and the open succeeds and reads the file.
+# Before the mount retried, the open failed at once with EAGAIN.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init cssbusy
+find_helper CSSFLOOD cssflood
+
+cluster_up
+printf 'hello\n' >"$MNT/f" || fail "cannot write $MNT/f"
+exec 7<"$MNT/f" || fail "cannot open $MNT/f"
+
+spid=$(pid_of storaged)
+[ -n "$spid" ] || fail "no storaged pid"
+log "SIGSTOP storaged (pid $spid)"
+kill -STOP "$spid"
+# Opens of the root (<1,1>) fill the table; more than it holds, so that
+# whatever else waits there (e.g. the keeper's requests) cannot leave room.
+"$CSSFLOOD" --port "$(port_of cssd)" --key "$STATE/cluster.key" --count 1100 --until 1024 >&2 ||
+    fail "cssflood could not fill the CSS's request table"
+
+# The open: the CSS refuses it as busy at least once.
+( cat "/proc/$$/fd/7" >"$WORK/out" 2>"$WORK/err"; echo $? >"$WORK/rc" ) &
+refused() { grep "refused: .* wait for storage sites" "$STATE/log/cssd.log" | grep -v "open <1,1> " | grep -q .; }
+wait_for 30 "the CSS to refuse the mount's open as busy" refused
+log "the CSS refused the open: $(grep "refused: .* wait for storage sites" "$STATE/log/cssd.log" |
+    grep -v "open <1,1> " | head -n 1)"
+[ ! -e "$WORK/rc" ] || fail "the open ended while the CSS was busy: $(cat "$WORK/err")"
+
+log "SIGCONT storaged"
+kill -CONT "$spid"
+wait_for 60 "the open to end" test -s "$WORK/rc"
+[ "$(cat "$WORK/rc")" = 0 ] || fail "the open failed while the CSS was busy: $(cat "$WORK/err")"
+[ "$(cat "$WORK/out")" = hello ] || fail "read '$(cat "$WORK/out")' after the busy open, expected 'hello'"
+exec 7<&-
+pass
