@@ -42,27 +42,6 @@ struct started {
         const char *mountdir;
 };
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-        char buf[PATH_MAX];
-        size_t n = strlen(path);
-
-        if (n == 0 || n >= sizeof(buf))
-                return -ENAMETOOLONG;
-        memcpy(buf, path, n + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = 0;
-                if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 static void remove_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext)
 {
         char file[PATH_MAX];
@@ -98,7 +77,7 @@ static int state_init(const struct ctl_state *st)
         for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
                 r = ctl_path(st, dirs[i], path, sizeof(path));
                 if (r == 0)
-                        r = mkdir_p(path, 0700);
+                        r = cm_mkdir_p(path, 0700);
                 if (r < 0) {
                         fprintf(stderr, "locusctl: cannot create %s: %s\n", path, strerror(-r));
                         return r;
@@ -111,7 +90,7 @@ static int state_init(const struct ctl_state *st)
                         snprintf(rel, sizeof(rel), "site%u/%s", k, sub[i]);
                         r = ctl_path(st, rel, path, sizeof(path));
                         if (r == 0)
-                                r = mkdir_p(path, 0700);
+                                r = cm_mkdir_p(path, 0700);
                         if (r < 0) {
                                 fprintf(stderr, "locusctl: cannot create %s: %s\n", path, strerror(-r));
                                 return r;
@@ -665,7 +644,7 @@ static int dev_up_sites(const struct ctl_opts *o, struct ctl_state *st)
         if (r < 0)
                 return 1;
         st->exists = true;
-        r = mkdir_p(dir, 0755);
+        r = cm_mkdir_p(dir, 0755);
         if (r < 0) {
                 fprintf(stderr, "locusctl: cannot create %s: %s\n", dir, strerror(-r));
                 return 1;
@@ -719,7 +698,7 @@ static int dev_up_sites(const struct ctl_opts *o, struct ctl_state *st)
                         if (r < 0)
                                 goto fail;
                 }
-                r = mkdir_p(mp, 0755);
+                r = cm_mkdir_p(mp, 0755);
                 if (r < 0) {
                         fprintf(stderr, "locusctl: cannot create the mount point %s: %s\n", mp, strerror(-r));
                         goto fail;
@@ -878,7 +857,7 @@ static int dev_up(const struct ctl_opts *o)
         if (ctl_is_mounted(dir)) {
                 /* nothing to check here */
         } else if (stat(dir, &sb) < 0 && errno == ENOENT) {
-                r = mkdir_p(dir, 0755);
+                r = cm_mkdir_p(dir, 0755);
                 if (r < 0) {
                         fprintf(stderr, "locusctl: cannot create the mount point %s: %s\n", dir, strerror(-r));
                         return 1;
