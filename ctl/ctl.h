@@ -9,7 +9,9 @@
  *                pipe, tell whether a pid is still that program, stop one,
  *                the mount table of the kernel, unmounting;
  *   ctl_dev.c    dev up, dev down, fsck --rebuild;
- *   ctl_info.c   status, fg create, fg list.
+ *   ctl_info.c   status, fg create, fg list, sites;
+ *   ctl_site.c   site init, site join (a site of a real cluster, its
+ *                site.conf), and calls to a daemon by address.
  *
  * Conventions: int functions return >= 0 or a negative errno; messages for
  * the user go to stderr as "locusctl: ..." and are printed once, by the
@@ -70,6 +72,12 @@ struct ctl_state {
         unsigned nsites;                /* >= 1 */
         unsigned site;                  /* the site this view is of, 1..nsites */
         char addrs[CTL_MAX_SITES][CTL_ADDR_MAX];        /* site k's address: addrs[k - 1] */
+        /* --config FILE: a site of a real cluster (site.conf), not a dev
+         * cluster: requests to the CSS go to its [css] address with its key */
+        bool remote;
+        char css_host[CTL_ADDR_MAX];
+        uint16_t css_port;
+        char key[PATH_MAX];
 };
 
 /* Options of the commands; which ones a command takes is its mask. */
@@ -83,6 +91,8 @@ enum {
         CTL_OPT_FORCE = 1 << 6,         /* --force */
         CTL_OPT_ADDRS = 1 << 7,         /* --addrs A,B,... */
         CTL_OPT_COPIES = 1 << 8,        /* --copies N */
+        CTL_OPT_CONFIG = 1 << 9,        /* --config FILE */
+        CTL_OPT_SITE = 1 << 10,         /* site init/join: --dir, --addr, --id, --key, --css-port, --storage-port */
 };
 
 #define CTL_MAX_POS 4
@@ -93,6 +103,9 @@ struct ctl_opts {
         const char *sites;              /* --sites: a count (dev up) or a list (fg create); NULL: not given */
         const char *addrs;
         int copies;                     /* 0: not given */
+        const char *config;
+        const char *dir, *addr, *key;   /* site init / join */
+        int id, css_port, storage_port; /* 0: not given */
         int timeout_s;
         const char *mount;
         bool rebuild;
@@ -110,6 +123,8 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
 /* --state PATH, else $LOCUS_STATE_DIR, else the default (docs/cluster.md).
  * Does not create anything.  -ENAMETOOLONG, -ENOENT (no HOME for a user). */
 int ctl_state_resolve(const char *opt, struct ctl_state *ret);
+/* --config FILE: st becomes a view of that site's cluster (remote, exists). */
+int ctl_state_from_config(const char *file, struct ctl_state *st);
 /* The same state directory seen from site k (1..st->nsites). */
 void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
 /* The address of site k of st ("127.0.0.1" for a one-site cluster). */
@@ -144,8 +159,6 @@ int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap);
  * Returns buf (truncated if cap is too small).
  */
 const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *dir, char *buf, size_t cap);
-/* Load STATE/cluster.key. */
-int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
 
 /*
  * One request to a daemon of the state dir (CTL_CSSD: site 1's, the CSS of
@@ -217,5 +230,12 @@ int ctl_cmd_fsck(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);
 int ctl_cmd_sites(int argc, char **argv);
+int ctl_cmd_site(int argc, char **argv);
+
+/* ---- ctl_site.c ---- */
+
+/* A request to the daemon at host:port with the key in keyfile; as ctl_call. */
+int ctl_call_at(const char *what, const char *host, uint16_t port, const char *keyfile, const struct lp_fs_req *rq,
+                int timeout_ms, struct lp_fs_resp *resp, char *err, size_t cap);
 
 #endif
