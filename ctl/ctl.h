@@ -8,7 +8,10 @@
  *   ctl_proc.c   processes: start a program in the background with a ready
  *                pipe, tell whether a pid is still that program, stop one,
  *                the mount table of the kernel, unmounting;
- *   ctl_dev.c    dev up, dev down, fsck --rebuild;
+ *   ctl_start.c  a site's programs: the state layout, starting the
+ *                daemons and the mount, waiting for registration,
+ *                stopping, unmounting, whose a mount is;
+ *   ctl_dev.c    dev up, dev down (one site or several), fsck --rebuild;
  *   ctl_info.c   status, fg create, fg list, sites;
  *   ctl_site.c   site init, site join (a site of a real cluster, its
  *                site.conf), and calls to a daemon by address.
@@ -223,7 +226,53 @@ void ctl_close_from(int first);
 /* Print the last n lines of a file to f, indented. */
 void ctl_print_tail(FILE *f, const char *file, int n);
 
-/* ---- commands (ctl_dev.c, ctl_info.c): argv[0] is the command word ---- */
+/* ---- ctl_start.c ---- */
+
+/* What one invocation started, to stop it again if a later step fails. */
+struct ctl_started {
+        pid_t pid[CTL_NPROGS];
+        const char *mountdir;
+};
+
+/* Create the state directory's layout and the cluster key (first use);
+ * a cluster of several sites gets site<k>/{data,run,log} for each site,
+ * site1/css, and STATE/sites.  Reported; < 0 on failure. */
+int ctl_state_init(const struct ctl_state *st);
+/* Does site st->site's data directory hold no container yet (its first start)? */
+bool ctl_site_fresh(const struct ctl_state *st);
+/* Remove run/<tag>.<ext> of p. */
+void ctl_remove_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext);
+/* "locusctl: <prog> <how>" and the last lines of its log, to stderr. */
+void ctl_report_failure(const struct ctl_state *st, enum ctl_prog_id p, const char *how);
+/* Unmount (lazily if busy) and say what happened.  0 or < 0 (reported). */
+int ctl_unmount_dir(const char *dir);
+/* Stop p (ctl_stop) and say how; its pid file goes once it is gone. */
+void ctl_stop_prog(const struct ctl_state *st, enum ctl_prog_id p, pid_t pid, int timeout_ms);
+/* Stop what s says was started, newest first. */
+void ctl_undo(const struct ctl_state *st, struct ctl_started *s);
+/*
+ * Start daemon p (cssd or storaged) of site st->site (the cssd: site 1's)
+ * with its usual arguments, on its previous port if it had one, bound to
+ * the site's address; create_root: the storaged creates the root file
+ * group.  0 with *ret_pid and *ret_port, or < 0 (reported).
+ */
+int ctl_start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout_s, bool create_root,
+                     pid_t *ret_pid, uint16_t *ret_port);
+/* Wait until every site's storage site serves the root file group
+ * (registered with the CSS), at most timeout_s.  0 or -ETIMEDOUT (reported). */
+int ctl_wait_root_served(const struct ctl_state *st, int timeout_s);
+/* Start site st->site's mount on dir.  0 with *ret_pid, or < 0 (reported). */
+int ctl_start_mount(const struct ctl_state *st, const char *dir, int timeout_s, pid_t *ret_pid);
+/*
+ * Is the LocusFS mount at dir (absolute) this cluster's?  Yes when its
+ * source is ours; no when it names another state directory (ret_other->dir
+ * gets it); a source of another form is ours only if dir is rec.  Not a
+ * LocusFS mount at all: *ret_locus false, and true returned.
+ */
+bool ctl_mount_is_ours(const struct ctl_state *st, const char *dir, const char *rec, bool *ret_locus,
+                       struct ctl_state *ret_other);
+
+/* ---- commands (ctl_dev.c, ctl_info.c, ctl_site.c): argv[0] is the command word ---- */
 
 int ctl_cmd_dev(int argc, char **argv);
 int ctl_cmd_fsck(int argc, char **argv);
