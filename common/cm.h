@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <syslog.h>
+#include <sys/types.h>
 #include <time.h>
 
 enum cm_log_dest {
@@ -61,6 +62,10 @@ void cm_ready(int fd, const char *info);
  * Copies <info> into buf.  Returns 0, -ETIMEDOUT, or -EPIPE if the writer
  * closed without saying READY (it failed: its log says why). */
 int cm_wait_ready(int fd, int timeout_ms, char *buf, size_t cap);
+
+/* mkdir -p: path and its missing parents, each with mode; 0 if it exists.
+ * -ENAMETOOLONG, errors of mkdir. */
+int cm_mkdir_p(const char *path, mode_t mode);
 
 /* Split "host:port" (IPv4 or [IPv6]); port may be 0. */
 int cm_parse_hostport(const char *s, char *host, size_t hostcap, uint16_t *ret_port);

@@ -20,10 +20,8 @@
  *
  * Jobs (struct css_job) go through the threadpool: the work function runs
  * css_ss calls on copies (no pointer into the loop's tables), the after
- * function runs on the loop and answers.  A file group creation is two
- * jobs: FGC_RESOLVE (walk the path, create the directory, check it is
- * empty), then, once the loop has reserved an fg id, FGC_CREATE
- * (SS_FG_CREATE; on failure remove the directory it made).
+ * function runs on the loop and answers.  File group creation is in
+ * css_fgc.c, orphans in css_orphan.c.
  */
 #include "css.h"
 
@@ -47,8 +45,6 @@
 #include "css_site.h"
 #include "css_ss.h"
 #include "lp_fs.h"
-
-static void fgc_next(struct css *css);
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -216,7 +212,7 @@ static void maybe_free(struct css *css)
 }
 
 /* Answer a request (invariant 1).  message may be NULL. */
-static void reply(struct css_client *cl, uint64_t reqid, struct lp_fs_resp *resp)
+void css__reply(struct css_client *cl, uint64_t reqid, struct lp_fs_resp *resp)
 {
         uint8_t *buf;
         size_t len;
@@ -247,10 +243,7 @@ static void reply(struct css_client *cl, uint64_t reqid, struct lp_fs_resp *resp
         free(buf);
 }
 
-static void reply_err(struct css_client *cl, uint64_t reqid, int status, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static void reply_err(struct css_client *cl, uint64_t reqid, int status, const char *fmt, ...)
+void css__reply_err(struct css_client *cl, uint64_t reqid, int status, const char *fmt, ...)
 {
         struct lp_fs_resp resp = { .status = status };
         char msg[1024];
@@ -260,14 +253,14 @@ static void reply_err(struct css_client *cl, uint64_t reqid, int status, const c
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         resp.message = msg;
-        reply(cl, reqid, &resp);
+        css__reply(cl, reqid, &resp);
 }
 
 static void reply_ok(struct css_client *cl, uint64_t reqid)
 {
         struct lp_fs_resp resp = { .status = 0 };
 
-        reply(cl, reqid, &resp);
+        css__reply(cl, reqid, &resp);
 }
 
 void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg)
@@ -309,7 +302,7 @@ bool css__job_start(struct css_job *j)
         r = uv_queue_work(css->loop, &j->req, work, after_work);
         if (r < 0) {
                 if (j->cl)
-                        reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
+                        css__reply_err(j->cl, j->reqid, -EIO, "cannot queue work: %s", uv_strerror(r));
                 else
                         cm_log(LOG_WARNING, "cannot queue work: %s", uv_strerror(r));
                 if (j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE)
@@ -355,21 +348,7 @@ int css__ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, st
         return 0;
 }
 
-static const struct ep *job_ep(const struct css_job *j, uint32_t fg)
-{
-        for (size_t i = 0; i < j->neps; i++)
-                if (j->eps[i].fg == fg)
-                        return &j->eps[i];
-        return NULL;
-}
 
-static const struct mnt *job_mount_on(const struct css_job *j, uint32_t fg, uint64_t ino)
-{
-        for (size_t i = 0; i < j->nmnts; i++)
-                if (j->mnts[i].parent_fg == fg && j->mnts[i].parent_ino == ino && j->mnts[i].fg != 1)
-                        return &j->mnts[i];
-        return NULL;
-}
 
 int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp)
 {
@@ -406,206 +385,8 @@ static void work_open(struct css_job *j)
         lp_fs_resp_release(&resp);
 }
 
-/* Is directory <fg, ino> empty (nothing but "." and "..")?  0 yes,
- * -ENOTEMPTY, or another error with j->msg set. */
-static int dir_empty(struct css_job *j, const struct ep *e, uint32_t fg, uint64_t ino)
-{
-        uint64_t cookie = 0;
 
-        for (int round = 0; round < 64; round++) {
-                struct lp_fs_req rq = { .op = LP_FS_READDIR, .fg = fg, .ino = ino, .offset = cookie,
-                                        .length = 8 };
-                struct lp_fs_resp resp;
-                int r = css__ss_call(j, e, &rq, &resp);
-                bool eof;
 
-                if (r < 0)
-                        return r;
-                if (resp.status < 0) {
-                        r = resp.status;
-                        snprintf(j->msg, sizeof(j->msg), "%s: READDIR at storage site %" PRIu64 ": %s",
-                                 j->path, e->site, strerror(-r));
-                        lp_fs_resp_release(&resp);
-                        return r;
-                }
-                for (size_t i = 0; i < resp.nentries; i++) {
-                        const struct lp_fs_dirent *d = &resp.entries[i];
-
-                        if ((d->namelen == 1 && d->name[0] == '.') ||
-                            (d->namelen == 2 && d->name[0] == '.' && d->name[1] == '.')) {
-                                cookie = d->next;
-                                continue;
-                        }
-                        snprintf(j->msg, sizeof(j->msg), "%s is not empty (it holds '%.*s'): a file group "
-                                 "is mounted on an empty directory", j->path, (int)d->namelen, d->name);
-                        lp_fs_resp_release(&resp);
-                        return -ENOTEMPTY;
-                }
-                eof = resp.eof || resp.nentries == 0;
-                lp_fs_resp_release(&resp);
-                if (eof)
-                        return 0;
-        }
-        snprintf(j->msg, sizeof(j->msg), "%s: READDIR at storage site %" PRIu64 " does not come to an end",
-                 j->path, e->site);
-        return -EIO;
-}
-
-static void work_fgc_resolve(struct css_job *j)
-{
-        uint32_t cur_fg = 1;
-        uint64_t cur_ino = LP_FS_ROOT_INO;
-        const char *p = j->path;
-        char prefix[LP_FS_PATH_MAX + 1] = "";
-        size_t plen = 0;
-
-        while (*p == '/')
-                p++;
-        for (;;) {
-                const char *s = p;
-                size_t n;
-                bool last;
-                const struct ep *e = job_ep(j, cur_fg);
-                struct lp_fs_req rq = { .op = LP_FS_LOOKUP, .fg = cur_fg, .parent = cur_ino };
-                struct lp_fs_resp resp;
-                int r;
-
-                while (*p && *p != '/')
-                        p++;
-                n = (size_t)(p - s);
-                while (*p == '/')
-                        p++;
-                last = *p == 0;
-                memcpy(prefix + plen, "/", 1);
-                memcpy(prefix + plen + 1, s, n);
-                plen += 1 + n;
-                prefix[plen] = 0;
-                if (!e) {
-                        j->status = -EHOSTUNREACH;
-                        snprintf(j->msg, sizeof(j->msg), "%s: no registered storage site holds file group %u",
-                                 prefix, cur_fg);
-                        return;
-                }
-                rq.name = (const uint8_t *)s;
-                rq.namelen = n;
-                r = css__ss_call(j, e, &rq, &resp);
-                if (r < 0) {
-                        j->status = r;
-                        return;
-                }
-                r = resp.status;
-                if (r == -ENOENT && last) {
-                        lp_fs_resp_release(&resp);
-                        rq.op = LP_FS_MKDIR;
-                        rq.mode = S_IFDIR | 0755;
-                        rq.cred.uid = j->uid;
-                        rq.cred.gid = j->gid;
-                        rq.cred.umask = j->umask;
-                        r = css__ss_call(j, e, &rq, &resp);
-                        if (r < 0) {
-                                j->status = r;
-                                return;
-                        }
-                        r = resp.status;
-                        if (r == 0 && resp.has_attr) {
-                                j->made_dir = true;
-                        } else {
-                                if (r == 0)
-                                        r = -EIO;
-                                j->status = r;
-                                snprintf(j->msg, sizeof(j->msg), "%s: MKDIR in <%u,%" PRIu64 "> at storage "
-                                         "site %" PRIu64 ": %s", prefix, cur_fg, cur_ino, e->site,
-                                         strerror(-r));
-                                lp_fs_resp_release(&resp);
-                                return;
-                        }
-                } else if (r < 0 || !resp.has_attr) {
-                        if (r == 0)
-                                r = -EIO;
-                        j->status = r;
-                        snprintf(j->msg, sizeof(j->msg), "%s: %s%s", prefix,
-                                 r == -ENOENT ? "no such directory" : strerror(-r),
-                                 r == -ENOENT ? " (only the last component is created)" : "");
-                        lp_fs_resp_release(&resp);
-                        return;
-                }
-                if (!S_ISDIR(resp.attr.mode)) {
-                        j->status = -ENOTDIR;
-                        snprintf(j->msg, sizeof(j->msg), "%s is not a directory", prefix);
-                        lp_fs_resp_release(&resp);
-                        return;
-                }
-                if (last) {
-                        const struct mnt *m = job_mount_on(j, cur_fg, resp.attr.ino);
-
-                        j->mp_fg = cur_fg;
-                        j->mp_ino = resp.attr.ino;
-                        j->mp_parent = cur_ino;
-                        memcpy(j->mp_last, s, n);
-                        j->mp_last[n] = 0;
-                        j->target = *e;
-                        lp_fs_resp_release(&resp);
-                        if (m) {
-                                j->status = -EEXIST;
-                                snprintf(j->msg, sizeof(j->msg), "%s is already the mount point of file group %u",
-                                         prefix, m->fg);
-                                return;
-                        }
-                        j->status = j->made_dir ? 0 : dir_empty(j, e, cur_fg, j->mp_ino);
-                        return;
-                }
-                {
-                        const struct mnt *m = job_mount_on(j, cur_fg, resp.attr.ino);
-
-                        if (m) {
-                                cur_fg = m->fg;
-                                cur_ino = LP_FS_ROOT_INO;
-                        } else {
-                                cur_ino = resp.attr.ino;
-                        }
-                }
-                lp_fs_resp_release(&resp);
-        }
-}
-
-static void work_fgc_create(struct css_job *j)
-{
-        struct lp_fs_req rq = { .op = LP_FS_SS_FG_CREATE, .fg = j->newfg };
-        struct lp_fs_resp resp;
-        int r = 0;
-
-        rq.name = (const uint8_t *)j->name;
-        rq.namelen = strlen(j->name);
-        /* A container at every chosen site.  If one fails, the mount is not
-         * recorded: the containers made so far stay unused under an id
-         * that is never handed out again (docs/cluster.md). */
-        for (size_t i = 0; i < j->nhomes && r == 0; i++) {
-                const struct ep *e = &j->homes[i];
-
-                r = css__ss_call(j, e, &rq, &resp);
-                if (r == 0) {
-                        r = resp.status;
-                        if (r < 0)
-                                snprintf(j->msg, sizeof(j->msg), "SS_FG_CREATE of file group %u '%s' at storage "
-                                         "site %" PRIu64 ": %s%s%s", j->newfg, j->name, e->site, strerror(-r),
-                                         resp.message ? ": " : "", resp.message ? resp.message : "");
-                        lp_fs_resp_release(&resp);
-                }
-        }
-        j->status = r;
-        if (r < 0 && j->made_dir) {
-                /* Undo our mkdir, so that a retry starts from the same state. */
-                struct lp_fs_req rm = { .op = LP_FS_RMDIR, .fg = j->mp_fg, .parent = j->mp_parent };
-                char keep[sizeof(j->msg)];
-
-                memcpy(keep, j->msg, sizeof(keep));
-                rm.name = (const uint8_t *)j->mp_last;
-                rm.namelen = strlen(j->mp_last);
-                if (css__ss_call(j, &j->target, &rm, &resp) == 0)
-                        lp_fs_resp_release(&resp);
-                memcpy(j->msg, keep, sizeof(keep));
-        }
-}
 
 static void work(uv_work_t *req)
 {
@@ -616,10 +397,8 @@ static void work(uv_work_t *req)
                 work_open(j);
                 break;
         case JOB_FGC_RESOLVE:
-                work_fgc_resolve(j);
-                break;
         case JOB_FGC_CREATE:
-                work_fgc_create(j);
+                css_fgc_work(j);
                 break;
         case JOB_FORGET:
         case JOB_ORPHANS:
@@ -639,7 +418,7 @@ static void after_open(struct css_job *j)
                 cm_log(j->transport_failed ? LOG_WARNING : LOG_DEBUG, "open <%u,%" PRIu64 "> for %s: %s",
                        j->fg, j->ino, j->cl->peer, j->msg);
                 resp.message = j->msg;
-                reply(j->cl, j->reqid, &resp);
+                css__reply(j->cl, j->reqid, &resp);
                 return;
         }
         css_sites_touch(css->sites, j->target.site, cm_now_us());
@@ -648,7 +427,7 @@ static void after_open(struct css_job *j)
         s = css_sites_get(css->sites, j->target.site);
         r = css_otab_open(css->otab, j->cl->site, j->cl->id, j->fg, j->ino, j->write);
         if (r < 0) {
-                reply_err(j->cl, j->reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", j->fg, j->ino,
+                css__reply_err(j->cl, j->reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", j->fg, j->ino,
                           r == -ENOSPC ? "open table full" : strerror(-r));
                 return;
         }
@@ -659,102 +438,11 @@ static void after_open(struct css_job *j)
         resp.value = css->boot;
         resp.has_attr = true;
         resp.attr = j->attr;
-        reply(j->cl, j->reqid, &resp);
+        css__reply(j->cl, j->reqid, &resp);
 }
 
-static void fgc_fail(struct css_job *j)
-{
-        cm_log(j->transport_failed ? LOG_WARNING : LOG_NOTICE, "file group '%s' at %s (for %s) not created: %s",
-               j->name, j->path, j->cl->peer, j->msg);
-        reply_err(j->cl, j->reqid, j->status, "%s", j->msg);
-}
 
-/* Loop side after FGC_RESOLVE: reserve the id and start FGC_CREATE.
- * Returns true if j is no longer the caller's (it went on, or it failed to
- * and was answered and freed); false: the caller finishes it. */
-static bool after_fgc_resolve(struct css_job *j)
-{
-        struct css *css = j->css;
-        int r;
 
-        if (j->status < 0) {
-                fgc_fail(j);
-                return false;
-        }
-        if (css->closing || !j->cl->conn) {
-                cm_log(LOG_NOTICE, "file group '%s' at %s not created: %s", j->name, j->path,
-                       css->closing ? "shutting down" : "the requester went away");
-                return false;
-        }
-        r = css_mtab_reserve_fg(css->mtab, &j->newfg);
-        if (r < 0) {
-                j->status = r;
-                snprintf(j->msg, sizeof(j->msg), "cannot reserve a file group id in %s: %s",
-                         css_mtab_path(css->mtab), r == -EIO ? css_mtab_errmsg(css->mtab) :
-                         r == -ENOSPC ? "every id up to 65535 has been given out" : strerror(-r));
-                cm_log(LOG_ERR, "%s", j->msg);
-                reply_err(j->cl, j->reqid, r, "%s", j->msg);
-                return false;
-        }
-        css->jobs--;                    /* job_start counts it again */
-        j->cl->jobs--;
-        j->kind = JOB_FGC_CREATE;
-        if (!css__job_start(j))
-                fgc_next(css);
-        return true;
-}
-
-static void after_fgc_create(struct css_job *j)
-{
-        struct css *css = j->css;
-        struct lp_fs_resp resp = { .status = 0 };
-        int r;
-
-        if (j->status < 0) {
-                fgc_fail(j);
-                return;
-        }
-        /* The container exists now: record the mount even if we are shutting down. */
-        r = css_mtab_add(css->mtab, j->newfg, j->name, j->mp_fg, j->mp_ino, j->path);
-        if (r < 0) {
-                snprintf(j->msg, sizeof(j->msg), "file group %u '%s' was created at storage site %" PRIu64
-                         " but its mount on %s could not be recorded in %s: %s", j->newfg, j->name,
-                         j->target.site, j->path, css_mtab_path(css->mtab),
-                         r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
-                cm_log(LOG_ERR, "%s", j->msg);
-                reply_err(j->cl, j->reqid, r, "%s", j->msg);
-                return;
-        }
-        {
-                uint64_t ids[CSS_MAX_HOLDERS];
-                char list[256];
-                size_t off = 0;
-
-                list[0] = 0;
-                for (size_t i = 0; i < j->nhomes; i++) {
-                        ids[i] = j->homes[i].site;
-                        if (off < sizeof(list))
-                                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%" PRIu64, i ? "," : "",
-                                                        ids[i]);
-                        r = css_sites_add_fg(css->sites, ids[i], j->newfg);
-                        if (r < 0)
-                                cm_log(LOG_WARNING, "file group %u: cannot note that storage site %" PRIu64
-                                       " holds it: %s (it will when the site registers again)", j->newfg, ids[i],
-                                       strerror(-r));
-                        css_sites_touch(css->sites, ids[i], cm_now_us());
-                }
-                r = css_mtab_add_holders(css->mtab, j->newfg, ids, j->nhomes);
-                if (r < 0)
-                        cm_log(LOG_ERR, "file group %u: its holders (sites %s) could not be recorded in %s: %s "
-                               "(they are learned again when the sites register)", j->newfg, list,
-                               css_mtab_path(css->mtab), r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
-                cm_log(LOG_INFO, "file group %u '%s' created at storage site(s) %s, mounted at %s "
-                       "(directory <%u,%" PRIu64 ">%s)", j->newfg, j->name, list, j->path, j->mp_fg,
-                       j->mp_ino, j->made_dir ? ", created" : "");
-        }
-        resp.value = j->newfg;
-        reply(j->cl, j->reqid, &resp);
-}
 
 static void after_work(uv_work_t *req, int status)
 {
@@ -774,12 +462,9 @@ static void after_work(uv_work_t *req, int status)
                 after_open(j);
                 break;
         case JOB_FGC_RESOLVE:
-                if (after_fgc_resolve(j))
-                        return;
-                css->fgc_busy = false;
-                break;
         case JOB_FGC_CREATE:
-                after_fgc_create(j);
+                if (css_fgc_after(j))
+                        return;
                 css->fgc_busy = false;
                 break;
         case JOB_FORGET:
@@ -788,244 +473,15 @@ static void after_work(uv_work_t *req, int status)
                 break;
         }
         if ((j->kind == JOB_FGC_RESOLVE || j->kind == JOB_FGC_CREATE) && !css->closing)
-                fgc_next(css);
+                css_fgc_next(css);
         job_done(j);
 }
 
-/* ---- file group creation ----------------------------------------------------- */
 
-/*
- * Where the new file group's containers go: the sites asked for (each
- * must be registered), the lowest `copies` of them; else the `copies`
- * (default 1) lowest registered sites whose connection is up.  On failure
- * j is answered (the caller drops it) and < 0 returned.
- */
-static int choose_homes(struct css_job *j)
-{
-        struct css *css = j->css;
-        size_t n = css_sites_count(css->sites), want = j->copies ? j->copies : j->nwant ? j->nwant : 1;
 
-        j->homes = calloc(want, sizeof(*j->homes));
-        if (!j->homes) {
-                reply_err(j->cl, j->reqid, -ENOMEM, "out of memory");
-                return -ENOMEM;
-        }
-        if (j->nwant) {
-                /* want is sorted and unique (op_fg_create) */
-                for (size_t i = 0; i < j->nwant && j->nhomes < want; i++) {
-                        const struct css_site *s = css_sites_get(css->sites, j->want[i]);
 
-                        if (!s || !s->conn) {
-                                reply_err(j->cl, j->reqid, -EHOSTUNREACH, "storage site %" PRIu64 " is %s: "
-                                          "file group '%s' not created", j->want[i],
-                                          s ? "not connected to the CSS now" : "not registered with the CSS",
-                                          j->name);
-                                return -EHOSTUNREACH;
-                        }
-                        css__ep_of(&j->homes[j->nhomes++], s, 0);
-                }
-                return 0;
-        }
-        for (size_t i = 0; i < n && j->nhomes < want; i++) {
-                const struct css_site *s = css_sites_at(css->sites, i);
 
-                if (s->conn)
-                        css__ep_of(&j->homes[j->nhomes++], s, 0);
-        }
-        if (j->nhomes < want) {
-                reply_err(j->cl, j->reqid, -EHOSTUNREACH, "file group '%s' needs %zu copies but only %zu storage "
-                          "site(s) are registered and connected", j->name, want, j->nhomes);
-                return -EHOSTUNREACH;
-        }
-        return 0;
-}
 
-/* Snapshot what the threadpool needs and start the first stage. */
-static void fgc_start(struct css_job *j)
-{
-        struct css *css = j->css;
-        size_t n = css_mtab_count(css->mtab);
-        const struct css_mount *existing;
-
-        /* The tables may have changed while j waited: check again. */
-        if ((existing = css_mtab_find_name(css->mtab, j->name))) {
-                reply_err(j->cl, j->reqid, -EEXIST, "file group name '%s' is taken (file group %u at %s)",
-                          j->name, existing->fg, existing->path);
-                goto drop;
-        }
-        if ((existing = css_mtab_find_path(css->mtab, j->path))) {
-                reply_err(j->cl, j->reqid, -EEXIST, "%s is already the mount point of file group %u '%s'",
-                          j->path, existing->fg, existing->name);
-                goto drop;
-        }
-        if (css_mtab_count(css->mtab) >= CSS_MAX_FGS) {
-                reply_err(j->cl, j->reqid, -ENOSPC, "the mount table is full (%u file groups)", CSS_MAX_FGS);
-                goto drop;
-        }
-        if (!css__primary(css, 1)) {
-                reply_err(j->cl, j->reqid, -EHOSTUNREACH,
-                          "no registered storage site holds the root file group: is locus-storaged running?");
-                goto drop;
-        }
-        if (choose_homes(j) < 0)
-                goto drop;
-        j->eps = calloc(n, sizeof(*j->eps));
-        j->mnts = calloc(n, sizeof(*j->mnts));
-        if (!j->eps || !j->mnts) {
-                reply_err(j->cl, j->reqid, -ENOMEM, "out of memory");
-                goto drop;
-        }
-        for (size_t i = 0; i < n; i++) {
-                const struct css_mount *m = css_mtab_at(css->mtab, i);
-                const struct css_site *s = css__primary(css, m->fg);
-
-                j->mnts[j->nmnts++] = (struct mnt){ .fg = m->fg, .parent_fg = m->parent_fg,
-                                                    .parent_ino = m->parent_ino };
-                if (s)
-                        css__ep_of(&j->eps[j->neps++], s, m->fg);
-        }
-        css->fgc_busy = true;
-        css__job_start(j);               /* on failure, fgc_busy is clear again */
-        return;
-drop:
-        css__job_release(j);
-}
-
-/* Start the next waiting creation whose requester is still there. */
-static void fgc_next(struct css *css)
-{
-        while (!css->fgc_busy && css->fgq_head) {
-                struct css_job *j = css->fgq_head;
-
-                css->fgq_head = j->next;
-                if (!css->fgq_head)
-                        css->fgq_tail = NULL;
-                css->fgq_len--;
-                j->next = NULL;
-                if (!j->cl->conn) {
-                        css__job_release(j);
-                        continue;
-                }
-                fgc_start(j);
-        }
-}
-
-/*
- * CSS_FG_CREATE's text (optional): {"copies": N, "sites": [a, b, ...]}.
- * Fills j->want (sorted, unique) and j->copies.  -EINVAL, -ENOMEM.
- */
-static int fgc_placement(struct css_job *j, const char *text)
-{
-        struct css_jval *v = NULL;
-        const struct css_jval *c, *sites;
-        uint64_t x;
-        int r = -EINVAL;
-
-        if (!text || !*text)
-                return 0;
-        if (css_json_parse(text, strlen(text), &v) < 0 || v->type != CSS_JOBJ)
-                goto out;
-        c = css_json_get(v, "copies");
-        sites = css_json_get(v, "sites");
-        if (c) {
-                if (!css_json_uint(c, CSS_MAX_HOLDERS, &x) || x == 0)
-                        goto out;
-                j->copies = (unsigned)x;
-        }
-        if (sites) {
-                if (sites->type != CSS_JARR || sites->n == 0 || sites->n > CSS_MAX_HOLDERS)
-                        goto out;
-                j->want = calloc(sites->n, sizeof(*j->want));
-                if (!j->want) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                for (size_t i = 0; i < sites->n; i++) {
-                        size_t k;
-
-                        if (!css_json_uint(&sites->items[i], UINT64_MAX, &x) || x == 0)
-                                goto out;
-                        for (k = j->nwant; k > 0 && j->want[k - 1] > x; k--)
-                                j->want[k] = j->want[k - 1];
-                        if (k > 0 && j->want[k - 1] == x)
-                                goto out;       /* a site named twice */
-                        j->want[k] = x;
-                        j->nwant++;
-                }
-                if (j->copies > j->nwant)
-                        goto out;
-        }
-        r = 0;
-out:
-        css_json_free(v);
-        return r;
-}
-
-static void op_fg_create(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
-{
-        struct css *css = cl->css;
-        char path[LP_FS_PATH_MAX + 1];
-        char name[CSS_FG_NAME_MAX + 1];
-        struct css_job *j;
-        int r;
-
-        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
-                reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
-                return;
-        }
-        memcpy(name, rq->name, rq->namelen);
-        name[rq->namelen] = 0;
-        if (strlen(name) != rq->namelen || !css_fg_name_ok(name)) {
-                reply_err(cl, reqid, -EINVAL, "bad file group name '%s': use letters, digits, '.', '_' and '-', "
-                          "not first '.' or '-'", name);
-                return;
-        }
-        r = rq->path ? css_path_normalize(rq->path, path, sizeof(path)) : -EINVAL;
-        if (r < 0) {
-                reply_err(cl, reqid, r, "bad mount point '%s': an absolute path without '.' or '..' is needed",
-                          rq->path ? rq->path : "");
-                return;
-        }
-        if (!strcmp(path, "/")) {
-                reply_err(cl, reqid, -EEXIST, "/ is the mount point of the root file group");
-                return;
-        }
-        if (css->fgq_len >= CSS_MAX_FG_QUEUE || css->jobs >= CSS_MAX_JOBS) {
-                reply_err(cl, reqid, -EAGAIN, "too many file group creations waiting; try again");
-                return;
-        }
-        j = css__job_new(cl->css, cl, reqid, JOB_FGC_RESOLVE);
-        if (j && !(j->path = strdup(path))) {
-                css__job_release(j);
-                j = NULL;
-        }
-        if (!j) {
-                reply_err(cl, reqid, -ENOMEM, "out of memory");
-                return;
-        }
-        snprintf(j->name, sizeof(j->name), "%s", name);
-        r = fgc_placement(j, rq->text);
-        if (r < 0) {
-                reply_err(cl, reqid, r, "file group '%s': %s", name, r == -ENOMEM ? "out of memory" :
-                          "bad placement: expected {\"copies\": N, \"sites\": [site ids]} with N from 1 to the "
-                          "number of sites given");
-                css__job_release(j);
-                return;
-        }
-        j->uid = rq->cred.uid;
-        j->gid = rq->cred.gid;
-        j->umask = rq->cred.umask & 0777;
-        if (css->fgc_busy) {
-                if (css->fgq_tail)
-                        css->fgq_tail->next = j;
-                else
-                        css->fgq_head = j;
-                css->fgq_tail = j;
-                css->fgq_len++;
-                return;
-        }
-        fgc_start(j);
-}
 
 /* ---- operations answered on the loop ------------------------------------------ */
 
@@ -1043,7 +499,7 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
         bool again;
 
         if (!site || !rq->port || rq->port > 65535) {
-                reply_err(cl, reqid, -EINVAL, "CSS_REGISTER needs a site id and a port (got site %" PRIu64
+                css__reply_err(cl, reqid, -EINVAL, "CSS_REGISTER needs a site id and a port (got site %" PRIu64
                           ", port %u)", site, rq->port);
                 return;
         }
@@ -1053,19 +509,19 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
              (inet_pton(AF_INET6, rq->host, addr) == 1 && strcmp(rq->host, "::") != 0))) {
                 snprintf(host, sizeof(host), "%s", rq->host);
         } else if (rq->host && *rq->host && strcmp(rq->host, "0.0.0.0") != 0 && strcmp(rq->host, "::") != 0) {
-                reply_err(cl, reqid, -EINVAL, "CSS_REGISTER of site %" PRIu64 ": host '%.64s' is not a numeric "
+                css__reply_err(cl, reqid, -EINVAL, "CSS_REGISTER of site %" PRIu64 ": host '%.64s' is not a numeric "
                           "address", site, rq->host);
                 return;
         } else if (cl->addr[0]) {
                 memcpy(host, cl->addr, sizeof(host));
         } else {
-                reply_err(cl, reqid, -EINVAL, "CSS_REGISTER of site %" PRIu64 ": no host given and the "
+                css__reply_err(cl, reqid, -EINVAL, "CSS_REGISTER of site %" PRIu64 ": no host given and the "
                           "connection's address is unknown", site);
                 return;
         }
         n = css_parse_fgs(rq->text, &fgs);
         if (n < 0) {
-                reply_err(cl, reqid, n == -ENOSPC ? -EINVAL : n, "CSS_REGISTER of site %" PRIu64 ": %s",
+                css__reply_err(cl, reqid, n == -ENOSPC ? -EINVAL : n, "CSS_REGISTER of site %" PRIu64 ": %s",
                           site, n == -ENOSPC ? "too many file groups" :
                           n == -EBADMSG ? "the file group list is not a JSON array of file group ids" :
                           strerror(-n));
@@ -1077,7 +533,7 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
                                cm_now_us());
         if (r < 0) {
                 free(fgs);
-                reply_err(cl, reqid, r, "CSS_REGISTER of site %" PRIu64 ": %s", site,
+                css__reply_err(cl, reqid, r, "CSS_REGISTER of site %" PRIu64 ": %s", site,
                           r == -ENOSPC ? "the site table is full" : strerror(-r));
                 return;
         }
@@ -1120,7 +576,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         if (!v || !h) {
                 free(v);
                 free(h);
-                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                css__reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
         }
         for (size_t i = 0; i < n; i++) {
@@ -1151,7 +607,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         resp.mounts = v;
         resp.nmounts = n;
         resp.value = css->boot;
-        reply(cl, reqid, &resp);
+        css__reply(cl, reqid, &resp);
         free(v);
         free(h);
 }
@@ -1164,24 +620,24 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         struct css_job *j;
 
         if (!m) {
-                reply_err(cl, reqid, -ENOENT, "<%u,%" PRIu64 ">: no file group %u in the mount table", rq->fg,
+                css__reply_err(cl, reqid, -ENOENT, "<%u,%" PRIu64 ">: no file group %u in the mount table", rq->fg,
                           rq->ino, rq->fg);
                 return;
         }
         if (!rq->ino) {
-                reply_err(cl, reqid, -EINVAL, "<%u,0>: no inode 0", rq->fg);
+                css__reply_err(cl, reqid, -EINVAL, "<%u,0>: no inode 0", rq->fg);
                 return;
         }
         s = css__primary(css, rq->fg);
         if (!s) {
                 cm_log(LOG_NOTICE, "open <%u,%" PRIu64 "> for %s: no registered storage site holds file group %u",
                        rq->fg, rq->ino, cl->peer, rq->fg);
-                reply_err(cl, reqid, -EHOSTUNREACH, "<%u,%" PRIu64 ">: no registered storage site holds file "
+                css__reply_err(cl, reqid, -EHOSTUNREACH, "<%u,%" PRIu64 ">: no registered storage site holds file "
                           "group %u (%s)", rq->fg, rq->ino, rq->fg, m->path);
                 return;
         }
         if (css_site_held_off(s, cm_now_us())) {
-                reply_err(cl, reqid, -EHOSTUNREACH, "<%u,%" PRIu64 ">: storage site %" PRIu64 " (%s:%u) could not "
+                css__reply_err(cl, reqid, -EHOSTUNREACH, "<%u,%" PRIu64 ">: storage site %" PRIu64 " (%s:%u) could not "
                           "be reached %" PRIu64 " ms ago; trying again after %u ms", rq->fg, rq->ino, s->id,
                           s->host, s->port, (cm_now_us() - s->fail_us) / 1000, CSS_SITE_HOLDOFF_MS);
                 return;
@@ -1195,13 +651,13 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                 cm_log(LOG_WARNING, "open <%u,%" PRIu64 "> for %s refused: %u request(s) of this client and %u "
                        "in all wait for storage sites", rq->fg, rq->ino, cl->peer, (unsigned)cl->jobs,
                        (unsigned)css->jobs);
-                reply_err(cl, reqid, -EAGAIN, "<%u,%" PRIu64 ">: too many requests waiting for storage sites",
+                css__reply_err(cl, reqid, -EAGAIN, "<%u,%" PRIu64 ">: too many requests waiting for storage sites",
                           rq->fg, rq->ino);
                 return;
         }
         j = css__job_new(cl->css, cl, reqid, JOB_OPEN);
         if (!j) {
-                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                css__reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
         }
         j->fg = rq->fg;
@@ -1237,19 +693,19 @@ static void op_opened(struct css_client *cl, uint64_t reqid, const struct lp_fs_
         int r;
 
         if (!rq->fg || !rq->ino) {
-                reply_err(cl, reqid, -EINVAL, "CSS_OPENED <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
+                css__reply_err(cl, reqid, -EINVAL, "CSS_OPENED <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
                 return;
         }
         r = css_otab_open(css->otab, cl->site, cl->id, rq->fg, rq->ino, write);
         if (r < 0) {
-                reply_err(cl, reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", rq->fg, rq->ino,
+                css__reply_err(cl, reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", rq->fg, rq->ino,
                           r == -ENOSPC ? "open table full" : strerror(-r));
                 return;
         }
         {
                 struct lp_fs_resp resp = { .status = 0, .value = css->boot };
 
-                reply(cl, reqid, &resp);
+                css__reply(cl, reqid, &resp);
         }
 }
 
@@ -1257,7 +713,7 @@ static void op_opened(struct css_client *cl, uint64_t reqid, const struct lp_fs_
 static void op_orphan(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
 {
         if (!rq->fg || !rq->ino) {
-                reply_err(cl, reqid, -EINVAL, "CSS_ORPHAN <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
+                css__reply_err(cl, reqid, -EINVAL, "CSS_ORPHAN <%u,%" PRIu64 ">: no such file", rq->fg, rq->ino);
                 return;
         }
         reply_ok(cl, reqid);
@@ -1393,11 +849,11 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         css_jw_u64(&w, css->requests);
         css_jw_obj_end(&w);
         if (css_jw_finish(&w, &text) < 0) {
-                reply_err(cl, reqid, -ENOMEM, "out of memory");
+                css__reply_err(cl, reqid, -ENOMEM, "out of memory");
                 return;
         }
         resp.text = text;
-        reply(cl, reqid, &resp);
+        css__reply(cl, reqid, &resp);
         free(text);
 }
 
@@ -1497,7 +953,7 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
         r = lp_fs_req_decode(payload, len, &rq);
         if (r < 0) {
                 cm_log(LOG_NOTICE, "malformed request from %s: %s", cl->peer, strerror(-r));
-                reply_err(cl, reqid, r == -ENOMEM ? -ENOMEM : -EBADMSG, "malformed request: %s", strerror(-r));
+                css__reply_err(cl, reqid, r == -ENOMEM ? -ENOMEM : -EBADMSG, "malformed request: %s", strerror(-r));
                 return;
         }
         switch (rq.op) {
@@ -1528,10 +984,10 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
                 op_status(cl, reqid);
                 break;
         case LP_FS_CSS_FG_CREATE:
-                op_fg_create(cl, reqid, &rq);
+                css_fgc_op(cl, reqid, &rq);
                 break;
         default:
-                reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",
+                css__reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",
                           lp_fs_op_name(rq.op), rq.op);
         }
         lp_fs_req_release(&rq);

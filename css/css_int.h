@@ -1,6 +1,6 @@
 /*
  * css_int.h -- internal to css/: the structs of the CSS (css.c) and the job
- * helpers css_orphan.c uses.  Nothing outside css/ includes it.
+ * helpers css_orphan.c and css_fgc.c use.  Nothing outside css/ includes it.
  *
  * Ownership, threads and invariants: css.c's header comment.  A job
  * (struct css_job) runs its work function on the libuv threadpool with
@@ -157,6 +157,22 @@ void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg);
 /* The primary of fg (css_sites_primary over its holders in the mount
  * table), or NULL when no registered site holds it. */
 const struct css_site *css__primary(const struct css *css, uint32_t fg);
+
+/* css.c: answer a request (css.c invariant 1); message may be NULL. */
+void css__reply(struct css_client *cl, uint64_t reqid, struct lp_fs_resp *resp);
+void css__reply_err(struct css_client *cl, uint64_t reqid, int status, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* css_fgc.c: file group creation.  css_fgc_op: CSS_FG_CREATE (queued
+ * behind a running creation); css_fgc_work: the threadpool side of
+ * JOB_FGC_RESOLVE/JOB_FGC_CREATE; css_fgc_after: their loop side, true
+ * when j went on to its next stage (it is no longer the caller's), false
+ * when the caller finishes it (clears fgc_busy, css_fgc_next, job done);
+ * css_fgc_next: start the next waiting creation. */
+void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq);
+void css_fgc_work(struct css_job *j);
+bool css_fgc_after(struct css_job *j);
+void css_fgc_next(struct css *css);
 
 /* css_orphan.c: the orphan decision (css.h "Orphans", css.c invariant 5). */
 bool css_in_reclaim_window(const struct css *css);

@@ -189,28 +189,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return 0;
 }
 
-/* mkdir -p, mode 0700 for what it creates. */
-static int mkdir_p(const char *path)
-{
-        char buf[PATH_MAX];
-        size_t n = strlen(path);
-
-        if (n == 0 || n >= sizeof(buf))
-                return -ENAMETOOLONG;
-        memcpy(buf, path, n + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = 0;
-                if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 static void on_signal(uv_signal_t *s, int signum)
 {
         cm_log(LOG_INFO, "%s: shutting down", strsignal(signum));
@@ -256,7 +234,7 @@ int main(int argc, char **argv)
                 cm_log(LOG_ERR, "cluster key %s: %s", o.key, lp_key_strerror(r));
                 return 1;
         }
-        r = mkdir_p(o.state);
+        r = cm_mkdir_p(o.state, 0700);
         if (r < 0) {
                 cm_log(LOG_ERR, "state directory %s: %s", o.state, strerror(-r));
                 return 1;

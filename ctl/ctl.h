@@ -8,8 +8,13 @@
  *   ctl_proc.c   processes: start a program in the background with a ready
  *                pipe, tell whether a pid is still that program, stop one,
  *                the mount table of the kernel, unmounting;
- *   ctl_dev.c    dev up, dev down, fsck --rebuild;
- *   ctl_info.c   status, fg create, fg list.
+ *   ctl_start.c  a site's programs: the state layout, starting the
+ *                daemons and the mount, waiting for registration,
+ *                stopping, unmounting, whose a mount is;
+ *   ctl_dev.c    dev up, dev down (one site or several), fsck --rebuild;
+ *   ctl_info.c   status, fg create, fg list, sites;
+ *   ctl_site.c   site init, site join (a site of a real cluster, its
+ *                site.conf), and calls to a daemon by address.
  *
  * Conventions: int functions return >= 0 or a negative errno; messages for
  * the user go to stderr as "locusctl: ..." and are printed once, by the
@@ -70,6 +75,12 @@ struct ctl_state {
         unsigned nsites;                /* >= 1 */
         unsigned site;                  /* the site this view is of, 1..nsites */
         char addrs[CTL_MAX_SITES][CTL_ADDR_MAX];        /* site k's address: addrs[k - 1] */
+        /* --config FILE: a site of a real cluster (site.conf), not a dev
+         * cluster: requests to the CSS go to its [css] address with its key */
+        bool remote;
+        char css_host[CTL_ADDR_MAX];
+        uint16_t css_port;
+        char key[PATH_MAX];
 };
 
 /* Options of the commands; which ones a command takes is its mask. */
@@ -83,7 +94,9 @@ enum {
         CTL_OPT_FORCE = 1 << 6,         /* --force */
         CTL_OPT_ADDRS = 1 << 7,         /* --addrs A,B,... */
         CTL_OPT_COPIES = 1 << 8,        /* --copies N */
-        CTL_OPT_TREE = 1 << 9,          /* --tree */
+        CTL_OPT_CONFIG = 1 << 9,        /* --config FILE */
+        CTL_OPT_SITE = 1 << 10,         /* site init/join: --dir, --addr, --id, --key, --css-port, --storage-port */
+        CTL_OPT_TREE = 1 << 11,         /* --tree */
 };
 
 #define CTL_MAX_POS 4
@@ -94,6 +107,9 @@ struct ctl_opts {
         const char *sites;              /* --sites: a count (dev up) or a list (fg create); NULL: not given */
         const char *addrs;
         int copies;                     /* 0: not given */
+        const char *config;
+        const char *dir, *addr, *key;   /* site init / join */
+        int id, css_port, storage_port; /* 0: not given */
         bool tree;
         int timeout_s;
         const char *mount;
@@ -112,6 +128,8 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
 /* --state PATH, else $LOCUS_STATE_DIR, else the default (docs/cluster.md).
  * Does not create anything.  -ENAMETOOLONG, -ENOENT (no HOME for a user). */
 int ctl_state_resolve(const char *opt, struct ctl_state *ret);
+/* --config FILE: st becomes a view of that site's cluster (remote, exists). */
+int ctl_state_from_config(const char *file, struct ctl_state *st);
 /* The same state directory seen from site k (1..st->nsites). */
 void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
 /* The address of site k of st ("127.0.0.1" for a one-site cluster). */
@@ -146,8 +164,6 @@ int ctl_mount_source(const struct ctl_state *st, char *buf, size_t cap);
  * Returns buf (truncated if cap is too small).
  */
 const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *dir, char *buf, size_t cap);
-/* Load STATE/cluster.key. */
-int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
 
 /*
  * One request to a daemon of the state dir (CTL_CSSD: site 1's, the CSS of
@@ -212,7 +228,53 @@ void ctl_close_from(int first);
 /* Print the last n lines of a file to f, indented. */
 void ctl_print_tail(FILE *f, const char *file, int n);
 
-/* ---- commands (ctl_dev.c, ctl_info.c): argv[0] is the command word ---- */
+/* ---- ctl_start.c ---- */
+
+/* What one invocation started, to stop it again if a later step fails. */
+struct ctl_started {
+        pid_t pid[CTL_NPROGS];
+        const char *mountdir;
+};
+
+/* Create the state directory's layout and the cluster key (first use);
+ * a cluster of several sites gets site<k>/{data,run,log} for each site,
+ * site1/css, and STATE/sites.  Reported; < 0 on failure. */
+int ctl_state_init(const struct ctl_state *st);
+/* Does site st->site's data directory hold no container yet (its first start)? */
+bool ctl_site_fresh(const struct ctl_state *st);
+/* Remove run/<tag>.<ext> of p. */
+void ctl_remove_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext);
+/* "locusctl: <prog> <how>" and the last lines of its log, to stderr. */
+void ctl_report_failure(const struct ctl_state *st, enum ctl_prog_id p, const char *how);
+/* Unmount (lazily if busy) and say what happened.  0 or < 0 (reported). */
+int ctl_unmount_dir(const char *dir);
+/* Stop p (ctl_stop) and say how; its pid file goes once it is gone. */
+void ctl_stop_prog(const struct ctl_state *st, enum ctl_prog_id p, pid_t pid, int timeout_ms);
+/* Stop what s says was started, newest first. */
+void ctl_undo(const struct ctl_state *st, struct ctl_started *s);
+/*
+ * Start daemon p (cssd or storaged) of site st->site (the cssd: site 1's)
+ * with its usual arguments, on its previous port if it had one, bound to
+ * the site's address; create_root: the storaged creates the root file
+ * group.  0 with *ret_pid and *ret_port, or < 0 (reported).
+ */
+int ctl_start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout_s, bool create_root,
+                     pid_t *ret_pid, uint16_t *ret_port);
+/* Wait until every site's storage site serves the root file group
+ * (registered with the CSS), at most timeout_s.  0 or -ETIMEDOUT (reported). */
+int ctl_wait_root_served(const struct ctl_state *st, int timeout_s);
+/* Start site st->site's mount on dir.  0 with *ret_pid, or < 0 (reported). */
+int ctl_start_mount(const struct ctl_state *st, const char *dir, int timeout_s, pid_t *ret_pid);
+/*
+ * Is the LocusFS mount at dir (absolute) this cluster's?  Yes when its
+ * source is ours; no when it names another state directory (ret_other->dir
+ * gets it); a source of another form is ours only if dir is rec.  Not a
+ * LocusFS mount at all: *ret_locus false, and true returned.
+ */
+bool ctl_mount_is_ours(const struct ctl_state *st, const char *dir, const char *rec, bool *ret_locus,
+                       struct ctl_state *ret_other);
+
+/* ---- commands (ctl_dev.c, ctl_info.c, ctl_site.c): argv[0] is the command word ---- */
 
 int ctl_cmd_dev(int argc, char **argv);
 int ctl_cmd_fsck(int argc, char **argv);
@@ -233,5 +295,12 @@ int ctl_cmd_copies(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);
 int ctl_cmd_sites(int argc, char **argv);
+int ctl_cmd_site(int argc, char **argv);
+
+/* ---- ctl_site.c ---- */
+
+/* A request to the daemon at host:port with the key in keyfile; as ctl_call. */
+int ctl_call_at(const char *what, const char *host, uint16_t port, const char *keyfile, const struct lp_fs_req *rq,
+                int timeout_ms, struct lp_fs_resp *resp, char *err, size_t cap);
 
 #endif

@@ -463,6 +463,15 @@ int ctl_cmd_status(int argc, char **argv)
 
 /* ---- fg ------------------------------------------------------------------------- */
 
+/* The cluster a command talks to: --config FILE (a site of a real
+ * cluster), else the dev cluster's state directory. */
+static int resolve(const struct ctl_opts *o, struct ctl_state *st)
+{
+        if (o->config)
+                return ctl_state_from_config(o->config, st) < 0 ? -EINVAL : 0;
+        return ctl_state_resolve(o->state, st);
+}
+
 static int fg_list(const struct ctl_opts *o)
 {
         struct ctl_state st;
@@ -471,7 +480,7 @@ static int fg_list(const struct ctl_opts *o)
         char err[512];
         int r;
 
-        r = ctl_state_resolve(o->state, &st);
+        r = resolve(o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
                 return 1;
@@ -530,7 +539,7 @@ static void wait_local_mount(const struct ctl_state *st, const char *path, uint6
         bool said = false;
         struct stat sb;
 
-        if (fg > 0xffff || ctl_path(st, "run/mountpoint", file, sizeof(file)) < 0 ||
+        if (fg > 0xffff || st->remote || ctl_path(st, "run/mountpoint", file, sizeof(file)) < 0 ||
             cm_read_file(file, mp, sizeof(mp)) <= 0)
                 return;
         /* several sites: DIR is the parent of their mounts; site 1's will do */
@@ -623,7 +632,7 @@ static int fg_create(const struct ctl_opts *o)
                         return 1;
                 }
         }
-        r = ctl_state_resolve(o->state, &st);
+        r = resolve(o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
                 free(placement);
@@ -682,19 +691,19 @@ int ctl_cmd_fg(int argc, char **argv)
         struct ctl_opts o;
 
         if (argc >= 2 && !strcmp(argv[1], "list")) {
-                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON, 0, &o) < 0)
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_CONFIG, 0, &o) < 0)
                         return 2;
                 return fg_list(&o);
         }
         if (argc >= 2 && !strcmp(argv[1], "create")) {
                 if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT |
-                                   CTL_OPT_COPIES | CTL_OPT_SITES, 1, &o) < 0)
+                                   CTL_OPT_COPIES | CTL_OPT_SITES | CTL_OPT_CONFIG, 1, &o) < 0)
                         return 2;
                 return fg_create(&o);
         }
-        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] [--state PATH]\n"
-                        "                        [--json] [--timeout SEC]\n"
-                        "       locusctl fg list [--state PATH] [--json]\n");
+        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...]\n"
+                        "                        [--state PATH | --config FILE] [--json] [--timeout SEC]\n"
+                        "       locusctl fg list [--state PATH | --config FILE] [--json]\n");
         return 2;
 }
 
@@ -720,13 +729,15 @@ int ctl_cmd_sites(int argc, char **argv)
         struct css_jw w;
         int r;
 
-        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON, 0, &o) < 0)
+        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_CONFIG, 0, &o) < 0)
                 return 2;
-        r = ctl_state_resolve(o.state, &st);
+        r = resolve(&o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
                 return 1;
         }
+        if (st.remote)
+                st.nsites = 0;          /* only what the CSS knows */
         r = ctl_call(&st, CTL_CSSD, &rq, CTL_CALL_MS, &cs, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "locusctl: %s\n", err);

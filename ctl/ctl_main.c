@@ -31,8 +31,16 @@ static void usage(FILE *f)
                 "                                                          last contact, file groups\n"
                 "  sync [--state PATH] [--timeout SEC]                     wait until every copy reachable\n"
                 "                                                          is current (exit 1 after SEC)\n"
-                "  copies PATH [--state PATH] [--json]                     every copy of a file (PATH from the\n"
+                "  copies PATH [--tree] [--state PATH] [--json]            every copy of a file (PATH from the\n"
                 "                                                          cluster's root): vector, size, hash\n"
+                "                                                          (--tree: every file under PATH)\n"
+                "  site init --addr ADDR [--dir DIR] [--css-port P] [--storage-port P]\n"
+                "                                                          a new cluster: key, site.conf of\n"
+                "                                                          site 1, the root file group\n"
+                "  site join CSS-HOST:PORT --key FILE --addr ADDR [--dir DIR] [--id N] [--storage-port P]\n"
+                "                                                          another site of that cluster\n"
+                "fg list, fg create and sites take --config FILE (a site.conf) instead of --state for a\n"
+                "cluster made with site init.\n"
                 "  fsck --rebuild [--state PATH]                           rebuild the storage site's SQLite\n"
                 "                                                          from its segments\n"
                 "The state directory is --state, else $LOCUS_STATE_DIR, else /var/lib/locusfs/dev (root)\n"
@@ -61,6 +69,8 @@ int main(int argc, char **argv)
                 return ctl_cmd_status(argc - 1, argv + 1);
         if (!strcmp(argv[1], "fg"))
                 return ctl_cmd_fg(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "site"))
+                return ctl_cmd_site(argc - 1, argv + 1);
         if (!strcmp(argv[1], "sites"))
                 return ctl_cmd_sites(argc - 1, argv + 1);
         if (!strcmp(argv[1], "copies"))

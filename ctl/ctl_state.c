@@ -282,43 +282,56 @@ const char *ctl_hint(const struct ctl_state *st, const char *verb, const char *d
         return buf;
 }
 
-int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap)
-{
-        char file[PATH_MAX];
-        int r = ctl_path(st, "cluster.key", file, sizeof(file));
-
-        if (r == 0)
-                r = lp_key_load(file, key);
-        if (r < 0)
-                snprintf(err, cap, "cluster key %s: %s", file, lp_key_strerror(r));
-        return r;
-}
-
 int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_req *rq, int timeout_ms,
              struct lp_fs_resp *resp, char *err, size_t cap)
 {
-        uint8_t key[LP_KEY_SIZE];
-        struct lp_client *c = NULL;
-        uint8_t *buf = NULL;
-        void *payload = NULL;
-        size_t len, plen;
-        uint16_t port, type;
-        const char *host = ctl_site_addr(st, site_of(st, p));
+        char keyfile[PATH_MAX];
+        uint16_t port;
         int r;
 
+        if (st->remote) {
+                if (p != CTL_CSSD) {
+                        snprintf(err, cap, "%s: only the CSS is asked with --config", ctl_progs[p].bin);
+                        return -EOPNOTSUPP;
+                }
+                return ctl_call_at(ctl_progs[p].bin, st->css_host, st->css_port, st->key, rq, timeout_ms, resp, err,
+                                   cap);
+        }
         r = ctl_read_port(st, p, &port);
         if (r < 0) {
                 snprintf(err, cap, "%s: no port known (%s/run/%s.port: %s); is it running?", ctl_progs[p].bin,
                          st->dir, ctl_progs[p].tag, r == -EBADMSG ? "not a port number" : strerror(-r));
                 return r;
         }
-        r = ctl_load_key(st, key, err, cap);
-        if (r < 0)
+        r = ctl_path(st, "cluster.key", keyfile, sizeof(keyfile));
+        if (r < 0) {
+                snprintf(err, cap, "%s: path too long", st->dir);
                 return r;
+        }
+        return ctl_call_at(ctl_progs[p].bin, ctl_site_addr(st, site_of(st, p)), port, keyfile, rq, timeout_ms, resp,
+                           err, cap);
+}
+
+int ctl_call_at(const char *what, const char *host, uint16_t port, const char *keyfile, const struct lp_fs_req *rq,
+                int timeout_ms, struct lp_fs_resp *resp, char *err, size_t cap)
+{
+        uint8_t key[LP_KEY_SIZE];
+        struct lp_client *c = NULL;
+        uint8_t *buf = NULL;
+        void *payload = NULL;
+        size_t len, plen;
+        uint16_t type;
+        int r;
+
+        r = lp_key_load(keyfile, key);
+        if (r < 0) {
+                snprintf(err, cap, "cluster key %s: %s", keyfile, lp_key_strerror(r));
+                return r;
+        }
         r = lp_client_connect(host, port, key, CTL_SITE, CTL_CALL_MS, &c);
         lp_key_wipe(key, sizeof(key));
         if (r < 0) {
-                snprintf(err, cap, "%s at %s:%u (site %u): %s", ctl_progs[p].bin, host, port, site_of(st, p),
+                snprintf(err, cap, "%s at %s:%u: %s", what, host, port,
                          r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
                 return r;
         }
@@ -327,8 +340,8 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
                 r = lp_client_call(c, LP_MSG_FS_REQ, buf, len, timeout_ms, &type, &payload, &plen);
         free(buf);
         if (r < 0) {
-                snprintf(err, cap, "%s at %s:%u (site %u): %s: %s", ctl_progs[p].bin, host, port, site_of(st, p),
-                         lp_fs_op_name(rq->op), r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
+                snprintf(err, cap, "%s at %s:%u: %s: %s", what, host, port, lp_fs_op_name(rq->op),
+                         r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
         } else if (type == LP_MSG_STATUS) {
                 int code = 0;
                 char *msg = NULL;
@@ -336,19 +349,18 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
                 if (lp_status_unpack(payload, plen, &code, &msg) == 0) {
                         memset(resp, 0, sizeof(*resp));
                         r = lp_status_to_errno(code);
-                        snprintf(err, cap, "%s at %s:%u: %s: %s%s%s", ctl_progs[p].bin, host, port,
-                                 lp_fs_op_name(rq->op), strerror(-r), msg && *msg ? ": " : "", msg ? msg : "");
+                        snprintf(err, cap, "%s at %s:%u: %s: %s%s%s", what, host, port, lp_fs_op_name(rq->op),
+                                 strerror(-r), msg && *msg ? ": " : "", msg ? msg : "");
                         free(msg);
                         if (r == 0)
                                 r = -EIO;
                 } else {
                         r = -EBADMSG;
-                        snprintf(err, cap, "%s at %s:%u: an answer that does not parse", ctl_progs[p].bin, host,
-                                 port);
+                        snprintf(err, cap, "%s at %s:%u: an answer that does not parse", what, host, port);
                 }
         } else if (type != LP_MSG_FS_RESP || (r = lp_fs_resp_decode(payload, plen, resp)) < 0) {
                 r = -EBADMSG;
-                snprintf(err, cap, "%s at %s:%u: an answer that does not parse", ctl_progs[p].bin, host, port);
+                snprintf(err, cap, "%s at %s:%u: an answer that does not parse", what, host, port);
         }
         free(payload);
         lp_client_close(c);
@@ -368,6 +380,13 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "addrs", required_argument, NULL, 'a' },
                 { "copies", required_argument, NULL, 'c' },
                 { "tree", no_argument, NULL, 'T' },
+                { "config", required_argument, NULL, 'C' },
+                { "dir", required_argument, NULL, 'D' },
+                { "addr", required_argument, NULL, 'A' },
+                { "id", required_argument, NULL, 'I' },
+                { "key", required_argument, NULL, 'K' },
+                { "css-port", required_argument, NULL, 'P' },
+                { "storage-port", required_argument, NULL, 'Q' },
                 { 0 },
         };
         static const unsigned bit[128] = {
@@ -375,6 +394,8 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
                 ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES,
                 ['T'] = CTL_OPT_TREE,
+                ['C'] = CTL_OPT_CONFIG, ['D'] = CTL_OPT_SITE, ['A'] = CTL_OPT_SITE, ['I'] = CTL_OPT_SITE,
+                ['K'] = CTL_OPT_SITE, ['P'] = CTL_OPT_SITE, ['Q'] = CTL_OPT_SITE,
         };
         int c, idx;
         char *end;
@@ -401,6 +422,27 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 'T': o->tree = true; break;
                 case 'n': o->sites = optarg; break;
                 case 'a': o->addrs = optarg; break;
+                case 'C': o->config = optarg; break;
+                case 'D': o->dir = optarg; break;
+                case 'A': o->addr = optarg; break;
+                case 'K': o->key = optarg; break;
+                case 'I':
+                case 'P':
+                case 'Q':
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno || *end || !*optarg || v < (c == 'I' ? 1 : 0) || v > 65535) {
+                                fprintf(stderr, "locusctl %s: %s %s: a number from %d to 65535\n", argv[0],
+                                        argv[optind - 1], optarg, c == 'I' ? 1 : 0);
+                                return -EINVAL;
+                        }
+                        if (c == 'I')
+                                o->id = (int)v;
+                        else if (c == 'P')
+                                o->css_port = (int)v;
+                        else
+                                o->storage_port = (int)v;
+                        break;
                 case 'c':
                 case 't':
                         errno = 0;
