@@ -137,6 +137,10 @@ const char *ctl_site_addr(const struct ctl_state *st, unsigned k);
 /* Read STATE/sites into st (nsites, addrs); none: one site at 127.0.0.1.
  * -EBADMSG when the file is not a list of addresses. */
 int ctl_read_sites(struct ctl_state *st);
+/* The cluster a command's options name: --config FILE (a site.conf),
+ * else --state as ctl_state_resolve.  -EINVAL: a site.conf that does not
+ * read (ctl_state_from_config printed why). */
+int ctl_state_of_opts(const struct ctl_opts *o, struct ctl_state *st);
 /* STATE/rel into buf; -ENAMETOOLONG. */
 int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap);
 /* STATE/run/<tag>.<ext> and STATE/log/<tag>.log (STATE/site<k>/run/...
@@ -278,7 +282,7 @@ bool ctl_mount_is_ours(const struct ctl_state *st, const char *dir, const char *
 
 int ctl_cmd_dev(int argc, char **argv);
 int ctl_cmd_fsck(int argc, char **argv);
-/* ctl_sync.c: locusctl sync [--state S] [--timeout SEC] */
+/* ctl_sync.c: locusctl sync [--state S | --config F] [--timeout SEC] */
 int ctl_cmd_sync(int argc, char **argv);
 /*
  * One request to a daemon at host:port (a storage site the mount table
@@ -288,7 +292,7 @@ int ctl_cmd_sync(int argc, char **argv);
  * then closed and *cp NULL).
  */
 struct lp_client;
-int ctl_call_at(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
+int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap);
 /* ctl_copies.c: locusctl copies PATH [--tree] [--state S] [--json] */
 int ctl_cmd_copies(int argc, char **argv);
@@ -299,6 +303,9 @@ int ctl_cmd_site(int argc, char **argv);
 
 /* ---- ctl_site.c ---- */
 
+/* The cluster key of st (a dev cluster's STATE/cluster.key, or the key
+ * file of --config's site.conf). */
+int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap);
 /* A request to the daemon at host:port with the key in keyfile; as ctl_call. */
 int ctl_call_at(const char *what, const char *host, uint16_t port, const char *keyfile, const struct lp_fs_req *rq,
                 int timeout_ms, struct lp_fs_resp *resp, char *err, size_t cap);

@@ -82,7 +82,7 @@ static int resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], 
                 q.parent = ino;
                 q.name = (const uint8_t *)name;
                 q.namelen = strlen(name);
-                r = ctl_call_at(m->host, (uint16_t)m->port, key, NULL, &q, &a, err, cap);
+                r = ctl_call_conn(m->host, (uint16_t)m->port, key, NULL, &q, &a, err, cap);
                 if (r < 0)
                         break;
                 if (a.status < 0) {
@@ -122,7 +122,7 @@ static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_
                 snprintf(cp->err, sizeof(cp->err), "not registered with the CSS");
                 return;
         }
-        r = ctl_call_at(h->host, (uint16_t)h->port, key, cpp, &q, &a, cp->err, sizeof(cp->err));
+        r = ctl_call_conn(h->host, (uint16_t)h->port, key, cpp, &q, &a, cp->err, sizeof(cp->err));
         if (r < 0)
                 return;
         if (a.status < 0 || lp_rs_state_decode(a.data, a.datalen, &v) < 0) {
@@ -146,7 +146,7 @@ static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_
                         struct lp_fs_req rq = { .op = LP_FS_READ, .fg = fg, .ino = ino, .offset = off,
                                                 .length = LP_FS_DATA_MAX };
 
-                        r = ctl_call_at(h->host, (uint16_t)h->port, key, cpp, &rq, &a, cp->err, sizeof(cp->err));
+                        r = ctl_call_conn(h->host, (uint16_t)h->port, key, cpp, &rq, &a, cp->err, sizeof(cp->err));
                         if (r < 0)
                                 return;
                         if (a.status < 0 || !a.datalen) {
@@ -197,7 +197,7 @@ static int walk(struct tree *t, uint64_t dir, const char *path, int depth)
         for (;;) {
                 struct lp_fs_resp a;
                 bool eof;
-                int r = ctl_call_at(t->h->host, (uint16_t)t->h->port, t->key, &t->c, &q, &a, t->err,
+                int r = ctl_call_conn(t->h->host, (uint16_t)t->h->port, t->key, &t->c, &q, &a, t->err,
                                     sizeof(t->err));
 
                 if (r < 0)
@@ -374,16 +374,14 @@ int ctl_cmd_copies(int argc, char **argv)
         bool same = true;
         int r;
 
-        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_TREE, 1, &o) < 0)
+        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_CONFIG | CTL_OPT_JSON | CTL_OPT_TREE, 1, &o) < 0)
                 return 2;
         if (o.npos != 1 || o.pos[0][0] != '/') {
                 fprintf(stderr, "locusctl: copies takes one path in the LocusFS name space, from its root "
                         "(e.g. /home/a/file)\n");
                 return 2;
         }
-        r = ctl_state_resolve(o.state, &st);
-        if (r >= 0 && st.exists)
-                r = ctl_read_sites(&st);
+        r = ctl_state_of_opts(&o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", r < 0 ? "(unknown)" : st.dir);
                 return 1;

@@ -465,13 +465,6 @@ int ctl_cmd_status(int argc, char **argv)
 
 /* The cluster a command talks to: --config FILE (a site of a real
  * cluster), else the dev cluster's state directory. */
-static int resolve(const struct ctl_opts *o, struct ctl_state *st)
-{
-        if (o->config)
-                return ctl_state_from_config(o->config, st) < 0 ? -EINVAL : 0;
-        return ctl_state_resolve(o->state, st);
-}
-
 static int fg_list(const struct ctl_opts *o)
 {
         struct ctl_state st;
@@ -480,7 +473,7 @@ static int fg_list(const struct ctl_opts *o)
         char err[512];
         int r;
 
-        r = resolve(o, &st);
+        r = ctl_state_of_opts(o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
                 return 1;
@@ -632,7 +625,7 @@ static int fg_create(const struct ctl_opts *o)
                         return 1;
                 }
         }
-        r = resolve(o, &st);
+        r = ctl_state_of_opts(o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
                 free(placement);
@@ -731,7 +724,7 @@ int ctl_cmd_sites(int argc, char **argv)
 
         if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_CONFIG, 0, &o) < 0)
                 return 2;
-        r = resolve(&o, &st);
+        r = ctl_state_of_opts(&o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
                 return 1;

@@ -50,6 +50,13 @@ int ctl_state_resolve(const char *opt, struct ctl_state *ret)
         return ctl_read_sites(ret);
 }
 
+int ctl_state_of_opts(const struct ctl_opts *o, struct ctl_state *st)
+{
+        if (o->config)
+                return ctl_state_from_config(o->config, st) < 0 ? -EINVAL : 0;
+        return ctl_state_resolve(o->state, st);
+}
+
 int ctl_read_sites(struct ctl_state *st)
 {
         char file[PATH_MAX], buf[CTL_MAX_SITES * CTL_ADDR_MAX + 64], *save = NULL, *line;
@@ -310,6 +317,22 @@ int ctl_call(const struct ctl_state *st, enum ctl_prog_id p, const struct lp_fs_
         }
         return ctl_call_at(ctl_progs[p].bin, ctl_site_addr(st, site_of(st, p)), port, keyfile, rq, timeout_ms, resp,
                            err, cap);
+}
+
+int ctl_load_key(const struct ctl_state *st, uint8_t key[LP_KEY_SIZE], char *err, size_t cap)
+{
+        char keyfile[PATH_MAX];
+        int r = 0;
+
+        if (st->remote)
+                snprintf(keyfile, sizeof(keyfile), "%s", st->key);
+        else
+                r = ctl_path(st, "cluster.key", keyfile, sizeof(keyfile));
+        if (r == 0)
+                r = lp_key_load(keyfile, key);
+        if (r < 0)
+                snprintf(err, cap, "cluster key %s: %s", keyfile, lp_key_strerror(r));
+        return r;
 }
 
 int ctl_call_at(const char *what, const char *host, uint16_t port, const char *keyfile, const struct lp_fs_req *rq,

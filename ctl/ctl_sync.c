@@ -42,7 +42,7 @@ static struct site_report *report_of(struct site_report *s, size_t n, uint64_t s
         return NULL;
 }
 
-int ctl_call_at(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
+int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap)
 {
         struct lp_client *c = cp ? *cp : NULL;
@@ -74,7 +74,7 @@ static void ss_status(const uint8_t key[LP_KEY_SIZE], struct site_report *r)
         struct lp_fs_req q = { .op = LP_FS_SS_STATUS };
         struct lp_fs_resp a;
         char why[256];
-        int e = ctl_call_at(r->host, r->port, key, NULL, &q, &a, why, sizeof(why));
+        int e = ctl_call_conn(r->host, r->port, key, NULL, &q, &a, why, sizeof(why));
 
         if (e < 0) {
                 snprintf(r->err, sizeof(r->err), "site %" PRIu64 " at %s", r->site, why);
@@ -205,9 +205,9 @@ int ctl_cmd_sync(int argc, char **argv)
         uint64_t deadline;
         int r;
 
-        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_TIMEOUT, 0, &o) < 0)
+        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_CONFIG | CTL_OPT_TIMEOUT, 0, &o) < 0)
                 return 2;
-        r = ctl_state_resolve(o.state, &st);
+        r = ctl_state_of_opts(&o, &st);
         if (r < 0 || !st.exists) {
                 fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", r < 0 ? "(unknown)" : st.dir);
                 return 1;
