@@ -2,7 +2,7 @@
 # repl.sh -- replication across three sites on their own loopback
 # addresses (issue #8, docs/replication.md): real daemons, real mounts.
 #  1. Files, directories, links, xattrs and a big sparse file written
-#     through site 1's mount and a tar of /usr/include through site 2's
+#     through site 1's mount and a tar of /usr/include/linux through site 2's
 #     are read back through site 3's; after `locusctl sync` every copy of
 #     every file, walked at each site on its own copy (`locusctl copies
 #     --tree`), is the same: same vector, size, content.
@@ -51,7 +51,7 @@ run "$ITOOL" setxattr "$S1/dir/f" user.k value1
 head -c 3000000 /dev/urandom >"$WORK/big.src"
 dd if="$WORK/big.src" of="$S1/big" bs=1M conv=fsync status=none || fail "big write"
 dd if="$WORK/big.src" of="$S1/big" bs=1M seek=40 conv=notrunc,fsync status=none || fail "big write at 40 MiB"
-tar -C /usr/include -cf "$WORK/inc.tar" . || fail "tar of /usr/include"
+tar -C /usr/include -cf "$WORK/inc.tar" linux || fail "tar of /usr/include/linux"
 mkdir "$S2/inc" && tar -C "$S2/inc" -xf "$WORK/inc.tar" || fail "untar through site 2"
 cmp "$S3/dir/f" "$S1/dir/f" || fail "site 3 reads another content than site 1 wrote"
 [ "$(readlink "$S3/dir/l")" = f ] || fail "symlink through site 3"
