@@ -58,8 +58,13 @@ cmp "$S3/dir/f" "$S1/dir/f" || fail "site 3 reads another content than site 1 wr
 in_sync
 same_tree /
 same_tree /inc
-(cd "$S3/inc" && tar -cf - . | tar -tf - | wc -l) >"$WORK/n3" || fail "list through site 3"
+(cd "$S3/inc" && tar -cf - linux | tar -tf - | wc -l) >"$WORK/n3" || fail "list through site 3"
 [ "$(cat "$WORK/n3")" -eq "$(tar -tf "$WORK/inc.tar" | wc -l)" ] || fail "site 3 lists another /inc"
+# status: each copy's state and how many files it is behind the primary
+out=$("$LOCUSCTL" status --json --state "$STATE") || true
+[ "$(printf '%s\n' "$out" | grep -o '"state":"primary"' | wc -l)" -eq 1 ] || fail "status: not one primary: $out"
+[ "$(printf '%s\n' "$out" | grep -o '"state":"current","seq":[0-9]*,"pulled_from_primary":[0-9]*,"files_behind":0' |
+     wc -l)" -eq 2 ] || fail "status: not two current copies: $out"
 out=$("$LOCUSCTL" copies /big --json --state "$STATE") || fail "copies of /big differ: $out"
 printf '%s\n' "$out" | grep -q '"same":true' || fail "copies of /big: $out"
 [ "$(printf '%s\n' "$out" | grep -o '"ok":true' | wc -l)" -eq 3 ] || fail "not 3 copies of /big: $out"
@@ -95,6 +100,8 @@ pid3=$(site_ss_pid 3) || fail "no pid of site 3's storaged"
 log "+ kill -9 site 3's storaged ($pid3)"
 kill -9 "$pid3"
 wait_for 30 "site 3's storaged to be gone" dead "$pid3"
+"$LOCUSCTL" status --state "$STATE" >"$WORK/status3" || true
+grep -Eq '^1 +3 .*unreachable' "$WORK/status3" || fail "status does not show site 3's copy unreachable: $(cat "$WORK/status3")"
 for i in $(seq 0 2 29); do rm -f "$S1/del/d$(printf %04d "$i")" || fail "rm"; done
 rm -rf "$S1/dir/sub" "$S1/dir/hard" || fail "rm -r"
 run "$ITOOL" mkfiles "$S1/del" n 10 --min 1 --max 20000
