@@ -5,7 +5,9 @@
 #     through site 1's mount and a tar of /usr/include/linux through site 2's
 #     are read back through site 3's; after `locusctl sync` every copy of
 #     every file, walked at each site on its own copy (`locusctl copies
-#     --tree`), is the same: same vector, size, content.
+#     --tree`), is the same: same vector, size, content; a read-only open
+#     on site 2 reads site 2's own copy; `locusctl status` shows one
+#     primary and two current copies.
 #  2. kill -9 of site 2's storage daemon during a write workload (itool
 #     writer through site 1's mount): the workload goes on, site 2 restarts
 #     (`locusctl dev up`) and catches up, the copies converge, and the
@@ -65,6 +67,13 @@ same_tree /
 same_tree /inc
 (cd "$S3/inc" && tar -cf - linux | tar -tf - | wc -l) >"$WORK/n3" || fail "list through site 3"
 [ "$(cat "$WORK/n3")" -eq "$(tar -tf "$WORK/inc.tar" | wc -l)" ] || fail "site 3 lists another /inc"
+# A read-only open at a site holding a current copy reads it there: site
+# 2's mount talks to site 2's storaged (it had no reason to before).
+p2=$(site_port 2 storaged) || fail "no port of site 2's storaged"
+m2=$(site_pid 2 mount) || fail "no pid of site 2's mount"
+cmp "$S2/big" "$WORK/big.src" -n 3000000 || fail "site 2 reads another /big"
+ss -tnp state established "( dport = :$p2 )" | grep -q "pid=$m2," ||
+    fail "site 2's mount did not read its own copy: $(ss -tnp state established "( dport = :$p2 )")"
 # status: each copy's state and how many files it is behind the primary
 out=$("$LOCUSCTL" status --json --state "$STATE") || true
 [ "$(printf '%s\n' "$out" | grep -o '"state":"primary"' | wc -l)" -eq 1 ] || fail "status: not one primary: $out"
