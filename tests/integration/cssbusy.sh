@@ -29,10 +29,19 @@ kill -STOP "$spid"
 "$CSSFLOOD" --port "$(port_of cssd)" --key "$STATE/cluster.key" --count 1100 --until 1024 >&2 ||
     fail "cssflood could not fill the CSS's request table"
 
-# The open: the CSS refuses it as busy at least once.
+# The open: the CSS refuses it as busy at least once.  The flood's jobs
+# end when the CSS's calls to the stopped site time out (a few seconds), so
+# on a loaded machine the open could come after the table drained: keep
+# refilling it until the refusal is seen.
+( while :; do "$CSSFLOOD" --port "$(port_of cssd)" --key "$STATE/cluster.key" --count 1100 --until 1024 \
+      >/dev/null 2>&1 || sleep 0.1; done ) &
+fpid=$!
+track_pid "$fpid"
 ( cat "/proc/$$/fd/7" >"$WORK/out" 2>"$WORK/err"; echo $? >"$WORK/rc" ) &
 refused() { grep "refused: .* wait for storage sites" "$STATE/log/cssd.log" | grep -v "open <1,1> " | grep -q .; }
-wait_for 30 "the CSS to refuse the mount's open as busy" refused
+wait_for 60 "the CSS to refuse the mount's open as busy" refused
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
 log "the CSS refused the open: $(grep "refused: .* wait for storage sites" "$STATE/log/cssd.log" |
     grep -v "open <1,1> " | head -n 1)"
 [ ! -e "$WORK/rc" ] || fail "the open ended while the CSS was busy: $(cat "$WORK/err")"
