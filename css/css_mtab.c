@@ -467,7 +467,8 @@ int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites,
         if (!merged)
                 return -ENOMEM;
         /* r->holders is sorted; sites may not be: merge one at a time. */
-        memcpy(merged, r->holders, r->nholders * sizeof(*merged));
+        if (r->nholders)                /* r->holders may be NULL then */
+                memcpy(merged, r->holders, r->nholders * sizeof(*merged));
         k = r->nholders;
         for (i = 0; i < n; i++) {
                 bool have = sites[i] == 0;
