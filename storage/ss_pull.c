@@ -531,7 +531,9 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                         struct peer *pe;
                         struct link *l;
 
-                        if (h->site == p->o.site || !h->port || !h->host || strlen(h->host) >= HOST_MAX)
+                        /* A site being added (replicas add) is never pulled from. */
+                        if (h->site == p->o.site || h->adding || !h->port || !h->host ||
+                            strlen(h->host) >= HOST_MAX)
                                 continue;
                         l = link_get(p, m->fg, h->site);
                         if (!l)

@@ -4,8 +4,9 @@
  * holders of their file groups by pulling what they changed.
  *
  * A manager thread reads the mount table from the CSS every refresh
- * interval and, for every file group this site holds, learns the other
- * holders and where they listen.  One worker thread per peer site then
+ * interval and, for every file group this site holds or is being added to
+ * (replicas add), learns the other holders and where they listen (a
+ * holder marked `adding` is never pulled from: its copy is not complete).  One worker thread per peer site then
  * loops over the file groups it shares with that peer:
  *   SS_CHANGES(peer, since = watermark)  what the peer changed,
  *   SS_FETCH COMPARE (here)              which of those we must pull,
