@@ -170,8 +170,18 @@ struct ss_mut {
 };
 
 /* Names of the container folders in data_dir, sorted (malloc'ed array).
- * Leftovers of an interrupted creation (.fg-N.tmp) are removed. */
+ * Leftovers of an interrupted creation (.fg-N.tmp) or deletion
+ * (.fg-N.drop) are removed. */
 int ss_ct_list(const char *data_dir, uint32_t **ret_fgs, size_t *ret_n);
+
+/*
+ * Delete the (closed) container of fg in data_dir: its folder is renamed
+ * to .fg-N.drop (atomic: from then on it is no container; durable before
+ * the files go), then removed with everything in it.  What an interrupted
+ * deletion left is removed too.  Returns 1 when a container was deleted,
+ * 0 when there was none; -errno of rename/fsync, -ENOMEM.
+ */
+int ss_ct_destroy(const char *data_dir, uint32_t fg);
 
 /* Open an existing container: recover the log, bring SQLite up to it
  * (rebuilding SQLite if [C4]), free orphans left over ("the SS frees
