@@ -721,6 +721,22 @@ int ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret)
         return 0;
 }
 
+void ss_mut_saw_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t ino)
+{
+        uint64_t counter = ino & (((uint64_t)1 << SS_INO_SHIFT) - 1);
+
+        if (ino >> SS_INO_SHIFT == ct->container && counter >= m->next_ino)
+                m->next_ino = counter + 1;
+}
+
+void ss_mut_saw_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t id)
+{
+        uint64_t counter = id & (((uint64_t)1 << SS_INO_SHIFT) - 1);
+
+        if (id >> SS_INO_SHIFT == ct->container && counter >= m->next_dirent)
+                m->next_dirent = counter + 1;
+}
+
 int ss_mut_cookie(struct ss_ct *ct, struct ss_mut *m, uint64_t parent, const uint8_t *name, size_t namelen,
                   uint64_t except_id, uint64_t *ret)
 {

@@ -216,6 +216,12 @@ int ss_mut_txn(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn **ret_txn);
  * the counter is exhausted. */
 int ss_mut_alloc_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_ino);
 int ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_id);
+/* An id installed from another copy (an inode, a deletion record, a
+ * directory entry): if it is from this container's pool, the pool moves
+ * past it, so that a container made again at a site that held one before
+ * (replicas remove, then add) never hands out an id twice. */
+void ss_mut_saw_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t ino);
+void ss_mut_saw_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t id);
 /* The READDIR cookie for entry except_id (0: a new one) named <parent,
  * name> (ss_cs_cookie), remembered so that the mutation's next choice
  * does not take it too.  -E2BIG after SS_MUT_CLAIMS choices, -EIO. */
