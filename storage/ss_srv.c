@@ -1060,6 +1060,7 @@ static void create_after_cb(uv_work_t *w, int status)
         } else {
                 cm_log(LOG_INFO, "created the container of file group %u '%s'", j->fg, j->name);
                 note_dropped(s, j->fg, false);
+                ss_pull_forget_fg(s->pull, j->fg);
                 send_status(j->c, j->reqid, 0, NULL);
                 fgs_changed(s);
         }
@@ -1193,6 +1194,7 @@ static void op_fg_drop(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, cons
         }
         if (f)
                 note_dropped(s, q->fg, true);
+        ss_pull_forget_fg(s->pull, q->fg);     /* its watermarks went with it (ss_pull.h [P6]) */
         r = ss_ct_destroy(s->data_dir, q->fg);
         if (r < 0) {
                 cm_log(LOG_ERR, "fg %u: deleting the container's folder in %s failed: %s", q->fg, s->data_dir,
