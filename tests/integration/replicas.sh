@@ -11,6 +11,9 @@
 #  3. `replicas remove /g 1`: the group stays fully readable through every
 #     mount, site 1's container folder is gone; a rerun changes nothing.
 #  4. remove down to one holder, then removing the last one is refused.
+#  5. the removed site 1 is added again and becomes the primary; what is
+#     written then reaches site 3 (whose watermark of site 1's old copy is
+#     past the new copy's stream).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init replicas
 
@@ -21,7 +24,7 @@ up() { sites_up 3; }
 same_copies() {
     local out rc=0
     out=$("$LOCUSCTL" copies "$1" --tree --state "$STATE" 2>&1) || rc=$?
-    printf '%s\n' "$out" | tail -n 8 >&2
+    printf '%s\n' "$out" | grep -v "^  " | tail -n 30 >&2
     [ "$rc" -eq 0 ] || fail "the copies of $1 differ (see above)"
     [ "$(printf '%s\n' "$out" | grep -c ' files under ')" -eq "$2" ] || fail "not $2 copies of $1"
 }
@@ -90,5 +93,15 @@ out=$("$LOCUSCTL" replicas remove /g 3 --state "$STATE" 2>&1) || rc=$?
 [ "$rc" -eq 1 ] || fail "removing the last copy was not refused (exit $rc): $out"
 case "$out" in *"last"*) ;; *) fail "the refusal does not say why: $out" ;; esac
 [ -d "$STATE/site3/data/fg-$FG" ] || fail "the last copy's container is gone"
+for k in 1 2 3; do readable "$k"; done
+
+# ---- 5. a removed site comes back -----------------------------------------------------
+# Its new container's change stream starts again from 1, below what site 3
+# had consumed of the old one: site 3 must pull it from the start.
+run "$LOCUSCTL" replicas add /g 1 --state "$STATE" --timeout 120
+cp -r "$WORK/src/d1" "$S2/g/src/again" || fail "write through site 2 after site 1 came back"
+cp -r "$WORK/src/d1" "$WORK/src/again"
+run "$LOCUSCTL" sync --state "$STATE" --timeout 120
+same_copies /g 2
 for k in 1 2 3; do readable "$k"; done
 pass
