@@ -13,7 +13,8 @@
 #  4. remove down to one holder, then removing the last one is refused.
 #  5. the removed site 1 is added again and becomes the primary; what is
 #     written then reaches site 3 (whose watermark of site 1's old copy is
-#     past the new copy's stream).
+#     past the new copy's stream); with site 1 alone, creates there take
+#     numbers its old container never gave; site 3 added again.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init replicas
 
@@ -104,4 +105,13 @@ cp -r "$WORK/src/d1" "$WORK/src/again"
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 same_copies /g 2
 for k in 1 2 3; do readable "$k"; done
+# Site 1 alone: every create is made there, from the pool of its new
+# container, which must not hand out the numbers its old one gave.
+run "$LOCUSCTL" replicas remove /g 3 --state "$STATE"
+cp -r "$WORK/src/d2" "$S2/g/src/more" || fail "write through site 2 with site 1 alone"
+cp -r "$WORK/src/d2" "$WORK/src/more"
+for k in 1 2 3; do readable "$k"; done
+run "$LOCUSCTL" replicas add /g 3 --state "$STATE" --timeout 120
+run "$LOCUSCTL" sync --state "$STATE" --timeout 120
+same_copies /g 2
 pass
