@@ -31,6 +31,8 @@ struct link {
         uint64_t contact_us;
         bool current;                   /* a pass reached the end of the peer's stream [P4] */
         unsigned gen;                   /* bumped by ss_pull_forget_fg [P6] */
+        bool listed;                    /* a holder in the latest mount table (any port) */
+        bool gone;                      /* was listed, then was not [P5] */
         int err;
         char msg[256];
 };
@@ -538,7 +540,7 @@ static struct peer *peer_get(struct ss_pull *p, uint64_t site)
 static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct peer **fresh, size_t *nfresh)
 {
         for (size_t i = 0; i < p->nlinks; i++)
-                p->links[i].active = false;
+                p->links[i].active = p->links[i].listed = false;
         for (size_t i = 0; i < mt->nmounts; i++) {
                 const struct lp_fs_mount *m = &mt->mounts[i];
                 bool mine = false;
@@ -554,11 +556,22 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                         struct link *l;
 
                         /* A site being added (replicas add) is never pulled from. */
-                        if (h->site == p->o.site || h->adding || !h->port || !h->host ||
-                            strlen(h->host) >= HOST_MAX)
+                        if (h->site == p->o.site || h->adding)
                                 continue;
                         l = link_get(p, m->fg, h->site);
                         if (!l)
+                                continue;
+                        l->listed = true;
+                        if (l->gone) {
+                                /* [P5] It was removed and is back: a new container. */
+                                l->gone = false;
+                                l->gen++;
+                                l->loaded = true;
+                                l->wm = 0;
+                                l->current = false;
+                                wm_save(p, m->fg, h->site, 0);
+                        }
+                        if (!h->port || !h->host || strlen(h->host) >= HOST_MAX)
                                 continue;
                         l->active = true;
                         pe = peer_get(p, h->site);
@@ -574,6 +587,9 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                         }
                 }
         }
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (!p->links[i].listed && p->links[i].loaded)
+                        p->links[i].gone = true;
 }
 
 static void *mgr_main(void *arg)

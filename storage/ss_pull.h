@@ -29,10 +29,12 @@
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
  *      mixes two versions.
  *
- * [P5] A peer whose stream ends below the watermark (SS_CHANGES at eof
- *      with a seq < watermark) holds a new container of the group (its
- *      copy was removed and added again: replicas remove/add): the
- *      watermark goes back to 0 and the peer is read from the start.
+ * [P5] A peer that left the holders of a group and is listed again
+ *      (replicas remove, then add) holds a new container: the watermark
+ *      goes back to 0 and the peer is read from the start.  The same when
+ *      its stream ends below the watermark (SS_CHANGES at eof with a seq
+ *      < watermark), which also catches it across a restart of this
+ *      daemon while the peer's new stream is still shorter.
  * [P6] Watermarks belong to this site's container: when it is deleted or
  *      made again (replicas remove, add), the links of its group forget
  *      theirs (ss_pull_forget_fg) and a new container starts from 0.
