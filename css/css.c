@@ -611,7 +611,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         size_t nh = 0, k = 0;
 
         for (size_t i = 0; i < n; i++)
-                nh += css_mtab_at(css->mtab, i)->nholders;
+                nh += css_mtab_at(css->mtab, i)->nholders + css_mtab_at(css->mtab, i)->nadding;
         h = calloc(nh ? nh : 1, sizeof(*h));
         if (!v || !h) {
                 free(v);
@@ -633,15 +633,19 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
                         v[i].host = s->host;
                         v[i].port = s->port;
                 }
-                /* every holder; an unregistered one with port 0 */
+                /* every holder and every site being added, in site order;
+                 * an unregistered one with port 0 */
                 v[i].holders = &h[k];
-                v[i].nholders = m->nholders;
-                for (size_t x = 0; x < m->nholders; x++, k++) {
-                        const struct css_site *hs = css_sites_get(css->sites, m->holders[x]);
+                v[i].nholders = m->nholders + m->nadding;
+                for (size_t x = 0, y = 0; x < m->nholders || y < m->nadding; k++) {
+                        bool adding = x == m->nholders || (y < m->nadding && m->adding[y] < m->holders[x]);
+                        uint64_t id = adding ? m->adding[y++] : m->holders[x++];
+                        const struct css_site *hs = css_sites_get(css->sites, id);
 
-                        h[k].site = m->holders[x];
+                        h[k].site = id;
                         h[k].host = hs ? hs->host : "";
                         h[k].port = hs ? hs->port : 0;
+                        h[k].adding = adding;
                 }
         }
         resp.mounts = v;
@@ -1036,6 +1040,9 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
                 break;
         case LP_FS_CSS_FG_CREATE:
                 css_fgc_op(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_FG_HOLDERS:
+                css_holders_op(cl, reqid, &rq);
                 break;
         default:
                 css__reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",

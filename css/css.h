@@ -29,7 +29,7 @@
  * in the answers to CSS_MOUNTTABLE, CSS_OPEN and CSS_OPENED.
  * What it answers (docs/protocol.md, "Operations: -> CSS"): CSS_REGISTER,
  * CSS_MOUNTTABLE, CSS_OPEN, CSS_CLOSE, CSS_OPENED, CSS_ORPHAN, CSS_STATUS,
- * CSS_FG_CREATE, and NOP
+ * CSS_FG_CREATE, CSS_FG_HOLDERS (css_holders.c), and NOP
  * (a keep-alive: answered 0, it counts as contact with the storage site
  * registered on that connection); every other operation is answered
  * -EOPNOTSUPP, a request that does not decode

@@ -178,6 +178,9 @@ void css_fgc_work(struct css_job *j);
 bool css_fgc_after(struct css_job *j);
 void css_fgc_next(struct css *css);
 
+/* css_holders.c: CSS_FG_HOLDERS (replicas add|remove), on the loop. */
+void css_holders_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq);
+
 /* css_orphan.c: the orphan decision (css.h "Orphans", css.c invariant 5). */
 bool css_in_reclaim_window(const struct css *css);
 /* Tell the storage site holding fg to free <fg, ino> (a JOB_FORGET). */

@@ -6,15 +6,17 @@
  * change goes to SQLite first, in one transaction, and only then to memory,
  * so memory never shows what the disk does not have.
  *
- * Schema (version 2):
- *   meta(key TEXT PRIMARY KEY, value INTEGER)   schema = 2, next_fg
+ * Schema (version 3):
+ *   meta(key TEXT PRIMARY KEY, value INTEGER)   schema = 3, next_fg
  *   mounts(fg INTEGER PRIMARY KEY, name TEXT UNIQUE, parent_fg, parent_ino,
- *          path TEXT UNIQUE, ctime, policy, holders TEXT,
+ *          path TEXT UNIQUE, ctime, policy, holders TEXT, adding TEXT,
  *          UNIQUE(parent_fg, parent_ino))
- * holders: the site ids holding a container, ascending, comma-separated
- * ("" for none known).  Version 1 (no holders column) is migrated on open:
- * the column is added, empty, and the holders are learned again from the
- * sites' registrations (css_mtab_add_holders).
+ * holders: the site ids holding a complete container, ascending,
+ * comma-separated ("" for none known); adding: the sites being added
+ * (css_mtab_set_holder), the same format, never also in holders.
+ * Version 1 (no holders column) and 2 (no adding column) are migrated on
+ * open: the columns are added, empty, and the holders are learned again
+ * from the sites' registrations (css_mtab_add_holders).
  */
 #include "css_mtab.h"
 
@@ -28,7 +30,7 @@
 
 #include <sqlite3.h>
 
-#define MTAB_SCHEMA 2
+#define MTAB_SCHEMA 3
 
 struct css_mtab {
         sqlite3 *db;
@@ -62,6 +64,7 @@ static void rec_free(struct css_mount *r)
         if (!r)
                 return;
         free(r->holders);
+        free(r->adding);
         free(r->name);
         free(r->path);
         free(r);
@@ -104,26 +107,26 @@ static int mem_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t p
         return 0;
 }
 
-/* "1,3,7" into r->holders (ascending, unique); -EBADMSG. */
-static int holders_parse(struct css_mount *r, const char *text)
+/* "1,3,7" into *v, *n (ascending, unique); -EBADMSG, -ENOMEM. */
+static int sites_parse(uint64_t **v, size_t *n, const char *text)
 {
         const char *p = text ? text : "";
 
         while (*p) {
                 char *end;
-                unsigned long long v;
+                unsigned long long x;
                 uint64_t *a;
 
                 errno = 0;
-                v = strtoull(p, &end, 10);
-                if (errno || end == p || v == 0 || (*end && *end != ',') || r->nholders >= CSS_MAX_HOLDERS ||
-                    (r->nholders && r->holders[r->nholders - 1] >= v))
+                x = strtoull(p, &end, 10);
+                if (errno || end == p || x == 0 || (*end && *end != ',') || *n >= CSS_MAX_HOLDERS ||
+                    (*n && (*v)[*n - 1] >= x))
                         return -EBADMSG;
-                a = realloc(r->holders, (r->nholders + 1) * sizeof(*a));
+                a = realloc(*v, (*n + 1) * sizeof(*a));
                 if (!a)
                         return -ENOMEM;
-                r->holders = a;
-                r->holders[r->nholders++] = v;
+                *v = a;
+                (*v)[(*n)++] = x;
                 p = *end ? end + 1 : end;
         }
         return 0;
@@ -216,6 +219,16 @@ static int load(struct css_mtab *m)
                         db_exec(m, "ROLLBACK");
                         return r;
                 }
+                v = 2;
+        }
+        if (v == 2) {
+                /* Version 2 had no sites being added: add the column (empty). */
+                r = db_exec(m, "BEGIN IMMEDIATE; ALTER TABLE mounts ADD COLUMN adding TEXT NOT NULL DEFAULT '';"
+                               "UPDATE meta SET value = 3 WHERE key = 'schema'; COMMIT;");
+                if (r < 0) {
+                        db_exec(m, "ROLLBACK");
+                        return r;
+                }
                 v = MTAB_SCHEMA;
         }
         if (v != MTAB_SCHEMA) {
@@ -232,7 +245,7 @@ static int load(struct css_mtab *m)
         }
         m->next_fg = (uint32_t)v;
         if (sqlite3_prepare_v2(m->db,
-                               "SELECT fg, name, parent_fg, parent_ino, path, ctime, policy, holders FROM mounts "
+                               "SELECT fg, name, parent_fg, parent_ino, path, ctime, policy, holders, adding FROM mounts "
                                "ORDER BY fg",
                                -1, &st, NULL) != SQLITE_OK)
                 return db_fail(m, "reading mounts");
@@ -252,8 +265,12 @@ static int load(struct css_mtab *m)
                 r = mem_add(m, (uint32_t)fg, name, (uint32_t)pfg, (uint64_t)sqlite3_column_int64(st, 3),
                             path, sqlite3_column_int64(st, 5), sqlite3_column_int(st, 6));
                 if (r == 0) {
-                        r = holders_parse((struct css_mount *)css_mtab_find(m, (uint32_t)fg),
-                                          (const char *)sqlite3_column_text(st, 7));
+                        struct css_mount *rec = (struct css_mount *)css_mtab_find(m, (uint32_t)fg);
+
+                        r = sites_parse(&rec->holders, &rec->nholders, (const char *)sqlite3_column_text(st, 7));
+                        if (r == 0)
+                                r = sites_parse(&rec->adding, &rec->nadding,
+                                                (const char *)sqlite3_column_text(st, 8));
                         if (r == -EBADMSG)
                                 snprintf(m->err, sizeof(m->err), "bad holders of file group %lld",
                                          (long long)fg);
@@ -292,6 +309,7 @@ static int init_db(struct css_mtab *m)
                     " ctime INTEGER NOT NULL,"
                     " policy INTEGER NOT NULL DEFAULT 0,"
                     " holders TEXT NOT NULL DEFAULT '',"
+                    " adding TEXT NOT NULL DEFAULT '',"
                     " UNIQUE(parent_fg, parent_ino));");
         if (r == 0) {
                 int64_t v;
@@ -473,6 +491,8 @@ int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites,
         for (i = 0; i < n; i++) {
                 bool have = sites[i] == 0;
 
+                for (j = 0; j < r->nadding && !have; j++)
+                        have = r->adding[j] == sites[i];        /* stays "being added" */
                 for (j = 0; j < k && !have; j++)
                         have = merged[j] == sites[i];
                 if (have)
@@ -506,6 +526,98 @@ int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites,
         free(r->holders);
         r->holders = merged;
         r->nholders = k;
+        return 1;
+}
+
+/* a (sorted) with x inserted or removed, into a new array; -ENOMEM. */
+static int sites_edit(const uint64_t *a, size_t n, uint64_t x, bool add, uint64_t **ret, size_t *ret_n)
+{
+        uint64_t *v = malloc((n + 1) * sizeof(*v));
+        size_t k = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (add && x && a[i] > x) {
+                        v[k++] = x;
+                        x = 0;
+                }
+                if (a[i] != x)
+                        v[k++] = a[i];
+        }
+        if (add && x)
+                v[k++] = x;
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
+static bool sites_have(const uint64_t *a, size_t n, uint64_t x)
+{
+        for (size_t i = 0; i < n; i++)
+                if (a[i] == x)
+                        return true;
+        return false;
+}
+
+enum css_holder_state css_mtab_holder_state(const struct css_mount *r, uint64_t site)
+{
+        if (sites_have(r->holders, r->nholders, site))
+                return CSS_HOLDER_FULL;
+        if (sites_have(r->adding, r->nadding, site))
+                return CSS_HOLDER_ADDING;
+        return CSS_HOLDER_NONE;
+}
+
+int css_mtab_set_holder(struct css_mtab *m, uint32_t fg, uint64_t site, enum css_holder_state to)
+{
+        struct css_mount *r = (struct css_mount *)css_mtab_find(m, fg);
+        char htext[CSS_MAX_HOLDERS * 21 + 1], atext[CSS_MAX_HOLDERS * 21 + 1];
+        uint64_t *h = NULL, *a = NULL;
+        size_t nh, na;
+        sqlite3_stmt *st;
+        int rc, e;
+
+        if (!r)
+                return -ENOENT;
+        if (site == 0 || (unsigned)to > CSS_HOLDER_FULL)
+                return -EINVAL;
+        if (css_mtab_holder_state(r, site) == to)
+                return 0;
+        if (to != CSS_HOLDER_NONE && r->nholders + r->nadding >= CSS_MAX_HOLDERS)
+                return -ENOSPC;
+        e = sites_edit(r->holders, r->nholders, site, to == CSS_HOLDER_FULL, &h, &nh);
+        if (e == 0)
+                e = sites_edit(r->adding, r->nadding, site, to == CSS_HOLDER_ADDING, &a, &na);
+        if (e < 0) {
+                free(h);
+                free(a);
+                return e;
+        }
+        holders_text(h, nh, htext, sizeof(htext));
+        holders_text(a, na, atext, sizeof(atext));
+        if (sqlite3_prepare_v2(m->db, "UPDATE mounts SET holders = ?1, adding = ?2 WHERE fg = ?3", -1, &st,
+                               NULL) != SQLITE_OK) {
+                free(h);
+                free(a);
+                return db_fail(m, "recording holders");
+        }
+        sqlite3_bind_text(st, 1, htext, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, atext, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, fg);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+                free(h);
+                free(a);
+                return db_fail(m, "recording holders");
+        }
+        free(r->holders);
+        free(r->adding);
+        r->holders = h;
+        r->nholders = nh;
+        r->adding = a;
+        r->nadding = na;
         return 1;
 }
 

@@ -63,8 +63,18 @@ struct css_mount {
         char *path;
         int64_t ctime;                  /* wall clock, seconds since the epoch */
         enum css_sync_policy policy;
-        uint64_t *holders;              /* sites holding a container, ascending (docs/replication.md) */
+        uint64_t *holders;              /* sites holding a complete container, ascending (docs/replication.md) */
         size_t nholders;
+        uint64_t *adding;               /* sites being added (replicas add): pulling, never served; ascending */
+        size_t nadding;
+};
+
+/* Where a site stands with a file group (docs/replication.md, "Adding and
+ * removing copies"). */
+enum css_holder_state {
+        CSS_HOLDER_NONE = 0,            /* holds no copy the CSS knows of */
+        CSS_HOLDER_ADDING = 1,          /* its copy is being made: it pulls, nobody reads it */
+        CSS_HOLDER_FULL = 2,            /* a holder: may be primary, is pulled from */
 };
 
 struct css_mtab;
@@ -92,13 +102,27 @@ int css_mtab_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t par
                  uint64_t parent_ino, const char *path);
 
 /*
- * Add sites (any order; 0 and those already there are skipped) to the
- * holders of fg (durable before return).  Returns 1 when something was
+ * Add sites (any order; 0, those already there and those being added are
+ * skipped: a site being added becomes a holder only through
+ * css_mtab_set_holder) to the holders of fg (durable before return).  Returns 1 when something was
  * added, 0 when nothing was new; -ENOENT (no such fg), -ENOSPC (over
  * CSS_MAX_HOLDERS), -EIO.  The record's holders array is replaced: a
  * pointer to the old one is invalid afterwards.
  */
 int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites, size_t n);
+
+/* Where site stands with the file group of r. */
+enum css_holder_state css_mtab_holder_state(const struct css_mount *r, uint64_t site);
+/*
+ * Move site to state `to` for fg: it leaves the list it was in (holders or
+ * adding) and joins the other one (none for CSS_HOLDER_NONE), in one
+ * durable update.  Returns 1 when something changed, 0 when the site was
+ * in that state already; -ENOENT (no such fg), -EINVAL (site 0, bad
+ * state), -ENOSPC (over CSS_MAX_HOLDERS), -ENOMEM, -EIO.  The record's
+ * arrays are replaced (pointers to the old ones are invalid).  Policy (the
+ * last holder is never removed) is the caller's.
+ */
+int css_mtab_set_holder(struct css_mtab *m, uint32_t fg, uint64_t site, enum css_holder_state to);
 
 /* The last SQLite error, for the log ("" if none).  Valid until the next call. */
 const char *css_mtab_errmsg(const struct css_mtab *m);

@@ -303,8 +303,29 @@ int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE
  */
 struct css_jw;
 void ctl_copies_report(const struct ctl_state *st, const struct lp_fs_resp *mt, struct css_jw *w, FILE *out);
+/*
+ * SS_STATUS of the storage site `site` at host:port, parsed (free it with
+ * css_json_free); 0, or an error with err saying what.  In a report:
+ * ctl_report_seq: the seq of its container of fg; ctl_report_link: its
+ * replicator's link to <fg, site>: the watermark, the last error (NULL for
+ * none; valid while js is) and, if ret_pulled, the files pulled.  Both
+ * false when the report has no such entry.
+ */
+struct css_jval;
+int ctl_ss_report(const uint8_t key[LP_KEY_SIZE], uint64_t site, const char *host, uint16_t port,
+                  struct css_jval **ret, char *err, size_t cap);
+bool ctl_report_seq(const struct css_jval *js, uint32_t fg, uint64_t *ret);
+bool ctl_report_link(const struct css_jval *js, uint32_t fg, uint64_t site, uint64_t *ret_wm, const char **ret_err,
+                     uint64_t *ret_pulled);
 /* ctl_copies.c: locusctl copies PATH [--tree] [--state S] [--json] */
 int ctl_cmd_copies(int argc, char **argv);
+/* <fg, ino> of PATH (from the root of the name space), looked up at the
+ * primaries the mount table mt names; 0 or an error with err saying what. */
+struct lp_fs_resp;
+int ctl_resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], const char *path, uint32_t *ret_fg,
+                uint64_t *ret_ino, char *err, size_t cap);
+/* ctl_replicas.c: locusctl replicas add|remove FG|PATH SITE [--state S] [--timeout SEC] */
+int ctl_cmd_replicas(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);
 int ctl_cmd_sites(int argc, char **argv);

@@ -54,9 +54,8 @@ static void hex(const uint8_t *p, size_t n, char *out)
         out[2 * n] = 0;
 }
 
-/* <fg, ino> of PATH, resolved at the primaries. */
-static int resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], const char *path, uint32_t *ret_fg,
-                   uint64_t *ret_ino, char *err, size_t cap)
+int ctl_resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], const char *path, uint32_t *ret_fg,
+                uint64_t *ret_ino, char *err, size_t cap)
 {
         uint32_t fg = 1;
         uint64_t ino = LP_FS_ROOT_INO;
@@ -398,7 +397,7 @@ int ctl_cmd_copies(int argc, char **argv)
                 lp_key_wipe(key, sizeof(key));
                 return 1;
         }
-        r = resolve(&mt, key, o.pos[0], &fg, &ino, err, sizeof(err));
+        r = ctl_resolve(&mt, key, o.pos[0], &fg, &ino, err, sizeof(err));
         for (size_t i = 0; r >= 0 && i < mt.nmounts; i++)
                 if (mt.mounts[i].fg == fg)
                         m = &mt.mounts[i];

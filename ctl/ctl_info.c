@@ -157,6 +157,8 @@ static void jw_mounts(struct css_jw *w, const struct lp_fs_mount *mounts, size_t
                         css_jw_u64(w, m->holders[h].port);
                         css_jw_key(w, "registered");
                         css_jw_bool(w, m->holders[h].port != 0);
+                        css_jw_key(w, "adding");
+                        css_jw_bool(w, m->holders[h].adding);
                         css_jw_obj_end(w);
                 }
                 css_jw_arr_end(w);
@@ -165,7 +167,8 @@ static void jw_mounts(struct css_jw *w, const struct lp_fs_mount *mounts, size_t
         css_jw_arr_end(w);
 }
 
-/* "1*,2,3(down)": the holders of m, the primary starred, those not registered marked. */
+/* "1*,2,3(down)": the holders of m, the primary starred, those not registered
+ * and those being added (replicas add) marked. */
 static void holders_text(const struct lp_fs_mount *m, char *buf, size_t cap)
 {
         size_t off = 0;
@@ -174,9 +177,10 @@ static void holders_text(const struct lp_fs_mount *m, char *buf, size_t cap)
         if (m->nholders == 0)
                 snprintf(buf, cap, "-");
         for (size_t h = 0; h < m->nholders && off < cap; h++)
-                off += (size_t)snprintf(buf + off, cap - off, "%s%" PRIu64 "%s%s", h ? "," : "", m->holders[h].site,
+                off += (size_t)snprintf(buf + off, cap - off, "%s%" PRIu64 "%s%s%s", h ? "," : "", m->holders[h].site,
                                         m->holders[h].site == m->site ? "*" : "",
-                                        m->holders[h].port ? "" : "(down)");
+                                        m->holders[h].port ? "" : "(down)",
+                                        m->holders[h].adding ? "(adding)" : "");
 }
 
 /* ---- status ------------------------------------------------------------------- */

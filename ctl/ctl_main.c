@@ -34,6 +34,11 @@ static void usage(FILE *f)
                 "  copies PATH [--tree] [--state PATH] [--json]            every copy of a file (PATH from the\n"
                 "                                                          cluster's root): vector, size, hash\n"
                 "                                                          (--tree: every file under PATH)\n"
+                "  replicas add|remove FG|PATH SITE [--state PATH] [--timeout SEC]\n"
+                "                                                          make a copy of a file group at\n"
+                "                                                          SITE and wait until it is current,\n"
+                "                                                          or delete SITE's copy (never the\n"
+                "                                                          last); rerun to finish\n"
                 "  site init --addr ADDR [--dir DIR] [--css-port P] [--storage-port P]\n"
                 "                                                          a new cluster: key, site.conf of\n"
                 "                                                          site 1, the root file group\n"
@@ -75,6 +80,8 @@ int main(int argc, char **argv)
                 return ctl_cmd_sites(argc - 1, argv + 1);
         if (!strcmp(argv[1], "copies"))
                 return ctl_cmd_copies(argc - 1, argv + 1);
+        if (!strcmp(argv[1], "replicas"))
+                return ctl_cmd_replicas(argc - 1, argv + 1);
         if (!strcmp(argv[1], "sync"))
                 return ctl_cmd_sync(argc - 1, argv + 1);
         if (!strcmp(argv[1], "fsck"))

@@ -69,29 +69,35 @@ int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE
         return e;
 }
 
-static void ss_status(const uint8_t key[LP_KEY_SIZE], struct site_report *r)
+int ctl_ss_report(const uint8_t key[LP_KEY_SIZE], uint64_t site, const char *host, uint16_t port,
+                  struct css_jval **ret, char *err, size_t cap)
 {
         struct lp_fs_req q = { .op = LP_FS_SS_STATUS };
         struct lp_fs_resp a;
         char why[256];
-        int e = ctl_call_conn(r->host, r->port, key, NULL, &q, &a, why, sizeof(why));
+        int e = ctl_call_conn(host, port, key, NULL, &q, &a, why, sizeof(why));
 
         if (e < 0) {
-                snprintf(r->err, sizeof(r->err), "site %" PRIu64 " at %s", r->site, why);
-                return;
+                snprintf(err, cap, "site %" PRIu64 " at %s", site, why);
+                return e;
         }
-        if (a.status < 0 || !a.text || css_json_parse(a.text, strlen(a.text), &r->js) < 0) {
-                snprintf(r->err, sizeof(r->err), "site %" PRIu64 " at %s:%u: SS_STATUS: %s", r->site, r->host,
-                         r->port, a.status < 0 ? strerror(-a.status) : "no report it can read");
+        if (a.status < 0 || !a.text || css_json_parse(a.text, strlen(a.text), ret) < 0) {
+                snprintf(err, cap, "site %" PRIu64 " at %s:%u: SS_STATUS: %s", site, host, port,
+                         a.status < 0 ? strerror(-a.status) : "no report it can read");
+                e = a.status < 0 ? a.status : -EBADMSG;
                 lp_fs_resp_release(&a);
-                return;
+                return e;
         }
         lp_fs_resp_release(&a);
-        r->ok = true;
+        return 0;
 }
 
-/* The seq of b's container of fg, or false. */
-static bool seq_of(const struct css_jval *js, uint32_t fg, uint64_t *ret)
+static void ss_status(const uint8_t key[LP_KEY_SIZE], struct site_report *r)
+{
+        r->ok = ctl_ss_report(key, r->site, r->host, r->port, &r->js, r->err, sizeof(r->err)) == 0;
+}
+
+bool ctl_report_seq(const struct css_jval *js, uint32_t fg, uint64_t *ret)
 {
         const struct css_jval *cts = css_json_get(js, "containers");
 
@@ -104,8 +110,8 @@ static bool seq_of(const struct css_jval *js, uint32_t fg, uint64_t *ret)
         return false;
 }
 
-/* a's link to <fg, site>: its watermark and error text. */
-static bool link_of(const struct css_jval *js, uint32_t fg, uint64_t site, uint64_t *ret_wm, const char **ret_err)
+bool ctl_report_link(const struct css_jval *js, uint32_t fg, uint64_t site, uint64_t *ret_wm, const char **ret_err,
+                     uint64_t *ret_pulled)
 {
         const struct css_jval *ls = css_json_get(js, "pulls");
 
@@ -118,6 +124,8 @@ static bool link_of(const struct css_jval *js, uint32_t fg, uint64_t site, uint6
                         continue;
                 e = css_json_get(l, "error");
                 *ret_err = e && e->type == CSS_JSTR ? e->str : NULL;
+                if (ret_pulled && !css_json_uint(css_json_get(l, "pulled"), UINT64_MAX, ret_pulled))
+                        *ret_pulled = 0;
                 return css_json_uint(css_json_get(l, "watermark"), UINT64_MAX, ret_wm);
         }
         return false;
@@ -191,9 +199,11 @@ static int one_pass(const struct ctl_state *st, const uint8_t key[LP_KEY_SIZE], 
                                 uint64_t seq, wm = 0;
                                 const char *lerr = NULL;
 
-                                if (a == b || !ra || !rb || !ra->ok || !rb->ok || !seq_of(rb->js, m->fg, &seq))
+                                /* nobody pulls from a site being added (replicas add) */
+                                if (a == b || m->holders[b].adding || !ra || !rb || !ra->ok || !rb->ok ||
+                                    !ctl_report_seq(rb->js, m->fg, &seq))
                                         continue;
-                                if (!link_of(ra->js, m->fg, rb->site, &wm, &lerr))
+                                if (!ctl_report_link(ra->js, m->fg, rb->site, &wm, &lerr, NULL))
                                         wm = 0;
                                 if (wm >= seq)
                                         continue;
@@ -245,9 +255,9 @@ void ctl_copies_report(const struct ctl_state *st, const struct lp_fs_resp *mt, 
                         bool have_seq = false, have_wm = false, have_behind = false;
 
                         if (r && r->ok) {
-                                have_seq = seq_of(r->js, m->fg, &seq);
+                                have_seq = ctl_report_seq(r->js, m->fg, &seq);
                                 if (prim && prim->site != r->site)
-                                        have_wm = link_of(r->js, m->fg, prim->site, &wm, &lerr);
+                                        have_wm = ctl_report_link(r->js, m->fg, prim->site, &wm, &lerr, NULL);
                         }
                         if (prim && r && r->ok && prim->site == r->site) {
                                 have_behind = true;     /* the primary is current by definition */

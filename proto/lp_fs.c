@@ -280,6 +280,8 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
                                 SET(&hold[h], site, x->holders[k].site);
                                 hold[h].host = (char *)x->holders[k].host;
                                 SET(&hold[h], port, x->holders[k].port);
+                                if (x->holders[k].adding)
+                                        SET(&hold[h], adding, true);
                                 holdp[h] = &hold[h];
                         }
                         mntp[i] = &mnts[i];
@@ -556,6 +558,7 @@ int lp_fs_resp_decode(const void *buf, size_t len, struct lp_fs_resp *r)
                                 p->holders[h].site = x->holders[k]->site;
                                 p->holders[h].host = x->holders[k]->host;
                                 p->holders[h].port = x->holders[k]->port;
+                                p->holders[h].adding = x->holders[k]->has_adding && x->holders[k]->adding;
                         }
                 }
                 r->mounts = p->mounts;
@@ -640,6 +643,7 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_SS_CHANGES: return "ss_changes";
         case LP_FS_SS_FETCH: return "ss_fetch";
         case LP_FS_SS_INSTALL: return "ss_install";
+        case LP_FS_SS_FG_DROP: return "ss_fg_drop";
         case LP_FS_CSS_REGISTER: return "css_register";
         case LP_FS_CSS_MOUNTTABLE: return "css_mounttable";
         case LP_FS_CSS_OPEN: return "css_open";
@@ -648,6 +652,7 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_FG_CREATE: return "css_fg_create";
         case LP_FS_CSS_OPENED: return "css_opened";
         case LP_FS_CSS_ORPHAN: return "css_orphan";
+        case LP_FS_CSS_FG_HOLDERS: return "css_fg_holders";
         default: return "unknown";
         }
 }

@@ -99,6 +99,8 @@ enum lp_fs_op {
         LP_FS_SS_CHANGES = 45,
         LP_FS_SS_FETCH = 46,
         LP_FS_SS_INSTALL = 47,
+        /* storage site administration (locusctl): delete a container */
+        LP_FS_SS_FG_DROP = 48,
         /* -> current synchronization site */
         LP_FS_CSS_REGISTER = 60,
         LP_FS_CSS_MOUNTTABLE = 61,
@@ -108,6 +110,7 @@ enum lp_fs_op {
         LP_FS_CSS_FG_CREATE = 65,
         LP_FS_CSS_OPENED = 66,
         LP_FS_CSS_ORPHAN = 67,
+        LP_FS_CSS_FG_HOLDERS = 68,
 };
 
 /* setattr `valid` bits (the same meaning as FUSE_SET_ATTR_*). */
@@ -148,6 +151,13 @@ enum lp_fs_op {
 #define LP_FS_INSTALL_DATA (1u << 2)    /* stage data at offset (page-aligned) */
 #define LP_FS_INSTALL_COMMIT (1u << 3)  /* install blob (a file state) with the staged pages */
 #define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
+
+/* CSS_FG_HOLDERS `flags`: where `site` is to stand with file group `fg`
+ * (docs/replication.md, "Adding and removing copies"); the answer's
+ * `value` is 1 when that changed something, 0 when it stood there already. */
+#define LP_FS_HOLDER_ADDING 1u          /* its copy is being made: it pulls, nobody reads it */
+#define LP_FS_HOLDER_FULL 2u            /* its copy is complete: a holder */
+#define LP_FS_HOLDER_REMOVE 3u          /* no longer a holder (never the last one) */
 
 /* open flags: the O_* flags of open(2) travel as they are. */
 
@@ -203,6 +213,7 @@ struct lp_fs_holder {
         uint64_t site;
         const char *host;
         uint32_t port;
+        bool adding;                    /* being added: pulls from the holders, never read */
 };
 
 struct lp_fs_mount {

@@ -125,11 +125,12 @@ int ss_ct_list(const char *data_dir, uint32_t **ret_fgs, size_t *ret_n)
         if (!d)
                 return -errno;
         while ((e = readdir(d))) {
-                if (parse_fg(e->d_name, ".fg-", ".tmp", &fg)) {
+                if (parse_fg(e->d_name, ".fg-", ".tmp", &fg) || parse_fg(e->d_name, ".fg-", ".drop", &fg)) {
                         char *p = path_join(data_dir, e->d_name);
 
                         if (p) {
-                                cm_log(LOG_NOTICE, "%s: removing an interrupted container creation", p);
+                                cm_log(LOG_NOTICE, "%s: removing an interrupted container %s", p,
+                                       strstr(e->d_name, ".tmp") ? "creation" : "deletion");
                                 rmtree(p);
                                 free(p);
                         }
@@ -504,6 +505,28 @@ void ss_ct_close(struct ss_ct *ct)
         ct_free(ct);
 }
 
+int ss_ct_destroy(const char *data_dir, uint32_t fg)
+{
+        char *final = ct_dir(data_dir, fg), *drop = NULL;
+        bool had;
+        int r = 0;
+
+        if (!final || asprintf(&drop, "%s/.fg-%u.drop", data_dir, fg) < 0) {
+                free(final);
+                return -ENOMEM;
+        }
+        had = access(final, F_OK) == 0;
+        if (had && rename(final, drop) < 0)
+                r = -errno;
+        if (r >= 0 && had)
+                r = sync_dir(data_dir);         /* the container is gone for good before its files go */
+        if (r >= 0)
+                rmtree(drop);                   /* also what an interrupted deletion left */
+        free(drop);
+        free(final);
+        return r < 0 ? r : had;
+}
+
 int ss_ct_create(const char *data_dir, uint32_t fg, uint64_t container, const struct ss_ct_opts *o,
                  struct ss_ct **ret)
 {
@@ -696,6 +719,22 @@ int ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret)
         *ret = ct->container << SS_INO_SHIFT | m->next_dirent;
         m->next_dirent++;
         return 0;
+}
+
+void ss_mut_saw_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t ino)
+{
+        uint64_t counter = ino & (((uint64_t)1 << SS_INO_SHIFT) - 1);
+
+        if (ino >> SS_INO_SHIFT == ct->container && counter >= m->next_ino)
+                m->next_ino = counter + 1;
+}
+
+void ss_mut_saw_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t id)
+{
+        uint64_t counter = id & (((uint64_t)1 << SS_INO_SHIFT) - 1);
+
+        if (id >> SS_INO_SHIFT == ct->container && counter >= m->next_dirent)
+                m->next_dirent = counter + 1;
 }
 
 int ss_mut_cookie(struct ss_ct *ct, struct ss_mut *m, uint64_t parent, const uint8_t *name, size_t namelen,

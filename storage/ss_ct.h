@@ -170,8 +170,18 @@ struct ss_mut {
 };
 
 /* Names of the container folders in data_dir, sorted (malloc'ed array).
- * Leftovers of an interrupted creation (.fg-N.tmp) are removed. */
+ * Leftovers of an interrupted creation (.fg-N.tmp) or deletion
+ * (.fg-N.drop) are removed. */
 int ss_ct_list(const char *data_dir, uint32_t **ret_fgs, size_t *ret_n);
+
+/*
+ * Delete the (closed) container of fg in data_dir: its folder is renamed
+ * to .fg-N.drop (atomic: from then on it is no container; durable before
+ * the files go), then removed with everything in it.  What an interrupted
+ * deletion left is removed too.  Returns 1 when a container was deleted,
+ * 0 when there was none; -errno of rename/fsync, -ENOMEM.
+ */
+int ss_ct_destroy(const char *data_dir, uint32_t fg);
 
 /* Open an existing container: recover the log, bring SQLite up to it
  * (rebuilding SQLite if [C4]), free orphans left over ("the SS frees
@@ -206,6 +216,12 @@ int ss_mut_txn(struct ss_ct *ct, struct ss_mut *m, struct dsm_txn **ret_txn);
  * the counter is exhausted. */
 int ss_mut_alloc_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_ino);
 int ss_mut_alloc_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_id);
+/* An id installed from another copy (an inode, a deletion record, a
+ * directory entry): if it is from this container's pool, the pool moves
+ * past it, so that a container made again at a site that held one before
+ * (replicas remove, then add) never hands out an id twice. */
+void ss_mut_saw_ino(struct ss_ct *ct, struct ss_mut *m, uint64_t ino);
+void ss_mut_saw_dirent(struct ss_ct *ct, struct ss_mut *m, uint64_t id);
 /* The READDIR cookie for entry except_id (0: a new one) named <parent,
  * name> (ss_cs_cookie), remembered so that the mutation's next choice
  * does not take it too.  -E2BIG after SS_MUT_CLAIMS choices, -EIO. */

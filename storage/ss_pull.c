@@ -30,6 +30,9 @@ struct link {
         uint64_t pulled;                /* files installed */
         uint64_t contact_us;
         bool current;                   /* a pass reached the end of the peer's stream [P4] */
+        unsigned gen;                   /* bumped by ss_pull_forget_fg [P6] */
+        bool listed;                    /* a holder in the latest mount table (any port) */
+        bool gone;                      /* was listed, then was not [P5] */
         int err;
         char msg[256];
 };
@@ -366,6 +369,7 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
         struct lp_fs_resp a, ca;
         struct link *l;
         uint64_t *inos = NULL, wm, pulled = 0;
+        unsigned gen;
         size_t n, npull = 0;
         struct cm_rd rd;
         int r;
@@ -377,6 +381,7 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
                 l->loaded = true;
         }
         wm = l ? l->wm : 0;
+        gen = l ? l->gen : 0;
         pthread_mutex_unlock(&p->mu);
         if (!l) {
                 snprintf(msg, cap, "too many file groups and peers");
@@ -386,6 +391,20 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
         r = call(p, cx->peer, &q, &a, msg, cap);
         if (r < 0)
                 return r;
+        if (a.eof && a.value < wm) {
+                /* [P5] The peer's stream ends below our watermark: its
+                 * container is a new one (replicas remove, then add).
+                 * Start again from its beginning. */
+                cm_log(LOG_NOTICE, "fg %u: site %" PRIu64 "'s changes end at %" PRIu64 ", below the %" PRIu64
+                       " pulled from it: a new copy there; pulling it from the start", fg, pe->site, a.value, wm);
+                lp_fs_resp_release(&a);
+                pthread_mutex_lock(&p->mu);
+                l->wm = 0;
+                l->current = false;
+                pthread_mutex_unlock(&p->mu);
+                wm_save(p, fg, pe->site, 0);
+                return 1;
+        }
         r = lp_rs_changes_open(&rd, a.data, a.datalen, &n);
         if (r < 0) {
                 snprintf(msg, cap, "ss_changes: a malformed change list");
@@ -412,6 +431,11 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
         if (r >= 0 && stopping(p))
                 r = -ECANCELED;
         pthread_mutex_lock(&p->mu);
+        if (l->gen != gen) {                    /* [P6] the container went meanwhile */
+                pthread_mutex_unlock(&p->mu);
+                lp_fs_resp_release(&a);
+                return 1;
+        }
         l->contact_us = cm_now_us();
         l->pulled += pulled;
         if (r >= 0) {                           /* [P1] */
@@ -516,7 +540,7 @@ static struct peer *peer_get(struct ss_pull *p, uint64_t site)
 static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct peer **fresh, size_t *nfresh)
 {
         for (size_t i = 0; i < p->nlinks; i++)
-                p->links[i].active = false;
+                p->links[i].active = p->links[i].listed = false;
         for (size_t i = 0; i < mt->nmounts; i++) {
                 const struct lp_fs_mount *m = &mt->mounts[i];
                 bool mine = false;
@@ -531,10 +555,23 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                         struct peer *pe;
                         struct link *l;
 
-                        if (h->site == p->o.site || !h->port || !h->host || strlen(h->host) >= HOST_MAX)
+                        /* A site being added (replicas add) is never pulled from. */
+                        if (h->site == p->o.site || h->adding)
                                 continue;
                         l = link_get(p, m->fg, h->site);
                         if (!l)
+                                continue;
+                        l->listed = true;
+                        if (l->gone) {
+                                /* [P5] It was removed and is back: a new container. */
+                                l->gone = false;
+                                l->gen++;
+                                l->loaded = true;
+                                l->wm = 0;
+                                l->current = false;
+                                wm_save(p, m->fg, h->site, 0);
+                        }
+                        if (!h->port || !h->host || strlen(h->host) >= HOST_MAX)
                                 continue;
                         l->active = true;
                         pe = peer_get(p, h->site);
@@ -550,6 +587,9 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                         }
                 }
         }
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (!p->links[i].listed && p->links[i].loaded)
+                        p->links[i].gone = true;
 }
 
 static void *mgr_main(void *arg)
@@ -664,6 +704,25 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
         p->mgr_started = true;
         *ret = p;
         return 0;
+}
+
+void ss_pull_forget_fg(struct ss_pull *p, uint32_t fg)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->nlinks; i++) {
+                struct link *l = &p->links[i];
+
+                if (l->fg != fg)
+                        continue;
+                l->gen++;
+                l->loaded = false;      /* read again from the (new) container's folder */
+                l->wm = 0;
+                l->current = false;
+                l->pulled = 0;
+        }
+        pthread_mutex_unlock(&p->mu);
 }
 
 void ss_pull_signal(struct ss_pull *p)

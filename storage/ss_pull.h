@@ -4,8 +4,9 @@
  * holders of their file groups by pulling what they changed.
  *
  * A manager thread reads the mount table from the CSS every refresh
- * interval and, for every file group this site holds, learns the other
- * holders and where they listen.  One worker thread per peer site then
+ * interval and, for every file group this site holds or is being added to
+ * (replicas add), learns the other holders and where they listen (a
+ * holder marked `adding` is never pulled from: its copy is not complete).  One worker thread per peer site then
  * loops over the file groups it shares with that peer:
  *   SS_CHANGES(peer, since = watermark)  what the peer changed,
  *   SS_FETCH COMPARE (here)              which of those we must pull,
@@ -28,6 +29,15 @@
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
  *      mixes two versions.
  *
+ * [P5] A peer that left the holders of a group and is listed again
+ *      (replicas remove, then add) holds a new container: the watermark
+ *      goes back to 0 and the peer is read from the start.  The same when
+ *      its stream ends below the watermark (SS_CHANGES at eof with a seq
+ *      < watermark), which also catches it across a restart of this
+ *      daemon while the peer's new stream is still shorter.
+ * [P6] Watermarks belong to this site's container: when it is deleted or
+ *      made again (replicas remove, add), the links of its group forget
+ *      theirs (ss_pull_forget_fg) and a new container starts from 0.
  * [P4] Catching up before serving as a primary: on_current(ctx) is called
  *      once, from a replicator thread, when every other holder listed in
  *      the mount table that is reachable has been pulled from up to what
@@ -79,6 +89,11 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret);
  * call, bounded by timeout_ms).  Once it returns, on_current is never
  * called.  Accepts NULL. */
 void ss_pull_signal(struct ss_pull *p);
+/* [P6] This site's container of fg was deleted or created (SS_FG_DROP,
+ * SS_FG_CREATE): its watermarks, kept in the container's folder, are
+ * read again from there (none in a new one), and a pass that was running
+ * keeps nothing of what it did.  Any thread; accepts NULL. */
+void ss_pull_forget_fg(struct ss_pull *p, uint32_t fg);
 /* Stop, wait for the threads, free.  Accepts NULL.  Not from a thread
  * whose work a pending call waits for (the storage daemon's loop thread
  * while its server runs): the call would wait its whole timeout. */

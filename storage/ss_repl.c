@@ -563,6 +563,8 @@ static int install_entries(struct ss_opctx *x, struct ss_mut *m, const struct lp
                 d.namelen = (uint32_t)e->namelen;
                 memcpy(d.name, e->name, e->namelen);
                 ss_cs_put_dirent(&m->cs, &d);
+                ss_mut_saw_dirent(x->ct, m, d.id);
+                ss_mut_saw_ino(x->ct, m, d.ino);
         }
         free(k.keep);
         return m->cs.err;
@@ -622,6 +624,7 @@ static int install(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_s
                 }
                 /* Deletes the row (if any) and writes the record [R2]. */
                 ss_cs_del_inode(&m.cs, st->ino, st->vv, st->vvlen, SS_CS_KEEPVV);
+                ss_mut_saw_ino(x->ct, &m, st->ino);
         } else {
                 in = ss__xalloc(x, sizeof(*in));
                 if (!in) {
@@ -651,6 +654,7 @@ static int install(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_s
                 if (S_ISDIR(in->mode) && (r = install_entries(x, &m, st)) < 0)
                         goto fail;
                 ss_cs_put_inode(&m.cs, in, SS_CS_KEEPVV);       /* [R2] */
+                ss_mut_saw_ino(x->ct, &m, in->ino);
         }
         r = ss__commit(x, &m, NULL);
         if (r < 0)

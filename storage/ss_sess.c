@@ -120,3 +120,17 @@ void ss_sessions_clear(struct ss_sessions *t)
         while (t->head)
                 ss_sess_end(t, t->head);
 }
+
+unsigned ss_sessions_end_ct(struct ss_sessions *t, const struct ss_ct *ct)
+{
+        unsigned n = 0;
+
+        for (struct ss_sess *s = t->head, *next; s; s = next) {
+                next = s->next;
+                if (s->ct == ct) {
+                        ss_sess_end(t, s);
+                        n++;
+                }
+        }
+        return n;
+}

@@ -63,6 +63,8 @@ struct ss_sessions {
 void ss_sessions_init(struct ss_sessions *t, unsigned max);
 /* End every session (aborting its transaction). */
 void ss_sessions_clear(struct ss_sessions *t);
+/* End every session on ct (before ct is closed for good); how many. */
+unsigned ss_sessions_end_ct(struct ss_sessions *t, const struct ss_ct *ct);
 
 /* Open a session on <ct, ino> for client, with a fresh transaction. */
 int ss_sess_new(struct ss_sessions *t, struct ss_ct *ct, uint64_t ino, uint64_t client,

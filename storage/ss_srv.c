@@ -161,6 +161,8 @@ struct ss_srv {
         size_t nfgs;
         uint32_t creating[SS_MAX_FGS];
         size_t ncreating;
+        uint32_t dropped[SS_MAX_FGS];   /* containers deleted since start (SS_FG_DROP) */
+        size_t ndropped;
         struct ss_sessions sess;
         struct ss_client *clients;
         uv_timer_t tick;
@@ -176,6 +178,7 @@ struct ss_srv {
 };
 
 static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q);
+static void note_dropped(struct ss_srv *s, uint32_t fg, bool dropped);
 static void maybe_finish(struct ss_srv *s);
 
 /* ---- connections and answers ------------------------------------------------------- */
@@ -1056,6 +1059,8 @@ static void create_after_cb(uv_work_t *w, int status)
                 send_status(j->c, j->reqid, r, "creating the container failed");
         } else {
                 cm_log(LOG_INFO, "created the container of file group %u '%s'", j->fg, j->name);
+                note_dropped(s, j->fg, false);
+                ss_pull_forget_fg(s->pull, j->fg);
                 send_status(j->c, j->reqid, 0, NULL);
                 fgs_changed(s);
         }
@@ -1110,6 +1115,100 @@ static void op_fg_create(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, co
         s->works++;
 }
 
+static bool was_dropped(const struct ss_srv *s, uint32_t fg)
+{
+        for (size_t i = 0; i < s->ndropped; i++)
+                if (s->dropped[i] == fg)
+                        return true;
+        return false;
+}
+
+static void note_dropped(struct ss_srv *s, uint32_t fg, bool dropped)
+{
+        for (size_t i = 0; i < s->ndropped; i++)
+                if (s->dropped[i] == fg) {
+                        if (!dropped)
+                                s->dropped[i] = s->dropped[--s->ndropped];
+                        return;
+                }
+        if (dropped && s->ndropped < SS_MAX_FGS)
+                s->dropped[s->ndropped++] = fg;
+}
+
+static void fg_free_cb(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+/*
+ * SS_FG_DROP: delete this site's container of fg (locusctl replicas
+ * remove, once the CSS no longer lists this site as a holder: nothing
+ * reads this copy any more).  Its sessions are aborted, it is closed and
+ * forgotten, then its folder is renamed away and removed (ss_ct_destroy);
+ * the CSS learns the new list at the next registration.  Idempotent: with
+ * no container (dropped already, or the deletion was interrupted) it only
+ * removes what is left and answers 0; `value` is 1 when a container was
+ * deleted.  -EBUSY while a flush or maintenance job runs on it (the tool
+ * tries again).
+ */
+static void op_fg_drop(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, const struct lp_fs_req *q)
+{
+        struct lp_fs_resp a = { .status = 0 };
+        struct ss_fg *f = find_fg(s, q->fg);
+        unsigned nsess = 0;
+        int r;
+
+        if (q->fg == 0) {
+                send_status(c, reqid, -EINVAL, "file group id 0");
+                return;
+        }
+        if (s->stopping) {
+                send_status(c, reqid, -EHOSTUNREACH, "the storage site is shutting down");
+                return;
+        }
+        for (size_t i = 0; i < s->ncreating; i++)
+                if (s->creating[i] == q->fg) {
+                        send_status(c, reqid, -EBUSY, "that file group is being created");
+                        return;
+                }
+        if (f && (f->busy || f->flush_running || f->delta_running || f->wal_running || f->park_head)) {
+                send_status(c, reqid, -EBUSY, "the container is busy (a flush or maintenance job); try again");
+                return;
+        }
+        if (f) {
+                size_t i = 0;
+
+                nsess = ss_sessions_end_ct(&s->sess, f->ct);
+                plist_done(&f->wait_run, -ESTALE, "the container was deleted");
+                plist_done(&f->wait_next, -ESTALE, "the container was deleted");
+                uv_timer_stop(&f->flush_timer);
+                f->timer_armed = false;
+                while (s->fgs[i] != f)
+                        i++;
+                memmove(&s->fgs[i], &s->fgs[i + 1], (s->nfgs - i - 1) * sizeof(*s->fgs));
+                s->nfgs--;
+                ss_ct_close(f->ct);
+                f->ct = NULL;
+                uv_close((uv_handle_t *)&f->flush_timer, fg_free_cb);   /* frees f */
+                fgs_changed(s);
+        }
+        if (f)
+                note_dropped(s, q->fg, true);
+        ss_pull_forget_fg(s->pull, q->fg);     /* its watermarks went with it (ss_pull.h [P6]) */
+        r = ss_ct_destroy(s->data_dir, q->fg);
+        if (r < 0) {
+                cm_log(LOG_ERR, "fg %u: deleting the container's folder in %s failed: %s", q->fg, s->data_dir,
+                       strerror(-r));
+                send_status(c, reqid, r, "deleting the container's folder failed");
+                return;
+        }
+        if (f || r > 0)
+                cm_log(LOG_INFO, "deleted the container of file group %u (for site %llu; %u session(s) aborted)",
+                       q->fg, (unsigned long long)c->site, nsess);
+        a.value = f || r > 0;
+        send_resp(c, reqid, &a);
+}
+
 /* The container a request names, ready to serve it.  Answers the request
  * itself and returns NULL when this site holds no such container or the
  * container is in its error state [C5]; parks the request (taking over q)
@@ -1119,6 +1218,14 @@ static struct ss_fg *ready_fg(struct ss_srv *s, struct ss_conn *c, uint64_t reqi
 {
         struct ss_fg *f = find_fg(s, q->fg);
 
+        if (!f && was_dropped(s, q->fg)) {
+                /* "Unavailable", not "stale": the copy moved (replicas
+                 * remove), nothing was done, and a mount asks the CSS for
+                 * the current primary and again (docs/replication.md). */
+                send_status(c, reqid, -EHOSTUNREACH, "this site's copy of that file group was removed: ask the "
+                            "CSS for its holders");
+                return NULL;
+        }
         if (!f) {
                 char why[96];
 
@@ -1154,6 +1261,9 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                 break;
         case LP_FS_SS_FG_CREATE:
                 op_fg_create(s, c, reqid, q);
+                break;
+        case LP_FS_SS_FG_DROP:
+                op_fg_drop(s, c, reqid, q);
                 break;
         case LP_FS_SS_ORPHANS:
                 f = ready_fg(s, c, reqid, q);

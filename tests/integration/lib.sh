@@ -351,6 +351,19 @@ cluster_up() {
     wait_for 60 "the mount at $MNT to answer" stat "$MNT/."
 }
 
+# sites_up N: start (or restart what is down of) a cluster of N sites and
+# wait until the mount of every site (MNT/s1 .. MNT/sN) answers.
+sites_up() {
+    local rc=0 k
+    log "+ locusctl dev up $MNT --state $STATE --sites $1"
+    timeout 120 "$LOCUSCTL" dev up "$MNT" --state "$STATE" --sites "$1" >&2 || rc=$?
+    [ "$rc" -eq 0 ] || fail "locusctl dev up --sites $1 failed (exit $rc)"
+    for k in $(seq 1 "$1"); do
+        wait_for 60 "the mount of site $k" is_mounted "$MNT/s$k"
+        wait_for 60 "the mount of site $k to answer" stat "$MNT/s$k/."
+    done
+}
+
 cluster_down() {
     local rc=0
     log "+ locusctl dev down $MNT --state $STATE"

@@ -27,16 +27,7 @@ find_helper ITOOL itool
 
 S1=$MNT/s1 S2=$MNT/s2 S3=$MNT/s3
 
-up() {
-    local rc=0
-    log "+ locusctl dev up $MNT --state $STATE --sites 3"
-    timeout 120 "$LOCUSCTL" dev up "$MNT" --state "$STATE" --sites 3 >&2 || rc=$?
-    [ "$rc" -eq 0 ] || fail "locusctl dev up --sites 3 failed (exit $rc)"
-    for k in 1 2 3; do
-        wait_for 60 "the mount of site $k" is_mounted "$MNT/s$k"
-        wait_for 60 "the mount of site $k to answer" stat "$MNT/s$k/."
-    done
-}
+up() { sites_up 3; }
 in_sync() { run "$LOCUSCTL" sync --state "$STATE" --timeout "${1:-120}"; }
 same_tree() {
     local out rc=0

@@ -563,10 +563,56 @@ START_TEST(test_mtab_holders)
                 CHECK(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL) ==
                       SQLITE_OK);
                 CHECK(sqlite3_step(st) == SQLITE_ROW);
-                CHECK_EQ(sqlite3_column_int(st, 0), 2);
+                CHECK_EQ(sqlite3_column_int(st, 0), 3);
                 sqlite3_finalize(st);
         }
         sqlite3_close(db);
+}
+END_TEST
+
+/* Sites being added (replicas add): a state of their own, durable, never
+ * made holders by a registration (css_mtab_add_holders), and moved
+ * between the states by css_mtab_set_holder only. */
+START_TEST(test_mtab_adding)
+{
+        const char *dir = tu_tmpdir();
+        struct css_mtab *m;
+        const struct css_mount *r;
+        char err[256];
+        uint64_t five = 5, two = 2;
+        uint32_t fg;
+
+        CHECK(css_mtab_open(dir, &m, err, sizeof(err)) == 0);
+        CHECK(css_mtab_reserve_fg(m, &fg) == 0);
+        CHECK(css_mtab_add(m, fg, "g", 1, 9, "/g") == 0);
+        CHECK_EQ(css_mtab_add_holders(m, fg, &two, 1), 1);
+        CHECK_EQ(css_mtab_set_holder(m, fg, 5, CSS_HOLDER_ADDING), 1);
+        CHECK_EQ(css_mtab_set_holder(m, fg, 5, CSS_HOLDER_ADDING), 0);          /* a rerun */
+        r = css_mtab_find(m, fg);
+        CHECK(r->nholders == 1 && r->holders[0] == 2 && r->nadding == 1 && r->adding[0] == 5);
+        CHECK_EQ(css_mtab_holder_state(r, 5), CSS_HOLDER_ADDING);
+        CHECK_EQ(css_mtab_holder_state(r, 2), CSS_HOLDER_FULL);
+        CHECK_EQ(css_mtab_holder_state(r, 7), CSS_HOLDER_NONE);
+        /* Its storaged registers with the half-made container: still being added. */
+        CHECK_EQ(css_mtab_add_holders(m, fg, &five, 1), 0);
+        CHECK(css_mtab_find(m, fg)->nholders == 1);
+        CHECK_EQ(css_mtab_set_holder(m, fg, 0, CSS_HOLDER_ADDING), -EINVAL);
+        CHECK_EQ(css_mtab_set_holder(m, 99, 5, CSS_HOLDER_ADDING), -ENOENT);
+        css_mtab_close(m);
+
+        CHECK(css_mtab_open(dir, &m, err, sizeof(err)) == 0);        /* durable */
+        r = css_mtab_find(m, fg);
+        CHECK(r->nholders == 1 && r->nadding == 1 && r->adding[0] == 5);
+        CHECK_EQ(css_mtab_set_holder(m, fg, 5, CSS_HOLDER_FULL), 1);
+        r = css_mtab_find(m, fg);
+        CHECK(r->nholders == 2 && r->holders[0] == 2 && r->holders[1] == 5 && r->nadding == 0);
+        CHECK_EQ(css_mtab_set_holder(m, fg, 2, CSS_HOLDER_NONE), 1);
+        CHECK_EQ(css_mtab_set_holder(m, fg, 2, CSS_HOLDER_NONE), 0);
+        css_mtab_close(m);
+        CHECK(css_mtab_open(dir, &m, err, sizeof(err)) == 0);
+        r = css_mtab_find(m, fg);
+        CHECK(r->nholders == 1 && r->holders[0] == 5 && r->nadding == 0);
+        css_mtab_close(m);
 }
 END_TEST
 
@@ -849,6 +895,105 @@ START_TEST(test_register_and_mounttable)
         CHECK_EQ(call(us, &mt, &resp), 0);
         CHECK(resp.mounts[0].site == 7);
         lp_fs_resp_release(&resp);
+        lp_client_close(ss2);
+        lp_client_close(us);
+        tcss_stop(t);
+}
+END_TEST
+
+static int set_holder(struct lp_client *c, uint32_t fg, uint64_t site, uint32_t state, uint64_t *ret_value)
+{
+        struct lp_fs_req rq = { .op = LP_FS_CSS_FG_HOLDERS, .fg = fg, .site = site, .flags = state };
+        struct lp_fs_resp resp;
+        int st = call(c, &rq, &resp);
+
+        if (ret_value)
+                *ret_value = resp.value;
+        lp_fs_resp_release(&resp);
+        return st;
+}
+
+/* The root group's primary and its holders, "1a,2" (a: being added). */
+static void root_holders(struct lp_client *c, uint64_t *ret_primary, char *buf, size_t cap)
+{
+        struct lp_fs_req mt = { .op = LP_FS_CSS_MOUNTTABLE };
+        struct lp_fs_resp resp;
+        size_t off = 0;
+
+        CHECK_EQ(call(c, &mt, &resp), 0);
+        CHECK(resp.nmounts >= 1 && resp.mounts[0].fg == 1);
+        *ret_primary = resp.mounts[0].site;
+        buf[0] = 0;
+        for (size_t i = 0; i < resp.mounts[0].nholders && off < cap; i++)
+                off += (size_t)snprintf(buf + off, cap - off, "%s%" PRIu64 "%s", i ? "," : "",
+                                        resp.mounts[0].holders[i].site, resp.mounts[0].holders[i].adding ? "a" : "");
+        lp_fs_resp_release(&resp);
+}
+
+/* CSS_FG_HOLDERS (replicas add|remove): a site being added is listed as
+ * such, pulls but is never the primary, even registered with the container
+ * and the lowest id; only it becomes a holder; the last holder is never
+ * removed; reruns change nothing; the states survive a restart. */
+START_TEST(test_fg_holders)
+{
+        const char *dir = state_dir("css");
+        struct tcss *t = tcss_start(dir);
+        struct lp_client *ss1 = cl_connect(t, 1), *ss2 = cl_connect(t, 2), *us = cl_connect(t, 3);
+        uint64_t primary, v = 9;
+        char h[64];
+
+        CHECK_EQ(do_register(ss2, 2, "127.0.0.1", 2002, "[1]"), 0);
+        CHECK_EQ(do_register(ss1, 1, "127.0.0.1", 2001, "[]"), 0);
+        root_holders(us, &primary, h, sizeof(h));
+        CHECK(primary == 2 && !strcmp(h, "2"));
+
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_ADDING, &v), 0);
+        CHECK_EQ(v, 1);
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_ADDING, &v), 0);   /* a rerun */
+        CHECK_EQ(v, 0);
+        /* Site 1's storaged restarts with its half copy and registers it. */
+        CHECK_EQ(do_register(ss1, 1, "127.0.0.1", 2001, "[1]"), 0);
+        root_holders(us, &primary, h, sizeof(h));
+        ck_assert_msg(primary == 2 && !strcmp(h, "1a,2"), "primary %" PRIu64 ", holders %s", primary, h);
+
+        /* Refusals. */
+        CHECK_EQ(set_holder(us, 1, 3, LP_FS_HOLDER_FULL, NULL), -EINVAL);     /* never added */
+        CHECK_EQ(set_holder(us, 1, 9, LP_FS_HOLDER_ADDING, NULL), -EHOSTUNREACH);
+        CHECK_EQ(set_holder(us, 77, 1, LP_FS_HOLDER_ADDING, NULL), -ENOENT);
+        CHECK_EQ(set_holder(us, 1, 0, LP_FS_HOLDER_ADDING, NULL), -EINVAL);
+        CHECK_EQ(set_holder(us, 1, 1, 0, NULL), -EINVAL);
+        CHECK_EQ(set_holder(us, 1, 2, LP_FS_HOLDER_REMOVE, NULL), -EBUSY);    /* the last complete copy */
+
+        /* The copy is complete: a holder, and the primary (the lowest). */
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_FULL, &v), 0);
+        CHECK_EQ(v, 1);
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_ADDING, &v), 0);   /* add rerun: nothing to do */
+        CHECK_EQ(v, 0);
+        root_holders(us, &primary, h, sizeof(h));
+        CHECK(primary == 1 && !strcmp(h, "1,2"));
+
+        /* Remove the primary's copy: site 2 serves again. */
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_REMOVE, &v), 0);
+        CHECK_EQ(v, 1);
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_REMOVE, &v), 0);
+        CHECK_EQ(v, 0);
+        root_holders(us, &primary, h, sizeof(h));
+        CHECK(primary == 2 && !strcmp(h, "2"));
+        /* A registration does not bring it back; an add does, as being added. */
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_ADDING, &v), 0);
+        CHECK_EQ(set_holder(us, 1, 2, LP_FS_HOLDER_REMOVE, NULL), -EBUSY);    /* still the last complete one */
+        lp_client_close(ss1);
+        lp_client_close(ss2);
+        lp_client_close(us);
+        tcss_stop(t);
+
+        t = tcss_start(dir);            /* durable */
+        us = cl_connect(t, 3);
+        ss2 = cl_connect(t, 2);
+        CHECK_EQ(do_register(ss2, 2, "127.0.0.1", 2002, "[1]"), 0);
+        root_holders(us, &primary, h, sizeof(h));
+        ck_assert_msg(primary == 2 && !strcmp(h, "1a,2"), "after a restart: primary %" PRIu64 ", holders %s",
+                      primary, h);
         lp_client_close(ss2);
         lp_client_close(us);
         tcss_stop(t);
@@ -1939,6 +2084,7 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_mtab_persist);
         tcase_add_test(tc, test_mtab_schema_refused);
         tcase_add_test(tc, test_mtab_holders);
+        tcase_add_test(tc, test_mtab_adding);
         tcase_add_test(tc, test_sites_primary);
         tcase_add_test(tc, test_sites);
         tcase_add_test(tc, test_otab);
@@ -1948,6 +2094,7 @@ static Suite *css_suite(void)
 
         tc = tcase_create("wire");
         tcase_add_test(tc, test_register_and_mounttable);
+        tcase_add_test(tc, test_fg_holders);
         tcase_add_test(tc, test_open_close_unavailable);
         tcase_add_test(tc, test_client_leases);
         tcase_add_test(tc, test_malformed);
