@@ -411,10 +411,13 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
                                         goto out;
                                 }
                                 r = np ? dsm_read_pages(x->ct->store, q->ino, 0, np, data) : 0;
+                                if (r == DSM_ECORRUPT) {
+                                        r = ss__damaged(x, q->ino, 0, np);
+                                        goto out;
+                                }
                                 if (r < 0) {
-                                        r = ss__fail(x, r == DSM_ECORRUPT ? -EIO : r, "reading %#llx: %s",
-                                                     (unsigned long long)q->ino, r == DSM_ECORRUPT ?
-                                                     "damaged pages in the log" : strerror(-r));
+                                        r = ss__fail(x, r, "reading %#llx: %s", (unsigned long long)q->ino,
+                                                     strerror(-r));
                                         goto out;
                                 }
                                 st.has_data = true;
