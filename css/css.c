@@ -366,6 +366,43 @@ int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, str
         return r;
 }
 
+/* Keep an answer's attributes in the job (the vector copied: resp's
+ * points into the answer, lp_fs.h). */
+static void keep_attr(struct css_job *j, const struct lp_fs_attr *a)
+{
+        j->attr = *a;
+        j->attr.vvlen = a->vvlen <= sizeof(j->vv) ? a->vvlen : 0;
+        if (j->attr.vvlen)
+                memcpy(j->vv, a->vv, j->attr.vvlen);
+        j->attr.vv = j->vv;
+}
+
+/* A read-only open from a site holding a copy: is that copy as new as the
+ * primary's (the same vector)?  Then the mount reads it there
+ * (docs/replication.md, "Reads at a current local copy").  Any failure
+ * just keeps the primary. */
+static void work_open_local(struct css_job *j)
+{
+        struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
+        struct lp_fs_resp resp;
+        char msg[sizeof(j->msg)];
+        bool failed = j->transport_failed;
+
+        memcpy(msg, j->msg, sizeof(msg));
+        if (css__ss_ask(j, &j->local, &rq, &resp) < 0) {
+                /* Not an error of the open: the primary answered. */
+                j->transport_failed = failed;
+                memcpy(j->msg, msg, sizeof(msg));
+                return;
+        }
+        if (resp.has_attr && j->attr.vvlen && resp.attr.vvlen == j->attr.vvlen &&
+            !memcmp(resp.attr.vv, j->vv, j->attr.vvlen)) {
+                keep_attr(j, &resp.attr);
+                j->use_local = true;
+        }
+        lp_fs_resp_release(&resp);
+}
+
 static void work_open(struct css_job *j)
 {
         struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
@@ -379,10 +416,11 @@ static void work_open(struct css_job *j)
                 snprintf(j->msg, sizeof(j->msg), "<%u,%" PRIu64 ">: storage site %" PRIu64
                          " answered GETATTR without attributes", j->fg, j->ino, j->target.site);
         } else {
-                j->attr = resp.attr;
-                j->attr.vvlen = 0;      /* its vv points into resp (lp_fs.h): not kept */
+                keep_attr(j, &resp.attr);
         }
         lp_fs_resp_release(&resp);
+        if (j->status == 0 && j->has_local)
+                work_open_local(j);
 }
 
 
@@ -424,6 +462,8 @@ static void after_open(struct css_job *j)
         css_sites_touch(css->sites, j->target.site, cm_now_us());
         if (!j->cl->conn)
                 return;                 /* nobody to hold the open for */
+        if (j->use_local)
+                j->target = j->local;
         s = css_sites_get(css->sites, j->target.site);
         r = css_otab_open(css->otab, j->cl->site, j->cl->id, j->fg, j->ino, j->write);
         if (r < 0) {
@@ -665,6 +705,17 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         j->flags = rq->flags;
         j->write = (rq->flags & O_ACCMODE) != O_RDONLY;
         css__ep_of(&j->target, s, rq->fg);
+        /* A read-only open from another holder than the primary: its own
+         * copy is read if it is current (work_open_local). */
+        if (!j->write && cl->site && cl->site != s->id) {
+                const struct css_site *ls = css_sites_get(css->sites, cl->site);
+
+                for (size_t i = 0; ls && ls->conn && ls->port && i < m->nholders; i++)
+                        if (m->holders[i] == cl->site && !css_site_held_off(ls, cm_now_us())) {
+                                css__ep_of(&j->local, ls, rq->fg);
+                                j->has_local = true;
+                        }
+        }
         css__job_start(j);
 }
 

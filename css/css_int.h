@@ -78,6 +78,10 @@ struct css_job {
         bool transport_failed;
         uint64_t failed_site;           /* the site that could not be reached */
         struct lp_fs_attr attr;
+        uint8_t vv[LP_FS_VV_MAX];       /* attr's vector, kept (attr.vv points here) */
+        bool has_local;                 /* a read-only open from a holder: its copy, if current */
+        bool use_local;
+        struct ep local;
         /* file group creation */
         char name[CSS_FG_NAME_MAX + 1];
         char *path;

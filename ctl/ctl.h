@@ -294,6 +294,15 @@ int ctl_cmd_sync(int argc, char **argv);
 struct lp_client;
 int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap);
+/*
+ * For status: every copy of every file group in mt (a CSS_MOUNTTABLE
+ * answer), as its holder reports it: its seq, how far it has pulled from
+ * the primary, how many files it is behind (changes the primary made after
+ * that, counted at the primary), and its state (primary, current, behind,
+ * unreachable).  A JSON array into w, a table into out (either may be NULL).
+ */
+struct css_jw;
+void ctl_copies_report(const struct ctl_state *st, const struct lp_fs_resp *mt, struct css_jw *w, FILE *out);
 /* ctl_copies.c: locusctl copies PATH [--tree] [--state S] [--json] */
 int ctl_cmd_copies(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);

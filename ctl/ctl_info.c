@@ -336,6 +336,11 @@ int ctl_cmd_status(int argc, char **argv)
                 } else {
                         css_jw_null(&w);
                 }
+                css_jw_key(&w, "copies");
+                if (have_mt)
+                        ctl_copies_report(&st, &mt, &w, NULL);
+                else
+                        css_jw_null(&w);
                 css_jw_key(&w, "css");
                 if (have_cs)
                         jw_embed(&w, cs.text);
@@ -406,6 +411,10 @@ int ctl_cmd_status(int argc, char **argv)
                         }
                 } else {
                         printf("  (unknown: %s)\n", mt_err);
+                }
+                if (have_mt) {
+                        printf("\nCOPIES\n");
+                        ctl_copies_report(&st, &mt, NULL, stdout);
                 }
                 if (have_cs) {
                         struct css_jval *v;

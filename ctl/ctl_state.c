@@ -340,10 +340,7 @@ int ctl_call_at(const char *what, const char *host, uint16_t port, const char *k
 {
         uint8_t key[LP_KEY_SIZE];
         struct lp_client *c = NULL;
-        uint8_t *buf = NULL;
-        void *payload = NULL;
-        size_t len, plen;
-        uint16_t type;
+        char *msg = NULL;
         int r;
 
         r = lp_key_load(keyfile, key);
@@ -358,34 +355,12 @@ int ctl_call_at(const char *what, const char *host, uint16_t port, const char *k
                          r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
                 return r;
         }
-        r = lp_fs_req_encode(rq, &buf, &len);
-        if (r == 0)
-                r = lp_client_call(c, LP_MSG_FS_REQ, buf, len, timeout_ms, &type, &payload, &plen);
-        free(buf);
-        if (r < 0) {
-                snprintf(err, cap, "%s at %s:%u: %s: %s", what, host, port, lp_fs_op_name(rq->op),
-                         r == -ETIMEDOUT ? "no answer in time" : strerror(-r));
-        } else if (type == LP_MSG_STATUS) {
-                int code = 0;
-                char *msg = NULL;
-
-                if (lp_status_unpack(payload, plen, &code, &msg) == 0) {
-                        memset(resp, 0, sizeof(*resp));
-                        r = lp_status_to_errno(code);
-                        snprintf(err, cap, "%s at %s:%u: %s: %s%s%s", what, host, port, lp_fs_op_name(rq->op),
-                                 strerror(-r), msg && *msg ? ": " : "", msg ? msg : "");
-                        free(msg);
-                        if (r == 0)
-                                r = -EIO;
-                } else {
-                        r = -EBADMSG;
-                        snprintf(err, cap, "%s at %s:%u: an answer that does not parse", what, host, port);
-                }
-        } else if (type != LP_MSG_FS_RESP || (r = lp_fs_resp_decode(payload, plen, resp)) < 0) {
-                r = -EBADMSG;
-                snprintf(err, cap, "%s at %s:%u: an answer that does not parse", what, host, port);
-        }
-        free(payload);
+        r = lp_fs_call(c, rq, timeout_ms, resp, &msg);
+        if (r < 0)
+                snprintf(err, cap, "%s at %s:%u: %s: %s%s%s", what, host, port, lp_fs_op_name(rq->op),
+                         r == -ETIMEDOUT ? "no answer in time" : r == -EBADMSG || r == -EPROTO ?
+                         "an answer that does not parse" : strerror(-r), msg && *msg ? ": " : "", msg ? msg : "");
+        free(msg);
         lp_client_close(c);
         return r;
 }

@@ -123,6 +123,39 @@ static bool link_of(const struct css_jval *js, uint32_t fg, uint64_t site, uint6
         return false;
 }
 
+/* Every holder of every group in the mount table, each with its
+ * SS_STATUS (or why not); sr has room for MAX_SITES. */
+static size_t gather(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], struct site_report *sr)
+{
+        size_t nsr = 0;
+
+        for (size_t i = 0; i < mt->nmounts; i++)
+                for (size_t j = 0; j < mt->mounts[i].nholders; j++) {
+                        const struct lp_fs_holder *h = &mt->mounts[i].holders[j];
+                        struct site_report *s = report_of(sr, nsr, h->site);
+
+                        if (s || nsr == MAX_SITES)
+                                continue;
+                        s = &sr[nsr++];
+                        s->site = h->site;
+                        snprintf(s->host, sizeof(s->host), "%s", h->host ? h->host : "");
+                        s->port = (uint16_t)h->port;
+                        if (!h->port)
+                                snprintf(s->err, sizeof(s->err), "site %" PRIu64 " is not registered with the CSS",
+                                         h->site);
+                        else
+                                ss_status(key, s);
+                }
+        return nsr;
+}
+
+static void free_reports(struct site_report *sr, size_t nsr)
+{
+        for (size_t i = 0; i < nsr; i++)
+                css_json_free(sr[i].js);
+        free(sr);
+}
+
 /* One pass: the number of links behind (their descriptions in out), or < 0. */
 static int one_pass(const struct ctl_state *st, const uint8_t key[LP_KEY_SIZE], FILE *out, char *err, size_t cap)
 {
@@ -144,23 +177,7 @@ static int one_pass(const struct ctl_state *st, const uint8_t key[LP_KEY_SIZE], 
                 r = mt.status;
                 goto out;
         }
-        for (size_t i = 0; i < mt.nmounts; i++)
-                for (size_t j = 0; j < mt.mounts[i].nholders; j++) {
-                        const struct lp_fs_holder *h = &mt.mounts[i].holders[j];
-                        struct site_report *s = report_of(sr, nsr, h->site);
-
-                        if (s || nsr == MAX_SITES)
-                                continue;
-                        s = &sr[nsr++];
-                        s->site = h->site;
-                        snprintf(s->host, sizeof(s->host), "%s", h->host ? h->host : "");
-                        s->port = (uint16_t)h->port;
-                        if (!h->port)
-                                snprintf(s->err, sizeof(s->err), "site %" PRIu64 " is not registered with the CSS",
-                                         h->site);
-                        else
-                                ss_status(key, s);
-                }
+        nsr = gather(&mt, key, sr);
         for (size_t i = 0; i < nsr; i++)
                 if (!sr[i].ok)
                         fprintf(out, "  not reachable, left out: %s\n", sr[i].err);
@@ -188,11 +205,115 @@ static int one_pass(const struct ctl_state *st, const uint8_t key[LP_KEY_SIZE], 
         }
         r = behind;
 out:
-        for (size_t i = 0; i < nsr; i++)
-                css_json_free(sr[i].js);
-        free(sr);
+        free_reports(sr, nsr);
         lp_fs_resp_release(&mt);
         return r;
+}
+
+void ctl_copies_report(const struct ctl_state *st, const struct lp_fs_resp *mt, struct css_jw *w, FILE *out)
+{
+        struct site_report *sr = calloc(MAX_SITES, sizeof(*sr));
+        uint8_t key[LP_KEY_SIZE];
+        char err[512];
+        size_t nsr;
+
+        if (w)
+                css_jw_arr_begin(w);
+        if (!sr || ctl_load_key(st, key, err, sizeof(err)) < 0) {
+                if (out)
+                        fprintf(out, "  (unknown: %s)\n", sr ? err : "out of memory");
+                if (w)
+                        css_jw_arr_end(w);
+                free(sr);
+                return;
+        }
+        nsr = gather(mt, key, sr);
+        if (out)
+                fprintf(out, "%-5s %-6s %-10s %-10s %-14s %s\n", "FG", "SITE", "SEQ", "PULLED", "FILES BEHIND",
+                        "STATE");
+        for (size_t i = 0; i < mt->nmounts; i++) {
+                const struct lp_fs_mount *m = &mt->mounts[i];
+                const struct lp_fs_holder *prim = NULL;
+
+                for (size_t j = 0; j < m->nholders; j++)
+                        if (m->holders[j].site == m->site && m->holders[j].port)
+                                prim = &m->holders[j];
+                for (size_t j = 0; j < m->nholders; j++) {
+                        struct site_report *r = report_of(sr, nsr, m->holders[j].site);
+                        uint64_t seq = 0, wm = 0, behind = 0;
+                        const char *lerr = NULL, *state;
+                        bool have_seq = false, have_wm = false, have_behind = false;
+
+                        if (r && r->ok) {
+                                have_seq = seq_of(r->js, m->fg, &seq);
+                                if (prim && prim->site != r->site)
+                                        have_wm = link_of(r->js, m->fg, prim->site, &wm, &lerr);
+                        }
+                        if (prim && r && r->ok && prim->site == r->site) {
+                                have_behind = true;     /* the primary is current by definition */
+                        } else if (prim && have_wm) {
+                                struct lp_fs_req q = { .op = LP_FS_SS_CHANGES, .fg = m->fg, .offset = wm,
+                                                       .flags = LP_FS_CHANGES_COUNT };
+                                struct lp_fs_resp a;
+
+                                if (ctl_call_conn(prim->host, (uint16_t)prim->port, key, NULL, &q, &a, err,
+                                                  sizeof(err)) == 0) {
+                                        if (a.status == 0) {
+                                                behind = a.value;
+                                                have_behind = true;
+                                        }
+                                        lp_fs_resp_release(&a);
+                                }
+                        }
+                        state = !r || !r->ok ? "unreachable" : !have_seq ? "no container" :
+                                prim && prim->site == r->site ? "primary" : have_behind && !behind ? "current" :
+                                "behind";
+                        if (out) {
+                                char sseq[24] = "-", swm[24] = "-", sbeh[24] = "-";
+
+                                if (have_seq)
+                                        snprintf(sseq, sizeof(sseq), "%" PRIu64, seq);
+                                if (have_wm)
+                                        snprintf(swm, sizeof(swm), "%" PRIu64, wm);
+                                if (have_behind)
+                                        snprintf(sbeh, sizeof(sbeh), "%" PRIu64, behind);
+                                fprintf(out, "%-5u %-6" PRIu64 " %-10s %-10s %-14s %s%s%s\n", m->fg,
+                                        m->holders[j].site, sseq, swm, sbeh, state, lerr ? ": " : "",
+                                        lerr ? lerr : "");
+                        }
+                        if (w) {
+                                css_jw_obj_begin(w);
+                                css_jw_key(w, "fg");
+                                css_jw_u64(w, m->fg);
+                                css_jw_key(w, "site");
+                                css_jw_u64(w, m->holders[j].site);
+                                css_jw_key(w, "state");
+                                css_jw_str(w, state);
+                                css_jw_key(w, "seq");
+                                if (have_seq)
+                                        css_jw_u64(w, seq);
+                                else
+                                        css_jw_null(w);
+                                css_jw_key(w, "pulled_from_primary");
+                                if (have_wm)
+                                        css_jw_u64(w, wm);
+                                else
+                                        css_jw_null(w);
+                                css_jw_key(w, "files_behind");
+                                if (have_behind)
+                                        css_jw_u64(w, behind);
+                                else
+                                        css_jw_null(w);
+                                css_jw_key(w, "error");
+                                css_jw_str(w, lerr ? lerr : r && !r->ok ? r->err : NULL);
+                                css_jw_obj_end(w);
+                        }
+                }
+        }
+        if (w)
+                css_jw_arr_end(w);
+        lp_key_wipe(key, sizeof(key));
+        free_reports(sr, nsr);
 }
 
 int ctl_cmd_sync(int argc, char **argv)

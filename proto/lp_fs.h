@@ -135,6 +135,9 @@ enum lp_fs_op {
 #define LP_FS_COMMIT_END (1u << 1)      /* the session ends (last close) */
 #define LP_FS_COMMIT_DATASYNC (1u << 2) /* fdatasync: same as SYNC for us */
 
+/* SS_CHANGES flags */
+#define LP_FS_CHANGES_COUNT (1u << 0)   /* only count them: value = changes after since */
+
 /* SS_FETCH flags */
 #define LP_FS_FETCH_VV (1u << 0)        /* the vector only (no xattrs, entries, data) */
 #define LP_FS_FETCH_COMPARE (1u << 1)   /* data: a change list; answer: which to pull */

@@ -69,32 +69,8 @@ static int target(struct ss_reg *r, char *host, size_t cap, uint16_t *port)
 static int call(struct ss_reg *r, struct lp_client *c, const struct lp_fs_req *q)
 {
         struct lp_fs_resp a;
-        uint8_t *buf = NULL;
-        void *ans = NULL;
-        size_t len, alen;
-        uint16_t type;
-        int ret;
+        int ret = lp_fs_call(c, q, (int)r->timeout_ms, &a, NULL);
 
-        ret = lp_fs_req_encode(q, &buf, &len);
-        if (ret < 0)
-                return ret;
-        ret = lp_client_call(c, LP_MSG_FS_REQ, buf, len, (int)r->timeout_ms, &type, &ans, &alen);
-        free(buf);
-        if (ret < 0)
-                return ret;
-        if (type == LP_MSG_STATUS) {
-                int code = 0;
-
-                ret = lp_status_unpack(ans, alen, &code, NULL);
-                free(ans);
-                return ret < 0 ? ret : (lp_status_to_errno(code) ? lp_status_to_errno(code) : -EPROTO);
-        }
-        if (type != LP_MSG_FS_RESP) {
-                free(ans);
-                return -EPROTO;
-        }
-        ret = lp_fs_resp_decode(ans, alen, &a);
-        free(ans);
         if (ret < 0)
                 return ret;
         ret = a.status;

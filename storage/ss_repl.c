@@ -71,6 +71,13 @@ static int ch_cb(void *ctx, const struct ss_change *c)
         return k->w.err;
 }
 
+static int count_cb(void *ctx, const struct ss_change *c)
+{
+        (void)c;
+        ++*(uint64_t *)ctx;
+        return 0;
+}
+
 int ss__op_changes(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
 {
         struct ch_ctx k = { .max = q->length && q->length < CHANGES_MAX ? (unsigned)q->length : CHANGES_MAX };
@@ -79,6 +86,16 @@ int ss__op_changes(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         size_t len;
         int r;
 
+        if (q->flags & LP_FS_CHANGES_COUNT) {
+                uint64_t n = 0;
+
+                r = ss_db_changes(x->ct->db, q->offset, 0, count_cb, &n);
+                if (r < 0)
+                        return ss__fail(x, r, "reading the change stream: %s", ss_db_errmsg(x->ct->db));
+                a->value = n;
+                a->eof = true;
+                return 0;
+        }
         cm_wbuf_init(&k.w);
         r = ss_db_changes(x->ct->db, q->offset, 0, ch_cb, &k);
         if (r < 0) {
