@@ -9,7 +9,8 @@
 #  2. kill -9 of site 1's storaged; bytes of that file's data are
 #     overwritten inside site 1's segment files; site 1 restarts, its
 #     recovery marks the pages damaged, and it becomes the primary again.
-#  3. The file read through a mount (caches dropped; site 1 serves it) is
+#  3. The file read through site 1's mount (caches dropped; site 1 serves
+#     it, since a read-only open reads at a current local copy) is
 #     right: site 1 fetched it from site 2 and rewrote it; its log names
 #     the file, the pages and site 2; `locusctl copies` finds both copies
 #     the same (vector and data), and a second restart of site 1 (recovery
@@ -102,14 +103,14 @@ wait_for 60 "site 1 to be the primary again" primary_is 1
 
 # ---- 3. the read is answered from the repaired copy ------------------------------
 drop_caches
-cmp "$WORK/orig" "$S2/f" || fail "f read through site 2's mount (served by site 1) is not what was written"
+cmp "$WORK/orig" "$S1/f" || fail "f read through site 1's mount is not what was written"
 grep "repaired from site 2" "$LOG1" | tail -n 2 >&2
 n1=$(grep -c "repaired from site 2" "$LOG1") || n1=0
 [ "$n1" -gt "$n0" ] || fail "site 1's log does not say that it repaired f from site 2"
 grep "damaged pages [0-9]*\.\.[0-9]* repaired from site 2" "$LOG1" | grep -q "fg 1 ino 0x" ||
     fail "the repair's log line does not name <fg, ino> and the pages"
 run "$LOCUSCTL" copies /f --state "$STATE"
-cmp "$WORK/orig" "$S1/f" || fail "f read through site 1's mount is not what was written"
+cmp "$WORK/orig" "$S2/f" || fail "f read through site 2's mount is not what was written"
 cmp "$WORK/filler" "$S1/filler" || fail "filler is not what was written"
 # The rewrite is in the log: after another crash and recovery (which
 # meets the same damaged segment) f reads right with no new repair.
@@ -117,7 +118,7 @@ kill_ss 1
 up
 wait_for 60 "site 1 to be the primary again" primary_is 1
 drop_caches
-cmp "$WORK/orig" "$S2/f" || fail "f is not right after site 1 restarted again"
+cmp "$WORK/orig" "$S1/f" || fail "f is not right after site 1 restarted again"
 run "$LOCUSCTL" copies /f --state "$STATE"    # reads site 1's copy itself, not a mount's cache
 n2=$(grep -c "repaired from site 2" "$LOG1") || n2=0
 [ "$n2" -eq "$n1" ] || fail "f was repaired again after a restart: the rewrite did not last"
@@ -141,7 +142,7 @@ up
 kill_ss 2
 wait_for 60 "site 1 to be the primary" primary_is 1
 drop_caches
-if out=$(cat "$S2/g" 2>&1 >/dev/null); then
+if out=$(cat "$S1/g" 2>&1 >/dev/null); then
     fail "g read with damaged pages and no other copy reachable, expected EIO"
 fi
 case "$out" in *"Input/output error"*) ;; *) fail "reading g: expected EIO, got: $out" ;; esac
@@ -149,7 +150,7 @@ grep -qE "cannot be repaired from another copy|no other site holds a copy" "$LOG
     fail "site 1's log does not say why g is not repaired"
 up
 wait_for 60 "site 2 to be registered again" registered 2
-wait_for 60 "g to read right (repaired once site 2 is back)" cmp "$WORK/orig-g" "$S2/g"
+wait_for 60 "g to read right (repaired once site 2 is back)" cmp "$WORK/orig-g" "$S1/g"
 grep -c "repaired from site 2" "$LOG1" | grep -qx 2 || fail "site 1's log does not name g's repair"
 run "$LOCUSCTL" copies /g --state "$STATE"
 grep -h -e "damaged" "$LOG1" "$LOG2" >&2
