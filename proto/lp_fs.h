@@ -151,6 +151,8 @@ enum lp_fs_op {
 #define LP_FS_INSTALL_DATA (1u << 2)    /* stage data at offset (page-aligned) */
 #define LP_FS_INSTALL_COMMIT (1u << 3)  /* install blob (a file state) with the staged pages */
 #define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
+#define LP_FS_INSTALL_REPAIR (1u << 5)  /* with COMMIT: rewrite the pages of a copy whose
+                                         * vector EQUALS the state's (ss_repl.c [R4]) */
 
 /* CSS_FG_HOLDERS `flags`: where `site` is to stand with file group `fg`
  * (docs/replication.md, "Adding and removing copies"); the answer's

@@ -5,6 +5,7 @@
  * ss_ops_xattr.c.  The pattern every mutation follows: ss_ops_int.h.
  */
 #include "ss_ops_int.h"
+#include "ss_pull.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -195,6 +196,22 @@ int ss__commit(struct ss_opctx *x, struct ss_mut *m, uint64_t *ret_seq)
         if (r < 0)
                 return ss__fail(x, r, "commit failed: %s", strerror(-r));
         return 0;
+}
+
+int ss__damaged(struct ss_opctx *x, uint64_t ino, uint64_t first, uint64_t n)
+{
+        int r = ss_pull_repair(x->pull, x->ct->fg, ino, first, n);
+
+        x->ino = ino;
+        if (r >= 0 || r == -EBUSY)
+                return ss__fail(x, -EHOSTUNREACH, "pages %llu..%llu are damaged in this site's log; %s",
+                                (unsigned long long)first, (unsigned long long)(first + n - 1),
+                                r >= 0 ? "the file is being repaired from another copy: ask again" :
+                                "too many repairs are queued: ask again");
+        return ss__fail(x, -EIO, "pages %llu..%llu are damaged in this site's log, and %s",
+                        (unsigned long long)first, (unsigned long long)(first + n - 1),
+                        r == -ENOENT ? "no other site holds a copy" :
+                        "the last repair from another copy failed (see this site's log)");
 }
 
 /* ---- dispatch -------------------------------------------------------------------------- */

@@ -37,6 +37,12 @@
  *    -ESTALE (ss_srv.c).
  *  - Directories report size 4096 and 8 blocks; symlinks their target
  *    length and 0 blocks.
+ *  - A READ (or an SS_FETCH with inline data) that meets pages the log
+ *    refuses as damaged asks the replicator to repair the file from
+ *    another copy (ss_pull.h [P5]) and answers -EHOSTUNREACH
+ *    ("unavailable": the mount asks again until its deadline) while the
+ *    repair is queued or running; -EIO when no other site holds the file
+ *    group or the last repair failed.  The loop thread never waits for it.
  *  - COPY_RANGE copies at most SS_COPY_MAX bytes per request (a short
  *    count, as copy_file_range(2) allows); READ at most LP_FS_DATA_MAX.
  *
@@ -60,6 +66,8 @@
 #include "ss_ct.h"
 #include "ss_sess.h"
 
+struct ss_pull;
+
 #define SS_LINK_MAX 65000u
 #define SS_MAX_FILE_SIZE ((uint64_t)INT64_MAX)
 #define SS_COPY_MAX (64u << 20)
@@ -74,6 +82,7 @@ struct ss_opctx {
         uint64_t client;                /* the peer's client id (ss_srv.h) */
         const char *data_dir;
         uint64_t space_reserve;         /* bytes that must stay free */
+        struct ss_pull *pull;           /* repairs damaged pages (ss_pull.h [P5]); may be NULL */
         /* out */
         bool sync;                      /* answer once the log is flushed */
         uint64_t ino;                   /* the inode the error concerns (logs) */

@@ -352,9 +352,7 @@ int ss__op_read(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
 
                         r = dsm_read_pages(x->ct->store, q->ino, off >> PAGE_SHIFT, np, buf + done);
                         if (r == DSM_ECORRUPT)
-                                return ss__fail(x, -EIO, "pages %llu..%llu include damaged ones in the log",
-                                                (unsigned long long)(off >> PAGE_SHIFT),
-                                                (unsigned long long)((off >> PAGE_SHIFT) + np - 1));
+                                return ss__damaged(x, q->ino, off >> PAGE_SHIFT, np);
                         if (r < 0)
                                 return ss__fail(x, r, "reading pages at %llu: %s",
                                                 (unsigned long long)(off >> PAGE_SHIFT), strerror(-r));
@@ -366,8 +364,7 @@ int ss__op_read(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
                         if (s)
                                 return sess_failed(x, s, r, "read");
                         if (r == DSM_ECORRUPT)
-                                return ss__fail(x, -EIO, "page %llu is damaged in the log",
-                                                (unsigned long long)(off >> PAGE_SHIFT));
+                                return ss__damaged(x, q->ino, off >> PAGE_SHIFT, 1);
                         return ss__fail(x, r, "reading page %llu: %s", (unsigned long long)(off >> PAGE_SHIFT),
                                         strerror(-r));
                 }

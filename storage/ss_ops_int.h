@@ -50,6 +50,10 @@ int ss__to_attr(struct ss_opctx *x, const struct ss_inode *in, struct ss_sess *s
 int ss__answer_inode(struct ss_opctx *x, uint64_t ino, struct ss_sess *s, struct lp_fs_resp *a);
 int ss__sess_get(struct ss_opctx *x, uint64_t id, uint64_t ino, struct ss_sess **ret);
 int ss__commit(struct ss_opctx *x, struct ss_mut *m, uint64_t *ret_seq);
+/* Pages [first, first + n) of ino were refused as damaged (DSM_ECORRUPT):
+ * ask for a repair (ss_ops.h) and return the answer's status,
+ * -EHOSTUNREACH or -EIO, with x->msg set. */
+int ss__damaged(struct ss_opctx *x, uint64_t ino, uint64_t first, uint64_t n);
 
 /* ---- ss_ops_name.c ---- */
 

@@ -47,6 +47,15 @@ struct peer {
         bool failing;                   /* log an outage once */
 };
 
+/* [P5] A file to repair. */
+enum { R_FREE, R_QUEUED, R_RUNNING, R_FAILED };
+struct repair {
+        int state;
+        uint32_t fg;
+        uint64_t ino, first, last;      /* damaged pages reported (for the log) */
+        uint64_t retry_us;              /* R_FAILED: tried again from then on */
+};
+
 struct ss_pull {
         struct ss_pull_opts o;
         char *data_dir, *self_host, *css_host, *css_port_file;
@@ -62,6 +71,11 @@ struct ss_pull {
         bool css_failing;
         bool told_current;              /* on_current was called [P4] */
         uint64_t start_us;
+        struct repair repairs[SS_PULL_REPAIRS]; /* [P5] */
+        pthread_cond_t rcv;             /* a repair was queued, or stop */
+        pthread_t rth;
+        bool rth_started;
+        uint64_t repaired, repair_failed;
 };
 
 /* [P4]: call on_current once, when every active link reachable is current
@@ -648,6 +662,251 @@ static void *mgr_main(void *arg)
         return NULL;
 }
 
+/* ---- repair of damaged pages [P5] ------------------------------------------------------ */
+
+struct holder {
+        uint64_t site;
+        char host[HOST_MAX];
+        uint16_t port;
+};
+
+/* The state of ino on c with only its vector (SS_FETCH VV) into *ret
+ * (release a). */
+static int fetch_vv(struct ss_pull *p, struct lp_client *c, uint32_t fg, uint64_t ino, struct lp_fs_resp *a,
+                    struct lp_rs_state *ret, char *msg, size_t cap)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino, .flags = LP_FS_FETCH_VV };
+        int r = call(p, c, &q, a, msg, cap);
+
+        if (r < 0)
+                return r;
+        r = lp_rs_state_decode(a->data, a->datalen, ret);
+        if (r < 0) {
+                snprintf(msg, cap, "ss_fetch of %#" PRIx64 ": a malformed state", ino);
+                lp_fs_resp_release(a);
+        }
+        return r;
+}
+
+static void drop_session(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, uint64_t session)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino, .session = session,
+                               .flags = LP_FS_INSTALL_ABORT };
+        struct lp_fs_resp a;
+        char m[64];
+
+        if (session && call(p, cx->local, &q, &a, m, sizeof(m)) >= 0)
+                lp_fs_resp_release(&a);
+}
+
+/* Repair ino from the peer of cx: 0 done (*ret_size: the file's size), or
+ * an error (msg says why). */
+static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, uint64_t *ret_size,
+                       char *msg, size_t cap)
+{
+        struct lp_fs_resp la;
+        struct lp_rs_state mine;
+        int r = fetch_vv(p, cx->local, fg, ino, &la, &mine, msg, cap);
+
+        if (r < 0)
+                return r;
+        for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
+                struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
+                struct lp_fs_req iq = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino,
+                                        .flags = LP_FS_INSTALL_COMMIT | LP_FS_INSTALL_REPAIR };
+                struct lp_fs_resp a, ia;
+                struct lp_rs_state st;
+                uint64_t session = 0;
+
+                r = call(p, cx->peer, &q, &a, msg, cap);
+                if (r < 0)
+                        break;
+                r = lp_rs_state_decode(a.data, a.datalen, &st);
+                if (r < 0) {
+                        snprintf(msg, cap, "ss_fetch of %#" PRIx64 ": a malformed state", ino);
+                        lp_fs_resp_release(&a);
+                        break;
+                }
+                if (st.kind != mine.kind || st.vvlen != mine.vvlen || memcmp(st.vv, mine.vv, st.vvlen)) {
+                        snprintf(msg, cap, "its copy is another version");
+                        r = -ESTALE;
+                } else if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
+                        r = stage_big(p, cx, fg, &st, &session, msg, cap);
+                        if (r >= 0)
+                                r = changed_since(p, cx, fg, &st, msg, cap);
+                        if (r == 1) {           /* [P3]: it changed meanwhile; the next attempt says how */
+                                drop_session(p, cx, fg, ino, session);
+                                lp_rs_state_free(&st);
+                                lp_fs_resp_release(&a);
+                                continue;
+                        }
+                }
+                if (r >= 0) {
+                        iq.session = session;
+                        iq.blob = a.data;
+                        iq.bloblen = a.datalen;
+                        r = call(p, cx->local, &iq, &ia, msg, cap);
+                        if (r >= 0)
+                                lp_fs_resp_release(&ia);
+                } else {
+                        drop_session(p, cx, fg, ino, session);
+                }
+                lp_rs_state_free(&st);
+                lp_fs_resp_release(&a);
+                break;
+        }
+        if (r > 0) {
+                snprintf(msg, cap, "its copy kept changing while it was read");
+                r = -EAGAIN;
+        }
+        *ret_size = mine.size;
+        lp_rs_state_free(&mine);
+        lp_fs_resp_release(&la);
+        return r;
+}
+
+/* Try every holder in turn: 0 with *ret_from, or the last error. */
+static int repair_one(struct ss_pull *p, const struct repair *j, const struct holder *hs, size_t nh,
+                      const struct holder **ret_from, uint64_t *ret_size, char *msg, size_t cap)
+{
+        struct conns cx = { 0 };
+        size_t off = 0;
+        int r = connect_to(p, p->self_host, p->o.self_port, &cx.local);
+
+        if (r < 0) {
+                snprintf(msg, cap, "cannot connect to this site's own server: %s", strerror(-r));
+                return r;
+        }
+        msg[0] = 0;
+        r = -ENOENT;
+        for (size_t i = 0; i < nh && !stopping(p); i++) {
+                char m[200];
+
+                r = connect_to(p, hs[i].host, hs[i].port, &cx.peer);
+                if (r >= 0) {
+                        r = repair_from(p, &cx, j->fg, j->ino, ret_size, m, sizeof(m));
+                        lp_client_close(cx.peer);
+                        cx.peer = NULL;
+                } else {
+                        snprintf(m, sizeof(m), "cannot connect: %s", strerror(-r));
+                }
+                if (r >= 0) {
+                        *ret_from = &hs[i];
+                        break;
+                }
+                if (off < cap)
+                        off += (size_t)snprintf(msg + off, cap - off, "%ssite %" PRIu64 ": %s", off ? "; " : "",
+                                                hs[i].site, m);
+        }
+        if (nh == 0)
+                snprintf(msg, cap, "no other site holds the file group");
+        lp_client_close(cx.local);
+        return r;
+}
+
+static void *repair_main(void *arg)
+{
+        struct ss_pull *p = arg;
+
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop) {
+                struct holder hs[MAX_PEERS];
+                const struct holder *from = NULL;
+                struct repair *j = NULL, job;
+                size_t nh = 0;
+                uint64_t size = 0;
+                char msg[512];
+                int r;
+
+                for (size_t i = 0; i < SS_PULL_REPAIRS && !j; i++)
+                        if (p->repairs[i].state == R_QUEUED)
+                                j = &p->repairs[i];
+                if (!j) {
+                        pthread_cond_wait(&p->rcv, &p->mu);
+                        continue;
+                }
+                j->state = R_RUNNING;
+                for (size_t i = 0; i < p->nlinks && nh < MAX_PEERS; i++) {
+                        const struct link *l = &p->links[i];
+                        const struct peer *pe = peer_get(p, l->site);
+
+                        if (l->fg != j->fg || !l->active || !pe)
+                                continue;
+                        hs[nh].site = pe->site;
+                        snprintf(hs[nh].host, sizeof(hs[nh].host), "%s", pe->host);
+                        hs[nh].port = pe->port;
+                        nh++;
+                }
+                job = *j;
+                pthread_mutex_unlock(&p->mu);
+                r = repair_one(p, &job, hs, nh, &from, &size, msg, sizeof(msg));
+                pthread_mutex_lock(&p->mu);
+                job = *j;               /* (its range may have grown meanwhile) */
+                if (r >= 0) {
+                        cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": damaged pages %" PRIu64 "..%" PRIu64
+                               " repaired from site %" PRIu64 " (%s:%u): all %" PRIu64 " pages of the file "
+                               "rewritten from its copy there (same version vector)", job.fg, job.ino,
+                               job.first, job.last, from->site, from->host, from->port,
+                               (size + 4095) / 4096);
+                        p->repaired++;
+                        j->state = R_FREE;
+                } else {
+                        cm_log(LOG_ERR, "fg %u ino %#" PRIx64 ": damaged pages %" PRIu64 "..%" PRIu64
+                               " cannot be repaired from another copy (%s); reads of it fail with EIO for "
+                               "%u s, then it is tried again", job.fg, job.ino, job.first, job.last, msg,
+                               SS_PULL_REPAIR_RETRY_MS / 1000);
+                        p->repair_failed++;
+                        j->state = R_FAILED;
+                        j->retry_us = cm_now_us() + (uint64_t)SS_PULL_REPAIR_RETRY_MS * 1000;
+                }
+        }
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+}
+
+int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages)
+{
+        struct repair *j = NULL, *fr = NULL;
+        uint64_t last = npages ? first + npages - 1 : first;
+        bool holder = false;
+        int r = 0;
+
+        if (!p)
+                return -ENOENT;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < SS_PULL_REPAIRS; i++) {
+                struct repair *k = &p->repairs[i];
+
+                if (k->state == R_FAILED && cm_now_us() >= k->retry_us)
+                        k->state = R_FREE;
+                if (k->state != R_FREE && k->fg == fg && k->ino == ino)
+                        j = k;
+                else if (k->state == R_FREE && !fr)
+                        fr = k;
+        }
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (p->links[i].fg == fg && p->links[i].active)
+                        holder = true;
+        if (j && j->state == R_FAILED) {
+                r = -EIO;
+        } else if (j) {
+                j->first = first < j->first ? first : j->first;
+                j->last = last > j->last ? last : j->last;
+        } else if (!holder || p->stop) {
+                r = -ENOENT;
+        } else if (!fr) {
+                r = -EBUSY;
+        } else {
+                *fr = (struct repair){ R_QUEUED, fg, ino, first, last, 0 };
+                cm_log(LOG_WARNING, "fg %u ino %#" PRIx64 ": pages %" PRIu64 "..%" PRIu64 " are damaged in "
+                       "this site's log (those a read met); repairing the file from another copy", fg, ino,
+                       first, last);
+                pthread_cond_signal(&p->rcv);
+        }
+        pthread_mutex_unlock(&p->mu);
+        return r;
+}
+
 /* ---- life ------------------------------------------------------------------------------- */
 
 static char *dup_opt(const char *s, bool *oom)
@@ -691,6 +950,7 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&p->cv, &ca);
+        pthread_cond_init(&p->rcv, &ca);
         pthread_condattr_destroy(&ca);
         if (oom) {
                 ss_pull_stop(p);
@@ -702,6 +962,12 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
                 return -r;
         }
         p->mgr_started = true;
+        r = pthread_create(&p->rth, NULL, repair_main, p);
+        if (r) {
+                ss_pull_stop(p);
+                return -r;
+        }
+        p->rth_started = true;
         *ret = p;
         return 0;
 }
@@ -732,6 +998,7 @@ void ss_pull_signal(struct ss_pull *p)
         pthread_mutex_lock(&p->mu);
         p->stop = true;
         pthread_cond_broadcast(&p->cv);
+        pthread_cond_broadcast(&p->rcv);
         pthread_mutex_unlock(&p->mu);
 }
 
@@ -742,12 +1009,15 @@ void ss_pull_stop(struct ss_pull *p)
         ss_pull_signal(p);
         if (p->mgr_started)
                 pthread_join(p->mgr, NULL);
+        if (p->rth_started)
+                pthread_join(p->rth, NULL);
         for (size_t i = 0; i < p->npeers; i++) {
                 if (p->peers[i]->started)
                         pthread_join(p->peers[i]->th, NULL);
                 free(p->peers[i]);
         }
         pthread_cond_destroy(&p->cv);
+        pthread_cond_destroy(&p->rcv);
         pthread_mutex_destroy(&p->mu);
         free(p->data_dir);
         free(p->self_host);

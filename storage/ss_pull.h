@@ -47,6 +47,21 @@
  *      was away does not become the primary of a file group (the lowest
  *      registered holder) with copies older than the other holders'.
  *
+ * [P5] Repair of damaged pages (docs/replication.md, "Repair"): a read
+ *      that meets pages the log refuses calls ss_pull_repair() (any
+ *      thread; it never waits on the network).  One repair thread takes
+ *      the queued files one at a time and, for each other holder of the
+ *      file group in turn, compares the holder's vector of the file with
+ *      ours (SS_FETCH VV both sides); only a holder whose vector EQUALS
+ *      ours is used: its state and data are fetched (inline, or staged
+ *      piece by piece in a TRUNC install session and checked as in [P3])
+ *      and installed with SS_INSTALL REPAIR, which rewrites every page
+ *      of the file and checks the equality again on the loop thread
+ *      (ss_repl.c [R4]).  The outcome is logged: NOTICE with <fg, ino>,
+ *      the damaged pages and the site they came from, or ERR with why no
+ *      copy served.  A file whose repair failed is not tried again for
+ *      SS_PULL_REPAIR_RETRY_MS (reads of it answer EIO meanwhile).
+ *
  * Status (ss_pull_status_json, part of SS_STATUS): per <fg, peer>: the
  * watermark, the peer's last seq we know of, files pulled, the last error.
  *
@@ -65,6 +80,8 @@
 #define SS_PULL_RETRIES 3
 #define SS_PULL_CHANGES 512u            /* changes asked for at once */
 #define SS_PULL_CATCHUP_MS 60000u       /* [P4] */
+#define SS_PULL_REPAIRS 64u             /* [P5] files queued or failed at once */
+#define SS_PULL_REPAIR_RETRY_MS 10000u  /* [P5] */
 
 struct ss_pull_opts {
         uint8_t key[LP_KEY_SIZE];
@@ -98,6 +115,14 @@ void ss_pull_forget_fg(struct ss_pull *p, uint32_t fg);
  * whose work a pending call waits for (the storage daemon's loop thread
  * while its server runs): the call would wait its whole timeout. */
 void ss_pull_stop(struct ss_pull *p);
+/* [P5] Ask for the repair of ino of file group fg, whose pages [first,
+ * first + npages) were refused as damaged.  Returns 0 if a repair is
+ * queued or under way (ask again later: the file reads well once it is
+ * done), -ENOENT if no other holder of fg is known, -EIO if the last
+ * repair of the file failed less than SS_PULL_REPAIR_RETRY_MS ago,
+ * -EBUSY if SS_PULL_REPAIRS files are queued already.  Any thread; it
+ * takes the replicator's lock only.  p NULL: -ENOENT. */
+int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 

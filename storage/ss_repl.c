@@ -21,6 +21,16 @@
  *  [R3] A directory's entries become exactly the state's: local entries
  *       missing from it or different are deleted first, then new and
  *       changed ones are put, in one changeset, so names never clash.
+ *  [R4] A repair (LP_FS_INSTALL_REPAIR, docs/replication.md "Repair of
+ *       damaged pages") installs only the pages of a regular file whose
+ *       local vector and size EQUAL the state's: the same version, so the
+ *       same bytes.  Every page of the file is replaced (freed, then the
+ *       state's inline data or the pages staged in a session begun with
+ *       TRUNC, as the repairer does); the
+ *       inode row is not put, so the repair is no update: no vector
+ *       moves and the change stream other sites read shows nothing.  Any
+ *       other state (older, newer, concurrent, another size or type, a
+ *       deletion record) is refused with -ESTALE and nothing changes.
  */
 #include <errno.h>
 #include <limits.h>
@@ -418,10 +428,13 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
                                         goto out;
                                 }
                                 r = np ? dsm_read_pages(x->ct->store, q->ino, 0, np, data) : 0;
+                                if (r == DSM_ECORRUPT) {
+                                        r = ss__damaged(x, q->ino, 0, np);
+                                        goto out;
+                                }
                                 if (r < 0) {
-                                        r = ss__fail(x, r == DSM_ECORRUPT ? -EIO : r, "reading %#llx: %s",
-                                                     (unsigned long long)q->ino, r == DSM_ECORRUPT ?
-                                                     "damaged pages in the log" : strerror(-r));
+                                        r = ss__fail(x, r, "reading %#llx: %s", (unsigned long long)q->ino,
+                                                     strerror(-r));
                                         goto out;
                                 }
                                 st.has_data = true;
@@ -666,6 +679,55 @@ fail:
         return r;
 }
 
+/* [R4]: rewrite the pages of ino from st (inline data) or s (staged). */
+static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_sess *s, struct lp_fs_resp *a)
+{
+        struct ss_inode *cur = ss__xalloc(x, sizeof(*cur));
+        uint8_t vv[SS_VV_MAX];
+        size_t vvlen;
+        struct ss_mut m;
+        struct dsm_txn *t;
+        int have, ord, r;
+
+        if (!cur)
+                return ss__fail(x, -ENOMEM, "out of memory");
+        have = local_vv(x, st->ino, cur, vv, &vvlen);
+        if (have < 0)
+                return have;
+        if (have != 1 || st->kind != LP_RS_INODE || !S_ISREG(cur->mode) || !S_ISREG(st->mode))
+                return ss__fail(x, -ESTALE, "repair of %#llx: not a regular file on both copies",
+                                (unsigned long long)st->ino);
+        ord = vv_order(st->vv, st->vvlen, vv, vvlen);
+        if (ord < 0)
+                return ss__fail(x, ord, "malformed version vector");
+        if (ord != DSM_VV_EQUAL || st->size != cur->size)
+                return ss__fail(x, -ESTALE, "repair of %#llx: the other copy is not the same version "
+                                "(a repair never installs an older or newer one)", (unsigned long long)st->ino);
+        if (!st->has_data && !s)
+                return ss__fail(x, -EINVAL, "repair of %#llx without data", (unsigned long long)st->ino);
+        ss_mut_init(x->ct, &m, s ? s->txn : NULL);
+        if (s)
+                s->txn = NULL;          /* consumed by the commit, whatever happens */
+        r = ss_mut_txn(x->ct, &m, &t);
+        if (r >= 0 && st->has_data)
+                r = dsm_txn_free(t, st->ino, 0, DSM_TO_END);
+        if (r < 0) {
+                r = ss__fail(x, r, "replacing the pages of %#llx: %s", (unsigned long long)st->ino,
+                             strerror(-r));
+                goto fail;
+        }
+        if (st->has_data && (r = stage_pages(x, t, st->ino, 0, st->data, st->datalen)) < 0)
+                goto fail;
+        r = ss__commit(x, &m, NULL);
+        if (r < 0)
+                return r;
+        a->value = 1;
+        return 0;
+fail:
+        ss_mut_abort(x->ct, &m);
+        return r;
+}
+
 int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
 {
         struct lp_rs_state st;
@@ -720,6 +782,8 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                              (unsigned long long)st.ino, (unsigned long long)q->ino);
         } else if (st.kind == LP_RS_INODE && (r = ss__space_ok(x, 4096)) < 0) {
                 ;
+        } else if (q->flags & LP_FS_INSTALL_REPAIR) {
+                r = repair(x, &st, s, a);
         } else {
                 r = install(x, &st, s, a);
         }

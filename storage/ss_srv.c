@@ -835,6 +835,7 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         x.client = c->client;
         x.data_dir = s->data_dir;
         x.space_reserve = s->o.space_reserve;
+        x.pull = s->pull;               /* repairs of damaged pages (ss_pull.h [P5]) */
         r = ss_op_run(&x, q, &a);
         (void)fg_check(f);
         if (r < 0) {

@@ -8,7 +8,8 @@
  * checked on its own: [R1] only a dominating state installs, [R2] the
  * vector travels unchanged, [R3] a directory's entries become the pulled
  * ones; deletions travel as deletion records; big files travel in
- * staged pieces and keep their holes.
+ * staged pieces and keep their holes; [R4] a repair rewrites the pages of
+ * an equal copy only.
  */
 #include <check.h>
 #include <errno.h>
@@ -710,6 +711,147 @@ START_TEST(t_repl_bad_input)
 }
 END_TEST
 
+/* The state of ino at src with its inline data replaced by data (same
+ * length), or (data NULL) without data; *ret is malloc'ed. */
+static void forged_state(struct lp_client *src, uint64_t ino, const uint8_t *data, uint8_t **ret, size_t *ret_len)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_FETCH);
+        struct lp_fs_resp a;
+        struct lp_rs_state st;
+        struct cm_wbuf w;
+
+        q.ino = ino;
+        a = ok(src, &q);
+        CHECK(lp_rs_state_decode(a.data, a.datalen, &st) == 0);
+        CHECK(st.has_data);
+        if (data)
+                st.data = data;
+        else
+                st.has_data = false;
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK(!w.err);
+        *ret = cm_wbuf_take(&w, ret_len);
+        lp_rs_state_free(&st);
+        lp_fs_resp_release(&a);
+}
+
+static int repair_call(struct lp_client *c, uint64_t ino, uint64_t session, const uint8_t *blob, size_t len)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_INSTALL);
+
+        q.ino = ino;
+        q.session = session;
+        q.flags = LP_FS_INSTALL_COMMIT | LP_FS_INSTALL_REPAIR;
+        q.blob = blob;
+        q.bloblen = len;
+        return status_of(c, &q);
+}
+
+/* [R4]: a repair rewrites the pages of a copy with the same vector, and
+ * only then; it moves no vector and adds nothing to the change stream. */
+START_TEST(t_repl_repair)
+{
+        struct tsrv *s1 = tsrv_start(1), *s2 = tsrv_start(2);
+        struct lp_client *c1 = cl_connect(s1->port), *c2 = cl_connect(s2->port);
+        static uint8_t data[3 * PAGE + 100], other[sizeof(data)], buf[sizeof(data) + PAGE];
+        struct lp_fs_req q;
+        struct lp_fs_resp a;
+        struct fa before, after;
+        uint8_t *blob, *old;
+        size_t len, oldlen;
+        uint64_t f, wm = 0, seq2, session;
+
+        for (size_t i = 0; i < sizeof(data); i++) {
+                data[i] = (uint8_t)(i * 7 + 1);
+                other[i] = (uint8_t)(i * 13 + 5);
+        }
+        f = mkfile(c1, ROOT, "f", data, sizeof(data), 0);
+        CHECK(sync_pass(c1, c2, &wm) >= 1);
+        /* (The first read sets the copy's own atime, a row change of its
+         * stream: done before the stream's end is taken.) */
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), sizeof(data));
+        before = getattr(c2, f);
+        q = Q(LP_FS_SS_CHANGES);
+        q.offset = 0;
+        a = ok(c2, &q);
+        seq2 = a.value;
+        lp_fs_resp_release(&a);
+
+        /* Equal vectors: every page is rewritten from the state (a forged
+         * one with other bytes shows that the pages really come from it). */
+        forged_state(c1, f, other, &blob, &len);
+        CHECK_EQ(repair_call(c2, f, 0, blob, len), 0);
+        free(blob);
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), sizeof(data));
+        CHECK(!memcmp(buf, other, sizeof(other)));
+        after = getattr(c2, f);
+        CHECK_EQ(after.a.vvlen, before.a.vvlen);
+        CHECK(!memcmp(after.vv, before.vv, before.a.vvlen));
+        CHECK_EQ(after.a.version, before.a.version);
+        CHECK_EQ(after.a.size, before.a.size);
+        q = Q(LP_FS_SS_CHANGES);
+        q.offset = seq2;
+        a = ok(c2, &q);
+        {
+                struct cm_rd rd;
+                size_t n;
+
+                CHECK(lp_rs_changes_open(&rd, a.data, a.datalen, &n) == 0);
+                CHECK_EQ(n, 0);         /* no update for the other sites */
+        }
+        lp_fs_resp_release(&a);
+
+        /* The same through a session (big files' way): BEGIN|TRUNC, DATA,
+         * then COMMIT|REPAIR with a state without data. */
+        q = Q(LP_FS_SS_INSTALL);
+        q.ino = f;
+        q.flags = LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_TRUNC;
+        a = ok(c2, &q);
+        session = a.session;
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_SS_INSTALL);
+        q.ino = f;
+        q.session = session;
+        q.flags = LP_FS_INSTALL_DATA;
+        q.data = data;
+        q.datalen = sizeof(data);
+        a = ok(c2, &q);
+        lp_fs_resp_release(&a);
+        forged_state(c1, f, NULL, &blob, &len);
+        CHECK_EQ(repair_call(c2, f, session, blob, len), 0);
+        free(blob);
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), sizeof(data));
+        CHECK(!memcmp(buf, data, sizeof(data)));
+
+        /* A newer state is refused: a repair is never an update. */
+        forged_state(c1, f, other, &old, &oldlen);      /* the current version */
+        rewrite(c1, f, "two", 3, 0);
+        forged_state(c1, f, other, &blob, &len);
+        CHECK_EQ(repair_call(c2, f, 0, blob, len), -ESTALE);
+        free(blob);
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), sizeof(data));
+        CHECK(!memcmp(buf, data, sizeof(data)));
+        /* ... and an older one too (c2 now has "two"). */
+        CHECK(sync_pass(c1, c2, &wm) >= 1);
+        CHECK_EQ(repair_call(c2, f, 0, old, oldlen), -ESTALE);
+        free(old);
+        CHECK_EQ(readall(c2, f, 0, buf, sizeof(buf)), sizeof(data));
+        CHECK(!memcmp(buf, "two", 3) && !memcmp(buf + 3, data + 3, sizeof(data) - 3));
+        /* Not a regular file: refused. */
+        q = Q(LP_FS_SS_FETCH);
+        q.ino = ROOT;
+        a = ok(c1, &q);
+        CHECK_EQ(repair_call(c2, ROOT, 0, a.data, a.datalen), -ESTALE);
+        lp_fs_resp_release(&a);
+
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("repl");
@@ -722,6 +864,7 @@ int main(void)
         tcase_add_test(tc, t_repl_delete_rename);
         tcase_add_test(tc, t_repl_big_sparse);
         tcase_add_test(tc, t_repl_bad_input);
+        tcase_add_test(tc, t_repl_repair);
         suite_add_tcase(s, tc);
         return tu_run_suite(s);
 }
