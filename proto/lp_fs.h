@@ -213,6 +213,7 @@ struct lp_fs_mount {
         uint32_t port;
         const struct lp_fs_holder *holders;     /* every holder, site order; at most LP_FS_MAX_HOLDERS */
         size_t nholders;
+        uint32_t sync_copies;           /* fsync durable on this many copies; decoded >= 1 */
 };
 
 struct lp_fs_statfs {

@@ -5,9 +5,11 @@
  *
  * A manager thread reads the mount table from the CSS every refresh
  * interval and, for every file group this site holds, learns the other
- * holders and where they listen.  One worker thread per peer site then
- * loops over the file groups it shares with that peer:
- *   SS_CHANGES(peer, since = watermark)  what the peer changed,
+ * holders, where they listen, and the group's sync_copies.  One worker
+ * thread per <file group, peer site> [P6] then loops:
+ *   SS_CHANGES(peer, since = watermark, wait)  what the peer changed
+ *                                        (the peer holds the request until
+ *                                        it has a change, or wait_ms),
  *   SS_FETCH COMPARE (here)              which of those we must pull,
  *   SS_FETCH / READ (peer)               each such file's state and data,
  *   SS_INSTALL (here)                    one local commit per file,
@@ -36,6 +38,16 @@
  *      storage daemon registers with the CSS only then, so a site that
  *      was away does not become the primary of a file group (the lowest
  *      registered holder) with copies older than the other holders'.
+ *
+ * [P5] sync_copies (docs/replication.md): when the group's sync_copies is
+ *      over 1, a pass that installed anything asks this site's own server
+ *      for SYNC of the container before it moves the watermark, so the
+ *      next SS_CHANGES (since = the new watermark), which the peer counts
+ *      as this site's acknowledgement, says "durable here".
+ * [P6] Push, not polling: each <fg, peer> has its own thread and
+ *      connections, so one group's parked SS_CHANGES never delays
+ *      another's changes; a change reaches the worker as soon as the peer
+ *      commits it.
  *
  * Status (ss_pull_status_json, part of SS_STATUS): per <fg, peer>: the
  * watermark, the peer's last seq we know of, files pulled, the last error.
@@ -66,7 +78,8 @@ struct ss_pull_opts {
         uint16_t css_port;
         const char *css_port_file;      /* read at every refresh; NULL: css_port */
         uint32_t refresh_ms;            /* mount table; 0 = 1000 */
-        uint32_t poll_ms;               /* idle pause between passes; 0 = 50 */
+        uint32_t poll_ms;               /* pause after an empty answer that did not wait; 0 = 50 */
+        uint32_t wait_ms;               /* SS_CHANGES wait [P6]; 0 = 500; at most timeout_ms / 2 */
         uint32_t timeout_ms;            /* per call; 0 = 10000 */
         void (*on_current)(void *ctx);  /* [P4]; may be NULL */
         void *ctx;
@@ -83,6 +96,9 @@ void ss_pull_signal(struct ss_pull *p);
  * whose work a pending call waits for (the storage daemon's loop thread
  * while its server runs): the call would wait its whole timeout. */
 void ss_pull_stop(struct ss_pull *p);
+/* The sync_copies of file group fg in the latest mount table (1 if it
+ * is not known, or p is NULL).  Any thread. */
+unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 
