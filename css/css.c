@@ -588,6 +588,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
                 v[i].parent_fg = m->parent_fg;
                 v[i].parent_ino = m->parent_ino;
                 v[i].path = m->path;
+                v[i].sync_copies = m->sync_copies;
                 if (s) {
                         v[i].site = s->id;
                         v[i].host = s->host;

@@ -97,6 +97,7 @@ struct css_job {
         uint64_t *want;
         size_t nwant;
         unsigned copies;                /* 0: as many as want, else 1 */
+        unsigned sync_copies;           /* "sync_copies"; 0: 1 */
         struct ep *homes;
         size_t nhomes;
         /* JOB_ORPHANS: the orphans found, <fg, ino> pairs */

@@ -65,6 +65,7 @@ struct css_mount {
         enum css_sync_policy policy;
         uint64_t *holders;              /* sites holding a container, ascending (docs/replication.md) */
         size_t nholders;
+        unsigned sync_copies;           /* fsync durable on this many copies, >= 1 */
 };
 
 struct css_mtab;
@@ -99,6 +100,9 @@ int css_mtab_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t par
  * pointer to the old one is invalid afterwards.
  */
 int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites, size_t n);
+/* Set fg's sync_copies (1..CSS_MAX_HOLDERS), on disk before it returns.
+ * -ENOENT, -EINVAL, -EIO. */
+int css_mtab_set_sync_copies(struct css_mtab *m, uint32_t fg, unsigned n);
 
 /* The last SQLite error, for the log ("" if none).  Valid until the next call. */
 const char *css_mtab_errmsg(const struct css_mtab *m);

@@ -573,7 +573,7 @@ static int fg_create(const struct ctl_opts *o)
         int r;
 
         if (o->npos != 1 || !o->mount) {
-                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] "
+                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sync-copies S] [--sites A,B,...] "
                         "[--state PATH] [--json] [--timeout SEC]\n");
                 return 2;
         }
@@ -618,6 +618,16 @@ static int fg_create(const struct ctl_opts *o)
                 if (o->copies) {
                         css_jw_key(&w, "copies");
                         css_jw_u64(&w, (uint64_t)o->copies);
+                }
+                if (o->sync_copies) {
+                        if (o->sync_copies > (o->copies ? o->copies : o->sites ? (int)nsites : 1)) {
+                                fprintf(stderr, "locusctl fg create: --sync-copies %d is more than the "
+                                        "group's copies\n", o->sync_copies);
+                                css_jw_reset(&w);
+                                return 2;
+                        }
+                        css_jw_key(&w, "sync_copies");
+                        css_jw_u64(&w, (uint64_t)o->sync_copies);
                 }
                 css_jw_obj_end(&w);
                 if (css_jw_finish(&w, &placement) < 0) {
@@ -690,11 +700,12 @@ int ctl_cmd_fg(int argc, char **argv)
         }
         if (argc >= 2 && !strcmp(argv[1], "create")) {
                 if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT |
-                                   CTL_OPT_COPIES | CTL_OPT_SITES | CTL_OPT_CONFIG, 1, &o) < 0)
+                                   CTL_OPT_COPIES | CTL_OPT_SYNC_COPIES | CTL_OPT_SITES | CTL_OPT_CONFIG, 1,
+                                   &o) < 0)
                         return 2;
                 return fg_create(&o);
         }
-        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...]\n"
+        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sync-copies S] [--sites A,B,...]\n"
                         "                        [--state PATH | --config FILE] [--json] [--timeout SEC]\n"
                         "       locusctl fg list [--state PATH | --config FILE] [--json]\n");
         return 2;

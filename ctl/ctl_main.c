@@ -23,7 +23,7 @@ static void usage(FILE *f)
                 "  dev down DIR [--state PATH] [--timeout SEC]             unmount, stop the daemons\n"
                 "  status [--state PATH] [--json]                          programs, mount, file groups,\n"
                 "                                                          storage statistics\n"
-                "  fg create NAME --mount PATH [--copies N] [--sites A,B,...] [--state PATH] [--json]\n"
+                "  fg create NAME --mount PATH [--copies N] [--sync-copies S] [--sites A,B,...] [--state PATH] [--json]\n"
                 "            [--timeout SEC]                               a new file group mounted at PATH,\n"
                 "                                                          held by N sites\n"
                 "  fg list [--state PATH] [--json]                         the mount table\n"

@@ -46,7 +46,9 @@
  *       sync answer (COMMIT with SYNC, SYNC) of a file group whose
  *       sync_copies (from the mount table, ss_pull_sync_copies) is N > 1
  *       is answered once the local flush covers it AND N-1 other sites
- *       have positions >= the container's seq at its commit; or, after
+ *       have positions >= the container's seq at its commit (a sync
+ *       asked by this site's own replicator waits for the flush only);
+ *       or, after
  *       SS_SYNC_COPIES_WAIT_MS, with EIO (docs/replication.md,
  *       "sync_copies").
  */
@@ -880,7 +882,11 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         if (r >= 0) {
                 if (x.sync && a.status == 0) {
                         struct pending *p = pending_new(c, reqid, buf, len);
-                        unsigned copies = ss_pull_sync_copies(s->pull, f->fg);
+                        /* This site's own replicator (ss_pull.h [P5]: this
+                         * site's id and no client id; a mount of this site
+                         * names a client id) needs only the local flush: its
+                         * SYNC is what makes an install count as a copy. */
+                        unsigned copies = c->client == s->o.site ? 1 : ss_pull_sync_copies(s->pull, f->fg);
 
                         if (p && copies > 1) {
                                 p->copies_seq = f->ct->seq;
