@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # repl_delay.sh -- propagation delay of a commit (docs/replication.md,
-# "Push"): a two-site dev cluster (`locusctl dev up --sites 2`), a small
-# file created and committed with SYNC at site 1's storage daemon (the
-# primary), then site 2's copy asked for until its vector equals site
-# 1's (bench/repldelay.c): the time from the commit's answer to the first
-# equal vector.  The reference, measured in the same run: one such
+# "Push"): a two-site dev cluster (`locusctl dev up --sites 2`); N times,
+# after a random idle pause, 8 bytes of a file rewritten in one commit at
+# site 1's storage daemon (the primary), then site 2's copy asked for
+# until its vector equals site 1's (bench/repldelay.c): the time from the
+# commit's answer to the first equal vector.  The reference, measured in the same run: one such
 # question (the cost of looking).
 #
-# usage: bench/repl_delay.sh [BUILD_DIR] [N]   (default build, 40 files)
+# usage: bench/repl_delay.sh [BUILD_DIR] [N]   (default build, 40 commits)
 # stdout: key=value lines; progress on stderr.  Needs /dev/fuse.
 set -euo pipefail
 

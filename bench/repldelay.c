@@ -1,10 +1,11 @@
 /*
  * repldelay.c -- propagation delay of a commit between two storage sites
  * of a running dev cluster (bench/repl_delay.sh starts it): N times,
- * create a small file at site 1's storage daemon (the primary) and
- * commit it with SYNC, then ask site 2's storage daemon for the file's
- * vector (SS_FETCH with FETCH_VV) until it equals site 1's: the time from
- * the commit's answer to the first equal vector.  The reference, in the
+ * after a random idle pause of 20 to 120 ms, rewrite 8 bytes of a file at
+ * site 1's storage daemon (the primary) in one commit, then ask site 2's
+ * storage daemon for the file's vector (SS_FETCH with FETCH_VV) until it
+ * equals site 1's: the time from the commit's answer to the first equal
+ * vector.  The reference, in the
  * same run: the time of one such question (the cost of looking).
  *
  * usage: repldelay STATE N
@@ -116,7 +117,7 @@ int main(int argc, char **argv)
 {
         char keyfile[PATH_MAX], name[64];
         struct lp_client *c1, *c2;
-        uint64_t *delay, *ref, sd = 0, sr = 0;
+        uint64_t *delay, *ref, sd = 0, sr = 0, ino, sess;
         long n;
 
         if (argc != 3 || (n = strtol(argv[2], NULL, 10)) < 1) {
@@ -134,14 +135,11 @@ int main(int argc, char **argv)
         ref = calloc((size_t)n, sizeof(*ref));
         if (!delay || !ref)
                 return 1;
-        for (long i = 0; i < n; i++) {
+        {
                 struct lp_fs_req q = Q(LP_FS_CREATE);
                 struct lp_fs_resp a;
-                uint8_t want[LP_FS_VV_MAX], got[LP_FS_VV_MAX];
-                size_t wlen, glen;
-                uint64_t ino, sess, t0, t1;
 
-                snprintf(name, sizeof(name), "repldelay.%d.%ld", (int)getpid(), i);
+                snprintf(name, sizeof(name), "repldelay.%d", (int)getpid());
                 q.parent = 1;
                 q.name = (const uint8_t *)name;
                 q.namelen = strlen(name);
@@ -151,17 +149,40 @@ int main(int argc, char **argv)
                 ino = a.attr.ino;
                 sess = a.session;
                 lp_fs_resp_release(&a);
+                q = Q(LP_FS_COMMIT);
+                q.ino = ino;
+                q.session = sess;
+                q.flags = LP_FS_COMMIT_END | LP_FS_COMMIT_SYNC;
+                a = call(c1, &q);
+                lp_fs_resp_release(&a);
+        }
+        srandom((unsigned)getpid());
+        for (long i = 0; i < n; i++) {
+                struct lp_fs_req q = Q(LP_FS_OPEN);
+                struct lp_fs_resp a;
+                uint8_t want[LP_FS_VV_MAX], got[LP_FS_VV_MAX];
+                size_t wlen, glen;
+                uint64_t t0, t1;
+
+                /* The link idle, at a random phase of a poller's period. */
+                usleep(20000 + (useconds_t)(random() % 100000));
+                q.ino = ino;
+                q.flags = 02;
+                a = call(c1, &q);
+                sess = a.session;
+                lp_fs_resp_release(&a);
                 q = Q(LP_FS_WRITE);
                 q.ino = ino;
                 q.session = sess;
-                q.data = (const uint8_t *)name;
-                q.datalen = strlen(name);
+                q.offset = (uint64_t)i * 8;
+                q.data = (const uint8_t *)"commit!\n";
+                q.datalen = 8;
                 a = call(c1, &q);
                 lp_fs_resp_release(&a);
                 q = Q(LP_FS_COMMIT);
                 q.ino = ino;
                 q.session = sess;
-                q.flags = LP_FS_COMMIT_END | LP_FS_COMMIT_SYNC;
+                q.flags = LP_FS_COMMIT_END;
                 a = call(c1, &q);
                 lp_fs_resp_release(&a);
                 t0 = now_us();

@@ -392,6 +392,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
         struct lp_fs_resp a, ca;
         uint64_t *inos = NULL, wm, pulled = 0;
         unsigned copies;
+        bool eof;
         size_t n, npull = 0;
         struct cm_rd rd;
         int r;
@@ -455,10 +456,11 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
         pthread_mutex_unlock(&p->mu);
         if (r >= 0 && wm)
                 wm_save(p, fg, l->site, wm);
+        eof = a.eof;            /* release clears a */
         lp_fs_resp_release(&a);
         if (r < 0)
                 return r;
-        return n > 0 || !a.eof;
+        return n > 0 || !eof;
 }
 
 /* Caller holds mu. */
