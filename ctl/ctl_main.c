@@ -27,6 +27,7 @@ static void usage(FILE *f)
                 "            [--timeout SEC]                               a new file group mounted at PATH,\n"
                 "                                                          held by N sites\n"
                 "  fg list [--state PATH] [--json]                         the mount table\n"
+                "  fg set NAME --sync-copies S [--state PATH]              fsync durable on S copies\n"
                 "  sites [--state PATH] [--json]                           the sites: address, up or down,\n"
                 "                                                          last contact, file groups\n"
                 "  sync [--state PATH] [--timeout SEC]                     wait until every copy reachable\n"

@@ -651,6 +651,7 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_FG_CREATE: return "css_fg_create";
         case LP_FS_CSS_OPENED: return "css_opened";
         case LP_FS_CSS_ORPHAN: return "css_orphan";
+        case LP_FS_CSS_FG_SET: return "css_fg_set";
         default: return "unknown";
         }
 }

@@ -108,6 +108,7 @@ enum lp_fs_op {
         LP_FS_CSS_FG_CREATE = 65,
         LP_FS_CSS_OPENED = 66,
         LP_FS_CSS_ORPHAN = 67,
+        LP_FS_CSS_FG_SET = 68,          /* name: the group; length: its new sync_copies */
 };
 
 /* setattr `valid` bits (the same meaning as FUSE_SET_ATTR_*). */

@@ -61,11 +61,11 @@ struct ss_pull {
         struct link links[MAX_LINKS];
         size_t nlinks;
         size_t nworkers;
-        struct {
+        struct sc {
                 uint32_t fg;
                 unsigned copies;
-        } sc[MAX_LINKS];                /* [P5]: sync_copies of the groups held here */
-        size_t nsc;
+        } sc[MAX_LINKS], sc_old[MAX_LINKS];     /* [P5]: sync_copies of the groups held here */
+        size_t nsc, nsc_old;
         bool css_failing;
         bool told_current;              /* on_current was called [P4] */
         uint64_t start_us;
@@ -560,6 +560,8 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct li
 {
         for (size_t i = 0; i < p->nlinks; i++)
                 p->links[i].active = false;
+        memcpy(p->sc_old, p->sc, p->nsc * sizeof(p->sc[0]));
+        p->nsc_old = p->nsc;
         p->nsc = 0;
         for (size_t i = 0; i < mt->nmounts; i++) {
                 const struct lp_fs_mount *m = &mt->mounts[i];
@@ -571,6 +573,14 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct li
                 if (!mine)
                         continue;
                 if (p->nsc < MAX_LINKS) {
+                        unsigned was = 1;
+
+                        for (size_t k = 0; k < p->nsc_old; k++)
+                                if (p->sc_old[k].fg == m->fg)
+                                        was = p->sc_old[k].copies;
+                        if (m->sync_copies != was)
+                                cm_log(LOG_INFO, "fg %u: sync_copies %u (fsync waits for %u other holder(s))",
+                                       m->fg, m->sync_copies, m->sync_copies - 1);
                         p->sc[p->nsc].fg = m->fg;
                         p->sc[p->nsc++].copies = m->sync_copies;
                 }
