@@ -572,12 +572,8 @@ static void op_fg_set(struct css_client *cl, uint64_t reqid, const struct lp_fs_
         char name[CSS_FG_NAME_MAX + 1];
         int r;
 
-        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
-                css__reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
+        if (css__fg_name(cl, reqid, rq, name) < 0)
                 return;
-        }
-        memcpy(name, rq->name, rq->namelen);
-        name[rq->namelen] = 0;
         m = css_mtab_find_name(css->mtab, name);
         if (!m) {
                 css__reply_err(cl, reqid, -ENOENT, "no file group '%s'", name);

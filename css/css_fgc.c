@@ -528,6 +528,17 @@ out:
         return r;
 }
 
+int css__fg_name(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq, char name[CSS_FG_NAME_MAX + 1])
+{
+        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
+                css__reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
+                return -EINVAL;
+        }
+        memcpy(name, rq->name, rq->namelen);
+        name[rq->namelen] = 0;
+        return 0;
+}
+
 void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
 {
         struct css *css = cl->css;
@@ -536,12 +547,8 @@ void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *r
         struct css_job *j;
         int r;
 
-        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
-                css__reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
+        if (css__fg_name(cl, reqid, rq, name) < 0)
                 return;
-        }
-        memcpy(name, rq->name, rq->namelen);
-        name[rq->namelen] = 0;
         if (strlen(name) != rq->namelen || !css_fg_name_ok(name)) {
                 css__reply_err(cl, reqid, -EINVAL, "bad file group name '%s': use letters, digits, '.', '_' and '-', "
                           "not first '.' or '-'", name);
