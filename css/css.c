@@ -601,6 +601,40 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
         css_orphans_fetch(css, site);
 }
 
+/* CSS_FG_SET: a file group's sync_copies (docs/replication.md), from 1 to
+ * its number of holders; on disk before the answer.  Holders learn it
+ * with their next mount table. */
+static void op_fg_set(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct css *css = cl->css;
+        struct lp_fs_resp resp = { .status = 0 };
+        const struct css_mount *m;
+        char name[CSS_FG_NAME_MAX + 1];
+        int r;
+
+        if (css__fg_name(cl, reqid, rq, name) < 0)
+                return;
+        m = css_mtab_find_name(css->mtab, name);
+        if (!m) {
+                css__reply_err(cl, reqid, -ENOENT, "no file group '%s'", name);
+                return;
+        }
+        if (rq->length < 1 || rq->length > (m->nholders ? m->nholders : 1)) {
+                css__reply_err(cl, reqid, -EINVAL, "file group '%s' has %zu copies: sync_copies must be from 1 "
+                               "to %zu", name, m->nholders, m->nholders ? m->nholders : 1);
+                return;
+        }
+        r = css_mtab_set_sync_copies(css->mtab, m->fg, (unsigned)rq->length);
+        if (r < 0) {
+                css__reply_err(cl, reqid, r, "recording sync_copies of '%s' in %s: %s", name,
+                               css_mtab_path(css->mtab), r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
+                return;
+        }
+        cm_log(LOG_INFO, "file group %u '%s': sync_copies %u", m->fg, name, (unsigned)rq->length);
+        resp.value = m->fg;
+        css__reply(cl, reqid, &resp);
+}
+
 static void op_mounttable(struct css_client *cl, uint64_t reqid)
 {
         struct css *css = cl->css;
@@ -628,6 +662,7 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
                 v[i].parent_fg = m->parent_fg;
                 v[i].parent_ino = m->parent_ino;
                 v[i].path = m->path;
+                v[i].sync_copies = m->sync_copies;
                 if (s) {
                         v[i].site = s->id;
                         v[i].host = s->host;
@@ -1043,6 +1078,9 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
                 break;
         case LP_FS_CSS_FG_HOLDERS:
                 css_holders_op(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_FG_SET:
+                op_fg_set(cl, reqid, &rq);
                 break;
         default:
                 css__reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",

@@ -325,6 +325,19 @@ static void after_fgc_create(struct css_job *j)
                         css_sites_touch(css->sites, ids[i], cm_now_us());
                 }
                 r = css_mtab_add_holders(css->mtab, j->newfg, ids, j->nhomes);
+                if (j->sync_copies > 1) {
+                        int r2 = css_mtab_set_sync_copies(css->mtab, j->newfg, j->sync_copies);
+
+                        if (r2 < 0) {
+                                snprintf(j->msg, sizeof(j->msg), "file group %u '%s' was created but its "
+                                         "sync_copies %u could not be recorded in %s: %s (it has 1; set it "
+                                         "again)", j->newfg, j->name, j->sync_copies, css_mtab_path(css->mtab),
+                                         r2 == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r2));
+                                cm_log(LOG_ERR, "%s", j->msg);
+                                css__reply_err(j->cl, j->reqid, r2, "%s", j->msg);
+                                return;
+                        }
+                }
                 if (r < 0)
                         cm_log(LOG_ERR, "file group %u: its holders (sites %s) could not be recorded in %s: %s "
                                "(they are learned again when the sites register)", j->newfg, list,
@@ -454,8 +467,9 @@ void css_fgc_next(struct css *css)
 }
 
 /*
- * CSS_FG_CREATE's text (optional): {"copies": N, "sites": [a, b, ...]}.
- * Fills j->want (sorted, unique) and j->copies.  -EINVAL, -ENOMEM.
+ * CSS_FG_CREATE's text (optional): {"copies": N, "sites": [a, b, ...],
+ * "sync_copies": S} (S at most the number of copies).  Fills j->want
+ * (sorted, unique), j->copies and j->sync_copies.  -EINVAL, -ENOMEM.
  */
 static int fgc_placement(struct css_job *j, const char *text)
 {
@@ -468,6 +482,12 @@ static int fgc_placement(struct css_job *j, const char *text)
                 return 0;
         if (css_json_parse(text, strlen(text), &v) < 0 || v->type != CSS_JOBJ)
                 goto out;
+        c = css_json_get(v, "sync_copies");
+        if (c) {
+                if (!css_json_uint(c, CSS_MAX_HOLDERS, &x) || x == 0)
+                        goto out;
+                j->sync_copies = (unsigned)x;
+        }
         c = css_json_get(v, "copies");
         sites = css_json_get(v, "sites");
         if (c) {
@@ -498,10 +518,25 @@ static int fgc_placement(struct css_job *j, const char *text)
                 if (j->copies > j->nwant)
                         goto out;
         }
+        /* More copies to wait for than the group has: no fsync could ever
+         * succeed. */
+        if (j->sync_copies > (j->copies ? j->copies : j->nwant ? j->nwant : 1))
+                goto out;
         r = 0;
 out:
         css_json_free(v);
         return r;
+}
+
+int css__fg_name(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq, char name[CSS_FG_NAME_MAX + 1])
+{
+        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
+                css__reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
+                return -EINVAL;
+        }
+        memcpy(name, rq->name, rq->namelen);
+        name[rq->namelen] = 0;
+        return 0;
 }
 
 void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
@@ -512,12 +547,8 @@ void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *r
         struct css_job *j;
         int r;
 
-        if (!rq->name || rq->namelen == 0 || rq->namelen > CSS_FG_NAME_MAX) {
-                css__reply_err(cl, reqid, -EINVAL, "a file group name is 1 to %u characters", CSS_FG_NAME_MAX);
+        if (css__fg_name(cl, reqid, rq, name) < 0)
                 return;
-        }
-        memcpy(name, rq->name, rq->namelen);
-        name[rq->namelen] = 0;
         if (strlen(name) != rq->namelen || !css_fg_name_ok(name)) {
                 css__reply_err(cl, reqid, -EINVAL, "bad file group name '%s': use letters, digits, '.', '_' and '-', "
                           "not first '.' or '-'", name);
@@ -550,7 +581,8 @@ void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *r
         r = fgc_placement(j, rq->text);
         if (r < 0) {
                 css__reply_err(cl, reqid, r, "file group '%s': %s", name, r == -ENOMEM ? "out of memory" :
-                          "bad placement: expected {\"copies\": N, \"sites\": [site ids]} with N from 1 to the "
+                          "bad placement: expected {\"copies\": N, \"sites\": [site ids], \"sync_copies\": S} with "
+                          "S at most N, N from 1 to the "
                           "number of sites given");
                 css__job_release(j);
                 return;

@@ -101,6 +101,7 @@ struct css_job {
         uint64_t *want;
         size_t nwant;
         unsigned copies;                /* 0: as many as want, else 1 */
+        unsigned sync_copies;           /* "sync_copies"; 0: 1 */
         struct ep *homes;
         size_t nhomes;
         /* JOB_ORPHANS: the orphans found, <fg, ino> pairs */
@@ -174,6 +175,9 @@ void css__reply_err(struct css_client *cl, uint64_t reqid, int status, const cha
  * when the caller finishes it (clears fgc_busy, css_fgc_next, job done);
  * css_fgc_next: start the next waiting creation. */
 void css_fgc_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq);
+/* The file group name of rq (1..CSS_FG_NAME_MAX bytes) into name; else
+ * answers the request (EINVAL) and returns -EINVAL. */
+int css__fg_name(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq, char name[CSS_FG_NAME_MAX + 1]);
 void css_fgc_work(struct css_job *j);
 bool css_fgc_after(struct css_job *j);
 void css_fgc_next(struct css *css);

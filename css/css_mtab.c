@@ -6,17 +6,19 @@
  * change goes to SQLite first, in one transaction, and only then to memory,
  * so memory never shows what the disk does not have.
  *
- * Schema (version 3):
- *   meta(key TEXT PRIMARY KEY, value INTEGER)   schema = 3, next_fg
+ * Schema (version 4):
+ *   meta(key TEXT PRIMARY KEY, value INTEGER)   schema = 4, next_fg
  *   mounts(fg INTEGER PRIMARY KEY, name TEXT UNIQUE, parent_fg, parent_ino,
  *          path TEXT UNIQUE, ctime, policy, holders TEXT, adding TEXT,
- *          UNIQUE(parent_fg, parent_ino))
+ *          sync_copies, UNIQUE(parent_fg, parent_ino))
  * holders: the site ids holding a complete container, ascending,
  * comma-separated ("" for none known); adding: the sites being added
  * (css_mtab_set_holder), the same format, never also in holders.
- * Version 1 (no holders column) and 2 (no adding column) are migrated on
- * open: the columns are added, empty, and the holders are learned again
- * from the sites' registrations (css_mtab_add_holders).
+ * sync_copies: fsync is durable on this many copies (docs/replication.md).
+ * Version 1 (no holders column), 2 (no adding column) and 3 (no
+ * sync_copies column) are migrated on open: the columns are added, empty
+ * (sync_copies 1), and the holders are learned again from the sites'
+ * registrations (css_mtab_add_holders).
  */
 #include "css_mtab.h"
 
@@ -30,7 +32,7 @@
 
 #include <sqlite3.h>
 
-#define MTAB_SCHEMA 3
+#define MTAB_SCHEMA 4
 
 struct css_mtab {
         sqlite3 *db;
@@ -100,6 +102,7 @@ static int mem_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t p
         r->parent_ino = parent_ino;
         r->ctime = ctime;
         r->policy = (enum css_sync_policy)policy;
+        r->sync_copies = 1;
         for (i = m->n; i > 0 && m->recs[i - 1]->fg > fg; i--)
                 m->recs[i] = m->recs[i - 1];
         m->recs[i] = r;
@@ -229,6 +232,16 @@ static int load(struct css_mtab *m)
                         db_exec(m, "ROLLBACK");
                         return r;
                 }
+                v = 3;
+        }
+        if (v == 3) {
+                /* Version 3 had no sync_copies: every group had 1. */
+                r = db_exec(m, "BEGIN IMMEDIATE; ALTER TABLE mounts ADD COLUMN sync_copies INTEGER NOT NULL "
+                               "DEFAULT 1; UPDATE meta SET value = 4 WHERE key = 'schema'; COMMIT;");
+                if (r < 0) {
+                        db_exec(m, "ROLLBACK");
+                        return r;
+                }
                 v = MTAB_SCHEMA;
         }
         if (v != MTAB_SCHEMA) {
@@ -245,7 +258,8 @@ static int load(struct css_mtab *m)
         }
         m->next_fg = (uint32_t)v;
         if (sqlite3_prepare_v2(m->db,
-                               "SELECT fg, name, parent_fg, parent_ino, path, ctime, policy, holders, adding FROM mounts "
+                               "SELECT fg, name, parent_fg, parent_ino, path, ctime, policy, holders, adding, sync_copies "
+                               "FROM mounts "
                                "ORDER BY fg",
                                -1, &st, NULL) != SQLITE_OK)
                 return db_fail(m, "reading mounts");
@@ -274,6 +288,17 @@ static int load(struct css_mtab *m)
                         if (r == -EBADMSG)
                                 snprintf(m->err, sizeof(m->err), "bad holders of file group %lld",
                                          (long long)fg);
+                }
+                if (r == 0) {
+                        int64_t sc = sqlite3_column_int64(st, 9);
+
+                        if (sc < 1 || sc > CSS_MAX_HOLDERS) {
+                                snprintf(m->err, sizeof(m->err), "bad sync_copies of file group %lld",
+                                         (long long)fg);
+                                r = -EBADMSG;
+                        } else {
+                                ((struct css_mount *)css_mtab_find(m, (uint32_t)fg))->sync_copies = (unsigned)sc;
+                        }
                 }
                 if (r < 0) {
                         sqlite3_finalize(st);
@@ -310,6 +335,7 @@ static int init_db(struct css_mtab *m)
                     " policy INTEGER NOT NULL DEFAULT 0,"
                     " holders TEXT NOT NULL DEFAULT '',"
                     " adding TEXT NOT NULL DEFAULT '',"
+                    " sync_copies INTEGER NOT NULL DEFAULT 1,"
                     " UNIQUE(parent_fg, parent_ino));");
         if (r == 0) {
                 int64_t v;
@@ -619,6 +645,28 @@ int css_mtab_set_holder(struct css_mtab *m, uint32_t fg, uint64_t site, enum css
         r->adding = a;
         r->nadding = na;
         return 1;
+}
+
+int css_mtab_set_sync_copies(struct css_mtab *m, uint32_t fg, unsigned n)
+{
+        struct css_mount *r = (struct css_mount *)css_mtab_find(m, fg);
+        sqlite3_stmt *st;
+        int rc;
+
+        if (!r)
+                return -ENOENT;
+        if (n < 1 || n > CSS_MAX_HOLDERS)
+                return -EINVAL;
+        if (sqlite3_prepare_v2(m->db, "UPDATE mounts SET sync_copies = ?1 WHERE fg = ?2", -1, &st, NULL) != SQLITE_OK)
+                return db_fail(m, "recording sync_copies");
+        sqlite3_bind_int64(st, 1, n);
+        sqlite3_bind_int64(st, 2, fg);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+                return db_fail(m, "recording sync_copies");
+        r->sync_copies = n;
+        return 0;
 }
 
 const char *css_mtab_errmsg(const struct css_mtab *m)

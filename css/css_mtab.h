@@ -67,6 +67,7 @@ struct css_mount {
         size_t nholders;
         uint64_t *adding;               /* sites being added (replicas add): pulling, never served; ascending */
         size_t nadding;
+        unsigned sync_copies;           /* fsync durable on this many copies, >= 1 */
 };
 
 /* Where a site stands with a file group (docs/replication.md, "Adding and
@@ -110,6 +111,9 @@ int css_mtab_add(struct css_mtab *m, uint32_t fg, const char *name, uint32_t par
  * pointer to the old one is invalid afterwards.
  */
 int css_mtab_add_holders(struct css_mtab *m, uint32_t fg, const uint64_t *sites, size_t n);
+/* Set fg's sync_copies (1..CSS_MAX_HOLDERS), on disk before it returns.
+ * -ENOENT, -EINVAL, -EIO. */
+int css_mtab_set_sync_copies(struct css_mtab *m, uint32_t fg, unsigned n);
 
 /* Where site stands with the file group of r. */
 enum css_holder_state css_mtab_holder_state(const struct css_mount *r, uint64_t site);

@@ -97,6 +97,7 @@ enum {
         CTL_OPT_CONFIG = 1 << 9,        /* --config FILE */
         CTL_OPT_SITE = 1 << 10,         /* site init/join: --dir, --addr, --id, --key, --css-port, --storage-port */
         CTL_OPT_TREE = 1 << 11,         /* --tree */
+        CTL_OPT_SYNC_COPIES = 1 << 12,  /* --sync-copies N */
 };
 
 #define CTL_MAX_POS 4
@@ -107,6 +108,7 @@ struct ctl_opts {
         const char *sites;              /* --sites: a count (dev up) or a list (fg create); NULL: not given */
         const char *addrs;
         int copies;                     /* 0: not given */
+        int sync_copies;                /* 0: not given */
         const char *config;
         const char *dir, *addr, *key;   /* site init / join */
         int id, css_port, storage_port; /* 0: not given */

@@ -586,7 +586,7 @@ static int fg_create(const struct ctl_opts *o)
         int r;
 
         if (o->npos != 1 || !o->mount) {
-                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...] "
+                fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sync-copies S] [--sites A,B,...] "
                         "[--state PATH] [--json] [--timeout SEC]\n");
                 return 2;
         }
@@ -631,6 +631,16 @@ static int fg_create(const struct ctl_opts *o)
                 if (o->copies) {
                         css_jw_key(&w, "copies");
                         css_jw_u64(&w, (uint64_t)o->copies);
+                }
+                if (o->sync_copies) {
+                        if (o->sync_copies > (o->copies ? o->copies : o->sites ? (int)nsites : 1)) {
+                                fprintf(stderr, "locusctl fg create: --sync-copies %d is more than the "
+                                        "group's copies\n", o->sync_copies);
+                                css_jw_reset(&w);
+                                return 2;
+                        }
+                        css_jw_key(&w, "sync_copies");
+                        css_jw_u64(&w, (uint64_t)o->sync_copies);
                 }
                 css_jw_obj_end(&w);
                 if (css_jw_finish(&w, &placement) < 0) {
@@ -692,9 +702,54 @@ static int fg_create(const struct ctl_opts *o)
         return 0;
 }
 
+/* fg set NAME --sync-copies S: change a file group's sync_copies. */
+static int fg_set(const struct ctl_opts *o)
+{
+        struct lp_fs_req rq = { .op = LP_FS_CSS_FG_SET };
+        struct lp_fs_resp resp;
+        struct ctl_state st;
+        char err[1024];
+        int r;
+
+        if (o->npos != 1 || !o->sync_copies) {
+                fprintf(stderr, "usage: locusctl fg set NAME --sync-copies S [--state PATH | --config FILE]\n");
+                return 2;
+        }
+        r = ctl_state_of_opts(o, &st);
+        if (r < 0 || !st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
+                return 1;
+        }
+        rq.name = (const uint8_t *)o->pos[0];
+        rq.namelen = strlen(o->pos[0]);
+        rq.length = (uint64_t)o->sync_copies;
+        r = ctl_call(&st, CTL_CSSD, &rq, CTL_FG_CREATE_MS, &resp, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s\n", err);
+                return 1;
+        }
+        if (resp.status < 0) {
+                fprintf(stderr, "locusctl: file group '%s': sync_copies not changed: %s%s%s\n", o->pos[0],
+                        strerror(-resp.status), resp.message ? ": " : "", resp.message ? resp.message : "");
+                lp_fs_resp_release(&resp);
+                return 1;
+        }
+        printf("file group %" PRIu64 " '%s': sync_copies %d (its storage sites apply it within a second)\n",
+               resp.value, o->pos[0], o->sync_copies);
+        lp_fs_resp_release(&resp);
+        return 0;
+}
+
 int ctl_cmd_fg(int argc, char **argv)
 {
         struct ctl_opts o;
+
+        if (argc >= 2 && !strcmp(argv[1], "set")) {
+                if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_SYNC_COPIES | CTL_OPT_CONFIG, 1,
+                                   &o) < 0)
+                        return 2;
+                return fg_set(&o);
+        }
 
         if (argc >= 2 && !strcmp(argv[1], "list")) {
                 if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_CONFIG, 0, &o) < 0)
@@ -703,13 +758,15 @@ int ctl_cmd_fg(int argc, char **argv)
         }
         if (argc >= 2 && !strcmp(argv[1], "create")) {
                 if (ctl_parse_opts(argc - 1, argv + 1, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_MOUNT | CTL_OPT_TIMEOUT |
-                                   CTL_OPT_COPIES | CTL_OPT_SITES | CTL_OPT_CONFIG, 1, &o) < 0)
+                                   CTL_OPT_COPIES | CTL_OPT_SYNC_COPIES | CTL_OPT_SITES | CTL_OPT_CONFIG, 1,
+                                   &o) < 0)
                         return 2;
                 return fg_create(&o);
         }
-        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sites A,B,...]\n"
+        fprintf(stderr, "usage: locusctl fg create NAME --mount PATH [--copies N] [--sync-copies S] [--sites A,B,...]\n"
                         "                        [--state PATH | --config FILE] [--json] [--timeout SEC]\n"
-                        "       locusctl fg list [--state PATH | --config FILE] [--json]\n");
+                        "       locusctl fg list [--state PATH | --config FILE] [--json]\n"
+                        "       locusctl fg set NAME --sync-copies S [--state PATH | --config FILE]\n");
         return 2;
 }
 

@@ -377,6 +377,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "force", no_argument, NULL, 'f' },
                 { "addrs", required_argument, NULL, 'a' },
                 { "copies", required_argument, NULL, 'c' },
+                { "sync-copies", required_argument, NULL, 'y' },
                 { "tree", no_argument, NULL, 'T' },
                 { "config", required_argument, NULL, 'C' },
                 { "dir", required_argument, NULL, 'D' },
@@ -390,7 +391,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
         static const unsigned bit[128] = {
                 ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
                 ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
-                ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES,
+                ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES, ['y'] = CTL_OPT_SYNC_COPIES,
                 ['T'] = CTL_OPT_TREE,
                 ['C'] = CTL_OPT_CONFIG, ['D'] = CTL_OPT_SITE, ['A'] = CTL_OPT_SITE, ['I'] = CTL_OPT_SITE,
                 ['K'] = CTL_OPT_SITE, ['P'] = CTL_OPT_SITE, ['Q'] = CTL_OPT_SITE,
@@ -442,16 +443,19 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                                 o->storage_port = (int)v;
                         break;
                 case 'c':
+                case 'y':
                 case 't':
                         errno = 0;
                         v = strtol(optarg, &end, 10);
                         if (errno || *end || !*optarg || v < 1 || v > 3600) {
                                 fprintf(stderr, "locusctl %s: --%s %s: a number from 1 to 3600\n", argv[0],
-                                        c == 'c' ? "copies" : "timeout", optarg);
+                                        c == 'c' ? "copies" : c == 'y' ? "sync-copies" : "timeout", optarg);
                                 return -EINVAL;
                         }
                         if (c == 'c')
                                 o->copies = (int)v;
+                        else if (c == 'y')
+                                o->sync_copies = (int)v;
                         else
                                 o->timeout_s = (int)v;
                         break;

@@ -273,6 +273,8 @@ int lp_fs_resp_encode(const struct lp_fs_resp *r, uint8_t **ret_buf, size_t *ret
                         SET(&mnts[i], site, x->site);
                         mnts[i].host = (char *)x->host;
                         SET(&mnts[i], port, x->port);
+                        if (x->sync_copies > 1)
+                                SET(&mnts[i], sync_copies, x->sync_copies);
                         mnts[i].holders = &holdp[h];
                         mnts[i].n_holders = x->nholders;
                         for (size_t k = 0; k < x->nholders; k++, h++) {
@@ -550,6 +552,7 @@ int lp_fs_resp_decode(const void *buf, size_t len, struct lp_fs_resp *r)
                         y->site = x->site;
                         y->host = x->host;
                         y->port = x->port;
+                        y->sync_copies = x->sync_copies > 1 ? x->sync_copies : 1;
                         y->holders = &p->holders[h];
                         y->nholders = x->n_holders;
                         for (size_t k = 0; k < x->n_holders; k++, h++) {
@@ -653,6 +656,7 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_OPENED: return "css_opened";
         case LP_FS_CSS_ORPHAN: return "css_orphan";
         case LP_FS_CSS_FG_HOLDERS: return "css_fg_holders";
+        case LP_FS_CSS_FG_SET: return "css_fg_set";
         default: return "unknown";
         }
 }

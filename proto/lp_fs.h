@@ -111,6 +111,7 @@ enum lp_fs_op {
         LP_FS_CSS_OPENED = 66,
         LP_FS_CSS_ORPHAN = 67,
         LP_FS_CSS_FG_HOLDERS = 68,
+        LP_FS_CSS_FG_SET = 69,          /* name: the group; length: its new sync_copies */
 };
 
 /* setattr `valid` bits (the same meaning as FUSE_SET_ATTR_*). */
@@ -229,6 +230,7 @@ struct lp_fs_mount {
         uint32_t port;
         const struct lp_fs_holder *holders;     /* every holder, site order; at most LP_FS_MAX_HOLDERS */
         size_t nholders;
+        uint32_t sync_copies;           /* fsync durable on this many copies; decoded >= 1 */
 };
 
 struct lp_fs_statfs {

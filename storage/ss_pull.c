@@ -17,12 +17,19 @@
 
 #define MAX_PEERS 64u
 #define MAX_LINKS 4096u
+#define MAX_WORKERS 512u                /* link threads */
 #define HOST_MAX 64u
 
-/* One <fg, peer>: what status shows, and the watermark [P1][P2]. */
+/* One <fg, peer>: what status shows, the watermark [P1][P2], and the
+ * thread that pulls it [P6]. */
 struct link {
+        struct ss_pull *p;
         uint32_t fg;
         uint64_t site;
+        pthread_t th;
+        bool started;
+        bool failing;                   /* log an outage once */
+        unsigned sync_copies;           /* the group's, from the mount table [P5] */
         bool loaded;                    /* wm read from its file */
         bool active;                    /* in the latest mount table */
         uint64_t wm;
@@ -30,24 +37,21 @@ struct link {
         uint64_t pulled;                /* files installed */
         uint64_t contact_us;
         bool current;                   /* a pass reached the end of the peer's stream [P4] */
-        unsigned gen;                   /* bumped by ss_pull_forget_fg [P6] */
+        unsigned gen;                   /* bumped by ss_pull_forget_fg [P8] */
         bool listed;                    /* a holder in the latest mount table (any port) */
-        bool gone;                      /* was listed, then was not [P5] */
+        bool gone;                      /* was listed, then was not [P7] */
         int err;
         char msg[256];
 };
 
+/* Where a peer site listens (from the mount table). */
 struct peer {
-        struct ss_pull *p;
         uint64_t site;
         char host[HOST_MAX];
         uint16_t port;
-        pthread_t th;
-        bool started;
-        bool failing;                   /* log an outage once */
 };
 
-/* [P5] A file to repair. */
+/* [P9] A file to repair. */
 enum { R_FREE, R_QUEUED, R_RUNNING, R_FAILED };
 struct repair {
         int state;
@@ -68,10 +72,16 @@ struct ss_pull {
         size_t npeers;
         struct link links[MAX_LINKS];
         size_t nlinks;
+        size_t nworkers;
+        struct sc {
+                uint32_t fg;
+                unsigned copies;
+        } sc[MAX_LINKS], sc_old[MAX_LINKS];     /* [P5]: sync_copies of the groups held here */
+        size_t nsc, nsc_old;
         bool css_failing;
         bool told_current;              /* on_current was called [P4] */
         uint64_t start_us;
-        struct repair repairs[SS_PULL_REPAIRS]; /* [P5] */
+        struct repair repairs[SS_PULL_REPAIRS]; /* [P9] */
         pthread_cond_t rcv;             /* a repair was queued, or stop */
         pthread_t rth;
         bool rth_started;
@@ -178,6 +188,7 @@ static struct link *link_get(struct ss_pull *p, uint32_t fg, uint64_t site)
                 return NULL;
         l = &p->links[p->nlinks++];
         memset(l, 0, sizeof(*l));
+        l->p = p;
         l->fg = fg;
         l->site = site;
         return l;
@@ -375,48 +386,59 @@ static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t i
 
 /* ---- one pass over <fg, peer> ---------------------------------------------------------- */
 
-/* 1 if there was something to do, 0 if not, or an error (msg says why). */
-static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t fg, char *msg, size_t cap)
+/* [P5]: make this site's installs durable before the watermark moves
+ * (the next SS_CHANGES tells the peer they are). */
+static int sync_local(struct ss_pull *p, struct conns *cx, uint32_t fg, char *msg, size_t cap)
 {
-        struct lp_fs_req q = { .op = LP_FS_SS_CHANGES, .fg = fg, .length = SS_PULL_CHANGES };
-        struct lp_fs_req cq = { .op = LP_FS_SS_FETCH, .fg = fg, .flags = LP_FS_FETCH_COMPARE, .site = pe->site };
+        struct lp_fs_req q = { .op = LP_FS_SYNC, .fg = fg, .ino = 1 };
+        struct lp_fs_resp a;
+        int r = call(p, cx->local, &q, &a, msg, cap);
+
+        if (r >= 0)
+                lp_fs_resp_release(&a);
+        return r;
+}
+
+/* 1 if there was something to do, 0 if not, or an error (msg says why).
+ * Asks the peer to wait up to wait_ms for a change [P6]. */
+static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wait_ms, char *msg, size_t cap)
+{
+        uint32_t fg = l->fg;
+        struct lp_fs_req q = { .op = LP_FS_SS_CHANGES, .fg = fg, .length = SS_PULL_CHANGES, .size = wait_ms };
+        struct lp_fs_req cq = { .op = LP_FS_SS_FETCH, .fg = fg, .flags = LP_FS_FETCH_COMPARE, .site = l->site };
         struct lp_fs_resp a, ca;
-        struct link *l;
         uint64_t *inos = NULL, wm, pulled = 0;
-        unsigned gen;
+        unsigned gen, copies;
+        bool eof;
         size_t n, npull = 0;
         struct cm_rd rd;
         int r;
 
         pthread_mutex_lock(&p->mu);
-        l = link_get(p, fg, pe->site);
-        if (l && !l->loaded) {
-                l->wm = wm_load(p, fg, pe->site);
+        if (!l->loaded) {
+                l->wm = wm_load(p, fg, l->site);
                 l->loaded = true;
         }
-        wm = l ? l->wm : 0;
-        gen = l ? l->gen : 0;
+        wm = l->wm;
+        gen = l->gen;
+        copies = l->sync_copies;
         pthread_mutex_unlock(&p->mu);
-        if (!l) {
-                snprintf(msg, cap, "too many file groups and peers");
-                return -ENOSPC;
-        }
         q.offset = wm;
         r = call(p, cx->peer, &q, &a, msg, cap);
         if (r < 0)
                 return r;
         if (a.eof && a.value < wm) {
-                /* [P5] The peer's stream ends below our watermark: its
+                /* [P7] The peer's stream ends below our watermark: its
                  * container is a new one (replicas remove, then add).
                  * Start again from its beginning. */
                 cm_log(LOG_NOTICE, "fg %u: site %" PRIu64 "'s changes end at %" PRIu64 ", below the %" PRIu64
-                       " pulled from it: a new copy there; pulling it from the start", fg, pe->site, a.value, wm);
+                       " pulled from it: a new copy there; pulling it from the start", fg, l->site, a.value, wm);
                 lp_fs_resp_release(&a);
                 pthread_mutex_lock(&p->mu);
                 l->wm = 0;
                 l->current = false;
                 pthread_mutex_unlock(&p->mu);
-                wm_save(p, fg, pe->site, 0);
+                wm_save(p, fg, l->site, 0);
                 return 1;
         }
         r = lp_rs_changes_open(&rd, a.data, a.datalen, &n);
@@ -441,11 +463,13 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
                                 pulled++;
                 }
                 free(inos);
+                if (r >= 0 && copies > 1)
+                        r = sync_local(p, cx, fg, msg, cap);
         }
         if (r >= 0 && stopping(p))
                 r = -ECANCELED;
         pthread_mutex_lock(&p->mu);
-        if (l->gen != gen) {                    /* [P6] the container went meanwhile */
+        if (l->gen != gen) {                    /* [P8] the container went meanwhile */
                 pthread_mutex_unlock(&p->mu);
                 lp_fs_resp_release(&a);
                 return 1;
@@ -468,79 +492,15 @@ static int pass(struct ss_pull *p, struct peer *pe, struct conns *cx, uint32_t f
         }
         pthread_mutex_unlock(&p->mu);
         if (r >= 0 && wm)
-                wm_save(p, fg, pe->site, wm);
+                wm_save(p, fg, l->site, wm);
+        eof = a.eof;            /* release clears a */
         lp_fs_resp_release(&a);
         if (r < 0)
                 return r;
-        return n > 0 || !a.eof;
+        return n > 0 || !eof;
 }
 
-static void *peer_main(void *arg)
-{
-        struct peer *pe = arg;
-        struct ss_pull *p = pe->p;
-        struct conns cx = { 0 };
-        uint32_t backoff = 0;
-        char msg[256];
-
-        while (!stopping(p)) {
-                uint32_t fgs[MAX_LINKS];
-                size_t nfgs = 0;
-                char host[HOST_MAX];
-                uint16_t port;
-                bool busy = false;
-                int r = 0;
-
-                pthread_mutex_lock(&p->mu);
-                snprintf(host, sizeof(host), "%s", pe->host);
-                port = pe->port;
-                for (size_t i = 0; i < p->nlinks; i++)
-                        if (p->links[i].site == pe->site && p->links[i].active)
-                                fgs[nfgs++] = p->links[i].fg;
-                pthread_mutex_unlock(&p->mu);
-                if (!cx.local)
-                        r = connect_to(p, p->self_host, p->o.self_port, &cx.local);
-                if (r >= 0 && !cx.peer && nfgs)
-                        r = connect_to(p, host, port, &cx.peer);
-                if (r < 0)
-                        snprintf(msg, sizeof(msg), "cannot connect to %s: %s", cx.local ? "the peer" :
-                                 "this site's own server", strerror(-r));
-                for (size_t i = 0; r >= 0 && i < nfgs && !stopping(p); i++) {
-                        r = pass(p, pe, &cx, fgs[i], msg, sizeof(msg));
-                        if (r > 0)
-                                busy = true;
-                        if (r < 0 && r != -ECANCELED) {
-                                link_error(p, fgs[i], pe->site, r, msg);
-                                if (!pe->failing)
-                                        cm_log(LOG_NOTICE, "fg %u: pulling from site %" PRIu64 " (%s:%u): %s",
-                                               fgs[i], pe->site, host, port, msg);
-                                pe->failing = true;
-                        }
-                }
-                if (r < 0) {
-                        /* Start over on fresh connections after a pause. */
-                        lp_client_close(cx.peer);
-                        lp_client_close(cx.local);
-                        cx.peer = cx.local = NULL;
-                        backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
-                        pause_ms(p, backoff);
-                        continue;
-                }
-                if (pe->failing && nfgs) {
-                        cm_log(LOG_INFO, "pulling from site %" PRIu64 " (%s:%u) works again", pe->site, host, port);
-                        pe->failing = false;
-                }
-                backoff = 0;
-                if (!busy)
-                        pause_ms(p, p->o.poll_ms);
-        }
-        lp_client_close(cx.peer);
-        lp_client_close(cx.local);
-        return NULL;
-}
-
-/* ---- the manager: who holds what ------------------------------------------------------ */
-
+/* Caller holds mu. */
 static struct peer *peer_get(struct ss_pull *p, uint64_t site)
 {
         for (size_t i = 0; i < p->npeers; i++)
@@ -549,12 +509,97 @@ static struct peer *peer_get(struct ss_pull *p, uint64_t site)
         return NULL;
 }
 
-/* Take the mount table in (caller holds mu); new peers are returned to
+/* [P6] One thread per <fg, peer>: its long poll never holds back another
+ * group's changes. */
+static void *link_main(void *arg)
+{
+        struct link *l = arg;
+        struct ss_pull *p = l->p;
+        struct conns cx = { 0 };
+        uint32_t backoff = 0;
+        uint32_t wait_ms = p->o.wait_ms < p->o.timeout_ms / 2 ? p->o.wait_ms : p->o.timeout_ms / 2;
+        char msg[256];
+
+        while (!stopping(p)) {
+                char host[HOST_MAX];
+                uint16_t port = 0;
+                bool active;
+                struct peer *pe;
+                int r = 0;
+
+                pthread_mutex_lock(&p->mu);
+                pe = peer_get(p, l->site);
+                active = l->active && pe;
+                if (active) {
+                        snprintf(host, sizeof(host), "%s", pe->host);
+                        port = pe->port;
+                }
+                pthread_mutex_unlock(&p->mu);
+                if (!active) {
+                        lp_client_close(cx.peer);
+                        lp_client_close(cx.local);
+                        cx.peer = cx.local = NULL;
+                        pause_ms(p, p->o.refresh_ms);
+                        continue;
+                }
+                if (!cx.local)
+                        r = connect_to(p, p->self_host, p->o.self_port, &cx.local);
+                if (r >= 0 && !cx.peer)
+                        r = connect_to(p, host, port, &cx.peer);
+                if (r < 0)
+                        snprintf(msg, sizeof(msg), "cannot connect to %s: %s", cx.local ? "the peer" :
+                                 "this site's own server", strerror(-r));
+                else {
+                        uint64_t t0 = cm_now_us();
+
+                        r = pass(p, l, &cx, wait_ms, msg, sizeof(msg));
+                        /* An empty answer that did not wait (a peer that
+                         * cannot park it): do not spin. */
+                        if (r == 0 && cm_now_us() - t0 < (uint64_t)wait_ms * 100u)
+                                pause_ms(p, p->o.poll_ms);
+                }
+                if (r == -ECANCELED)
+                        break;
+                if (r < 0) {
+                        link_error(p, l->fg, l->site, r, msg);
+                        if (!l->failing)
+                                cm_log(LOG_NOTICE, "fg %u: pulling from site %" PRIu64 " (%s:%u): %s",
+                                       l->fg, l->site, host, port, msg);
+                        l->failing = true;
+                        /* Start over on fresh connections after a pause. */
+                        lp_client_close(cx.peer);
+                        lp_client_close(cx.local);
+                        cx.peer = cx.local = NULL;
+                        backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
+                        pause_ms(p, backoff);
+                        continue;
+                }
+                if (l->failing) {
+                        cm_log(LOG_INFO, "fg %u: pulling from site %" PRIu64 " (%s:%u) works again", l->fg,
+                               l->site, host, port);
+                        l->failing = false;
+                }
+                backoff = 0;
+                /* No pause: an idle pass waited at the peer (SS_CHANGES with
+                 * a wait) and returns at its next commit. */
+        }
+        lp_client_close(cx.peer);
+        lp_client_close(cx.local);
+        return NULL;
+}
+
+/* ---- the manager: who holds what ------------------------------------------------------ */
+
+
+/* Take the mount table in (caller holds mu); new links are returned to
  * be started outside the lock. */
-static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct peer **fresh, size_t *nfresh)
+static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct link **fresh, size_t *nfresh)
 {
         for (size_t i = 0; i < p->nlinks; i++)
                 p->links[i].active = p->links[i].listed = false;
+        memcpy(p->sc_old, p->sc, p->nsc * sizeof(p->sc[0]));
+        p->nsc_old = p->nsc;
+        p->nsc = 0;
         for (size_t i = 0; i < mt->nmounts; i++) {
                 const struct lp_fs_mount *m = &mt->mounts[i];
                 bool mine = false;
@@ -564,6 +609,18 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                                 mine = true;
                 if (!mine)
                         continue;
+                if (p->nsc < MAX_LINKS) {
+                        unsigned was = 1;
+
+                        for (size_t k = 0; k < p->nsc_old; k++)
+                                if (p->sc_old[k].fg == m->fg)
+                                        was = p->sc_old[k].copies;
+                        if (m->sync_copies != was)
+                                cm_log(LOG_INFO, "fg %u: sync_copies %u (fsync waits for %u other holder(s))",
+                                       m->fg, m->sync_copies, m->sync_copies - 1);
+                        p->sc[p->nsc].fg = m->fg;
+                        p->sc[p->nsc++].copies = m->sync_copies;
+                }
                 for (size_t j = 0; j < m->nholders; j++) {
                         const struct lp_fs_holder *h = &m->holders[j];
                         struct peer *pe;
@@ -577,7 +634,7 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                                 continue;
                         l->listed = true;
                         if (l->gone) {
-                                /* [P5] It was removed and is back: a new container. */
+                                /* [P7] It was removed and is back: a new container. */
                                 l->gone = false;
                                 l->gen++;
                                 l->loaded = true;
@@ -588,12 +645,13 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct pe
                         if (!h->port || !h->host || strlen(h->host) >= HOST_MAX)
                                 continue;
                         l->active = true;
+                        l->sync_copies = m->sync_copies;
+                        if (!l->started && p->nworkers + *nfresh < MAX_WORKERS)
+                                fresh[(*nfresh)++] = l;
                         pe = peer_get(p, h->site);
                         if (!pe && p->npeers < MAX_PEERS && (pe = calloc(1, sizeof(*pe)))) {
-                                pe->p = p;
                                 pe->site = h->site;
                                 p->peers[p->npeers++] = pe;
-                                fresh[(*nfresh)++] = pe;
                         }
                         if (pe) {
                                 snprintf(pe->host, sizeof(pe->host), "%s", h->host);
@@ -614,7 +672,7 @@ static void *mgr_main(void *arg)
         while (!stopping(p)) {
                 struct lp_fs_req q = { .op = LP_FS_CSS_MOUNTTABLE };
                 struct lp_fs_resp mt;
-                struct peer *fresh[MAX_PEERS];
+                struct link *fresh[MAX_WORKERS];
                 size_t nfresh = 0;
                 char msg[256];
                 uint16_t port = p->o.css_port;
@@ -642,11 +700,17 @@ static void *mgr_main(void *arg)
                         pthread_mutex_unlock(&p->mu);
                         lp_fs_resp_release(&mt);
                         for (size_t i = 0; i < nfresh; i++) {
-                                if (pthread_create(&fresh[i]->th, NULL, peer_main, fresh[i]) == 0)
+                                int e = pthread_create(&fresh[i]->th, NULL, link_main, fresh[i]);
+
+                                pthread_mutex_lock(&p->mu);
+                                if (e == 0) {
                                         fresh[i]->started = true;
-                                else
-                                        cm_log(LOG_ERR, "replication: cannot start the thread for site %"
-                                               PRIu64, fresh[i]->site);
+                                        p->nworkers++;
+                                }
+                                pthread_mutex_unlock(&p->mu);
+                                if (e)
+                                        cm_log(LOG_ERR, "replication: cannot start the thread for fg %u, "
+                                               "site %" PRIu64, fresh[i]->fg, fresh[i]->site);
                         }
                 }
                 if (!p->told_current && p->css_failing) {
@@ -662,7 +726,7 @@ static void *mgr_main(void *arg)
         return NULL;
 }
 
-/* ---- repair of damaged pages [P5] ------------------------------------------------------ */
+/* ---- repair of damaged pages [P9] ------------------------------------------------------ */
 
 struct holder {
         uint64_t site;
@@ -943,6 +1007,8 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
                 p->o.refresh_ms = 1000;
         if (!p->o.poll_ms)
                 p->o.poll_ms = 50;
+        if (!p->o.wait_ms)
+                p->o.wait_ms = 500;
         if (!p->o.timeout_ms)
                 p->o.timeout_ms = 10000;
         p->start_us = cm_now_us();
@@ -1011,11 +1077,11 @@ void ss_pull_stop(struct ss_pull *p)
                 pthread_join(p->mgr, NULL);
         if (p->rth_started)
                 pthread_join(p->rth, NULL);
-        for (size_t i = 0; i < p->npeers; i++) {
-                if (p->peers[i]->started)
-                        pthread_join(p->peers[i]->th, NULL);
+        for (size_t i = 0; i < p->nlinks; i++)
+                if (p->links[i].started)
+                        pthread_join(p->links[i].th, NULL);
+        for (size_t i = 0; i < p->npeers; i++)
                 free(p->peers[i]);
-        }
         pthread_cond_destroy(&p->cv);
         pthread_cond_destroy(&p->rcv);
         pthread_mutex_destroy(&p->mu);
@@ -1024,6 +1090,20 @@ void ss_pull_stop(struct ss_pull *p)
         free(p->css_host);
         free(p->css_port_file);
         free(p);
+}
+
+unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg)
+{
+        unsigned n = 1;
+
+        if (!p)
+                return 1;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->nsc; i++)
+                if (p->sc[i].fg == fg && p->sc[i].copies > n)
+                        n = p->sc[i].copies;
+        pthread_mutex_unlock(&p->mu);
+        return n;
 }
 
 static void json_text(FILE *m, const char *s)

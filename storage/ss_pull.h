@@ -5,10 +5,13 @@
  *
  * A manager thread reads the mount table from the CSS every refresh
  * interval and, for every file group this site holds or is being added to
- * (replicas add), learns the other holders and where they listen (a
- * holder marked `adding` is never pulled from: its copy is not complete).  One worker thread per peer site then
- * loops over the file groups it shares with that peer:
- *   SS_CHANGES(peer, since = watermark)  what the peer changed,
+ * (replicas add), learns the other holders, where they listen, and the
+ * group's sync_copies (a holder marked `adding` is never pulled from: its
+ * copy is not complete).  One worker thread per <file group, peer site>
+ * [P6] then loops:
+ *   SS_CHANGES(peer, since = watermark, wait)  what the peer changed
+ *                                        (the peer holds the request until
+ *                                        it has a change, or wait_ms),
  *   SS_FETCH COMPARE (here)              which of those we must pull,
  *   SS_FETCH / READ (peer)               each such file's state and data,
  *   SS_INSTALL (here)                    one local commit per file,
@@ -29,13 +32,13 @@
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
  *      mixes two versions.
  *
- * [P5] A peer that left the holders of a group and is listed again
+ * [P7] A peer that left the holders of a group and is listed again
  *      (replicas remove, then add) holds a new container: the watermark
  *      goes back to 0 and the peer is read from the start.  The same when
  *      its stream ends below the watermark (SS_CHANGES at eof with a seq
  *      < watermark), which also catches it across a restart of this
  *      daemon while the peer's new stream is still shorter.
- * [P6] Watermarks belong to this site's container: when it is deleted or
+ * [P8] Watermarks belong to this site's container: when it is deleted or
  *      made again (replicas remove, add), the links of its group forget
  *      theirs (ss_pull_forget_fg) and a new container starts from 0.
  * [P4] Catching up before serving as a primary: on_current(ctx) is called
@@ -47,7 +50,7 @@
  *      was away does not become the primary of a file group (the lowest
  *      registered holder) with copies older than the other holders'.
  *
- * [P5] Repair of damaged pages (docs/replication.md, "Repair"): a read
+ * [P9] Repair of damaged pages (docs/replication.md, "Repair"): a read
  *      that meets pages the log refuses calls ss_pull_repair() (any
  *      thread; it never waits on the network).  One repair thread takes
  *      the queued files one at a time and, for each other holder of the
@@ -61,6 +64,15 @@
  *      the damaged pages and the site they came from, or ERR with why no
  *      copy served.  A file whose repair failed is not tried again for
  *      SS_PULL_REPAIR_RETRY_MS (reads of it answer EIO meanwhile).
+ * [P5] sync_copies (docs/replication.md): when the group's sync_copies is
+ *      over 1, a pass that installed anything asks this site's own server
+ *      for SYNC of the container before it moves the watermark, so the
+ *      next SS_CHANGES (since = the new watermark), which the peer counts
+ *      as this site's acknowledgement, says "durable here".
+ * [P6] Push, not polling: each <fg, peer> has its own thread and
+ *      connections, so one group's parked SS_CHANGES never delays
+ *      another's changes; a change reaches the worker as soon as the peer
+ *      commits it.
  *
  * Status (ss_pull_status_json, part of SS_STATUS): per <fg, peer>: the
  * watermark, the peer's last seq we know of, files pulled, the last error.
@@ -80,8 +92,8 @@
 #define SS_PULL_RETRIES 3
 #define SS_PULL_CHANGES 512u            /* changes asked for at once */
 #define SS_PULL_CATCHUP_MS 60000u       /* [P4] */
-#define SS_PULL_REPAIRS 64u             /* [P5] files queued or failed at once */
-#define SS_PULL_REPAIR_RETRY_MS 10000u  /* [P5] */
+#define SS_PULL_REPAIRS 64u             /* [P9] files queued or failed at once */
+#define SS_PULL_REPAIR_RETRY_MS 10000u  /* [P9] */
 
 struct ss_pull_opts {
         uint8_t key[LP_KEY_SIZE];
@@ -93,7 +105,8 @@ struct ss_pull_opts {
         uint16_t css_port;
         const char *css_port_file;      /* read at every refresh; NULL: css_port */
         uint32_t refresh_ms;            /* mount table; 0 = 1000 */
-        uint32_t poll_ms;               /* idle pause between passes; 0 = 50 */
+        uint32_t poll_ms;               /* pause after an empty answer that did not wait; 0 = 50 */
+        uint32_t wait_ms;               /* SS_CHANGES wait [P6]; 0 = 500; at most timeout_ms / 2 */
         uint32_t timeout_ms;            /* per call; 0 = 10000 */
         void (*on_current)(void *ctx);  /* [P4]; may be NULL */
         void *ctx;
@@ -106,7 +119,7 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret);
  * call, bounded by timeout_ms).  Once it returns, on_current is never
  * called.  Accepts NULL. */
 void ss_pull_signal(struct ss_pull *p);
-/* [P6] This site's container of fg was deleted or created (SS_FG_DROP,
+/* [P8] This site's container of fg was deleted or created (SS_FG_DROP,
  * SS_FG_CREATE): its watermarks, kept in the container's folder, are
  * read again from there (none in a new one), and a pass that was running
  * keeps nothing of what it did.  Any thread; accepts NULL. */
@@ -115,7 +128,7 @@ void ss_pull_forget_fg(struct ss_pull *p, uint32_t fg);
  * whose work a pending call waits for (the storage daemon's loop thread
  * while its server runs): the call would wait its whole timeout. */
 void ss_pull_stop(struct ss_pull *p);
-/* [P5] Ask for the repair of ino of file group fg, whose pages [first,
+/* [P9] Ask for the repair of ino of file group fg, whose pages [first,
  * first + npages) were refused as damaged.  Returns 0 if a repair is
  * queued or under way (ask again later: the file reads well once it is
  * done), -ENOENT if no other holder of fg is known, -EIO if the last
@@ -123,6 +136,9 @@ void ss_pull_stop(struct ss_pull *p);
  * -EBUSY if SS_PULL_REPAIRS files are queued already.  Any thread; it
  * takes the replicator's lock only.  p NULL: -ENOENT. */
 int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages);
+/* The sync_copies of file group fg in the latest mount table (1 if it
+ * is not known, or p is NULL).  Any thread. */
+unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 

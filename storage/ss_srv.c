@@ -37,6 +37,20 @@
  *       one runs parks the container at once and is queued when it ends
  *       (maint_deferred), since two checkpoints of one file exclude each
  *       other (SQLITE_BUSY).
+ *  [S8] Followers (ss_fw.h): an SS_CHANGES with a wait (q->size ms, at
+ *       most SS_CHANGES_WAIT_MAX_MS) that finds nothing past its since is
+ *       parked in f->fw and run again after the next commit of the
+ *       container (run_op notices ct->seq moved) or when its wait runs
+ *       out (fw_timer), then answered like any SS_CHANGES.  Every
+ *       SS_CHANGES records its since as the asking site's position.  A
+ *       sync answer (COMMIT with SYNC, SYNC) of a file group whose
+ *       sync_copies (from the mount table, ss_pull_sync_copies) is N > 1
+ *       is answered once the local flush covers it AND N-1 other sites
+ *       have positions >= the container's seq at its commit (a sync
+ *       asked by this site's own replicator waits for the flush only);
+ *       or, after
+ *       SS_SYNC_COPIES_WAIT_MS, with EIO (docs/replication.md,
+ *       "sync_copies").
  */
 #include "ss_srv.h"
 
@@ -52,6 +66,7 @@
 #include "lp_conn.h"
 #include "lp_fs.h"
 #include "ss_ct.h"
+#include "ss_fw.h"
 #include "ss_ops.h"
 #include "ss_pull.h"
 #include "ss_reg.h"
@@ -81,6 +96,8 @@ struct pending {
         uint64_t reqid;
         uint8_t *buf;                   /* the answer if all goes well (NULL: built later) */
         size_t len;
+        uint64_t copies_seq;            /* [S8]: durable here, then on copies_need other holders */
+        unsigned copies_need;
 };
 
 struct plist {
@@ -138,6 +155,9 @@ struct ss_fg {
         uint64_t ckpt_seq;
         uint64_t ckpt_us;
         bool err_logged;
+        /* followers of the change stream [S8] */
+        struct ss_fw fw;
+        uv_timer_t fw_timer;
 };
 
 struct create_job {
@@ -382,6 +402,19 @@ static int fg_check(struct ss_fg *f)
 }
 
 static void flush_after_cb(uv_work_t *w, int status);
+static void durable(struct ss_fg *f, struct pending *p);
+
+/* Every answer of l is durable here: on to its copies [S8]. */
+static void plist_durable(struct ss_fg *f, struct plist *l)
+{
+        struct pending *p = l->head, *n;
+
+        l->head = l->tail = NULL;
+        for (; p; p = n) {
+                n = p->next;
+                durable(f, p);
+        }
+}
 
 static void start_flush(struct ss_fg *f)
 {
@@ -440,7 +473,7 @@ static void flush_after_cb(uv_work_t *w, int status)
                 plist_done(&f->wait_run, r, "flushing the log failed");
                 plist_done(&f->wait_next, r, "flushing the log failed");
         } else {
-                plist_done(&f->wait_run, 0, NULL);
+                plist_durable(f, &f->wait_run);
         }
         if (s->stopping) {
                 plist_done(&f->wait_next, -EIO, "shutting down");
@@ -465,7 +498,7 @@ static void add_sync_waiter(struct ss_fg *f, struct pending *p)
         } else if (f->flush_running) {
                 plist_add(&f->wait_run, p);
         } else {
-                pending_done(p, 0, NULL);
+                durable(f, p);
         }
 }
 
@@ -819,6 +852,8 @@ static int log_level_of(int err)
         }
 }
 
+static void watch_cb(void *ctx, void *tag, int err);
+
 static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
 {
         struct ss_opctx x = { 0 };
@@ -835,7 +870,7 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         x.client = c->client;
         x.data_dir = s->data_dir;
         x.space_reserve = s->o.space_reserve;
-        x.pull = s->pull;               /* repairs of damaged pages (ss_pull.h [P5]) */
+        x.pull = s->pull;               /* repairs of damaged pages (ss_pull.h [P9]) */
         r = ss_op_run(&x, q, &a);
         (void)fg_check(f);
         if (r < 0) {
@@ -851,7 +886,16 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
         if (r >= 0) {
                 if (x.sync && a.status == 0) {
                         struct pending *p = pending_new(c, reqid, buf, len);
+                        /* This site's own replicator (ss_pull.h [P5]: this
+                         * site's id and no client id; a mount of this site
+                         * names a client id) needs only the local flush: its
+                         * SYNC is what makes an install count as a copy. */
+                        unsigned copies = c->client == s->o.site ? 1 : ss_pull_sync_copies(s->pull, f->fg);
 
+                        if (p && copies > 1) {
+                                p->copies_seq = f->ct->seq;
+                                p->copies_need = copies - 1;
+                        }
                         if (p)
                                 add_sync_waiter(f, p);
                         else {
@@ -864,6 +908,8 @@ static void run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64_
                 }
         }
         lp_fs_req_release(q);
+        if (f->ct->seq != seq0)
+                ss_fw_committed(&f->fw, f->ct->seq, watch_cb, f);       /* [S8] */
         maybe_wal(f, false);
 }
 
@@ -892,6 +938,109 @@ static void park(struct ss_fg *f, struct ss_conn *c, uint64_t reqid, struct lp_f
         f->park_tail = p;
         f->park_n++;
         f->park_bytes += bytes;
+}
+
+/* ---- followers [S8] ------------------------------------------------------------------- */
+
+static void fw_timer_cb(uv_timer_t *t);
+
+/* Arm fw_timer for the earliest deadline of f's followers. */
+static void fw_arm(struct ss_fg *f)
+{
+        uint64_t d = ss_fw_next_deadline(&f->fw), now = cm_now_us();
+
+        if (!d || f->srv->finished) {
+                uv_timer_stop(&f->fw_timer);
+                return;
+        }
+        uv_timer_start(&f->fw_timer, fw_timer_cb, d > now ? (d - now + 999) / 1000 : 0, 0);
+}
+
+/* A parked SS_CHANGES leaves: run it now (or park it behind maintenance). */
+static void watch_cb(void *ctx, void *tag, int err)
+{
+        struct ss_fg *f = ctx;
+        struct parked *p = tag;
+
+        if (err == -EHOSTUNREACH) {
+                send_status(p->c, p->reqid, err, "the storage site is shutting down");
+                lp_fs_req_release(&p->q);
+        } else if (f->busy) {
+                park(f, p->c, p->reqid, &p->q);
+        } else {
+                p->q.size = 0;          /* answered as it is now */
+                run_op(f->srv, f, p->c, p->reqid, &p->q);
+        }
+        conn_unref(p->c);
+        free(p);
+}
+
+/* A sync answer leaves its copy wait. */
+static void copy_cb(void *ctx, void *tag, int err)
+{
+        struct ss_fg *f = ctx;
+        struct pending *p = tag;
+        char why[200];
+
+        if (err == -ETIMEDOUT) {
+                snprintf(why, sizeof(why), "fg %u: committed and durable at site %llu, but only %u of the %u "
+                         "other copies sync_copies asks for confirmed it within %u ms", f->fg,
+                         (unsigned long long)f->srv->o.site, ss_fw_count(&f->fw, p->copies_seq), p->copies_need,
+                         SS_SYNC_COPIES_WAIT_MS);
+                cm_log(LOG_WARNING, "%s", why);
+                pending_done(p, -EIO, why);
+        } else {
+                pending_done(p, err, err ? "shutting down" : NULL);
+        }
+}
+
+static void durable(struct ss_fg *f, struct pending *p)
+{
+        int r;
+
+        if (!p->copies_need) {
+                pending_done(p, 0, NULL);
+                return;
+        }
+        r = ss_fw_wait_copies(&f->fw, p->copies_seq, p->copies_need,
+                              cm_now_us() + (uint64_t)SS_SYNC_COPIES_WAIT_MS * 1000u, p);
+        if (r == 1)
+                pending_done(p, 0, NULL);
+        else if (r < 0)
+                pending_done(p, r, "too many answers wait for copies");
+        else
+                fw_arm(f);
+}
+
+static void fw_timer_cb(uv_timer_t *t)
+{
+        struct ss_fg *f = t->data;
+
+        ss_fw_expire(&f->fw, cm_now_us(), watch_cb, copy_cb, f);
+        fw_arm(f);
+}
+
+/* SS_CHANGES [S8]: record the asker's position; park it if it waits and
+ * there is nothing past its since.  true if it was taken over. */
+static bool changes_follow(struct ss_fg *f, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
+{
+        uint64_t now = cm_now_us(), wait = q->size < SS_CHANGES_WAIT_MAX_MS ? q->size : SS_CHANGES_WAIT_MAX_MS;
+        struct parked *p;
+
+        if (c->site)
+                ss_fw_ack(&f->fw, c->site, q->offset, now, copy_cb, f);
+        if (!wait || q->offset < f->ct->seq || f->srv->stopping || !(p = calloc(1, sizeof(*p))))
+                return false;
+        p->c = c;
+        p->reqid = reqid;
+        p->q = *q;
+        if (ss_fw_watch(&f->fw, q->offset, now + wait * 1000u, p) < 0) {
+                free(p);
+                return false;   /* answered at once */
+        }
+        c->refs++;
+        fw_arm(f);
+        return true;
 }
 
 static void json_str(FILE *m, const char *v)
@@ -935,9 +1084,10 @@ static void op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                         ns += x->ct == f->ct;
                 fprintf(m, "%s{\"fg\":%u,\"dir\":", i ? "," : "", f->fg);
                 json_str(m, f->ct->dir);
-                fprintf(m, ",\"container\":%llu,\"busy\":%s,\"error\":%d,\"sessions\":%u,\"parked\":%zu",
+                fprintf(m, ",\"container\":%llu,\"busy\":%s,\"error\":%d,\"sessions\":%u,\"parked\":%zu,"
+                        "\"watchers\":%u,\"copy_waits\":%u",
                         (unsigned long long)f->ct->container, f->busy ? "true" : "false", f->ct->err, ns,
-                        f->park_n);
+                        f->park_n, f->fw.nwatch, f->fw.ncopy);
                 if (f->ct->err && ss_db_error(f->ct->db, &cause) < 0) {
                         fputs(",\"index_error\":", m);
                         json_str(m, cause);
@@ -1195,7 +1345,7 @@ static void op_fg_drop(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, cons
         }
         if (f)
                 note_dropped(s, q->fg, true);
-        ss_pull_forget_fg(s->pull, q->fg);     /* its watermarks went with it (ss_pull.h [P6]) */
+        ss_pull_forget_fg(s->pull, q->fg);     /* its watermarks went with it (ss_pull.h [P8]) */
         r = ss_ct_destroy(s->data_dir, q->fg);
         if (r < 0) {
                 cm_log(LOG_ERR, "fg %u: deleting the container's folder in %s failed: %s", q->fg, s->data_dir,
@@ -1297,6 +1447,8 @@ static void handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, stru
                         return;
                 if (!f)
                         break;
+                if (q->op == LP_FS_SS_CHANGES && changes_follow(f, c, reqid, q))
+                        return;
                 run_op(s, f, c, reqid, q);
                 return;
         }
@@ -1485,6 +1637,9 @@ static int add_fg(struct ss_srv *s, struct ss_ct *ct)
         f->ckpt_us = cm_now_us();
         uv_timer_init(s->loop, &f->flush_timer);
         f->flush_timer.data = f;
+        ss_fw_init(&f->fw);
+        uv_timer_init(s->loop, &f->fw_timer);
+        f->fw_timer.data = f;
         /* keep them sorted by fg id */
         {
                 size_t i = s->nfgs;
@@ -1529,11 +1684,13 @@ static void maybe_finish(struct ss_srv *s)
                 drop_parked(f);
                 plist_done(&f->wait_run, -EHOSTUNREACH, "shutting down");
                 plist_done(&f->wait_next, -EHOSTUNREACH, "shutting down");
+                ss_fw_clear(&f->fw, -EHOSTUNREACH, watch_cb, copy_cb, f);
                 if (f->ct->err && !s->err)
                         s->err = f->ct->err;
                 ss_ct_close(f->ct);
                 f->ct = NULL;
                 uv_close((uv_handle_t *)&f->flush_timer, NULL);
+                uv_close((uv_handle_t *)&f->fw_timer, NULL);
         }
         if (s->handles) {
                 uv_close((uv_handle_t *)&s->tick, NULL);
@@ -1566,6 +1723,7 @@ void ss_srv_stop(struct ss_srv *s)
                 uv_timer_stop(&s->tick);
         for (size_t i = 0; i < s->nfgs; i++) {
                 uv_timer_stop(&s->fgs[i]->flush_timer);
+                uv_timer_stop(&s->fgs[i]->fw_timer);
                 s->fgs[i]->timer_armed = false;
         }
         maybe_finish(s);
@@ -1815,6 +1973,7 @@ fail:
                 ss_ct_close(s->fgs[i]->ct);
                 s->fgs[i]->ct = NULL;
                 uv_close((uv_handle_t *)&s->fgs[i]->flush_timer, NULL);
+                uv_close((uv_handle_t *)&s->fgs[i]->fw_timer, NULL);
         }
         /* The flush timers must be closed by the loop: hand the server to
          * the caller, stopped, if any exist. */

@@ -549,12 +549,20 @@ START_TEST(test_mtab_holders)
         CHECK_EQ(fg, 3);
         CHECK(css_mtab_add(m, fg, "proj", 1, 78, "/proj") == 0);
         CHECK(css_mtab_find(m, 3)->nholders == 0);
+        /* sync_copies: 1 by default (also for rows migrated from before
+         * the column), kept across a reopen. */
+        CHECK_EQ(css_mtab_find(m, 2)->sync_copies, 1);
+        CHECK_EQ(css_mtab_set_sync_copies(m, 3, 2), 0);
+        CHECK_EQ(css_mtab_set_sync_copies(m, 3, 0), -EINVAL);
+        CHECK_EQ(css_mtab_set_sync_copies(m, 99, 2), -ENOENT);
         css_mtab_close(m);
 
         CHECK(css_mtab_open(dir, &m, err, sizeof(err)) == 0);
         r = css_mtab_find(m, 2);
         CHECK(r->nholders == 3 && r->holders[0] == 1 && r->holders[1] == 2 && r->holders[2] == 3);
         CHECK(css_mtab_find(m, 1)->nholders == 0);
+        CHECK_EQ(css_mtab_find(m, 3)->sync_copies, 2);
+        CHECK_EQ(css_mtab_find(m, 2)->sync_copies, 1);
         css_mtab_close(m);
         CHECK(sqlite3_open(file, &db) == SQLITE_OK);
         {

@@ -852,6 +852,126 @@ START_TEST(t_repl_repair)
 }
 END_TEST
 
+/* ---- push: a parked SS_CHANGES (storage/ss_srv.c [S8], ss_fw.h) ----------------------------- */
+
+struct waiter {
+        uint16_t port;
+        uint64_t since;
+        struct lp_fs_resp a;
+        int r;
+};
+
+static void *changes_waiter(void *arg)
+{
+        struct waiter *w = arg;
+        struct lp_client *c = cl_connect(w->port);
+        struct lp_fs_req q = Q(LP_FS_SS_CHANGES);
+
+        q.offset = w->since;
+        q.size = WAIT_MS;               /* wait for a change */
+        w->r = lp_fs_call(c, &q, 2 * WAIT_MS, &w->a, NULL);
+        lp_client_close(c);
+        return NULL;
+}
+
+/* The server's status shows n parked SS_CHANGES on file group 1. */
+static bool watchers_are(struct lp_client *c, unsigned n)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_STATUS);
+        struct lp_fs_resp a = ok(c, &q);
+        char want[32];
+        bool yes;
+
+        snprintf(want, sizeof(want), "\"watchers\":%u,", n);
+        yes = a.text && strstr(a.text, want);
+        lp_fs_resp_release(&a);
+        return yes;
+}
+
+static size_t nchanges(const struct lp_fs_resp *a)
+{
+        struct cm_rd rd;
+        size_t n;
+
+        CHECK(lp_rs_changes_open(&rd, a->data, a->datalen, &n) == 0);
+        return n;
+}
+
+START_TEST(t_repl_changes_wait)
+{
+        struct tsrv *s1 = tsrv_start(1);
+        struct lp_client *c1 = cl_connect(s1->port);
+        struct waiter w = { .port = s1->port };
+        struct lp_fs_req q;
+        struct lp_fs_resp a;
+        pthread_t th;
+        uint64_t seq, f;
+
+        mkfile(c1, ROOT, "before", "x", 1, 0);
+        q = Q(LP_FS_SS_CHANGES);
+        a = ok(c1, &q);
+        seq = a.value;
+        CHECK(seq > 0);
+        lp_fs_resp_release(&a);
+        /* Nothing past seq: the request is parked, not answered. */
+        w.since = seq;
+        CHECK(pthread_create(&th, NULL, changes_waiter, &w) == 0);
+        for (int i = 0; !watchers_are(c1, 1); i++) {
+                CHECK(i < WAIT_MS);     /* the request never showed up parked */
+                usleep(1000);
+        }
+        /* The next commit answers it, with that commit's change. */
+        f = mkfile(c1, ROOT, "after", "y", 1, 0);
+        CHECK(pthread_join(th, NULL) == 0);
+        CHECK_EQ(w.r, 0);
+        CHECK_EQ(w.a.status, 0);
+        CHECK(nchanges(&w.a) >= 1);
+        CHECK(w.a.value > seq);
+        {
+                struct cm_rd rd;
+                struct lp_rs_change ch;
+                size_t n;
+                bool seen = false;
+
+                CHECK(lp_rs_changes_open(&rd, w.a.data, w.a.datalen, &n) == 0);
+                for (size_t i = 0; i < n; i++) {
+                        CHECK(lp_rs_change_next(&rd, &ch) == 0);
+                        seen |= ch.ino == f;
+                }
+                CHECK(seen);
+        }
+        lp_fs_resp_release(&w.a);
+        CHECK(watchers_are(c1, 0));
+        q = Q(LP_FS_SS_CHANGES);        /* the end of the stream (mkfile made several commits) */
+        a = ok(c1, &q);
+        seq = a.value;
+        lp_fs_resp_release(&a);
+        /* A wait that runs out is an empty answer at the current seq. */
+        q = Q(LP_FS_SS_CHANGES);
+        q.offset = seq;
+        q.size = 20;
+        a = ok(c1, &q);
+        CHECK_EQ(nchanges(&a), 0);
+        CHECK_EQ(a.value, seq);
+        CHECK(a.eof);
+        lp_fs_resp_release(&a);
+        CHECK(watchers_are(c1, 0));
+        /* A waiter parked at shutdown is answered, not dropped. */
+        w.since = seq;
+        CHECK(pthread_create(&th, NULL, changes_waiter, &w) == 0);
+        for (int i = 0; !watchers_are(c1, 1); i++) {
+                CHECK(i < WAIT_MS);
+                usleep(1000);
+        }
+        lp_client_close(c1);
+        tsrv_stop(s1);
+        CHECK(pthread_join(th, NULL) == 0);
+        CHECK(w.r < 0 || w.a.status == -EHOSTUNREACH);
+        if (w.r == 0)
+                lp_fs_resp_release(&w.a);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("repl");
@@ -865,6 +985,7 @@ int main(void)
         tcase_add_test(tc, t_repl_big_sparse);
         tcase_add_test(tc, t_repl_bad_input);
         tcase_add_test(tc, t_repl_repair);
+        tcase_add_test(tc, t_repl_changes_wait);
         suite_add_tcase(s, tc);
         return tu_run_suite(s);
 }
