@@ -252,7 +252,9 @@ fmt() {   # fmt V: thousands separated; 2 decimals below 10, 1 below 100
         if (v >= 100) while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s)
         sub(/,$/, "", s); gsub(/,,/, ",", s); print s }'
 }
+# issue #8's GlusterFS figures are of the full-size yardstick: none for --quick
 declare -A gluster=([md_create]=430 [md_write4k]=336 [untar]=45 [seqwrite_1m]=117)
+[ -z "$quick" ] || gluster=()
 declare -A gtarget=([md_create]=10 [md_write4k]=10 [untar]=10 [seqwrite_1m]=2)
 K=$ncopies
 print_table() {   # the medians of rounds 1..done_rounds, on stdout
