@@ -5,10 +5,39 @@
 # a scratch directory next to the one-node LocusFS cluster's state.
 #
 # usage: bench/fsbench.sh [--quick] [--pt-vs-pt]
+#        bench/fsbench.sh --sites N --copies K [--rounds R] [--quick]
+#                         [--yardstick DIR]
 #   --quick     256 MiB instead of 1 GiB, 2,000 files instead of 10,000
+#               (with --sites: the yardstick's own --quick)
 #   --pt-vs-pt  measure passthrough_ll against a second passthrough_ll mount
 #               in place of LocusFS (to check the benchmark itself; every
 #               ratio should then be close to 1)
+#   --sites N --copies K   the replication benchmark (issue #8), see
+#               "Replicated mode" below and docs/bench.md
+#
+# Replicated mode (--sites N, 2 <= N <= 32, 2 <= K <= N): the shared
+# yardstick (DIR/fsbench.sh: fio seq/rand, mdbench, untar, find+cat,
+# rm -rf; DIR is --yardstick, else $FSBENCH_YARDSTICK, else the first of
+# ../shared/bench and ../../shared/bench beside the repository that has
+# fsbench.sh) runs, whole, on four targets:
+#   pt   passthrough_ll -o writeback,cache=auto (DIR/passthrough-up.sh)
+#   l1   a one-site dev cluster, file group /b1 (--copies 1)
+#   r1   an N-site dev cluster, file group /r1 on site 1 (--copies 1)
+#   rK   the same N-site cluster, file group /rK on sites 1..N (--copies K)
+# each run in its group's directory under site 1's mount (site 1 is the
+# group's primary, so the workloads write where phase 1 commits).  Rounds
+# alternate the order (pt l1 r1 rK, then rK r1 l1 pt, ...).  After each
+# phase that writes (seqwrite_1m, randwrite_4k, the mdbench block,
+# untar+sync, rm_rf) the yardstick is paused in the settle that follows
+# (SIGSTOP to its process group while it sleeps there, outside the clocks
+# and outside any call on the mount) and `locusctl sync` is timed on the
+# LocusFS targets: the replication lag behind that phase.  On the K-copy
+# group `locusctl copies` then compares the copies of the sequential file
+# and of the untarred tree.  stdout, after every round: a markdown table of
+# the medians of the rounds so far, with ratios (speed ratios: higher is
+# better, also for times) and the GlusterFS replica 3 figures of issue #8;
+# stderr: progress and every figure of every run.  Exit status 1 if a phase
+# failed (the daemons' logs are kept under build/fsbench-fail.<pid>/).
 #
 # Builds what it needs (scripts/deps.sh, `meson setup build` if build/ is
 # missing, ninja, the passthrough reference, build/bench/fsbench from
@@ -34,20 +63,35 @@ set -euo pipefail
 
 usage() {
     echo "usage: $0 [--quick] [--pt-vs-pt]" >&2
+    echo "       $0 --sites N --copies K [--rounds R] [--quick] [--yardstick DIR]" >&2
     exit 2
 }
 
 quick=
 ptvspt=
+nsites=
+ncopies=
+rounds=2
+yard=${FSBENCH_YARDSTICK:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --pt-vs-pt) ptvspt=1 ;;
+        --sites) [ $# -ge 2 ] || usage; nsites=$2; shift ;;
+        --copies) [ $# -ge 2 ] || usage; ncopies=$2; shift ;;
+        --rounds) [ $# -ge 2 ] || usage; rounds=$2; shift ;;
+        --yardstick) [ $# -ge 2 ] || usage; yard=$2; shift ;;
         -h|--help) usage ;;
         *) usage ;;
     esac
     shift
 done
+isnum() { [[ "$1" =~ ^[0-9]+$ ]]; }
+if [ -n "$nsites$ncopies" ]; then
+    isnum "$nsites" && isnum "$ncopies" && [ "$nsites" -ge 2 ] && [ "$nsites" -le 32 ] &&
+        [ "$ncopies" -ge 2 ] && [ "$ncopies" -le "$nsites" ] && [ -z "$ptvspt" ] || usage
+fi
+isnum "$rounds" && [ "$rounds" -ge 1 ] && [ "$rounds" -le 9 ] || usage
 
 if [ -n "$quick" ]; then
     mib=256
@@ -94,6 +138,12 @@ if [ ! -x "$fsb" ] || [ bench/fsbench.c -nt "$fsb" ]; then
     ${CC:-cc} -O2 -g -Wall -Wextra -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
         bench/fsbench.c -o "$fsb.tmp.$$" >&2
     mv -f "$fsb.tmp.$$" "$fsb"
+fi
+
+if [ -n "$nsites" ]; then
+    # shellcheck source=bench/fsbench-repl.sh
+    . "$repo/bench/fsbench-repl.sh"
+    exit 0   # not reached: fsbench-repl.sh exits
 fi
 
 # ---- scratch, mounts, cleanup ----
