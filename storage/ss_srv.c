@@ -158,6 +158,7 @@ struct ss_fg {
         /* followers of the change stream [S8] */
         struct ss_fw fw;
         uv_timer_t fw_timer;
+        unsigned closing;               /* SS_FG_DROP: timers still to close before f is freed */
 };
 
 struct create_job {
@@ -1286,9 +1287,13 @@ static void note_dropped(struct ss_srv *s, uint32_t fg, bool dropped)
                 s->dropped[s->ndropped++] = fg;
 }
 
+/* Both timers of a dropped container are closed; the second frees it. */
 static void fg_free_cb(uv_handle_t *h)
 {
-        free(h->data);
+        struct ss_fg *f = h->data;
+
+        if (--f->closing == 0)
+                free(f);
 }
 
 /*
@@ -1332,6 +1337,10 @@ static void op_fg_drop(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, cons
                 nsess = ss_sessions_end_ct(&s->sess, f->ct);
                 plist_done(&f->wait_run, -ESTALE, "the container was deleted");
                 plist_done(&f->wait_next, -ESTALE, "the container was deleted");
+                /* Its parked SS_CHANGES and fsyncs waiting for copies [S8]
+                 * end now: they point at f, which goes below. */
+                ss_fw_clear(&f->fw, -EHOSTUNREACH, watch_cb, copy_cb, f);
+                uv_timer_stop(&f->fw_timer);
                 uv_timer_stop(&f->flush_timer);
                 f->timer_armed = false;
                 while (s->fgs[i] != f)
@@ -1340,7 +1349,9 @@ static void op_fg_drop(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, cons
                 s->nfgs--;
                 ss_ct_close(f->ct);
                 f->ct = NULL;
-                uv_close((uv_handle_t *)&f->flush_timer, fg_free_cb);   /* frees f */
+                f->closing = 2;
+                uv_close((uv_handle_t *)&f->fw_timer, fg_free_cb);
+                uv_close((uv_handle_t *)&f->flush_timer, fg_free_cb);   /* the second frees f */
                 fgs_changed(s);
         }
         if (f)
