@@ -22,6 +22,7 @@ exec 7<"$MNT/f" || fail "cannot open $MNT/f"
 
 spid=$(pid_of storaged)
 [ -n "$spid" ] || fail "no storaged pid"
+stat "$MNT/f" >/dev/null || fail "stat $MNT/f"   # fresh attributes for the open below
 log "SIGSTOP storaged (pid $spid)"
 kill -STOP "$spid"
 # Opens of the root (<1,1>) fill the table; more than it holds, so that
@@ -29,15 +30,17 @@ kill -STOP "$spid"
 "$CSSFLOOD" --port "$(port_of cssd)" --key "$STATE/cluster.key" --count 1100 --until 1024 >&2 ||
     fail "cssflood could not fill the CSS's request table"
 
-# The open: the CSS refuses it as busy at least once.  The flood's jobs
-# end when the CSS's calls to the stopped site time out (a few seconds), so
-# on a loaded machine the open could come after the table drained: keep
-# refilling it until the refusal is seen.
+# The open: the CSS refuses it as busy at least once.  It must start at
+# once: the kernel asks the (stopped) storage site for the file's
+# attributes again once they are a second old (default_permissions), and
+# that would hold the open before it reaches the CSS.  The flood's jobs
+# end when the CSS's calls to the stopped site time out, so the table is
+# refilled meanwhile until the refusal is seen.
+( cat "/proc/$$/fd/7" >"$WORK/out" 2>"$WORK/err"; echo $? >"$WORK/rc" ) &
 ( while :; do "$CSSFLOOD" --port "$(port_of cssd)" --key "$STATE/cluster.key" --count 1100 --until 1024 \
       >/dev/null 2>&1 || sleep 0.1; done ) &
 fpid=$!
 track_pid "$fpid"
-( cat "/proc/$$/fd/7" >"$WORK/out" 2>"$WORK/err"; echo $? >"$WORK/rc" ) &
 refused() { grep "refused: .* wait for storage sites" "$STATE/log/cssd.log" | grep -v "open <1,1> " | grep -q .; }
 wait_for 60 "the CSS to refuse the mount's open as busy" refused
 kill "$fpid" 2>/dev/null
