@@ -1008,6 +1008,8 @@ START_TEST(test_fg_holders)
 }
 END_TEST
 
+static void drain_orphans(struct lp_client *c, uint64_t others);
+
 START_TEST(test_open_close_unavailable)
 {
         struct tcss *t = tcss_start(state_dir("css"));
@@ -1055,8 +1057,10 @@ START_TEST(test_open_close_unavailable)
         CHECK_EQ(jnum(st, "open_files"), 0);
         CHECK_EQ(jnum(css_json_get(st, "opens"), "records"), 0);
         CHECK_EQ(jnum(st, "unmatched_closes"), 1);
-        CHECK_EQ(jnum(st, "pending_requests"), 0);
         css_json_free(st);
+        /* Nothing stays pending: site 7's registration started the CSS's own
+         * orphan sweep of it, which ends (refused) on its own time. */
+        drain_orphans(us, 0);
 
         lp_client_close(us);
         lp_client_close(ss);
