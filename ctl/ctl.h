@@ -300,6 +300,9 @@ int ctl_cmd_sync(int argc, char **argv);
  * then closed and *cp NULL).
  */
 struct lp_client;
+/* ctl_call_conn's calls end by this cm_now_us() time (us; 0: no deadline,
+ * CTL_CALL_MS each) -- `sync --timeout` keeps its word with a peer cut off. */
+void ctl_set_deadline(uint64_t us);
 int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap);
 /*
