@@ -5,7 +5,7 @@
 #  1. Bad specs (one group, a site twice, an unknown site, garbage) and a
 #     DIR that is not the cluster's mount are refused, and leave no rules.
 #  2. dev partition DIR 1,2/3: the cluster's table drops packets between
-#     {127.0.0.1, 127.0.0.2} and 127.0.0.3.  A file written through site 1's
+#     {A1, A2} and A3.  A file written through site 1's
 #     mount reaches site 2's copy but not site 3's: `locusctl sync` (the
 #     copies reachable from site 1) says it left site 3 out, `locusctl
 #     copies` shows site 3 out of reach.
@@ -13,13 +13,24 @@
 #     the copies are equal, site 3's mount reads the file).
 #  4. A second partition replaces the first (3/1,2 then 1/2,3: one table);
 #     dev down removes the table, so the next dev up is whole.
+# The sites get addresses of their own (A1..A3 = 127.0.77.1..3, not the
+# 127.0.0.k of the other tests): the cut is machine-wide, and must not cut
+# apart the sites of a test running beside this one.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init partition
+A1=127.0.77.1 A2=127.0.77.2 A3=127.0.77.3
 
 command -v nft >/dev/null || fail "nft is not installed (package nftables, scripts/deps.sh)"
 nft list tables >/dev/null 2>&1 || skip "nftables is not usable here (no CAP_NET_ADMIN?)"
 
-sites_up 3
+log "+ locusctl dev up $MNT --state $STATE --sites 3 --addrs $A1,$A2,$A3"
+rc=0
+timeout 120 "$LOCUSCTL" dev up "$MNT" --state "$STATE" --sites 3 --addrs "$A1,$A2,$A3" >&2 || rc=$?
+[ "$rc" -eq 0 ] || fail "locusctl dev up --sites 3 --addrs failed (exit $rc)"
+for k in 1 2 3; do
+    wait_for 60 "the mount of site $k" is_mounted "$MNT/s$k"
+    wait_for 60 "the mount of site $k to answer" stat "$MNT/s$k/."
+done
 
 # our table: whatever `dev partition` named it
 our_tables() { nft list tables 2>/dev/null | grep -c 'locusfs_dev_' || true; }
@@ -56,7 +67,7 @@ wait_for 60 "site 2's copy of /f" site2_has_f
 out=$("$LOCUSCTL" sync --timeout 60 --state "$STATE" 2>&1) || fail "sync on site 1's side failed: $out"
 case "$out" in *"left out: site 3"*) ;; *) fail "sync does not say site 3 was left out: $out" ;; esac
 out=$("$LOCUSCTL" copies /f --state "$STATE" 2>&1) && fail "copies found every copy equal across a partition: $out"
-echo "$out" | grep -q "site 3: 127.0.0.3:[0-9]*: .*no answer" || fail "copies does not show site 3 out of reach: $out"
+echo "$out" | grep -q "site 3: $A3:[0-9]*: .*no answer" || fail "copies does not show site 3 out of reach: $out"
 cmp -s "$WORK/f" "$MNT/s2/f" || fail "site 2's mount does not read the file"
 
 # ---- 3. heal --------------------------------------------------------------------
@@ -73,9 +84,9 @@ case "$out" in *"was not partitioned"*) ;; *) fail "a second dev heal does not s
 run "$LOCUSCTL" dev partition "$MNT" 3/1,2 --state "$STATE"
 run "$LOCUSCTL" dev partition "$MNT" 1/2,3 --state "$STATE"
 [ "$(our_tables)" -eq $((before + 1)) ] || fail "two partitions made two tables"
-nft list ruleset | grep -q 'ip saddr 127.0.0.1 ip daddr { 127.0.0.2, 127.0.0.3 } drop' ||
+nft list ruleset | grep -q "ip saddr $A1 ip daddr { $A2, $A3 } drop" ||
     fail "the second partition's rule is not there: $(nft list ruleset | grep -A6 locusfs_dev_)"
-nft list ruleset | grep -q 'daddr 127.0.0.3 drop' && fail "the first partition's rule is still there"
+nft list ruleset | grep -q "daddr $A3 drop" && fail "the first partition's rule is still there"
 cluster_down
 [ "$(our_tables)" -eq "$before" ] || fail "dev down left the partition's table"
 [ ! -e "$STATE/partition" ] || fail "dev down left the record"
