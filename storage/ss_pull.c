@@ -79,6 +79,7 @@ struct ss_pull {
         } sc[MAX_LINKS], sc_old[MAX_LINKS];     /* [P5]: sync_copies of the groups held here */
         size_t nsc, nsc_old;
         bool css_failing;
+        bool kick;                      /* ss_pull_kick: read the mount table now (mu) */
         bool told_current;              /* on_current was called [P4] */
         uint64_t start_us;
         struct repair repairs[SS_PULL_REPAIRS]; /* [P9] */
@@ -719,8 +720,12 @@ static void *mgr_main(void *arg)
                         pthread_mutex_unlock(&p->mu);
                 }
                 /* Until caught up, look again soon (a holder that registers
-                 * meanwhile is pulled from at once). */
-                pause_ms(p, p->told_current ? p->o.refresh_ms : 100);
+                 * meanwhile is pulled from at once); a kick ends the wait. */
+                pthread_mutex_lock(&p->mu);
+                if (!p->kick)
+                        wait_locked(p, p->told_current ? p->o.refresh_ms : 100);
+                p->kick = false;
+                pthread_mutex_unlock(&p->mu);
         }
         lp_client_close(css);
         return NULL;
@@ -1065,6 +1070,16 @@ void ss_pull_signal(struct ss_pull *p)
         p->stop = true;
         pthread_cond_broadcast(&p->cv);
         pthread_cond_broadcast(&p->rcv);
+        pthread_mutex_unlock(&p->mu);
+}
+
+void ss_pull_kick(struct ss_pull *p)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->mu);
+        p->kick = true;
+        pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
 }
 

@@ -119,6 +119,10 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret);
  * call, bounded by timeout_ms).  Once it returns, on_current is never
  * called.  Accepts NULL. */
 void ss_pull_signal(struct ss_pull *p);
+/* Read the CSS's mount table now (the CSS said it changed: ss_reg.h), and
+ * wake the workers waiting between passes or retries.  Any thread; NULL
+ * is fine. */
+void ss_pull_kick(struct ss_pull *p);
 /* [P8] This site's container of fg was deleted or created (SS_FG_DROP,
  * SS_FG_CREATE): its watermarks, kept in the container's folder, are
  * read again from there (none in a new one), and a pass that was running

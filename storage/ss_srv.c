@@ -591,12 +591,21 @@ void ss_srv_free(struct ss_srv *s)
         free(s);
 }
 
+/* The CSS says the mount table changed: the replicator reads it now. */
+static void reg_note(void *ctx)
+{
+        struct ss_srv *s = ctx;
+
+        ss_pull_kick(s->pull);
+}
+
 /* Register with the CSS (ss_reg.h), from now on. */
 static void start_reg(struct ss_srv *s)
 {
         struct ss_reg_opts ro = { .site = s->o.site, .css_host = s->css_host, .css_port = s->o.css_port,
                                   .css_port_file = s->css_port_file, .host = s->listen_host,
-                                  .port = s->port, .poll_ms = s->o.css_poll_ms };
+                                  .port = s->port, .poll_ms = s->o.css_poll_ms, .on_note = reg_note,
+                                  .ctx = s };
         char *j;
         int r;
 
@@ -606,7 +615,7 @@ static void start_reg(struct ss_srv *s)
         /* ro.host is what we listen on; for a wildcard address (0.0.0.0,
          * ::) the CSS takes the address we call from. */
         memcpy(ro.key, s->o.key, sizeof(ro.key));
-        r = j ? ss_reg_start(&ro, j, &s->reg) : -ENOMEM;
+        r = j ? ss_reg_start(s->loop, &ro, j, &s->reg) : -ENOMEM;
         lp_key_wipe(ro.key, sizeof(ro.key));
         free(j);
         if (r < 0) {

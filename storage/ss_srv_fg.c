@@ -95,8 +95,10 @@ void ss__srv_op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
         }
         fprintf(m, "{\"site\":%llu,\"port\":%u,\"data\":", (unsigned long long)s->o.site, s->port);
         json_str(m, s->data_dir);
-        fprintf(m, ",\"sessions\":%u,\"max_sessions\":%u,\"registrations\":%llu,\"containers\":[",
-                s->sess.n, s->sess.max, (unsigned long long)(s->reg ? ss_reg_count(s->reg) : 0));
+        fprintf(m, ",\"sessions\":%u,\"max_sessions\":%u,\"registrations\":%llu,\"css_notes\":%llu,"
+                "\"containers\":[", s->sess.n, s->sess.max,
+                (unsigned long long)(s->reg ? ss_reg_count(s->reg) : 0),
+                (unsigned long long)(s->reg ? ss_reg_notes(s->reg) : 0));
         for (size_t i = 0; i < s->nfgs; i++) {
                 struct ss_fg *f = s->fgs[i];
                 struct dsm_stats st;
