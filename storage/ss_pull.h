@@ -26,7 +26,10 @@
  * [P2] Watermarks are kept in DATA/fg-<id>/pull-<site> (written with a
  *      rename; not fsynced: a lost one only makes the next pass compare
  *      more files).  They are not commits, so keeping them never changes
- *      the change stream other sites read.
+ *      the change stream other sites read.  The file is written at most
+ *      every SS_PULL_WM_SAVE_MS and when the worker ends, not after every
+ *      pass (a create-per-pass stream made the rename cost more than the
+ *      installs); after a crash the lag is compared again, harmlessly.
  * [P3] A big file's pages are read from the peer in pieces; afterwards its
  *      vector is asked again, and a file that changed meanwhile is pulled
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
@@ -91,6 +94,7 @@
 
 #define SS_PULL_RETRIES 3
 #define SS_PULL_CHANGES 512u            /* changes asked for at once */
+#define SS_PULL_WM_SAVE_MS 1000u        /* a link's watermark file is written at most this often [P2] */
 #define SS_PULL_CATCHUP_MS 60000u       /* [P4] */
 #define SS_PULL_REPAIRS 64u             /* [P9] files queued or failed at once */
 #define SS_PULL_REPAIR_RETRY_MS 10000u  /* [P9] */
