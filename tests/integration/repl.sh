@@ -14,8 +14,10 @@
 #     written files match the writer's log (itool verify-writer).
 #  3. Site 3 stopped while files are deleted and created: after it returns
 #     the deletions reach it and nothing it held comes back.
-#  4. kill -9 of the CSS (site 1's locus-cssd) during writes: the workload
-#     goes on after it restarts, the copies converge.
+#  4. kill -9 of the CSS (site 1's locus-cssd) during writes (itool writer
+#     through site 2's mount, and files made after the restart): the
+#     workload goes on after it restarts, the files match the writer's
+#     log, the copies converge.
 #  5. kill -9 of the primary (site 1's storaged) during a write workload
 #     through site 3's mount: the writer stops itself half-way through a
 #     file (itool --stop-file: its write session open at site 1) while
@@ -146,6 +148,7 @@ out=$("$LOCUSCTL" copies /dir/f --json --state "$STATE") || fail "copies of /dir
 
 # ---- 4. kill -9 of the CSS -----------------------------------------------------------
 mkdir "$S2/css" || fail mkdir
+start_writer "$S2/cssw" "$WORK/writer4.log" 100000
 pidc=$(site_pid 1 cssd) || fail "no pid of the CSS"
 log "+ kill -9 the CSS ($pidc)"
 kill -9 "$pidc"
@@ -153,7 +156,13 @@ wait_for 30 "the CSS to be gone" dead "$pidc"
 up
 run "$ITOOL" mkfiles "$S2/css" x 20 --min 1 --max 100000
 run "$ITOOL" verify "$S3/css" x 20 --min 1 --max 100000
+n=$(count_lines "$WORK/writer4.log" O)
+wait_for 60 "the writer to go on after the CSS came back" \
+    eval '[ "$(count_lines "$WORK/writer4.log" O)" -ge $((n + 10)) ]'
+kill -TERM "$wpid"
+wait "$wpid" || fail "the writer failed: $(tail -n 5 "$WORK/writer4.out")"
 in_sync
+run "$ITOOL" verify-writer "$S3/cssw" "$WORK/writer4.log" "${names[@]}" --create c --min 1000 --max 100000
 same_tree /
 
 # ---- 5. kill -9 of the primary during a write workload ---------------------------
