@@ -219,11 +219,67 @@ void css__job_release(struct css_job *j)
         free(j);
 }
 
-const struct css_site *css__primary(const struct css *css, uint32_t fg)
+static bool listed(const uint64_t *holders, size_t n, uint64_t site)
+{
+        for (size_t i = 0; i < n; i++)
+                if (holders[i] == site)
+                        return true;
+        return n == 0;
+}
+
+/* May the choice of fg's primary be kept?  Not while holders are still
+ * registering with a CSS that just started. */
+static bool primary_settled(const struct css *css, const uint64_t *holders, size_t n)
+{
+        if (!css_in_reclaim_window(css))
+                return true;
+        if (n == 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!css_sites_get(css->sites, holders[i]))
+                        return false;
+        return true;
+}
+
+const struct css_site *css__primary(struct css *css, uint32_t fg)
 {
         const struct css_mount *m = css_mtab_find(css->mtab, fg);
+        const uint64_t *holders = m ? m->holders : NULL;
+        size_t n = m ? m->nholders : 0;
+        uint64_t kept = fg < css->nprim ? css->prim[fg] : 0;
+        const struct css_site *s;
 
-        return css_sites_primary(css->sites, fg, m ? m->holders : NULL, m ? m->nholders : 0);
+        if (kept) {
+                s = css_sites_get(css->sites, kept);
+                if (s && s->conn && css_site_holds(s, fg) && listed(holders, n, kept))
+                        return s;
+        }
+        s = css_sites_primary(css->sites, fg, holders, n);
+        if (!s || !s->conn || s->id == kept || !primary_settled(css, holders, n))
+                return s;
+        if (fg >= css->nprim) {
+                size_t cap = (size_t)fg + 1 > css->nprim * 2 ? (size_t)fg + 1 : css->nprim * 2;
+                uint64_t *v = realloc(css->prim, cap * sizeof(*v));
+
+                if (!v)
+                        return s;       /* not kept: chosen again next time */
+                memset(v + css->nprim, 0, (cap - css->nprim) * sizeof(*v));
+                css->prim = v;
+                css->nprim = cap;
+        }
+        if (kept)
+                cm_log(LOG_NOTICE, "file group %u: storage site %" PRIu64 " is its primary now "
+                       "(site %" PRIu64 " was, and is no longer connected or a holder)", fg, s->id,
+                       kept);
+        css->prim[fg] = s->id;
+        return s;
+}
+
+/* Choose again, now, the primary of every group whose primary is gone. */
+static void primaries_update(struct css *css)
+{
+        for (size_t i = 0; i < css_mtab_count(css->mtab); i++)
+                css__primary(css, css_mtab_at(css->mtab, i)->fg);
 }
 
 static void css_free(struct css *css)
@@ -238,6 +294,7 @@ static void css_free(struct css *css)
         css_otab_free(css->otab);
         css_leases_free(css->leases);
         free(css->dfg);
+        free(css->prim);
         free(css->dino);
         css_sites_free(css->sites);
         css_mtab_close(css->mtab);
@@ -1059,6 +1116,8 @@ static void on_close(struct lp_conn *conn)
                         cm_log(LOG_INFO, "%s went away with %" PRIu64 " open(s): released", cl->peer, n);
         }
         css_sites_conn_closed(css->sites, cl->serial);
+        if (!css->closing)
+                primaries_update(css);
         cl->conn = NULL;
         if (cl->watching) {
                 watch_del(cl);

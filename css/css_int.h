@@ -150,6 +150,10 @@ struct css {
         uint64_t requests;
         struct css_client watchers;     /* list head (wnext/wprev) */
         uint64_t mtab_notes;            /* LP_FS_CSS_NOTE_MTAB rounds sent */
+        /* The primary chosen for each file group (index fg, 0: none yet),
+         * kept while it stays connected (css__primary). */
+        uint64_t *prim;
+        size_t nprim;
 };
 
 /*
@@ -174,9 +178,16 @@ int css__ss_call(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, st
  * is filled (to release) only when 0 is returned. */
 int css__ss_ask(struct css_job *j, const struct ep *e, struct lp_fs_req *rq, struct lp_fs_resp *resp);
 void css__ep_of(struct ep *e, const struct css_site *s, uint32_t fg);
-/* The primary of fg (css_sites_primary over its holders in the mount
- * table), or NULL when no registered site holds it. */
-const struct css_site *css__primary(const struct css *css, uint32_t fg);
+/* The primary of fg, or NULL when no registered site holds it
+ * (docs/replication.md, "Placement and the primary copy"; loop thread).
+ * Sticky: the holder chosen stays the primary while its registering
+ * connection is up and it is a holder; only then is the next one chosen
+ * (css_sites_primary over the holders in the mount table: the lowest
+ * connected).  A holder that registers later, a lower id included, does
+ * not take the role over from a live primary.  Until every holder has
+ * registered with this CSS instance, within its reclaim window (a
+ * restarted CSS), nothing is kept: the sites are still registering. */
+const struct css_site *css__primary(struct css *css, uint32_t fg);
 
 /* css.c: answer a request (css.c invariant 1); message may be NULL. */
 void css__reply(struct css_client *cl, uint64_t reqid, struct lp_fs_resp *resp);

@@ -274,6 +274,51 @@ void us__site_target(const struct us_site *site, struct us_target *t)
         t->addr = *site;
 }
 
+/*
+ * A write session lives at one storage site: its staged pages and its
+ * truncate are there and nowhere else, so its requests never go anywhere
+ * else.  After a failed attempt (a broken or refused connection) ask the
+ * mount table whether that site still serves the group: if the group's
+ * primary is now another site, or the same site at another address (it
+ * restarted), the session cannot be continued anywhere: -ESTALE, which
+ * loses it (us_sess.c) and fails the session's writes, flush and fsync
+ * with EIO at once instead of retrying a dead address until the deadline.
+ * An unanswered refresh (no CSS) or a group without a registered primary
+ * keeps trying the session's site.
+ */
+static int resolve_sess(void *arg, uint32_t fg, unsigned attempt, uint64_t deadline,
+                        struct us_site *addr)
+{
+        struct us_core *core = arg;
+        struct us_site now;
+        int r;
+
+        (void)attempt;
+        refresh_on_miss(core, deadline);
+        r = us_mtab_site(core->mtab, fg, &now);
+        if (r == -ENOENT)
+                return -ESTALE;
+        if (r < 0)
+                return 0;
+        if (now.site != addr->site || !us__same_site(&now, addr)) {
+                cm_log(LOG_NOTICE, "file group %u: the write session's storage site %llu "
+                       "(%s:%u) no longer serves it (the primary is site %llu at %s:%u): "
+                       "the session is lost", fg, (unsigned long long)addr->site, addr->host,
+                       addr->port, (unsigned long long)now.site, now.host, now.port);
+                return -ESTALE;
+        }
+        return 0;
+}
+
+void us__sess_target(struct us_core *core, uint32_t fg, const struct us_site *site,
+                     struct us_target *t)
+{
+        us__site_target(site, t);
+        t->resolve = resolve_sess;
+        t->resolve_arg = core;
+        t->resolve_key = fg;
+}
+
 /* Requests that change nothing a directory listing shows. */
 bool us__read_only(uint32_t op)
 {
@@ -515,7 +560,7 @@ static void keep_sessions(struct us_core *core)
                 ctx.call.stop_arg = core;
                 us__req_init(&req, &ctx, LP_FS_GETATTR, s->node->fg, s->node->ino);
                 req.session = s->id;
-                us__site_target(&s->site, &t);
+                us__sess_target(core, s->node->fg, &s->site, &t);
                 r = us__call(core, &ctx, &t, &req, US_RESEND_ANY, &resp);
                 if (r == 0)
                         lp_fs_resp_release(&resp);

@@ -177,6 +177,10 @@ void us__css_target(struct us_core *core, struct us_target *t);
 int us__fg_target(struct us_core *core, const struct us_ctx *ctx, uint32_t fg,
                   struct us_target *t);
 void us__site_target(const struct us_site *site, struct us_target *t);
+/* Target of requests naming a write session opened at site (fg's):
+ * -ESTALE once the mount table shows that site no longer serves fg. */
+void us__sess_target(struct us_core *core, uint32_t fg, const struct us_site *site,
+                     struct us_target *t);
 bool us__read_only(uint32_t op);
 int us__call(struct us_core *core, const struct us_ctx *ctx, struct us_target *t,
              const struct lp_fs_req *req, enum us_resend rs, struct lp_fs_resp *resp);

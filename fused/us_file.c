@@ -557,7 +557,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 us__req_init(&req, ctx, LP_FS_COMMIT, n->fg, n->ino);
                 req.session = id;
                 req.flags = LP_FS_COMMIT_END;
-                us__site_target(&site, &t);
+                us__sess_target(core, n->fg, &site, &t);
                 /* Sent once: after END the session is gone, so a resend could
                  * not tell a done commit from a lost session. */
                 r = us__call(core, ctx, &t, &req, US_RESEND_UNSENT, &resp);
@@ -809,7 +809,7 @@ ssize_t us_core_copy_range(struct us_core *core, struct us_ctx *ctx, struct us_f
         req.session2 = so->id;
         req.offset2 = off_out;
         req.length = len;
-        us__site_target(&so->site, &t);
+        us__sess_target(core, no->fg, &so->site, &t);
         r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
 
         pthread_mutex_lock(&core->mu);

@@ -222,7 +222,7 @@ int us__call_sess(struct us_core *core, const struct us_ctx *ctx, struct us_node
                 if (s) {
                         us__sess_use(s);
                         req->session = s->id;
-                        us__site_target(&s->site, &t);
+                        us__sess_target(core, n->fg, &s->site, &t);
                 } else if (!us__read_only(req->op)) {
                         n->changing++;          /* (5) */
                 }
@@ -285,7 +285,7 @@ int us__sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us_no
         us__req_init(&req, ctx, LP_FS_COMMIT, n->fg, n->ino);
         req.session = s->id;
         req.flags = flags;
-        us__site_target(&s->site, &t);
+        us__sess_target(core, n->fg, &s->site, &t);
         /* Without END a commit may be sent twice: the second finds nothing
          * new to commit. */
         r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);

@@ -16,6 +16,7 @@
  *   itool verify DIR PREFIX COUNT [--min N] [--max N]
  *       every DIR/PREFIX#### holds exactly generation 0
  *   itool writer DIR LOG NAME... [--create PREFIX] [--min N] [--max N] [--chunk N]
+ *                [--stop-file PATH]
  *       until SIGTERM/SIGINT: rewrite each DIR/NAME with the next generation
  *       (open O_TRUNC or ftruncate, write in chunks, fsync every third
  *       time, close), then create one new file DIR/PREFIX#### (generation =
@@ -25,6 +26,10 @@
  *         F NAME GEN CALL ERRNO   a call failed; the descriptor was closed
  *       A stop request is honoured between files only, so the writer never
  *       closes (= commits) a half-written file on purpose.
+ *       --stop-file PATH: when PATH exists after the first chunk of a file
+ *       was written and more remain, the writer removes it and stops itself
+ *       (SIGSTOP) with the file open, half written (its write session
+ *       open); it goes on where it was at SIGCONT.
  *   itool verify-writer DIR LOG NAME... [--create PREFIX] [--min N] [--max N]
  *       for each NAME: its content is a complete generation between the
  *       last one whose close returned 0 (0 if none) and the last one begun;
@@ -68,6 +73,7 @@
 
 static volatile sig_atomic_t g_stop;
 static size_t g_min = 65536, g_max = 1u << 20, g_chunk = 65536;
+static const char *g_stop_file;         /* writer --stop-file */
 
 static void on_stop(int sig)
 {
@@ -319,6 +325,8 @@ static int write_gen(const char *path, uint64_t gen, int flags_mode, const char 
                         goto out;
                 }
                 off += (size_t)w;
+                if (g_stop_file && off < size && unlink(g_stop_file) == 0)
+                        raise(SIGSTOP);         /* half written, still open */
         }
         if (flags_mode == 2) {
                 *ret_call = "fsync";
@@ -796,6 +804,7 @@ static void usage(void)
                 "usage: itool mkfiles DIR PREFIX COUNT [--min N] [--max N]\n"
                 "       itool verify DIR PREFIX COUNT [--min N] [--max N]\n"
                 "       itool writer DIR LOG NAME... [--create PREFIX] [--min N] [--max N] [--chunk N]\n"
+                "                    [--stop-file PATH]\n"
                 "       itool verify-writer DIR LOG NAME... [--create PREFIX] [--min N] [--max N]\n"
                 "       itool reader FILE STATUS\n"
                 "       itool timed-read FILE\n"
@@ -872,6 +881,8 @@ int main(int argc, char **argv)
                         g_chunk = strtoull(argv[++i], NULL, 0);
                 else if (strcmp(argv[i], "--create") == 0 && i + 1 < argc)
                         create = argv[++i];
+                else if (strcmp(argv[i], "--stop-file") == 0 && i + 1 < argc)
+                        g_stop_file = argv[++i];
                 else if (strcmp(argv[i], "--no-ino") == 0)
                         g_no_ino = 1;
                 else if (strcmp(argv[i], "--no-ctime") == 0)

@@ -8,9 +8,10 @@
 #     `locusctl sync` says site 2 has it.
 #  2. kill -9 of site 1's storaged; bytes of that file's data are
 #     overwritten inside site 1's segment files; site 1 restarts, its
-#     recovery marks the pages damaged, and it becomes the primary again.
-#  3. The file read through site 1's mount (caches dropped; site 1 serves
-#     it, since a read-only open reads at a current local copy) is
+#     recovery marks the pages damaged, and it registers again (site 2
+#     stays the primary: docs/replication.md "Failover").
+#  3. `locusctl copies`, which reads every copy, makes site 1 meet the
+#     damage; the file read through site 1's mount (caches dropped) is
 #     right: site 1 fetched it from site 2 and rewrote it; its log names
 #     the file, the pages and site 2; `locusctl copies` finds both copies
 #     the same (vector and data), and a second restart of site 1 (recovery
@@ -99,9 +100,10 @@ kill_ss 1
 damage "$STATE/site1/data/fg-1" "locus-repair-001000-"
 n0=$(grep -c "repaired from site 2" "$LOG1" 2>/dev/null) || n0=0
 up                                      # restarts site 1's storaged
-wait_for 60 "site 1 to be the primary again" primary_is 1
+wait_for 60 "site 1 to be registered again" registered 1
 
 # ---- 3. the read is answered from the repaired copy ------------------------------
+wait_for 60 "locusctl copies /f to find both copies the same" "$LOCUSCTL" copies /f --state "$STATE"
 drop_caches
 cmp "$WORK/orig" "$S1/f" || fail "f read through site 1's mount is not what was written"
 grep "repaired from site 2" "$LOG1" | tail -n 2 >&2
@@ -116,7 +118,7 @@ cmp "$WORK/filler" "$S1/filler" || fail "filler is not what was written"
 # meets the same damaged segment) f reads right with no new repair.
 kill_ss 1
 up
-wait_for 60 "site 1 to be the primary again" primary_is 1
+wait_for 60 "site 1 to be registered again" registered 1
 drop_caches
 cmp "$WORK/orig" "$S1/f" || fail "f is not right after site 1 restarted again"
 run "$LOCUSCTL" copies /f --state "$STATE"    # reads site 1's copy itself, not a mount's cache

@@ -14,12 +14,21 @@
 #     written files match the writer's log (itool verify-writer).
 #  3. Site 3 stopped while files are deleted and created: after it returns
 #     the deletions reach it and nothing it held comes back.
-#  4. kill -9 of the CSS (site 1's locus-cssd) during writes: the workload
-#     goes on after it restarts, the copies converge.
-# (kill -9 of the primary during a write workload is not here: it fails
-# intermittently, a file's size not matching its content after the
-# failover; the scenario is in git history, commit ecccf30, and issue #8's
-# note says what is known.)
+#  4. kill -9 of the CSS (site 1's locus-cssd) during writes (itool writer
+#     through site 2's mount, and files made after the restart): the
+#     workload goes on after it restarts, the files match the writer's
+#     log, the copies converge.
+#  5. kill -9 of the primary (site 1's storaged) during a write workload
+#     through site 3's mount: the writer stops itself half-way through a
+#     file (itool --stop-file: its write session open at site 1) while
+#     the copies sync, so that no acknowledged commit exists at site 1
+#     alone (docs/replication.md "Failover": such commits need #9's
+#     reconciliation), and goes on (SIGCONT) right after the kill: that
+#     file's generation fails with EIO at once (itool logs F), the mounts
+#     move to site 2, the workload goes on there; site 1
+#     restarts, catches up, registers, and does not take the primary role
+#     back from site 2 while the writer goes on; the files match the
+#     writer's log through every site's mount, and the copies converge.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init repl
 find_helper ITOOL itool
@@ -36,6 +45,31 @@ same_tree() {
     [ "$(printf '%s\n' "$out" | grep -c ' files under ')" -eq 3 ] || fail "not 3 copies of ${1:-/}"
 }
 site_ss_pid() { site_pid "$1" storaged; }
+names=(w0000 w0001 w0002 w0003)
+# start_writer DIR LOG MAX [ARGS...]: DIR with generation 0 of every name,
+# then the writer (pid in wpid; its output in LOG's .out) until it
+# committed 10.
+start_writer() {
+    mkdir "$1" || fail "mkdir $1"
+    run "$ITOOL" mkfiles "$1" w ${#names[@]} --min 1000 --max "$3"
+    "$ITOOL" writer "$1" "$2" "${names[@]}" --create c --min 1000 --max "$3" "${@:4}" \
+        >"${2%.log}.out" 2>&1 &
+    wpid=$!
+    track_pid "$wpid"
+    wait_for 60 "the writer to commit" eval "[ \"\$(count_lines '$2' O)\" -ge 10 ]"
+}
+# stopped PID: PID is stopped (SIGSTOP).
+stopped() { [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = T ]; }
+# root_primary_is K: the root file group's primary is site K.
+root_primary_is() {
+    "$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null |
+        tr -d ' \n' | grep -q "\"fg\":1,[^}]*\"primary\":$1,"
+}
+# registered K: site K's storaged is registered as a holder of the root group.
+registered() {
+    "$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null | tr -d ' \n' |
+        grep -q "\"site\":$1,\"host\":\"[^\"]*\",\"port\":[1-9][0-9]*,\"registered\":true"
+}
 
 up
 
@@ -74,14 +108,7 @@ printf '%s\n' "$out" | grep -q '"same":true' || fail "copies of /big: $out"
 [ "$(printf '%s\n' "$out" | grep -o '"ok":true' | wc -l)" -eq 3 ] || fail "not 3 copies of /big: $out"
 
 # ---- 2. kill -9 of a storage site during a write workload ---------------------
-names=(w0000 w0001 w0002 w0003)
-mkdir "$S1/busy" || fail mkdir
-run "$ITOOL" mkfiles "$S1/busy" w ${#names[@]} --min 1000 --max 400000
-"$ITOOL" writer "$S1/busy" "$WORK/writer.log" "${names[@]}" --create c --min 1000 --max 400000 \
-    >"$WORK/writer.out" 2>&1 &
-wpid=$!
-track_pid "$wpid"
-wait_for 60 "the writer to commit" eval '[ "$(count_lines "$WORK/writer.log" O)" -ge 10 ]'
+start_writer "$S1/busy" "$WORK/writer.log" 400000
 pid2=$(site_ss_pid 2) || fail "no pid of site 2's storaged"
 log "+ kill -9 site 2's storaged ($pid2)"
 kill -9 "$pid2"
@@ -121,6 +148,7 @@ out=$("$LOCUSCTL" copies /dir/f --json --state "$STATE") || fail "copies of /dir
 
 # ---- 4. kill -9 of the CSS -----------------------------------------------------------
 mkdir "$S2/css" || fail mkdir
+start_writer "$S2/cssw" "$WORK/writer4.log" 100000
 pidc=$(site_pid 1 cssd) || fail "no pid of the CSS"
 log "+ kill -9 the CSS ($pidc)"
 kill -9 "$pidc"
@@ -128,7 +156,49 @@ wait_for 30 "the CSS to be gone" dead "$pidc"
 up
 run "$ITOOL" mkfiles "$S2/css" x 20 --min 1 --max 100000
 run "$ITOOL" verify "$S3/css" x 20 --min 1 --max 100000
+n=$(count_lines "$WORK/writer4.log" O)
+wait_for 60 "the writer to go on after the CSS came back" \
+    eval '[ "$(count_lines "$WORK/writer4.log" O)" -ge $((n + 10)) ]'
+kill -TERM "$wpid"
+wait "$wpid" || fail "the writer failed: $(tail -n 5 "$WORK/writer4.out")"
 in_sync
+run "$ITOOL" verify-writer "$S3/cssw" "$WORK/writer4.log" "${names[@]}" --create c --min 1000 --max 100000
 same_tree /
+
+# ---- 5. kill -9 of the primary during a write workload ---------------------------
+start_writer "$S3/fail" "$WORK/writer5.log" 200000 --stop-file "$WORK/stop5"
+wait_for 30 "site 1 to be the primary" root_primary_is 1
+touch "$WORK/stop5"
+wait_for 60 "the writer to stop half-way through a file" stopped "$wpid"
+in_sync
+open5=$(grep '^B ' "$WORK/writer5.log" | tail -n 1)
+pid1=$(site_ss_pid 1) || fail "no pid of site 1's storaged"
+log "+ kill -9 site 1's storaged, the primary ($pid1), the writer stopped in: $open5"
+kill -9 "$pid1"
+kill -CONT "$wpid"
+n=$(count_lines "$WORK/writer5.log" O)
+wait_for 60 "the writer to go on at the new primary" eval '[ "$(count_lines "$WORK/writer5.log" O)" -ge $((n + 10)) ]'
+up
+wait_for 60 "site 1 to be registered again" registered 1
+n=$(count_lines "$WORK/writer5.log" O)
+wait_for 60 "the writer to go on after site 1 came back" \
+    eval '[ "$(count_lines "$WORK/writer5.log" O)" -ge $((n + 10)) ]'
+root_primary_is 2 || fail "site 1 took the primary role back from site 2 during the writes"
+kill -TERM "$wpid"
+wait "$wpid" || fail "the writer failed: $(tail -n 5 "$WORK/writer5.out")"
+grep -h '^F' "$WORK/writer5.log" >&2 || true
+# The file half written at site 1: its session is gone with site 1, and
+# the rest of it never went to site 2 (which never saw its truncate).
+grep -Eq "^F ${open5#B } (write|fsync|close) EIO\$" "$WORK/writer5.log" ||
+    fail "the generation open at site 1 when it died ($open5) did not fail with EIO"
+in_sync
+for k in 2 3 1; do
+    run "$ITOOL" verify-writer "$MNT/s$k/fail" "$WORK/writer5.log" "${names[@]}" --create c \
+        --min 1000 --max 200000
+done
+same_tree /fail
+if grep -h "changed concurrently" "$STATE"/site*/log/storaged.log >&2; then
+    fail "copies were changed concurrently (a conflict) during the failover"
+fi
 
 pass

@@ -11,7 +11,8 @@
 #  3. `replicas remove /g 1`: the group stays fully readable through every
 #     mount, site 1's container folder is gone; a rerun changes nothing.
 #  4. remove down to one holder, then removing the last one is refused.
-#  5. the removed site 1 is added again and becomes the primary; what is
+#  5. the removed site 1 is added again (the live primary keeps its role:
+#     docs/replication.md "Failover"); what is
 #     written then reaches site 3 (whose watermark of site 1's old copy is
 #     past the new copy's stream); with site 1 alone, creates there take
 #     numbers its old container never gave; site 3 added again.

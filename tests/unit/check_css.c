@@ -909,6 +909,66 @@ START_TEST(test_register_and_mounttable)
 }
 END_TEST
 
+/* The root group's primary per the mount table. */
+static uint64_t root_primary(struct lp_client *c)
+{
+        struct lp_fs_req mt = { .op = LP_FS_CSS_MOUNTTABLE };
+        struct lp_fs_resp resp;
+        uint64_t site;
+
+        CHECK_EQ(call(c, &mt, &resp), 0);
+        CHECK(resp.nmounts >= 1 && resp.mounts[0].fg == 1);
+        site = resp.mounts[0].site;
+        lp_fs_resp_release(&resp);
+        return site;
+}
+
+/* Wait (bounded) until the root group's primary is site; the CSS sees a
+ * closed connection within a few round trips. */
+static void wait_root_primary(struct lp_client *c, uint64_t site)
+{
+        for (int i = 0; root_primary(c) != site; i++) {
+                ck_assert_msg(i < 1000, "the root group's primary never became site %" PRIu64, site);
+                usleep(10 * 1000);
+        }
+}
+
+/*
+ * The primary is sticky (docs/replication.md, "Failover"): when it goes the
+ * next holder takes over, and the old one, registered again, does not take
+ * the role back from a live primary (mounts and the interim primary would
+ * go on acting on the old choice, and its copy may lack the interim
+ * primary's commits); only when the interim primary goes too.
+ */
+START_TEST(test_primary_sticky)
+{
+        struct tcss *t = tcss_start(state_dir("css"));
+        struct lp_client *ss1 = cl_connect(t, 1), *ss2 = cl_connect(t, 2), *ss3 = cl_connect(t, 3);
+        struct lp_client *us = cl_connect(t, 9);
+
+        CHECK_EQ(do_register(ss1, 1, "127.0.0.1", 2001, "[1]"), 0);
+        CHECK_EQ(do_register(ss2, 2, "127.0.0.1", 2002, "[1]"), 0);
+        CHECK_EQ(do_register(ss3, 3, "127.0.0.1", 2003, "[1]"), 0);
+        CHECK_EQ(root_primary(us), 1);                  /* the lowest */
+        lp_client_close(ss1);                           /* site 1 dies */
+        wait_root_primary(us, 2);
+        ss1 = cl_connect(t, 1);                         /* it comes back */
+        CHECK_EQ(do_register(ss1, 1, "127.0.0.1", 2011, "[1]"), 0);
+        CHECK_EQ(root_primary(us), 2);
+        CHECK_EQ(root_primary(us), 2);
+        lp_client_close(ss2);                           /* the interim primary dies */
+        wait_root_primary(us, 1);
+        ss2 = cl_connect(t, 2);
+        CHECK_EQ(do_register(ss2, 2, "127.0.0.1", 2012, "[1]"), 0);
+        CHECK_EQ(root_primary(us), 1);
+        lp_client_close(ss1);
+        lp_client_close(ss2);
+        lp_client_close(ss3);
+        lp_client_close(us);
+        tcss_stop(t);
+}
+END_TEST
+
 static int set_holder(struct lp_client *c, uint32_t fg, uint64_t site, uint32_t state, uint64_t *ret_value)
 {
         struct lp_fs_req rq = { .op = LP_FS_CSS_FG_HOLDERS, .fg = fg, .site = site, .flags = state };
@@ -972,15 +1032,16 @@ START_TEST(test_fg_holders)
         CHECK_EQ(set_holder(us, 1, 1, 0, NULL), -EINVAL);
         CHECK_EQ(set_holder(us, 1, 2, LP_FS_HOLDER_REMOVE, NULL), -EBUSY);    /* the last complete copy */
 
-        /* The copy is complete: a holder, and the primary (the lowest). */
+        /* The copy is complete: a holder; the live primary stays (sticky,
+         * docs/replication.md "Failover"), the lower id does not take over. */
         CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_FULL, &v), 0);
         CHECK_EQ(v, 1);
         CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_ADDING, &v), 0);   /* add rerun: nothing to do */
         CHECK_EQ(v, 0);
         root_holders(us, &primary, h, sizeof(h));
-        CHECK(primary == 1 && !strcmp(h, "1,2"));
+        CHECK(primary == 2 && !strcmp(h, "1,2"));
 
-        /* Remove the primary's copy: site 2 serves again. */
+        /* Remove site 1's copy: site 2 serves as before. */
         CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_REMOVE, &v), 0);
         CHECK_EQ(v, 1);
         CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_REMOVE, &v), 0);
@@ -2165,6 +2226,7 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_register_and_mounttable);
         tcase_add_test(tc, test_fg_holders);
         tcase_add_test(tc, test_mtab_notes);
+        tcase_add_test(tc, test_primary_sticky);
         tcase_add_test(tc, test_open_close_unavailable);
         tcase_add_test(tc, test_client_leases);
         tcase_add_test(tc, test_malformed);

@@ -105,6 +105,8 @@ struct fake {
         unsigned commit_delay_ms;
         unsigned read_delay_ms, open_delay_ms;
         int close_next;                 /* close instead of answering this many */
+        uint64_t mt_site;               /* CSS_MOUNTTABLE: fg 1's primary (0: site 1 here) */
+        uint16_t mt_port;
         int getxattr_status;
 };
 
@@ -500,8 +502,9 @@ static int fs_handler(struct fake *f, const struct lp_fs_req *req, struct lp_fs_
         switch (req->op) {
         case LP_FS_CSS_MOUNTTABLE:
                 fs_mounts[0] = (struct lp_fs_mount){ .fg = 1, .name = "root", .path = "/",
-                                                     .site = 1, .host = "127.0.0.1",
-                                                     .port = f->port };
+                                                     .site = f->mt_site ? f->mt_site : 1,
+                                                     .host = "127.0.0.1",
+                                                     .port = f->mt_port ? f->mt_port : f->port };
                 fs_mounts[1] = (struct lp_fs_mount){ .fg = 2, .name = "home", .parent_fg = 1,
                                                      .parent_ino = INO_D, .path = "/d",
                                                      .site = 1, .host = "127.0.0.1",
@@ -1466,6 +1469,63 @@ START_TEST(t_core_stale_session)
 }
 END_TEST
 
+/*
+ * The storage site of a write session dies and the CSS names another
+ * primary (docs/replication.md, "Failover"): the session's staged writes
+ * and truncate exist nowhere else, so its next write fails with EIO at
+ * once (never sent to the new primary, never retried against the dead
+ * address until the deadline), and so do flush and fsync; its release
+ * commits nothing.  A broken connection while the site still serves the
+ * group keeps the session.
+ */
+START_TEST(t_core_session_site_gone)
+{
+        struct us_core *core;
+        struct us_fh *w;
+        uint64_t sid;
+        int commits, writes;
+
+        fake_start(fs_handler, 0);
+        /* The connection breaks, the site is still the primary: go on. */
+        core = core_new(WAIT_US);
+        w = open_f(core, O_WRONLY);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 0, "abc", 3), 3);
+        pthread_mutex_lock(&F->mu);
+        F->close_next = 1;
+        pthread_mutex_unlock(&F->mu);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 3, "def", 3), 3);
+        ck_assert_int_eq(us_core_flush(core, ctx_of(core), w), 0);
+        us_core_release(core, ctx_of(core), w);
+        us_core_free(core);
+
+        /* Site 1 dies and the CSS names site 2, at another address. */
+        core = core_new(WAIT_US);
+        w = open_f(core, O_WRONLY);
+        sid = us_core_session_of(core, FINO_F, NULL);
+        ck_assert_uint_ne(sid, 0);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 0, "abc", 3), 3);
+        pthread_mutex_lock(&F->mu);
+        F->mt_site = 2;
+        F->mt_port = free_port();
+        F->close_next = 1;              /* the write in flight meets the crash */
+        pthread_mutex_unlock(&F->mu);
+        writes = count_op(LP_FS_WRITE);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 3, "def", 3), -EIO);
+        /* sent once (the crash ate it), never again to the old site */
+        ck_assert_int_eq(count_op(LP_FS_WRITE), writes + 1);
+        ck_assert_uint_eq(us_core_session_of(core, FINO_F, NULL), 0);
+        ck_assert_int_eq(us_core_write(core, ctx_of(core), w, 6, "ghi", 3), -EIO);
+        ck_assert_int_eq(us_core_flush(core, ctx_of(core), w), -EIO);
+        ck_assert_int_eq(us_core_fsync(core, ctx_of(core), w, false), -EIO);
+        ck_assert_int_eq(count_op(LP_FS_WRITE), writes + 1);
+        commits = count_op(LP_FS_COMMIT);
+        us_core_release(core, ctx_of(core), w);        /* lost: nothing to commit */
+        ck_assert_int_eq(count_op(LP_FS_COMMIT), commits);
+        us_core_free(core);
+        fake_stop();
+}
+END_TEST
+
 START_TEST(t_core_orphans)
 {
         struct us_core *core;
@@ -2244,6 +2304,7 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_session_shared);
         tcase_add_test(tc, t_core_commit_before_reopen);
         tcase_add_test(tc, t_core_stale_session);
+        tcase_add_test(tc, t_core_session_site_gone);
         tcase_add_test(tc, t_core_orphans);
         tcase_add_test(tc, t_core_create_joins);
         tcase_add_test(tc, t_core_create_during_end_commit);
