@@ -377,6 +377,25 @@ static void keep_attr(struct css_job *j, const struct lp_fs_attr *a)
         j->attr.vv = j->vv;
 }
 
+/* Does the local copy of a regular file keep its data (copies policies:
+ * a site outside the file's placement has the row only and must never be
+ * taken for a current copy, storage/ss_place.h [L3])?  Anything but a
+ * clear yes is no. */
+static bool local_has_data(struct css_job *j, const struct lp_fs_attr *a)
+{
+        struct lp_fs_req rq = { .op = LP_FS_SS_FETCH, .fg = j->fg, .ino = j->ino, .flags = LP_FS_FETCH_VV };
+        struct lp_fs_resp resp;
+        bool yes;
+
+        if (!S_ISREG(a->mode))
+                return true;
+        if (css__ss_ask(j, &j->local, &rq, &resp) < 0)
+                return false;
+        yes = !(resp.value & LP_FS_FETCH_NODATA);
+        lp_fs_resp_release(&resp);
+        return yes;
+}
+
 /* A read-only open from a site holding a copy: is that copy as new as the
  * primary's (the same vector)?  Then the mount reads it there
  * (docs/replication.md, "Reads at a current local copy").  Any failure
@@ -396,11 +415,13 @@ static void work_open_local(struct css_job *j)
                 return;
         }
         if (resp.has_attr && j->attr.vvlen && resp.attr.vvlen == j->attr.vvlen &&
-            !memcmp(resp.attr.vv, j->vv, j->attr.vvlen)) {
+            !memcmp(resp.attr.vv, j->vv, j->attr.vvlen) && local_has_data(j, &resp.attr)) {
                 keep_attr(j, &resp.attr);
                 j->use_local = true;
         }
         lp_fs_resp_release(&resp);
+        j->transport_failed = failed;
+        memcpy(j->msg, msg, sizeof(msg));
 }
 
 static void work_open(struct css_job *j)

@@ -145,6 +145,10 @@ enum lp_fs_op {
 /* SS_FETCH flags */
 #define LP_FS_FETCH_VV (1u << 0)        /* the vector only (no xattrs, entries, data) */
 #define LP_FS_FETCH_COMPARE (1u << 1)   /* data: a change list; answer: which to pull */
+/* SS_FETCH answer (not COMPARE): value has this bit when the site keeps no
+ * data of the regular file (copies policies, storage/ss_place.h [L3]):
+ * no extents, no data; it is not a current copy to read. */
+#define LP_FS_FETCH_NODATA (1u << 0)
 
 /* SS_INSTALL flags (any combination, in this order) */
 #define LP_FS_INSTALL_BEGIN (1u << 0)   /* open an install session on ino */

@@ -4,6 +4,7 @@
  * LSEEK, COPY_RANGE, SYNC.
  */
 #include "ss_ops_int.h"
+#include "ss_place.h"
 
 #include <errno.h>
 #include <string.h>
@@ -189,6 +190,8 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         return ss__fail(x, -EINVAL, "cannot set the size of a non-regular file");
                 if (q->size > SS_MAX_FILE_SIZE)
                         return ss__fail(x, -EFBIG, "size %llu too large", (unsigned long long)q->size);
+                if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, "truncate")) < 0)
+                        return r;       /* ss_place.h [L3] */
         }
         if (((v & LP_FS_SET_ATIME) && !(v & LP_FS_SET_ATIME_NOW) && check_time(x, &q->atime) < 0) ||
             ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0))
@@ -326,6 +329,8 @@ int ss__op_read(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
         r = regular(x, &in);
         if (r < 0)
                 return r;
+        if (!s && (r = ss_place_guard(x, &in, -EIO, "read")) < 0)
+                return r;               /* never zeros: ss_place.h [L3] */
         ss__sess_view(s, &in);
         if (q->offset >= in.size || q->length == 0) {
                 a->data = (const uint8_t *)"";

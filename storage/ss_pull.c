@@ -1,5 +1,6 @@
 /* ss_pull.c -- the replicator; see ss_pull.h. */
 #include "ss_pull.h"
+#include "ss_place.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -78,6 +79,12 @@ struct ss_pull {
                 unsigned copies;
         } sc[MAX_LINKS], sc_old[MAX_LINKS];     /* [P5]: sync_copies of the groups held here */
         size_t nsc, nsc_old;
+        struct hl {
+                uint32_t fg;
+                size_t n;
+                uint64_t *sites;        /* ascending, sites being added left out */
+        } *hl;                          /* the holders of the groups held here (copies policies) */
+        size_t nhl;
         bool css_failing;
         bool told_current;              /* on_current was called [P4] */
         uint64_t start_us;
@@ -333,13 +340,15 @@ static int changed_since(struct ss_pull *p, struct conns *cx, uint32_t fg, const
 }
 
 /* Pull one file: 1 installed, 0 not needed, or an error. */
-static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, char *msg, size_t cap)
+static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t peer, uint64_t ino, char *msg,
+                    size_t cap)
 {
         for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
                 struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
                 struct lp_fs_resp a;
                 struct lp_rs_state st;
                 uint64_t session = 0;
+                bool here;
                 int r = call(p, cx->peer, &q, &a, msg, cap);
 
                 if (r == -ENOENT)
@@ -352,7 +361,18 @@ static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t i
                         lp_fs_resp_release(&a);
                         return r;
                 }
-                if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
+                here = ss_place_state_here(&st, p->o.site);
+                if (here && (a.value & LP_FS_FETCH_NODATA)) {
+                        /* ss_place.h [L3]: the data is placed here, but
+                         * not at this peer: the copies that keep it bring
+                         * this version (their links). */
+                        cm_log(LOG_DEBUG, "fg %u ino %#" PRIx64 ": site %" PRIu64 " keeps no data of it; "
+                               "pulled from a copy that does", fg, ino, peer);
+                        lp_rs_state_free(&st);
+                        lp_fs_resp_release(&a);
+                        return 0;
+                }
+                if (here && st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
                         r = stage_big(p, cx, fg, &st, &session, msg, cap);
                         if (r >= 0) {
                                 r = changed_since(p, cx, fg, &st, msg, cap);
@@ -458,7 +478,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
                                 snprintf(msg, cap, "ss_fetch compare: a malformed pull list");
                 }
                 for (size_t i = 0; r >= 0 && i < npull && !stopping(p); i++) {
-                        r = pull_one(p, cx, fg, inos[i], msg, cap);
+                        r = pull_one(p, cx, fg, l->site, inos[i], msg, cap);
                         if (r > 0)
                                 pulled++;
                 }
@@ -593,8 +613,46 @@ static void *link_main(void *arg)
 
 /* Take the mount table in (caller holds mu); new links are returned to
  * be started outside the lock. */
+static void hl_free(struct ss_pull *p)
+{
+        for (size_t i = 0; i < p->nhl; i++)
+                free(p->hl[i].sites);
+        free(p->hl);
+        p->hl = NULL;
+        p->nhl = 0;
+}
+
+static int cmp_site(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Keep m's complete holders for ss_pull_holders (caller holds mu; out of
+ * memory: the group is left out, and creates place on this site). */
+static void keep_holders(struct ss_pull *p, const struct lp_fs_mount *m)
+{
+        struct hl *nh = realloc(p->hl, (p->nhl + 1) * sizeof(*p->hl));
+        uint64_t *s;
+        size_t n = 0;
+
+        if (!nh)
+                return;
+        p->hl = nh;
+        s = malloc((m->nholders ? m->nholders : 1) * sizeof(*s));
+        if (!s)
+                return;
+        for (size_t j = 0; j < m->nholders; j++)
+                if (!m->holders[j].adding)
+                        s[n++] = m->holders[j].site;
+        qsort(s, n, sizeof(*s), cmp_site);
+        p->hl[p->nhl++] = (struct hl){ m->fg, n, s };
+}
+
 static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct link **fresh, size_t *nfresh)
 {
+        hl_free(p);
         for (size_t i = 0; i < p->nlinks; i++)
                 p->links[i].active = p->links[i].listed = false;
         memcpy(p->sc_old, p->sc, p->nsc * sizeof(p->sc[0]));
@@ -609,6 +667,7 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct li
                                 mine = true;
                 if (!mine)
                         continue;
+                keep_holders(p, m);
                 if (p->nsc < MAX_LINKS) {
                         unsigned was = 1;
 
@@ -1082,6 +1141,7 @@ void ss_pull_stop(struct ss_pull *p)
                         pthread_join(p->links[i].th, NULL);
         for (size_t i = 0; i < p->npeers; i++)
                 free(p->peers[i]);
+        hl_free(p);
         pthread_cond_destroy(&p->cv);
         pthread_cond_destroy(&p->rcv);
         pthread_mutex_destroy(&p->mu);
@@ -1102,6 +1162,23 @@ unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg)
         for (size_t i = 0; i < p->nsc; i++)
                 if (p->sc[i].fg == fg && p->sc[i].copies > n)
                         n = p->sc[i].copies;
+        pthread_mutex_unlock(&p->mu);
+        return n;
+}
+
+size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap)
+{
+        size_t n = 0;
+
+        if (!p)
+                return 0;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->nhl; i++)
+                if (p->hl[i].fg == fg) {
+                        n = p->hl[i].n < cap ? p->hl[i].n : cap;
+                        memcpy(out, p->hl[i].sites, n * sizeof(*out));
+                        break;
+                }
         pthread_mutex_unlock(&p->mu);
         return n;
 }

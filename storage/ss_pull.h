@@ -84,6 +84,7 @@
 #ifndef SS_PULL_H
 #define SS_PULL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -139,6 +140,10 @@ int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first,
 /* The sync_copies of file group fg in the latest mount table (1 if it
  * is not known, or p is NULL).  Any thread. */
 unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);
+/* The holders of file group fg in the latest mount table (sites being
+ * added left out), ascending, at most cap into out; returns how many (0
+ * if fg is not known, or p is NULL).  Any thread. */
+size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 
