@@ -17,8 +17,18 @@
  * must be the same, and the lines only one holder has are printed (a file
  * missing on one copy, a deletion not propagated, a different version).
  *
- * Exit status: 0 when every holder answered and all copies are the same
- * (vector, size, type, data), 1 otherwise, 2 for a usage error.
+ * Copies policies (docs/replication.md, "Copies policies"): a holder
+ * outside a regular file's placement keeps its row but no data (its
+ * SS_FETCH answer says LP_FS_FETCH_NODATA): it is listed with "data":
+ * false, and its data is neither read nor compared.  The DATA copies are
+ * the holders with the data at the primary's vector and bytes; they are
+ * counted against the file's user.locus.copies (read at the primary;
+ * none: every holder).
+ *
+ * Exit status: 0 when every holder answered, all copies are the same
+ * (vector, size, type, and data where it is kept) and the file has as
+ * many data copies as it asks for (at most the number of holders), 1
+ * otherwise, 2 for a usage error.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,6 +55,7 @@ struct copy {
         uint64_t size, version;
         char vv[2 * LP_FS_VV_MAX + 1];  /* hex */
         char hash[2 * HASH_BYTES + 1];  /* hex, regular files */
+        bool nodata;                    /* a regular file whose data is placed elsewhere */
 };
 
 static void hex(const uint8_t *p, size_t n, char *out)
@@ -130,12 +141,13 @@ static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_
                 return;
         }
         hex(v.vv, v.vvlen, cp->vv);
+        cp->nodata = a.value & LP_FS_FETCH_NODATA;
         cp->gone = v.kind == LP_RS_GONE;
         cp->mode = v.mode;
         cp->size = v.size;
         lp_rs_state_free(&v);
         lp_fs_resp_release(&a);
-        if (!cp->gone && S_ISREG(cp->mode)) {
+        if (!cp->gone && S_ISREG(cp->mode) && !cp->nodata) {
                 crypto_generichash_state hs;
                 uint8_t out[HASH_BYTES];
                 uint64_t off = 0;
@@ -164,6 +176,33 @@ static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_
         cp->ok = true;
 }
 
+/* How many data copies the file asks for: its user.locus.copies, read at
+ * the primary; without one (or unreadable), every holder. */
+static unsigned copies_wanted(const struct lp_fs_mount *m, const uint8_t key[LP_KEY_SIZE], uint32_t fg,
+                              uint64_t ino)
+{
+        static const char name[] = "user.locus.copies";
+        struct lp_fs_req q = { .op = LP_FS_GETXATTR, .fg = fg, .ino = ino, .name = (const uint8_t *)name,
+                               .namelen = sizeof(name) - 1, .length = 32 };
+        struct lp_client *c = NULL;
+        struct lp_fs_resp a;
+        unsigned n = (unsigned)m->nholders;
+        char err[256], v[33];
+
+        if (!m->port || ctl_call_conn(m->host, (uint16_t)m->port, key, &c, &q, &a, err, sizeof(err)) < 0) {
+                lp_client_close(c);
+                return n;
+        }
+        if (a.status == 0 && a.datalen && a.datalen < sizeof(v)) {
+                memcpy(v, a.data, a.datalen);
+                v[a.datalen] = 0;
+                n = (unsigned)strtoul(v, NULL, 10);
+        }
+        lp_fs_resp_release(&a);
+        lp_client_close(c);
+        return n ? n : (unsigned)m->nholders;
+}
+
 static void read_copy(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], uint32_t fg, uint64_t ino,
                       struct copy *cp)
 {
@@ -180,7 +219,8 @@ struct tree {
         const uint8_t *key;
         struct lp_client *c;
         uint32_t fg;
-        FILE *out;                      /* "path\tkind vv size hash" lines */
+        FILE *out;                      /* "path\tkind vv size" lines */
+        FILE *data;                     /* "path\thash\tsite" of the files whose data it keeps */
         size_t files;
         char err[320];
 };
@@ -225,8 +265,10 @@ static int walk(struct tree *t, uint64_t dir, const char *path, int depth)
                                 continue;
                         }
                         t->files++;
-                        fprintf(t->out, "%s\t%s %o vv=%s size=%" PRIu64 " %s\n", sub, cp.gone ? "deleted" : "live",
-                                cp.mode, cp.vv, S_ISDIR(cp.mode) ? 0 : cp.size, cp.hash);
+                        fprintf(t->out, "%s\t%s %o vv=%s size=%" PRIu64 "\n", sub, cp.gone ? "deleted" : "live",
+                                cp.mode, cp.vv, S_ISDIR(cp.mode) ? 0 : cp.size);
+                        if (cp.hash[0])
+                                fprintf(t->data, "%s\t%s\t%" PRIu64 "\n", sub, cp.hash, t->h->site);
                         if (!cp.gone && S_ISDIR(cp.mode)) {
                                 r = walk(t, e->ino, sub, depth + 1);
                                 if (r < 0) {
@@ -271,20 +313,49 @@ static char **lines_of(char *text, size_t *ret_n)
         return v;
 }
 
+/* The data of each file, from every holder that keeps it ("path\thash\tsite"
+ * lines): the same everywhere?  Prints those that are not; true if any. */
+static bool data_differs(char *data)
+{
+        size_t n = 0, shown = 0;
+        char **l = data ? lines_of(data, &n) : NULL;
+        bool differ = false;
+
+        for (size_t i = 1; l && i < n; i++) {
+                const char *a = l[i - 1], *b = l[i], *ta = strchr(a, '\t'), *tb = strchr(b, '\t');
+
+                if (!ta || !tb || ta - a != tb - b || strncmp(a, b, (size_t)(ta - a)))
+                        continue;               /* another file */
+                if (!strncmp(ta, tb, 1 + 2 * HASH_BYTES))
+                        continue;
+                differ = true;
+                if (shown++ < 20)
+                        printf("data differs: %s / %s\n", a, b);
+        }
+        free(l);
+        return differ;
+}
+
 /* Compare the trees of every holder: 0 same, 1 different, -1 a holder failed. */
 static int tree_cmd(const struct lp_fs_mount *m, const uint8_t key[LP_KEY_SIZE], uint64_t dir, const char *path)
 {
         char **text = calloc(m->nholders ? m->nholders : 1, sizeof(*text));
         size_t *files = calloc(m->nholders ? m->nholders : 1, sizeof(*files));
+        char *data = NULL;
+        size_t datalen = 0;
+        FILE *df = open_memstream(&data, &datalen);
         int rc = 0, base = -1;
 
-        if (!text || !files) {
+        if (!text || !files || !df) {
                 free(text);
                 free(files);
+                if (df)
+                        fclose(df);
+                free(data);
                 return -1;
         }
         for (size_t i = 0; i < m->nholders; i++) {
-                struct tree t = { .h = &m->holders[i], .key = key, .fg = m->fg };
+                struct tree t = { .h = &m->holders[i], .key = key, .fg = m->fg, .data = df };
                 size_t len = 0;
                 int r;
 
@@ -346,6 +417,10 @@ static int tree_cmd(const struct lp_fs_mount *m, const uint8_t key[LP_KEY_SIZE],
                 free(ta);
                 free(tb);
         }
+        fclose(df);
+        if (data_differs(data) && rc == 0)
+                rc = 1;
+        free(data);
         for (size_t i = 0; i < m->nholders; i++) {
                 if (text[i])
                         printf("site %" PRIu64 ": %zu files under %s\n", m->holders[i].site, files[i], path);
@@ -370,7 +445,9 @@ int ctl_cmd_copies(int argc, char **argv)
         char err[512] = "";
         uint32_t fg = 0;
         uint64_t ino = 0;
-        bool same = true;
+        const struct copy *prim = NULL;
+        unsigned ndata = 0, wanted;
+        bool same = true, isreg;
         int r;
 
         if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_CONFIG | CTL_OPT_JSON | CTL_OPT_TREE, 1, &o) < 0)
@@ -421,10 +498,29 @@ int ctl_cmd_copies(int argc, char **argv)
         for (size_t i = 0; i < m->nholders; i++) {
                 read_copy(&m->holders[i], key, fg, ino, &cps[i]);
                 if (!cps[i].ok || (i && (!cps[0].ok || strcmp(cps[i].vv, cps[0].vv) ||
-                                         strcmp(cps[i].hash, cps[0].hash) || cps[i].size != cps[0].size ||
-                                         cps[i].mode != cps[0].mode || cps[i].gone != cps[0].gone)))
+                                         cps[i].size != cps[0].size || cps[i].mode != cps[0].mode ||
+                                         cps[i].gone != cps[0].gone)))
                         same = false;
         }
+        /* Data: the primary's, kept by how many holders (the others'
+         * differing hashes make the copies differ). */
+        for (size_t i = 0; i < m->nholders; i++)
+                if (m->holders[i].site == m->site)
+                        prim = &cps[i];
+        for (size_t i = 0; i < m->nholders; i++) {
+                if (!cps[i].ok || cps[i].nodata || cps[i].gone || !S_ISREG(cps[i].mode))
+                        continue;
+                if (prim && prim->ok && !strcmp(cps[i].vv, prim->vv) && !strcmp(cps[i].hash, prim->hash))
+                        ndata++;
+                else
+                        same = false;
+        }
+        wanted = copies_wanted(m, key, fg, ino);
+        if (wanted > m->nholders)
+                wanted = (unsigned)m->nholders;
+        isreg = prim && prim->ok && !prim->gone && S_ISREG(prim->mode);
+        if (isreg && ndata < wanted)
+                same = false;
         if (o.json) {
                 struct css_jw w;
                 char *text = NULL;
@@ -439,6 +535,18 @@ int ctl_cmd_copies(int argc, char **argv)
                 css_jw_u64(&w, ino);
                 css_jw_key(&w, "same");
                 css_jw_bool(&w, same);
+                if (isreg) {
+                        css_jw_key(&w, "copies_wanted");
+                        css_jw_u64(&w, wanted);
+                        css_jw_key(&w, "data_copies");
+                        css_jw_u64(&w, ndata);
+                        css_jw_key(&w, "data_sites");
+                        css_jw_arr_begin(&w);
+                        for (size_t i = 0; i < m->nholders; i++)
+                                if (cps[i].ok && !cps[i].nodata)
+                                        css_jw_u64(&w, cps[i].site);
+                        css_jw_arr_end(&w);
+                }
                 css_jw_key(&w, "copies");
                 css_jw_arr_begin(&w);
                 for (size_t i = 0; i < m->nholders; i++) {
@@ -454,6 +562,8 @@ int ctl_cmd_copies(int argc, char **argv)
                                 css_jw_str(&w, cps[i].vv);
                                 css_jw_key(&w, "size");
                                 css_jw_u64(&w, cps[i].size);
+                                css_jw_key(&w, "data");
+                                css_jw_bool(&w, !cps[i].nodata);
                                 css_jw_key(&w, "hash");
                                 css_jw_str(&w, cps[i].hash[0] ? cps[i].hash : NULL);
                         } else {
@@ -476,9 +586,12 @@ int ctl_cmd_copies(int argc, char **argv)
                         else if (cps[i].gone)
                                 printf("  site %" PRIu64 ": deleted, vv %s\n", cps[i].site, cps[i].vv);
                         else
-                                printf("  site %" PRIu64 ": vv %s, %" PRIu64 " bytes%s%s\n", cps[i].site, cps[i].vv,
-                                       cps[i].size, cps[i].hash[0] ? ", blake2b " : "", cps[i].hash);
+                                printf("  site %" PRIu64 ": vv %s, %" PRIu64 " bytes%s%s%s\n", cps[i].site, cps[i].vv,
+                                       cps[i].size, cps[i].hash[0] ? ", blake2b " : "", cps[i].hash,
+                                       cps[i].nodata ? ", no data here (placed elsewhere)" : "");
                 }
+                if (isreg)
+                        printf("data copies: %u of %u\n", ndata, wanted);
                 printf("%s\n", same ? "all copies are the same" : "the copies differ");
         }
         free(cps);

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# policy.sh -- copies policies (issue #8, "Files and copies";
+# docs/replication.md, "Copies policies"), on three sites with real
+# daemons and mounts.  The root file group is held by sites 1, 2, 3; its
+# home (lowest holder, keeps every file's data) is site 1.
+#  1. Inheritance and override: a directory with user.locus.copies 1, a
+#     directory below it (inherits by copy), one with copies 2 and sites 3,
+#     an override inside the first with copies 3; garbage is refused.
+#     Each file records its resolved placement (getxattr through another
+#     site's mount); `locusctl copies --json` finds the right number of
+#     data copies on the right sites, and the stores prove it: the bytes of
+#     page data each site's storage daemon wrote (SS_STATUS through
+#     `locusctl status --json` of each site) grow only where the data is
+#     placed.  Every file reads back the same through every mount (a site
+#     without the data reads from the primary).
+#  2. replicas set: PATH N on one file, then -r on a directory; the data
+#     copies follow (copies --json), a rerun changes nothing.
+#  3. The no-data guard: site 1's storage daemon stopped; site 2 is the
+#     primary and keeps no data of a file placed only on site 1: reading it
+#     through site 2's mount fails (an error, never zeros); site 1 back, it
+#     reads whole again.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init policy
+
+S1=$MNT/s1 S2=$MNT/s2 S3=$MNT/s3
+
+getx() { "$ITOOL" getxattr "$1" "$2" 2>/dev/null || true; }
+# expect_x PATH NAME VALUE: the xattr as seen through site 2's mount.
+expect_x() {
+    local v
+    v=$(getx "$1" "$2")
+    [ "$v" = "$3" ] || fail "$1: $2 is '$v', expected '$3'"
+}
+# root_primary_is K: fg list names site K the primary of the root group.
+root_primary_is() {
+    "$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null | tr '{' '\n' |
+        awk 'index($0, "\"fg\":1,") == 1 { match($0, /"primary":[0-9]+/); print substr($0, RSTART + 10, RLENGTH - 10) }' |
+        grep -qx "$1"
+}
+# data_sites PATH: the sites with the data, from `locusctl copies --json`
+# (which also checks that the data copies match the file's copies).
+data_sites() {
+    local out rc=0
+    out=$("$LOCUSCTL" copies "$1" --json --state "$STATE" 2>&1) || rc=$?
+    [ "$rc" -eq 0 ] || fail "copies $1 (exit $rc): $out"
+    printf '%s\n' "$out" | sed -n 's/.*"data_sites":\[\([0-9,]*\)\].*/\1/p'
+}
+# data_written K: bytes site K's store takes on disk (its containers'
+# segment files and indexes; segments grow as they are written).
+data_written() {
+    du -s --block-size=1 "$STATE/site$1/data" | awk '{ print $1 }'
+}
+
+sites_up 3
+run "$LOCUSCTL" sync --state "$STATE" --timeout 60
+
+# ---- 1. inheritance, override ------------------------------------------------------
+mkdir "$S1/one" "$S1/two" || fail "mkdir"
+"$ITOOL" setxattr "$S1/one" user.locus.copies abc 2>/dev/null && fail "copies 'abc' accepted"
+"$ITOOL" setxattr "$S1/one" user.locus.copies 0 2>/dev/null && fail "copies '0' accepted"
+"$ITOOL" setxattr "$S1/two" user.locus.sites "3,x" 2>/dev/null && fail "sites '3,x' accepted"
+run "$ITOOL" setxattr "$S1/one" user.locus.copies 1
+run "$ITOOL" setxattr "$S1/two" user.locus.copies 2
+run "$ITOOL" setxattr "$S1/two" user.locus.sites 3
+mkdir -p "$S1/one/sub/over" || fail "mkdir one/sub/over"
+run "$ITOOL" setxattr "$S1/one/sub/over" user.locus.copies 3
+for k in 1 2 3; do w0[$k]=$(data_written "$k"); done
+head -c $((6 << 20)) /dev/urandom >"$WORK/a" || fail "random data"
+head -c $((4 << 20)) /dev/urandom >"$WORK/b" || fail "random data"
+head -c $((1 << 20)) /dev/urandom >"$WORK/c" || fail "random data"
+cp "$WORK/a" "$S1/one/sub/a" || fail "write one/sub/a"
+cp "$WORK/b" "$S1/two/b" || fail "write two/b"
+cp "$WORK/c" "$S1/one/sub/over/c" || fail "write one/sub/over/c"
+cp "$WORK/c" "$S1/plain" || fail "write plain"
+cp "$WORK/c" "$S1/one/sub/unread" || fail "write one/sub/unread"       # never read before part 3
+run "$LOCUSCTL" sync --state "$STATE" --timeout 120
+
+expect_x "$S2/one/sub" user.locus.copies 1
+expect_x "$S2/one/sub/over" user.locus.copies 3
+expect_x "$S2/one/sub/a" user.locus.copies 1
+expect_x "$S2/one/sub/a" user.locus.sites 1
+expect_x "$S2/two/b" user.locus.copies 2
+expect_x "$S2/two/b" user.locus.sites 1,3
+expect_x "$S2/one/sub/over/c" user.locus.sites 1,2,3
+expect_x "$S2/plain" user.locus.sites ""
+[ "$(data_sites /one/sub/a)" = 1 ] || fail "/one/sub/a: data not on site 1 alone"
+[ "$(data_sites /two/b)" = 1,3 ] || fail "/two/b: data not on sites 1 and 3"
+[ "$(data_sites /one/sub/over/c)" = 1,2,3 ] || fail "/one/sub/over/c: data not on every site"
+[ "$(data_sites /plain)" = 1,2,3 ] || fail "/plain: data not on every site"
+for k in 1 2 3; do
+    w1[$k]=$(data_written "$k")
+    log "site $k's store grew by $(( w1[k] - w0[k] )) bytes"
+done
+# a (6 MiB) only at 1, b (4 MiB) at 1 and 3, c and plain (1 MiB each) everywhere.
+[ $(( w1[1] - w0[1] )) -ge $((12 << 20)) ] || fail "site 1 did not store every file's data"
+[ $(( w1[2] - w0[2] )) -lt $((3 << 20)) ] || fail "site 2 stored data placed elsewhere"
+[ $(( w1[3] - w0[3] )) -ge $((6 << 20)) ] && [ $(( w1[3] - w0[3] )) -lt $((7 << 20)) ] ||
+    fail "site 3 did not store exactly the data placed on it"
+for k in 1 2 3; do
+    cmp "$WORK/a" "$MNT/s$k/one/sub/a" || fail "one/sub/a reads wrong through site $k"
+    cmp "$WORK/b" "$MNT/s$k/two/b" || fail "two/b reads wrong through site $k"
+    cmp "$WORK/c" "$MNT/s$k/one/sub/over/c" || fail "one/sub/over/c reads wrong through site $k"
+done
+out=$("$LOCUSCTL" copies / --tree --state "$STATE" 2>&1) || fail "copies --tree: $out"
+
+# ---- 3. no data at the interim primary ---------------------------------------------
+pid1=$(site_pid 1 storaged) || fail "no pid of site 1's storaged"
+log "+ kill -9 site 1's storaged ($pid1)"
+kill -9 "$pid1"
+wait_for 30 "site 1's storaged to be gone" dead "$pid1"
+wait_for 60 "site 2 to be the primary of the root group" root_primary_is 2
+rc=0
+timeout 120 cat "$S2/one/sub/unread" >"$WORK/u.read" 2>"$WORK/u.err" || rc=$?
+log "reading one/sub/unread through site 2 without site 1: exit $rc: $(cat "$WORK/u.err")"
+[ "$rc" -ne 0 ] || fail "a file whose only data copy is down was read through site 2"
+if [ -s "$WORK/u.read" ]; then
+    cmp -n "$(stat -c %s "$WORK/u.read")" "$WORK/c" "$WORK/u.read" ||
+        fail "site 2 served bytes that are not the file's (zeros?)"
+fi
+grep -q "has no data at site 2" "$STATE/site2/log/storaged.log" ||
+    fail "site 2's storage daemon did not log why it refused"
+sites_up 3
+run "$LOCUSCTL" sync --state "$STATE" --timeout 120
+cmp "$WORK/c" "$S2/one/sub/unread" || fail "one/sub/unread reads wrong through site 2 after site 1 returned"
+pass
