@@ -118,35 +118,50 @@ int ctl_resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], con
         return r;
 }
 
-/* One copy at holder h over *cp (a connection kept between calls). */
-static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], struct lp_client **cpp,
-                         uint32_t fg, uint64_t ino, struct copy *cp)
+int ctl_copy_vv(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], struct lp_client **cpp, uint32_t fg,
+                uint64_t ino, char *vv, bool *ret_gone, uint32_t *ret_mode, uint64_t *ret_size, bool *ret_nodata,
+                char *err, size_t cap)
 {
         struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino, .flags = LP_FS_FETCH_VV };
         struct lp_fs_resp a;
         struct lp_rs_state v;
         int r;
 
-        cp->site = h->site;
         if (!h->port) {
-                snprintf(cp->err, sizeof(cp->err), "not registered with the CSS");
-                return;
+                snprintf(err, cap, "not registered with the CSS");
+                return -EHOSTUNREACH;
         }
-        r = ctl_call_conn(h->host, (uint16_t)h->port, key, cpp, &q, &a, cp->err, sizeof(cp->err));
+        r = ctl_call_conn(h->host, (uint16_t)h->port, key, cpp, &q, &a, err, cap);
         if (r < 0)
-                return;
+                return r;
         if (a.status < 0 || lp_rs_state_decode(a.data, a.datalen, &v) < 0) {
-                snprintf(cp->err, sizeof(cp->err), "%s", a.status < 0 ? strerror(-a.status) : "a malformed state");
+                r = a.status < 0 ? a.status : -EBADMSG;
+                snprintf(err, cap, "%s", a.status < 0 ? strerror(-a.status) : "a malformed state");
                 lp_fs_resp_release(&a);
-                return;
+                return r;
         }
-        hex(v.vv, v.vvlen, cp->vv);
-        cp->nodata = a.value & LP_FS_FETCH_NODATA;
-        cp->gone = v.kind == LP_RS_GONE;
-        cp->mode = v.mode;
-        cp->size = v.size;
+        hex(v.vv, v.vvlen, vv);
+        *ret_nodata = a.value & LP_FS_FETCH_NODATA;
+        *ret_gone = v.kind == LP_RS_GONE;
+        *ret_mode = v.mode;
+        *ret_size = v.size;
         lp_rs_state_free(&v);
         lp_fs_resp_release(&a);
+        return 0;
+}
+
+/* One copy at holder h over *cp (a connection kept between calls). */
+static void read_copy_on(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], struct lp_client **cpp,
+                         uint32_t fg, uint64_t ino, struct copy *cp)
+{
+        struct lp_fs_resp a;
+        int r;
+
+        cp->site = h->site;
+        r = ctl_copy_vv(h, key, cpp, fg, ino, cp->vv, &cp->gone, &cp->mode, &cp->size, &cp->nodata, cp->err,
+                        sizeof(cp->err));
+        if (r < 0)
+                return;
         if (!cp->gone && S_ISREG(cp->mode) && !cp->nodata) {
                 crypto_generichash_state hs;
                 uint8_t out[HASH_BYTES];

@@ -103,6 +103,32 @@ for k in 1 2 3; do
 done
 out=$("$LOCUSCTL" copies / --tree --state "$STATE" 2>&1) || fail "copies --tree: $out"
 
+# ---- 2. replicas set -----------------------------------------------------------------
+rc=0; "$LOCUSCTL" replicas set /plain 2 --sites x --state "$STATE" 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ] || fail "replicas set --sites x: exit $rc, expected 2"
+run "$LOCUSCTL" replicas set /plain 1 --state "$STATE" --timeout 120
+[ "$(data_sites /plain)" = 1 ] || fail "/plain: data not on site 1 alone after replicas set 1"
+expect_x "$S2/plain" user.locus.copies 1
+run "$LOCUSCTL" replicas set /two 3 -r --state "$STATE" --timeout 120
+[ "$(data_sites /two/b)" = 1,2,3 ] || fail "/two/b: data not on every site after replicas set -r 3"
+expect_x "$S3/two" user.locus.copies 3
+run "$LOCUSCTL" replicas set /one/sub/over 2 -r --sites 2 --state "$STATE" --timeout 120
+[ "$(data_sites /one/sub/over/c)" = 1,2 ] || fail "/one/sub/over/c: data not on sites 1 and 2"
+expect_x "$S3/one/sub/over" user.locus.sites 2
+# interrupted while it waits, then rerun: a clean result
+"$LOCUSCTL" replicas set /two 1 -r --state "$STATE" --timeout 120 >"$WORK/set.out" 2>&1 &
+cpid=$!
+track_pid "$cpid"
+wait_for 60 "replicas set to set the policy" grep -q "policy set" "$WORK/set.out"
+kill -9 "$cpid" 2>/dev/null
+wait "$cpid" 2>/dev/null
+run "$LOCUSCTL" replicas set /two 1 -r --state "$STATE" --timeout 120
+[ "$(data_sites /two/b)" = 1 ] || fail "/two/b: data not on site 1 alone after the rerun"
+for k in 1 2 3; do
+    cmp "$WORK/b" "$MNT/s$k/two/b" || fail "two/b reads wrong through site $k after replicas set"
+    cmp "$WORK/c" "$MNT/s$k/one/sub/over/c" || fail "one/sub/over/c reads wrong through site $k"
+done
+
 # ---- 3. no data at the interim primary ---------------------------------------------
 pid1=$(site_pid 1 storaged) || fail "no pid of site 1's storaged"
 log "+ kill -9 site 1's storaged ($pid1)"
@@ -120,6 +146,7 @@ fi
 grep -q "has no data at site 2" "$STATE/site2/log/storaged.log" ||
     fail "site 2's storage daemon did not log why it refused"
 sites_up 3
+wait_for 60 "site 1 to be the primary of the root group again" root_primary_is 1
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 cmp "$WORK/c" "$S2/one/sub/unread" || fail "one/sub/unread reads wrong through site 2 after site 1 returned"
 pass
