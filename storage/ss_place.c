@@ -247,8 +247,8 @@ static int policy_of(struct ss_opctx *x, uint64_t ino, struct policy *p)
         return p->has_copies || p->has_sites;
 }
 
-/* Resolve and put a regular file's placement: n copies (0: as many as
- * wishes, at least 1), wishes want. */
+/* Resolve and put a regular file's placement: n copies (0: the home and
+ * the wishes), wishes want. */
 static void put_placement(struct ss_opctx *x, struct ss_mut *m, uint64_t ino, unsigned n, const uint64_t *want,
                           size_t nwant)
 {
@@ -257,8 +257,14 @@ static void put_placement(struct ss_opctx *x, struct ss_mut *m, uint64_t ino, un
         char text[SS_PLACE_TEXT_MAX];
         int len;
 
-        if (n == 0)
-                n = nwant ? (unsigned)nwant : 1;
+        if (n == 0) {
+                /* Sites without copies: the home and the sites listed. */
+                uint64_t home = hs[0];
+
+                for (size_t i = 1; i < nh; i++)
+                        home = hs[i] < home ? hs[i] : home;
+                n = (unsigned)nwant + !listed(want, nwant, home);
+        }
         k = ss_place_resolve(hs, nh, n, want, nwant, ino, out);
         if (k < n)
                 cm_log(LOG_NOTICE, "fg %u ino %#llx: %u copies asked for, the file group has %zu holder(s): "

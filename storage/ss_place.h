@@ -7,7 +7,8 @@
  * extended attributes:
  *   user.locus.copies  decimal N, 1 <= N <= SS_PLACE_MAX
  *   user.locus.sites   site ids, comma-separated ("1,3"), at most
- *                      SS_PLACE_MAX of them, each >= 1
+ *                      SS_PLACE_MAX of them, each >= 1 (alone, without
+ *                      copies: the home and the sites listed)
  * On a directory they are the policy of what is created inside (a mkdir
  * copies them: inheritance by copy, like default ACLs).  On a regular file
  * they are its resolved placement: copies = N and sites = the sites that
