@@ -17,8 +17,9 @@
 #     copies follow (copies --json), a rerun changes nothing.
 #  3. The no-data guard: site 1's storage daemon stopped; site 2 is the
 #     primary and keeps no data of a file placed only on site 1: reading it
-#     through site 2's mount fails (an error, never zeros); site 1 back, it
-#     reads whole again.
+#     through site 2's mount fails (an error, never zeros); a file placed on
+#     1 and 3 is read from site 3; a write open of it at site 2 fails and
+#     changes nothing; site 1 back, everything reads whole again.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init policy
 
@@ -55,13 +56,14 @@ sites_up 3
 run "$LOCUSCTL" sync --state "$STATE" --timeout 60
 
 # ---- 1. inheritance, override ------------------------------------------------------
-mkdir "$S1/one" "$S1/two" || fail "mkdir"
+mkdir "$S1/one" "$S1/two" "$S1/three" || fail "mkdir"
 "$ITOOL" setxattr "$S1/one" user.locus.copies abc 2>/dev/null && fail "copies 'abc' accepted"
 "$ITOOL" setxattr "$S1/one" user.locus.copies 0 2>/dev/null && fail "copies '0' accepted"
 "$ITOOL" setxattr "$S1/two" user.locus.sites "3,x" 2>/dev/null && fail "sites '3,x' accepted"
 run "$ITOOL" setxattr "$S1/one" user.locus.copies 1
 run "$ITOOL" setxattr "$S1/two" user.locus.copies 2
 run "$ITOOL" setxattr "$S1/two" user.locus.sites 3
+run "$ITOOL" setxattr "$S1/three" user.locus.sites 3            # sites alone: N = 2 (home + 3)
 mkdir -p "$S1/one/sub/over" || fail "mkdir one/sub/over"
 run "$ITOOL" setxattr "$S1/one/sub/over" user.locus.copies 3
 for k in 1 2 3; do w0[$k]=$(data_written "$k"); done
@@ -73,6 +75,7 @@ cp "$WORK/b" "$S1/two/b" || fail "write two/b"
 cp "$WORK/c" "$S1/one/sub/over/c" || fail "write one/sub/over/c"
 cp "$WORK/c" "$S1/plain" || fail "write plain"
 cp "$WORK/c" "$S1/one/sub/unread" || fail "write one/sub/unread"       # never read before part 3
+cp "$WORK/c" "$S1/three/k" || fail "write three/k"                    # never read before part 3
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 
 expect_x "$S2/one/sub" user.locus.copies 1
@@ -83,6 +86,7 @@ expect_x "$S2/two/b" user.locus.copies 2
 expect_x "$S2/two/b" user.locus.sites 1,3
 expect_x "$S2/one/sub/over/c" user.locus.sites 1,2,3
 expect_x "$S2/plain" user.locus.sites ""
+expect_x "$S2/three/k" user.locus.sites 1,3
 [ "$(data_sites /one/sub/a)" = 1 ] || fail "/one/sub/a: data not on site 1 alone"
 [ "$(data_sites /two/b)" = 1,3 ] || fail "/two/b: data not on sites 1 and 3"
 [ "$(data_sites /one/sub/over/c)" = 1,2,3 ] || fail "/one/sub/over/c: data not on every site"
@@ -91,10 +95,11 @@ for k in 1 2 3; do
     w1[$k]=$(data_written "$k")
     log "site $k's store grew by $(( w1[k] - w0[k] )) bytes"
 done
-# a (6 MiB) only at 1, b (4 MiB) at 1 and 3, c and plain (1 MiB each) everywhere.
-[ $(( w1[1] - w0[1] )) -ge $((12 << 20)) ] || fail "site 1 did not store every file's data"
+# a (6 MiB) only at 1, b (4 MiB) at 1 and 3, c, plain (1 MiB each) everywhere,
+# unread (1 MiB) at 1, k (1 MiB) at 1 and 3.
+[ $(( w1[1] - w0[1] )) -ge $((14 << 20)) ] || fail "site 1 did not store every file's data"
 [ $(( w1[2] - w0[2] )) -lt $((3 << 20)) ] || fail "site 2 stored data placed elsewhere"
-[ $(( w1[3] - w0[3] )) -ge $((6 << 20)) ] && [ $(( w1[3] - w0[3] )) -lt $((7 << 20)) ] ||
+[ $(( w1[3] - w0[3] )) -ge $((7 << 20)) ] && [ $(( w1[3] - w0[3] )) -lt $((8 << 20)) ] ||
     fail "site 3 did not store exactly the data placed on it"
 for k in 1 2 3; do
     cmp "$WORK/a" "$MNT/s$k/one/sub/a" || fail "one/sub/a reads wrong through site $k"
@@ -145,8 +150,18 @@ if [ -s "$WORK/u.read" ]; then
 fi
 grep -q "has no data at site 2" "$STATE/site2/log/storaged.log" ||
     fail "site 2's storage daemon did not log why it refused"
+# placed on 1 and 3: the CSS sends the read to site 3
+cmp "$WORK/c" "$S2/three/k" || fail "three/k (data on sites 1 and 3) does not read through site 2 without site 1"
+# a write open at the interim primary without the data fails, changes nothing
+rc=0
+timeout 120 sh -c "printf x >>'$S2/three/k'" 2>"$WORK/w.err" || rc=$?
+log "appending to three/k through site 2 without site 1: exit $rc: $(cat "$WORK/w.err")"
+[ "$rc" -ne 0 ] || fail "a write open at a site without the file's data succeeded"
+grep -q "write open: fg 1 ino .* has no data at site 2" "$STATE/site2/log/storaged.log" ||
+    fail "site 2's storage daemon did not log why it refused the write open"
 sites_up 3
 wait_for 60 "site 1 to be the primary of the root group again" root_primary_is 1
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 cmp "$WORK/c" "$S2/one/sub/unread" || fail "one/sub/unread reads wrong through site 2 after site 1 returned"
+cmp "$WORK/c" "$S3/three/k" || fail "three/k changed"
 pass
