@@ -337,6 +337,13 @@ struct lp_fs_holder;
 int ctl_copy_vv(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], struct lp_client **cpp, uint32_t fg,
                 uint64_t ino, char *vv, bool *ret_gone, uint32_t *ret_mode, uint64_t *ret_size, bool *ret_nodata,
                 char *err, size_t cap);
+/* For a command on PATH (from the root of the name space): the cluster of
+ * o (--state/--config), its key, its mount table (*ret_mt, released by the
+ * caller on success), PATH's file group's entry in it and PATH's inode.
+ * Prints what is wrong and returns an error (then nothing to release, the
+ * key wiped). */
+int ctl_locate(const struct ctl_opts *o, const char *path, uint8_t key[LP_KEY_SIZE], struct lp_fs_resp *ret_mt,
+               const struct lp_fs_mount **ret_m, uint64_t *ret_ino);
 /* ctl_replicas.c: locusctl replicas add|remove FG|PATH SITE [--state S] [--timeout SEC] */
 int ctl_cmd_replicas(int argc, char **argv);
 /* ctl_replset.c: locusctl replicas set PATH N [-r] [--sites A,B] [--state S] [--timeout SEC]

@@ -448,11 +448,49 @@ static int tree_cmd(const struct lp_fs_mount *m, const uint8_t key[LP_KEY_SIZE],
         return rc;
 }
 
+int ctl_locate(const struct ctl_opts *o, const char *path, uint8_t key[LP_KEY_SIZE], struct lp_fs_resp *ret_mt,
+               const struct lp_fs_mount **ret_m, uint64_t *ret_ino)
+{
+        struct lp_fs_req q = { .op = LP_FS_CSS_MOUNTTABLE };
+        struct ctl_state st;
+        char err[512] = "";
+        uint32_t fg = 0;
+        int r = ctl_state_of_opts(o, &st);
+
+        if (r < 0 || !st.exists) {
+                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", r < 0 ? "(unknown)" : st.dir);
+                return r < 0 ? r : -ENOENT;
+        }
+        r = ctl_load_key(&st, key, err, sizeof(err));
+        if (r >= 0)
+                r = ctl_call(&st, CTL_CSSD, &q, CTL_CALL_MS, ret_mt, err, sizeof(err));
+        if (r >= 0 && ret_mt->status < 0) {
+                r = ret_mt->status;
+                snprintf(err, sizeof(err), "CSS_MOUNTTABLE: %s", strerror(-r));
+                lp_fs_resp_release(ret_mt);
+        } else if (r >= 0) {
+                r = ctl_resolve(ret_mt, key, path, &fg, ret_ino, err, sizeof(err));
+                *ret_m = NULL;
+                for (size_t i = 0; r >= 0 && i < ret_mt->nmounts; i++)
+                        if (ret_mt->mounts[i].fg == fg)
+                                *ret_m = &ret_mt->mounts[i];
+                if (r >= 0 && !*ret_m) {
+                        snprintf(err, sizeof(err), "its file group %u is not in the mount table", fg);
+                        r = -ENOENT;
+                }
+                if (r < 0)
+                        lp_fs_resp_release(ret_mt);
+        }
+        if (r < 0) {
+                fprintf(stderr, "locusctl: %s: %s\n", path, err);
+                lp_key_wipe(key, LP_KEY_SIZE);
+        }
+        return r;
+}
+
 int ctl_cmd_copies(int argc, char **argv)
 {
         struct ctl_opts o;
-        struct ctl_state st;
-        struct lp_fs_req q = { .op = LP_FS_CSS_MOUNTTABLE };
         struct lp_fs_resp mt;
         const struct lp_fs_mount *m = NULL;
         uint8_t key[LP_KEY_SIZE];
@@ -463,7 +501,7 @@ int ctl_cmd_copies(int argc, char **argv)
         const struct copy *prim = NULL;
         unsigned ndata = 0, wanted;
         bool same = true, isreg;
-        int r;
+        int r = 0;
 
         if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_CONFIG | CTL_OPT_JSON | CTL_OPT_TREE, 1, &o) < 0)
                 return 2;
@@ -472,29 +510,15 @@ int ctl_cmd_copies(int argc, char **argv)
                         "(e.g. /home/a/file)\n");
                 return 2;
         }
-        r = ctl_state_of_opts(&o, &st);
-        if (r < 0 || !st.exists) {
-                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", r < 0 ? "(unknown)" : st.dir);
+        if (sodium_init() < 0) {
+                fprintf(stderr, "locusctl: libsodium does not start\n");
                 return 1;
         }
-        if (ctl_load_key(&st, key, err, sizeof(err)) < 0 || sodium_init() < 0) {
-                fprintf(stderr, "locusctl: %s\n", err[0] ? err : "libsodium does not start");
+        if (ctl_locate(&o, o.pos[0], key, &mt, &m, &ino) < 0)
                 return 1;
-        }
-        r = ctl_call(&st, CTL_CSSD, &q, CTL_CALL_MS, &mt, err, sizeof(err));
-        if (r < 0 || mt.status < 0) {
-                fprintf(stderr, "locusctl: %s\n", r < 0 ? err : strerror(-mt.status));
-                if (r >= 0)
-                        lp_fs_resp_release(&mt);
-                lp_key_wipe(key, sizeof(key));
-                return 1;
-        }
-        r = ctl_resolve(&mt, key, o.pos[0], &fg, &ino, err, sizeof(err));
-        for (size_t i = 0; r >= 0 && i < mt.nmounts; i++)
-                if (mt.mounts[i].fg == fg)
-                        m = &mt.mounts[i];
-        if (r >= 0 && (!m || !(cps = calloc(m->nholders ? m->nholders : 1, sizeof(*cps))))) {
-                snprintf(err, sizeof(err), "%s", m ? "out of memory" : "its file group is not in the mount table");
+        fg = m->fg;
+        if (!(cps = calloc(m->nholders ? m->nholders : 1, sizeof(*cps)))) {
+                snprintf(err, sizeof(err), "out of memory");
                 r = -ENOMEM;
         }
         if (r < 0) {

@@ -266,12 +266,10 @@ static int wait_placed(struct rs *s, unsigned n, uint64_t deadline)
 int ctl_replicas_set(int argc, char **argv)
 {
         struct ctl_opts o;
-        struct ctl_state st;
-        struct lp_fs_req q = { .op = LP_FS_CSS_MOUNTTABLE };
+        struct lp_fs_req q;
         struct lp_fs_resp mt, a;
         struct rs s = { .tty = isatty(STDOUT_FILENO) };
         uint8_t key[LP_KEY_SIZE];
-        uint32_t fg = 0;
         uint64_t ino = 0, deadline;
         char *end;
         unsigned long n;
@@ -290,38 +288,13 @@ int ctl_replicas_set(int argc, char **argv)
         s.copies = o.pos[2];
         s.sites = o.sites;
         s.recursive = o.recursive;
-        r = ctl_state_of_opts(&o, &st);
-        if (r < 0 || !st.exists) {
-                fprintf(stderr, "locusctl: no dev cluster in %s (wrong --state?)\n", r < 0 ? "(unknown)" : st.dir);
-                return 1;
-        }
-        if (ctl_load_key(&st, key, s.err, sizeof(s.err)) < 0) {
-                fprintf(stderr, "locusctl: %s\n", s.err);
-                return 1;
-        }
         deadline = cm_now_us() + (uint64_t)(o.timeout_s > 0 && o.timeout_s != CTL_DEFAULT_TIMEOUT_S ?
                                             o.timeout_s : SET_TIMEOUT_S) * 1000000u;
         s.key = key;
-        r = ctl_call(&st, CTL_CSSD, &q, CTL_CALL_MS, &mt, s.err, sizeof(s.err));
-        if (r < 0 || mt.status < 0) {
-                fprintf(stderr, "locusctl: %s\n", r < 0 ? s.err : strerror(-mt.status));
-                if (r >= 0)
-                        lp_fs_resp_release(&mt);
-                lp_key_wipe(key, sizeof(key));
+        if (ctl_locate(&o, o.pos[1], key, &mt, &s.m, &ino) < 0)
                 return 1;
-        }
-        r = ctl_resolve(&mt, key, o.pos[1], &fg, &ino, s.err, sizeof(s.err));
-        for (size_t i = 0; r >= 0 && i < mt.nmounts; i++)
-                if (mt.mounts[i].fg == fg)
-                        s.m = &mt.mounts[i];
-        if (r >= 0 && !s.m) {
-                snprintf(s.err, sizeof(s.err), "its file group is not in the mount table");
-                r = -ENOENT;
-        }
-        if (r >= 0) {
-                q = (struct lp_fs_req){ .op = LP_FS_GETATTR, .fg = fg, .ino = ino };
-                r = call_primary(&s, &q, &a);
-        }
+        q = (struct lp_fs_req){ .op = LP_FS_GETATTR, .fg = s.m->fg, .ino = ino };
+        r = call_primary(&s, &q, &a);
         if (r >= 0) {
                 uint32_t mode = a.attr.mode;
 
