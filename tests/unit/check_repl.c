@@ -1142,6 +1142,18 @@ START_TEST(t_place_policy)
         q.ino = f;
         q.flags = 02;
         CHECK_EQ(status_of(c2, &q), -EHOSTUNREACH);
+        q = Q(LP_FS_LSEEK);
+        q.ino = f;
+        q.whence = SEEK_HOLE;
+        CHECK_EQ(status_of(c2, &q), -EIO);              /* its holes are not the file's */
+        q = Q(LP_FS_FALLOCATE);
+        q.ino = f;
+        q.length = PAGE;
+        CHECK_EQ(status_of(c2, &q), -EHOSTUNREACH);
+        q = Q(LP_FS_SETATTR);
+        q.ino = f;
+        q.valid = LP_FS_SET_SIZE;
+        CHECK_EQ(status_of(c2, &q), -EHOSTUNREACH);
         CHECK_EQ(getattr(c2, f).a.size, sizeof(data));  /* the row is there */
 
         /* Placed everywhere again: site 2 pulls the data. */
