@@ -853,6 +853,11 @@ static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_
                 if (st.kind != mine.kind || st.vvlen != mine.vvlen || memcmp(st.vv, mine.vv, st.vvlen)) {
                         snprintf(msg, cap, "its copy is another version");
                         r = -ESTALE;
+                } else if (a.value & LP_FS_FETCH_NODATA) {
+                        /* ss_place.h [L3]: its pages are not the file's
+                         * (none are kept there); never repair from it. */
+                        snprintf(msg, cap, "it keeps no data of it (placed elsewhere)");
+                        r = -ENODATA;
                 } else if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
                         r = stage_big(p, cx, fg, &st, &session, msg, cap);
                         if (r >= 0)

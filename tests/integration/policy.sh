@@ -20,10 +20,25 @@
 #     through site 2's mount fails (an error, never zeros); a file placed on
 #     1 and 3 is read from site 3; a write open of it at site 2 fails and
 #     changes nothing; site 1 back, everything reads whole again.
+#  4. Repair never from a copy without the data: pages of a file placed on
+#     site 1 alone are damaged in site 1's log (the storage daemons run
+#     with 1 MiB segments, as in repair.sh); sites 2 and 3 have its vector
+#     but no data, so a read fails with EIO and site 1's log says the
+#     repair found no copy: never the zeros of a copy without pages.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init policy
 
 S1=$MNT/s1 S2=$MNT/s2 S3=$MNT/s3
+SEG=1048576
+
+# Storage daemons with small segments (as in repair.sh), for part 4.
+mkdir -p "$WORK/bin" || fail "mkdir $WORK/bin"
+printf '#!/bin/sh\nexec %q "$@" --segment-size %s\n' "$MESON_BUILD_ROOT/storage/locus-storaged" "$SEG" \
+    >"$WORK/bin/locus-storaged" || fail "cannot write the wrapper"
+chmod +x "$WORK/bin/locus-storaged"
+ln -sf "$MESON_BUILD_ROOT/css/locus-cssd" "$WORK/bin/locus-cssd" || fail "ln"
+ln -sf "$MESON_BUILD_ROOT/fused/locusfs-mount" "$WORK/bin/locusfs-mount" || fail "ln"
+export LOCUS_BIN_DIR=$WORK/bin
 
 getx() { "$ITOOL" getxattr "$1" "$2" 2>/dev/null || true; }
 # expect_x PATH NAME VALUE: the xattr as seen through site 2's mount.
@@ -67,6 +82,8 @@ run "$ITOOL" setxattr "$S1/three" user.locus.sites 3            # sites alone: N
 mkdir -p "$S1/one/sub/over" || fail "mkdir one/sub/over"
 run "$ITOOL" setxattr "$S1/one/sub/over" user.locus.copies 3
 for k in 1 2 3; do w0[$k]=$(data_written "$k"); done
+for i in $(seq 1 2000); do printf 'policy-damage-line-%06d\n' "$i"; done >"$WORK/dmg"
+cp "$WORK/dmg" "$S1/one/dmg" || fail "write one/dmg"                    # placed on site 1 alone
 head -c $((6 << 20)) /dev/urandom >"$WORK/a" || fail "random data"
 head -c $((4 << 20)) /dev/urandom >"$WORK/b" || fail "random data"
 head -c $((1 << 20)) /dev/urandom >"$WORK/c" || fail "random data"
@@ -164,4 +181,29 @@ wait_for 60 "site 1 to be the primary of the root group again" root_primary_is 1
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 cmp "$WORK/c" "$S2/one/sub/unread" || fail "one/sub/unread reads wrong through site 2 after site 1 returned"
 cmp "$WORK/c" "$S3/three/k" || fail "three/k changed"
+
+# ---- 4. no repair from a copy without the data ----------------------------------------
+expect_x "$S3/one/dmg" user.locus.sites 1
+pid1=$(site_pid 1 storaged) || fail "no pid of site 1's storaged"
+log "+ kill -9 site 1's storaged ($pid1)"
+kill -9 "$pid1"
+wait_for 30 "site 1's storaged to be gone" dead "$pid1"
+ct=$STATE/site1/data/fg-1
+mapfile -t segs < <(grep -rlaF "policy-damage-line-001000" "$ct/segments" | sort)
+[ "${#segs[@]}" -eq 1 ] || fail "the text is in ${#segs[@]} segment files of $ct, expected one"
+[ "${segs[0]}" != "$ct/segments/$(ls "$ct/segments" | sort | tail -n 1)" ] || fail "the text is in the newest segment"
+off=$(grep -obaF "policy-damage-line-001000" "${segs[0]}" | head -n 1 | cut -d: -f1)
+log "+ damage 16 bytes at offset $off of ${segs[0]}"
+printf 'XXXXXXXXXXXXXXXX' | dd of="${segs[0]}" bs=1 seek="$off" conv=notrunc status=none || fail "dd"
+sites_up 3
+wait_for 60 "site 1 to be the primary of the root group again" root_primary_is 1
+rc=0
+timeout 120 cat "$S3/one/dmg" >"$WORK/dmg.read" 2>"$WORK/dmg.err" || rc=$?
+log "reading the damaged one/dmg through site 3: exit $rc: $(cat "$WORK/dmg.err")"
+[ "$rc" -ne 0 ] || fail "a damaged file with no other data copy was read (from a copy without pages?)"
+if [ -s "$WORK/dmg.read" ]; then
+    cmp -n "$(stat -c %s "$WORK/dmg.read")" "$WORK/dmg" "$WORK/dmg.read" || fail "one/dmg read wrong bytes"
+fi
+grep -q "keeps no data of it" "$STATE/site1/log/storaged.log" ||
+    fail "site 1's repair did not say why sites 2 and 3 could not serve"
 pass
