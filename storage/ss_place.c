@@ -204,10 +204,47 @@ int ss_place_guard(struct ss_opctx *x, const struct ss_inode *in, int err, const
                 return ss__fail(x, r, "reading the placement: %s", ss_db_errmsg(x->ct->db));
         if (r)
                 return 0;
+        if (err == -EHOSTUNREACH) {
+                /* [L4] a write: fetch the data first. */
+                r = ss_pull_materialize(x->pull, x->ct->fg, in->ino);
+                if (r == -EIO) {
+                        ss__fail(x, -EIO, "%s: fg %u ino %#llx has no data at site %llu (its data is on sites %s) "
+                                 "and no copy with it could be reached to fetch it from", what, x->ct->fg,
+                                 (unsigned long long)in->ino, (unsigned long long)x->ct->container, where);
+                        cm_log(LOG_WARNING, "%s", x->msg);
+                        return -EIO;
+                }
+                if (r == 0)
+                        return ss__fail(x, err, "%s: fg %u ino %#llx: fetching its data from a copy on sites %s "
+                                        "first; ask again", what, x->ct->fg, (unsigned long long)in->ino, where);
+        }
         ss__fail(x, err, "%s: fg %u ino %#llx has no data at site %llu (its data is on sites %s)", what,
                  x->ct->fg, (unsigned long long)in->ino, (unsigned long long)x->ct->container, where);
         cm_log(LOG_WARNING, "%s", x->msg);
         return err;
+}
+
+int ss_place_add_here(struct ss_opctx *x, struct ss_mut *m, struct ss_inode *in)
+{
+        uint8_t v[SS_PLACE_TEXT_MAX];
+        uint64_t s[SS_PLACE_MAX + 1];
+        char text[SS_PLACE_TEXT_MAX + 24];
+        size_t len, n = 0;
+        int r = ss_db_xattr_get(x->ct->db, in->ino, (const uint8_t *)SS_PLACE_SITES, sizeof(SS_PLACE_SITES) - 1, v,
+                                sizeof(v), &len);
+
+        if (r < 0 && r != -ENOENT)
+                return ss__fail(x, r, "reading the placement: %s", ss_db_errmsg(x->ct->db));
+        if (r == 0 && (len > sizeof(v) || ss_place_parse_sites(v, len, s, SS_PLACE_MAX, &n) < 0))
+                n = 0;
+        if (!listed(s, n, x->ct->container))
+                s[n++] = x->ct->container;
+        qsort(s, n, sizeof(s[0]), cmp_u64);
+        len = ss_place_format(s, n, text, sizeof(text));
+        ss_cs_put_xattr(&m->cs, in->ino, (const uint8_t *)SS_PLACE_SITES, sizeof(SS_PLACE_SITES) - 1, text, len);
+        in->ctime = ss__now_time();
+        ss_cs_put_inode(&m->cs, in, 0);
+        return m->cs.err;
 }
 
 /* The group's holders, ascending (this site alone if none is known). */

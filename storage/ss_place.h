@@ -30,6 +30,14 @@
  *  [L3] A site without a file's data never serves it: READ answers EIO,
  *       write opens and truncation EHOSTUNREACH, SS_FETCH marks its answer
  *       LP_FS_FETCH_NODATA (so the CSS never takes it for a current copy).
+ *  [L4] A write (open for writing, truncation, fallocate) at such a site
+ *       (an interim primary while the home is down) first fetches the
+ *       data: ss_place_guard queues the file with the replicator
+ *       (ss_pull_materialize) and answers EHOSTUNREACH ("ask again"); the
+ *       replicator takes the pages from a holder with the data at the same
+ *       vector and installs them with SS_INSTALL MATERIALIZE (ss_repl.c
+ *       [R5]), which also adds this site to the file's user.locus.sites:
+ *       it keeps an extra copy from then on.  No such holder: EIO.
  *
  * Threads: the parsers and the resolver are pure; ss_place_here,
  * ss_place_guard and ss_place_inherit run on the loop thread (they read the
@@ -80,8 +88,14 @@ struct lp_rs_state;
 bool ss_place_state_here(const struct lp_rs_state *st, uint64_t site);
 /* [L3] For an operation on in's data at this site: 0 if the data is here
  * (or in is not a regular file), else err with x->msg saying where the data
- * is, logged (what: the operation). */
+ * is, logged (what: the operation).  err -EHOSTUNREACH (a write) also asks
+ * for the data [L4]: -EHOSTUNREACH while it is fetched, -EIO once fetching
+ * it failed (for SS_PULL_REPAIR_RETRY_MS). */
 int ss_place_guard(struct ss_opctx *x, const struct ss_inode *in, int err, const char *what);
+
+/* [L4] Into m: this site added to in's user.locus.sites and in put as an
+ * update (its vector moves here).  0 or an error (x->msg set). */
+int ss_place_add_here(struct ss_opctx *x, struct ss_mut *m, struct ss_inode *in);
 
 /* Inheritance at creation (ss_ops_name.c): the policy that applies in
  * directory dir (its own xattrs, else its nearest ancestor's, up to the

@@ -59,6 +59,7 @@ struct repair {
         uint32_t fg;
         uint64_t ino, first, last;      /* damaged pages reported (for the log) */
         uint64_t retry_us;              /* R_FAILED: tried again from then on */
+        bool materialize;               /* [P10]: the data fetched, not repaired */
 };
 
 struct ss_pull {
@@ -824,8 +825,8 @@ static void drop_session(struct ss_pull *p, struct conns *cx, uint32_t fg, uint6
 
 /* Repair ino from the peer of cx: 0 done (*ret_size: the file's size), or
  * an error (msg says why). */
-static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, uint64_t *ret_size,
-                       char *msg, size_t cap)
+static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, bool materialize,
+                       uint64_t *ret_size, char *msg, size_t cap)
 {
         struct lp_fs_resp la;
         struct lp_rs_state mine;
@@ -836,7 +837,8 @@ static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_
         for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
                 struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
                 struct lp_fs_req iq = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino,
-                                        .flags = LP_FS_INSTALL_COMMIT | LP_FS_INSTALL_REPAIR };
+                                        .flags = LP_FS_INSTALL_COMMIT | (materialize ? LP_FS_INSTALL_MATERIALIZE :
+                                                                         LP_FS_INSTALL_REPAIR) };
                 struct lp_fs_resp a, ia;
                 struct lp_rs_state st;
                 uint64_t session = 0;
@@ -912,7 +914,7 @@ static int repair_one(struct ss_pull *p, const struct repair *j, const struct ho
 
                 r = connect_to(p, hs[i].host, hs[i].port, &cx.peer);
                 if (r >= 0) {
-                        r = repair_from(p, &cx, j->fg, j->ino, ret_size, m, sizeof(m));
+                        r = repair_from(p, &cx, j->fg, j->ino, j->materialize, ret_size, m, sizeof(m));
                         lp_client_close(cx.peer);
                         cx.peer = NULL;
                 } else {
@@ -970,7 +972,19 @@ static void *repair_main(void *arg)
                 r = repair_one(p, &job, hs, nh, &from, &size, msg, sizeof(msg));
                 pthread_mutex_lock(&p->mu);
                 job = *j;               /* (its range may have grown meanwhile) */
-                if (r >= 0) {
+                if (r >= 0 && job.materialize) {
+                        cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": its data (%" PRIu64 " pages) fetched from site "
+                               "%" PRIu64 " (%s:%u) for a write here, where it was not placed: this site keeps "
+                               "an extra copy from now on", job.fg, job.ino, (size + 4095) / 4096, from->site,
+                               from->host, from->port);
+                        j->state = R_FREE;
+                } else if (r < 0 && job.materialize) {
+                        cm_log(LOG_ERR, "fg %u ino %#" PRIx64 ": its data cannot be fetched from a copy that "
+                               "keeps it (%s); writes of it here fail with EIO for %u s", job.fg, job.ino, msg,
+                               SS_PULL_REPAIR_RETRY_MS / 1000);
+                        j->state = R_FAILED;
+                        j->retry_us = cm_now_us() + (uint64_t)SS_PULL_REPAIR_RETRY_MS * 1000;
+                } else if (r >= 0) {
                         cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": damaged pages %" PRIu64 "..%" PRIu64
                                " repaired from site %" PRIu64 " (%s:%u): all %" PRIu64 " pages of the file "
                                "rewritten from its copy there (same version vector)", job.fg, job.ino,
@@ -992,10 +1006,10 @@ static void *repair_main(void *arg)
         return NULL;
 }
 
-int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages)
+static int queue_job(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t last,
+                     bool materialize)
 {
         struct repair *j = NULL, *fr = NULL;
-        uint64_t last = npages ? first + npages - 1 : first;
         bool holder = false;
         int r = 0;
 
@@ -1025,14 +1039,28 @@ int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first,
         } else if (!fr) {
                 r = -EBUSY;
         } else {
-                *fr = (struct repair){ R_QUEUED, fg, ino, first, last, 0 };
-                cm_log(LOG_WARNING, "fg %u ino %#" PRIx64 ": pages %" PRIu64 "..%" PRIu64 " are damaged in "
-                       "this site's log (those a read met); repairing the file from another copy", fg, ino,
-                       first, last);
+                *fr = (struct repair){ R_QUEUED, fg, ino, first, last, 0, materialize };
+                if (materialize)
+                        cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": a write here, where its data is not "
+                               "placed; fetching the data from a copy that keeps it", fg, ino);
+                else
+                        cm_log(LOG_WARNING, "fg %u ino %#" PRIx64 ": pages %" PRIu64 "..%" PRIu64 " are damaged "
+                               "in this site's log (those a read met); repairing the file from another copy",
+                               fg, ino, first, last);
                 pthread_cond_signal(&p->rcv);
         }
         pthread_mutex_unlock(&p->mu);
         return r;
+}
+
+int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages)
+{
+        return queue_job(p, fg, ino, first, npages ? first + npages - 1 : first, false);
+}
+
+int ss_pull_materialize(struct ss_pull *p, uint32_t fg, uint64_t ino)
+{
+        return queue_job(p, fg, ino, 0, 0, true);
 }
 
 /* ---- life ------------------------------------------------------------------------------- */

@@ -137,6 +137,14 @@ void ss_pull_stop(struct ss_pull *p);
  * -EBUSY if SS_PULL_REPAIRS files are queued already.  Any thread; it
  * takes the replicator's lock only.  p NULL: -ENOENT. */
 int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages);
+/* [P10] Copies policies (ss_place.h [L4]): a write at this site of ino of
+ * fg, whose data is not placed here: fetch the data from a holder that
+ * keeps it at the same vector (the repair thread, as [P9], installing with
+ * SS_INSTALL MATERIALIZE).  Returns as ss_pull_repair: 0 queued or under
+ * way, -ENOENT no other holder known, -EIO the last attempt failed less
+ * than SS_PULL_REPAIR_RETRY_MS ago, -EBUSY the queue is full.  Any thread;
+ * p NULL: -ENOENT. */
+int ss_pull_materialize(struct ss_pull *p, uint32_t fg, uint64_t ino);
 /* The sync_copies of file group fg in the latest mount table (1 if it
  * is not known, or p is NULL).  Any thread. */
 unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);

@@ -31,6 +31,12 @@
  *       moves and the change stream other sites read shows nothing.  Any
  *       other state (older, newer, concurrent, another size or type, a
  *       deletion record) is refused with -ESTALE and nothing changes.
+ *  [R5] A materialization (LP_FS_INSTALL_MATERIALIZE, ss_place.h [L4]) is
+ *       a repair at a site outside the file's placement: the same checks,
+ *       the pages written, and this site added to the file's
+ *       user.locus.sites in the same commit, which is an update (the
+ *       vector moves at this site): from then on the site keeps the data,
+ *       and the other copies learn it with the next pull.
  */
 #include <errno.h>
 #include <limits.h>
@@ -696,8 +702,10 @@ fail:
         return r;
 }
 
-/* [R4]: rewrite the pages of ino from st (inline data) or s (staged). */
-static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_sess *s, struct lp_fs_resp *a)
+/* [R4]: rewrite the pages of ino from st (inline data) or s (staged);
+ * [R5] with materialize. */
+static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_sess *s, bool materialize,
+                  struct lp_fs_resp *a)
 {
         struct ss_inode *cur = ss__xalloc(x, sizeof(*cur));
         uint8_t vv[SS_VV_MAX];
@@ -722,6 +730,15 @@ static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_se
                                 "(a repair never installs an older or newer one)", (unsigned long long)st->ino);
         if (!st->has_data && !s)
                 return ss__fail(x, -EINVAL, "repair of %#llx without data", (unsigned long long)st->ino);
+        if (materialize) {
+                r = ss_place_here(x->ct, st->ino, x->ct->container, NULL, 0);
+                if (r < 0)
+                        return ss__fail(x, r, "reading the placement: %s", ss_db_errmsg(x->ct->db));
+                if (r) {
+                        a->value = 0;   /* the data is here already */
+                        return 0;
+                }
+        }
         ss_mut_init(x->ct, &m, s ? s->txn : NULL);
         if (s)
                 s->txn = NULL;          /* consumed by the commit, whatever happens */
@@ -734,6 +751,8 @@ static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_se
                 goto fail;
         }
         if (st->has_data && (r = stage_pages(x, t, st->ino, 0, st->data, st->datalen)) < 0)
+                goto fail;
+        if (materialize && (r = ss_place_add_here(x, &m, cur)) < 0)
                 goto fail;
         r = ss__commit(x, &m, NULL);
         if (r < 0)
@@ -799,8 +818,8 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                              (unsigned long long)st.ino, (unsigned long long)q->ino);
         } else if (st.kind == LP_RS_INODE && (r = ss__space_ok(x, 4096)) < 0) {
                 ;
-        } else if (q->flags & LP_FS_INSTALL_REPAIR) {
-                r = repair(x, &st, s, a);
+        } else if (q->flags & (LP_FS_INSTALL_REPAIR | LP_FS_INSTALL_MATERIALIZE)) {
+                r = repair(x, &st, s, q->flags & LP_FS_INSTALL_MATERIALIZE, a);
         } else {
                 r = install(x, &st, s, a);
         }

@@ -18,8 +18,10 @@
 #  3. The no-data guard: site 1's storage daemon stopped; site 2 is the
 #     primary and keeps no data of a file placed only on site 1: reading it
 #     through site 2's mount fails (an error, never zeros); a file placed on
-#     1 and 3 is read from site 3; a write open of it at site 2 fails and
-#     changes nothing; site 1 back, everything reads whole again.
+#     1 and 3 is read from site 3; a write of it at site 2 first fetches its
+#     data from site 3 (site 2 then keeps an extra copy); a write of the
+#     file placed on site 1 alone fails and changes nothing; site 1 back,
+#     everything reads whole again, the appended file on every site.
 #  4. Repair never from a copy without the data: pages of a file placed on
 #     site 1 alone are damaged in site 1's log (the storage daemons run
 #     with 1 MiB segments, as in repair.sh); sites 2 and 3 have its vector
@@ -169,18 +171,28 @@ grep -q "has no data at site 2" "$STATE/site2/log/storaged.log" ||
     fail "site 2's storage daemon did not log why it refused"
 # placed on 1 and 3: the CSS sends the read to site 3
 cmp "$WORK/c" "$S2/three/k" || fail "three/k (data on sites 1 and 3) does not read through site 2 without site 1"
-# a write open at the interim primary without the data fails, changes nothing
+# a write at the interim primary first fetches the data from site 3
+cp "$WORK/c" "$WORK/cx" && printf x >>"$WORK/cx" || fail "cp"
+timeout 120 sh -c "printf x >>'$S2/three/k'" || fail "appending to three/k through site 2 without site 1"
+cmp "$WORK/cx" "$S2/three/k" || fail "three/k reads wrong through site 2 after the append"
+grep -q "its data (256 pages) fetched from site 3" "$STATE/site2/log/storaged.log" ||
+    fail "site 2 did not log where it fetched the data of three/k from"
+# with no copy of the data reachable, the write fails and changes nothing
 rc=0
-timeout 120 sh -c "printf x >>'$S2/three/k'" 2>"$WORK/w.err" || rc=$?
-log "appending to three/k through site 2 without site 1: exit $rc: $(cat "$WORK/w.err")"
-[ "$rc" -ne 0 ] || fail "a write open at a site without the file's data succeeded"
-grep -q "write open: fg 1 ino .* has no data at site 2" "$STATE/site2/log/storaged.log" ||
-    fail "site 2's storage daemon did not log why it refused the write open"
+timeout 120 sh -c "printf x >>'$S2/one/sub/unread'" 2>"$WORK/w.err" || rc=$?
+log "appending to one/sub/unread through site 2 without site 1: exit $rc: $(cat "$WORK/w.err")"
+[ "$rc" -ne 0 ] || fail "a write of a file whose only data copy is down succeeded"
+grep -q "its data cannot be fetched from a copy that keeps it" "$STATE/site2/log/storaged.log" ||
+    fail "site 2 did not log why it refused the write"
 sites_up 3
 wait_for 60 "site 1 to be the primary of the root group again" root_primary_is 1
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 cmp "$WORK/c" "$S2/one/sub/unread" || fail "one/sub/unread reads wrong through site 2 after site 1 returned"
-cmp "$WORK/c" "$S3/three/k" || fail "three/k changed"
+for k in 1 2 3; do
+    cmp "$WORK/cx" "$MNT/s$k/three/k" || fail "three/k reads wrong through site $k after site 1 returned"
+done
+expect_x "$S1/three/k" user.locus.sites 1,2,3
+[ "$(data_sites /three/k)" = 1,2,3 ] || fail "/three/k: the data is not on sites 1 and 3 and the extra copy at 2"
 
 # ---- 4. no repair from a copy without the data ----------------------------------------
 expect_x "$S3/one/dmg" user.locus.sites 1
