@@ -612,8 +612,6 @@ static void *link_main(void *arg)
 /* ---- the manager: who holds what ------------------------------------------------------ */
 
 
-/* Take the mount table in (caller holds mu); new links are returned to
- * be started outside the lock. */
 static void hl_free(struct ss_pull *p)
 {
         for (size_t i = 0; i < p->nhl; i++)
@@ -651,6 +649,8 @@ static void keep_holders(struct ss_pull *p, const struct lp_fs_mount *m)
         p->hl[p->nhl++] = (struct hl){ m->fg, n, s };
 }
 
+/* Take the mount table in (caller holds mu); new links are returned to
+ * be started outside the lock. */
 static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct link **fresh, size_t *nfresh)
 {
         hl_free(p);
