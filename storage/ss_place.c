@@ -303,6 +303,13 @@ static void put_placement(struct ss_opctx *x, struct ss_mut *m, uint64_t ino, un
                 n = (unsigned)nwant + !listed(want, nwant, home);
         }
         k = ss_place_resolve(hs, nh, n, want, nwant, ino, out);
+        if (!listed(out, k, x->ct->container) && k < SS_PLACE_MAX) {
+                /* [L5] resolved here, at the primary, which is not the
+                 * home (failover): it keeps an extra copy, as a write
+                 * here would make it ([L4]). */
+                out[k++] = x->ct->container;
+                qsort(out, k, sizeof(out[0]), cmp_u64);
+        }
         if (k < n)
                 cm_log(LOG_NOTICE, "fg %u ino %#llx: %u copies asked for, the file group has %zu holder(s): "
                        "the data is placed on all of them", x->ct->fg, (unsigned long long)ino, n, nh);

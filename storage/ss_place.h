@@ -38,6 +38,10 @@
  *       vector and installs them with SS_INSTALL MATERIALIZE (ss_repl.c
  *       [R5]), which also adds this site to the file's user.locus.sites:
  *       it keeps an extra copy from then on.  No such holder: EIO.
+ *  [L5] A placement is resolved at the primary (a create, a policy set on
+ *       a file); a primary that is not the home (failover) adds itself:
+ *       the file it creates or re-places has its data there too, so it can
+ *       be written at once and pulled from there.
  *
  * Threads: the parsers and the resolver are pure; ss_place_here,
  * ss_place_guard and ss_place_inherit run on the loop thread (they read the

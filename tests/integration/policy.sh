@@ -20,8 +20,9 @@
 #     through site 2's mount fails (an error, never zeros); a file placed on
 #     1 and 3 is read from site 3; a write of it at site 2 first fetches its
 #     data from site 3 (site 2 then keeps an extra copy); a write of the
-#     file placed on site 1 alone fails and changes nothing; site 1 back,
-#     everything reads whole again, the appended file on every site.
+#     file placed on site 1 alone fails and changes nothing, a file created
+#     there in a 1-copy directory keeps its data at site 2 too; site 1
+#     back, everything reads whole again, the new files on every site.
 #  4. Repair never from a copy without the data: pages of a file placed on
 #     site 1 alone are damaged in site 1's log (the storage daemons run
 #     with 1 MiB segments, as in repair.sh); sites 2 and 3 have its vector
@@ -177,6 +178,10 @@ timeout 120 sh -c "printf x >>'$S2/three/k'" || fail "appending to three/k throu
 cmp "$WORK/cx" "$S2/three/k" || fail "three/k reads wrong through site 2 after the append"
 grep -q "its data (256 pages) fetched from site 3" "$STATE/site2/log/storaged.log" ||
     fail "site 2 did not log where it fetched the data of three/k from"
+# a file created at the interim primary in a 1-copy directory keeps its
+# data there too (the home is down)
+cp "$WORK/c" "$S2/one/new" || fail "creating one/new through site 2 without site 1"
+expect_x "$S2/one/new" user.locus.sites 1,2
 # with no copy of the data reachable, the write fails and changes nothing
 rc=0
 timeout 120 sh -c "printf x >>'$S2/one/sub/unread'" 2>"$WORK/w.err" || rc=$?
@@ -192,6 +197,8 @@ for k in 1 2 3; do
     cmp "$WORK/cx" "$MNT/s$k/three/k" || fail "three/k reads wrong through site $k after site 1 returned"
 done
 expect_x "$S1/three/k" user.locus.sites 1,2,3
+cmp "$WORK/c" "$S1/one/new" || fail "one/new reads wrong through site 1"
+[ "$(data_sites /one/new)" = 1,2 ] || fail "/one/new: the data is not on sites 1 and 2"
 [ "$(data_sites /three/k)" = 1,2,3 ] || fail "/three/k: the data is not on sites 1 and 3 and the extra copy at 2"
 
 # ---- 4. no repair from a copy without the data ----------------------------------------
