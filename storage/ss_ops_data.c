@@ -190,9 +190,10 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         return ss__fail(x, -EINVAL, "cannot set the size of a non-regular file");
                 if (q->size > SS_MAX_FILE_SIZE)
                         return ss__fail(x, -EFBIG, "size %llu too large", (unsigned long long)q->size);
-                if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, "truncate")) < 0)
-                        return r;       /* ss_place.h [L3] */
         }
+        /* ss_place.h [L4]: no update of a file whose data is not here. */
+        if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, (v & LP_FS_SET_SIZE) ? "truncate" : "setattr")) < 0)
+                return r;
         if (((v & LP_FS_SET_ATIME) && !(v & LP_FS_SET_ATIME_NOW) && check_time(x, &q->atime) < 0) ||
             ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0))
                 return -EINVAL;

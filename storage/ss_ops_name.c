@@ -585,6 +585,12 @@ int ss__op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
                         return r;
         }
         x->ino = S->ino;
+        /* ss_place.h [L4]: no update of a file whose data is not here. */
+        r = ss_place_guard(x, S, -EHOSTUNREACH, "rename");
+        if (r >= 0 && exch && have_dst)
+                r = ss_place_guard(x, D, -EHOSTUNREACH, "rename");
+        if (r < 0)
+                return r;
         if (exch) {
                 if (!have_dst)
                         return ss__fail(x, -ENOENT, "no entry '%.*s' to exchange with", (int)q->newnamelen,
@@ -747,6 +753,9 @@ int ss__op_link(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
                 return ss__fail(x, -ENOENT, "the file has no name left");
         if (in.nlink >= SS_LINK_MAX)
                 return ss__fail(x, -EMLINK, "%u links", in.nlink);
+        r = ss_place_guard(x, &in, -EHOSTUNREACH, "link");    /* ss_place.h [L4] */
+        if (r < 0)
+                return r;
         r = get_dir(x, q->newparent, &pin);
         if (r < 0)
                 return r;

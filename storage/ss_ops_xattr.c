@@ -84,6 +84,9 @@ int ss__op_setxattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
         r = check_xname(x, q);
         if (r < 0)
                 return r;
+        r = ss_place_guard(x, &in, -EHOSTUNREACH, "setxattr");        /* ss_place.h [L4] */
+        if (r < 0)
+                return r;
         if (q->flags & ~(LP_FS_XATTR_CREATE | LP_FS_XATTR_REPLACE))
                 return ss__fail(x, -EINVAL, "unknown setxattr flags %#x", q->flags);
         if (q->datalen > SS_XATTR_VALUE_MAX)
@@ -181,6 +184,9 @@ int ss__op_removexattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_
                 return ss__fail(x, -ENODATA, "no xattr '%.*s'", (int)q->namelen, (const char *)q->name);
         if (r < 0)
                 return ss__fail(x, r, "reading xattr: %s", ss_db_errmsg(x->ct->db));
+        r = ss_place_guard(x, &in, -EHOSTUNREACH, "removexattr");     /* ss_place.h [L4] */
+        if (r < 0)
+                return r;
         ss_mut_init(x->ct, &m, NULL);
         kind = ss_place_name(q->name, q->namelen);
         r = kind ? ss_place_set(x, &m, &in, kind, NULL, 0, true) : 0;

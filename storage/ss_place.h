@@ -30,9 +30,11 @@
  *  [L3] A site without a file's data never serves it: READ answers EIO,
  *       write opens and truncation EHOSTUNREACH, SS_FETCH marks its answer
  *       LP_FS_FETCH_NODATA (so the CSS never takes it for a current copy).
- *  [L4] A write (open for writing, truncation, fallocate) at such a site
- *       (an interim primary while the home is down) first fetches the
- *       data: ss_place_guard queues the file with the replicator
+ *  [L4] A write (open for writing, truncation, fallocate) or any other
+ *       update of the file's row (setattr, xattrs, rename, link; not
+ *       unlink, whose deletion record every copy pulls) at such a site (an
+ *       interim primary while the home is down) first fetches the data, so
+ *       that it never makes a version the placed copies cannot pull: ss_place_guard queues the file with the replicator
  *       (ss_pull_materialize) and answers EHOSTUNREACH ("ask again"); the
  *       replicator takes the pages from a holder with the data at the same
  *       vector and installs them with SS_INSTALL MATERIALIZE (ss_repl.c

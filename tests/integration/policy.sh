@@ -21,7 +21,8 @@
 #     1 and 3 is read from site 3; a write of it at site 2 first fetches its
 #     data from site 3 (site 2 then keeps an extra copy); a write of the
 #     file placed on site 1 alone fails and changes nothing, a file created
-#     there in a 1-copy directory keeps its data at site 2 too; site 1
+#     there in a 1-copy directory keeps its data at site 2 too, a chmod
+#     there of a file placed on 1 and 3 reaches them; site 1
 #     back, everything reads whole again, the new files on every site.
 #  4. Repair never from a copy without the data: pages of a file placed on
 #     site 1 alone are damaged in site 1's log (the storage daemons run
@@ -96,6 +97,7 @@ cp "$WORK/c" "$S1/one/sub/over/c" || fail "write one/sub/over/c"
 cp "$WORK/c" "$S1/plain" || fail "write plain"
 cp "$WORK/c" "$S1/one/sub/unread" || fail "write one/sub/unread"       # never read before part 3
 cp "$WORK/c" "$S1/three/k" || fail "write three/k"                    # never read before part 3
+printf 'mode change\n' >"$S1/three/m" || fail "write three/m"
 run "$LOCUSCTL" sync --state "$STATE" --timeout 120
 
 expect_x "$S2/one/sub" user.locus.copies 1
@@ -178,6 +180,9 @@ timeout 120 sh -c "printf x >>'$S2/three/k'" || fail "appending to three/k throu
 cmp "$WORK/cx" "$S2/three/k" || fail "three/k reads wrong through site 2 after the append"
 grep -q "its data (256 pages) fetched from site 3" "$STATE/site2/log/storaged.log" ||
     fail "site 2 did not log where it fetched the data of three/k from"
+# a chmod at the interim primary (no data of three/m) fetches the data
+# first, so that sites 1 and 3 can pull the new version
+chmod 600 "$S2/three/m" || fail "chmod three/m through site 2 without site 1"
 # a file created at the interim primary in a 1-copy directory keeps its
 # data there too (the home is down)
 cp "$WORK/c" "$S2/one/new" || fail "creating one/new through site 2 without site 1"
@@ -198,6 +203,10 @@ for k in 1 2 3; do
 done
 expect_x "$S1/three/k" user.locus.sites 1,2,3
 cmp "$WORK/c" "$S1/one/new" || fail "one/new reads wrong through site 1"
+"$LOCUSCTL" copies /three/m --state "$STATE" >&2 || fail "the copies of /three/m differ after the chmod"
+for k in 1 3; do
+    [ "$(stat -c %a "$MNT/s$k/three/m")" = 600 ] || fail "three/m: the chmod is not seen through site $k"
+done
 [ "$(data_sites /one/new)" = 1,2 ] || fail "/one/new: the data is not on sites 1 and 2"
 [ "$(data_sites /three/k)" = 1,2,3 ] || fail "/three/k: the data is not on sites 1 and 3 and the extra copy at 2"
 
