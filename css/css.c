@@ -474,30 +474,83 @@ static void keep_attr(struct css_job *j, const struct lp_fs_attr *a)
         j->attr.vv = j->vv;
 }
 
-/* A read-only open from a site holding a copy: is that copy as new as the
- * primary's (the same vector)?  Then the mount reads it there
- * (docs/replication.md, "Reads at a current local copy").  Any failure
- * just keeps the primary. */
-static void work_open_local(struct css_job *j)
+/* Does the copy at e of a regular file keep its data (copies policies: a
+ * site outside the file's placement has the row only and must never be
+ * taken for a current copy, storage/ss_place.h [L3])?  Anything but a
+ * clear yes is no. */
+static bool has_data_at(struct css_job *j, const struct ep *e, const struct lp_fs_attr *a)
+{
+        struct lp_fs_req rq = { .op = LP_FS_SS_FETCH, .fg = j->fg, .ino = j->ino, .flags = LP_FS_FETCH_VV };
+        struct lp_fs_resp resp;
+        bool yes;
+
+        if (!S_ISREG(a->mode))
+                return true;
+        if (css__ss_ask(j, e, &rq, &resp) < 0)
+                return false;
+        yes = !(resp.value & LP_FS_FETCH_NODATA);
+        lp_fs_resp_release(&resp);
+        return yes;
+}
+
+/* Is the copy at e as new as the primary's (the same vector), with the
+ * data?  Then its attributes are kept and the mount may read it there.
+ * Any failure is a no, and not an error of the open (the primary
+ * answered): j's message and transport state are left as they were. */
+static bool copy_serves(struct css_job *j, const struct ep *e)
 {
         struct lp_fs_req rq = { .op = LP_FS_GETATTR, .fg = j->fg, .ino = j->ino };
         struct lp_fs_resp resp;
         char msg[sizeof(j->msg)];
-        bool failed = j->transport_failed;
+        bool failed = j->transport_failed, yes = false;
 
         memcpy(msg, j->msg, sizeof(msg));
-        if (css__ss_ask(j, &j->local, &rq, &resp) < 0) {
-                /* Not an error of the open: the primary answered. */
-                j->transport_failed = failed;
-                memcpy(j->msg, msg, sizeof(msg));
-                return;
+        if (css__ss_ask(j, e, &rq, &resp) == 0) {
+                if (resp.has_attr && j->attr.vvlen && resp.attr.vvlen == j->attr.vvlen &&
+                    !memcmp(resp.attr.vv, j->vv, j->attr.vvlen) && has_data_at(j, e, &resp.attr)) {
+                        keep_attr(j, &resp.attr);
+                        yes = true;
+                }
+                lp_fs_resp_release(&resp);
         }
-        if (resp.has_attr && j->attr.vvlen && resp.attr.vvlen == j->attr.vvlen &&
-            !memcmp(resp.attr.vv, j->vv, j->attr.vvlen)) {
-                keep_attr(j, &resp.attr);
+        j->transport_failed = failed;
+        memcpy(j->msg, msg, sizeof(msg));
+        return yes;
+}
+
+/* A read-only open from a site holding a copy: is that copy as new as the
+ * primary's and does it keep the data?  Then the mount reads it there
+ * (docs/replication.md, "Reads at a current local copy"). */
+static void work_open_local(struct css_job *j)
+{
+        if (copy_serves(j, &j->local))
                 j->use_local = true;
-        }
-        lp_fs_resp_release(&resp);
+}
+
+/* A read-only open while the primary is not the group's home (failover):
+ * if the primary keeps no data of the file (copies policies), another
+ * holder with the data at the primary's vector serves the reads
+ * (docs/replication.md, "Copies policies"); none: the primary, whose reads
+ * then fail with EIO (never zeros). */
+static void work_open_placed(struct css_job *j)
+{
+        char msg[sizeof(j->msg)];
+        bool failed = j->transport_failed, here;
+
+        if (!S_ISREG(j->attr.mode))
+                return;
+        memcpy(msg, j->msg, sizeof(msg));
+        here = has_data_at(j, &j->target, &j->attr);
+        j->transport_failed = failed;
+        memcpy(j->msg, msg, sizeof(msg));
+        if (here)
+                return;
+        for (size_t i = 0; i < j->nalts; i++)
+                if (copy_serves(j, &j->alts[i])) {
+                        j->local = j->alts[i];
+                        j->use_local = true;
+                        return;
+                }
 }
 
 static void work_open(struct css_job *j)
@@ -518,6 +571,8 @@ static void work_open(struct css_job *j)
         lp_fs_resp_release(&resp);
         if (j->status == 0 && j->has_local)
                 work_open_local(j);
+        if (j->status == 0 && !j->use_local && j->nalts)
+                work_open_placed(j);
 }
 
 
@@ -854,6 +909,17 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
                                 css__ep_of(&j->local, ls, rq->fg);
                                 j->has_local = true;
                         }
+        }
+        /* Failover (the primary is not the home, the lowest holder): the
+         * other holders that may keep a file's data the primary lacks
+         * (copies policies, work_open_placed). */
+        for (size_t i = 0; !j->write && m->nholders && s->id != m->holders[0] && i < m->nholders &&
+                           j->nalts < CSS_OPEN_ALTS; i++) {
+                const struct css_site *hs = css_sites_get(css->sites, m->holders[i]);
+
+                if (hs && hs->id != s->id && hs->id != cl->site && hs->conn && hs->port &&
+                    !css_site_held_off(hs, cm_now_us()))
+                        css__ep_of(&j->alts[j->nalts++], hs, rq->fg);
         }
         css__job_start(j);
 }

@@ -63,6 +63,8 @@ struct mnt {
         uint64_t parent_ino;
 };
 
+#define CSS_OPEN_ALTS 8                 /* holders tried for a read the primary has no data of */
+
 struct css_job {
         uv_work_t req;
         struct css *css;
@@ -86,6 +88,8 @@ struct css_job {
         bool has_local;                 /* a read-only open from a holder: its copy, if current */
         bool use_local;
         struct ep local;
+        struct ep alts[CSS_OPEN_ALTS];  /* failover: other holders that may keep the data (css.c) */
+        size_t nalts;
         /* file group creation */
         char name[CSS_FG_NAME_MAX + 1];
         char *path;

@@ -99,6 +99,7 @@ enum {
         CTL_OPT_SITE = 1 << 10,         /* site init/join: --dir, --addr, --id, --key, --css-port, --storage-port */
         CTL_OPT_TREE = 1 << 11,         /* --tree */
         CTL_OPT_SYNC_COPIES = 1 << 12,  /* --sync-copies N */
+        CTL_OPT_RECURSIVE = 1 << 13,    /* -r, --recursive */
 };
 
 #define CTL_MAX_POS 4
@@ -114,6 +115,7 @@ struct ctl_opts {
         const char *dir, *addr, *key;   /* site init / join */
         int id, css_port, storage_port; /* 0: not given */
         bool tree;
+        bool recursive;
         int timeout_s;
         const char *mount;
         bool rebuild;
@@ -335,8 +337,27 @@ int ctl_cmd_copies(int argc, char **argv);
 struct lp_fs_resp;
 int ctl_resolve(const struct lp_fs_resp *mt, const uint8_t key[LP_KEY_SIZE], const char *path, uint32_t *ret_fg,
                 uint64_t *ret_ino, char *err, size_t cap);
+/* The copy of <fg, ino> at holder h (SS_FETCH VV over *cpp, as
+ * ctl_call_conn): its vector in hex into vv (2 * LP_FS_VV_MAX + 1 bytes),
+ * whether it is a deletion record, its mode and size, and whether the
+ * holder keeps no data of it (copies policies, LP_FS_FETCH_NODATA).  0 or
+ * an error with err saying what. */
+struct lp_fs_holder;
+int ctl_copy_vv(const struct lp_fs_holder *h, const uint8_t key[LP_KEY_SIZE], struct lp_client **cpp, uint32_t fg,
+                uint64_t ino, char *vv, bool *ret_gone, uint32_t *ret_mode, uint64_t *ret_size, bool *ret_nodata,
+                char *err, size_t cap);
+/* For a command on PATH (from the root of the name space): the cluster of
+ * o (--state/--config), its key, its mount table (*ret_mt, released by the
+ * caller on success), PATH's file group's entry in it and PATH's inode.
+ * Prints what is wrong and returns an error (then nothing to release, the
+ * key wiped). */
+int ctl_locate(const struct ctl_opts *o, const char *path, uint8_t key[LP_KEY_SIZE], struct lp_fs_resp *ret_mt,
+               const struct lp_fs_mount **ret_m, uint64_t *ret_ino);
 /* ctl_replicas.c: locusctl replicas add|remove FG|PATH SITE [--state S] [--timeout SEC] */
 int ctl_cmd_replicas(int argc, char **argv);
+/* ctl_replset.c: locusctl replicas set PATH N [-r] [--sites A,B] [--state S] [--timeout SEC]
+ * (argv[0] is "replicas") */
+int ctl_replicas_set(int argc, char **argv);
 int ctl_cmd_status(int argc, char **argv);
 int ctl_cmd_fg(int argc, char **argv);
 int ctl_cmd_sites(int argc, char **argv);

@@ -392,6 +392,8 @@ int ctl_cmd_replicas(int argc, char **argv)
         bool add;
         int r;
 
+        if (argc > 1 && !strcmp(argv[1], "set"))
+                return ctl_replicas_set(argc, argv);
         if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_CONFIG | CTL_OPT_TIMEOUT, 3, &o) < 0)
                 return 2;
         if (o.npos != 3 || (strcmp(o.pos[0], "add") && strcmp(o.pos[0], "remove")) ||

@@ -378,7 +378,8 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "sites", required_argument, NULL, 'n' },
                 { "timeout", required_argument, NULL, 't' },
                 { "mount", required_argument, NULL, 'm' },
-                { "rebuild", no_argument, NULL, 'r' },
+                { "rebuild", no_argument, NULL, 'B' },
+                { "recursive", no_argument, NULL, 'r' },
                 { "force", no_argument, NULL, 'f' },
                 { "addrs", required_argument, NULL, 'a' },
                 { "copies", required_argument, NULL, 'c' },
@@ -395,7 +396,8 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
         };
         static const unsigned bit[128] = {
                 ['s'] = CTL_OPT_STATE, ['j'] = CTL_OPT_JSON, ['n'] = CTL_OPT_SITES,
-                ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['r'] = CTL_OPT_REBUILD,
+                ['t'] = CTL_OPT_TIMEOUT, ['m'] = CTL_OPT_MOUNT, ['B'] = CTL_OPT_REBUILD,
+                ['r'] = CTL_OPT_RECURSIVE,
                 ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES, ['y'] = CTL_OPT_SYNC_COPIES,
                 ['T'] = CTL_OPT_TREE,
                 ['C'] = CTL_OPT_CONFIG, ['D'] = CTL_OPT_SITE, ['A'] = CTL_OPT_SITE, ['I'] = CTL_OPT_SITE,
@@ -409,7 +411,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
         o->timeout_s = CTL_DEFAULT_TIMEOUT_S;
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":", lo, &idx)) != -1) {
+        while ((c = getopt_long(argc, argv, ":r", lo, &idx)) != -1) {
                 if (c == '?' || c == ':' || c >= 128 || !(bit[c] & mask)) {
                         const char *what = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 
@@ -421,7 +423,8 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 's': o->state = optarg; break;
                 case 'j': o->json = true; break;
                 case 'm': o->mount = optarg; break;
-                case 'r': o->rebuild = true; break;
+                case 'B': o->rebuild = true; break;
+                case 'r': o->recursive = true; break;
                 case 'f': o->force = true; break;
                 case 'T': o->tree = true; break;
                 case 'n': o->sites = optarg; break;

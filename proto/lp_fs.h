@@ -148,6 +148,10 @@ enum lp_fs_op {
 /* SS_FETCH flags */
 #define LP_FS_FETCH_VV (1u << 0)        /* the vector only (no xattrs, entries, data) */
 #define LP_FS_FETCH_COMPARE (1u << 1)   /* data: a change list; answer: which to pull */
+/* SS_FETCH answer (not COMPARE): value has this bit when the site keeps no
+ * data of the regular file (copies policies, storage/ss_place.h [L3]):
+ * no extents, no data; it is not a current copy to read. */
+#define LP_FS_FETCH_NODATA (1u << 0)
 
 /* SS_INSTALL flags (any combination, in this order) */
 #define LP_FS_INSTALL_BEGIN (1u << 0)   /* open an install session on ino */
@@ -157,6 +161,9 @@ enum lp_fs_op {
 #define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
 #define LP_FS_INSTALL_REPAIR (1u << 5)  /* with COMMIT: rewrite the pages of a copy whose
                                          * vector EQUALS the state's (ss_repl.c [R4]) */
+#define LP_FS_INSTALL_MATERIALIZE (1u << 6)     /* with COMMIT: as REPAIR, at a site that keeps
+                                                 * no data of the file, which then does
+                                                 * (ss_repl.c [R5], storage/ss_place.h [L4]) */
 
 /* CSS_FG_HOLDERS `flags`: where `site` is to stand with file group `fg`
  * (docs/replication.md, "Adding and removing copies"); the answer's

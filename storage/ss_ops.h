@@ -43,6 +43,11 @@
  *    ("unavailable": the mount asks again until its deadline) while the
  *    repair is queued or running; -EIO when no other site holds the file
  *    group or the last repair failed.  The loop thread never waits for it.
+ *  - Copies policies (ss_place.h): a site outside a regular file's
+ *    placement keeps its row but no data: READ and LSEEK answer -EIO, a
+ *    write (write open, truncation, FALLOCATE, COPY_RANGE's destination)
+ *    asks the replicator to fetch the data first and answers
+ *    -EHOSTUNREACH meanwhile ([L4]), -EIO when no copy with it answered.
  *  - COPY_RANGE copies at most SS_COPY_MAX bytes per request (a short
  *    count, as copy_file_range(2) allows); READ at most LP_FS_DATA_MAX.
  *

@@ -4,6 +4,7 @@
  * LSEEK, COPY_RANGE, SYNC.
  */
 #include "ss_ops_int.h"
+#include "ss_place.h"
 
 #include <errno.h>
 #include <string.h>
@@ -190,6 +191,9 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                 if (q->size > SS_MAX_FILE_SIZE)
                         return ss__fail(x, -EFBIG, "size %llu too large", (unsigned long long)q->size);
         }
+        /* ss_place.h [L4]: no update of a file whose data is not here. */
+        if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, (v & LP_FS_SET_SIZE) ? "truncate" : "setattr")) < 0)
+                return r;
         if (((v & LP_FS_SET_ATIME) && !(v & LP_FS_SET_ATIME_NOW) && check_time(x, &q->atime) < 0) ||
             ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0))
                 return -EINVAL;
@@ -326,6 +330,8 @@ int ss__op_read(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
         r = regular(x, &in);
         if (r < 0)
                 return r;
+        if (!s && (r = ss_place_guard(x, &in, -EIO, "read")) < 0)
+                return r;               /* never zeros: ss_place.h [L3] */
         ss__sess_view(s, &in);
         if (q->offset >= in.size || q->length == 0) {
                 a->data = (const uint8_t *)"";
@@ -555,6 +561,8 @@ int ss__op_fallocate(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                 return ss__fail(x, -EISDIR, "is a directory");
         if (!S_ISREG(in.mode))
                 return ss__fail(x, -ENODEV, "not a regular file");
+        if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, "fallocate")) < 0)
+                return r;               /* ss_place.h [L3] */
         if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE && mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
             mode != FALLOC_FL_ZERO_RANGE && mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE))
                 return ss__fail(x, -EOPNOTSUPP, "fallocate mode %#x not supported", mode);
@@ -635,6 +643,8 @@ int ss__op_lseek(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
         r = regular(x, &in);
         if (r < 0)
                 return r;
+        if (!s && (r = ss_place_guard(x, &in, -EIO, "lseek")) < 0)
+                return r;               /* its holes are not the file's: ss_place.h [L3] */
         ss__sess_view(s, &in);
         if (q->offset >= in.size)
                 return ss__fail(x, -ENXIO, "offset at or beyond the end of the file");
@@ -735,6 +745,10 @@ int ss__op_copy_range(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_f
         r = regular(x, &sin);
         if (r >= 0)
                 r = regular(x, &din);
+        if (r >= 0 && !ss)
+                r = ss_place_guard(x, &sin, -EIO, "copy_range (source)");      /* ss_place.h [L3] */
+        if (r >= 0 && !ds)
+                r = ss_place_guard(x, &din, -EHOSTUNREACH, "copy_range (destination)");
         if (r < 0)
                 return r;
         ss__sess_view(ss, &sin);

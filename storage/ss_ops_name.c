@@ -4,6 +4,7 @@
  * CREATE, UNLINK, RMDIR, RENAME, LINK, READDIR, STATFS, FORGET_ORPHAN.
  */
 #include "ss_ops_int.h"
+#include "ss_place.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -185,6 +186,8 @@ static int make_node(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_in
                 return r;
         ss_mut_init(x->ct, m, NULL);
         r = add_node(x, q, m, pin, q->name, q->namelen, in, ss__now_time());
+        if (r >= 0)
+                r = ss_place_inherit(x, m, pin->ino, in);       /* copies policies */
         if (r < 0) {
                 ss_mut_abort(x->ct, m);
                 return r;
@@ -287,8 +290,11 @@ int ss__op_readlink(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
 static int open_session(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_inode *in, struct ss_sess **ret)
 {
         struct ss_sess *s;
-        int r = ss_sess_new(x->sess, x->ct, in->ino, x->client, &s);
+        int r = ss_place_guard(x, in, -EHOSTUNREACH, "write open");   /* ss_place.h [L3] */
 
+        if (r < 0)
+                return r;
+        r = ss_sess_new(x->sess, x->ct, in->ino, x->client, &s);
         if (r == -ENFILE)
                 return ss__fail(x, r, "%u write sessions open (the limit)", x->sess->max);
         if (r < 0)
@@ -572,6 +578,12 @@ int ss__op_rename(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
                         return r;
         }
         x->ino = S->ino;
+        /* ss_place.h [L4]: no update of a file whose data is not here. */
+        r = ss_place_guard(x, S, -EHOSTUNREACH, "rename");
+        if (r >= 0 && exch && have_dst)
+                r = ss_place_guard(x, D, -EHOSTUNREACH, "rename");
+        if (r < 0)
+                return r;
         if (exch) {
                 if (!have_dst)
                         return ss__fail(x, -ENOENT, "no entry '%.*s' to exchange with", (int)q->newnamelen,
@@ -734,6 +746,9 @@ int ss__op_link(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp
                 return ss__fail(x, -ENOENT, "the file has no name left");
         if (in.nlink >= SS_LINK_MAX)
                 return ss__fail(x, -EMLINK, "%u links", in.nlink);
+        r = ss_place_guard(x, &in, -EHOSTUNREACH, "link");    /* ss_place.h [L4] */
+        if (r < 0)
+                return r;
         r = get_dir(x, q->newparent, &pin);
         if (r < 0)
                 return r;

@@ -3,6 +3,7 @@
  * GETXATTR, SETXATTR, LISTXATTR, REMOVEXATTR.
  */
 #include "ss_ops_int.h"
+#include "ss_place.h"
 
 #include <errno.h>
 #include <string.h>
@@ -75,12 +76,15 @@ int ss__op_setxattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
         struct ss_inode in;
         struct xsum sum;
         struct ss_mut m;
-        int r = ss__get_inode(x, q->ino, &in);
+        int kind, r = ss__get_inode(x, q->ino, &in);
 
         (void)a;
         if (r < 0)
                 return r;
         r = check_xname(x, q);
+        if (r < 0)
+                return r;
+        r = ss_place_guard(x, &in, -EHOSTUNREACH, "setxattr");        /* ss_place.h [L4] */
         if (r < 0)
                 return r;
         if (q->flags & ~(LP_FS_XATTR_CREATE | LP_FS_XATTR_REPLACE))
@@ -103,7 +107,16 @@ int ss__op_setxattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_
         if (r < 0)
                 return r;
         ss_mut_init(x->ct, &m, NULL);
-        ss_cs_put_xattr(&m.cs, q->ino, q->name, q->namelen, q->data, q->datalen);
+        /* Copies policies (ss_place.h): checked; a file's placement is
+         * resolved again. */
+        kind = ss_place_name(q->name, q->namelen);
+        r = kind ? ss_place_set(x, &m, &in, kind, q->data, q->datalen, false) : 0;
+        if (r < 0) {
+                ss_mut_abort(x->ct, &m);
+                return r;
+        }
+        if (r == 0)
+                ss_cs_put_xattr(&m.cs, q->ino, q->name, q->namelen, q->data, q->datalen);
         in.ctime = ss__now_time();
         ss_cs_put_inode(&m.cs, &in, 0);
         return ss__commit(x, &m, NULL);
@@ -158,7 +171,7 @@ int ss__op_removexattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_
         struct ss_inode in;
         struct ss_mut m;
         size_t len;
-        int r = ss__get_inode(x, q->ino, &in);
+        int kind, r = ss__get_inode(x, q->ino, &in);
 
         (void)a;
         if (r < 0)
@@ -171,8 +184,18 @@ int ss__op_removexattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_
                 return ss__fail(x, -ENODATA, "no xattr '%.*s'", (int)q->namelen, (const char *)q->name);
         if (r < 0)
                 return ss__fail(x, r, "reading xattr: %s", ss_db_errmsg(x->ct->db));
+        r = ss_place_guard(x, &in, -EHOSTUNREACH, "removexattr");     /* ss_place.h [L4] */
+        if (r < 0)
+                return r;
         ss_mut_init(x->ct, &m, NULL);
-        ss_cs_del_xattr(&m.cs, q->ino, q->name, q->namelen);
+        kind = ss_place_name(q->name, q->namelen);
+        r = kind ? ss_place_set(x, &m, &in, kind, NULL, 0, true) : 0;
+        if (r < 0) {
+                ss_mut_abort(x->ct, &m);
+                return r;
+        }
+        if (r == 0)
+                ss_cs_del_xattr(&m.cs, q->ino, q->name, q->namelen);
         in.ctime = ss__now_time();
         ss_cs_put_inode(&m.cs, &in, 0);
         return ss__commit(x, &m, NULL);

@@ -1,5 +1,6 @@
 /* ss_pull.c -- the replicator; see ss_pull.h. */
 #include "ss_pull.h"
+#include "ss_place.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -59,6 +60,7 @@ struct repair {
         uint32_t fg;
         uint64_t ino, first, last;      /* damaged pages reported (for the log) */
         uint64_t retry_us;              /* R_FAILED: tried again from then on */
+        bool materialize;               /* [P10]: the data fetched, not repaired */
 };
 
 struct ss_pull {
@@ -79,6 +81,12 @@ struct ss_pull {
                 unsigned copies;
         } sc[MAX_LINKS], sc_old[MAX_LINKS];     /* [P5]: sync_copies of the groups held here */
         size_t nsc, nsc_old;
+        struct hl {
+                uint32_t fg;
+                size_t n;
+                uint64_t *sites;        /* ascending, sites being added left out */
+        } *hl;                          /* the holders of the groups held here (copies policies) */
+        size_t nhl;
         bool css_failing;
         bool kick;                      /* ss_pull_kick: read the mount table now (mu) */
         bool told_current;              /* on_current was called [P4] */
@@ -335,13 +343,15 @@ static int changed_since(struct ss_pull *p, struct conns *cx, uint32_t fg, const
 }
 
 /* Pull one file: 1 installed, 0 not needed, or an error. */
-static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, char *msg, size_t cap)
+static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t peer, uint64_t ino, char *msg,
+                    size_t cap)
 {
         for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
                 struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
                 struct lp_fs_resp a;
                 struct lp_rs_state st;
                 uint64_t session = 0;
+                bool here;
                 int r = call(p, cx->peer, &q, &a, msg, cap);
 
                 if (r == -ENOENT)
@@ -354,7 +364,18 @@ static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t i
                         lp_fs_resp_release(&a);
                         return r;
                 }
-                if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
+                here = ss_place_state_here(&st, p->o.site);
+                if (here && (a.value & LP_FS_FETCH_NODATA)) {
+                        /* ss_place.h [L3]: the data is placed here, but
+                         * not at this peer: the copies that keep it bring
+                         * this version (their links). */
+                        cm_log(LOG_DEBUG, "fg %u ino %#" PRIx64 ": site %" PRIu64 " keeps no data of it; "
+                               "pulled from a copy that does", fg, ino, peer);
+                        lp_rs_state_free(&st);
+                        lp_fs_resp_release(&a);
+                        return 0;
+                }
+                if (here && st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
                         r = stage_big(p, cx, fg, &st, &session, msg, cap);
                         if (r >= 0) {
                                 r = changed_since(p, cx, fg, &st, msg, cap);
@@ -462,7 +483,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
                                 snprintf(msg, cap, "ss_fetch compare: a malformed pull list");
                 }
                 for (size_t i = 0; r >= 0 && i < npull && !stopping(p); i++) {
-                        r = pull_one(p, cx, fg, inos[i], msg, cap);
+                        r = pull_one(p, cx, fg, l->site, inos[i], msg, cap);
                         if (r > 0)
                                 pulled++;
                 }
@@ -618,10 +639,48 @@ static void *link_main(void *arg)
 /* ---- the manager: who holds what ------------------------------------------------------ */
 
 
+static void hl_free(struct ss_pull *p)
+{
+        for (size_t i = 0; i < p->nhl; i++)
+                free(p->hl[i].sites);
+        free(p->hl);
+        p->hl = NULL;
+        p->nhl = 0;
+}
+
+static int cmp_site(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Keep m's complete holders for ss_pull_holders (caller holds mu; out of
+ * memory: the group is left out, and creates place on this site). */
+static void keep_holders(struct ss_pull *p, const struct lp_fs_mount *m)
+{
+        struct hl *nh = realloc(p->hl, (p->nhl + 1) * sizeof(*p->hl));
+        uint64_t *s;
+        size_t n = 0;
+
+        if (!nh)
+                return;
+        p->hl = nh;
+        s = malloc((m->nholders ? m->nholders : 1) * sizeof(*s));
+        if (!s)
+                return;
+        for (size_t j = 0; j < m->nholders; j++)
+                if (!m->holders[j].adding)
+                        s[n++] = m->holders[j].site;
+        qsort(s, n, sizeof(*s), cmp_site);
+        p->hl[p->nhl++] = (struct hl){ m->fg, n, s };
+}
+
 /* Take the mount table in (caller holds mu); new links are returned to
  * be started outside the lock. */
 static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct link **fresh, size_t *nfresh)
 {
+        hl_free(p);
         for (size_t i = 0; i < p->nlinks; i++)
                 p->links[i].active = p->links[i].listed = false;
         memcpy(p->sc_old, p->sc, p->nsc * sizeof(p->sc[0]));
@@ -636,6 +695,7 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct li
                                 mine = true;
                 if (!mine)
                         continue;
+                keep_holders(p, m);
                 if (p->nsc < MAX_LINKS) {
                         unsigned was = 1;
 
@@ -797,8 +857,8 @@ static void drop_session(struct ss_pull *p, struct conns *cx, uint32_t fg, uint6
 
 /* Repair ino from the peer of cx: 0 done (*ret_size: the file's size), or
  * an error (msg says why). */
-static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, uint64_t *ret_size,
-                       char *msg, size_t cap)
+static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, bool materialize,
+                       uint64_t *ret_size, char *msg, size_t cap)
 {
         struct lp_fs_resp la;
         struct lp_rs_state mine;
@@ -809,7 +869,8 @@ static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_
         for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
                 struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
                 struct lp_fs_req iq = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino,
-                                        .flags = LP_FS_INSTALL_COMMIT | LP_FS_INSTALL_REPAIR };
+                                        .flags = LP_FS_INSTALL_COMMIT | (materialize ? LP_FS_INSTALL_MATERIALIZE :
+                                                                         LP_FS_INSTALL_REPAIR) };
                 struct lp_fs_resp a, ia;
                 struct lp_rs_state st;
                 uint64_t session = 0;
@@ -826,6 +887,11 @@ static int repair_from(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_
                 if (st.kind != mine.kind || st.vvlen != mine.vvlen || memcmp(st.vv, mine.vv, st.vvlen)) {
                         snprintf(msg, cap, "its copy is another version");
                         r = -ESTALE;
+                } else if (a.value & LP_FS_FETCH_NODATA) {
+                        /* ss_place.h [L3]: its pages are not the file's
+                         * (none are kept there); never repair from it. */
+                        snprintf(msg, cap, "it keeps no data of it (placed elsewhere)");
+                        r = -ENODATA;
                 } else if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
                         r = stage_big(p, cx, fg, &st, &session, msg, cap);
                         if (r >= 0)
@@ -880,7 +946,7 @@ static int repair_one(struct ss_pull *p, const struct repair *j, const struct ho
 
                 r = connect_to(p, hs[i].host, hs[i].port, &cx.peer);
                 if (r >= 0) {
-                        r = repair_from(p, &cx, j->fg, j->ino, ret_size, m, sizeof(m));
+                        r = repair_from(p, &cx, j->fg, j->ino, j->materialize, ret_size, m, sizeof(m));
                         lp_client_close(cx.peer);
                         cx.peer = NULL;
                 } else {
@@ -938,7 +1004,19 @@ static void *repair_main(void *arg)
                 r = repair_one(p, &job, hs, nh, &from, &size, msg, sizeof(msg));
                 pthread_mutex_lock(&p->mu);
                 job = *j;               /* (its range may have grown meanwhile) */
-                if (r >= 0) {
+                if (r >= 0 && job.materialize) {
+                        cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": its data (%" PRIu64 " pages) fetched from site "
+                               "%" PRIu64 " (%s:%u) for a write here, where it was not placed: this site keeps "
+                               "an extra copy from now on", job.fg, job.ino, (size + 4095) / 4096, from->site,
+                               from->host, from->port);
+                        j->state = R_FREE;
+                } else if (r < 0 && job.materialize) {
+                        cm_log(LOG_ERR, "fg %u ino %#" PRIx64 ": its data cannot be fetched from a copy that "
+                               "keeps it (%s); writes of it here fail with EIO for %u s", job.fg, job.ino, msg,
+                               SS_PULL_REPAIR_RETRY_MS / 1000);
+                        j->state = R_FAILED;
+                        j->retry_us = cm_now_us() + (uint64_t)SS_PULL_REPAIR_RETRY_MS * 1000;
+                } else if (r >= 0) {
                         cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": damaged pages %" PRIu64 "..%" PRIu64
                                " repaired from site %" PRIu64 " (%s:%u): all %" PRIu64 " pages of the file "
                                "rewritten from its copy there (same version vector)", job.fg, job.ino,
@@ -960,10 +1038,10 @@ static void *repair_main(void *arg)
         return NULL;
 }
 
-int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages)
+static int queue_job(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t last,
+                     bool materialize)
 {
         struct repair *j = NULL, *fr = NULL;
-        uint64_t last = npages ? first + npages - 1 : first;
         bool holder = false;
         int r = 0;
 
@@ -993,14 +1071,28 @@ int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first,
         } else if (!fr) {
                 r = -EBUSY;
         } else {
-                *fr = (struct repair){ R_QUEUED, fg, ino, first, last, 0 };
-                cm_log(LOG_WARNING, "fg %u ino %#" PRIx64 ": pages %" PRIu64 "..%" PRIu64 " are damaged in "
-                       "this site's log (those a read met); repairing the file from another copy", fg, ino,
-                       first, last);
+                *fr = (struct repair){ R_QUEUED, fg, ino, first, last, 0, materialize };
+                if (materialize)
+                        cm_log(LOG_NOTICE, "fg %u ino %#" PRIx64 ": a write here, where its data is not "
+                               "placed; fetching the data from a copy that keeps it", fg, ino);
+                else
+                        cm_log(LOG_WARNING, "fg %u ino %#" PRIx64 ": pages %" PRIu64 "..%" PRIu64 " are damaged "
+                               "in this site's log (those a read met); repairing the file from another copy",
+                               fg, ino, first, last);
                 pthread_cond_signal(&p->rcv);
         }
         pthread_mutex_unlock(&p->mu);
         return r;
+}
+
+int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages)
+{
+        return queue_job(p, fg, ino, first, npages ? first + npages - 1 : first, false);
+}
+
+int ss_pull_materialize(struct ss_pull *p, uint32_t fg, uint64_t ino)
+{
+        return queue_job(p, fg, ino, 0, 0, true);
 }
 
 /* ---- life ------------------------------------------------------------------------------- */
@@ -1125,6 +1217,7 @@ void ss_pull_stop(struct ss_pull *p)
                         pthread_join(p->links[i].th, NULL);
         for (size_t i = 0; i < p->npeers; i++)
                 free(p->peers[i]);
+        hl_free(p);
         pthread_cond_destroy(&p->cv);
         pthread_cond_destroy(&p->rcv);
         pthread_mutex_destroy(&p->mu);
@@ -1145,6 +1238,23 @@ unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg)
         for (size_t i = 0; i < p->nsc; i++)
                 if (p->sc[i].fg == fg && p->sc[i].copies > n)
                         n = p->sc[i].copies;
+        pthread_mutex_unlock(&p->mu);
+        return n;
+}
+
+size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap)
+{
+        size_t n = 0;
+
+        if (!p)
+                return 0;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->nhl; i++)
+                if (p->hl[i].fg == fg) {
+                        n = p->hl[i].n < cap ? p->hl[i].n : cap;
+                        memcpy(out, p->hl[i].sites, n * sizeof(*out));
+                        break;
+                }
         pthread_mutex_unlock(&p->mu);
         return n;
 }

@@ -87,6 +87,7 @@
 #ifndef SS_PULL_H
 #define SS_PULL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -144,9 +145,21 @@ void ss_pull_stop(struct ss_pull *p);
  * -EBUSY if SS_PULL_REPAIRS files are queued already.  Any thread; it
  * takes the replicator's lock only.  p NULL: -ENOENT. */
 int ss_pull_repair(struct ss_pull *p, uint32_t fg, uint64_t ino, uint64_t first, uint64_t npages);
+/* [P10] Copies policies (ss_place.h [L4]): a write at this site of ino of
+ * fg, whose data is not placed here: fetch the data from a holder that
+ * keeps it at the same vector (the repair thread, as [P9], installing with
+ * SS_INSTALL MATERIALIZE).  Returns as ss_pull_repair: 0 queued or under
+ * way, -ENOENT no other holder known, -EIO the last attempt failed less
+ * than SS_PULL_REPAIR_RETRY_MS ago, -EBUSY the queue is full.  Any thread;
+ * p NULL: -ENOENT. */
+int ss_pull_materialize(struct ss_pull *p, uint32_t fg, uint64_t ino);
 /* The sync_copies of file group fg in the latest mount table (1 if it
  * is not known, or p is NULL).  Any thread. */
 unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);
+/* The holders of file group fg in the latest mount table (sites being
+ * added left out), ascending, at most cap into out; returns how many (0
+ * if fg is not known, or p is NULL).  Any thread. */
+size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 

@@ -31,6 +31,12 @@
  *       moves and the change stream other sites read shows nothing.  Any
  *       other state (older, newer, concurrent, another size or type, a
  *       deletion record) is refused with -ESTALE and nothing changes.
+ *  [R5] A materialization (LP_FS_INSTALL_MATERIALIZE, ss_place.h [L4]) is
+ *       a repair at a site outside the file's placement: the same checks,
+ *       the pages written, and this site added to the file's
+ *       user.locus.sites in the same commit, which is an update (the
+ *       vector moves at this site): from then on the site keeps the data,
+ *       and the other copies learn it with the next pull.
  */
 #include <errno.h>
 #include <limits.h>
@@ -42,6 +48,7 @@
 #include "cm_codec.h"
 #include "ss_ops_int.h"
 #include "lp_rs.h"
+#include "ss_place.h"
 
 #define CHANGES_MAX 1024u
 
@@ -377,6 +384,7 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
         uint8_t vv[SS_VV_MAX], *data = NULL;
         size_t vvlen;
         struct cm_wbuf w;
+        bool nodata = false;
         int have, r = 0;
 
         if (q->flags & LP_FS_FETCH_COMPARE)
@@ -395,6 +403,16 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
         st.vvlen = vvlen;
         if (st.kind == LP_RS_INODE)
                 row_to_state(in, &st);
+        if (st.kind == LP_RS_INODE && S_ISREG(st.mode)) {
+                /* ss_place.h [L3]: say so when the data is not here. */
+                r = ss_place_here(x->ct, q->ino, x->ct->container, NULL, 0);
+                if (r < 0)
+                        return ss__fail(x, r, "reading the placement of %#llx: %s", (unsigned long long)q->ino,
+                                        ss_db_errmsg(x->ct->db));
+                nodata = r == 0;
+                a->value = nodata ? LP_FS_FETCH_NODATA : 0;
+                r = 0;
+        }
         if (st.kind == LP_RS_INODE && !(q->flags & LP_FS_FETCH_VV)) {
                 r = ss_db_xattr_each(x->ct->db, q->ino, fx_cb, &b);
                 if (r >= 0 && S_ISDIR(st.mode))
@@ -415,7 +433,7 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
                                 st.entries[i] = (struct lp_rs_entry){ b.ents[i].id, b.ents[i].cookie,
                                         b.ents[i].ino, b.ents[i].type, b.ents[i].name, b.ents[i].namelen };
                 }
-                if (S_ISREG(st.mode)) {
+                if (S_ISREG(st.mode) && !nodata) {
                         r = fetch_extents(x, &st);
                         if (r < 0)
                                 goto out;
@@ -592,6 +610,7 @@ static int install(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_s
         struct ss_mut m;
         struct dsm_txn *t;
         struct xcol xc;
+        bool here;
         int have, ord, r;
 
         if (!cur)
@@ -649,16 +668,20 @@ static int install(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_s
                         goto fail;
                 if (have != 1)
                         m.d_inodes++;
-                if (S_ISREG(in->mode) && (st->has_data || !s)) {
+                /* ss_place.h [L2]: a version placed elsewhere keeps no
+                 * pages here (those staged in s are freed too). */
+                here = ss_place_state_here(st, x->ct->container);
+                if (S_ISREG(in->mode) && (st->has_data || !s || !here)) {
                         r = ss_mut_txn(x->ct, &m, &t);
-                        if (r >= 0 && have == 1)
+                        if (r >= 0 && (have == 1 || !here))
                                 r = dsm_txn_free(t, st->ino, 0, DSM_TO_END);
                         if (r < 0) {
                                 r = ss__fail(x, r, "replacing the pages of %#llx: %s",
                                              (unsigned long long)st->ino, strerror(-r));
                                 goto fail;
                         }
-                        if (st->has_data && (r = stage_pages(x, t, st->ino, 0, st->data, st->datalen)) < 0)
+                        if (here && st->has_data &&
+                            (r = stage_pages(x, t, st->ino, 0, st->data, st->datalen)) < 0)
                                 goto fail;
                 }
                 for (size_t i = 0; i < st->nxattrs; i++)
@@ -679,8 +702,10 @@ fail:
         return r;
 }
 
-/* [R4]: rewrite the pages of ino from st (inline data) or s (staged). */
-static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_sess *s, struct lp_fs_resp *a)
+/* [R4]: rewrite the pages of ino from st (inline data) or s (staged);
+ * [R5] with materialize. */
+static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_sess *s, bool materialize,
+                  struct lp_fs_resp *a)
 {
         struct ss_inode *cur = ss__xalloc(x, sizeof(*cur));
         uint8_t vv[SS_VV_MAX];
@@ -705,6 +730,15 @@ static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_se
                                 "(a repair never installs an older or newer one)", (unsigned long long)st->ino);
         if (!st->has_data && !s)
                 return ss__fail(x, -EINVAL, "repair of %#llx without data", (unsigned long long)st->ino);
+        if (materialize) {
+                r = ss_place_here(x->ct, st->ino, x->ct->container, NULL, 0);
+                if (r < 0)
+                        return ss__fail(x, r, "reading the placement: %s", ss_db_errmsg(x->ct->db));
+                if (r) {
+                        a->value = 0;   /* the data is here already */
+                        return 0;
+                }
+        }
         ss_mut_init(x->ct, &m, s ? s->txn : NULL);
         if (s)
                 s->txn = NULL;          /* consumed by the commit, whatever happens */
@@ -717,6 +751,8 @@ static int repair(struct ss_opctx *x, const struct lp_rs_state *st, struct ss_se
                 goto fail;
         }
         if (st->has_data && (r = stage_pages(x, t, st->ino, 0, st->data, st->datalen)) < 0)
+                goto fail;
+        if (materialize && (r = ss_place_add_here(x, &m, cur)) < 0)
                 goto fail;
         r = ss__commit(x, &m, NULL);
         if (r < 0)
@@ -782,8 +818,8 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                              (unsigned long long)st.ino, (unsigned long long)q->ino);
         } else if (st.kind == LP_RS_INODE && (r = ss__space_ok(x, 4096)) < 0) {
                 ;
-        } else if (q->flags & LP_FS_INSTALL_REPAIR) {
-                r = repair(x, &st, s, a);
+        } else if (q->flags & (LP_FS_INSTALL_REPAIR | LP_FS_INSTALL_MATERIALIZE)) {
+                r = repair(x, &st, s, q->flags & LP_FS_INSTALL_MATERIALIZE, a);
         } else {
                 r = install(x, &st, s, a);
         }

@@ -45,6 +45,8 @@
  *       exit 0 on success, 1 on failure.
  *   itool setxattr PATH NAME VALUE / itool rmxattr PATH NAME
  *       lsetxattr / lremovexattr (no setfattr needed on the test machine)
+ *   itool getxattr PATH NAME
+ *       prints the value; exit 3 if there is none
  *   itool treesum DIR [--no-ino] [--no-ctime]
  *       one line per inode under DIR, sorted by path: type, mode, owner,
  *       size, links, inode number, mtime, ctime (ns), a hash of the content
@@ -809,6 +811,7 @@ static void usage(void)
                 "       itool reader FILE STATUS\n"
                 "       itool timed-read FILE\n"
                 "       itool setxattr PATH NAME VALUE\n"
+                "       itool getxattr PATH NAME\n"
                 "       itool rmxattr PATH NAME\n"
                 "       itool treesum DIR [--no-ino] [--no-ctime]\n"
                 "       itool bigwrite FILE MIB\n"
@@ -917,6 +920,17 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], "setxattr") == 0 && npos == 3) {
                 if (lsetxattr(pos[0], pos[1], pos[2], strlen(pos[2]), 0) < 0)
                         die("setxattr %s %s: %s", pos[0], pos[1], strerror(errno));
+                return 0;
+        }
+        if (strcmp(argv[1], "getxattr") == 0 && npos == 2) {
+                char v[4096];
+                ssize_t n = lgetxattr(pos[0], pos[1], v, sizeof(v));
+
+                if (n < 0 && errno == ENODATA)
+                        return 3;
+                if (n < 0)
+                        die("getxattr %s %s: %s", pos[0], pos[1], strerror(errno));
+                printf("%.*s\n", (int)n, v);
                 return 0;
         }
         if (strcmp(argv[1], "rmxattr") == 0 && npos == 2) {

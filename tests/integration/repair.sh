@@ -55,33 +55,6 @@ primary_is() {
 }
 LOG1=$STATE/site1/log/storaged.log
 LOG2=$STATE/site2/log/storaged.log
-# registered K: site K's storaged is registered as a holder of the root group.
-registered() {
-    "$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null | tr -d ' \n' |
-        grep -q "\"site\":$1,\"host\":\"[^\"]*\",\"port\":[1-9][0-9]*,\"registered\":true"
-}
-# damage DIR TEXT: overwrite 16 bytes where TEXT starts in the one segment
-# file of container DIR holding it, which must not be the newest.
-damage() {
-    local segs newest off
-    mapfile -t segs < <(grep -rlaF "$2" "$1/segments" | sort)
-    [ "${#segs[@]}" -eq 1 ] || fail "'$2' is in ${#segs[@]} segment files of $1, expected one: ${segs[*]}"
-    newest=$(ls "$1/segments" | sort | tail -n 1)
-    [ "${segs[0]}" != "$1/segments/$newest" ] ||
-        fail "'$2' is in the newest segment ${segs[0]}: the test needs it in an older one"
-    off=$(grep -obaF "$2" "${segs[0]}" | head -n 1 | cut -d: -f1)
-    [ -n "$off" ] || fail "cannot find '$2' in ${segs[0]}"
-    log "+ damage 16 bytes at offset $off of ${segs[0]}"
-    printf 'XXXXXXXXXXXXXXXX' | dd of="${segs[0]}" bs=1 seek="$off" conv=notrunc status=none || fail "dd"
-}
-# kill_ss K: kill -9 site K's storaged and wait until it is gone.
-kill_ss() {
-    local pid
-    pid=$(site_pid "$1" storaged) || fail "no pid of site $1's storaged"
-    log "+ kill -9 site $1's storaged ($pid)"
-    kill -9 "$pid"
-    wait_for 30 "site $1's storaged to be gone" dead "$pid"
-}
 
 # ---- 1. a file, then newer segments -----------------------------------------------
 up

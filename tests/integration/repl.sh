@@ -60,16 +60,6 @@ start_writer() {
 }
 # stopped PID: PID is stopped (SIGSTOP).
 stopped() { [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = T ]; }
-# root_primary_is K: the root file group's primary is site K.
-root_primary_is() {
-    "$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null |
-        tr -d ' \n' | grep -q "\"fg\":1,[^}]*\"primary\":$1,"
-}
-# registered K: site K's storaged is registered as a holder of the root group.
-registered() {
-    "$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null | tr -d ' \n' |
-        grep -q "\"site\":$1,\"host\":\"[^\"]*\",\"port\":[1-9][0-9]*,\"registered\":true"
-}
 
 up
 

@@ -31,6 +31,7 @@
 #include "lp_conn.h"
 #include "lp_fs.h"
 #include "lp_rs.h"
+#include "ss_place.h"
 #include "ss_srv.h"
 #include "testutil.h"
 #include "tsrv.h"
@@ -923,6 +924,221 @@ START_TEST(t_repl_changes_wait)
 }
 END_TEST
 
+/* ---- copies policies (storage/ss_place.h) ------------------------------------------------------- */
+
+static int setx(struct lp_client *c, uint64_t ino, const char *name, const char *value)
+{
+        struct lp_fs_req q = Q(LP_FS_SETXATTR);
+
+        q.ino = ino;
+        q.name = (const uint8_t *)name;
+        q.namelen = strlen(name);
+        q.data = (const uint8_t *)value;
+        q.datalen = strlen(value);
+        return status_of(c, &q);
+}
+
+/* The value of xattr name of ino as a string ("" if there is none). */
+static void getx(struct lp_client *c, uint64_t ino, const char *name, char *buf, size_t cap)
+{
+        struct lp_fs_req q = Q(LP_FS_GETXATTR);
+        struct lp_fs_resp a;
+
+        q.ino = ino;
+        q.name = (const uint8_t *)name;
+        q.namelen = strlen(name);
+        q.length = cap - 1;
+        CHECK(lp_fs_call(c, &q, WAIT_MS, &a, NULL) == 0);
+        buf[0] = 0;
+        if (a.status == 0) {
+                CHECK(a.datalen < cap);
+                memcpy(buf, a.data, a.datalen);
+                buf[a.datalen] = 0;
+        } else {
+                CHECK_EQ(a.status, -ENODATA);
+        }
+        lp_fs_resp_release(&a);
+}
+
+static uint64_t mkdir_at(struct lp_client *c, uint64_t dir, const char *name)
+{
+        struct lp_fs_req q = Q(LP_FS_MKDIR);
+        struct lp_fs_resp a;
+        uint64_t ino;
+
+        q.parent = dir;
+        q.name = (const uint8_t *)name;
+        q.namelen = strlen(name);
+        q.mode = 0755;
+        a = ok(c, &q);
+        ino = a.attr.ino;
+        lp_fs_resp_release(&a);
+        return ino;
+}
+
+/* SS_FETCH of ino at c: its LP_FS_FETCH_NODATA bit and its extents. */
+static bool fetch_nodata(struct lp_client *c, uint64_t ino, size_t *ret_extents)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_FETCH);
+        struct lp_fs_resp a;
+        struct lp_rs_state st;
+        bool nodata;
+
+        q.ino = ino;
+        a = ok(c, &q);
+        nodata = a.value & LP_FS_FETCH_NODATA;
+        CHECK(lp_rs_state_decode(a.data, a.datalen, &st) == 0);
+        *ret_extents = st.nextents + st.has_data;
+        lp_rs_state_free(&st);
+        lp_fs_resp_release(&a);
+        return nodata;
+}
+
+START_TEST(t_place_resolve)
+{
+        const uint64_t hs[] = { 3, 1, 2 }, w37[] = { 7, 3 }, w1[] = { 1 }, w22[] = { 2, 2 };
+        uint64_t out[8], s[8];
+        unsigned n;
+        size_t k;
+        char text[SS_PLACE_TEXT_MAX];
+
+        CHECK_EQ(ss_place_parse_copies("2", 1, &n), 0);
+        CHECK_EQ(n, 2);
+        CHECK_EQ(ss_place_parse_copies("3\n", 2, &n), 0);
+        CHECK_EQ(n, 3);
+        CHECK_EQ(ss_place_parse_copies("0", 1, &n), -EINVAL);
+        CHECK_EQ(ss_place_parse_copies("65", 2, &n), -EINVAL);
+        CHECK_EQ(ss_place_parse_copies("-1", 2, &n), -EINVAL);
+        CHECK_EQ(ss_place_parse_copies("2x", 2, &n), -EINVAL);
+        CHECK_EQ(ss_place_parse_copies("", 0, &n), -EINVAL);
+        CHECK_EQ(ss_place_parse_sites("1,3", 3, s, 8, &k), 0);
+        CHECK(k == 2 && s[0] == 1 && s[1] == 3);
+        CHECK_EQ(ss_place_parse_sites("3,3,1", 5, s, 8, &k), 0);
+        CHECK(k == 2 && s[0] == 3 && s[1] == 1);
+        CHECK_EQ(ss_place_parse_sites("1,,3", 4, s, 8, &k), -EINVAL);
+        CHECK_EQ(ss_place_parse_sites("0", 1, s, 8, &k), -EINVAL);
+        CHECK_EQ(ss_place_parse_sites("1, 3", 4, s, 8, &k), -EINVAL);
+        CHECK_EQ(ss_place_parse_sites("a", 1, s, 8, &k), -EINVAL);
+        CHECK_EQ(ss_place_parse_sites("1,2,3", 5, s, 2, &k), -EINVAL);
+        /* [L1] the home (1) first, then the wishes that are holders. */
+        k = ss_place_resolve(hs, 3, 2, w37, 2, 10, out);
+        CHECK(k == 2 && out[0] == 1 && out[1] == 3);
+        k = ss_place_resolve(hs, 3, 1, w22, 2, 10, out);
+        CHECK(k == 1 && out[0] == 1);
+        k = ss_place_resolve(hs, 3, 2, w1, 1, 4, out);  /* the home listed: the rest by rotation */
+        CHECK(k == 2 && out[0] == 1 && out[1] == 2);
+        k = ss_place_resolve(hs, 3, 2, NULL, 0, 5, out);
+        CHECK(k == 2 && out[0] == 1 && out[1] == 3);
+        k = ss_place_resolve(hs, 3, 2, w22, 2, 5, out);
+        CHECK(k == 2 && out[0] == 1 && out[1] == 2);
+        k = ss_place_resolve(hs, 3, 5, NULL, 0, 5, out);        /* more than the holders: all */
+        CHECK(k == 3 && out[0] == 1 && out[1] == 2 && out[2] == 3);
+        ss_place_format(out, k, text, sizeof(text));
+        CHECK(!strcmp(text, "1,2,3"));
+}
+END_TEST
+
+/* A policy on a directory: checked when set, copied by a mkdir inside,
+ * resolved and recorded on a file created below; a site outside a file's
+ * placement installs its row without data and never serves data (READ EIO,
+ * write open EHOSTUNREACH, SS_FETCH marked NODATA); placed again, it pulls
+ * the data; placed elsewhere again, it drops it. */
+START_TEST(t_place_policy)
+{
+        struct tsrv *s1 = tsrv_start(1), *s2 = tsrv_start(2);
+        struct lp_client *c1 = cl_connect(s1->port), *c2 = cl_connect(s2->port);
+        uint8_t data[3 * PAGE], back[3 * PAGE];
+        struct lp_fs_req q;
+        uint64_t d, e, f, g, wm = 0;
+        size_t ext;
+        char v[64];
+
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t)(i * 7 + 1);
+        d = mkdir_at(c1, ROOT, "d");
+        CHECK_EQ(setx(c1, d, "user.locus.copies", "abc"), -EINVAL);
+        CHECK_EQ(setx(c1, d, "user.locus.copies", "0"), -EINVAL);
+        CHECK_EQ(setx(c1, d, "user.locus.sites", "1,x"), -EINVAL);
+        getx(c1, d, "user.locus.copies", v, sizeof(v));
+        CHECK(!strcmp(v, ""));
+        CHECK_EQ(setx(c1, d, "user.locus.copies", "1"), 0);
+        CHECK_EQ(setx(c1, d, "user.locus.sites", "2,1"), 0);
+        e = mkdir_at(c1, d, "e");
+        getx(c1, e, "user.locus.copies", v, sizeof(v));
+        CHECK(!strcmp(v, "1"));
+        getx(c1, e, "user.locus.sites", v, sizeof(v));
+        CHECK(!strcmp(v, "2,1"));
+        f = mkfile(c1, e, "f", data, sizeof(data), 0);
+        getx(c1, f, "user.locus.copies", v, sizeof(v));
+        CHECK(!strcmp(v, "1"));
+        getx(c1, f, "user.locus.sites", v, sizeof(v));
+        CHECK(!strcmp(v, "1"));         /* the holders known here: site 1 alone */
+        g = mkfile(c1, ROOT, "g", data, sizeof(data), 0);
+        getx(c1, g, "user.locus.sites", v, sizeof(v));
+        CHECK(!strcmp(v, ""));          /* no policy: data everywhere */
+
+        CHECK(sync_pass(c1, c2, &wm) > 0);
+        CHECK(!fetch_nodata(c1, f, &ext));
+        CHECK(ext > 0);
+        CHECK(fetch_nodata(c2, f, &ext));
+        CHECK_EQ(ext, 0);
+        CHECK(!fetch_nodata(c2, g, &ext));
+        CHECK_EQ(readall(c2, g, 0, back, sizeof(back)), sizeof(data));
+        CHECK(!memcmp(back, data, sizeof(data)));
+        q = Q(LP_FS_READ);
+        q.ino = f;
+        q.length = sizeof(back);
+        CHECK_EQ(status_of(c2, &q), -EIO);
+        q = Q(LP_FS_OPEN);
+        q.ino = f;
+        q.flags = 02;
+        CHECK_EQ(status_of(c2, &q), -EHOSTUNREACH);
+        q = Q(LP_FS_LSEEK);
+        q.ino = f;
+        q.whence = SEEK_HOLE;
+        CHECK_EQ(status_of(c2, &q), -EIO);              /* its holes are not the file's */
+        q = Q(LP_FS_FALLOCATE);
+        q.ino = f;
+        q.length = PAGE;
+        CHECK_EQ(status_of(c2, &q), -EHOSTUNREACH);
+        q = Q(LP_FS_SETATTR);
+        q.ino = f;
+        q.valid = LP_FS_SET_SIZE;
+        CHECK_EQ(status_of(c2, &q), -EHOSTUNREACH);
+        CHECK_EQ(getattr(c2, f).a.size, sizeof(data));  /* the row is there */
+
+        /* Placed everywhere again: site 2 pulls the data. */
+        q = Q(LP_FS_REMOVEXATTR);
+        q.ino = f;
+        q.name = (const uint8_t *)"user.locus.copies";
+        q.namelen = strlen("user.locus.copies");
+        CHECK_EQ(status_of(c1, &q), 0);
+        getx(c1, f, "user.locus.sites", v, sizeof(v));
+        CHECK(!strcmp(v, ""));
+        CHECK(sync_pass(c1, c2, &wm) > 0);
+        CHECK(!fetch_nodata(c2, f, &ext));
+        CHECK_EQ(readall(c2, f, 0, back, sizeof(back)), sizeof(data));
+        CHECK(!memcmp(back, data, sizeof(data)));
+
+        /* One copy again: site 2 drops its pages. */
+        CHECK_EQ(setx(c1, f, "user.locus.copies", "1"), 0);
+        getx(c1, f, "user.locus.sites", v, sizeof(v));
+        CHECK(!strcmp(v, "1"));
+        CHECK(sync_pass(c1, c2, &wm) > 0);
+        CHECK(fetch_nodata(c2, f, &ext));
+        q = Q(LP_FS_READ);
+        q.ino = f;
+        q.length = sizeof(back);
+        CHECK_EQ(status_of(c2, &q), -EIO);
+        CHECK_EQ(readall(c1, f, 0, back, sizeof(back)), sizeof(data));
+        CHECK(!memcmp(back, data, sizeof(data)));
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("repl");
@@ -937,6 +1153,8 @@ int main(void)
         tcase_add_test(tc, t_repl_bad_input);
         tcase_add_test(tc, t_repl_repair);
         tcase_add_test(tc, t_repl_changes_wait);
+        tcase_add_test(tc, t_place_resolve);
+        tcase_add_test(tc, t_place_policy);
         suite_add_tcase(s, tc);
         return tu_run_suite(s);
 }
