@@ -152,10 +152,10 @@ enum lp_fs_op {
 #define LP_FS_INSTALL_BEGIN (1u << 0)   /* open an install session on ino */
 #define LP_FS_INSTALL_TRUNC (1u << 1)   /* ... that starts with no pages */
 #define LP_FS_INSTALL_DATA (1u << 2)    /* stage data at offset (page-aligned) */
-#define LP_FS_INSTALL_COMMIT (1u << 3)  /* install blob (a file state) with the staged pages */
 #define LP_FS_INSTALL_ENTRIES (1u << 6) /* stage the entries of blob, a piece of a directory
                                          * (lp_rs.h), in the session (not with COMMIT:
                                          * both read blob) */
+#define LP_FS_INSTALL_COMMIT (1u << 3)  /* install blob (a file state) with the staged pages */
 #define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
 #define LP_FS_INSTALL_REPAIR (1u << 5)  /* with COMMIT: rewrite the pages of a copy whose
                                          * vector EQUALS the state's (ss_repl.c [R4]) */

@@ -982,17 +982,6 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         ss_sess_end(x->sess, s);
                 return 0;
         }
-        if (q->flags & LP_FS_INSTALL_ENTRIES) {
-                if (!s || (q->flags & LP_FS_INSTALL_COMMIT))
-                        r = ss__fail(x, -EINVAL, "install entries %s", s ? "with a commit" : "without a session");
-                else
-                        r = stage_piece(x, q, s);
-                if (r < 0) {
-                        if (s)
-                                ss_sess_end(x->sess, s);
-                        return r;
-                }
-        }
         if (q->flags & LP_FS_INSTALL_DATA) {
                 if (!s)
                         return ss__fail(x, -EINVAL, "install data without a session");
@@ -1004,6 +993,17 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         return r;
                 }
                 s->data = true;
+        }
+        if (q->flags & LP_FS_INSTALL_ENTRIES) {
+                if (!s || (q->flags & LP_FS_INSTALL_COMMIT))
+                        r = ss__fail(x, -EINVAL, "install entries %s", s ? "with a commit" : "without a session");
+                else
+                        r = stage_piece(x, q, s);
+                if (r < 0) {
+                        if (s)
+                                ss_sess_end(x->sess, s);
+                        return r;
+                }
         }
         if (!(q->flags & LP_FS_INSTALL_COMMIT))
                 return 0;

@@ -1151,6 +1151,7 @@ START_TEST(t_repl_big_dir)
         /* A piece alone is never installed as the directory's state (its
          * missing entries would be deleted, [R3]). */
         CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_COMMIT, 0, a.data, a.datalen, NULL), -EINVAL);
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_ENTRIES, 0, a.data, a.datalen, NULL), -EINVAL);
         /* Pieces of two versions are not installed: the directory changes
          * at site 1 after the first piece was staged. */
         CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_ENTRIES, 0, a.data, a.datalen,
