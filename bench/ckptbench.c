@@ -25,55 +25,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <uv.h>
 
 #include "cm.h"
 #include "lp_conn.h"
 #include "lp_key.h"
 #include "lp_fs.h"
 #include "ss_srv.h"
+#include "tsrv.h"
 
 static uint8_t KEY[LP_KEY_SIZE];
-
-struct srv {
-        uv_loop_t loop;
-        struct ss_srv *s;
-        pthread_t thr;
-        struct ss_opts o;
-        uint16_t port;
-        int err;
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        bool ready;
-};
-
-static void *srv_main(void *arg)
-{
-        struct srv *t = arg;
-        int r;
-
-        uv_loop_init(&t->loop);
-        r = ss_srv_new(&t->loop, &t->o, &t->s);
-        pthread_mutex_lock(&t->mu);
-        t->err = r;
-        if (r >= 0)
-                t->port = ss_srv_port(t->s);
-        t->ready = true;
-        pthread_cond_broadcast(&t->cv);
-        pthread_mutex_unlock(&t->mu);
-        if (r >= 0) {
-                uv_run(&t->loop, UV_RUN_DEFAULT);
-                ss_srv_free(t->s);
-        }
-        uv_loop_close(&t->loop);
-        return NULL;
-}
 
 static int call(struct lp_client *c, const struct lp_fs_req *q, struct lp_fs_resp *a)
 {
@@ -139,7 +104,8 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
 
 int main(int argc, char **argv)
 {
-        struct srv t = { 0 };
+        struct tsrv *t = NULL;
+        struct ss_opts o;
         struct lp_client *c = NULL;
         struct lp_fs_req q;
         struct lp_fs_resp a;
@@ -185,28 +151,21 @@ int main(int argc, char **argv)
          * 20 ms on stderr, with wall-clock times, to see what stalls. */
         trace = getenv("CKPTBENCH_TRACE") != NULL;
         cm_log_init("ckptbench", trace ? LOG_DEBUG : LOG_WARNING, CM_LOG_STDERR);
-        ss_opts_default(&t.o);
-        t.o.data_dir = data;
-        memcpy(t.o.key, KEY, sizeof(KEY));
-        t.o.site = 1;
-        t.o.segment_size = 1u << 20;
-        t.o.space_reserve = 0;
-        t.o.ckpt_bytes = ckpt_bytes;
+        ss_opts_default(&o);
+        o.data_dir = data;
+        memcpy(o.key, KEY, sizeof(KEY));
+        o.site = 1;
+        o.segment_size = 1u << 20;
+        o.space_reserve = 0;
+        o.ckpt_bytes = ckpt_bytes;
         if (wal_frames)
-                t.o.wal_frames = (unsigned)wal_frames;
-        pthread_mutex_init(&t.mu, NULL);
-        pthread_cond_init(&t.cv, NULL);
-        if (pthread_create(&t.thr, NULL, srv_main, &t) != 0)
-                return 1;
-        pthread_mutex_lock(&t.mu);
-        while (!t.ready)
-                pthread_cond_wait(&t.cv, &t.mu);
-        pthread_mutex_unlock(&t.mu);
-        if (t.err < 0) {
-                fprintf(stderr, "%s: storage site: %s\n", argv[0], strerror(-t.err));
+                o.wal_frames = (unsigned)wal_frames;
+        r = tsrv_new(&o, &t);   /* the server on a thread of its own (tests/unit/tsrv.h) */
+        if (r < 0) {
+                fprintf(stderr, "%s: storage site: %s\n", argv[0], strerror(-r));
                 return 1;
         }
-        r = lp_client_connect("127.0.0.1", t.port, KEY, 100, 10000, &c);
+        r = lp_client_connect("127.0.0.1", t->port, KEY, 100, 10000, &c);
         if (r < 0) {
                 fprintf(stderr, "%s: connect: %s\n", argv[0], strerror(-r));
                 goto out;
@@ -263,7 +222,7 @@ int main(int argc, char **argv)
                 qsort(lat, n, sizeof(*lat), cmp_u64);
                 printf("creates=%llu\n", (unsigned long long)n);
                 printf("ckpt_bytes=%llu\n", (unsigned long long)ckpt_bytes);
-                printf("wal_frames=%u\n", t.o.wal_frames);
+                printf("wal_frames=%u\n", t->o.wal_frames);
                 printf("p50_us=%llu\n", (unsigned long long)lat[n / 2]);
                 printf("p99_us=%llu\n", (unsigned long long)lat[n * 99 / 100]);
                 printf("p999_us=%llu\n", (unsigned long long)lat[n * 999 / 1000]);
@@ -284,8 +243,7 @@ int main(int argc, char **argv)
 out:
         if (c)
                 lp_client_close(c);
-        ss_srv_stop_async(t.s);
-        pthread_join(t.thr, NULL);
+        tsrv_stop(t);
         nftw(data, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         free(lat);
         free(dirs);

@@ -159,6 +159,46 @@ out:
         return r;
 }
 
+/* ---- pushes to registered storage sites ---------------------------------------- */
+
+static void watch_add(struct css *css, struct css_client *cl)
+{
+        if (cl->watching)
+                return;
+        cl->watching = true;
+        cl->wprev = css->watchers.wprev;
+        cl->wnext = &css->watchers;
+        css->watchers.wprev->wnext = cl;
+        css->watchers.wprev = cl;
+}
+
+static void watch_del(struct css_client *cl)
+{
+        if (!cl->watching)
+                return;
+        cl->watching = false;
+        cl->wprev->wnext = cl->wnext;
+        cl->wnext->wprev = cl->wprev;
+        cl->wnext = cl->wprev = NULL;
+}
+
+void css__mtab_changed(struct css *css)
+{
+        struct lp_fs_req note = { .op = LP_FS_CSS_NOTE_MTAB };
+        uint8_t *buf = NULL;
+        size_t len = 0;
+
+        if (css->watchers.wnext == &css->watchers || css->closing)
+                return;
+        note.length = ++css->mtab_notes;
+        if (lp_fs_req_encode(&note, &buf, &len) < 0)
+                return;         /* out of memory: the sites' next poll reads it */
+        for (struct css_client *cl = css->watchers.wnext; cl != &css->watchers; cl = cl->wnext)
+                if (cl->conn)
+                        (void)lp_server_send(cl->conn, LP_MSG_FS_REQ, 0, 0, buf, len);
+        free(buf);
+}
+
 static void client_unref(struct css_client *cl)
 {
         if (cl && --cl->refs == 0)
@@ -598,12 +638,14 @@ static void op_register(struct css_client *cl, uint64_t reqid, const struct lp_f
         }
         free(fgs);
         reply_ok(cl, reqid);
+        watch_add(css, cl);
+        css__mtab_changed(css);         /* the primary of its groups may have changed */
         css_orphans_fetch(css, site);
 }
 
 /* CSS_FG_SET: a file group's sync_copies (docs/replication.md), from 1 to
  * its number of holders; on disk before the answer.  Holders learn it
- * with their next mount table. */
+ * with the mount table they read when told (css__mtab_changed). */
 static void op_fg_set(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
 {
         struct css *css = cl->css;
@@ -631,6 +673,7 @@ static void op_fg_set(struct css_client *cl, uint64_t reqid, const struct lp_fs_
                 return;
         }
         cm_log(LOG_INFO, "file group %u '%s': sync_copies %u", m->fg, name, (unsigned)rq->length);
+        css__mtab_changed(css);
         resp.value = m->fg;
         css__reply(cl, reqid, &resp);
 }
@@ -1017,6 +1060,10 @@ static void on_close(struct lp_conn *conn)
         }
         css_sites_conn_closed(css->sites, cl->serial);
         cl->conn = NULL;
+        if (cl->watching) {
+                watch_del(cl);
+                css__mtab_changed(css); /* a holder went away: another may be primary */
+        }
         css->nclients--;
         client_unref(cl);
         maybe_free(css);
@@ -1150,6 +1197,7 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
         css->loop = loop;
         css->site = cfg->site;
         css->start_us = cm_now_us();
+        css->watchers.wnext = css->watchers.wprev = &css->watchers;
         css->lease_ms = cfg->lease_ms ? cfg->lease_ms : CSS_LEASE_MS_DEFAULT;
         r = lp_client_id_new(&css->boot);       /* any random number will do */
         if (r < 0) {

@@ -342,6 +342,7 @@ static void after_fgc_create(struct css_job *j)
                         cm_log(LOG_ERR, "file group %u: its holders (sites %s) could not be recorded in %s: %s "
                                "(they are learned again when the sites register)", j->newfg, list,
                                css_mtab_path(css->mtab), r == -EIO ? css_mtab_errmsg(css->mtab) : strerror(-r));
+                css__mtab_changed(css);
                 cm_log(LOG_INFO, "file group %u '%s' created at storage site(s) %s, mounted at %s "
                        "(directory <%u,%" PRIu64 ">%s)", j->newfg, j->name, list, j->path, j->mp_fg,
                        j->mp_ino, j->made_dir ? ", created" : "");

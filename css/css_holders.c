@@ -100,6 +100,7 @@ void css_holders_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         }
         cm_log(LOG_INFO, "file group %u '%s': storage site %" PRIu64 " was %s, is now %s (for %s)", rq->fg,
                m->name, rq->site, state_name(now), state_name(to), cl->peer);
+        css__mtab_changed(css);
         resp.value = 1;
         css__reply(cl, reqid, &resp);
 }

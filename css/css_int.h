@@ -35,6 +35,10 @@ struct css_client {
         char addr[CSS_HOST_MAX];        /* the peer's numeric address */
         unsigned refs;
         unsigned jobs;
+        /* a registered storage site's connection: told of mount table
+         * changes (css__mtab_changed); on css->watchers while conn is set */
+        struct css_client *wnext, *wprev;
+        bool watching;
 };
 
 enum job_kind {
@@ -144,7 +148,18 @@ struct css {
         unsigned fgq_len;
         uint64_t unmatched_closes;
         uint64_t requests;
+        struct css_client watchers;     /* list head (wnext/wprev) */
+        uint64_t mtab_notes;            /* LP_FS_CSS_NOTE_MTAB rounds sent */
 };
+
+/*
+ * css.c: the mount table, or who serves a file group (a site registered
+ * or went away), changed: push LP_FS_CSS_NOTE_MTAB to every registered
+ * storage site, so its replicator reads the table at once instead of at
+ * its next poll.  Loop thread; never fails (a site that cannot take it
+ * reads the table at its next poll all the same).
+ */
+void css__mtab_changed(struct css *css);
 
 /* css.c: jobs.  css__job_new: NULL on ENOMEM; css__job_start: on failure the
  * job is answered (if it has a client), freed, and false returned. */

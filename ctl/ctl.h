@@ -12,6 +12,7 @@
  *                daemons and the mount, waiting for registration,
  *                stopping, unmounting, whose a mount is;
  *   ctl_dev.c    dev up, dev down (one site or several), fsck --rebuild;
+ *   ctl_net.c    dev partition, dev heal (nftables cuts between sites);
  *   ctl_info.c   status, fg create, fg list, sites;
  *   ctl_site.c   site init, site join (a site of a real cluster, its
  *                site.conf), and calls to a daemon by address.
@@ -283,6 +284,11 @@ bool ctl_mount_is_ours(const struct ctl_state *st, const char *dir, const char *
 /* ---- commands (ctl_dev.c, ctl_info.c, ctl_site.c): argv[0] is the command word ---- */
 
 int ctl_cmd_dev(int argc, char **argv);
+/* ctl_net.c: dev partition DIR SPEC, dev heal DIR (argv[0] is "partition" or
+ * "heal"); ctl_net_heal removes st's dev partition (quiet: only if one is on
+ * record, printing nothing but errors): 0 or a negative errno. */
+int ctl_cmd_dev_net(int argc, char **argv);
+int ctl_net_heal(const struct ctl_state *st, bool quiet);
 int ctl_cmd_fsck(int argc, char **argv);
 /* ctl_sync.c: locusctl sync [--state S | --config F] [--timeout SEC] */
 int ctl_cmd_sync(int argc, char **argv);
@@ -294,6 +300,9 @@ int ctl_cmd_sync(int argc, char **argv);
  * then closed and *cp NULL).
  */
 struct lp_client;
+/* ctl_call_conn's calls end by this cm_now_us() time (us; 0: no deadline,
+ * CTL_CALL_MS each) -- `sync --timeout` keeps its word with a peer cut off. */
+void ctl_set_deadline(uint64_t us);
 int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap);
 /*

@@ -376,6 +376,9 @@ static int dev_down_sites(const struct ctl_opts *o, const struct ctl_state *st, 
         } else {
                 ctl_remove_run_file(&at, CTL_CSSD, "pid");
         }
+        /* a dev partition in effect would cut the next dev up apart */
+        if (ctl_net_heal(st, true) < 0)
+                ret = 1;
         if (ret == 0 && ctl_path(st, "run/mountpoint", file, sizeof(file)) == 0)
                 unlink(file);
         if (!any)
@@ -664,10 +667,14 @@ int ctl_cmd_dev(int argc, char **argv)
 {
         struct ctl_opts o;
 
+        if (argc >= 2 && (!strcmp(argv[1], "partition") || !strcmp(argv[1], "heal")))
+                return ctl_cmd_dev_net(argc - 1, argv + 1);
         if (argc < 2 || (strcmp(argv[1], "up") != 0 && strcmp(argv[1], "down") != 0)) {
                 fprintf(stderr, "usage: locusctl dev up DIR [--state PATH] [--sites N] [--addrs A,B,...] "
                                 "[--timeout SEC] [--force]\n"
-                                "       locusctl dev down DIR [--state PATH] [--timeout SEC]\n");
+                                "       locusctl dev down DIR [--state PATH] [--timeout SEC]\n"
+                                "       locusctl dev partition DIR SPEC [--state PATH]   (SPEC: e.g. 1,2/3)\n"
+                                "       locusctl dev heal DIR [--state PATH]\n");
                 return 2;
         }
         if (!strcmp(argv[1], "up")) {

@@ -82,6 +82,11 @@ int ctl_read_sites(struct ctl_state *st)
         if (n == 0)
                 return -EBADMSG;
         st->nsites = n;
+        /* locusctl speaks as site 1 (CTL_SITE): from site 1's address, so a
+         * cut between the sites (dev partition) puts it on site 1's side
+         * whatever the addresses are (docs/cluster.md) */
+        if (lp_client_set_source(st->addrs[0]) < 0)
+                return -EBADMSG;
         return 0;
 }
 

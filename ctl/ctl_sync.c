@@ -42,6 +42,27 @@ static struct site_report *report_of(struct site_report *s, size_t n, uint64_t s
         return NULL;
 }
 
+static uint64_t g_deadline_us;          /* 0: none (ctl_set_deadline) */
+
+void ctl_set_deadline(uint64_t us)
+{
+        g_deadline_us = us;
+}
+
+/* CTL_CALL_MS, or less when the command's deadline comes first (at least
+ * 200 ms, so a call past it still says what it found). */
+static int call_ms(void)
+{
+        uint64_t now = cm_now_us(), left;
+
+        if (!g_deadline_us)
+                return CTL_CALL_MS;
+        left = g_deadline_us > now ? (g_deadline_us - now) / 1000u : 0;
+        if (left < 200)
+                left = 200;
+        return left < CTL_CALL_MS ? (int)left : CTL_CALL_MS;
+}
+
 int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE], struct lp_client **cp,
                 const struct lp_fs_req *q, struct lp_fs_resp *resp, char *err, size_t cap)
 {
@@ -50,10 +71,10 @@ int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE
         int e = 0;
 
         if (!c)
-                e = lp_client_connect(host, port, key, CTL_SITE, CTL_CALL_MS, &c);
+                e = lp_client_connect(host, port, key, CTL_SITE, call_ms(), &c);
         if (e >= 0) {
                 (void)lp_client_set_max_frame(c, LP_FS_DATA_MAX + (1u << 16));
-                e = lp_fs_call(c, q, CTL_CALL_MS, resp, &msg);
+                e = lp_fs_call(c, q, call_ms(), resp, &msg);
         }
         if (e < 0) {
                 snprintf(err, cap, "%s:%u: %s: %s%s%s", host, port, lp_fs_op_name(q->op),
@@ -348,6 +369,7 @@ int ctl_cmd_sync(int argc, char **argv)
                 return 1;
         }
         deadline = cm_now_us() + (uint64_t)(o.timeout_s > 0 ? o.timeout_s : CTL_DEFAULT_TIMEOUT_S) * 1000000u;
+        ctl_set_deadline(deadline);     /* a site that does not answer costs no more than what is left */
         for (;;) {
                 FILE *m = open_memstream(&text, &tlen);
 

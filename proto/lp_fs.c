@@ -657,6 +657,7 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_ORPHAN: return "css_orphan";
         case LP_FS_CSS_FG_HOLDERS: return "css_fg_holders";
         case LP_FS_CSS_FG_SET: return "css_fg_set";
+        case LP_FS_CSS_NOTE_MTAB: return "css_note_mtab";
         default: return "unknown";
         }
 }

@@ -112,6 +112,9 @@ enum lp_fs_op {
         LP_FS_CSS_ORPHAN = 67,
         LP_FS_CSS_FG_HOLDERS = 68,
         LP_FS_CSS_FG_SET = 69,          /* name: the group; length: its new sync_copies */
+        /* CSS -> a registered storage site, pushed (reqid 0, never answered):
+         * the mount table, or who serves a group, changed; length: a count */
+        LP_FS_CSS_NOTE_MTAB = 80,
 };
 
 /* setattr `valid` bits (the same meaning as FUSE_SET_ATTR_*). */

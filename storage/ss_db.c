@@ -218,6 +218,18 @@ static void done(sqlite3_stmt *s)
                 sqlite3_reset(s);
 }
 
+/* Step s: 1 (a row to read), 0 (no more rows), or fail()'s error. */
+static int next_row(struct ss_db *db, sqlite3_stmt *s, const char *what)
+{
+        int rc = sqlite3_step(s);
+
+        if (rc == SQLITE_ROW)
+                return 1;
+        if (rc == SQLITE_DONE)
+                return 0;
+        return fail(db, what, rc);
+}
+
 static int wal_hook(void *ctx, sqlite3 *h, const char *dbname, int frames)
 {
         struct ss_db *db = ctx;
@@ -230,43 +242,40 @@ static int wal_hook(void *ctx, sqlite3 *h, const char *dbname, int frames)
         return SQLITE_OK;
 }
 
+/* The first column of the first row of query q, prepared and finalized
+ * here (for what runs before the statements of sql[] can): 1 and *ret, 0
+ * if there is no row (*ret untouched), or -EIO. */
+static int query_u64(struct ss_db *db, const char *q, uint64_t *ret)
+{
+        sqlite3_stmt *s = NULL;
+        int rc = sqlite3_prepare_v2(db->h, q, -1, &s, NULL), r = -EIO;
+
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW) {
+                        *ret = (uint64_t)sqlite3_column_int64(s, 0);
+                        r = 1;
+                } else if (rc == SQLITE_DONE) {
+                        r = 0;
+                }
+        }
+        sqlite3_finalize(s);
+        return r;
+}
+
 /* The schema version of an existing file: 1 and *ret, 0 for a file
  * without our meta table (new), or -EIO. */
 static int schema_version(struct ss_db *db, uint64_t *ret)
 {
-        sqlite3_stmt *s = NULL;
-        int rc, r = 0;
+        uint64_t one;
+        int r = query_u64(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", &one);
 
-        rc = sqlite3_prepare_v2(db->h, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1,
-                                &s, NULL);
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_step(s);
-                if (rc == SQLITE_ROW)
+        if (r > 0) {
+                *ret = 0;               /* a meta table without a version: not ours */
+                r = query_u64(db, "SELECT value FROM meta WHERE key = 'schema'", ret);
+                if (r >= 0)
                         r = 1;
-                else if (rc != SQLITE_DONE)
-                        r = -EIO;
-        } else {
-                r = -EIO;
         }
-        sqlite3_finalize(s);
-        if (r <= 0) {
-                if (r < 0)
-                        cm_log(LOG_DEBUG, "%s: reading the schema: %s", db->path, sqlite3_errmsg(db->h));
-                return r;
-        }
-        s = NULL;
-        *ret = 0;               /* a meta table without a version: not ours */
-        rc = sqlite3_prepare_v2(db->h, "SELECT value FROM meta WHERE key = 'schema'", -1, &s, NULL);
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_step(s);
-                if (rc == SQLITE_ROW)
-                        *ret = (uint64_t)sqlite3_column_int64(s, 0);
-                else if (rc != SQLITE_DONE)
-                        r = -EIO;
-        } else {
-                r = -EIO;
-        }
-        sqlite3_finalize(s);
         if (r < 0)
                 cm_log(LOG_DEBUG, "%s: reading the schema: %s", db->path, sqlite3_errmsg(db->h));
         return r;
@@ -666,6 +675,17 @@ static int exec_done(struct ss_db *db, sqlite3_stmt *s, const char *what)
         return rc == SQLITE_DONE ? 0 : fail(db, what, rc);
 }
 
+/* Run statement q, a write, with ?1 = v. */
+static int exec_u64(struct ss_db *db, int q, uint64_t v, const char *what)
+{
+        sqlite3_stmt *s = stmt(db, q);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)v);
+        return exec_done(db, s, what);
+}
+
 int ss_db_meta_put(struct ss_db *db, const char *key, uint64_t value)
 {
         sqlite3_stmt *s = stmt(db, Q_META_PUT);
@@ -741,21 +761,12 @@ int ss_db_inode_put(struct ss_db *db, const struct ss_inode *in)
         r = exec_done(db, s, "inode put");
         if (r < 0)
                 return r;
-        s = stmt(db, Q_GONE_DEL);
-        if (!s)
-                return -EIO;
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)in->ino);
-        return exec_done(db, s, "gone del");
+        return exec_u64(db, Q_GONE_DEL, in->ino, "gone del");
 }
 
 int ss_db_inode_del(struct ss_db *db, uint64_t ino)
 {
-        sqlite3_stmt *s = stmt(db, Q_INODE_DEL);
-
-        if (!s)
-                return -EIO;
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
-        return exec_done(db, s, "inode del");
+        return exec_u64(db, Q_INODE_DEL, ino, "inode del");
 }
 
 int ss_db_inode_count(struct ss_db *db, uint64_t *ret)
@@ -823,13 +834,13 @@ int ss_db_changes(struct ss_db *db, uint64_t since, unsigned max,
 {
         sqlite3_stmt *s = stmt(db, Q_CHANGES);
         struct ss_change c;
-        int rc, n = 0, r = 0;
+        int n = 0, r = 0;
 
         if (!s)
                 return -EIO;
         sqlite3_bind_int64(s, 1, (sqlite3_int64)since);
         sqlite3_bind_int64(s, 2, max ? (sqlite3_int64)max : -1);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, "changes")) > 0) {
                 c.ino = col_u64(s, 0);
                 c.lseq = col_u64(s, 1);
                 c.gone = sqlite3_column_int(s, 2) != 0;
@@ -840,8 +851,6 @@ int ss_db_changes(struct ss_db *db, uint64_t since, unsigned max,
                         break;
                 n++;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "changes", rc);
         done(s);
         return r < 0 ? r : n;
 }
@@ -851,18 +860,16 @@ int ss_db_each_gone(struct ss_db *db,
                     void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_EACH_GONE);
-        int rc, r = 0;
+        int r = 0;
 
         if (!s)
                 return -EIO;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, "each gone")) > 0) {
                 r = fn(ctx, col_u64(s, 0), sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
                        col_u64(s, 2));
                 if (r != 0)
                         break;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "each gone", rc);
         done(s);
         return r < 0 ? r : 0;
 }
@@ -934,12 +941,7 @@ int ss_db_dirent_put(struct ss_db *db, const struct ss_dirent *d)
 
 int ss_db_dirent_del(struct ss_db *db, uint64_t id)
 {
-        sqlite3_stmt *s = stmt(db, Q_DIRENT_DEL);
-
-        if (!s)
-                return -EIO;
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
-        return exec_done(db, s, "dirent del");
+        return exec_u64(db, Q_DIRENT_DEL, id, "dirent del");
 }
 
 int ss_db_dir_entry(struct ss_db *db, uint64_t ino, struct ss_dirent *ret)
@@ -954,14 +956,8 @@ int ss_db_dir_entry(struct ss_db *db, uint64_t ino, struct ss_dirent *ret)
 
 static int exists(struct ss_db *db, sqlite3_stmt *s, const char *what)
 {
-        int rc = sqlite3_step(s), r;
+        int r = next_row(db, s, what);
 
-        if (rc == SQLITE_ROW)
-                r = 1;
-        else if (rc == SQLITE_DONE)
-                r = 0;
-        else
-                r = fail(db, what, rc);
         done(s);
         return r;
 }
@@ -990,29 +986,36 @@ int ss_db_cookie_taken(struct ss_db *db, uint64_t dir, uint64_t cookie, uint64_t
         return exists(db, s, "cookie taken");
 }
 
-int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after, unsigned max,
-                  int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx)
+/* Call fn for each row of s, a query of dirents, until it returns
+ * nonzero: the number of calls that returned 0, or a negative errno. */
+static int dirent_rows(struct ss_db *db, sqlite3_stmt *s, int (*fn)(void *ctx, const struct ss_dirent *d),
+                       void *ctx, const char *what)
 {
-        sqlite3_stmt *s = stmt(db, Q_READDIR);
         struct ss_dirent d;
-        int rc, n = 0, r = 0;
+        int n = 0, r = 0;
 
-        if (!s)
-                return -EIO;
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
-        sqlite3_bind_int64(s, 3, max);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, what)) > 0) {
                 row_dirent(s, &d);
                 r = fn(ctx, &d);
                 if (r != 0)
                         break;
                 n++;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "readdir", rc);
         done(s);
         return r < 0 ? r : n;
+}
+
+int ss_db_readdir(struct ss_db *db, uint64_t dir, uint64_t after, unsigned max,
+                  int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx)
+{
+        sqlite3_stmt *s = stmt(db, Q_READDIR);
+
+        if (!s)
+                return -EIO;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
+        sqlite3_bind_int64(s, 3, max);
+        return dirent_rows(db, s, fn, ctx, "readdir");
 }
 
 int ss_db_readdir_more(struct ss_db *db, uint64_t dir, uint64_t after)
@@ -1083,19 +1086,17 @@ int ss_db_xattr_each(struct ss_db *db, uint64_t ino,
                      void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_XATTR_EACH);
-        int rc, r = 0;
+        int r = 0;
 
         if (!s)
                 return -EIO;
         sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, "xattr each")) > 0) {
                 r = fn(ctx, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
                        sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
                 if (r != 0)
                         break;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "xattr each", rc);
         done(s);
         return r < 0 ? r : 0;
 }
@@ -1106,25 +1107,23 @@ int ss_db_orphans(struct ss_db *db, unsigned max, uint64_t *ret_inos, size_t *re
 {
         sqlite3_stmt *s = stmt(db, Q_ORPHANS);
         size_t n = 0;
-        int rc = SQLITE_DONE, r = 0;
+        int r = 0;
 
         if (!s)
                 return -EIO;
         sqlite3_bind_int64(s, 1, max);
-        while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        while (n < max && (r = next_row(db, s, "orphans")) > 0)
                 ret_inos[n++] = col_u64(s, 0);
-        if (n < max && rc != SQLITE_DONE)
-                r = fail(db, "orphans", rc);
         done(s);
         *ret_n = n;
-        return r;
+        return r < 0 ? r : 0;
 }
 
 int ss_db_each_inode(struct ss_db *db, int (*fn)(void *ctx, const struct ss_inode *in), void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_EACH_INODE);
         struct ss_inode *in;
-        int rc, r = 0;
+        int r = 0;
 
         if (!s)
                 return -EIO;
@@ -1133,14 +1132,12 @@ int ss_db_each_inode(struct ss_db *db, int (*fn)(void *ctx, const struct ss_inod
                 done(s);
                 return -ENOMEM;
         }
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, "each inode")) > 0) {
                 row_inode(s, in);
                 r = fn(ctx, in);
                 if (r != 0)
                         break;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "each inode", rc);
         done(s);
         free(in);
         return r < 0 ? r : 0;
@@ -1149,20 +1146,11 @@ int ss_db_each_inode(struct ss_db *db, int (*fn)(void *ctx, const struct ss_inod
 int ss_db_each_dirent(struct ss_db *db, int (*fn)(void *ctx, const struct ss_dirent *d), void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_EACH_DIRENT);
-        struct ss_dirent d;
-        int rc, r = 0;
+        int r;
 
         if (!s)
                 return -EIO;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                row_dirent(s, &d);
-                r = fn(ctx, &d);
-                if (r != 0)
-                        break;
-        }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "each dirent", rc);
-        done(s);
+        r = dirent_rows(db, s, fn, ctx, "each dirent");
         return r < 0 ? r : 0;
 }
 
@@ -1172,18 +1160,16 @@ int ss_db_each_xattr(struct ss_db *db,
                      void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_EACH_XATTR);
-        int rc, r = 0;
+        int r = 0;
 
         if (!s)
                 return -EIO;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, "each xattr")) > 0) {
                 r = fn(ctx, col_u64(s, 0), sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
                        sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2));
                 if (r != 0)
                         break;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "each xattr", rc);
         done(s);
         return r < 0 ? r : 0;
 }
@@ -1191,17 +1177,15 @@ int ss_db_each_xattr(struct ss_db *db,
 int ss_db_each_meta(struct ss_db *db, int (*fn)(void *ctx, const char *key, uint64_t value), void *ctx)
 {
         sqlite3_stmt *s = stmt(db, Q_EACH_META);
-        int rc, r = 0;
+        int r = 0;
 
         if (!s)
                 return -EIO;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((r = next_row(db, s, "each meta")) > 0) {
                 r = fn(ctx, (const char *)sqlite3_column_text(s, 0), col_u64(s, 1));
                 if (r != 0)
                         break;
         }
-        if (r == 0 && rc != SQLITE_DONE)
-                r = fail(db, "each meta", rc);
         done(s);
         return r < 0 ? r : 0;
 }

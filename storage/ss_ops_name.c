@@ -415,7 +415,14 @@ static int delete_inode_rows(struct ss_opctx *x, struct ss_mut *m, const struct 
         return 0;
 }
 
-int ss__op_unlink(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
+/*
+ * UNLINK (dir false) and RMDIR (dir true) of q->name in directory
+ * q->parent.  UNLINK: not a directory; the inode loses a link (an
+ * orphan when none is left, freed later: a->orphan).  RMDIR: an empty
+ * directory other than the root; its inode goes with the name.  '.' and
+ * '..' are refused as POSIX says for each (EISDIR; EINVAL and ENOTEMPTY).
+ */
+static int remove_entry(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a, bool dir)
 {
         struct ss_inode pin, in;
         struct ss_dirent d;
@@ -428,47 +435,11 @@ int ss__op_unlink(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_re
         r = check_name(x, q->name, q->namelen, false);
         if (r < 0)
                 return r;
-        if (is_dot(q->name, q->namelen))
+        if (!dir && is_dot(q->name, q->namelen))
                 return ss__fail(x, -EISDIR, "cannot unlink '.' or '..'");
-        r = lookup(x, q->parent, q->name, q->namelen, &d);
-        if (r < 0)
-                return r;
-        r = ss__get_inode(x, d.ino, &in);
-        if (r < 0)
-                return r;
-        if (S_ISDIR(in.mode))
-                return ss__fail(x, -EISDIR, "is a directory");
-        ss_mut_init(x->ct, &m, NULL);
-        in.nlink = in.nlink ? in.nlink - 1 : 0;
-        in.ctime = now;
-        pin.mtime = pin.ctime = now;
-        ss_cs_del_dirent(&m.cs, d.id);
-        ss_cs_put_inode(&m.cs, &in, 0);
-        ss_cs_put_inode(&m.cs, &pin, 0);
-        r = ss__commit(x, &m, NULL);
-        if (r < 0)
-                return r;
-        a->ino = in.ino;
-        a->orphan = in.nlink == 0;
-        return 0;
-}
-
-int ss__op_rmdir(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
-{
-        struct ss_inode pin, in;
-        struct ss_dirent d;
-        struct ss_mut m;
-        struct ss_time now = ss__now_time();
-        int r = get_dir(x, q->parent, &pin);
-
-        if (r < 0)
-                return r;
-        r = check_name(x, q->name, q->namelen, false);
-        if (r < 0)
-                return r;
-        if (q->namelen == 1 && q->name[0] == '.')
+        if (dir && q->namelen == 1 && q->name[0] == '.')
                 return ss__fail(x, -EINVAL, "cannot remove '.'");
-        if (q->namelen == 2 && q->name[0] == '.' && q->name[1] == '.')
+        if (dir && q->namelen == 2 && q->name[0] == '.' && q->name[1] == '.')
                 return ss__fail(x, -ENOTEMPTY, "cannot remove '..'");
         r = lookup(x, q->parent, q->name, q->namelen, &d);
         if (r < 0)
@@ -476,30 +447,52 @@ int ss__op_rmdir(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
         r = ss__get_inode(x, d.ino, &in);
         if (r < 0)
                 return r;
-        if (!S_ISDIR(in.mode))
-                return ss__fail(x, -ENOTDIR, "not a directory");
-        if (in.ino == SS_ROOT_INO)
-                return ss__fail(x, -EBUSY, "the root directory");
-        r = ss_db_dir_empty(x->ct->db, in.ino);
-        if (r < 0)
-                return ss__fail(x, r, "listing: %s", ss_db_errmsg(x->ct->db));
-        if (!r)
-                return ss__fail(x, -ENOTEMPTY, "directory not empty");
+        if (!dir && S_ISDIR(in.mode))
+                return ss__fail(x, -EISDIR, "is a directory");
+        if (dir) {
+                if (!S_ISDIR(in.mode))
+                        return ss__fail(x, -ENOTDIR, "not a directory");
+                if (in.ino == SS_ROOT_INO)
+                        return ss__fail(x, -EBUSY, "the root directory");
+                r = ss_db_dir_empty(x->ct->db, in.ino);
+                if (r < 0)
+                        return ss__fail(x, r, "listing: %s", ss_db_errmsg(x->ct->db));
+                if (!r)
+                        return ss__fail(x, -ENOTEMPTY, "directory not empty");
+        }
         ss_mut_init(x->ct, &m, NULL);
         ss_cs_del_dirent(&m.cs, d.id);
-        r = delete_inode_rows(x, &m, &in);
-        if (r < 0) {
-                ss_mut_abort(x->ct, &m);
-                return r;
+        if (dir) {
+                r = delete_inode_rows(x, &m, &in);
+                if (r < 0) {
+                        ss_mut_abort(x->ct, &m);
+                        return r;
+                }
+                pin.nlink = pin.nlink > 2 ? pin.nlink - 1 : 2;
+        } else {
+                in.nlink = in.nlink ? in.nlink - 1 : 0;
+                in.ctime = now;
+                ss_cs_put_inode(&m.cs, &in, 0);
         }
-        pin.nlink = pin.nlink > 2 ? pin.nlink - 1 : 2;
         pin.mtime = pin.ctime = now;
         ss_cs_put_inode(&m.cs, &pin, 0);
         r = ss__commit(x, &m, NULL);
         if (r < 0)
                 return r;
         a->ino = in.ino;
+        if (!dir)
+                a->orphan = in.nlink == 0;
         return 0;
+}
+
+int ss__op_unlink(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
+{
+        return remove_entry(x, q, a, false);
+}
+
+int ss__op_rmdir(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
+{
+        return remove_entry(x, q, a, true);
 }
 
 /* Is directory anc the directory node or one of its ancestors? */

@@ -33,6 +33,7 @@ struct link {
         bool loaded;                    /* wm read from its file */
         bool active;                    /* in the latest mount table */
         uint64_t wm;
+        uint64_t saved_wm, saved_us;    /* the last wm written to its file, when [P2] */
         uint64_t peer_seq;              /* the peer's seq at its last answer */
         uint64_t pulled;                /* files installed */
         uint64_t contact_us;
@@ -79,6 +80,7 @@ struct ss_pull {
         } sc[MAX_LINKS], sc_old[MAX_LINKS];     /* [P5]: sync_copies of the groups held here */
         size_t nsc, nsc_old;
         bool css_failing;
+        bool kick;                      /* ss_pull_kick: read the mount table now (mu) */
         bool told_current;              /* on_current was called [P4] */
         uint64_t start_us;
         struct repair repairs[SS_PULL_REPAIRS]; /* [P9] */
@@ -503,6 +505,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
         pthread_mutex_lock(&p->mu);
         if (!l->loaded) {
                 l->wm = wm_load(p, fg, l->site);
+                l->saved_wm = l->wm;
                 l->loaded = true;
         }
         wm = l->wm;
@@ -522,6 +525,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
                 lp_fs_resp_release(&a);
                 pthread_mutex_lock(&p->mu);
                 l->wm = 0;
+                l->saved_wm = 0;
                 l->current = false;
                 pthread_mutex_unlock(&p->mu);
                 wm_save(p, fg, l->site, 0);
@@ -563,12 +567,21 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
         l->contact_us = cm_now_us();
         l->pulled += pulled;
         if (r >= 0) {                           /* [P1] */
+                uint64_t now = cm_now_us();
+
                 l->peer_seq = a.eof ? a.value : l->peer_seq > a.value ? l->peer_seq : a.value;
-                if (a.value != l->wm) {
+                if (a.value != l->wm)
                         l->wm = a.value;
-                        wm = a.value;
-                } else {
-                        wm = 0;
+                /* [P2] kept at most every SS_PULL_WM_SAVE_MS (and when the
+                 * worker ends): writing the file after every pass cost a
+                 * secondary more CPU than its installs under a stream of
+                 * small commits; a file that lags only makes a restart
+                 * compare again what it had installed ([R1]: nothing). */
+                wm = 0;
+                if (l->wm != l->saved_wm && now - l->saved_us >= (uint64_t)SS_PULL_WM_SAVE_MS * 1000) {
+                        wm = l->wm;
+                        l->saved_wm = wm;
+                        l->saved_us = now;
                 }
                 l->err = 0;
                 l->msg[0] = 0;
@@ -669,6 +682,20 @@ static void *link_main(void *arg)
                 /* No pause: an idle pass waited at the peer (SS_CHANGES with
                  * a wait) and returns at its next commit. */
         }
+        /* [P2] keep what the last passes reached (not after a forget_fg:
+         * the folder is a new container's) */
+        {
+                uint64_t wm = 0;
+
+                pthread_mutex_lock(&p->mu);
+                if (l->loaded && l->wm != l->saved_wm) {
+                        wm = l->wm;
+                        l->saved_wm = wm;
+                }
+                pthread_mutex_unlock(&p->mu);
+                if (wm)
+                        wm_save(p, l->fg, l->site, wm);
+        }
         lp_client_close(cx.peer);
         lp_client_close(cx.local);
         return NULL;
@@ -725,6 +752,7 @@ static void take_table(struct ss_pull *p, const struct lp_fs_resp *mt, struct li
                                 l->gen++;
                                 l->loaded = true;
                                 l->wm = 0;
+                                l->saved_wm = 0;
                                 l->current = false;
                                 wm_save(p, m->fg, h->site, 0);
                         }
@@ -805,8 +833,12 @@ static void *mgr_main(void *arg)
                         pthread_mutex_unlock(&p->mu);
                 }
                 /* Until caught up, look again soon (a holder that registers
-                 * meanwhile is pulled from at once). */
-                pause_ms(p, p->told_current ? p->o.refresh_ms : 100);
+                 * meanwhile is pulled from at once); a kick ends the wait. */
+                pthread_mutex_lock(&p->mu);
+                if (!p->kick)
+                        wait_locked(p, p->told_current ? p->o.refresh_ms : 100);
+                p->kick = false;
+                pthread_mutex_unlock(&p->mu);
         }
         lp_client_close(css);
         return NULL;
@@ -1137,6 +1169,7 @@ void ss_pull_forget_fg(struct ss_pull *p, uint32_t fg)
                 l->gen++;
                 l->loaded = false;      /* read again from the (new) container's folder */
                 l->wm = 0;
+                l->saved_wm = 0;
                 l->current = false;
                 l->pulled = 0;
         }
@@ -1151,6 +1184,16 @@ void ss_pull_signal(struct ss_pull *p)
         p->stop = true;
         pthread_cond_broadcast(&p->cv);
         pthread_cond_broadcast(&p->rcv);
+        pthread_mutex_unlock(&p->mu);
+}
+
+void ss_pull_kick(struct ss_pull *p)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->mu);
+        p->kick = true;
+        pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
 }
 

@@ -26,7 +26,10 @@
  * [P2] Watermarks are kept in DATA/fg-<id>/pull-<site> (written with a
  *      rename; not fsynced: a lost one only makes the next pass compare
  *      more files).  They are not commits, so keeping them never changes
- *      the change stream other sites read.
+ *      the change stream other sites read.  The file is written at most
+ *      every SS_PULL_WM_SAVE_MS and when the worker ends, not after every
+ *      pass (a create-per-pass stream made the rename cost more than the
+ *      installs); after a crash the lag is compared again, harmlessly.
  * [P3] A big file's pages are read from the peer in pieces; afterwards its
  *      vector is asked again, and a file that changed meanwhile is pulled
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
@@ -95,6 +98,7 @@
 
 #define SS_PULL_RETRIES 3
 #define SS_PULL_CHANGES 512u            /* changes asked for at once */
+#define SS_PULL_WM_SAVE_MS 1000u        /* a link's watermark file is written at most this often [P2] */
 #define SS_PULL_CATCHUP_MS 60000u       /* [P4] */
 #define SS_PULL_REPAIRS 64u             /* [P9] files queued or failed at once */
 #define SS_PULL_REPAIR_RETRY_MS 10000u  /* [P9] */
@@ -123,6 +127,10 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret);
  * call, bounded by timeout_ms).  Once it returns, on_current is never
  * called.  Accepts NULL. */
 void ss_pull_signal(struct ss_pull *p);
+/* Read the CSS's mount table now (the CSS said it changed: ss_reg.h), and
+ * wake the workers waiting between passes or retries.  Any thread; NULL
+ * is fine. */
+void ss_pull_kick(struct ss_pull *p);
 /* [P8] This site's container of fg was deleted or created (SS_FG_DROP,
  * SS_FG_CREATE): its watermarks, kept in the container's folder, are
  * read again from there (none in a new one), and a pass that was running

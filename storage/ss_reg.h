@@ -1,32 +1,41 @@
 /*
  * ss_reg.h -- registration of the storage site with the current
- * synchronization site (CSS_REGISTER), from a helper thread.
+ * synchronization site (CSS_REGISTER), on the daemon's loop.
  *
- * The thread connects to the CSS (host:port, or the port read from
- * css_port_file at every attempt), sends CSS_REGISTER {site, host, port,
- * text = JSON list of the file groups held}, and then polls the connection
- * with a NOP every poll interval.  When the connection breaks, or the CSS
- * refuses, it retries with exponential backoff (100 ms doubling to 5 s)
- * and registers again once connected.  ss_reg_set_fgs() makes it register
- * again at once with the new list.  Every wait is bounded (call timeout),
- * so ss_reg_stop() returns within about one timeout.
+ * An lp_peer link (proto/lp_peer.h) to the CSS (host:port, or the port read
+ * from css_port_file, again every poll interval while the link is down, so
+ * a CSS restarted on another port is found).  Each time the link comes up
+ * it sends CSS_REGISTER {site, host, port, text = JSON list of the file
+ * groups held}; while registered it sends a NOP every poll interval, and a
+ * second NOP in a row with no answer within the call timeout breaks the link
+ * (a CSS cut off by the network, which TCP alone would notice only after
+ * minutes).  The link comes back by itself (lp_peer's backoff, 100 ms
+ * doubling to 5 s) and registers again.  A refusal of the CSS is retried
+ * every poll interval.  ss_reg_set_fgs() registers again at once with the
+ * new list.
  *
- * Logging: the first failure of an outage at LOG_NOTICE, the following
- * ones at LOG_DEBUG; each successful registration at LOG_INFO.
+ * Pushes: the CSS tells registered sites when the mount table, or who
+ * serves a file group, changed (LP_FS_CSS_NOTE_MTAB); on_note is called
+ * for each, so the replicator reads the table at once (ss_pull_kick).
  *
- * Ownership: the caller owns the options' strings only during
- * ss_reg_start() (they are copied); the struct ss_reg belongs to the
- * caller until ss_reg_stop() frees it.
+ * Logging: the first failure of an outage at LOG_NOTICE (one per outage),
+ * each successful registration at LOG_INFO.
  *
- * Threads: ss_reg_start/stop from one thread; ss_reg_set_fgs and
- * ss_reg_count from any thread.
+ * Ownership: the options' strings are copied.  ss_reg_stop() closes the
+ * link; the struct is freed once its handles have closed (the loop must
+ * run on until then).
  *
- * Errors: ss_reg_start: -ENOMEM, -EINVAL (no CSS given), pthread errors.
+ * Threads: the loop's thread only (every function and callback).
+ *
+ * Errors: ss_reg_start: -ENOMEM, -EINVAL (no CSS given; a host that is not
+ * a numeric address).
  */
 #ifndef SS_REG_H
 #define SS_REG_H
 
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "lp_key.h"
 
@@ -35,19 +44,23 @@ struct ss_reg_opts {
         uint64_t site;
         const char *css_host;           /* NULL: 127.0.0.1 (with a port file) */
         uint16_t css_port;
-        const char *css_port_file;      /* read at every attempt; NULL: css_port */
+        const char *css_port_file;      /* read while the link is down; NULL: css_port */
         const char *host;               /* what we tell the CSS: our address */
         uint16_t port;
         uint32_t poll_ms;               /* 0 = 1000 */
         uint32_t timeout_ms;            /* 0 = 2000 */
+        void (*on_note)(void *ctx);     /* the CSS said the mount table changed; may be NULL */
+        void *ctx;
 };
 
 struct ss_reg;
 
-int ss_reg_start(const struct ss_reg_opts *o, const char *fgs_json, struct ss_reg **ret);
+int ss_reg_start(uv_loop_t *loop, const struct ss_reg_opts *o, const char *fgs_json, struct ss_reg **ret);
 void ss_reg_set_fgs(struct ss_reg *r, const char *fgs_json);
 /* Successful registrations so far. */
-uint64_t ss_reg_count(struct ss_reg *r);
+uint64_t ss_reg_count(const struct ss_reg *r);
+/* Mount table notes received from the CSS. */
+uint64_t ss_reg_notes(const struct ss_reg *r);
 void ss_reg_stop(struct ss_reg *r);
 
 #endif

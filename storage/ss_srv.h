@@ -84,7 +84,7 @@
 #define SS_WAL_LIMIT 4u
 #define SS_LEASE_MS_DEFAULT 30000u
 #define SS_ORPHANS_MAX 4096u
-/* Longest wait of a parked SS_CHANGES (its q->size, ms; [S8] in ss_srv.c). */
+/* Longest wait of a parked SS_CHANGES (its q->size, ms; [S8] in ss_srv_int.h). */
 #define SS_CHANGES_WAIT_MAX_MS 30000u
 /* How long a sync answer waits for sync_copies - 1 other holders before it
  * fails with EIO (docs/replication.md, "sync_copies"). */

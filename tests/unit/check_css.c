@@ -1070,6 +1070,63 @@ START_TEST(test_fg_holders_sync_copies)
 }
 END_TEST
 
+/* The next frame c receives within ms: 1 if it is a LP_FS_CSS_NOTE_MTAB
+ * push (its count in *count), 0 if nothing came, -1 for anything else. */
+static int next_note(struct lp_client *c, int ms, uint64_t *count)
+{
+        uint16_t type, flags;
+        uint64_t reqid;
+        void *payload = NULL;
+        size_t len = 0;
+        struct lp_fs_req q;
+        int r = lp_client_recv(c, ms, &type, &flags, &reqid, &payload, &len);
+
+        if (r == -ETIMEDOUT)
+                return 0;
+        CHECK(r == 0);
+        r = -1;
+        if (type == LP_MSG_FS_REQ && !(flags & LP_F_REPLY) && reqid == 0 &&
+            lp_fs_req_decode(payload, len, &q) == 0) {
+                if (q.op == LP_FS_CSS_NOTE_MTAB) {
+                        *count = q.length;
+                        r = 1;
+                }
+                lp_fs_req_release(&q);
+        }
+        free(payload);
+        return r;
+}
+
+/* Registered storage sites are told when the mount table, or who serves a
+ * group, changes (here: a site registers, a site goes away): pushed,
+ * never answered; other clients (a mount) are not. */
+START_TEST(test_mtab_notes)
+{
+        struct tcss *t = tcss_start(state_dir("css"));
+        struct lp_client *ss1 = cl_connect(t, 1), *ss2, *us = cl_connect(t, 0);
+        uint64_t n1 = 0, n2 = 0;
+        int r;
+
+        CHECK_EQ(do_register(ss1, 1, "127.0.0.1", 2001, "[1]"), 0);
+        CHECK_EQ(next_note(ss1, WAIT_MS, &n1), 1);      /* its own registration */
+        ss2 = cl_connect(t, 2);
+        CHECK_EQ(do_register(ss2, 2, "127.0.0.1", 2002, "[1]"), 0);
+        CHECK_EQ(next_note(ss1, WAIT_MS, &n2), 1);      /* another site registered */
+        CHECK(n2 > n1);
+        CHECK_EQ(next_note(ss2, WAIT_MS, &n2), 1);
+        lp_client_close(ss2);                           /* site 2 goes away */
+        CHECK_EQ(next_note(ss1, WAIT_MS, &n1), 1);
+        CHECK(n1 > n2 - 1);
+        /* nothing else is pending for site 1, and the mount got nothing */
+        CHECK_EQ(next_note(ss1, 200, &n2), 0);
+        r = next_note(us, 200, &n2);
+        CHECK_EQ(r, 0);
+        lp_client_close(us);
+        lp_client_close(ss1);
+        tcss_stop(t);
+}
+END_TEST
+
 static void drain_orphans(struct lp_client *c, uint64_t others);
 
 START_TEST(test_open_close_unavailable)
@@ -2170,6 +2227,7 @@ static Suite *css_suite(void)
         tcase_add_test(tc, test_register_and_mounttable);
         tcase_add_test(tc, test_fg_holders);
         tcase_add_test(tc, test_fg_holders_sync_copies);
+        tcase_add_test(tc, test_mtab_notes);
         tcase_add_test(tc, test_open_close_unavailable);
         tcase_add_test(tc, test_client_leases);
         tcase_add_test(tc, test_malformed);

@@ -33,6 +33,7 @@
 #include "lp_rs.h"
 #include "ss_srv.h"
 #include "testutil.h"
+#include "tsrv.h"
 
 #define CHECK(c) \
         do { \
@@ -55,70 +56,21 @@ static uint32_t seg_size = 1u << 20;    /* of the servers a case starts (a big d
 
 /* ---- two storage servers -------------------------------------------------------------- */
 
-struct tsrv {
-        pthread_t thr;
-        uv_loop_t loop;
-        struct ss_srv *s;
-        struct ss_opts o;
-        char data[PATH_MAX];
-        uint16_t port;
-        int err;
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        bool ready;
-};
-
-static void *tsrv_main(void *arg)
-{
-        struct tsrv *t = arg;
-        int r;
-
-        uv_loop_init(&t->loop);
-        r = ss_srv_new(&t->loop, &t->o, &t->s);
-        pthread_mutex_lock(&t->mu);
-        t->err = r;
-        if (r >= 0)
-                t->port = ss_srv_port(t->s);
-        t->ready = true;
-        pthread_cond_broadcast(&t->cv);
-        pthread_mutex_unlock(&t->mu);
-        uv_run(&t->loop, UV_RUN_DEFAULT);
-        ss_srv_free(t->s);
-        uv_loop_close(&t->loop);
-        return NULL;
-}
-
 static struct tsrv *tsrv_start(uint64_t site)
 {
-        struct tsrv *t = calloc(1, sizeof(*t));
+        struct tsrv *t = NULL;
+        struct ss_opts o;
+        char data[PATH_MAX];
+        int r;
 
-        CHECK(t);
-        snprintf(t->data, sizeof(t->data), "%s/data%llu", tu_tmpdir(), (unsigned long long)site);
-        ss_opts_default(&t->o);
-        t->o.data_dir = t->data;
-        memcpy(t->o.key, KEY, sizeof(KEY));
-        t->o.site = site;
-        t->o.sweep_ms = 50;
-        t->o.segment_size = seg_size;
-        t->o.space_reserve = 0;
-        t->o.create_root = true;
-        pthread_mutex_init(&t->mu, NULL);
-        pthread_cond_init(&t->cv, NULL);
-        CHECK(pthread_create(&t->thr, NULL, tsrv_main, t) == 0);
-        pthread_mutex_lock(&t->mu);
-        while (!t->ready)
-                pthread_cond_wait(&t->cv, &t->mu);
-        pthread_mutex_unlock(&t->mu);
-        if (t->err < 0)
-                ck_abort_msg("ss_srv_new failed: %s", strerror(-t->err));
+        snprintf(data, sizeof(data), "%s/data%llu", tu_tmpdir(), (unsigned long long)site);
+        tsrv_opts(&o, data, KEY, site);
+        o.segment_size = seg_size;
+        o.create_root = true;
+        r = tsrv_new(&o, &t);
+        if (r < 0)
+                ck_abort_msg("ss_srv_new failed: %s", strerror(-r));
         return t;
-}
-
-static void tsrv_stop(struct tsrv *t)
-{
-        ss_srv_stop_async(t->s);
-        pthread_join(t->thr, NULL);
-        free(t);
 }
 
 static struct lp_client *cl_connect(uint16_t port)

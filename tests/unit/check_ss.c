@@ -48,6 +48,7 @@
 #include "ss_srv.h"
 #include "ss_vfs.h"
 #include "testutil.h"
+#include "tsrv.h"
 
 /* Built with AddressSanitizer (gcc, or clang): LeakSanitizer is there. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -98,48 +99,9 @@ static uint8_t KEY[LP_KEY_SIZE];
 
 /* ---- the server under test ------------------------------------------------------------ */
 
-struct tsrv {
-        pthread_t thr;
-        uv_loop_t loop;
-        struct ss_srv *s;
-        struct ss_opts o;
-        char data[PATH_MAX];
-        uint16_t port;
-        int err;
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        bool ready;
-};
-
-static void *tsrv_main(void *arg)
-{
-        struct tsrv *t = arg;
-        int r;
-
-        uv_loop_init(&t->loop);
-        r = ss_srv_new(&t->loop, &t->o, &t->s);
-        pthread_mutex_lock(&t->mu);
-        t->err = r;
-        if (r >= 0)
-                t->port = ss_srv_port(t->s);
-        t->ready = true;
-        pthread_cond_broadcast(&t->cv);
-        pthread_mutex_unlock(&t->mu);
-        uv_run(&t->loop, UV_RUN_DEFAULT);
-        ss_srv_free(t->s);
-        uv_loop_close(&t->loop);
-        return NULL;
-}
-
 static void opts_for(struct ss_opts *o, const char *data)
 {
-        ss_opts_default(o);
-        o->data_dir = data;
-        memcpy(o->key, KEY, sizeof(KEY));
-        o->site = 1;
-        o->sweep_ms = 50;
-        o->segment_size = 1u << 20;
-        o->space_reserve = 0;
+        tsrv_opts(o, data, KEY, 1);
 }
 
 static const char *data_dir(void)
@@ -150,24 +112,14 @@ static const char *data_dir(void)
         return d;
 }
 
-/* Start a server with options o (data_dir must stay valid). */
+/* Start a server with options o (tsrv.h). */
 static struct tsrv *tsrv_start_opts(const struct ss_opts *o)
 {
-        struct tsrv *t = calloc(1, sizeof(*t));
+        struct tsrv *t = NULL;
+        int r = tsrv_new(o, &t);
 
-        CHECK(t);
-        t->o = *o;
-        snprintf(t->data, sizeof(t->data), "%s", o->data_dir);
-        t->o.data_dir = t->data;
-        pthread_mutex_init(&t->mu, NULL);
-        pthread_cond_init(&t->cv, NULL);
-        CHECK(pthread_create(&t->thr, NULL, tsrv_main, t) == 0);
-        pthread_mutex_lock(&t->mu);
-        while (!t->ready)
-                pthread_cond_wait(&t->cv, &t->mu);
-        pthread_mutex_unlock(&t->mu);
-        if (t->err < 0)
-                ck_abort_msg("ss_srv_new failed: %s", strerror(-t->err));
+        if (r < 0)
+                ck_abort_msg("ss_srv_new failed: %s", strerror(-r));
         return t;
 }
 
@@ -177,13 +129,6 @@ static struct tsrv *tsrv_start(void)
 
         opts_for(&o, data_dir());
         return tsrv_start_opts(&o);
-}
-
-static void tsrv_stop(struct tsrv *t)
-{
-        ss_srv_stop_async(t->s);
-        pthread_join(t->thr, NULL);
-        free(t);
 }
 
 /* ---- clients ------------------------------------------------------------------------------ */
