@@ -14,7 +14,11 @@
  *     replicator pulls, but it is never the primary, never pulled from,
  *     and its registration does not make it a holder (css_mtab_add_holders);
  *   - only a site being added becomes a holder (its copy was made);
- *   - the last holder is never removed (-EBUSY), whatever is being added.
+ *   - the last holder is never removed (-EBUSY), whatever is being added;
+ *   - nor one that would leave fewer holders than the group's sync_copies
+ *     (-EBUSY): every fsync would wait for a copy that no longer exists
+ *     and fail (docs/replication.md, "sync_copies").  Sites being added do
+ *     not count: their copies are not complete.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,6 +71,14 @@ void css_holders_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         if (to == CSS_HOLDER_NONE && now == CSS_HOLDER_FULL && m->nholders <= 1) {
                 css__reply_err(cl, reqid, -EBUSY, "storage site %" PRIu64 " holds the last complete copy of file "
                                "group %u '%s': add another copy first", rq->site, m->fg, m->name);
+                return;
+        }
+        if (to == CSS_HOLDER_NONE && now == CSS_HOLDER_FULL && m->nholders - 1 < m->sync_copies) {
+                css__reply_err(cl, reqid, -EBUSY, "file group %u '%s' has sync_copies %u: removing storage site %"
+                               PRIu64 " would leave %zu complete cop%s, and every fsync would wait for a copy that "
+                               "no longer exists; lower it first (locusctl fg set %s --sync-copies %zu) or add "
+                               "another copy", m->fg, m->name, m->sync_copies, rq->site, m->nholders - 1,
+                               m->nholders - 1 == 1 ? "y" : "ies", m->name, m->nholders - 1);
                 return;
         }
         r = css_mtab_set_holder(css->mtab, m->fg, rq->site, to);

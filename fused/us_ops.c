@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cm.h"
+#include "us_sig.h"
 
 /* The context of one FUSE request. */
 struct opctx {
@@ -25,7 +26,8 @@ static int op_stop(void *arg)
 
         if (o->fs->se && fuse_session_exited(o->fs->se))
                 return -ESHUTDOWN;
-        if (fuse_req_interrupted(o->req))
+        /* A stop signal (Ctrl-Z) interrupts too: not for us (us_sig.h). */
+        if (fuse_req_interrupted(o->req) && us_sig_interrupts((pid_t)o->c.cred.pid))
                 return -EINTR;
         return 0;
 }

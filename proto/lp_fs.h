@@ -148,6 +148,8 @@ enum lp_fs_op {
 /* SS_FETCH flags */
 #define LP_FS_FETCH_VV (1u << 0)        /* the vector only (no xattrs, entries, data) */
 #define LP_FS_FETCH_COMPARE (1u << 1)   /* data: a change list; answer: which to pull */
+#define LP_FS_FETCH_PIECES (1u << 2)    /* a directory too big for one answer comes in pieces
+                                         * (lp_rs.h): offset = the cookie to go on after */
 /* SS_FETCH answer (not COMPARE): value has this bit when the site keeps no
  * data of the regular file (copies policies, storage/ss_place.h [L3]):
  * no extents, no data; it is not a current copy to read. */
@@ -157,6 +159,9 @@ enum lp_fs_op {
 #define LP_FS_INSTALL_BEGIN (1u << 0)   /* open an install session on ino */
 #define LP_FS_INSTALL_TRUNC (1u << 1)   /* ... that starts with no pages */
 #define LP_FS_INSTALL_DATA (1u << 2)    /* stage data at offset (page-aligned) */
+#define LP_FS_INSTALL_ENTRIES (1u << 6) /* stage the entries of blob, a piece of a directory
+                                         * (lp_rs.h), in the session (not with COMMIT:
+                                         * both read blob) */
 #define LP_FS_INSTALL_COMMIT (1u << 3)  /* install blob (a file state) with the staged pages */
 #define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
 #define LP_FS_INSTALL_REPAIR (1u << 5)  /* with COMMIT: rewrite the pages of a copy whose

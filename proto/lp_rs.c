@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const uint8_t H_CHANGES[3] = { 'L', 'X', 1 };
 static const uint8_t H_PULLS[3] = { 'L', 'Q', 1 };
 static const uint8_t H_STATE[3] = { 'L', 'S', 1 };
+static const uint8_t H_PIECE[3] = { 'L', 'S', 2 };
 
 static bool header(struct cm_rd *r, const uint8_t h[3])
 {
@@ -105,9 +107,32 @@ static struct lp_fs_time get_time(struct cm_rd *r)
         return t;
 }
 
+bool lp_rs_state_complete(const struct lp_rs_state *st)
+{
+        return !st->from && !st->more;
+}
+
+static size_t vlen(uint64_t v)
+{
+        size_t n = 1;
+
+        while (v >= 0x80) {
+                v >>= 7;
+                n++;
+        }
+        return n;
+}
+
+size_t lp_rs_entry_size(const struct lp_rs_entry *e)
+{
+        return vlen(e->id) + vlen(e->cookie) + vlen(e->ino) + vlen(e->type) + vlen(e->namelen) + e->namelen;
+}
+
 void lp_rs_state_encode(struct cm_wbuf *w, const struct lp_rs_state *st)
 {
-        cm_wbuf_bytes(w, H_STATE, 3);
+        bool piece = st->kind == LP_RS_INODE && !lp_rs_state_complete(st);
+
+        cm_wbuf_bytes(w, piece ? H_PIECE : H_STATE, 3);
         cm_wbuf_u8(w, (uint8_t)st->kind);
         cm_wbuf_v(w, st->ino);
         cm_wbuf_str(w, st->vv, st->vvlen);
@@ -128,6 +153,10 @@ void lp_rs_state_encode(struct cm_wbuf *w, const struct lp_rs_state *st)
         for (size_t i = 0; i < st->nxattrs; i++) {
                 cm_wbuf_str(w, st->xattrs[i].name, st->xattrs[i].namelen);
                 cm_wbuf_str(w, st->xattrs[i].value, st->xattrs[i].vlen);
+        }
+        if (piece) {
+                cm_wbuf_v(w, st->from);
+                cm_wbuf_u8(w, st->more ? 1 : 0);
         }
         cm_wbuf_v(w, st->nentries);
         for (size_t i = 0; i < st->nentries; i++) {
@@ -166,9 +195,9 @@ static int alloc_n(void **p, size_t n, size_t size)
         return *p ? 0 : -ENOMEM;
 }
 
-static int decode_inode(struct cm_rd *r, struct lp_rs_state *st)
+static int decode_inode(struct cm_rd *r, struct lp_rs_state *st, bool piece)
 {
-        uint8_t inl;
+        uint8_t inl, more;
         int err;
 
         st->mode = (uint32_t)cm_rd_vmax(r, UINT32_MAX);
@@ -198,6 +227,14 @@ static int decode_inode(struct cm_rd *r, struct lp_rs_state *st)
                 if (!cm_rd_ok(r) || !x->namelen)
                         return -EBADMSG;
         }
+        if (piece) {
+                st->from = cm_rd_v(r);
+                more = cm_rd_u8(r);
+                /* Canonical: a complete state is version 1. */
+                if (!cm_rd_ok(r) || more > 1 || (!st->from && !more) || !S_ISDIR(st->mode))
+                        return -EBADMSG;
+                st->more = more;
+        }
         st->nentries = (size_t)cm_rd_vmax(r, LP_RS_MAX_ITEMS);
         if (!cm_rd_ok(r))
                 return -EBADMSG;
@@ -213,6 +250,9 @@ static int decode_inode(struct cm_rd *r, struct lp_rs_state *st)
                 e->name = cm_rd_str(r, LP_RS_NAME_MAX, &e->namelen);
                 if (!cm_rd_ok(r) || !e->namelen || memchr(e->name, '/', e->namelen) ||
                     memchr(e->name, 0, e->namelen))
+                        return -EBADMSG;
+                /* A piece is a run of the cookie-ordered listing. */
+                if (piece && e->cookie <= (i ? st->entries[i - 1].cookie : st->from))
                         return -EBADMSG;
         }
         st->nextents = (size_t)cm_rd_vmax(r, LP_RS_MAX_ITEMS);
@@ -239,13 +279,17 @@ static int decode_inode(struct cm_rd *r, struct lp_rs_state *st)
 int lp_rs_state_decode(const void *buf, size_t len, struct lp_rs_state *st)
 {
         struct cm_rd r;
+        const uint8_t *h;
         uint8_t kind;
+        bool piece;
         int err;
 
         memset(st, 0, sizeof(*st));
         cm_rd_init(&r, buf, len);
-        if (!header(&r, H_STATE))
+        h = cm_rd_bytes(&r, 3);
+        if (!h || memcmp(h, H_STATE, 2) || (h[2] != H_STATE[2] && h[2] != H_PIECE[2]))
                 return -EBADMSG;
+        piece = h[2] == H_PIECE[2];
         kind = cm_rd_u8(&r);
         st->ino = cm_rd_v(&r);
         st->vv = cm_rd_str(&r, LP_RS_VV_MAX, &st->vvlen);
@@ -253,8 +297,8 @@ int lp_rs_state_decode(const void *buf, size_t len, struct lp_rs_state *st)
                 return -EBADMSG;
         st->kind = kind;
         if (kind == LP_RS_GONE)
-                return cm_rd_end(&r) ? 0 : -EBADMSG;
-        err = decode_inode(&r, st);
+                return cm_rd_end(&r) && !piece ? 0 : -EBADMSG;
+        err = decode_inode(&r, st, piece);
         if (err < 0)
                 lp_rs_state_free(st);
         return err;

@@ -19,6 +19,20 @@
  *               v nentries, (v id, v cookie, v ino, v type, str name){nentries},
  *               v nextents, (v first_page, v npages){nextents},
  *               u8 inline (1: the file's data follows), [str data]
+ *   piece   = "LS" 0x02, then as a state of kind 1, with
+ *               v from, u8 more
+ *             just before v nentries.
+ *
+ * A piece (version 2) is a directory's state whose entries are only some
+ * of its entries: those with a cookie above `from`, in cookie order (each
+ * cookie above the one before), and, when `more` is 1, entries with
+ * higher cookies follow in further pieces.  Storage sites send a
+ * directory whose state does not fit one message in pieces
+ * (docs/replication.md, "Big directories"); every piece carries the whole
+ * row, vector and xattrs.  A state with every entry (from 0, more 0) is
+ * always written as version 1, so version 2 with from 0 and more 0, a
+ * piece of anything but a directory, or entries out of order are
+ * -EBADMSG.  lp_rs_state_complete() tells the two apart.
  *
  * Anything else (a wrong header, a value out of range, a truncated or
  * over-long input) is -EBADMSG.  Inline data covers bytes [0, datalen)
@@ -95,6 +109,8 @@ struct lp_rs_state {
         size_t nxattrs;
         struct lp_rs_entry *entries;
         size_t nentries;
+        uint64_t from;                  /* a piece: entries with cookies above this */
+        bool more;                      /* a piece: more entries follow */
         struct lp_rs_extent *extents;
         size_t nextents;
         bool has_data;
@@ -119,5 +135,9 @@ int lp_rs_pulls_decode(const void *buf, size_t len, uint64_t **ret_inos, size_t 
 void lp_rs_state_encode(struct cm_wbuf *w, const struct lp_rs_state *st);
 int lp_rs_state_decode(const void *buf, size_t len, struct lp_rs_state *st);
 void lp_rs_state_free(struct lp_rs_state *st);
+/* Does st hold every entry (not a piece: from 0, more false)? */
+bool lp_rs_state_complete(const struct lp_rs_state *st);
+/* Bytes entry e takes in an encoded state (to cut pieces to a size). */
+size_t lp_rs_entry_size(const struct lp_rs_entry *e);
 
 #endif

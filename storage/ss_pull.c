@@ -342,12 +342,86 @@ static int changed_since(struct ss_pull *p, struct conns *cx, uint32_t fg, const
         return r;
 }
 
+static void abort_session(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t ino, uint64_t session)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = ino, .session = session,
+                               .flags = LP_FS_INSTALL_ABORT };
+        struct lp_fs_resp a;
+        char m[64];
+
+        if (call(p, cx->local, &q, &a, m, sizeof(m)) >= 0)
+                lp_fs_resp_release(&a);
+}
+
+/* [P3] for a directory too big for one message (ss_repl.c [R6]): first
+ * (the answer a, decoded) is the first piece of its state.  Stage it and
+ * the next ones in a local install session, then COMMIT the last: 1
+ * installed, 0 not needed, -ESTALE if the directory changed at the peer
+ * between two pieces (pull it again), or an error. */
+static int pull_dir(struct ss_pull *p, struct conns *cx, uint32_t fg, const struct lp_rs_state *first,
+                    const struct lp_fs_resp *a, char *msg, size_t cap)
+{
+        struct lp_fs_req q = { .op = LP_FS_SS_INSTALL, .fg = fg, .ino = first->ino, .blob = a->data,
+                               .bloblen = a->datalen, .flags = LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_ENTRIES };
+        struct lp_fs_resp b, ia;
+        uint64_t session, from = first->entries[first->nentries - 1].cookie;
+        int r = call(p, cx->local, &q, &b, msg, cap);
+
+        if (r < 0)
+                return r;
+        session = b.session;
+        lp_fs_resp_release(&b);
+        for (;;) {
+                struct lp_fs_req fq = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = first->ino,
+                                        .flags = LP_FS_FETCH_PIECES, .offset = from };
+                struct lp_rs_state st;
+                bool more;
+
+                r = call(p, cx->peer, &fq, &b, msg, cap);
+                if (r < 0)
+                        break;
+                r = lp_rs_state_decode(b.data, b.datalen, &st);
+                if (r < 0) {
+                        snprintf(msg, cap, "ss_fetch of %#" PRIx64 ": a malformed piece", first->ino);
+                        lp_fs_resp_release(&b);
+                        break;
+                }
+                /* One version: every piece carries the vector of the first
+                 * (the last one read is the check at the end). */
+                if (st.kind != LP_RS_INODE || !S_ISDIR(st.mode) || st.from != from ||
+                    st.vvlen != first->vvlen || memcmp(st.vv, first->vv, st.vvlen)) {
+                        lp_rs_state_free(&st);
+                        lp_fs_resp_release(&b);
+                        r = -ESTALE;
+                        break;
+                }
+                more = st.more;
+                if (st.nentries)
+                        from = st.entries[st.nentries - 1].cookie;
+                lp_rs_state_free(&st);
+                if (!more) {
+                        r = install_state(p, cx, fg, first->ino, session, b.data, b.datalen, msg, cap);
+                        lp_fs_resp_release(&b);
+                        return r;       /* the commit ended the session */
+                }
+                q = (struct lp_fs_req){ .op = LP_FS_SS_INSTALL, .fg = fg, .ino = first->ino, .session = session,
+                                        .flags = LP_FS_INSTALL_ENTRIES, .blob = b.data, .bloblen = b.datalen };
+                r = call(p, cx->local, &q, &ia, msg, cap);
+                lp_fs_resp_release(&b);
+                if (r < 0)
+                        return r;       /* a failed staging ended the session */
+                lp_fs_resp_release(&ia);
+        }
+        abort_session(p, cx, fg, first->ino, session);
+        return r;
+}
+
 /* Pull one file: 1 installed, 0 not needed, or an error. */
 static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t peer, uint64_t ino, char *msg,
                     size_t cap)
 {
         for (int attempt = 0; attempt < SS_PULL_RETRIES; attempt++) {
-                struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino };
+                struct lp_fs_req q = { .op = LP_FS_SS_FETCH, .fg = fg, .ino = ino, .flags = LP_FS_FETCH_PIECES };
                 struct lp_fs_resp a;
                 struct lp_rs_state st;
                 uint64_t session = 0;
@@ -374,6 +448,18 @@ static int pull_one(struct ss_pull *p, struct conns *cx, uint32_t fg, uint64_t p
                         lp_rs_state_free(&st);
                         lp_fs_resp_release(&a);
                         return 0;
+                }
+                if (st.kind == LP_RS_INODE && !lp_rs_state_complete(&st)) {
+                        /* A big directory, in pieces [R6]; the server never
+                         * answers a first piece without entries. */
+                        r = st.nentries && !st.from ? pull_dir(p, cx, fg, &st, &a, msg, cap) : -EBADMSG;
+                        if (r == -EBADMSG)
+                                snprintf(msg, cap, "ss_fetch of %#" PRIx64 ": a first piece that is not one", ino);
+                        lp_rs_state_free(&st);
+                        lp_fs_resp_release(&a);
+                        if (r == -ESTALE)
+                                continue;
+                        return r;
                 }
                 if (here && st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
                         r = stage_big(p, cx, fg, &st, &session, msg, cap);

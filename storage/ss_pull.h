@@ -33,7 +33,11 @@
  * [P3] A big file's pages are read from the peer in pieces; afterwards its
  *      vector is asked again, and a file that changed meanwhile is pulled
  *      again (at most SS_PULL_RETRIES times in a pass), so an install never
- *      mixes two versions.
+ *      mixes two versions.  A directory whose state does not fit one
+ *      message comes in pieces (ss_repl.c [R6]), staged in a local install
+ *      session and committed with the last; a piece whose vector is not the
+ *      first's means the directory changed: the pull starts over the same
+ *      way.
  *
  * [P7] A peer that left the holders of a group and is listed again
  *      (replicas remove, then add) holds a new container: the watermark

@@ -37,6 +37,20 @@
  *       user.locus.sites in the same commit, which is an update (the
  *       vector moves at this site): from then on the site keeps the data,
  *       and the other copies learn it with the next pull.
+ *  [R6] A directory whose state does not fit one message travels in
+ *       pieces (lp_rs.h; docs/replication.md "Big directories"):
+ *       SS_FETCH with LP_FS_FETCH_PIECES answers the entries after the
+ *       cookie `offset`, as many as fit, with the row, vector and xattrs;
+ *       the puller stages each piece but the last in an install session
+ *       (SS_INSTALL ENTRIES) and sends the last with COMMIT.  The install
+ *       takes place only if the pieces are one run of the listing (each
+ *       starts where the one before ended, the first at the start, the last
+ *       has nothing after it) and all carry the same vector: one version
+ *       of the directory, whose entries then go in as one state, [R1]-[R3]
+ *       as for any other (-ESTALE otherwise, nothing changes).  A piece is
+ *       never installed as a whole state (-EINVAL): its missing entries
+ *       would be deleted by [R3].  At most SS_REPL_STAGE_MAX bytes of
+ *       pieces per session (-EFBIG).
  */
 #include <errno.h>
 #include <limits.h>
@@ -51,6 +65,8 @@
 #include "ss_place.h"
 
 #define CHANGES_MAX 1024u
+#define SS_REPL_STAGE_MAX (256u << 20)  /* [R6] bytes of pieces staged per session */
+#define PIECE_SLACK 64u                 /* from, more, nentries and the frame's fields */
 
 /* ---- SS_CHANGES ------------------------------------------------------------------ */
 
@@ -224,6 +240,8 @@ struct st_build {
         struct ss_dirent *ents;         /* names point into these */
         uint8_t **xbufs;
         size_t nx, xcap;
+        size_t budget, used;            /* [R6] bytes of entries a piece may take; 0: no limit */
+        bool more;                      /* [R6] entries were left out */
         int err;
 };
 
@@ -260,6 +278,16 @@ static int fe_cb(void *ctx, const struct ss_dirent *d)
 {
         struct st_build *b = ctx;
 
+        if (b->budget) {
+                struct lp_rs_entry e = { d->id, d->cookie, d->ino, d->type, d->name, d->namelen };
+                size_t n = lp_rs_entry_size(&e);
+
+                if (b->used + n > b->budget) {
+                        b->more = true;
+                        return 1;
+                }
+                b->used += n;
+        }
         if (b->st->nentries == b->cap) {
                 size_t ncap = b->cap ? 2 * b->cap : 64;
                 void *p = realloc(b->ents, ncap * sizeof(*b->ents));
@@ -316,6 +344,29 @@ static int fetch_extents(struct ss_opctx *x, struct lp_rs_state *st)
                 st->extents[st->nextents++] = (struct lp_rs_extent){ d, h - d };
                 p = h;
         }
+        return 0;
+}
+
+/* [R6] The bytes of entries a piece of directory st (row and xattrs
+ * filled in) may carry after cookie `from`. */
+static int piece_budget(struct ss_opctx *x, struct lp_rs_state *st, uint64_t from, struct st_build *b)
+{
+        struct cm_wbuf w;
+        size_t base;
+        int err;
+
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, st);
+        base = w.len;
+        err = w.err;
+        cm_wbuf_free(&w);
+        if (err)
+                return ss__fail(x, err, "out of memory");
+        if (base + PIECE_SLACK >= LP_FS_DATA_MAX)
+                return ss__fail(x, -EFBIG, "the xattrs of directory %#llx leave no room for its entries "
+                                "in a message", (unsigned long long)st->ino);
+        st->from = from;
+        b->budget = LP_FS_DATA_MAX - base - PIECE_SLACK;
         return 0;
 }
 
@@ -415,14 +466,22 @@ int ss__op_fetch(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
         }
         if (st.kind == LP_RS_INODE && !(q->flags & LP_FS_FETCH_VV)) {
                 r = ss_db_xattr_each(x->ct->db, q->ino, fx_cb, &b);
+                if (r >= 0 && S_ISDIR(st.mode) && (q->flags & LP_FS_FETCH_PIECES))
+                        r = piece_budget(x, &st, q->offset, &b);
                 if (r >= 0 && S_ISDIR(st.mode))
-                        r = ss_db_readdir(x->ct->db, q->ino, 0, UINT_MAX, fe_cb, &b);
+                        r = ss_db_readdir(x->ct->db, q->ino, st.from, UINT_MAX, fe_cb, &b);
                 if (r < 0) {
                         r = ss__fail(x, r, "reading the state of %#llx: %s", (unsigned long long)q->ino,
                                      ss_db_errmsg(x->ct->db));
                         goto out;
                 }
                 r = 0;          /* (a count) */
+                st.more = b.more;
+                if (b.more && !st.nentries) {
+                        r = ss__fail(x, -EFBIG, "the xattrs of directory %#llx leave no room for its "
+                                     "entries in a message", (unsigned long long)q->ino);
+                        goto out;
+                }
                 if (st.nentries) {
                         st.entries = calloc(st.nentries, sizeof(*st.entries));
                         if (!st.entries) {
@@ -538,11 +597,24 @@ static int xdel_cb(void *ctx, const uint8_t *name, size_t namelen, const void *v
         return k->cs->err;
 }
 
+struct byid {
+        uint64_t id;
+        size_t i;                       /* index in the state's entries */
+};
+
 struct dcol {
         struct ss_cs *cs;
         const struct lp_rs_state *st;
         bool *keep;                     /* per state entry: the local row is the same */
+        struct byid *ids;               /* the state's entries by id (a directory may hold many) */
 };
+
+static int byid_cmp(const void *a, const void *b)
+{
+        uint64_t x = ((const struct byid *)a)->id, y = ((const struct byid *)b)->id;
+
+        return x < y ? -1 : x > y;
+}
 
 static bool same_entry(const struct lp_rs_entry *e, const struct ss_dirent *d)
 {
@@ -553,28 +625,34 @@ static bool same_entry(const struct lp_rs_entry *e, const struct ss_dirent *d)
 static int ddel_cb(void *ctx, const struct ss_dirent *d)
 {
         struct dcol *k = ctx;
+        struct byid key = { d->id, 0 };
+        const struct byid *f = bsearch(&key, k->ids, k->st->nentries, sizeof(*k->ids), byid_cmp);
 
-        for (size_t i = 0; i < k->st->nentries; i++)
-                if (k->st->entries[i].id == d->id) {
-                        if (same_entry(&k->st->entries[i], d)) {
-                                k->keep[i] = true;
-                                return 0;
-                        }
-                        break;
-                }
+        if (f && same_entry(&k->st->entries[f->i], d)) {
+                k->keep[f->i] = true;
+                return 0;
+        }
         ss_cs_del_dirent(k->cs, d->id);         /* [R3]: deletes first */
         return k->cs->err;
 }
 
 static int install_entries(struct ss_opctx *x, struct ss_mut *m, const struct lp_rs_state *st)
 {
-        struct dcol k = { &m->cs, st, calloc(st->nentries ? st->nentries : 1, sizeof(bool)) };
+        size_t n = st->nentries ? st->nentries : 1;
+        struct dcol k = { &m->cs, st, calloc(n, sizeof(bool)), calloc(n, sizeof(struct byid)) };
         struct ss_dirent d;
         int r;
 
-        if (!k.keep)
+        if (!k.keep || !k.ids) {
+                free(k.keep);
+                free(k.ids);
                 return ss__fail(x, -ENOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < st->nentries; i++)
+                k.ids[i] = (struct byid){ st->entries[i].id, i };
+        qsort(k.ids, st->nentries, sizeof(*k.ids), byid_cmp);
         r = ss_db_readdir(x->ct->db, st->ino, 0, UINT_MAX, ddel_cb, &k);
+        free(k.ids);
         if (r < 0) {
                 free(k.keep);
                 return ss__fail(x, r, "reading entries of %#llx: %s", (unsigned long long)st->ino,
@@ -764,10 +842,157 @@ fail:
         return r;
 }
 
+/* ---- [R6] a directory in pieces ------------------------------------------------------- */
+
+struct dstage {
+        uint8_t **blobs;                /* copies of the staged pieces; the states point into them */
+        struct lp_rs_state *pieces;
+        size_t n, cap;
+        size_t nentries;
+        uint64_t bytes;
+};
+
+static void dstage_free(void *p)
+{
+        struct dstage *d = p;
+
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->n; i++) {
+                lp_rs_state_free(&d->pieces[i]);
+                free(d->blobs[i]);
+        }
+        free(d->pieces);
+        free(d->blobs);
+        free(d);
+}
+
+/* The cookie after which the piece following st starts. */
+static uint64_t piece_end(const struct lp_rs_state *st)
+{
+        return st->nentries ? st->entries[st->nentries - 1].cookie : st->from;
+}
+
+/* Does st go on where the staged pieces end, from the same version? */
+static int piece_follows(struct ss_opctx *x, const struct dstage *d, const struct lp_rs_state *st)
+{
+        const struct lp_rs_state *first = d->n ? &d->pieces[0] : NULL;
+        uint64_t end = d->n ? piece_end(&d->pieces[d->n - 1]) : 0;
+
+        if (st->kind != LP_RS_INODE || !S_ISDIR(st->mode))
+                return ss__fail(x, -ESTALE, "%#llx is no longer a directory at the site it is pulled "
+                                "from", (unsigned long long)st->ino);
+        if (st->from != end)
+                return ss__fail(x, -ESTALE, "the piece of directory %#llx starts after cookie %llu, the "
+                                "staged ones end at %llu", (unsigned long long)st->ino,
+                                (unsigned long long)st->from, (unsigned long long)end);
+        if (first && (first->vvlen != st->vvlen || memcmp(first->vv, st->vv, st->vvlen)))
+                return ss__fail(x, -ESTALE, "directory %#llx changed between the pieces of its state",
+                                (unsigned long long)st->ino);
+        return 0;
+}
+
+/* SS_INSTALL ENTRIES: stage the piece in q->blob (more must follow). */
+static int stage_piece(struct ss_opctx *x, const struct lp_fs_req *q, struct ss_sess *s)
+{
+        struct dstage *d = s->ext;
+        struct lp_rs_state st;
+        uint8_t *copy;
+        int r;
+
+        if (s->ext_free && s->ext_free != dstage_free)
+                return ss__fail(x, -EINVAL, "session %#llx stages something else",
+                                (unsigned long long)s->id);
+        if (!d) {
+                if (!(d = calloc(1, sizeof(*d))))
+                        return ss__fail(x, -ENOMEM, "out of memory");
+                s->ext = d;
+                s->ext_free = dstage_free;
+        }
+        if (d->bytes + q->bloblen > SS_REPL_STAGE_MAX)
+                return ss__fail(x, -EFBIG, "the pieces of directory %#llx are over %u bytes",
+                                (unsigned long long)q->ino, SS_REPL_STAGE_MAX);
+        if (!(copy = malloc(q->bloblen ? q->bloblen : 1)))
+                return ss__fail(x, -ENOMEM, "out of memory");
+        if (q->bloblen)
+                memcpy(copy, q->blob, q->bloblen);
+        r = lp_rs_state_decode(copy, q->bloblen, &st);
+        if (r < 0) {
+                free(copy);
+                return ss__fail(x, r, "malformed piece of a directory");
+        }
+        if (st.ino != q->ino)
+                r = ss__fail(x, -EINVAL, "the piece names inode %#llx, the request %#llx",
+                             (unsigned long long)st.ino, (unsigned long long)q->ino);
+        else if (!st.more)
+                r = ss__fail(x, -EINVAL, "the last piece of directory %#llx goes with the commit",
+                             (unsigned long long)q->ino);
+        else
+                r = piece_follows(x, d, &st);
+        if (r >= 0 && d->n == d->cap) {
+                size_t ncap = d->cap ? 2 * d->cap : 8;
+                void *np = realloc(d->pieces, ncap * sizeof(*d->pieces));
+                void *nb = np ? realloc(d->blobs, ncap * sizeof(*d->blobs)) : NULL;
+
+                if (np)
+                        d->pieces = np;
+                if (nb) {
+                        d->blobs = nb;
+                        d->cap = ncap;
+                } else {
+                        r = ss__fail(x, -ENOMEM, "out of memory");
+                }
+        }
+        if (r < 0) {
+                lp_rs_state_free(&st);
+                free(copy);
+                return r;
+        }
+        d->pieces[d->n] = st;
+        d->blobs[d->n++] = copy;
+        d->nentries += st.nentries;
+        d->bytes += q->bloblen;
+        return 0;
+}
+
+/* COMMIT of the last piece, last, after the staged ones: the whole state
+ * into *ret (its entries array is malloc'ed: free it; the rest points into
+ * last and the staged pieces). */
+static int whole_state(struct ss_opctx *x, const struct dstage *d, const struct lp_rs_state *last,
+                       struct lp_rs_state *ret)
+{
+        struct lp_rs_entry *all;
+        size_t n = 0;
+        int r = piece_follows(x, d, last);
+
+        if (r < 0)
+                return r;
+        if (last->more)
+                return ss__fail(x, -EINVAL, "the commit of directory %#llx names more pieces",
+                                (unsigned long long)last->ino);
+        all = malloc((d->nentries + last->nentries + 1) * sizeof(*all));
+        if (!all)
+                return ss__fail(x, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < d->n; i++) {
+                memcpy(all + n, d->pieces[i].entries, d->pieces[i].nentries * sizeof(*all));
+                n += d->pieces[i].nentries;
+        }
+        if (last->nentries)
+                memcpy(all + n, last->entries, last->nentries * sizeof(*all));
+        n += last->nentries;
+        *ret = *last;
+        ret->entries = all;
+        ret->nentries = n;
+        ret->from = 0;
+        ret->more = false;
+        return 0;
+}
+
 int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)
 {
         struct lp_rs_state st;
         struct ss_sess *s = NULL;
+        struct dstage *d;
         int r;
 
         if (q->flags & LP_FS_INSTALL_BEGIN) {
@@ -805,6 +1030,17 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                 }
                 s->data = true;
         }
+        if (q->flags & LP_FS_INSTALL_ENTRIES) {
+                if (!s || (q->flags & LP_FS_INSTALL_COMMIT))
+                        r = ss__fail(x, -EINVAL, "install entries %s", s ? "with a commit" : "without a session");
+                else
+                        r = stage_piece(x, q, s);
+                if (r < 0) {
+                        if (s)
+                                ss_sess_end(x->sess, s);
+                        return r;
+                }
+        }
         if (!(q->flags & LP_FS_INSTALL_COMMIT))
                 return 0;
         r = lp_rs_state_decode(q->blob, q->bloblen, &st);
@@ -813,13 +1049,25 @@ int ss__op_install(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         ss_sess_end(x->sess, s);
                 return ss__fail(x, r, "malformed file state");
         }
+        d = s && s->ext_free == dstage_free ? s->ext : NULL;
         if (st.ino != q->ino) {
                 r = ss__fail(x, -EINVAL, "the state names inode %#llx, the request %#llx",
                              (unsigned long long)st.ino, (unsigned long long)q->ino);
-        } else if (st.kind == LP_RS_INODE && (r = ss__space_ok(x, 4096)) < 0) {
+        } else if (!d && st.kind == LP_RS_INODE && !lp_rs_state_complete(&st)) {
+                r = ss__fail(x, -EINVAL, "a piece of directory %#llx without the pieces before it",
+                             (unsigned long long)q->ino);       /* [R6] */
+        } else if (st.kind == LP_RS_INODE && (r = ss__space_ok(x, 4096 + (d ? d->bytes : 0))) < 0) {
                 ;
         } else if (q->flags & (LP_FS_INSTALL_REPAIR | LP_FS_INSTALL_MATERIALIZE)) {
                 r = repair(x, &st, s, q->flags & LP_FS_INSTALL_MATERIALIZE, a);
+        } else if (d) {
+                struct lp_rs_state whole;
+
+                r = whole_state(x, d, &st, &whole);
+                if (r >= 0) {
+                        r = install(x, &whole, NULL, a);
+                        free(whole.entries);
+                }
         } else {
                 r = install(x, &st, s, a);
         }

@@ -105,6 +105,8 @@ void ss_sess_end(struct ss_sessions *t, struct ss_sess *s)
                 t->tail = s->prev;
         t->n--;
         dsm_txn_abort(s->txn);
+        if (s->ext_free)
+                s->ext_free(s->ext);
         free(s);
 }
 

@@ -13,7 +13,7 @@
  * the transaction (ss_ops.c, ss_ops_data.c).
  *
  * Ownership: the table owns its sessions; a session owns its transaction
- * (NULL between a commit and the next begin).  The container pointer is
+ * (NULL between a commit and the next begin) and its ext.  The container pointer is
  * borrowed: containers outlive every session.
  *
  * Threads: the daemon's loop thread only.
@@ -46,6 +46,11 @@ struct ss_sess {
         uint64_t pages;                 /* data pages as txn sees them */
         uint64_t last_used_us;          /* cm_now_us() */
         bool doomed;                    /* to be aborted at the next sweep */
+        /* What an install session stages besides pages (ss_repl.c [R6]: a
+         * directory's entries pulled in pieces); owned, freed by
+         * ext_free(ext) when the session ends.  NULL for others. */
+        void *ext;
+        void (*ext_free)(void *ext);
         struct ss_sess *hnext;          /* hash chain */
         struct ss_sess *prev, *next;    /* every session, oldest first */
 };

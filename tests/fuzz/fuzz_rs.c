@@ -35,6 +35,7 @@ static void state(const uint8_t *p, size_t n)
         FZ_CHECK(r == 0);
         FZ_CHECK(b.kind == a.kind && b.ino == a.ino && b.vvlen == a.vvlen && !memcmp(b.vv, a.vv, a.vvlen));
         FZ_CHECK(b.nentries == a.nentries && b.nxattrs == a.nxattrs && b.nextents == a.nextents);
+        FZ_CHECK(b.from == a.from && b.more == a.more);         /* pieces (version 2) */
         FZ_CHECK(b.has_data == a.has_data && b.datalen == a.datalen);
         cm_wbuf_init(&w2);
         lp_rs_state_encode(&w2, &b);

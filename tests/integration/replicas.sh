@@ -10,7 +10,9 @@
 #     restart the rerun finishes: three same copies.
 #  3. `replicas remove /g 1`: the group stays fully readable through every
 #     mount, site 1's container folder is gone; a rerun changes nothing.
-#  4. remove down to one holder, then removing the last one is refused.
+#  4. with sync_copies 2, removing one of the two holders is refused (the
+#     message says why, nothing changes); with sync_copies 1 it goes
+#     through, down to one holder; removing the last one is refused.
 #  5. the removed site 1 is added again (the live primary keeps its role:
 #     docs/replication.md "Failover"); what is
 #     written then reaches site 3 (whose watermark of site 1's old copy is
@@ -87,7 +89,16 @@ for k in 1 2 3; do readable "$k"; done
 same_copies /g 2
 run "$LOCUSCTL" replicas remove g 1 --state "$STATE"                 # a rerun: nothing left to do
 
-# ---- 4. never the last copy ---------------------------------------------------------
+# ---- 4. never below sync_copies, never the last copy ----------------------------------
+run "$LOCUSCTL" fg set g --sync-copies 2 --state "$STATE"
+rc=0
+out=$("$LOCUSCTL" replicas remove /g 2 --state "$STATE" 2>&1) || rc=$?
+[ "$rc" -eq 1 ] || fail "removing a copy below sync_copies 2 was not refused (exit $rc): $out"
+case "$out" in *"sync_copies 2"*"--sync-copies 1"*) ;; *) fail "the refusal does not say why: $out" ;; esac
+log "refused as it should: $out"
+[ -d "$STATE/site2/data/fg-$FG" ] || fail "site 2's container was dropped although the removal was refused"
+same_copies /g 2
+run "$LOCUSCTL" fg set g --sync-copies 1 --state "$STATE"
 run "$LOCUSCTL" replicas remove /g/src/d3 2 --state "$STATE"
 [ ! -e "$STATE/site2/data/fg-$FG" ] || fail "site 2's container folder of g is still there"
 rc=0

@@ -1069,6 +1069,68 @@ START_TEST(test_fg_holders)
 }
 END_TEST
 
+/* CSS_FG_SET of the root group's sync_copies. */
+static int set_sync_copies(struct lp_client *c, unsigned n)
+{
+        struct lp_fs_req rq = { .op = LP_FS_CSS_FG_SET, .name = (const uint8_t *)"root", .namelen = 4, .length = n };
+
+        return call_st(c, &rq);
+}
+
+/* CSS_FG_HOLDERS refuses a removal that would leave fewer holders than the
+ * group's sync_copies (every fsync would wait for a missing copy), with a
+ * message that says why, and changes nothing; sites being added do not
+ * count; once sync_copies is lowered the removal goes through. */
+START_TEST(test_fg_holders_sync_copies)
+{
+        struct tcss *t = tcss_start(state_dir("css"));
+        struct lp_client *ss1 = cl_connect(t, 1), *ss2 = cl_connect(t, 2), *ss3 = cl_connect(t, 3);
+        struct lp_client *us = cl_connect(t, 4);
+        struct lp_fs_req rq = { .op = LP_FS_CSS_FG_HOLDERS, .fg = 1, .site = 3, .flags = LP_FS_HOLDER_REMOVE };
+        struct lp_fs_resp resp;
+        uint64_t primary, v = 9;
+        char h[64];
+
+        CHECK_EQ(do_register(ss1, 1, "127.0.0.1", 2001, "[1]"), 0);
+        CHECK_EQ(do_register(ss2, 2, "127.0.0.1", 2002, "[1]"), 0);
+        CHECK_EQ(do_register(ss3, 3, "127.0.0.1", 2003, "[1]"), 0);
+        root_holders(us, &primary, h, sizeof(h));
+        ck_assert_msg(!strcmp(h, "1,2,3"), "holders %s", h);
+        CHECK_EQ(set_sync_copies(us, 3), 0);
+
+        CHECK_EQ(call(us, &rq, &resp), -EBUSY);
+        ck_assert_msg(resp.message && strstr(resp.message, "sync_copies 3") && strstr(resp.message, "fg set root"),
+                      "message: %s", resp.message ? resp.message : "(none)");
+        lp_fs_resp_release(&resp);
+        root_holders(us, &primary, h, sizeof(h));
+        ck_assert_msg(!strcmp(h, "1,2,3"), "holders after a refused removal: %s", h);
+
+        CHECK_EQ(set_sync_copies(us, 2), 0);
+        CHECK_EQ(set_holder(us, 1, 3, LP_FS_HOLDER_REMOVE, &v), 0);
+        CHECK_EQ(v, 1);
+        /* Site 3 being added again does not count as a copy. */
+        CHECK_EQ(set_holder(us, 1, 3, LP_FS_HOLDER_ADDING, &v), 0);
+        CHECK_EQ(set_holder(us, 1, 2, LP_FS_HOLDER_REMOVE, NULL), -EBUSY);
+        CHECK_EQ(set_holder(us, 1, 1, LP_FS_HOLDER_REMOVE, NULL), -EBUSY);
+        root_holders(us, &primary, h, sizeof(h));
+        ck_assert_msg(primary == 1 && !strcmp(h, "1,2,3a"), "holders %s", h);
+        /* Removing a site being added never weakens anything. */
+        CHECK_EQ(set_holder(us, 1, 3, LP_FS_HOLDER_REMOVE, &v), 0);
+        CHECK_EQ(v, 1);
+
+        CHECK_EQ(set_sync_copies(us, 1), 0);
+        CHECK_EQ(set_holder(us, 1, 2, LP_FS_HOLDER_REMOVE, &v), 0);
+        CHECK_EQ(v, 1);
+        root_holders(us, &primary, h, sizeof(h));
+        ck_assert_msg(!strcmp(h, "1"), "holders %s", h);
+        lp_client_close(ss1);
+        lp_client_close(ss2);
+        lp_client_close(ss3);
+        lp_client_close(us);
+        tcss_stop(t);
+}
+END_TEST
+
 /* The next frame c receives within ms: 1 if it is a LP_FS_CSS_NOTE_MTAB
  * push (its count in *count), 0 if nothing came, -1 for anything else. */
 static int next_note(struct lp_client *c, int ms, uint64_t *count)
@@ -2225,6 +2287,7 @@ static Suite *css_suite(void)
         tc = tcase_create("wire");
         tcase_add_test(tc, test_register_and_mounttable);
         tcase_add_test(tc, test_fg_holders);
+        tcase_add_test(tc, test_fg_holders_sync_copies);
         tcase_add_test(tc, test_mtab_notes);
         tcase_add_test(tc, test_primary_sticky);
         tcase_add_test(tc, test_open_close_unavailable);

@@ -53,6 +53,7 @@
 #define PAGE 4096u
 
 static uint8_t KEY[LP_KEY_SIZE];
+static uint32_t seg_size = 1u << 20;    /* of the servers a case starts (a big directory needs more) */
 
 /* ---- two storage servers -------------------------------------------------------------- */
 
@@ -65,6 +66,7 @@ static struct tsrv *tsrv_start(uint64_t site)
 
         snprintf(data, sizeof(data), "%s/data%llu", tu_tmpdir(), (unsigned long long)site);
         tsrv_opts(&o, data, KEY, site);
+        o.segment_size = seg_size;
         o.create_root = true;
         r = tsrv_new(&o, &t);
         if (r < 0)
@@ -247,6 +249,76 @@ static struct fa getattr(struct lp_client *c, uint64_t ino)
 
 /* ---- the replicator's part, by hand ------------------------------------------------------------ */
 
+/* The piece of directory ino at src after cookie from (SS_FETCH PIECES),
+ * decoded into *st. */
+static struct lp_fs_resp fetch_piece(struct lp_client *src, uint64_t ino, uint64_t from, struct lp_rs_state *st)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_FETCH);
+        struct lp_fs_resp a;
+
+        q.ino = ino;
+        q.flags = LP_FS_FETCH_PIECES;
+        q.offset = from;
+        a = ok(src, &q);
+        CHECK(lp_rs_state_decode(a.data, a.datalen, st) == 0);
+        return a;
+}
+
+/* SS_INSTALL with a state (blob) at dst: its status. */
+static int install_call(struct lp_client *dst, uint64_t ino, uint32_t flags, uint64_t session,
+                        const uint8_t *blob, size_t len, uint64_t *ret_value)
+{
+        struct lp_fs_req q = Q(LP_FS_SS_INSTALL);
+        struct lp_fs_resp a;
+        char *m = NULL;
+        int r;
+
+        q.ino = ino;
+        q.flags = flags;
+        q.session = session;
+        q.blob = blob;
+        q.bloblen = len;
+        CHECK(lp_fs_call(dst, &q, WAIT_MS, &a, &m) == 0);
+        free(m);
+        r = a.status;
+        if (ret_value)
+                *ret_value = r ? 0 : (flags & LP_FS_INSTALL_BEGIN) ? a.session : a.value;
+        lp_fs_resp_release(&a);
+        return r;
+}
+
+/* [R6] A directory in pieces: the first is a (answer) / first (decoded);
+ * stage it and the next ones at dst, commit the last.  The value of the
+ * commit, or -ESTALE when the directory changed between two pieces. */
+static int pull_pieces(struct lp_client *src, struct lp_client *dst, const struct lp_fs_resp *a,
+                       const struct lp_rs_state *first)
+{
+        uint64_t session, v, from;
+        int r;
+
+        CHECK(first->more && first->nentries > 0 && first->from == 0);
+        CHECK_EQ(install_call(dst, first->ino, LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_ENTRIES, 0, a->data,
+                              a->datalen, &session), 0);
+        from = first->entries[first->nentries - 1].cookie;
+        for (;;) {
+                struct lp_rs_state st;
+                struct lp_fs_resp b = fetch_piece(src, first->ino, from, &st);
+                bool more = st.more;
+
+                CHECK_EQ(st.from, from);
+                if (st.nentries)
+                        from = st.entries[st.nentries - 1].cookie;
+                lp_rs_state_free(&st);
+                r = install_call(dst, first->ino, more ? LP_FS_INSTALL_ENTRIES : LP_FS_INSTALL_COMMIT, session,
+                                 b.data, b.datalen, &v);
+                lp_fs_resp_release(&b);
+                if (r < 0)
+                        return r;
+                if (!more)
+                        return (int)v;
+        }
+}
+
 /* Install one file from src into dst: 1 installed, 0 not (older, equal, concurrent). */
 static int pull_one(struct lp_client *src, struct lp_client *dst, uint64_t ino)
 {
@@ -256,9 +328,14 @@ static int pull_one(struct lp_client *src, struct lp_client *dst, uint64_t ino)
         uint64_t session = 0;
         int r;
 
-        q.ino = ino;
-        a = ok(src, &q);
-        CHECK(lp_rs_state_decode(a.data, a.datalen, &st) == 0);
+        a = fetch_piece(src, ino, 0, &st);
+        if (!lp_rs_state_complete(&st)) {
+                r = pull_pieces(src, dst, &a, &st);
+                CHECK(r >= 0);
+                lp_rs_state_free(&st);
+                lp_fs_resp_release(&a);
+                return r;
+        }
         if (st.kind == LP_RS_INODE && S_ISREG(st.mode) && !st.has_data) {
                 q = Q(LP_FS_SS_INSTALL);
                 q.ino = ino;
@@ -1139,6 +1216,215 @@ START_TEST(t_place_policy)
 }
 END_TEST
 
+/* ---- [R6] a directory over one message ------------------------------------------------- */
+
+#define BIG_N 70000
+#define BIG_NAME "an-entry-name-long-enough-that-70000-of-them-pass-4-MiB-%06d"
+
+static void link_to(struct lp_client *c, uint64_t ino, uint64_t dir, const char *name)
+{
+        struct lp_fs_req q = Q(LP_FS_LINK);
+        struct lp_fs_resp a;
+
+        q.ino = ino;
+        q.newparent = dir;
+        q.newname = (const uint8_t *)name;
+        q.newnamelen = strlen(name);
+        a = ok(c, &q);
+        lp_fs_resp_release(&a);
+}
+
+static void unlink_in(struct lp_client *c, uint64_t dir, const char *name)
+{
+        struct lp_fs_req q = Q(LP_FS_UNLINK);
+        struct lp_fs_resp a;
+
+        q.parent = dir;
+        q.name = (const uint8_t *)name;
+        q.namelen = strlen(name);
+        a = ok(c, &q);
+        lp_fs_resp_release(&a);
+}
+
+/* Both listings of dir, equal, with n entries. */
+static void same_listing(struct lp_client *c1, struct lp_client *c2, uint64_t dir, size_t n)
+{
+        size_t cap = 100u << 20;
+        char *l1 = malloc(cap), *l2 = malloc(cap);
+        size_t lines = 0;
+
+        CHECK(l1 && l2);
+        listing(c1, dir, l1, cap);
+        listing(c2, dir, l2, cap);
+        CHECK(strcmp(l1, l2) == 0);
+        for (const char *p = l1; (p = strchr(p, '\n')); p++)
+                lines++;
+        CHECK_EQ(lines, n + 2);          /* and . and .. */
+        free(l1);
+        free(l2);
+}
+
+START_TEST(t_repl_big_dir)
+{
+        struct tsrv *s1, *s2;
+        struct lp_client *c1, *c2;
+        struct lp_fs_req q;
+        struct lp_fs_resp a, b;
+        struct lp_rs_state st, st2;
+        struct fa x1, x2;
+        char name[128];
+        uint64_t f, g, d, wm = 0, session;
+
+        seg_size = 64u << 20;           /* the install of 70,000 entries is one commit */
+        s1 = tsrv_start(1);
+        s2 = tsrv_start(2);
+        c1 = cl_connect(s1->port);
+        c2 = cl_connect(s2->port);
+        d = mkdir_at(c1, ROOT, "big");
+        f = mkfile(c1, ROOT, "f", "x", 1, 0);
+        g = mkfile(c1, ROOT, "g", "y", 1, 0);
+        for (int i = 0; i < BIG_N; i++) {              /* (at most 65000 links each) */
+                snprintf(name, sizeof(name), BIG_NAME, i);
+                link_to(c1, i % 2 ? g : f, d, name);
+        }
+
+        /* Its whole state does not fit one message: without pieces, EFBIG
+         * (the old limit, still the answer to a peer that cannot take
+         * pieces). */
+        q = Q(LP_FS_SS_FETCH);
+        q.ino = d;
+        CHECK_EQ(status_of(c1, &q), -EFBIG);
+        /* With pieces, the first holds what fits and says more follow. */
+        a = fetch_piece(c1, d, 0, &st);
+        CHECK(st.more && st.from == 0);
+        CHECK(st.nentries > 1000 && st.nentries < BIG_N);
+        CHECK(a.datalen <= LP_FS_DATA_MAX);
+
+        /* A piece alone is never installed as the directory's state (its
+         * missing entries would be deleted, [R3]). */
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_COMMIT, 0, a.data, a.datalen, NULL), -EINVAL);
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_ENTRIES, 0, a.data, a.datalen, NULL), -EINVAL);
+        /* Pieces of two versions are not installed: the directory changes
+         * at site 1 after the first piece was staged. */
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_ENTRIES, 0, a.data, a.datalen,
+                              &session), 0);
+        link_to(c1, f, d, "one-more");
+        b = fetch_piece(c1, d, st.entries[st.nentries - 1].cookie, &st2);
+        CHECK(!st2.more);
+        CHECK(st2.vvlen != st.vvlen || memcmp(st2.vv, st.vv, st.vvlen));
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_COMMIT, session, b.data, b.datalen, NULL), -ESTALE);
+        lp_rs_state_free(&st2);
+        lp_fs_resp_release(&b);
+        /* A piece that does not start where the staged ones end. */
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_ENTRIES, 0, a.data, a.datalen,
+                              &session), 0);
+        b = fetch_piece(c1, d, st.entries[st.nentries - 2].cookie, &st2);
+        CHECK_EQ(install_call(c2, d, LP_FS_INSTALL_COMMIT, session, b.data, b.datalen, NULL), -ESTALE);
+        lp_rs_state_free(&st2);
+        lp_fs_resp_release(&b);
+        lp_rs_state_free(&st);
+        lp_fs_resp_release(&a);
+        q = Q(LP_FS_LOOKUP);
+        q.parent = ROOT;
+        q.name = (const uint8_t *)"big";
+        q.namelen = 3;
+        CHECK_EQ(status_of(c2, &q), -ENOENT);          /* nothing was installed */
+
+        /* The replicator's pass converges: same entries, cookies, vector. */
+        CHECK(sync_pass(c1, c2, &wm) >= 2);
+        x1 = getattr(c1, d);
+        x2 = getattr(c2, d);
+        same_attr(&x1, &x2);
+        same_listing(c1, c2, d, BIG_N + 1);
+
+        /* Changes to the big directory travel too ([R3] against a big
+         * local copy): some names go, some come. */
+        for (int i = 0; i < BIG_N; i += 7001) {
+                snprintf(name, sizeof(name), BIG_NAME, i);
+                unlink_in(c1, d, name);
+        }
+        link_to(c1, f, d, "late");
+        CHECK(sync_pass(c1, c2, &wm) >= 1);
+        x1 = getattr(c1, d);
+        x2 = getattr(c2, d);
+        same_attr(&x1, &x2);
+        same_listing(c1, c2, d, BIG_N + 2 - 10);
+        CHECK_EQ(sync_pass(c1, c2, &wm), 0);
+
+        lp_client_close(c1);
+        lp_client_close(c2);
+        tsrv_stop(s1);
+        tsrv_stop(s2);
+}
+END_TEST
+
+/* The codec of pieces (proto/lp_rs.h): a complete state stays version 1,
+ * a piece is version 2, and what is not canonical does not decode. */
+START_TEST(t_rs_pieces)
+{
+        struct lp_rs_entry e[2] = { { 10, 100, 5, 8, (const uint8_t *)"a", 1 },
+                                    { 11, 200, 6, 8, (const uint8_t *)"b", 1 } };
+        struct lp_rs_state st = { .kind = LP_RS_INODE, .ino = 9, .vv = (const uint8_t *)"\x00", .vvlen = 1,
+                                  .mode = S_IFDIR | 0755, .nlink = 2, .entries = e, .nentries = 2 };
+        struct lp_rs_state back;
+        struct cm_wbuf w;
+        uint8_t *pm;
+
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK(w.len > 3 && w.p[2] == 1);
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), 0);
+        CHECK(lp_rs_state_complete(&back) && back.nentries == 2);
+        lp_rs_state_free(&back);
+        cm_wbuf_free(&w);
+
+        st.from = 50;
+        st.more = true;
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK(w.p[2] == 2);
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), 0);
+        CHECK(!lp_rs_state_complete(&back) && back.from == 50 && back.more && back.nentries == 2);
+        CHECK(back.entries[1].cookie == 200 && back.entries[1].namelen == 1);
+        lp_rs_state_free(&back);
+        cm_wbuf_free(&w);
+
+        /* Out of cookie order, or starting at or below `from`: not a run. */
+        st.from = 100;
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), -EBADMSG);
+        cm_wbuf_free(&w);
+        e[1].cookie = 90;
+        st.from = 50;
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), -EBADMSG);
+        cm_wbuf_free(&w);
+        e[1].cookie = 200;
+        /* A piece of a regular file. */
+        st.mode = S_IFREG | 0644;
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), -EBADMSG);
+        cm_wbuf_free(&w);
+        /* Version 2 saying "complete" (from 0, more 0) is not canonical. */
+        st.mode = S_IFDIR | 0755;
+        st.from = 0;
+        st.more = true;
+        cm_wbuf_init(&w);
+        lp_rs_state_encode(&w, &st);
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), 0);
+        lp_rs_state_free(&back);
+        /* from 0, more 1, nentries 2, the first id: more -> 0 */
+        pm = memmem(w.p, w.len, "\x00\x01\x02\x0a", 4);
+        CHECK(pm);
+        pm[1] = 0;
+        CHECK_EQ(lp_rs_state_decode(w.p, w.len, &back), -EBADMSG);
+        cm_wbuf_free(&w);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("repl");
@@ -1155,6 +1441,8 @@ int main(void)
         tcase_add_test(tc, t_repl_changes_wait);
         tcase_add_test(tc, t_place_resolve);
         tcase_add_test(tc, t_place_policy);
+        tcase_add_test(tc, t_repl_big_dir);
+        tcase_add_test(tc, t_rs_pieces);
         suite_add_tcase(s, tc);
         return tu_run_suite(s);
 }

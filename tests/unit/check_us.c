@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@
 #include "us_opt.h"
 #include "us_ops.h"
 #include "us_rpc.h"
+#include "us_sig.h"
 
 #define WAIT_US (10u * 1000000u)        /* bound on any wait for an event */
 
@@ -2265,6 +2267,40 @@ START_TEST(t_statahead)
 }
 END_TEST
 
+/* us_sig.h: which pending signals make an INTERRUPT one for the caller.
+ * Stop signals (Ctrl-Z) and ignored ones do not; a handled or a fatal one
+ * does; blocked ones do not; a thread that is gone does. */
+#define SB(s) (UINT64_C(1) << ((s) - 1))
+START_TEST(t_sig_interrupting)
+{
+        sigset_t set, old;
+
+        ck_assert(!us_sig_interrupting(0, 0, 0, 0));
+        ck_assert(!us_sig_interrupting(SB(SIGTSTP), 0, 0, 0));
+        ck_assert(!us_sig_interrupting(SB(SIGTSTP) | SB(SIGTTIN) | SB(SIGTTOU) | SB(SIGSTOP), 0, 0, 0));
+        ck_assert(!us_sig_interrupting(SB(SIGCHLD) | SB(SIGWINCH) | SB(SIGCONT) | SB(SIGURG), 0, 0, 0));
+        ck_assert(!us_sig_interrupting(SB(SIGINT), 0, SB(SIGINT), 0));             /* ignored */
+        ck_assert(!us_sig_interrupting(SB(SIGINT), SB(SIGINT), 0, SB(SIGINT)));    /* blocked */
+        ck_assert(us_sig_interrupting(SB(SIGINT), 0, 0, SB(SIGINT)));              /* a handler */
+        ck_assert(us_sig_interrupting(SB(SIGTSTP), 0, 0, SB(SIGTSTP)));            /* ... of its own */
+        ck_assert(us_sig_interrupting(SB(SIGCHLD), 0, 0, SB(SIGCHLD)));
+        ck_assert(us_sig_interrupting(SB(SIGTERM), 0, 0, 0));                      /* fatal */
+        ck_assert(us_sig_interrupting(SB(SIGKILL) | SB(SIGTSTP), 0, 0, 0));
+        ck_assert(us_sig_interrupting(SB(SIGTSTP) | SB(SIGUSR1), 0, 0, SB(SIGUSR1)));
+
+        /* Live, through /proc: nothing pending; a blocked pending signal. */
+        ck_assert(!us_sig_interrupts(gettid()));
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        ck_assert(pthread_sigmask(SIG_BLOCK, &set, &old) == 0);
+        ck_assert(raise(SIGUSR1) == 0);
+        ck_assert(!us_sig_interrupts(gettid()));
+        ck_assert(sigwaitinfo(&set, NULL) == SIGUSR1);
+        ck_assert(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
+        ck_assert(us_sig_interrupts(INT32_MAX));                                  /* gone */
+}
+END_TEST
+
 static Suite *us_suite(void)
 {
         Suite *s = suite_create("us");
@@ -2295,6 +2331,7 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_rpc_unavailable_retried);
         tcase_add_test(tc, t_rpc_idle_connection_closed);
         tcase_add_test(tc, t_rpc_interrupted_while_retrying);
+        tcase_add_test(tc, t_sig_interrupting);
         tcase_add_test(tc, t_rpc_mute_peer);
         suite_add_tcase(s, tc);
 
