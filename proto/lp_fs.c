@@ -17,6 +17,20 @@
 #include "lp_fs.h"
 #include "lp_status.h"
 
+/* Each flag its own bit: two branches once gave two SS_INSTALL flags the
+ * same bit, and a materialization was taken for a directory piece. */
+#define LP__BITS_DISTINCT(or_, sum_) ((or_) == (sum_))
+_Static_assert(LP__BITS_DISTINCT(LP_FS_INSTALL_BEGIN | LP_FS_INSTALL_TRUNC | LP_FS_INSTALL_DATA | LP_FS_INSTALL_ENTRIES |
+                                 LP_FS_INSTALL_COMMIT | LP_FS_INSTALL_ABORT | LP_FS_INSTALL_REPAIR |
+                                 LP_FS_INSTALL_MATERIALIZE,
+                                 LP_FS_INSTALL_BEGIN + LP_FS_INSTALL_TRUNC + LP_FS_INSTALL_DATA + LP_FS_INSTALL_ENTRIES +
+                                 LP_FS_INSTALL_COMMIT + LP_FS_INSTALL_ABORT + LP_FS_INSTALL_REPAIR +
+                                 LP_FS_INSTALL_MATERIALIZE),
+               "SS_INSTALL flags share a bit");
+_Static_assert(LP__BITS_DISTINCT(LP_FS_FETCH_VV | LP_FS_FETCH_COMPARE | LP_FS_FETCH_PIECES,
+                                 LP_FS_FETCH_VV + LP_FS_FETCH_COMPARE + LP_FS_FETCH_PIECES),
+               "SS_FETCH flags share a bit");
+
 /* ---- encoding ---------------------------------------------------------------- */
 
 static void time_out(Locus__FsTime *t, const struct lp_fs_time *v)

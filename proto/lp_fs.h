@@ -166,7 +166,7 @@ enum lp_fs_op {
 #define LP_FS_INSTALL_ABORT (1u << 4)   /* drop the session */
 #define LP_FS_INSTALL_REPAIR (1u << 5)  /* with COMMIT: rewrite the pages of a copy whose
                                          * vector EQUALS the state's (ss_repl.c [R4]) */
-#define LP_FS_INSTALL_MATERIALIZE (1u << 6)     /* with COMMIT: as REPAIR, at a site that keeps
+#define LP_FS_INSTALL_MATERIALIZE (1u << 7)     /* with COMMIT: as REPAIR, at a site that keeps
                                                  * no data of the file, which then does
                                                  * (ss_repl.c [R5], storage/ss_place.h [L4]) */
 
