@@ -48,16 +48,75 @@ struct tls {
         struct conn conns[US_RPC_CONNS_PER_THREAD];
 };
 
+/* An address no connection reached for a whole call (every connect
+ * attempt timed out: a cut network, a dead machine): held off. */
+struct held {
+        char host[US_HOST_MAX];
+        uint16_t port;
+};
+
 struct us_rpc {
         uint8_t key[LP_KEY_SIZE];
         uint64_t my_site;
         uint64_t client_id;             /* named in every handshake */
         pthread_key_t tkey;
-        pthread_mutex_t mu;             /* stats and log rate limit */
+        pthread_mutex_t mu;             /* stats, log rate limit, held */
         struct us_rpc_stats st;
         uint64_t last_timeout_log;
         unsigned suppressed;
+        struct held held[US_RPC_HELD];  /* port 0: a free slot */
+        unsigned held_next;             /* the slot taken next when all are used */
 };
+
+/* ---- held-off addresses ---- */
+
+static struct held *held_find(struct us_rpc *rpc, const char *host, uint16_t port)
+{
+        for (unsigned i = 0; i < US_RPC_HELD; i++)
+                if (rpc->held[i].port == port && !strcmp(rpc->held[i].host, host))
+                        return &rpc->held[i];
+        return NULL;
+}
+
+static bool held_off(struct us_rpc *rpc, const char *host, uint16_t port)
+{
+        bool yes;
+
+        pthread_mutex_lock(&rpc->mu);
+        yes = held_find(rpc, host, port) != NULL;
+        pthread_mutex_unlock(&rpc->mu);
+        return yes;
+}
+
+/* hold: the address was out of reach for a whole call; else it answered. */
+static void held_set(struct us_rpc *rpc, const struct us_target *t, const struct us_site *a, bool hold)
+{
+        struct held *h;
+        bool changed = false;
+
+        pthread_mutex_lock(&rpc->mu);
+        h = held_find(rpc, a->host, a->port);
+        if (hold && !h) {
+                h = &rpc->held[rpc->held_next++ % US_RPC_HELD];
+                snprintf(h->host, sizeof(h->host), "%s", a->host);
+                h->port = a->port;
+                changed = true;
+        } else if (!hold && h) {
+                h->port = 0;
+                h->host[0] = 0;
+                changed = true;
+        }
+        pthread_mutex_unlock(&rpc->mu);
+        if (!changed)
+                return;
+        if (hold)
+                cm_log(LOG_WARNING, "%s site %llu (%s:%u): no connection for a whole call: held off; "
+                       "calls to it now fail with EHOSTUNREACH after one connection attempt, until one "
+                       "connects", t->what ? t->what : "peer", (unsigned long long)a->site, a->host, a->port);
+        else
+                cm_log(LOG_NOTICE, "%s site %llu (%s:%u): reachable again", t->what ? t->what : "peer",
+                       (unsigned long long)a->site, a->host, a->port);
+}
 
 static void tls_free(void *p)
 {
@@ -362,7 +421,8 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
         struct tls *tls = tls_get(rpc);
         uint8_t *buf = NULL;
         size_t len = 0;
-        unsigned attempt = 0;
+        unsigned attempt = 0, unreached = 0;    /* connects to addr that timed out */
+        bool connected = false, held_tried = false;
         int r, last = 0;
 
         if (!tls)
@@ -395,6 +455,8 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                 now = cm_now_us();
                 if (now >= call->deadline) {
                         log_timeout(rpc, t, &addr, req, now - start, last);
+                        if (!connected && unreached && last == -ETIMEDOUT && addr.port)
+                                held_set(rpc, t, &addr, true);
                         r = -ETIMEDOUT;
                         goto out;
                 }
@@ -405,6 +467,12 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                                 goto out;
                         if (r < 0) {
                                 last = r;
+                                if (held_tried && held_off(rpc, addr.host, addr.port)) {
+                                        /* held off, and where else to go is not
+                                         * known either (the CSS cut off too) */
+                                        r = -EHOSTUNREACH;
+                                        goto out;
+                                }
                                 continue;
                         }
                 }
@@ -427,6 +495,17 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                                 last = r;
                         }
                 }
+                if (!k->c && held_tried && held_off(rpc, addr.host, addr.port)) {
+                        /* Held off and its one attempt of this call failed:
+                         * fail now instead of trying until the deadline
+                         * (a cut-off site would cost every call the whole
+                         * timeout; docs/mount.md). */
+                        cm_log(LOG_DEBUG, "%s site %llu (%s:%u): %s: held off, EHOSTUNREACH",
+                               t->what ? t->what : "peer", (unsigned long long)addr.site, addr.host,
+                               addr.port, lp_fs_op_name(req->op));
+                        r = -EHOSTUNREACH;
+                        goto out;
+                }
                 if (!k->c) {
                         int ms = ms_left(call->deadline, now);
 
@@ -446,6 +525,9 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                                        (unsigned long long)addr.site, addr.host, addr.port,
                                        strerror(-r));
                                 last = r;
+                                if (r == -ETIMEDOUT)
+                                        unreached++;
+                                held_tried = true;
                                 if (transient(r))
                                         continue;
                                 cm_log(LOG_ERR, "%s site %llu (%s:%u): cannot connect: %s%s",
@@ -458,7 +540,9 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                         }
                         snprintf(k->host, sizeof(k->host), "%s", addr.host);
                         k->port = addr.port;
+                        held_set(rpc, t, &addr, false);
                 }
+                connected = true;
                 k->last_use = cm_now_us();
 
                 reqid = lp_client_next_reqid(k->c);

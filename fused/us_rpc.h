@@ -25,6 +25,14 @@
  *     fails with -EIO, since the request may or may not have been done;
  *   - a request whose answer does not come is not resent on the same
  *     connection.
+ * Held off: an address that no connection reached during a whole call
+ * (every connect attempt timed out: a network cut, a machine gone; a
+ * refused connect, i.e. a daemon restarting, does not count) is held off
+ * (logged once).  A later call to it makes one connection attempt (at most
+ * US_RPC_CONNECT_MS) and, if that fails, fails at once with -EHOSTUNREACH
+ * instead of trying until its deadline; a connection that succeeds ends
+ * the hold-off.  So a cut-off site costs the first call the whole timeout
+ * and the next ones a couple of seconds.
  * When the deadline passes the call fails with -ETIMEDOUT (logged, at most
  * once every 5 s per rpc, naming the peer and the last cause).  Answers
  * are the call's result, with two exceptions, both asked again with
@@ -78,6 +86,7 @@
 #include "us_mtab.h"
 
 #define US_RPC_CONNS_PER_THREAD 8
+#define US_RPC_HELD 16                  /* addresses held off at once */
 #define US_RPC_SLICE_MS 200
 /* One connection attempt (TCP + handshake) at most; then try again. */
 #define US_RPC_CONNECT_MS 2000

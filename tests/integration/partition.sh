@@ -9,8 +9,11 @@
 #     mount reaches site 2's copy but not site 3's: `locusctl sync` (the
 #     copies reachable from site 1) says it left site 3 out, `locusctl
 #     copies` shows site 3 out of reach.
+#     Site 3's mount fails a call after its timeout and holds off the
+#     sites it could not reach (fused/us_rpc.h), logged.
 #  3. dev heal DIR: the table is gone, site 3 catches up (sync converges,
-#     the copies are equal, site 3's mount reads the file).
+#     the copies are equal, site 3's mount reads the file and ends the
+#     hold-off).
 #  4. A second partition replaces the first (3/1,2 then 1/2,3: one table);
 #     dev down removes the table, so the next dev up is whole.
 # The sites get addresses of their own (A1..A3 = 127.0.77.1..3, not the
@@ -78,6 +81,13 @@ case "$out" in *"left out: site 3"*) ;; *) fail "sync does not say site 3 was le
 out=$("$LOCUSCTL" copies /f --state "$STATE" 2>&1) && fail "copies found every copy equal across a partition: $out"
 case "$out" in *"site 3: $A3:"*"no answer"*) ;; *) fail "copies does not show site 3 out of reach: $out" ;; esac
 cmp -s "$WORK/f" "$MNT/s2/f" || fail "site 2's mount does not read the file"
+# Site 3's mount: a call fails after its timeout (never hangs), and what it
+# could not reach for a whole call is held off (fused/us_rpc.h), logged.
+rc=0
+timeout 120 stat "$MNT/s3/f" >/dev/null 2>"$WORK/s3.err" || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "stat through the cut-off site 3: exit $rc (hung or worked)"
+log "stat through site 3 across the cut: $(cat "$WORK/s3.err")"
+grep -q "held off" "$STATE/site3/log/mount.log" || fail "site 3's mount did not hold off what it could not reach"
 
 # ---- 3. heal --------------------------------------------------------------------
 run "$LOCUSCTL" dev heal "$MNT" --state "$STATE"
@@ -86,6 +96,7 @@ run "$LOCUSCTL" dev heal "$MNT" --state "$STATE"
 run "$LOCUSCTL" sync --timeout 90 --state "$STATE"
 out=$("$LOCUSCTL" copies /f --state "$STATE" 2>&1) || fail "the copies differ after the heal: $out"
 wait_for 60 "site 3's mount to read the file" cmp -s "$WORK/f" "$MNT/s3/f"
+grep -q "reachable again" "$STATE/site3/log/mount.log" || fail "site 3's mount did not end the hold-off"
 out=$("$LOCUSCTL" dev heal "$MNT" --state "$STATE" 2>&1) || fail "a second dev heal failed: $out"
 case "$out" in *"was not partitioned"*) ;; *) fail "a second dev heal does not say so: $out" ;; esac
 
