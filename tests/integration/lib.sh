@@ -384,20 +384,30 @@ count_lines() {
     echo "${n:-0}"
 }
 
-# daemons_with ARGS...: from now on `locusctl dev up` starts locus-storaged
-# and locus-cssd with ARGS appended (e.g. --lease-ms 2000): wrappers in
-# $WORK/bin, found through LOCUS_BIN_DIR.
-daemons_with() {
-    local bin=$WORK/bin p
+# wrap_daemons "PROG..." ARGS...: from now on `locusctl dev up` starts each
+# PROG (storage/locus-storaged, css/locus-cssd) with ARGS appended, the
+# others as they are: wrappers and links in $WORK/bin, found through
+# LOCUS_BIN_DIR.
+wrap_daemons() {
+    local bin=$WORK/bin progs=$1 p
+    shift
     mkdir -p "$bin" || fail "mkdir $bin"
     for p in storage/locus-storaged css/locus-cssd; do
-        { printf '#!/bin/sh\nexec %q "$@"' "$MESON_BUILD_ROOT/$p"; printf ' %q' "$@"; echo; } \
-            >"$bin/${p#*/}" || fail "cannot write a wrapper in $bin"
-        chmod +x "$bin/${p#*/}"
+        rm -f "$bin/${p#*/}"
+        case " $progs " in
+            *" $p "*)
+                { printf '#!/bin/sh\nexec %q "$@"' "$MESON_BUILD_ROOT/$p"; printf ' %q' "$@"; echo; } \
+                    >"$bin/${p#*/}" || fail "cannot write a wrapper in $bin"
+                chmod +x "$bin/${p#*/}" ;;
+            *) ln -sf "$MESON_BUILD_ROOT/$p" "$bin/${p#*/}" || fail "ln in $bin" ;;
+        esac
     done
     ln -sf "$MESON_BUILD_ROOT/fused/locusfs-mount" "$bin/locusfs-mount" || fail "ln in $bin"
     export LOCUS_BIN_DIR=$bin
 }
+
+# daemons_with ARGS...: both daemons get ARGS (e.g. --lease-ms 2000).
+daemons_with() { wrap_daemons "storage/locus-storaged css/locus-cssd" "$@"; }
 
 # mount_more DIR: a second locusfs-mount of the running cluster at DIR
 # (log $WORK/mount-NAME.log), tracked for cleanup; its pid in MORE_PID.
@@ -449,3 +459,6 @@ root_primary_is() {
     out=$("$LOCUSCTL" fg list --json --state "$STATE" 2>/dev/null | tr -d ' \n') || return 1
     grep -q "\"fg\":1,[^}]*\"primary\":$1," <<<"$out"
 }
+# small_segments BYTES: the storage daemons run with segments of BYTES, so a
+# test can damage an older segment.
+small_segments() { wrap_daemons storage/locus-storaged --segment-size "$1"; }

@@ -35,14 +35,8 @@ lib_init policy
 S1=$MNT/s1 S2=$MNT/s2 S3=$MNT/s3
 SEG=1048576
 
-# Storage daemons with small segments (as in repair.sh), for part 4.
-mkdir -p "$WORK/bin" || fail "mkdir $WORK/bin"
-printf '#!/bin/sh\nexec %q "$@" --segment-size %s\n' "$MESON_BUILD_ROOT/storage/locus-storaged" "$SEG" \
-    >"$WORK/bin/locus-storaged" || fail "cannot write the wrapper"
-chmod +x "$WORK/bin/locus-storaged"
-ln -sf "$MESON_BUILD_ROOT/css/locus-cssd" "$WORK/bin/locus-cssd" || fail "ln"
-ln -sf "$MESON_BUILD_ROOT/fused/locusfs-mount" "$WORK/bin/locusfs-mount" || fail "ln"
-export LOCUS_BIN_DIR=$WORK/bin
+# Storage daemons with small segments (lib.sh), so damage lands in an older one.
+small_segments "$SEG"
 
 getx() { "$ITOOL" getxattr "$1" "$2" 2>/dev/null || true; }
 # expect_x PATH NAME VALUE: the xattr as seen through site 2's mount.

@@ -28,15 +28,8 @@ lib_init repair
 S1=$MNT/s1 S2=$MNT/s2
 SEG=1048576
 
-# Storage daemons with small segments (a wrapper found through
-# LOCUS_BIN_DIR, as lib.sh's daemons_with, for locus-storaged only).
-mkdir -p "$WORK/bin" || fail "mkdir $WORK/bin"
-printf '#!/bin/sh\nexec %q "$@" --segment-size %s\n' "$MESON_BUILD_ROOT/storage/locus-storaged" "$SEG" \
-    >"$WORK/bin/locus-storaged" || fail "cannot write the wrapper"
-chmod +x "$WORK/bin/locus-storaged"
-ln -sf "$MESON_BUILD_ROOT/css/locus-cssd" "$WORK/bin/locus-cssd" || fail "ln"
-ln -sf "$MESON_BUILD_ROOT/fused/locusfs-mount" "$WORK/bin/locusfs-mount" || fail "ln"
-export LOCUS_BIN_DIR=$WORK/bin
+# Storage daemons with small segments (lib.sh), so damage lands in an older one.
+small_segments "$SEG"
 
 up() {
     local rc=0
