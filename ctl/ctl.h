@@ -332,6 +332,9 @@ bool ctl_report_link(const struct css_jval *js, uint32_t fg, uint64_t site, uint
                      uint64_t *ret_pulled);
 /* ctl_copies.c: locusctl copies PATH [--tree] [--state S] [--json] */
 int ctl_cmd_copies(int argc, char **argv);
+/* ctl_copies.c: the path of directory entry e below path into buf (the
+ * walks of copies --tree and replicas set -r); false for "." and "..". */
+bool ctl_child_path(const char *path, const struct lp_fs_dirent *e, char *buf, size_t cap);
 /* <fg, ino> of PATH (from the root of the name space), looked up at the
  * primaries the mount table mt names; 0 or an error with err saying what. */
 struct lp_fs_resp;

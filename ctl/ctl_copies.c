@@ -44,6 +44,14 @@
 #include "lp_conn.h"
 #include "lp_rs.h"
 
+bool ctl_child_path(const char *path, const struct lp_fs_dirent *e, char *buf, size_t cap)
+{
+        if ((e->namelen == 1 && e->name[0] == '.') || (e->namelen == 2 && e->name[0] == '.' && e->name[1] == '.'))
+                return false;
+        snprintf(buf, cap, "%s/%.*s", strcmp(path, "/") ? path : "", (int)e->namelen, (const char *)e->name);
+        return true;
+}
+
 #define HASH_BYTES 16u
 
 struct copy {
@@ -269,11 +277,8 @@ static int walk(struct tree *t, uint64_t dir, const char *path, int depth)
                         struct copy cp = { 0 };
 
                         q.offset = e->next;
-                        if ((e->namelen == 1 && e->name[0] == '.') ||
-                            (e->namelen == 2 && e->name[0] == '.' && e->name[1] == '.'))
+                        if (!ctl_child_path(path, e, sub, sizeof(sub)))
                                 continue;
-                        snprintf(sub, sizeof(sub), "%s/%.*s", strcmp(path, "/") ? path : "", (int)e->namelen,
-                                 (const char *)e->name);
                         read_copy_on(t->h, t->key, &t->c, t->fg, e->ino, &cp);
                         if (!cp.ok) {
                                 fprintf(t->out, "%s\tunreadable: %s\n", sub, cp.err);

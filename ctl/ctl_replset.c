@@ -140,11 +140,8 @@ static int set_one(struct rs *s, uint64_t ino, uint32_t mode, const char *path, 
                         char sub[4096];
 
                         q.offset = e->next;
-                        if ((e->namelen == 1 && e->name[0] == '.') ||
-                            (e->namelen == 2 && e->name[0] == '.' && e->name[1] == '.'))
+                        if (!ctl_child_path(path, e, sub, sizeof(sub)))
                                 continue;
-                        snprintf(sub, sizeof(sub), "%s/%.*s", strcmp(path, "/") ? path : "", (int)e->namelen,
-                                 (const char *)e->name);
                         r = set_one(s, e->ino, e->type == DT_DIR ? S_IFDIR : e->type == DT_REG ? S_IFREG : 0, sub,
                                     depth + 1);
                 }
