@@ -85,6 +85,7 @@ struct ss_pull {
                 uint32_t fg;
                 size_t n;
                 uint64_t *sites;        /* ascending, sites being added left out */
+                uint64_t primary;       /* the table's primary (0: none registered) */
         } *hl;                          /* the holders of the groups held here (copies policies) */
         size_t nhl;
         bool css_failing;
@@ -759,7 +760,7 @@ static void keep_holders(struct ss_pull *p, const struct lp_fs_mount *m)
                 if (!m->holders[j].adding)
                         s[n++] = m->holders[j].site;
         qsort(s, n, sizeof(*s), cmp_site);
-        p->hl[p->nhl++] = (struct hl){ m->fg, n, s };
+        p->hl[p->nhl++] = (struct hl){ m->fg, n, s, m->site };
 }
 
 /* Take the mount table in (caller holds mu); new links are returned to
@@ -1326,6 +1327,23 @@ unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg)
                         n = p->sc[i].copies;
         pthread_mutex_unlock(&p->mu);
         return n;
+}
+
+int ss_pull_primary(struct ss_pull *p, uint32_t fg, uint64_t *ret_site)
+{
+        int r = -ENOENT;
+
+        if (!p)
+                return -ENOENT;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->nhl; i++)
+                if (p->hl[i].fg == fg) {
+                        *ret_site = p->hl[i].primary;
+                        r = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&p->mu);
+        return r;
 }
 
 size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap)

@@ -164,6 +164,10 @@ unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);
  * added left out), ascending, at most cap into out; returns how many (0
  * if fg is not known, or p is NULL).  Any thread. */
 size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap);
+/* The primary the last mount table names for fg, a group held here (0:
+ * none registered); -ENOENT before the first table, or fg not in it, or p
+ * NULL.  Any thread. */
+int ss_pull_primary(struct ss_pull *p, uint32_t fg, uint64_t *ret_site);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 
