@@ -510,8 +510,11 @@ static int sync_local(struct ss_pull *p, struct conns *cx, uint32_t fg, char *ms
 }
 
 /* 1 if there was something to do, 0 if not, or an error (msg says why).
- * Asks the peer to wait up to wait_ms for a change [P6]. */
-static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wait_ms, char *msg, size_t cap)
+ * Asks the peer to wait up to wait_ms for a change [P6].  *ret_gather:
+ * the pass pulled changes, reached the end of the peer's stream, and the
+ * group's fsync does not wait for this copy [P10]. */
+static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wait_ms, bool *ret_gather,
+                char *msg, size_t cap)
 {
         uint32_t fg = l->fg;
         struct lp_fs_req q = { .op = LP_FS_SS_CHANGES, .fg = fg, .length = SS_PULL_CHANGES, .size = wait_ms };
@@ -618,6 +621,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
         lp_fs_resp_release(&a);
         if (r < 0)
                 return r;
+        *ret_gather = n > 0 && eof && copies <= 1;
         return n > 0 || !eof;
 }
 
@@ -639,6 +643,7 @@ static void *link_main(void *arg)
         struct conns cx = { 0 };
         uint32_t backoff = 0;
         uint32_t wait_ms = p->o.wait_ms < p->o.timeout_ms / 2 ? p->o.wait_ms : p->o.timeout_ms / 2;
+        bool gather = false;
         char msg[256];
 
         while (!stopping(p)) {
@@ -673,7 +678,8 @@ static void *link_main(void *arg)
                 else {
                         uint64_t t0 = cm_now_us();
 
-                        r = pass(p, l, &cx, wait_ms, msg, sizeof(msg));
+                        gather = false;
+                        r = pass(p, l, &cx, wait_ms, &gather, msg, sizeof(msg));
                         /* An empty answer that did not wait (a peer that
                          * cannot park it): do not spin. */
                         if (r == 0 && cm_now_us() - t0 < (uint64_t)wait_ms * 100u)
@@ -702,7 +708,10 @@ static void *link_main(void *arg)
                 }
                 backoff = 0;
                 /* No pause: an idle pass waited at the peer (SS_CHANGES with
-                 * a wait) and returns at its next commit. */
+                 * a wait) and returns at its next commit.  But after one that
+                 * pulled the last changes, let the next ones gather [P10]. */
+                if (gather && p->o.gather_ms)
+                        pause_ms(p, p->o.gather_ms);
         }
         /* [P2] keep what the last passes reached (not after a forget_fg:
          * the folder is a new container's) */
@@ -1218,6 +1227,10 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
                 p->o.refresh_ms = 1000;
         if (!p->o.poll_ms)
                 p->o.poll_ms = 50;
+        if (!p->o.gather_ms)
+                p->o.gather_ms = SS_PULL_GATHER_MS;
+        else if (p->o.gather_ms == UINT32_MAX)
+                p->o.gather_ms = 0;
         if (!p->o.wait_ms)
                 p->o.wait_ms = 500;
         if (!p->o.timeout_ms)
