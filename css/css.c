@@ -597,12 +597,39 @@ static void work(uv_work_t *req)
         }
 }
 
+/* Record the open of <fg, ino> and answer it: the copy at e serves it;
+ * attr (NULL: not asked for) its attributes there. */
+static void reply_open(struct css_client *cl, uint64_t reqid, uint32_t fg, uint64_t ino, bool write,
+                       const struct ep *e, const struct lp_fs_attr *attr)
+{
+        struct css *css = cl->css;
+        struct lp_fs_resp resp = { 0 };
+        const struct css_site *s = css_sites_get(css->sites, e->site);
+        int r;
+
+        if (!cl->conn)
+                return;                 /* nobody to hold the open for */
+        r = css_otab_open(css->otab, cl->site, cl->id, fg, ino, write);
+        if (r < 0) {
+                css__reply_err(cl, reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", fg, ino,
+                          r == -ENOSPC ? "open table full" : strerror(-r));
+                return;
+        }
+        resp.site = e->site;
+        resp.host = s ? s->host : e->host;
+        resp.port = s ? s->port : e->port;
+        resp.value = css->boot;
+        if (attr) {
+                resp.version = attr->version;
+                resp.has_attr = true;
+                resp.attr = *attr;
+        }
+        css__reply(cl, reqid, &resp);
+}
+
 static void after_open(struct css_job *j)
 {
-        struct css *css = j->css;
         struct lp_fs_resp resp = { .status = j->status };
-        const struct css_site *s;
-        int r;
 
         if (j->status < 0) {
                 cm_log(j->transport_failed ? LOG_WARNING : LOG_DEBUG, "open <%u,%" PRIu64 "> for %s: %s",
@@ -611,26 +638,10 @@ static void after_open(struct css_job *j)
                 css__reply(j->cl, j->reqid, &resp);
                 return;
         }
-        css_sites_touch(css->sites, j->target.site, cm_now_us());
-        if (!j->cl->conn)
-                return;                 /* nobody to hold the open for */
+        css_sites_touch(j->css->sites, j->target.site, cm_now_us());
         if (j->use_local)
                 j->target = j->local;
-        s = css_sites_get(css->sites, j->target.site);
-        r = css_otab_open(css->otab, j->cl->site, j->cl->id, j->fg, j->ino, j->write);
-        if (r < 0) {
-                css__reply_err(j->cl, j->reqid, r, "<%u,%" PRIu64 ">: cannot record the open: %s", j->fg, j->ino,
-                          r == -ENOSPC ? "open table full" : strerror(-r));
-                return;
-        }
-        resp.site = j->target.site;
-        resp.host = s ? s->host : j->target.host;
-        resp.port = s ? s->port : j->target.port;
-        resp.version = j->attr.version;
-        resp.value = css->boot;
-        resp.has_attr = true;
-        resp.attr = j->attr;
-        css__reply(j->cl, j->reqid, &resp);
+        reply_open(j->cl, j->reqid, j->fg, j->ino, j->write, &j->target, &j->attr);
 }
 
 
@@ -846,6 +857,29 @@ static void op_mounttable(struct css_client *cl, uint64_t reqid)
         free(h);
 }
 
+/* Must an open ask storage sites (work_open): the primary's registration
+ * link is down (is it there at all?), or a read-only open may be served by
+ * the mount's own site's copy (work_open_local), or the primary is not the
+ * group's home (work_open_placed)?  Otherwise the primary serves it,
+ * whatever its copy holds. */
+static bool open_needs_copies(struct css *css, const struct css_client *cl, const struct css_mount *m,
+                              const struct css_site *s, const struct lp_fs_req *rq)
+{
+        if (!s->conn)
+                return true;
+        if ((rq->flags & O_ACCMODE) != O_RDONLY)
+                return false;
+        if (m->nholders && s->id != m->holders[0])
+                return true;
+        for (size_t i = 0; cl->site && cl->site != s->id && i < m->nholders; i++)
+                if (m->holders[i] == cl->site) {
+                        const struct css_site *ls = css_sites_get(css->sites, cl->site);
+
+                        return ls && ls->conn && ls->port;
+                }
+        return false;
+}
+
 static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
 {
         struct css *css = cl->css;
@@ -880,6 +914,16 @@ static void op_open(struct css_client *cl, uint64_t reqid, const struct lp_fs_re
         switch (m->policy) {
         case CSS_SYNC_SHARED:
                 break;              /* readers and writers share the file, on every site */
+        }
+        if (!open_needs_copies(css, cl, m, s, rq)) {
+                /* The primary serves it, and no copy is to be compared:
+                 * answered here, without asking the storage site (whose
+                 * OPEN, next, says whether the file is there). */
+                struct ep e;
+
+                css__ep_of(&e, s, rq->fg);
+                reply_open(cl, reqid, rq->fg, rq->ino, (rq->flags & O_ACCMODE) != O_RDONLY, &e, NULL);
+                return;
         }
         if (css->jobs >= CSS_MAX_JOBS || cl->jobs >= CSS_MAX_CLIENT_JOBS) {
                 cm_log(LOG_WARNING, "open <%u,%" PRIu64 "> for %s refused: %u request(s) of this client and %u "

@@ -3,13 +3,17 @@
  * sites, so that its next CSS_OPEN is answered "busy" (EAGAIN).
  *
  * usage: cssflood --port P --key FILE --count N [--until M] [--fg FG] [--ino INO]
+ *                 [--site S]
  *
  * Connects to 127.0.0.1:P only (these tests never leave the machine), as
- * many connections as the CSS's per-connection limit needs, and sends N
- * CSS_OPEN (read-only) of <FG, INO> (default <1, 1>) without waiting for
- * the answers.  With the storage site stopped (SIGSTOP), each stays a job
- * at the CSS until the site answers or the CSS's call times out (those
- * past the CSS's job limit are refused at once).  Then it asks CSS_STATUS
+ * many connections as the CSS's per-connection limit needs, naming site S
+ * (default 0) in the handshake, and sends N CSS_OPEN (read-only) of <FG,
+ * INO> (default <1, 1>) without waiting for the answers.  The CSS asks
+ * storage sites about such an open only when S holds a copy of FG other
+ * than the primary's (it compares the copies; else it answers from its
+ * table at once): with the primary's storage site stopped (SIGSTOP), each
+ * stays a job at the CSS until the site answers or the CSS's call times
+ * out (those past the CSS's job limit are refused at once).  Then it asks CSS_STATUS
  * until pending_requests >= M (default N), prints "pending M" and exits 0
  * (the jobs stay at the CSS after their connections closed).
  * Exit 1 on any failure (said on stderr), 2 on a usage error.
@@ -33,12 +37,13 @@
 #define IO_MS 5000
 
 static uint16_t g_port;
+static uint64_t g_site;                 /* the site the flood's connections name (--site) */
 static uint8_t g_key[LP_KEY_SIZE];
 
 static struct lp_client *connect_css(void)
 {
         struct lp_client *c = NULL;
-        int r = lp_client_connect("127.0.0.1", g_port, g_key, 0, IO_MS, &c);
+        int r = lp_client_connect("127.0.0.1", g_port, g_key, g_site, IO_MS, &c);
 
         if (r < 0) {
                 fprintf(stderr, "cssflood: connect to 127.0.0.1:%u: %s\n", g_port, strerror(-r));
@@ -98,9 +103,11 @@ int main(int argc, char **argv)
                         fg = atol(argv[++i]);
                 else if (!strcmp(argv[i], "--ino") && i + 1 < argc)
                         ino = strtoull(argv[++i], NULL, 10);
+                else if (!strcmp(argv[i], "--site") && i + 1 < argc)
+                        g_site = strtoull(argv[++i], NULL, 10);
                 else {
                         fprintf(stderr, "usage: cssflood --port P --key FILE --count N [--until M] [--fg FG] "
-                                "[--ino INO]\n");
+                                "[--ino INO] [--site S]\n");
                         return 2;
                 }
         }
