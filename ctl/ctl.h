@@ -75,6 +75,9 @@ struct ctl_state {
         bool exists;
         unsigned nsites;                /* >= 1 */
         unsigned site;                  /* the site this view is of, 1..nsites */
+        /* CTL_CSSD names this site's own locus-cssd (its membership
+         * service, docs/cluster.md "Membership"), not the CSS (site 1's) */
+        bool own_cssd;
         char addrs[CTL_MAX_SITES][CTL_ADDR_MAX];        /* site k's address: addrs[k - 1] */
         /* --config FILE: a site of a real cluster (site.conf), not a dev
          * cluster: requests to the CSS go to its [css] address with its key */
@@ -139,6 +142,8 @@ int ctl_state_from_config(const char *file, struct ctl_state *st);
 void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
 /* The address of site k of st ("127.0.0.1" for a one-site cluster). */
 const char *ctl_site_addr(const struct ctl_state *st, unsigned k);
+/* ctl_state_at, with CTL_CSSD naming site k's own locus-cssd. */
+void ctl_state_cssd_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
 /* Read STATE/sites into st (nsites, addrs); none: one site at 127.0.0.1.
  * -EBADMSG when the file is not a list of addresses. */
 int ctl_read_sites(struct ctl_state *st);

@@ -97,6 +97,12 @@ void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret)
         ret->site = k >= 1 && k <= st->nsites ? k : 1;
 }
 
+void ctl_state_cssd_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret)
+{
+        ctl_state_at(st, k, ret);
+        ret->own_cssd = true;
+}
+
 const char *ctl_site_addr(const struct ctl_state *st, unsigned k)
 {
         return st->addrs[k >= 1 && k <= st->nsites ? k - 1 : 0];
@@ -109,10 +115,11 @@ int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap)
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-/* The CSS of a cluster of several sites is site 1's (ctl.h). */
+/* The CSS of a cluster of several sites is site 1's (ctl.h); each site
+ * runs a locus-cssd of its own too (own_cssd). */
 static unsigned site_of(const struct ctl_state *st, enum ctl_prog_id p)
 {
-        return p == CTL_CSSD ? 1 : st->site;
+        return p == CTL_CSSD && !st->own_cssd ? 1 : st->site;
 }
 
 int ctl_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, char *buf, size_t cap)
