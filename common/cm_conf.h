@@ -13,7 +13,7 @@
  *   port = 7700                     ; where this site's locus-cssd listens
  *   lease_ms = 30000
  *   heartbeat_ms = 300              ; membership: heartbeats, suspicion, polls
- *   suspect_ms = 1000
+ *   suspect_ms = 1500
  *   poll_ms = 500
  *   [storage]
  *   data = /var/lib/locusfs/data

@@ -66,7 +66,7 @@
 
 #define CSS_MEMB_MAX 64u
 #define CSS_MEMB_HEARTBEAT_MS 300u      /* a heartbeat to every peer this often */
-#define CSS_MEMB_SUSPECT_MS 1000u       /* silent this long: suspected */
+#define CSS_MEMB_SUSPECT_MS 1500u       /* silent this long: suspected */
 #define CSS_MEMB_POLL_MS 500u           /* a poll (or a probe) waits this long */
 
 struct css_memb_cfg {
