@@ -218,17 +218,16 @@ int ctl_cmd_status(int argc, char **argv)
         }
         if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, mp, sizeof(mp)) > 0)
                 mounted = ctl_is_mounted(mp);
-        /* Every site's programs (one locus-cssd: site 1's); a site's mount is DIR/s<k>. */
+        /* Every site's programs (site 1's locus-cssd is the CSS; the others'
+         * run the membership service); a site's mount is DIR/s<k>. */
         for (unsigned k = 1; k <= st.nsites; k++) {
                 struct ctl_state at;
 
-                ctl_state_at(&st, k, &at);
+                ctl_state_cssd_at(&st, k, &at);
                 for (int p = 0; p < CTL_NPROGS; p++) {
                         struct prog_state *x = &sps[k][p];
 
                         memset(x, 0, sizeof(*x));
-                        if (p == CTL_CSSD && k > 1)
-                                continue;
                         x->has_pid = ctl_read_pid(&at, (enum ctl_prog_id)p, &x->pid) == 0;
                         x->alive = x->has_pid && ctl_alive(x->pid, ctl_progs[p].bin);
                         x->has_port = p != CTL_MOUNT && ctl_read_port(&at, (enum ctl_prog_id)p, &x->port) == 0;
@@ -296,8 +295,6 @@ int ctl_cmd_status(int argc, char **argv)
                 for (unsigned k = 1; k <= st.nsites; k++)
                 for (int p = 0; p < CTL_NPROGS; p++) {
                         ps = sps[k];
-                        if (p == CTL_CSSD && k > 1)
-                                continue;
                         css_jw_obj_begin(&w);
                         css_jw_key(&w, "site");
                         css_jw_u64(&w, k);
@@ -381,8 +378,6 @@ int ctl_cmd_status(int argc, char **argv)
                         char pid[16] = "-", addr[PATH_MAX + 64] = "-";
 
                         ps = sps[k];
-                        if (p == CTL_CSSD && k > 1)
-                                continue;
                         if (ps[p].has_pid)
                                 snprintf(pid, sizeof(pid), "%d", (int)ps[p].pid);
                         if (p == CTL_MOUNT && st.nsites > 1)

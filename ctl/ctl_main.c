@@ -52,7 +52,7 @@ static void usage(FILE *f)
                 "  site init --addr ADDR [--dir DIR] [--css-port P] [--storage-port P]\n"
                 "                                                          a new cluster: key, site.conf of\n"
                 "                                                          site 1, the root file group\n"
-                "  site join CSS-HOST:PORT --key FILE --addr ADDR [--dir DIR] [--id N] [--storage-port P]\n"
+                "  site join CSS-HOST:PORT --key FILE --addr ADDR [--dir DIR] [--id N] [--css-port P] [--storage-port P]\n"
                 "                                                          another site of that cluster\n"
                 "fg list, fg create and sites take --config FILE (a site.conf) instead of --state for a\n"
                 "cluster made with site init.\n"
