@@ -309,7 +309,10 @@ static void maybe_propose(struct css_memb *m, uint64_t now)
         for (unsigned k = 0; k < part.n && !differs; k++) {
                 const struct css_memb_peer *p = part.v[k] == m->self ? NULL : find(m, part.v[k]);
 
-                if (p && (p->view.epoch != m->epoch || !css_memb_set_eq(&p->view.members, &m->members)))
+                /* a view from before it heard of our epoch (an answer that
+                 * crossed our proposal) says nothing about it yet */
+                if (p && p->view.max_epoch >= m->epoch &&
+                    (p->view.epoch != m->epoch || !css_memb_set_eq(&p->view.members, &m->members)))
                         differs = true;
         }
         if (!differs)

@@ -36,7 +36,8 @@
  *       has told its view.  The partition it proposes is itself and, in id
  *       order, each peer that follows it and reaches (by the views) every
  *       site chosen before: with a clean cut, its whole reach.  It proposes
- *       when that partition differs from its members, or a member's view
+ *       when that partition differs from its members, or the view of a
+ *       member that has heard of our epoch (its max_epoch is not below it)
  *       has another epoch or members: {max_epoch + 1, partition},
  *       installed at once.  A member accepts (css_memb_proposal) when the
  *       epoch is above its max_epoch, it is a member, the proposer is the

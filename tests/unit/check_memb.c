@@ -9,7 +9,8 @@
  * still reaches is polled a second time before it is confirmed down;
  * flapping faster than the suspicion changes nothing, slower flapping only
  * ever raises the epoch; epochs persisted across a restart only grow; the
- * acceptance rules of a proposal.
+ * acceptance rules of a proposal; an answer that crossed a proposal does
+ * not make the leader propose again.
  */
 #include <check.h>
 #include <errno.h>
@@ -396,6 +397,43 @@ START_TEST(t_flap)
 }
 END_TEST
 
+START_TEST(t_crossed_answer)
+{
+        struct css_memb_view stale;
+        uint64_t e, props;
+
+        sim_init(3);
+        run(2000);
+        agreed(ALL, 3);
+        cut(A12, 2, A3, 1, true);
+        run(4000);
+        agreed(A12, 2);
+        agreed(A3, 1);
+        cut(A12, 2, A3, 1, false);
+        props = S.m[1].proposals;
+        /* until site 1 proposes the merge */
+        do
+                run(10);
+        while (S.m[1].proposals == props && S.now < 60000000);
+        ck_assert_uint_eq(S.m[1].proposals, props + 1);
+        /* the view of site 3 it decided on: what an answer sent before
+         * site 3 had the proposal says */
+        stale = css_memb_peer(&S.m[1], 3)->view;
+        e = S.m[1].epoch;
+        /* an answer of site 3 sent before it had the proposal arrives
+         * late, just before site 1 may propose again */
+        while (S.now + 10000 < S.m[1].proposed_us + 2 * cfg.heartbeat_ms * 1000ull)
+                run(10);
+        S.now = S.m[1].proposed_us + 2 * cfg.heartbeat_ms * 1000ull;
+        css_memb_heard(&S.m[1], 3, &stale, S.now);
+        css_memb_tick(&S.m[1], S.now);
+        ck_assert_uint_eq(S.m[1].proposals, props + 1);
+        run(3000);
+        ck_assert_uint_eq(agreed(ALL, 3), e);
+        ck_assert_uint_eq(S.m[1].proposals, props + 1);        /* not proposed again */
+}
+END_TEST
+
 START_TEST(t_not_transitive)
 {
         uint64_t e13, e2;
@@ -483,6 +521,7 @@ static Suite *suite(void)
         tcase_add_test(tc, t_partition_heal);
         tcase_add_test(tc, t_indirect);
         tcase_add_test(tc, t_flap);
+        tcase_add_test(tc, t_crossed_answer);
         tcase_add_test(tc, t_not_transitive);
         tcase_add_test(tc, t_kill_restart);
         tcase_add_test(tc, t_proposal_rules);
