@@ -25,8 +25,11 @@ nft list tables >/dev/null 2>&1 || skip "nftables is not usable here (no CAP_NET
 # view K: site K's membership view (JSON), asked from site K's address.
 view() { "$LOCUSCTL" sites --site "$1" --json --state "$STATE" 2>/dev/null; }
 # epoch_of JSON / members_of JSON: the view's epoch and members ("1,2,3").
-epoch_of() { local e; e=$(grep -o '"epoch":[0-9]*' <<<"$1" | head -n 1); echo "${e#*:}"; }
-members_of() { local m; m=$(grep -o '"members":\[[0-9,]*\]' <<<"$1" | head -n 1); m=${m#*[}; echo "${m%]}"; }
+# (bash's first match: the view's own keys come before its sites')
+epoch_of() { [[ $1 =~ \"epoch\":([0-9]+) ]] && echo "${BASH_REMATCH[1]}"; }
+members_of() { [[ $1 =~ \"members\":\[([0-9,]*)\] ]] && echo "${BASH_REMATCH[1]}"; }
+# num_of JSON KEY: the first number of KEY
+num_of() { [[ $1 =~ \"$2\":([0-9]+) ]] && echo "${BASH_REMATCH[1]}"; }
 # agree MEMBERS K...: sites K... see the same epoch with these members;
 # the epoch goes to $AGREED.
 agree() {
@@ -74,8 +77,8 @@ run "$LOCUSCTL" dev heal "$MNT" --state "$STATE"
 cut_ms=$(( $(now_ms) - t ))
 # wait past a suspicion and a poll (suspect_ms + poll_ms, from the view)
 v=$(view 1)
-sus=$(grep -o '"suspect_ms":[0-9]*' <<<"$v" | cut -d: -f2)
-poll=$(grep -o '"poll_ms":[0-9]*' <<<"$v" | cut -d: -f2)
+sus=$(num_of "$v" suspect_ms) || sus=
+poll=$(num_of "$v" poll_ms) || poll=
 [ -n "$sus" ] && [ -n "$poll" ] || fail "the view has no suspect_ms/poll_ms: $v"
 [ "$cut_ms" -lt "$sus" ] || log "note: the cut took ${cut_ms} ms (busy machine), not less than ${sus} ms"
 sleep "$(awk -v s="$sus" -v p="$poll" 'BEGIN { printf "%.2f", (s + 2 * p) / 1000 }')"
@@ -123,7 +126,7 @@ wait_agree 30 1,3 1 3
 E13=$(agreed)
 log "measured: sites 1,3 in epoch $E13 $(secs_since "$t") s after kill -9 of site 2's cssd"
 [ "$E13" -gt "$E" ] || fail "epoch $E13 after the kill is not above $E"
-max2=$(grep -o '"max_epoch":[0-9]*' "$STATE/site2/css/members.json" | cut -d: -f2)
+max2=$(num_of "$(cat "$STATE/site2/css/members.json")" max_epoch) || max2=
 [ -n "$max2" ] && [ "$max2" -ge "$E" ] || fail "site 2 did not persist its epoch $E: $(cat "$STATE/site2/css/members.json")"
 
 # ---- 6. restart: back to {1,2,3}, epochs only grew ---------------------------------------
