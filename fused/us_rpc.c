@@ -597,6 +597,21 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                         last = r;
                         continue;
                 }
+                if (r == -EREMCHG) {
+                        /* "Not the primary" (storage/ss_srv_int.h [S9]): the
+                         * site refused before doing anything, whatever the
+                         * resend mode; the next attempt's resolve asks the
+                         * CSS for the mount table (docs/replication.md).
+                         * Without a resolve (a site the CSS named) the same
+                         * site is asked again: its own table is behind the
+                         * CSS's for a moment. */
+                        STAT(rpc, moved);
+                        cm_log(LOG_INFO, "%s site %llu (%s:%u): %s: not the primary any more: asking "
+                               "the CSS for the mount table", t->what ? t->what : "peer",
+                               (unsigned long long)addr.site, addr.host, addr.port, lp_fs_op_name(req->op));
+                        last = r;
+                        continue;
+                }
                 if (r == -EAGAIN && t->busy_retry) {
                         /* "Busy": the CSS has too many requests waiting for
                          * storage sites and refused this one before doing

@@ -113,7 +113,9 @@ struct us_target {
                        struct us_site *addr);
         void *resolve_arg;
         uint32_t resolve_key;
-        /* -EAGAIN answers mean "busy, nothing done": ask again (the CSS). */
+        /* -EAGAIN answers mean "busy, nothing done": ask again (the CSS).
+         * -EREMCHG answers ("not the primary", nothing done) are always
+         * asked again (through resolve when there is one). */
         bool busy_retry;
 };
 
@@ -142,6 +144,7 @@ void us_rpc_close_thread(struct us_rpc *rpc);
 struct us_rpc_stats {
         uint64_t calls, connects, connect_failures, resends, timeouts;
         uint64_t busy;                  /* "busy" answers asked again */
+        uint64_t moved;                 /* "not the primary" answers asked again elsewhere */
 };
 void us_rpc_stats(struct us_rpc *rpc, struct us_rpc_stats *ret);
 

@@ -40,6 +40,7 @@ SAME(TOO_MANY_OPEN, TOO_MANY_OPEN);
 SAME(BAD_HANDLE, BAD_HANDLE);
 SAME(NO_DEVICE, NO_DEVICE);
 SAME(ARG_TOO_BIG, ARG_TOO_BIG);
+SAME(NOT_PRIMARY, NOT_PRIMARY);
 #undef SAME
 
 /* The one-to-one part of the mapping: status <-> errno. */
@@ -78,6 +79,7 @@ static const struct {
         [LP_STATUS_BAD_HANDLE] = { "BAD_HANDLE", EBADF },
         [LP_STATUS_NO_DEVICE] = { "NO_DEVICE", ENODEV },
         [LP_STATUS_ARG_TOO_BIG] = { "ARG_TOO_BIG", E2BIG },
+        [LP_STATUS_NOT_PRIMARY] = { "NOT_PRIMARY", EREMCHG },
 };
 
 /* Further errno values that map onto a status one way only. */

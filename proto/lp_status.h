@@ -61,6 +61,7 @@ enum lp_status {
         LP_STATUS_BAD_HANDLE = 28,
         LP_STATUS_NO_DEVICE = 29,
         LP_STATUS_ARG_TOO_BIG = 30,
+        LP_STATUS_NOT_PRIMARY = 31,     /* a change sent to a secondary copy; nothing done */
         LP_STATUS_COUNT_         /* number of codes; not a code */
 };
 

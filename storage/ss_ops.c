@@ -8,6 +8,7 @@
 #include "ss_pull.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,32 @@ static op_fn op_table(uint32_t op)
 bool ss_op_is_file_op(uint32_t op)
 {
         return op_table(op) != NULL;
+}
+
+bool ss_op_is_mutation(const struct lp_fs_req *q)
+{
+        switch (q->op) {
+        case LP_FS_SETATTR:
+        case LP_FS_MKDIR:
+        case LP_FS_MKNOD:
+        case LP_FS_CREATE:
+        case LP_FS_UNLINK:
+        case LP_FS_RMDIR:
+        case LP_FS_RENAME:
+        case LP_FS_LINK:
+        case LP_FS_SYMLINK:
+        case LP_FS_SETXATTR:
+        case LP_FS_REMOVEXATTR:
+        case LP_FS_WRITE:
+        case LP_FS_COMMIT:
+        case LP_FS_FALLOCATE:
+        case LP_FS_COPY_RANGE:
+                return true;
+        case LP_FS_OPEN:
+                return (q->flags & O_ACCMODE) != O_RDONLY || (q->flags & O_TRUNC);
+        default:
+                return false;
+        }
 }
 
 int ss_op_run(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a)

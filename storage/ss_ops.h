@@ -105,4 +105,9 @@ void ss_opctx_release(struct ss_opctx *x);
 /* Is op one of ours (a file operation on a container)? */
 bool ss_op_is_file_op(uint32_t op);
 
+/* Does q change a container (a name, an inode, an xattr, data, or opens a
+ * write session)?  Only a group's primary takes those from mounts
+ * (ss_srv_int.h [S9]); SS_INSTALL, the replicator's, is not one of them. */
+bool ss_op_is_mutation(const struct lp_fs_req *q);
+
 #endif

@@ -85,6 +85,7 @@ struct ss_pull {
                 uint32_t fg;
                 size_t n;
                 uint64_t *sites;        /* ascending, sites being added left out */
+                uint64_t primary;       /* the table's primary (0: none registered) */
         } *hl;                          /* the holders of the groups held here (copies policies) */
         size_t nhl;
         bool css_failing;
@@ -509,8 +510,11 @@ static int sync_local(struct ss_pull *p, struct conns *cx, uint32_t fg, char *ms
 }
 
 /* 1 if there was something to do, 0 if not, or an error (msg says why).
- * Asks the peer to wait up to wait_ms for a change [P6]. */
-static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wait_ms, char *msg, size_t cap)
+ * Asks the peer to wait up to wait_ms for a change [P6].  *ret_gather:
+ * the pass pulled changes, reached the end of the peer's stream, and the
+ * group's fsync does not wait for this copy [P10]. */
+static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wait_ms, bool *ret_gather,
+                char *msg, size_t cap)
 {
         uint32_t fg = l->fg;
         struct lp_fs_req q = { .op = LP_FS_SS_CHANGES, .fg = fg, .length = SS_PULL_CHANGES, .size = wait_ms };
@@ -617,6 +621,7 @@ static int pass(struct ss_pull *p, struct link *l, struct conns *cx, uint32_t wa
         lp_fs_resp_release(&a);
         if (r < 0)
                 return r;
+        *ret_gather = n > 0 && eof && copies <= 1;
         return n > 0 || !eof;
 }
 
@@ -638,6 +643,7 @@ static void *link_main(void *arg)
         struct conns cx = { 0 };
         uint32_t backoff = 0;
         uint32_t wait_ms = p->o.wait_ms < p->o.timeout_ms / 2 ? p->o.wait_ms : p->o.timeout_ms / 2;
+        bool gather = false;
         char msg[256];
 
         while (!stopping(p)) {
@@ -672,7 +678,8 @@ static void *link_main(void *arg)
                 else {
                         uint64_t t0 = cm_now_us();
 
-                        r = pass(p, l, &cx, wait_ms, msg, sizeof(msg));
+                        gather = false;
+                        r = pass(p, l, &cx, wait_ms, &gather, msg, sizeof(msg));
                         /* An empty answer that did not wait (a peer that
                          * cannot park it): do not spin. */
                         if (r == 0 && cm_now_us() - t0 < (uint64_t)wait_ms * 100u)
@@ -701,7 +708,10 @@ static void *link_main(void *arg)
                 }
                 backoff = 0;
                 /* No pause: an idle pass waited at the peer (SS_CHANGES with
-                 * a wait) and returns at its next commit. */
+                 * a wait) and returns at its next commit.  But after one that
+                 * pulled the last changes, let the next ones gather [P10]. */
+                if (gather && p->o.gather_ms)
+                        pause_ms(p, p->o.gather_ms);
         }
         /* [P2] keep what the last passes reached (not after a forget_fg:
          * the folder is a new container's) */
@@ -759,7 +769,7 @@ static void keep_holders(struct ss_pull *p, const struct lp_fs_mount *m)
                 if (!m->holders[j].adding)
                         s[n++] = m->holders[j].site;
         qsort(s, n, sizeof(*s), cmp_site);
-        p->hl[p->nhl++] = (struct hl){ m->fg, n, s };
+        p->hl[p->nhl++] = (struct hl){ m->fg, n, s, m->site };
 }
 
 /* Take the mount table in (caller holds mu); new links are returned to
@@ -1217,6 +1227,10 @@ int ss_pull_start(const struct ss_pull_opts *o, struct ss_pull **ret)
                 p->o.refresh_ms = 1000;
         if (!p->o.poll_ms)
                 p->o.poll_ms = 50;
+        if (!p->o.gather_ms)
+                p->o.gather_ms = SS_PULL_GATHER_MS;
+        else if (p->o.gather_ms == UINT32_MAX)
+                p->o.gather_ms = 0;
         if (!p->o.wait_ms)
                 p->o.wait_ms = 500;
         if (!p->o.timeout_ms)
@@ -1326,6 +1340,23 @@ unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg)
                         n = p->sc[i].copies;
         pthread_mutex_unlock(&p->mu);
         return n;
+}
+
+int ss_pull_primary(struct ss_pull *p, uint32_t fg, uint64_t *ret_site)
+{
+        int r = -ENOENT;
+
+        if (!p)
+                return -ENOENT;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->nhl; i++)
+                if (p->hl[i].fg == fg) {
+                        *ret_site = p->hl[i].primary;
+                        r = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&p->mu);
+        return r;
 }
 
 size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap)

@@ -80,6 +80,16 @@
  *      connections, so one group's parked SS_CHANGES never delays
  *      another's changes; a change reaches the worker as soon as the peer
  *      commits it.
+ * [P10] Gathering: a pass pulls a changed directory whole (its state),
+ *      so a stream of creates in one directory, pulled one commit per
+ *      pass, cost each secondary a fetch and a compare of the whole
+ *      directory per create (quadratic; profiled: the secondaries spent
+ *      as much CPU as the primary).  After a pass that pulled changes and
+ *      reached the end of the peer's stream, the worker waits gather_ms
+ *      before it asks again, so that the next pass finds the commits made
+ *      meanwhile and pulls such a directory once for all of them.  Not
+ *      when the group's sync_copies is over 1 (an fsync waits for the
+ *      pull), nor while a backlog is read (the stream did not end).
  *
  * Status (ss_pull_status_json, part of SS_STATUS): per <fg, peer>: the
  * watermark, the peer's last seq we know of, files pulled, the last error.
@@ -100,6 +110,7 @@
 #define SS_PULL_RETRIES 3
 #define SS_PULL_CHANGES 512u            /* changes asked for at once */
 #define SS_PULL_WM_SAVE_MS 1000u        /* a link's watermark file is written at most this often [P2] */
+#define SS_PULL_GATHER_MS 25u           /* [P10] */
 #define SS_PULL_CATCHUP_MS 60000u       /* [P4] */
 #define SS_PULL_REPAIRS 64u             /* [P9] files queued or failed at once */
 #define SS_PULL_REPAIR_RETRY_MS 10000u  /* [P9] */
@@ -117,6 +128,7 @@ struct ss_pull_opts {
         uint32_t poll_ms;               /* pause after an empty answer that did not wait; 0 = 50 */
         uint32_t wait_ms;               /* SS_CHANGES wait [P6]; 0 = 500; at most timeout_ms / 2 */
         uint32_t timeout_ms;            /* per call; 0 = 10000 */
+        uint32_t gather_ms;             /* [P10]; 0 = SS_PULL_GATHER_MS, UINT32_MAX = none */
         void (*on_current)(void *ctx);  /* [P4]; may be NULL */
         void *ctx;
 };
@@ -164,6 +176,10 @@ unsigned ss_pull_sync_copies(struct ss_pull *p, uint32_t fg);
  * added left out), ascending, at most cap into out; returns how many (0
  * if fg is not known, or p is NULL).  Any thread. */
 size_t ss_pull_holders(struct ss_pull *p, uint32_t fg, uint64_t *out, size_t cap);
+/* The primary the last mount table names for fg, a group held here (0:
+ * none registered); -ENOENT before the first table, or fg not in it, or p
+ * NULL.  Any thread. */
+int ss_pull_primary(struct ss_pull *p, uint32_t fg, uint64_t *ret_site);
 /* A JSON array, one object per <fg, peer>. */
 void ss_pull_status_json(struct ss_pull *p, FILE *m);
 

@@ -273,6 +273,24 @@ static struct ss_fg *ready_fg(struct ss_srv *s, struct ss_conn *c, uint64_t reqi
         return f;
 }
 
+/* [S9]: refuse (answered, true) a mutation of a group another site is the
+ * primary of. */
+static bool not_primary(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, const struct lp_fs_req *q)
+{
+        uint64_t primary;
+        char why[160];
+
+        if (!ss_op_is_mutation(q) || ss_pull_primary(s->pull, q->fg, &primary) < 0 || !primary ||
+            primary == s->o.site)
+                return false;
+        snprintf(why, sizeof(why), "site %llu is the primary of file group %u, not this site: ask the CSS for "
+                 "the mount table", (unsigned long long)primary, q->fg);
+        cm_log(LOG_INFO, "fg %u: %s <%llu> refused: %s", q->fg, lp_fs_op_name(q->op),
+               (unsigned long long)q->ino, why);
+        ss__srv_send_status(c, reqid, -EREMCHG, why);
+        return true;
+}
+
 /* Handle one decoded request; takes over q. */
 void ss__srv_handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, struct lp_fs_req *q)
 {
@@ -321,7 +339,7 @@ void ss__srv_handle_req(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, str
                 f = ready_fg(s, c, reqid, q);
                 if (f == FG_PARKED)
                         return;
-                if (!f)
+                if (!f || not_primary(s, c, reqid, q))
                         break;
                 if (q->op == LP_FS_SS_CHANGES && ss__srv_changes_follow(f, c, reqid, q))
                         return;

@@ -66,6 +66,14 @@
  *       or, after
  *       SS_SYNC_COPIES_WAIT_MS, with EIO (docs/replication.md,
  *       "sync_copies").
+ *  [S9] Only the primary changes a file group (docs/replication.md, "Not
+ *       the primary"): a mutation (ss_op_is_mutation) of a group whose
+ *       last mount table (ss_pull_primary) names another site as its
+ *       primary is refused with -EREMCHG before anything is done, so a
+ *       mount with a stale table (a failover it has not heard of yet)
+ *       asks the CSS again instead of making this copy diverge.  Before
+ *       the first table, or with no registered primary, or without a
+ *       CSS (no replicator), mutations are taken as before.
  */
 #ifndef SS_SRV_INT_H
 #define SS_SRV_INT_H

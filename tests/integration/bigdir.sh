@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
 # bigdir.sh -- a directory whose replicated state is over one message
-# (4 MiB: here 60,000 entries of 60-byte names) converges on the other
+# (4 MiB: here 22,000 entries of 230-byte names) converges on the other
 # copy (issue #8 follow-up, docs/replication.md "Big directories"): its
 # state travels in pieces, staged at the puller and installed as one
 # commit.  Two sites, real daemons, real mounts.
-#  1. 60,000 empty files created in one directory through site 1's mount
+#  1. 22,000 empty files created in one directory through site 1's mount
 #     (site 1 is the primary); `locusctl sync` returns "in sync".
 #  2. `locusctl copies /big` finds the directory's two copies the same
 #     (vector), and `locusctl copies --tree /big` walks each holder's own
-#     copy: the same 60,000 entries, each file the same.
+#     copy: the same 22,000 entries, each file the same.
 #  3. Site 1's storage daemon is killed: site 2 serves the group, and a
-#     listing through site 2's mount shows the 60,000 names site 1 made.
+#     listing through site 2's mount shows the 22,000 names site 1 made.
 # Before the fix, site 2 logs EFBIG ("over the 4194304 a message
 # carries") at every pass and `locusctl sync` times out.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init bigdir
 
-N=${BIGDIR_N:-60000}
+N=${BIGDIR_N:-22000}
 S1=$MNT/s1 S2=$MNT/s2
 sites_up 2
 
 mkdir "$S1/big" || fail "mkdir through site 1's mount"
-seq -f "a-file-name-long-enough-that-sixty-thousand-pass-4-MiB-%06g" 1 "$N" >"$WORK/names"
+# Long names make the directory pass one message with fewer creates.
+long=$(printf 'name-%.0s' $(seq 44))
+seq -f "$long%06g" 1 "$N" >"$WORK/names"
+bytes=$(wc -c <"$WORK/names")
+[ "$bytes" -gt $((4 << 20)) ] || fail "the names take $bytes bytes: not over one message (4 MiB)"
 t0=$(now_ms)
 # One create each (touch would add a setattr per file).
 python3 -c 'import os, sys

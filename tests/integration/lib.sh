@@ -385,14 +385,14 @@ count_lines() {
 }
 
 # wrap_daemons "PROG..." ARGS...: from now on `locusctl dev up` starts each
-# PROG (storage/locus-storaged, css/locus-cssd) with ARGS appended, the
-# others as they are: wrappers and links in $WORK/bin, found through
-# LOCUS_BIN_DIR.
+# PROG (storage/locus-storaged, css/locus-cssd, fused/locusfs-mount) with
+# ARGS appended, the others as they are: wrappers and links in $WORK/bin,
+# found through LOCUS_BIN_DIR.
 wrap_daemons() {
     local bin=$WORK/bin progs=$1 p
     shift
     mkdir -p "$bin" || fail "mkdir $bin"
-    for p in storage/locus-storaged css/locus-cssd; do
+    for p in storage/locus-storaged css/locus-cssd fused/locusfs-mount; do
         rm -f "$bin/${p#*/}"
         case " $progs " in
             *" $p "*)
@@ -402,7 +402,6 @@ wrap_daemons() {
             *) ln -sf "$MESON_BUILD_ROOT/$p" "$bin/${p#*/}" || fail "ln in $bin" ;;
         esac
     done
-    ln -sf "$MESON_BUILD_ROOT/fused/locusfs-mount" "$bin/locusfs-mount" || fail "ln in $bin"
     export LOCUS_BIN_DIR=$bin
 }
 

@@ -191,4 +191,24 @@ if grep -h "changed concurrently" "$STATE"/site*/log/storaged.log >&2; then
     fail "copies were changed concurrently (a conflict) during the failover"
 fi
 
+# ---- 6. only the primary takes changes ------------------------------------------
+# Site 1 came back as a secondary (site 2 kept the role).  A mount whose
+# mount table still named site 1 would send it its changes: site 1 must
+# refuse them before doing anything ("not the primary", EREMCHG, storage/
+# ss_srv_int.h [S9]) so that the mount asks the CSS again, instead of
+# committing a change the primary does not have (a conflict).
+find_helper FSREQ fsreq
+ans=$("$FSREQ" "127.0.0.1:$(site_port 1 storaged)" "$STATE/cluster.key" mkdir 1 1 stale6) ||
+    fail "no answer from site 1's storaged"
+eremchg=$(python3 -c 'import errno; print(errno.EREMCHG)')
+case "$ans" in "status -$eremchg "*"site 2 is the primary"*) ;;
+    *) fail "site 1, not the primary, answered a mkdir with: $ans" ;; esac
+ans=$("$FSREQ" "127.0.0.2:$(site_port 2 storaged)" "$STATE/cluster.key" mkdir 1 1 stale6) ||
+    fail "no answer from site 2's storaged"
+[ "$ans" = "status 0" ] || fail "site 2, the primary, answered a mkdir with: $ans"
+in_sync
+[ -d "$MNT/s1/stale6" ] || fail "the directory made at the primary is not seen through site 1's mount"
+ans=$("$FSREQ" "127.0.0.2:$(site_port 2 storaged)" "$STATE/cluster.key" rmdir 1 1 stale6)
+[ "$ans" = "status 0" ] || fail "site 2 answered an rmdir with: $ans"
+
 pass

@@ -2177,6 +2177,7 @@ START_TEST(test_e2e_orphan_of_create)
         CHECK(t);
         snprintf(t->state, sizeof(t->state), "%s", sdir);
         memcpy(t->key, key, LP_KEY_SIZE);
+        t->lease_ms = 3000;             /* the reclaim window is then its minimum */
         pthread_mutex_init(&t->mu, NULL);
         pthread_cond_init(&t->cv, NULL);
         CHECK(pthread_create(&t->thr, NULL, loop_main, t) == 0);

@@ -385,7 +385,7 @@ START_TEST(t_status_errno_mapping)
                 { EMLINK, LP_STATUS_TOO_MANY_LINKS }, { ENXIO, LP_STATUS_NO_SUCH_OFFSET },
                 { EBUSY, LP_STATUS_BUSY }, { ENFILE, LP_STATUS_TOO_MANY_OPEN },
                 { EBADF, LP_STATUS_BAD_HANDLE }, { ENODEV, LP_STATUS_NO_DEVICE },
-                { E2BIG, LP_STATUS_ARG_TOO_BIG },
+                { E2BIG, LP_STATUS_ARG_TOO_BIG }, { EREMCHG, LP_STATUS_NOT_PRIMARY },
         };
         size_t n = sizeof(one_to_one) / sizeof(one_to_one[0]);
 
