@@ -83,6 +83,18 @@ static int on_value(void *user, const char *section, const char *name, const cha
                         want = "100..3600000";
                         r = num(value, 100, 3600000, &v);
                         c->css_lease_ms = (uint32_t)v;
+                } else if (!strcmp(name, "heartbeat_ms")) {
+                        want = "10..60000";
+                        r = num(value, 10, 60000, &v);
+                        c->css_heartbeat_ms = (uint32_t)v;
+                } else if (!strcmp(name, "suspect_ms")) {
+                        want = "30..600000";
+                        r = num(value, 30, 600000, &v);
+                        c->css_suspect_ms = (uint32_t)v;
+                } else if (!strcmp(name, "poll_ms")) {
+                        want = "10..60000";
+                        r = num(value, 10, 60000, &v);
+                        c->css_poll_ms = (uint32_t)v;
                 }
         } else if (!strcmp(section, "storage")) {
                 if (!strcmp(name, "data")) {

@@ -12,6 +12,9 @@
  *   state = /var/lib/locusfs/css    ; locus-cssd's state directory
  *   port = 7700                     ; where this site's locus-cssd listens
  *   lease_ms = 30000
+ *   heartbeat_ms = 300              ; membership: heartbeats, suspicion, polls
+ *   suspect_ms = 1500
+ *   poll_ms = 500
  *   [storage]
  *   data = /var/lib/locusfs/data
  *   port = 7701
@@ -47,6 +50,9 @@ struct cm_conf {
         char css_state[PATH_MAX];
         uint16_t css_listen_port;               /* [css] port; 0: any */
         uint32_t css_lease_ms;                  /* 0: not set */
+        uint32_t css_heartbeat_ms;              /* [css] membership (docs/cluster.md); 0: not set */
+        uint32_t css_suspect_ms;
+        uint32_t css_poll_ms;
         char data[PATH_MAX];
         uint16_t storage_port;                  /* [storage] port; 0: any */
         uint32_t storage_lease_ms;

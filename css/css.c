@@ -40,6 +40,7 @@
 #include "css_int.h"
 #include "css_json.h"
 #include "css_lease.h"
+#include "css_membd.h"
 #include "css_mtab.h"
 #include "css_otab.h"
 #include "css_site.h"
@@ -1157,6 +1158,26 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         free(text);
 }
 
+/* The membership operations, served by css_membd.c (docs/cluster.md, "Membership"). */
+static void op_members(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq)
+{
+        struct lp_fs_resp resp = { .status = 0 };
+        char *text = NULL;
+
+        if (!cl->css->membd) {
+                css__reply_err(cl, reqid, -EOPNOTSUPP, "this CSS runs no membership service");
+                return;
+        }
+        css_membd_serve(cl->css->membd, cl->site, rq, &resp, &text);
+        css__reply(cl, reqid, &resp);
+        free(text);
+}
+
+void css_set_membd(struct css *css, struct css_membd *d)
+{
+        css->membd = d;
+}
+
 /* ---- connections --------------------------------------------------------------- */
 
 static void on_connect(struct lp_conn *conn, uint64_t peer_site)
@@ -1297,6 +1318,12 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
                 break;
         case LP_FS_CSS_FG_SET:
                 op_fg_set(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_HEARTBEAT:
+        case LP_FS_CSS_PROBE:
+        case LP_FS_CSS_EPOCH:
+        case LP_FS_CSS_MEMBERS:
+                op_members(cl, reqid, &rq);
                 break;
         default:
                 css__reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",

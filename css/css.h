@@ -108,6 +108,10 @@ int css_new(uv_loop_t *loop, const struct css_config *cfg, struct css **ret, cha
 /* Listen on host (numeric) and port (0: any); *ret_port gets the port. */
 int css_listen(struct css *c, const char *host, uint16_t port, uint16_t *ret_port);
 void css_close(struct css *c);
+/* Serve the membership operations (LP_FS_CSS_HEARTBEAT .. CSS_MEMBERS,
+ * css_membd.h) with d, owned by the caller (NULL: answered -EOPNOTSUPP). */
+struct css_membd;
+void css_set_membd(struct css *c, struct css_membd *d);
 
 /*
  * Helpers, exposed for the tests.

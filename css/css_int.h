@@ -158,6 +158,7 @@ struct css {
          * kept while it stays connected (css__primary). */
         uint64_t *prim;
         size_t nprim;
+        struct css_membd *membd;        /* the membership service (css_set_membd), or NULL */
 };
 
 /*

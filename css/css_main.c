@@ -2,7 +2,8 @@
  * css_main.c -- locus-cssd, the current synchronization site daemon: the
  * command line (docs/cluster.md), the state directory and its lock, the
  * pid and port files, readiness, and signals around one libuv loop running
- * the CSS (css.h).
+ * the CSS (css.h) and the membership service (css_membd.h: heartbeats with
+ * the cssds of the other sites, epochs).
  *
  * Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (the log
  * says why), 2 for a bad command line.
@@ -25,6 +26,7 @@
 #include "cm.h"
 #include "cm_conf.h"
 #include "css.h"
+#include "css_membd.h"
 #include "lp_conn.h"
 #include "lp_key.h"
 
@@ -42,6 +44,9 @@ struct opts {
         int log_level;
         bool syslog;
         uint32_t lease_ms;
+        const char *seed;               /* HOST:PORT of a cssd to reach first */
+        char seed_buf[CM_CONF_HOST_MAX + 16];
+        struct css_memb_cfg memb;
 };
 
 /* Threads for calls to storage sites (libuv's threadpool; libuv's default
@@ -50,6 +55,7 @@ struct opts {
 #define CSS_THREADS "16"
 
 static struct css *the_css;
+static struct css_membd *the_membd;
 static uv_signal_t sig_term, sig_int;
 
 static void usage(FILE *f)
@@ -57,7 +63,8 @@ static void usage(FILE *f)
         fprintf(f,
                 "usage: locus-cssd [--config FILE] --state DIR --key FILE --site N [--listen HOST:PORT]\n"
                 "                  [--bind ADDR] [--port-file F] [--pid-file F] [--ready-fd N]\n"
-                "                  [--lease-ms MS] [--log-level L] [--syslog]\n"
+                "                  [--lease-ms MS] [--seed HOST:PORT] [--heartbeat-ms MS] [--suspect-ms MS]\n"
+                "                  [--poll-ms MS] [--log-level L] [--syslog]\n"
                 "With no option at all it reads " CM_CONF_DEFAULT "; options override the file.\n"
                 "The current synchronization site of a LocusFS cluster; see locus-cssd(8).\n");
 }
@@ -94,6 +101,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 { "version", no_argument, NULL, 'V' },
                 { "config", required_argument, NULL, 'c' },
                 { "bind", required_argument, NULL, 'b' },
+                { "seed", required_argument, NULL, 'd' },
+                { "heartbeat-ms", required_argument, NULL, 'H' },
+                { "suspect-ms", required_argument, NULL, 'U' },
+                { "poll-ms", required_argument, NULL, 'O' },
                 { 0 },
         };
         const char *config = NULL;
@@ -122,6 +133,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 if (f->address[0])
                         o->bind = f->address;
                 o->lease_ms = f->css_lease_ms;
+                o->memb.heartbeat_ms = f->css_heartbeat_ms;
+                o->memb.suspect_ms = f->css_suspect_ms;
+                o->memb.poll_ms = f->css_poll_ms;
+                if (f->css_host[0] && f->css_port) {
+                        /* the cluster's CSS is this site's first peer */
+                        snprintf(o->seed_buf, sizeof(o->seed_buf), strchr(f->css_host, ':') ? "[%s]:%u" : "%s:%u",
+                                 f->css_host, f->css_port);
+                        o->seed = o->seed_buf;
+                }
                 if (f->address[0] || f->css_listen_port) {
                         snprintf(o->listen_buf, sizeof(o->listen_buf), strchr(f->address, ':') ? "[%s]:%u" : "%s:%u",
                                  f->address[0] ? f->address : "127.0.0.1", f->css_listen_port);
@@ -166,6 +186,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
                         }
                         o->lease_ms = (uint32_t)v;
                         break;
+                case 'd': o->seed = optarg; break;
+                case 'H':
+                case 'U':
+                case 'O': {
+                        uint64_t min = c == 'U' ? 30 : 10, max = c == 'U' ? 600000 : 60000;
+
+                        if (parse_u64(optarg, &v) < 0 || v < min || v > max) {
+                                fprintf(stderr, "locus-cssd: --%s %s: %" PRIu64 "..%" PRIu64 "\n",
+                                        c == 'H' ? "heartbeat-ms" : c == 'U' ? "suspect-ms" : "poll-ms", optarg, min, max);
+                                return -EINVAL;
+                        }
+                        if (c == 'H')
+                                o->memb.heartbeat_ms = (uint32_t)v;
+                        else if (c == 'U')
+                                o->memb.suspect_ms = (uint32_t)v;
+                        else
+                                o->memb.poll_ms = (uint32_t)v;
+                        break;
+                }
                 case 'h': usage(stdout); exit(0);
                 case 'V': printf("locus-cssd (LocusFS) 0.1.0\n"); exit(0);
                 default: usage(stderr); return -EINVAL;
@@ -192,6 +231,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 static void on_signal(uv_signal_t *s, int signum)
 {
         cm_log(LOG_INFO, "%s: shutting down", strsignal(signum));
+        css_set_membd(the_css, NULL);
+        css_membd_close(the_membd);
+        the_membd = NULL;
         css_close(the_css);
         the_css = NULL;
         uv_close((uv_handle_t *)&sig_term, NULL);
@@ -201,7 +243,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int main(int argc, char **argv)
 {
-        uint8_t key[LP_KEY_SIZE];
+        uint8_t key[LP_KEY_SIZE], key2[LP_KEY_SIZE];
         struct css_config cfg;
         char host[64], lockpath[PATH_MAX], err[512], num[32];
         uint16_t port, got;
@@ -264,6 +306,7 @@ int main(int argc, char **argv)
         memset(&cfg, 0, sizeof(cfg));
         cfg.state_dir = o.state;
         memcpy(cfg.key, key, sizeof(key));
+        memcpy(key2, key, sizeof(key));        /* for the membership service, once we listen */
         cfg.site = o.site;
         cfg.lease_ms = o.lease_ms;
         lp_key_wipe(key, sizeof(key));
@@ -283,6 +326,35 @@ int main(int argc, char **argv)
                 cm_log(LOG_ERR, "port file %s: %s", o.port_file, strerror(-r));
                 return 1;
         }
+        {
+                struct css_membd_config mc;
+                char seed_host[64];
+                uint16_t seed_port = 0;
+
+                memset(&mc, 0, sizeof(mc));
+                if (o.seed && (cm_parse_hostport(o.seed, seed_host, sizeof(seed_host), &seed_port) < 0 ||
+                               !seed_port)) {
+                        cm_log(LOG_ERR, "--seed %s: expected HOST:PORT with a numeric address", o.seed);
+                        return 2;
+                }
+                mc.state_dir = o.state;
+                memcpy(mc.key, key2, sizeof(key2));
+                mc.site = o.site;
+                /* what the other cssds dial: the bound address when we listen on all of them */
+                mc.host = o.bind && (!strcmp(host, "0.0.0.0") || !strcmp(host, "::")) ? o.bind : host;
+                mc.port = got;
+                mc.seed_host = o.seed ? seed_host : NULL;
+                mc.seed_port = seed_port;
+                mc.memb = o.memb;
+                r = css_membd_new(&loop, &mc, &the_membd, err, sizeof(err));
+                lp_key_wipe(mc.key, sizeof(mc.key));
+                lp_key_wipe(key2, sizeof(key2));
+                if (r < 0) {
+                        cm_log(LOG_ERR, "membership in %s: %s", o.state, err);
+                        return 1;
+                }
+                css_set_membd(the_css, the_membd);
+        }
         snprintf(num, sizeof(num), "%d\n", (int)getpid());
         if (o.pid_file && (r = cm_write_file(o.pid_file, num)) < 0) {
                 cm_log(LOG_ERR, "pid file %s: %s", o.pid_file, strerror(-r));
@@ -292,7 +364,8 @@ int main(int argc, char **argv)
         uv_signal_init(&loop, &sig_int);
         uv_signal_start(&sig_term, on_signal, SIGTERM);
         uv_signal_start(&sig_int, on_signal, SIGINT);
-        cm_log(LOG_INFO, "site %" PRIu64 " listening on %s:%u, state %s", o.site, host, got, o.state);
+        cm_log(LOG_INFO, "site %" PRIu64 " listening on %s:%u, state %s%s%s", o.site, host, got, o.state,
+               o.seed ? ", seed " : "", o.seed ? o.seed : "");
         snprintf(num, sizeof(num), "port=%u", got);
         cm_ready(o.ready_fd, num);
 

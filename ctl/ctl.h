@@ -13,7 +13,8 @@
  *                stopping, unmounting, whose a mount is;
  *   ctl_dev.c    dev up, dev down (one site or several), fsck --rebuild;
  *   ctl_net.c    dev partition, dev heal (nftables cuts between sites);
- *   ctl_info.c   status, fg create, fg list, sites;
+ *   ctl_info.c   status, fg create, fg list;
+ *   ctl_sites.c  sites (storage sites and membership views);
  *   ctl_site.c   site init, site join (a site of a real cluster, its
  *                site.conf), and calls to a daemon by address.
  *
@@ -75,6 +76,9 @@ struct ctl_state {
         bool exists;
         unsigned nsites;                /* >= 1 */
         unsigned site;                  /* the site this view is of, 1..nsites */
+        /* CTL_CSSD names this site's own locus-cssd (its membership
+         * service, docs/cluster.md "Membership"), not the CSS (site 1's) */
+        bool own_cssd;
         char addrs[CTL_MAX_SITES][CTL_ADDR_MAX];        /* site k's address: addrs[k - 1] */
         /* --config FILE: a site of a real cluster (site.conf), not a dev
          * cluster: requests to the CSS go to its [css] address with its key */
@@ -100,6 +104,7 @@ enum {
         CTL_OPT_TREE = 1 << 11,         /* --tree */
         CTL_OPT_SYNC_COPIES = 1 << 12,  /* --sync-copies N */
         CTL_OPT_RECURSIVE = 1 << 13,    /* -r, --recursive */
+        CTL_OPT_VIEW = 1 << 14,         /* --site K: ask site K's own cssd (sites) */
 };
 
 #define CTL_MAX_POS 4
@@ -114,6 +119,7 @@ struct ctl_opts {
         const char *config;
         const char *dir, *addr, *key;   /* site init / join */
         int id, css_port, storage_port; /* 0: not given */
+        int view_site;                  /* --site K; 0: not given */
         bool tree;
         bool recursive;
         int timeout_s;
@@ -139,6 +145,8 @@ int ctl_state_from_config(const char *file, struct ctl_state *st);
 void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
 /* The address of site k of st ("127.0.0.1" for a one-site cluster). */
 const char *ctl_site_addr(const struct ctl_state *st, unsigned k);
+/* ctl_state_at, with CTL_CSSD naming site k's own locus-cssd. */
+void ctl_state_cssd_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret);
 /* Read STATE/sites into st (nsites, addrs); none: one site at 127.0.0.1.
  * -EBADMSG when the file is not a list of addresses. */
 int ctl_read_sites(struct ctl_state *st);
@@ -315,6 +323,8 @@ int ctl_call_conn(const char *host, uint16_t port, const uint8_t key[LP_KEY_SIZE
  * unreachable).  A JSON array into w, a table into out (either may be NULL).
  */
 struct css_jw;
+/* ctl_info.c: print a writer's JSON document on stdout (and reset it). */
+void ctl_print_json(struct css_jw *w);
 void ctl_copies_report(const struct ctl_state *st, const struct lp_fs_resp *mt, struct css_jw *w, FILE *out);
 /*
  * SS_STATUS of the storage site `site` at host:port, parsed (free it with

@@ -174,7 +174,7 @@ static void undo_sites(const struct ctl_state *st, struct started_sites *s)
                 struct ctl_state at;
                 struct ctl_started one;
 
-                ctl_state_at(st, k, &at);
+                ctl_state_cssd_at(st, k, &at);
                 memset(&one, 0, sizeof(one));
                 memcpy(one.pid, s->pid[k], sizeof(one.pid));
                 one.mountdir = s->mountdir[k][0] ? s->mountdir[k] : NULL;
@@ -184,7 +184,8 @@ static void undo_sites(const struct ctl_state *st, struct started_sites *s)
 
 /*
  * dev up of a cluster of several sites: site 1's locus-cssd (the CSS of
- * every file group in this phase), a locus-storaged per site, a mount per
+ * every file group in this phase), then a locus-cssd on every other site
+ * (the membership service only, seeded with site 1's), a locus-storaged per site, a mount per
  * site at DIR/s<k>; each program bound to its site's address.  As with
  * one site, what runs already is left alone, and what this command
  * started is stopped again if a later step fails.
@@ -258,6 +259,17 @@ static int dev_up_sites(const struct ctl_opts *o, struct ctl_state *st)
                 if (r < 0)
                         goto fail;
         }
+        /* Every other site's cssd: membership (docs/cluster.md, "Membership"). */
+        for (unsigned k = 2; k <= st->nsites; k++) {
+                ctl_state_cssd_at(st, k, &at);
+                if (prog_alive(&at, CTL_CSSD, &pid)) {
+                        printf("site %u: locus-cssd is running (pid %d)\n", k, (int)pid);
+                        continue;
+                }
+                r = ctl_start_daemon(&at, CTL_CSSD, o->timeout_s, false, &s.pid[k][CTL_CSSD], &port);
+                if (r < 0)
+                        goto fail;
+        }
         for (unsigned k = 1; k <= st->nsites; k++) {
                 ctl_state_at(st, k, &at);
                 if (prog_alive(&at, CTL_STORAGED, &pid)) {
@@ -317,7 +329,8 @@ fail:
         return 1;
 }
 
-/* dev down of a cluster of several sites: every mount, every storaged, the cssd. */
+/* dev down of a cluster of several sites: every mount, every storaged, the
+ * cssds (site 1's, the CSS, last). */
 static int dev_down_sites(const struct ctl_opts *o, const struct ctl_state *st, const char *dir, const char *rec)
 {
         char mp[PATH_MAX], file[PATH_MAX], hint[3 * PATH_MAX];
@@ -367,14 +380,16 @@ static int dev_down_sites(const struct ctl_opts *o, const struct ctl_state *st, 
                         ctl_remove_run_file(&at, CTL_STORAGED, "pid");
                 }
         }
-        ctl_state_at(st, 1, &at);
-        if (prog_alive(&at, CTL_CSSD, &pid)) {
-                any = true;
-                ctl_stop_prog(&at, CTL_CSSD, pid, CTL_STOP_TIMEOUT_MS);
-                if (ctl_alive(pid, ctl_progs[CTL_CSSD].bin))
-                        ret = 1;
-        } else {
-                ctl_remove_run_file(&at, CTL_CSSD, "pid");
+        for (unsigned k = st->nsites; k >= 1; k--) {
+                ctl_state_cssd_at(st, k, &at);
+                if (prog_alive(&at, CTL_CSSD, &pid)) {
+                        any = true;
+                        ctl_stop_prog(&at, CTL_CSSD, pid, CTL_STOP_TIMEOUT_MS);
+                        if (ctl_alive(pid, ctl_progs[CTL_CSSD].bin))
+                                ret = 1;
+                } else {
+                        ctl_remove_run_file(&at, CTL_CSSD, "pid");
+                }
         }
         /* a dev partition in effect would cut the next dev up apart */
         if (ctl_net_heal(st, true) < 0)

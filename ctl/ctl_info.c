@@ -30,7 +30,7 @@ static void jw_embed(struct css_jw *w, const char *text)
         }
 }
 
-static void print_json(struct css_jw *w)
+void ctl_print_json(struct css_jw *w)
 {
         char *text;
 
@@ -218,17 +218,16 @@ int ctl_cmd_status(int argc, char **argv)
         }
         if (ctl_path(&st, "run/mountpoint", file, sizeof(file)) == 0 && cm_read_file(file, mp, sizeof(mp)) > 0)
                 mounted = ctl_is_mounted(mp);
-        /* Every site's programs (one locus-cssd: site 1's); a site's mount is DIR/s<k>. */
+        /* Every site's programs (site 1's locus-cssd is the CSS; the others'
+         * run the membership service); a site's mount is DIR/s<k>. */
         for (unsigned k = 1; k <= st.nsites; k++) {
                 struct ctl_state at;
 
-                ctl_state_at(&st, k, &at);
+                ctl_state_cssd_at(&st, k, &at);
                 for (int p = 0; p < CTL_NPROGS; p++) {
                         struct prog_state *x = &sps[k][p];
 
                         memset(x, 0, sizeof(*x));
-                        if (p == CTL_CSSD && k > 1)
-                                continue;
                         x->has_pid = ctl_read_pid(&at, (enum ctl_prog_id)p, &x->pid) == 0;
                         x->alive = x->has_pid && ctl_alive(x->pid, ctl_progs[p].bin);
                         x->has_port = p != CTL_MOUNT && ctl_read_port(&at, (enum ctl_prog_id)p, &x->port) == 0;
@@ -296,8 +295,6 @@ int ctl_cmd_status(int argc, char **argv)
                 for (unsigned k = 1; k <= st.nsites; k++)
                 for (int p = 0; p < CTL_NPROGS; p++) {
                         ps = sps[k];
-                        if (p == CTL_CSSD && k > 1)
-                                continue;
                         css_jw_obj_begin(&w);
                         css_jw_key(&w, "site");
                         css_jw_u64(&w, k);
@@ -365,7 +362,7 @@ int ctl_cmd_status(int argc, char **argv)
                         css_jw_str(&w, ss_err);
                 css_jw_arr_end(&w);
                 css_jw_obj_end(&w);
-                print_json(&w);
+                ctl_print_json(&w);
         } else {
                 if (st.nsites > 1)
                         printf("LocusFS dev cluster in %s, %u sites: %s\n\n", st.dir, st.nsites,
@@ -381,8 +378,6 @@ int ctl_cmd_status(int argc, char **argv)
                         char pid[16] = "-", addr[PATH_MAX + 64] = "-";
 
                         ps = sps[k];
-                        if (p == CTL_CSSD && k > 1)
-                                continue;
                         if (ps[p].has_pid)
                                 snprintf(pid, sizeof(pid), "%d", (int)ps[p].pid);
                         if (p == CTL_MOUNT && st.nsites > 1)
@@ -507,7 +502,7 @@ static int fg_list(const struct ctl_opts *o)
 
                 css_jw_init(&w);
                 jw_mounts(&w, resp.mounts, resp.nmounts);
-                print_json(&w);
+                ctl_print_json(&w);
         } else {
                 printf("%-5s %-16s %-24s %-18s %-6s %-22s %s\n", "FG", "NAME", "MOUNTED AT", "ON <FG,INO>",
                        "SITE", "STORAGE SITE", "HOLDERS (*primary)");
@@ -693,7 +688,7 @@ static int fg_create(const struct ctl_opts *o)
                 css_jw_key(&w, "path");
                 css_jw_str(&w, o->mount);
                 css_jw_obj_end(&w);
-                print_json(&w);
+                ctl_print_json(&w);
         } else {
                 printf("file group %" PRIu64 " '%s' created, mounted at %s\n", resp.value, o->pos[0], o->mount);
         }
@@ -770,140 +765,3 @@ int ctl_cmd_fg(int argc, char **argv)
         return 2;
 }
 
-/* ---- sites ----------------------------------------------------------------------- */
-
-/*
- * locusctl sites: the sites of the cluster as the CSS knows them
- * (CSS_STATUS's storage_sites), joined with the dev cluster's own list
- * (STATE/sites), so that a site that never registered is listed too, as
- * down.  State "up": its storage site's connection to the CSS is up.
- */
-int ctl_cmd_sites(int argc, char **argv)
-{
-        struct ctl_opts o;
-        struct ctl_state st;
-        struct lp_fs_req rq = { .op = LP_FS_CSS_STATUS };
-        struct lp_fs_resp cs;
-        struct css_jval *v = NULL;
-        const struct css_jval *arr = NULL;
-        char err[512];
-        uint64_t ids[CTL_MAX_SITES + CSS_JSON_DEPTH];
-        size_t nids = 0;
-        struct css_jw w;
-        int r;
-
-        if (ctl_parse_opts(argc, argv, CTL_OPT_STATE | CTL_OPT_JSON | CTL_OPT_CONFIG, 0, &o) < 0)
-                return 2;
-        r = ctl_state_of_opts(&o, &st);
-        if (r < 0 || !st.exists) {
-                fprintf(stderr, "locusctl: no dev cluster in %s\n", r < 0 ? "(unknown)" : st.dir);
-                return 1;
-        }
-        if (st.remote)
-                st.nsites = 0;          /* only what the CSS knows */
-        r = ctl_call(&st, CTL_CSSD, &rq, CTL_CALL_MS, &cs, err, sizeof(err));
-        if (r < 0) {
-                fprintf(stderr, "locusctl: %s\n", err);
-                return 1;
-        }
-        if (cs.status < 0 || !cs.text || css_json_parse(cs.text, strlen(cs.text), &v) < 0) {
-                fprintf(stderr, "locusctl: locus-cssd: CSS_STATUS: %s\n",
-                        cs.status < 0 ? strerror(-cs.status) : "no report that parses");
-                lp_fs_resp_release(&cs);
-                return 1;
-        }
-        arr = css_json_get(v, "storage_sites");
-        if (arr && arr->type != CSS_JARR)
-                arr = NULL;
-        /* The ids: the dev cluster's sites, then any other the CSS knows. */
-        for (unsigned k = 1; k <= st.nsites; k++)
-                ids[nids++] = k;
-        for (size_t i = 0; arr && i < arr->n && nids < sizeof(ids) / sizeof(ids[0]); i++) {
-                uint64_t id = 0;
-                bool have = false;
-
-                if (!css_json_uint(css_json_get(&arr->items[i], "site"), UINT64_MAX, &id))
-                        continue;
-                for (size_t k = 0; k < nids && !have; k++)
-                        have = ids[k] == id;
-                if (!have)
-                        ids[nids++] = id;
-        }
-        if (o.json) {
-                css_jw_init(&w);
-                css_jw_arr_begin(&w);
-        } else {
-                printf("%-5s %-22s %-6s %-14s %s\n", "SITE", "ADDRESS", "STATE", "LAST CONTACT", "FILE GROUPS");
-        }
-        for (size_t k = 0; k < nids; k++) {
-                const struct css_jval *s = NULL, *fgs = NULL, *x;
-                char addr[96], contact[32] = "never", list[512] = "-";
-                uint64_t ms = 0, port = 0;
-                bool up = false, seen = false;
-                size_t off = 0;
-
-                for (size_t i = 0; arr && i < arr->n && !s; i++) {
-                        uint64_t id;
-
-                        if (css_json_uint(css_json_get(&arr->items[i], "site"), UINT64_MAX, &id) && id == ids[k])
-                                s = &arr->items[i];
-                }
-                if (s) {
-                        x = css_json_get(s, "connected");
-                        up = x && x->type == CSS_JBOOL && x->b;
-                        seen = css_json_uint(css_json_get(s, "last_contact_ms_ago"), UINT64_MAX, &ms);
-                        css_json_uint(css_json_get(s, "port"), 65535, &port);
-                        fgs = css_json_get(s, "file_groups");
-                        if (fgs && fgs->type != CSS_JARR)
-                                fgs = NULL;
-                }
-                x = s ? css_json_get(s, "host") : NULL;
-                if (x && x->type == CSS_JSTR)
-                        snprintf(addr, sizeof(addr), "%s:%" PRIu64, x->str, port);
-                else
-                        snprintf(addr, sizeof(addr), "%s", ids[k] <= st.nsites ? ctl_site_addr(&st, (unsigned)ids[k])
-                                                                                : "?");
-                if (seen)
-                        snprintf(contact, sizeof(contact), "%" PRIu64 ".%03" PRIu64 " s ago", ms / 1000, ms % 1000);
-                for (size_t i = 0; fgs && i < fgs->n && off < sizeof(list); i++)
-                        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%" PRId64, i ? "," : "",
-                                                fgs->items[i].i);
-                if (o.json) {
-                        css_jw_obj_begin(&w);
-                        css_jw_key(&w, "site");
-                        css_jw_u64(&w, ids[k]);
-                        css_jw_key(&w, "address");
-                        css_jw_str(&w, x && x->type == CSS_JSTR ? x->str :
-                                       ids[k] <= st.nsites ? ctl_site_addr(&st, (unsigned)ids[k]) : NULL);
-                        css_jw_key(&w, "port");
-                        if (s)
-                                css_jw_u64(&w, port);
-                        else
-                                css_jw_null(&w);
-                        css_jw_key(&w, "state");
-                        css_jw_str(&w, up ? "up" : "down");
-                        css_jw_key(&w, "registered");
-                        css_jw_bool(&w, s != NULL);
-                        css_jw_key(&w, "last_contact_ms_ago");
-                        if (seen)
-                                css_jw_u64(&w, ms);
-                        else
-                                css_jw_null(&w);
-                        css_jw_key(&w, "file_groups");
-                        css_jw_arr_begin(&w);
-                        for (size_t i = 0; fgs && i < fgs->n; i++)
-                                css_jw_i64(&w, fgs->items[i].i);
-                        css_jw_arr_end(&w);
-                        css_jw_obj_end(&w);
-                } else {
-                        printf("%-5" PRIu64 " %-22s %-6s %-14s %s\n", ids[k], addr, up ? "up" : "down", contact, list);
-                }
-        }
-        if (o.json) {
-                css_jw_arr_end(&w);
-                print_json(&w);
-        }
-        css_json_free(v);
-        lp_fs_resp_release(&cs);
-        return 0;
-}

@@ -98,16 +98,19 @@ static int site_paths(const struct ctl_opts *o, struct site_paths *p)
         return 0;
 }
 
+/* css_host:css_port: the cluster's CSS; own_css_port: where this site's
+ * locus-cssd listens (the CSS itself at init; at join, a cssd that runs
+ * the membership service, docs/cluster.md "Membership"). */
 static int write_conf(const struct site_paths *p, unsigned id, const char *addr, const char *css_host,
-                      unsigned css_port, bool runs_css, unsigned storage_port)
+                      unsigned css_port, bool runs_css, unsigned own_css_port, unsigned storage_port)
 {
-        char text[6 * PATH_MAX], css[PATH_MAX + 64];
+        char text[6 * PATH_MAX], css[PATH_MAX + 256];
         int n;
 
-        if (runs_css)
-                snprintf(css, sizeof(css), "state = %s\nport = %u\n", p->css, css_port);
-        else
-                snprintf(css, sizeof(css), "; this site runs no CSS: in phase 1 the first site's serves them all\n");
+        snprintf(css, sizeof(css), "%sstate = %s\nport = %u\n",
+                 runs_css ? "" : "; this site's locus-cssd runs the membership service; the CSS of every\n"
+                                 "; file group is the one at [css] address (docs/cluster.md)\n",
+                 p->css, own_css_port);
         n = snprintf(text, sizeof(text),
                      "; LocusFS site %u (written by locusctl site %s); see docs/cluster.md\n"
                      "[site]\n"
@@ -173,7 +176,7 @@ static int site_init(const struct ctl_opts *o)
                 fprintf(stderr, "locusctl: cannot create the cluster key %s: %s\n", p.key, lp_key_strerror(r));
                 return 1;
         }
-        r = write_conf(&p, 1, o->addr, o->addr, css_port, true, ss_port);
+        r = write_conf(&p, 1, o->addr, o->addr, css_port, true, css_port, ss_port);
         if (r < 0) {
                 fprintf(stderr, "locusctl: cannot write %s: %s\n", p.file, strerror(-r));
                 return 1;
@@ -248,7 +251,7 @@ static int site_join(const struct ctl_opts *o)
         if (o->npos != 1 || !o->key || !numeric_addr(o->addr) ||
             cm_parse_hostport(o->pos[0], host, sizeof(host), &port) < 0 || !port) {
                 fprintf(stderr, "usage: locusctl site join CSS-HOST:PORT --key FILE --addr ADDR [--dir DIR] [--id N]\n"
-                                "                          [--storage-port P]\n"
+                                "                          [--css-port P] [--storage-port P]\n"
                                 "(the CSS of the cluster, its key, and this site's numeric address)\n");
                 return 2;
         }
@@ -386,7 +389,8 @@ static int site_join(const struct ctl_opts *o)
         }
         r = cm_write_file(p.tables, tables);
         if (r == 0)
-                r = write_conf(&p, (unsigned)id, o->addr, host, port, false, ss_port);
+                r = write_conf(&p, (unsigned)id, o->addr, host, port, false,
+                               o->css_port ? (unsigned)o->css_port : SITE_CSS_PORT, ss_port);
         if (r < 0) {
                 fprintf(stderr, "locusctl: cannot write %s: %s\n", p.file, strerror(-r));
                 goto out;
@@ -423,6 +427,6 @@ int ctl_cmd_site(int argc, char **argv)
         }
         fprintf(stderr, "usage: locusctl site init --addr ADDR [--dir DIR] [--css-port P] [--storage-port P]\n"
                         "       locusctl site join CSS-HOST:PORT --key FILE --addr ADDR [--dir DIR] [--id N]\n"
-                        "                          [--storage-port P]\n");
+                        "                          [--css-port P] [--storage-port P]\n");
         return 2;
 }

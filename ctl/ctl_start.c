@@ -177,8 +177,9 @@ void ctl_undo(const struct ctl_state *st, struct ctl_started *s)
 }
 
 /*
- * Start daemon p (cssd or storaged) of site st->site (the cssd: site 1's)
- * with its usual arguments, on its previous port if it had one, bound to
+ * Start daemon p (cssd or storaged) of site st->site (the cssd: site 1's,
+ * unless st->own_cssd: then site st->site's, which reaches site 1's cssd
+ * first: --seed) with its usual arguments, on its previous port if it had one, bound to
  * the site's address; create_root: the storaged creates the root file
  * group (the cluster's first start).  0 with *ret_pid and *ret_port, or
  * < 0 (reported).
@@ -188,8 +189,8 @@ int ctl_start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout
 {
         char bin[PATH_MAX], where[PATH_MAX + 64], key[PATH_MAX], dir[PATH_MAX], portf[PATH_MAX], pidf[PATH_MAX],
              cssportf[PATH_MAX], log[PATH_MAX], listen[CTL_ADDR_MAX + 16], css[CTL_ADDR_MAX + 16], info[128],
-             how[256], rel[64], sitenum[16];
-        unsigned k = p == CTL_CSSD ? 1 : st->site;
+             how[256], rel[64], sitenum[16], seed[CTL_ADDR_MAX + 16] = "";
+        unsigned k = p == CTL_CSSD && !st->own_cssd ? 1 : st->site;
         const char *addr = ctl_site_addr(st, k);
         bool multi = st->nsites > 1;
         uint16_t old = 0;
@@ -214,6 +215,16 @@ int ctl_start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout
                 return -ENAMETOOLONG;
         }
         snprintf(css, sizeof(css), "%s:0", ctl_site_addr(st, 1));
+        if (p == CTL_CSSD && k > 1) {
+                struct ctl_state one;
+                uint16_t sp;
+
+                /* the CSS (site 1's cssd) is the other sites' seed: membership */
+                ctl_state_at(st, 1, &one);
+                one.own_cssd = false;
+                if (ctl_read_port(&one, CTL_CSSD, &sp) == 0)
+                        snprintf(seed, sizeof(seed), "%s:%u", ctl_site_addr(st, 1), sp);
+        }
         reuse = ctl_read_port(st, p, &old) == 0;
         for (;;) {
                 char *argv[32];
@@ -239,6 +250,10 @@ int ctl_start_daemon(const struct ctl_state *st, enum ctl_prog_id p, int timeout
                 argv[n++] = pidf;
                 argv[n++] = "--ready-fd";
                 argv[n++] = "3";
+                if (seed[0]) {
+                        argv[n++] = "--seed";
+                        argv[n++] = seed;
+                }
                 if (p == CTL_STORAGED) {
                         if (multi) {
                                 argv[n++] = "--css";    /* the host; the port is in the file */

@@ -97,6 +97,12 @@ void ctl_state_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret)
         ret->site = k >= 1 && k <= st->nsites ? k : 1;
 }
 
+void ctl_state_cssd_at(const struct ctl_state *st, unsigned k, struct ctl_state *ret)
+{
+        ctl_state_at(st, k, ret);
+        ret->own_cssd = true;
+}
+
 const char *ctl_site_addr(const struct ctl_state *st, unsigned k)
 {
         return st->addrs[k >= 1 && k <= st->nsites ? k - 1 : 0];
@@ -109,10 +115,11 @@ int ctl_path(const struct ctl_state *st, const char *rel, char *buf, size_t cap)
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-/* The CSS of a cluster of several sites is site 1's (ctl.h). */
+/* The CSS of a cluster of several sites is site 1's (ctl.h); each site
+ * runs a locus-cssd of its own too (own_cssd). */
 static unsigned site_of(const struct ctl_state *st, enum ctl_prog_id p)
 {
-        return p == CTL_CSSD ? 1 : st->site;
+        return p == CTL_CSSD && !st->own_cssd ? 1 : st->site;
 }
 
 int ctl_run_file(const struct ctl_state *st, enum ctl_prog_id p, const char *ext, char *buf, size_t cap)
@@ -392,6 +399,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 { "key", required_argument, NULL, 'K' },
                 { "css-port", required_argument, NULL, 'P' },
                 { "storage-port", required_argument, NULL, 'Q' },
+                { "site", required_argument, NULL, 'V' },
                 { 0 },
         };
         static const unsigned bit[128] = {
@@ -401,7 +409,7 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 ['f'] = CTL_OPT_FORCE, ['a'] = CTL_OPT_ADDRS, ['c'] = CTL_OPT_COPIES, ['y'] = CTL_OPT_SYNC_COPIES,
                 ['T'] = CTL_OPT_TREE,
                 ['C'] = CTL_OPT_CONFIG, ['D'] = CTL_OPT_SITE, ['A'] = CTL_OPT_SITE, ['I'] = CTL_OPT_SITE,
-                ['K'] = CTL_OPT_SITE, ['P'] = CTL_OPT_SITE, ['Q'] = CTL_OPT_SITE,
+                ['K'] = CTL_OPT_SITE, ['P'] = CTL_OPT_SITE, ['Q'] = CTL_OPT_SITE, ['V'] = CTL_OPT_VIEW,
         };
         int c, idx;
         char *end;
@@ -433,17 +441,20 @@ int ctl_parse_opts(int argc, char **argv, unsigned mask, int maxpos, struct ctl_
                 case 'D': o->dir = optarg; break;
                 case 'A': o->addr = optarg; break;
                 case 'K': o->key = optarg; break;
+                case 'V':
                 case 'I':
                 case 'P':
                 case 'Q':
                         errno = 0;
                         v = strtol(optarg, &end, 10);
-                        if (errno || *end || !*optarg || v < (c == 'I' ? 1 : 0) || v > 65535) {
+                        if (errno || *end || !*optarg || v < (c == 'I' || c == 'V' ? 1 : 0) || v > 65535) {
                                 fprintf(stderr, "locusctl %s: %s %s: a number from %d to 65535\n", argv[0],
-                                        argv[optind - 1], optarg, c == 'I' ? 1 : 0);
+                                        argv[optind - 1], optarg, c == 'I' || c == 'V' ? 1 : 0);
                                 return -EINVAL;
                         }
-                        if (c == 'I')
+                        if (c == 'V')
+                                o->view_site = (int)v;
+                        else if (c == 'I')
                                 o->id = (int)v;
                         else if (c == 'P')
                                 o->css_port = (int)v;

@@ -672,6 +672,10 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_FG_HOLDERS: return "css_fg_holders";
         case LP_FS_CSS_FG_SET: return "css_fg_set";
         case LP_FS_CSS_NOTE_MTAB: return "css_note_mtab";
+        case LP_FS_CSS_HEARTBEAT: return "css_heartbeat";
+        case LP_FS_CSS_PROBE: return "css_probe";
+        case LP_FS_CSS_EPOCH: return "css_epoch";
+        case LP_FS_CSS_MEMBERS: return "css_members";
         default: return "unknown";
         }
 }

@@ -115,6 +115,13 @@ enum lp_fs_op {
         /* CSS -> a registered storage site, pushed (reqid 0, never answered):
          * the mount table, or who serves a group, changed; length: a count */
         LP_FS_CSS_NOTE_MTAB = 80,
+        /* cssd <-> cssd: membership (docs/cluster.md, "Membership") */
+        LP_FS_CSS_HEARTBEAT = 90,       /* site, host, port: the sender's cssd; text: its view;
+                                         * answer text: ours */
+        LP_FS_CSS_PROBE = 91,           /* site: do you reach it?  answer value: 1 yes, 0 no */
+        LP_FS_CSS_EPOCH = 92,           /* site: the proposer; text: {epoch, members}; answer 0
+                                         * (accepted) or an error; value: the answerer's max epoch */
+        LP_FS_CSS_MEMBERS = 93,         /* (locusctl) answer text: this cssd's view, JSON */
 };
 
 /* setattr `valid` bits (the same meaning as FUSE_SET_ATTR_*). */

@@ -2,8 +2,8 @@
 # sites.sh -- a dev cluster of three sites on 127.0.0.1-3 (issue #8,
 # "Sites and a real multi-machine cluster"):
 #  1. dev up --sites 3: site k's daemons and mount run from its own state
-#     folder and address, its mount at $MNT/s<k>; the one locus-cssd is site
-#     1's; every site holds the root file group; a file written through one
+#     folder and address, its mount at $MNT/s<k>; every site runs a
+#     locus-cssd (site 1's is the CSS; the others do membership, #9); every site holds the root file group; a file written through one
 #     site's mount is read through another's (the root's primary serves all).
 #  2. every socket of every program of site k (listening or connected) has
 #     site k's address as its local address (ss -tanp).
@@ -39,10 +39,10 @@ for k in 1 2 3; do
 done
 [ "$(cat "$STATE/sites")" = "$(printf '127.0.0.1\n127.0.0.2\n127.0.0.3')" ] ||
     fail "STATE/sites does not list 127.0.0.1-3: $(cat "$STATE/sites")"
-# phase 1: one CSS, site 1's
-[ -n "$(site_pid 1 cssd)" ] || fail "site 1 runs no locus-cssd"
-[ ! -e "$STATE/site2/run/cssd.pid" ] && [ ! -e "$STATE/site3/run/cssd.pid" ] ||
-    fail "sites 2 and 3 must not run a locus-cssd in this phase"
+# a locus-cssd on every site (site 1's is the CSS of every file group)
+for k in 1 2 3; do
+    [ -n "$(site_pid $k cssd)" ] || fail "site $k runs no locus-cssd"
+done
 is_mounted "$MNT" && fail "$MNT itself is mounted; the sites' mounts are $MNT/s<k>"
 echo "written through site 2" >"$MNT/s2/hello" || fail "write through site 2's mount"
 [ "$(cat "$MNT/s3/hello")" = "written through site 2" ] || fail "site 3's mount does not read what site 2 wrote"
@@ -69,7 +69,9 @@ for k in 1 2 3; do
     check_bound "$k" storaged
     check_bound "$k" mount
 done
-check_bound 1 cssd
+for k in 1 2 3; do
+    check_bound "$k" cssd
+done
 
 # ---- 3. file groups on chosen sites ---------------------------------------------
 run "$LOCUSCTL" fg create home --mount /home --copies 2 --state "$STATE"
