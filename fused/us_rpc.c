@@ -486,6 +486,14 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                 }
 
                 k = conn_slot(tls, addr.host, addr.port);
+                if (k->c && held_off(rpc, addr.host, addr.port)) {
+                        /* Connected before the site was held off (a
+                         * connection made since would have ended that):
+                         * across a cut it would swallow the request and
+                         * the call would wait its whole timeout for an
+                         * answer.  Prove the path with a new connection. */
+                        conn_drop(k);
+                }
                 if (k->c) {
                         r = drain(k->c);
                         if (r < 0) {
@@ -565,8 +573,14 @@ int us_rpc_call(struct us_rpc *rpc, struct us_target *t, const struct us_call *c
                 r = wait_reply(k->c, reqid, call, &type, &payload, &plen);
                 if (r == -ETIMEDOUT) {
                         /* The connection stays: a late answer is dropped by
-                         * the next call's drain. */
+                         * the next call's drain.  No answer for the whole
+                         * call: the site is held off too (a cut swallows
+                         * requests on connections made before it); the
+                         * next call proves the path with a new connection
+                         * (a live site accepts it, which ends that). */
                         log_timeout(rpc, t, &addr, req, cm_now_us() - start, 0);
+                        if (addr.port)
+                                held_set(rpc, t, &addr, true);
                         goto out;
                 }
                 if (r == -ESHUTDOWN)
