@@ -331,10 +331,12 @@ static void wal_after_cb(uv_work_t *w, int status)
                 return;
         }
         /* Once the WAL holds SS_WAL_LIMIT - 1 rounds, a restart pass
-         * copies the frames committed while the passes ran, with the batch
-         * held so that it can begin again on a fresh snapshot [S7]:
-         * commits that never pause would keep the WAL growing. */
-        if (r >= 0 && f->wal_copied <= SS_CT_WAL_LEFT && restart_due(f))
+         * copies the frames committed while the passes ran (whether they
+         * caught up or ran out: on a slow disk each pass copies what was
+         * committed during the one before), with the batch held so that it
+         * can begin again on a fresh snapshot [S7]: commits that never
+         * pause would keep the WAL growing. */
+        if (r >= 0 && restart_due(f))
                 start_wal_restart(f);
 }
 
@@ -343,7 +345,7 @@ static void wal_after_cb(uv_work_t *w, int status)
  * the container had no commit since the last tick and frames are left to
  * copy, so that the next write restarts the WAL, or when the WAL holds
  * SS_WAL_LIMIT - 1 rounds and no restart is arranged (they end in a
- * restart pass); parked at once only when the WAL has grown past twice
+ * restart pass, or are one at once if few frames are left); parked at once only when the WAL has grown past twice
  * SS_WAL_LIMIT rounds (restarts failed or the passes never caught up). */
 void ss__srv_maybe_wal(struct ss_fg *f, bool idle)
 {
@@ -359,6 +361,10 @@ void ss__srv_maybe_wal(struct ss_fg *f, bool idle)
         if (ss_db_wal_frames(f->ct->db) >= limit * 2) {
                 if (ss__srv_start_maint(f, M_WAL, NULL) >= 0)
                         f->wal_parked++;
+                return;
+        }
+        if (restart_due(f) && left <= SS_CT_WAL_LEFT * 4) {
+                start_wal_restart(f);   /* a short tail: the restart pass at once */
                 return;
         }
         (void)queue_wal(f);
