@@ -300,8 +300,8 @@ unsigned ss_ct_index_kept(const struct ss_ct *ct);
  * [C7] Restart SQLite's WAL without waiting (loop thread): if a
  * checkpoint has copied every frame committed (ss_db_wal_all_copied),
  * roll the open batch back and apply its kept changesets again on a fresh
- * snapshot, so that its first write (at the next ss_ct_index_commit)
- * restarts the WAL.  Returns 1 if the next write restarts the WAL (also
+ * snapshot, so that its first write (at the latest at the next
+ * ss_ct_index_commit) restarts the WAL.  Returns 1 if the next write restarts the WAL (also
  * when no batch is open), 0 if not (frames left to copy, or the open
  * batch is not kept), -EIO (or ct->err) if the container is, or now is,
  * in its error state [C5].

@@ -26,7 +26,7 @@
  * committed since the last one, or when the container had no commit for a
  * sweep and frames are left (so that the next write restarts the WAL).
  * Under commits that never pause, the WAL restarts only in a batch begun
- * after every frame was copied: once it holds SS_WAL_LIMIT - 1 times
+ * after every frame was copied: once it holds SS_WAL_LIMIT / 2 times
  * wal_frames frames, a last pass runs with the index's batch held open,
  * and the batch is then applied again on a fresh snapshot (a few hundred
  * us to a few ms on the loop thread; ss_ct.h [C7]), so the WAL stays below

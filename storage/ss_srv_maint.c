@@ -209,12 +209,12 @@ int ss__srv_start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *w
 
 static void wal_after_cb(uv_work_t *w, int status);
 
-/* Should the WAL restart (ss_srv.h: at SS_WAL_LIMIT - 1 rounds), and is
+/* Should the WAL restart (ss_srv.h: at SS_WAL_LIMIT / 2 rounds), and is
  * no restart arranged (one is until the next commit of the index, which
  * restarts the WAL, or copies frames past what was copied)? */
 static bool restart_due(struct ss_fg *f)
 {
-        uint64_t at = (uint64_t)f->srv->o.wal_frames * (SS_WAL_LIMIT - 1);
+        uint64_t at = (uint64_t)f->srv->o.wal_frames * (SS_WAL_LIMIT / 2);
 
         if (f->wal_restart_armed && !ss_db_wal_all_copied(f->ct->db))
                 f->wal_restart_armed = false;
@@ -330,7 +330,7 @@ static void wal_after_cb(uv_work_t *w, int status)
                 ss__srv_maybe_finish(s);
                 return;
         }
-        /* Once the WAL holds SS_WAL_LIMIT - 1 rounds, a restart pass
+        /* Once the WAL holds SS_WAL_LIMIT / 2 rounds, a restart pass
          * copies the frames committed while the passes ran (whether they
          * caught up or ran out: on a slow disk each pass copies what was
          * committed during the one before), with the batch held so that it
@@ -344,7 +344,7 @@ static void wal_after_cb(uv_work_t *w, int status)
  * when wal_frames frames were committed since the last one, or (idle) when
  * the container had no commit since the last tick and frames are left to
  * copy, so that the next write restarts the WAL, or when the WAL holds
- * SS_WAL_LIMIT - 1 rounds and no restart is arranged (they end in a
+ * SS_WAL_LIMIT / 2 rounds and no restart is arranged (they end in a
  * restart pass, or are one at once if few frames are left); parked at once only when the WAL has grown past twice
  * SS_WAL_LIMIT rounds (restarts failed or the passes never caught up). */
 void ss__srv_maybe_wal(struct ss_fg *f, bool idle)
