@@ -13,7 +13,11 @@
  * key=value lines: creates, p50_us, p99_us, p999_us, max_us, over_5ms (how
  * many took longer than 5 ms), checkpoints (full and delta, from the
  * store's statistics at the end), checkpoint_hold_max_us (the longest
- * time a checkpoint held commits back inside the store), seconds.
+ * time a checkpoint held commits back inside the store), wal_max_bytes
+ * (the largest size of SQLite's WAL file, sampled every 100 creates),
+ * wal_restarts (how often the WAL restarted from its start) and
+ * wal_parked (how often the container was parked to copy the WAL's last
+ * frames: ss_srv_int.h [S7]), seconds.
  *
  * --wal-frames F sets when SQLite's own WAL is checkpointed (default the
  * daemon's, 4096 frames); a huge value keeps those out of the run, to see
@@ -110,6 +114,9 @@ int main(int argc, char **argv)
         struct lp_fs_req q;
         struct lp_fs_resp a;
         uint64_t n = 100000, ckpt_bytes = 256u << 10, ndirs = 100, wal_frames = 0, *lat, *dirs, t0, over = 0;
+        uint64_t wal_max = 0;
+        char wal_path[4096];
+        struct stat wst;
         const char *data;
         bool trace;
         char name[64];
@@ -185,9 +192,13 @@ int main(int argc, char **argv)
                         goto out;
                 }
         }
+        snprintf(wal_path, sizeof(wal_path), "%s/fg-1/meta.sqlite-wal", data);
         t0 = cm_now_us();
         for (uint64_t i = 0; i < n; i++) {
                 uint64_t s;
+
+                if (i % 100 == 0 && stat(wal_path, &wst) == 0 && (uint64_t)wst.st_size > wal_max)
+                        wal_max = (uint64_t)wst.st_size;
 
                 q = req(LP_FS_CREATE);
                 q.parent = dirs[i % ndirs];
@@ -235,6 +246,10 @@ int main(int argc, char **argv)
                        (unsigned long long)status_num(r >= 0 ? a.text : NULL, "checkpoint_hold_max_us"));
                 printf("checkpoint_seq=%llu\n",
                        (unsigned long long)status_num(r >= 0 ? a.text : NULL, "checkpoint_seq"));
+                printf("wal_max_bytes=%llu\n", (unsigned long long)wal_max);
+                printf("wal_restarts=%llu\n",
+                       (unsigned long long)status_num(r >= 0 ? a.text : NULL, "wal_restarts"));
+                printf("wal_parked=%llu\n", (unsigned long long)status_num(r >= 0 ? a.text : NULL, "wal_parked"));
                 printf("seconds=%.1f\n", secs);
                 if (r >= 0)
                         lp_fs_resp_release(&a);

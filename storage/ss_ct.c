@@ -272,6 +272,7 @@ static void ct_free(struct ss_ct *ct)
         dsm_close(ct->store);
         ss_db_close(ct->db);
         ss_cs_image_free(&ct->img);
+        free(ct->kept);
         free(ct->dir);
         free(ct);
 }
@@ -470,24 +471,6 @@ int ss_ct_open(const char *data_dir, uint32_t fg, bool free_orphans, struct ss_c
         }
         *ret = ct;
         return 0;
-}
-
-int ss_ct_index_commit(struct ss_ct *ct)
-{
-        int r;
-
-        if (!ct->batch_open)
-                return 0;
-        ct->batch_open = false;
-        r = ss_db_commit(ct->db);
-        if (r < 0) {
-                ss_db_rollback(ct->db);
-                cm_log(LOG_ERR, "%s: SQLite refused to commit the index (%s); the container refuses "
-                       "changes until it is reopened (replay repairs it)", ct->dir, ss_db_errmsg(ct->db));
-                if (!ct->err)
-                        ct->err = -EIO;
-        }
-        return r;
 }
 
 void ss_ct_close(struct ss_ct *ct)
@@ -691,7 +674,7 @@ int ss_ct_wal_checkpoint(struct ss_ct *ct)
         return ss_db_wal_copy(ct->db);
 }
 
-int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned *ret_copied)
+int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned passes, unsigned *ret_copied)
 {
         unsigned done = 0, prev = 0, copied = 0;
         int r = 0;
@@ -699,7 +682,9 @@ int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned *ret_copied)
         /* Each pass copies what the loop committed before it; the next one
          * copies what came in meanwhile, fewer frames each time (a pass
          * costs its frames and two fsyncs). */
-        for (int pass = 0; pass < SS_CT_WAL_PASSES; pass++) {
+        if (passes > SS_CT_WAL_PASSES)
+                passes = SS_CT_WAL_PASSES;
+        for (unsigned pass = 0; pass < passes; pass++) {
                 r = ss_db_wal_pin(ct->db);
                 if (r < 0)
                         break;

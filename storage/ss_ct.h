@@ -45,6 +45,18 @@
  *       at close).  Reads on the same connection see the batch.  A crash
  *       loses at most the batch, which [C2] replays from the log: SQLite
  *       costs one set of page writes per batch instead of one per change.
+ *  [C7] While keeping is on (ss_ct_index_keep), a batch begun then keeps
+ *       a copy of every changeset applied in it, with its seq, in order
+ *       (kept_ok; a copy that cannot be made -- out of memory, past
+ *       SS_CT_KEEP_MAX bytes -- makes the batch not kept, never a partial
+ *       list).  ss_ct_index_restart() rolls such a batch back and applies
+ *       the same changesets again, in one step on the loop thread, on a
+ *       fresh SQLite snapshot: readers see the batch before and after,
+ *       never between.  It does so only when a checkpoint has copied
+ *       every frame committed (ss_db.h [W2]), so the batch's first write
+ *       restarts the WAL.  A failure there rolls the batch back and
+ *       enters [C5] (the log has every commit; reopening replays them):
+ *       SQLite never holds part of the batch.
  *
  * State diagram of a container:
  *   absent --ss_ct_create--> open --ss_mut_commit fails [C5]--> failed
@@ -139,6 +151,11 @@ struct ss_ct {
                                          * also the last lseq (ss_db.h) */
         int err;                        /* [C5] */
         bool batch_open;                /* a SQLite write transaction is open [C6] */
+        bool keep;                      /* [C7]: batches begun now are kept */
+        bool kept_ok;                   /* [C7]: kept holds the open batch's changesets */
+        uint8_t *kept;                  /* [C7]: (seq u64, len u32, changeset) records */
+        size_t kept_len, kept_cap;
+        unsigned kept_n;
         ss_ct_listener_fn listener;     /* the change stream, or NULL */
         void *listener_ctx;
 
@@ -269,6 +286,27 @@ int ss_ct_free_orphans(struct ss_ct *ct);
  * the last call [C6] (no disk flush: SQLite is an index of the log).  The
  * loop calls it before each log flush, before maintenance and at close. */
 int ss_ct_index_commit(struct ss_ct *ct);
+/*
+ * [C7] Keeping the batch's changesets (loop thread).  on: commit the open
+ * batch (ss_ct_index_commit) so that the next one is kept from its start,
+ * and keep batches from now; off: stop, and free what was kept.  Returns
+ * ss_ct_index_commit's result.
+ */
+#define SS_CT_KEEP_MAX (8u << 20)
+int ss_ct_index_keep(struct ss_ct *ct, bool on);
+/* Changesets the open batch kept (0 if it is not kept). */
+unsigned ss_ct_index_kept(const struct ss_ct *ct);
+/*
+ * [C7] Restart SQLite's WAL without waiting (loop thread): if a
+ * checkpoint has copied every frame committed (ss_db_wal_all_copied),
+ * roll the open batch back and apply its kept changesets again on a fresh
+ * snapshot, so that its first write (at the latest at the next
+ * ss_ct_index_commit) restarts the WAL.  Returns 1 if the next write restarts the WAL (also
+ * when no batch is open), 0 if not (frames left to copy, or the open
+ * batch is not kept), -EIO (or ct->err) if the container is, or now is,
+ * in its error state [C5].
+ */
+int ss_ct_index_restart(struct ss_ct *ct);
 int ss_ct_sync(struct ss_ct *ct);
 /* Flush the log, then copy what is left of SQLite's WAL into its file
  * (ss_db_wal_copy: the next write restarts the WAL). */
@@ -277,12 +315,12 @@ int ss_ct_wal_checkpoint(struct ss_ct *ct);
  * thread, container NOT parked; ss_db.h "WAL checkpoints"): passes of
  * snapshot, log flush, PASSIVE checkpoint, until a pass copied at most
  * SS_CT_WAL_LEFT frames (what the loop committed during the pass before:
- * about what is left) or after SS_CT_WAL_PASSES passes; *ret_copied the
- * frames the last pass copied.  The loop thread must call
+ * about what is left) or after passes passes (at most SS_CT_WAL_PASSES);
+ * *ret_copied the frames the last pass copied.  The loop thread must call
  * ss_db_wal_passive_end() afterwards. */
 #define SS_CT_WAL_PASSES 8
 #define SS_CT_WAL_LEFT 64u
-int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned *ret_copied);
+int ss_ct_wal_checkpoint_passive(struct ss_ct *ct, unsigned passes, unsigned *ret_copied);
 /* Flush, checkpoint the WAL, write a full dsm checkpoint [C3]. */
 int ss_ct_checkpoint(struct ss_ct *ct);
 /* Write a delta dsm checkpoint [C3] (any thread, concurrently with the

@@ -1,8 +1,10 @@
 /*
  * ss_ct_mut.c -- the mutation side of a container (ss_ct.h): ss_mut_*
  * (building a changeset, allocating inode and dirent ids, committing it to
- * the log and then to SQLite [C1] [C2] [C6]), the change stream told to
- * the listener after each commit, block counts and freeing orphans.
+ * the log and then to SQLite [C1] [C2] [C6]), the index's batch (its
+ * commit, and applying it again to restart SQLite's WAL [C7]), the change
+ * stream told to the listener after each commit, block counts and freeing
+ * orphans.
  * Opening, recovery and maintenance are in ss_ct.c.
  */
 #include "ss_ct.h"
@@ -227,6 +229,136 @@ static void tell_listener(struct ss_ct *ct, struct ss_mut *m, const struct dsm_c
         free(l.vv);
 }
 
+/* ---- the index's batch [C6] [C7] ------------------------------------------------------ */
+
+#define KEPT_HDR 12u    /* seq (u64), length (u32) */
+
+static void kept_drop(struct ss_ct *ct)
+{
+        free(ct->kept);
+        ct->kept = NULL;
+        ct->kept_len = ct->kept_cap = 0;
+        ct->kept_n = 0;
+        ct->kept_ok = false;
+}
+
+/* A changeset applied in the open batch: copied if the batch is kept.  A
+ * copy that cannot be made leaves the batch not kept (never a list with a
+ * hole). */
+static void kept_add(struct ss_ct *ct, uint64_t seq, const uint8_t *p, size_t len)
+{
+        size_t need = ct->kept_len + KEPT_HDR + len;
+        uint32_t l32 = (uint32_t)len;
+
+        if (!ct->kept_ok)
+                return;
+        if (len > UINT32_MAX || need > SS_CT_KEEP_MAX) {
+                kept_drop(ct);
+                return;
+        }
+        if (need > ct->kept_cap) {
+                size_t cap = ct->kept_cap ? ct->kept_cap : 64u << 10;
+                uint8_t *k;
+
+                while (cap < need)
+                        cap *= 2;
+                k = realloc(ct->kept, cap);
+                if (!k) {
+                        kept_drop(ct);
+                        return;
+                }
+                ct->kept = k;
+                ct->kept_cap = cap;
+        }
+        memcpy(ct->kept + ct->kept_len, &seq, sizeof(seq));
+        memcpy(ct->kept + ct->kept_len + sizeof(seq), &l32, sizeof(l32));
+        memcpy(ct->kept + ct->kept_len + KEPT_HDR, p, len);
+        ct->kept_len = need;
+        ct->kept_n++;
+}
+
+int ss_ct_index_commit(struct ss_ct *ct)
+{
+        int r;
+
+        if (!ct->batch_open)
+                return 0;
+        ct->batch_open = false;
+        ct->kept_len = 0;
+        ct->kept_n = 0;
+        ct->kept_ok = false;
+        if (ct->kept_cap > SS_CT_KEEP_MAX / 4)
+                kept_drop(ct);  /* a big batch does not pin its memory */
+        r = ss_db_commit(ct->db);
+        if (r < 0) {
+                ss_db_rollback(ct->db);
+                cm_log(LOG_ERR, "%s: SQLite refused to commit the index (%s); the container refuses "
+                       "changes until it is reopened (replay repairs it)", ct->dir, ss_db_errmsg(ct->db));
+                if (!ct->err)
+                        ct->err = -EIO;
+        }
+        return r;
+}
+
+int ss_ct_index_keep(struct ss_ct *ct, bool on)
+{
+        if (!on) {
+                ct->keep = false;
+                kept_drop(ct);
+                return 0;
+        }
+        ct->keep = true;
+        return ss_ct_index_commit(ct);
+}
+
+unsigned ss_ct_index_kept(const struct ss_ct *ct)
+{
+        return ct->batch_open && ct->kept_ok ? ct->kept_n : 0;
+}
+
+int ss_ct_index_restart(struct ss_ct *ct)
+{
+        size_t off = 0;
+        int r;
+
+        if (ct->err)
+                return ct->err;
+        if (!ss_db_wal_all_copied(ct->db))
+                return 0;
+        if (!ct->batch_open)
+                return 1;       /* the next batch begins on a fresh snapshot */
+        if (!ct->kept_ok)
+                return 0;
+        /* [C7]: one step, nothing runs between: readers see the batch
+         * before and after.  The new transaction's snapshot is taken with
+         * every frame copied, so its first write restarts the WAL [W2]. */
+        ss_db_rollback(ct->db);
+        ct->batch_open = false;
+        r = ss_db_begin(ct->db);
+        ct->batch_open = r >= 0;
+        while (r >= 0 && off < ct->kept_len) {
+                uint64_t seq;
+                uint32_t len;
+
+                memcpy(&seq, ct->kept + off, sizeof(seq));
+                memcpy(&len, ct->kept + off + sizeof(seq), sizeof(len));
+                r = ss_cs_apply(ct->db, seq, ct->kept + off + KEPT_HDR, len);
+                off += KEPT_HDR + len;
+        }
+        if (r < 0) {
+                ss_db_rollback(ct->db);
+                ct->batch_open = false;
+                cm_log(LOG_ERR, "%s: applying the index's batch again (to restart SQLite's WAL) failed: %s "
+                       "(%s); the container refuses changes until it is reopened (replay repairs it)",
+                       ct->dir, strerror(-r), ss_db_errmsg(ct->db));
+                ct->err = -EIO;
+                return -EIO;
+        }
+        return 1;
+}
+
+/* ---- committing a mutation ------------------------------------------------------------ */
+
 int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
 {
         struct dsm_commit c = { 0 };
@@ -267,6 +399,7 @@ int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
         if (!ct->batch_open) {
                 r = ss_db_begin(ct->db);
                 ct->batch_open = r >= 0;
+                ct->kept_ok = ct->keep;         /* [C7] */
         }
         if (r >= 0)
                 r = ss_db_savepoint(ct->db);
@@ -277,6 +410,8 @@ int ss_mut_commit(struct ss_ct *ct, struct ss_mut *m, uint64_t *ret_seq)
                 else
                         ss_db_rollback_to(ct->db);
         }
+        if (r >= 0)
+                kept_add(ct, c.seq, m->cs.p, m->cs.len);
         if (r < 0) {
                 cm_log(LOG_ERR, "%s: commit %llu is in the log but SQLite refused it: %s (%s); the "
                        "container refuses changes until it is reopened (replay repairs it)",

@@ -140,6 +140,7 @@ struct ss_db {
         char *path;
         sqlite3_stmt *st[Q_COUNT_];
         unsigned wal_frames;
+        uint64_t wal_restarts;          /* ss_db_wal_restarts() */
         int err;                        /* sticky: see ss_db.h, "Errors" */
         char cause[384];
         /* The concurrent WAL checkpoint (ss_db.h, "WAL checkpoints"): its
@@ -236,8 +237,10 @@ static int wal_hook(void *ctx, sqlite3 *h, const char *dbname, int frames)
 
         (void)h;
         (void)dbname;
-        if (frames > 0 && (unsigned)frames < db->wal_frames)
+        if (frames > 0 && (unsigned)frames < db->wal_frames) {
                 db->ck_backfilled = 0;  /* the WAL restarted */
+                db->wal_restarts++;
+        }
         db->wal_frames = frames > 0 ? (unsigned)frames : 0;
         return SQLITE_OK;
 }
@@ -448,6 +451,8 @@ static int wal_checkpoint(struct ss_db *db, int mode)
         if (rc != SQLITE_OK)
                 return fail(db, "wal_checkpoint", rc);
         if (mode == SQLITE_CHECKPOINT_TRUNCATE) {
+                if (db->wal_frames)
+                        db->wal_restarts++;
                 db->wal_frames = 0;
                 db->ck_backfilled = 0;
         } else {
@@ -474,6 +479,16 @@ unsigned ss_db_wal_frames(const struct ss_db *db)
 unsigned ss_db_wal_unckpt(const struct ss_db *db)
 {
         return db->wal_frames >= db->ck_backfilled ? db->wal_frames - db->ck_backfilled : db->wal_frames;
+}
+
+uint64_t ss_db_wal_restarts(const struct ss_db *db)
+{
+        return db->wal_restarts;
+}
+
+bool ss_db_wal_all_copied(const struct ss_db *db)
+{
+        return !db->err && db->wal_frames > 0 && db->ck_backfilled == db->wal_frames;
 }
 
 /* Work-queue thread: record a failure of the concurrent checkpoint for

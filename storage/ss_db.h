@@ -61,6 +61,16 @@
  *       the caller flushes the log, which holds SQLite's checkpointer
  *       back at that frame), so it never makes durable an index row whose
  *       log commit may not be.
+ *  [W2] SQLite restarts the WAL (writes the next frame at its start, and
+ *       cuts the file back to journal_size_limit at that commit) only in
+ *       a write transaction whose read snapshot was taken while every
+ *       committed frame was copied (wal.c: walTryBeginRead takes read
+ *       lock 0 only if nBackfill == mxFrame; walRestartLog, at the first
+ *       frame a transaction writes, restarts only under read lock 0 and
+ *       only if it gets every other read lock, i.e. no other connection
+ *       reads from the WAL).  A transaction that began before the last
+ *       frames were copied never restarts it: ss_ct.h [C7] begins the
+ *       batch again (ss_db_wal_all_copied says when).
  *
  * Ownership: struct ss_db owns the connection.  Rows returned through
  * structs are copies (names and targets are copied into the caller's
@@ -192,6 +202,14 @@ int ss_db_wal_copy(struct ss_db *db);
 unsigned ss_db_wal_frames(const struct ss_db *db);
 /* Of those, frames no checkpoint has copied yet (loop thread). */
 unsigned ss_db_wal_unckpt(const struct ss_db *db);
+/* Has a checkpoint copied every frame committed (and the WAL holds any)?
+ * Then a write transaction begun now, while nothing else reads the WAL,
+ * restarts the WAL from its start [W2].  Loop thread, after
+ * ss_db_wal_passive_end(). */
+bool ss_db_wal_all_copied(const struct ss_db *db);
+/* How often the WAL restarted from its start (or was emptied) since open,
+ * as seen at this connection's commits (statistics, tests). */
+uint64_t ss_db_wal_restarts(const struct ss_db *db);
 
 /* The concurrent checkpoint (see "WAL checkpoints" above): one job at a
  * time, on a work-queue thread, while the loop thread goes on using the

@@ -20,19 +20,22 @@
  * it needs nothing from SQLite, ss_ct.h [C3]), or, when
  * dsm_checkpoint_full_due says so, a full one compacted from the chain
  * (ss_ct_checkpoint_compact) followed by the cleaner (dsm_clean_base); both
- * run while the container keeps being served.  A full checkpoint from
- * SQLite's WAL is checkpointed through a connection of its own while the
- * container keeps being served (ss_db.h "WAL checkpoints"), when wal_frames
- * frames were committed since the last one, or when the container had no
- * commit for a sweep and frames are left (so that the next write restarts
- * the WAL).  Under commits that never pause, the WAL can restart only
- * while the writer waits: once it holds SS_WAL_LIMIT times wal_frames
- * frames, the few frames the last pass left are copied parked (a few ms).
- * A full
- * checkpoint from SQLite (dsm_checkpoint after a WAL checkpoint: the first
- * one of a container, and SS_CHECKPOINT), SS_CLEAN and that emptying hold
- * dsmcore's index lock or use the SQLite connection, so while one runs the
- * container is
+ * run while the container keeps being served.  SQLite's WAL is
+ * checkpointed through a connection of its own while the container keeps
+ * being served (ss_db.h "WAL checkpoints"), when wal_frames frames were
+ * committed since the last one, or when the container had no commit for a
+ * sweep and frames are left (so that the next write restarts the WAL).
+ * Under commits that never pause, the WAL restarts only in a batch begun
+ * after every frame was copied: once it holds SS_WAL_LIMIT / 2 times
+ * wal_frames frames, a last pass runs with the index's batch held open,
+ * and the batch is then applied again on a fresh snapshot (a few hundred
+ * us to a few ms on the loop thread; ss_ct.h [C7]), so the WAL stays below
+ * SS_WAL_LIMIT times wal_frames frames (64 MiB, SQLite's
+ * journal_size_limit, by default); only past twice that (restarts
+ * failing) is it copied parked.  A full checkpoint from SQLite
+ * (dsm_checkpoint after a WAL checkpoint: the first one of a container,
+ * and SS_CHECKPOINT), SS_CLEAN and that parked copy hold dsmcore's index
+ * lock or use the SQLite connection, so while one runs the container is
  * *parked*: its requests wait in order in a bounded queue (-EAGAIN beyond
  * SS_PARK_MAX requests or SS_PARK_BYTES bytes) and run when it ends; other
  * containers are served meanwhile.  Triggers: at least ckpt_bytes of log

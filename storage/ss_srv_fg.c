@@ -110,9 +110,9 @@ void ss__srv_op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                 fprintf(m, "%s{\"fg\":%u,\"dir\":", i ? "," : "", f->fg);
                 json_str(m, f->ct->dir);
                 fprintf(m, ",\"container\":%llu,\"busy\":%s,\"error\":%d,\"sessions\":%u,\"parked\":%zu,"
-                        "\"watchers\":%u,\"copy_waits\":%u",
+                        "\"watchers\":%u,\"copy_waits\":%u,\"wal_parked\":%llu",
                         (unsigned long long)f->ct->container, f->busy ? "true" : "false", f->ct->err, ns,
-                        f->park_n, f->fw.nwatch, f->fw.ncopy);
+                        f->park_n, f->fw.nwatch, f->fw.ncopy, (unsigned long long)f->wal_parked);
                 if (f->ct->err && ss_db_error(f->ct->db, &cause) < 0) {
                         fputs(",\"index_error\":", m);
                         json_str(m, cause);
@@ -127,7 +127,7 @@ void ss__srv_op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                                 "\"index_extents\":%llu,\"commits\":%llu,\"flushes\":%llu,"
                                 "\"damaged_extents\":%llu,\"recovery_bytes\":%llu,\"wal_frames\":%u,"
                                 "\"checkpoints\":%llu,\"delta_checkpoints\":%llu,\"checkpoint_chain\":%llu,"
-                                "\"checkpoint_hold_max_us\":%llu",
+                                "\"checkpoint_hold_max_us\":%llu,\"wal_restarts\":%llu",
                                 (unsigned long long)st.seq, (unsigned long long)f->ct->seq,
                                 (unsigned long long)f->ct->ninodes, (unsigned long long)f->ct->next_ino,
                                 (unsigned long long)st.checkpoint_seq, (unsigned long long)st.segments,
@@ -140,7 +140,8 @@ void ss__srv_op_status(struct ss_srv *s, struct ss_conn *c, uint64_t reqid)
                                 (unsigned long long)st.recovery_bytes, ss_db_wal_frames(f->ct->db),
                                 (unsigned long long)st.checkpoints, (unsigned long long)st.delta_checkpoints,
                                 (unsigned long long)st.checkpoint_chain,
-                                (unsigned long long)st.checkpoint_hold_max_us);
+                                (unsigned long long)st.checkpoint_hold_max_us,
+                                (unsigned long long)ss_db_wal_restarts(f->ct->db));
                 }
                 fputc('}', m);
         }

@@ -67,8 +67,10 @@ static void start_flush(struct ss_fg *f)
 
         assert(!f->flush_running);
         /* The index's batch [C6] first: it is cheap, and then SQLite lags
-         * the log by at most one flush interval. */
-        (void)ss_ct_index_commit(f->ct);
+         * the log by at most one flush interval -- or one WAL restart pass,
+         * which keeps the batch open [S7]. */
+        if (!f->wal_hold)
+                (void)ss_ct_index_commit(f->ct);
         f->flush_running = true;
         f->flush_seq = f->ct->seq;
         plist_append(&f->wait_run, &f->wait_next);

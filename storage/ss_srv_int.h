@@ -51,7 +51,12 @@
  *       a parked job's (busy); a parked job asked for while the concurrent
  *       one runs parks the container at once and is queued when it ends
  *       (maint_deferred), since two checkpoints of one file exclude each
- *       other (SQLITE_BUSY).
+ *       other (SQLITE_BUSY).  During a restart pass (wal_hold: one
+ *       concurrent pass with the index's batch kept, ss_ct.h [C7]) the
+ *       flushes do not commit the batch, so the pass copies every frame
+ *       committed and the batch, applied again on a fresh snapshot when
+ *       the pass ends, restarts the WAL; anything else that commits the
+ *       batch meanwhile (a parked job) only makes this restart not happen.
  *  [S8] Followers (ss_fw.h): an SS_CHANGES with a wait (q->size ms, at
  *       most SS_CHANGES_WAIT_MAX_MS) that finds nothing past its since is
  *       parked in f->fw and run again after the next commit of the
@@ -168,6 +173,9 @@ struct ss_fg {
         bool maint_deferred;            /* busy, its job queued when wal_work ends */
         int wal_result;
         unsigned wal_copied;            /* by its last pass */
+        bool wal_hold;                  /* the restart pass [S7]: the batch is kept, not committed */
+        bool wal_restart_armed;         /* one was arranged: the next commit restarts the WAL */
+        uint64_t wal_parked;            /* parked WAL copies (SS_STATUS) */
         uint64_t wal_tick_seq;          /* ct->seq at the last tick */
         uint64_t ckpt_mark;             /* log bytes written at the last checkpoint */
         uint64_t ckpt_seq;

@@ -207,12 +207,86 @@ int ss__srv_start_maint(struct ss_fg *f, enum maint_kind kind, struct pending *w
         return queue_maint(f);
 }
 
+static void wal_after_cb(uv_work_t *w, int status);
+
+/* Should the WAL restart (ss_srv.h: at SS_WAL_LIMIT / 2 rounds), and is
+ * no restart arranged (one is until the next commit of the index, which
+ * restarts the WAL, or copies frames past what was copied)? */
+static bool restart_due(struct ss_fg *f)
+{
+        uint64_t at = (uint64_t)f->srv->o.wal_frames * (SS_WAL_LIMIT / 2);
+
+        if (f->wal_restart_armed && !ss_db_wal_all_copied(f->ct->db))
+                f->wal_restart_armed = false;
+        return !f->ct->err && ss_db_wal_frames(f->ct->db) >= at && !f->wal_restart_armed;
+}
+
 static void wal_work_cb(uv_work_t *w)
 {
         struct ss_fg *f = w->data;
 
         f->wal_copied = 0;
-        f->wal_result = ss_ct_wal_checkpoint_passive(f->ct, &f->wal_copied);
+        /* A restart pass is one pass: nothing reaches SQLite's WAL while
+         * it runs (the batch is held [S7]), so one copies everything. */
+        f->wal_result = ss_ct_wal_checkpoint_passive(f->ct, f->wal_hold ? 1 : SS_CT_WAL_PASSES, &f->wal_copied);
+}
+
+static int queue_wal(struct ss_fg *f)
+{
+        struct ss_srv *s = f->srv;
+        int r;
+
+        f->wal_work.data = f;
+        r = uv_queue_work(s->loop, &f->wal_work, wal_work_cb, wal_after_cb);
+        if (r < 0) {
+                cm_log(LOG_ERR, "fg %u: cannot queue %s: %s", f->fg, maint_name(M_WAL), uv_strerror(r));
+                return -EIO;
+        }
+        f->wal_running = true;
+        s->works++;
+        return 0;
+}
+
+/* The restart pass [S7]: commit the open batch, keep the next one (held
+ * open across the pass), and copy what the WAL holds in one pass. */
+static void start_wal_restart(struct ss_fg *f)
+{
+        if (ss_ct_index_keep(f->ct, true) < 0) {
+                ss_ct_index_keep(f->ct, false);
+                (void)ss__srv_fg_check(f);
+                return;
+        }
+        f->wal_hold = true;
+        if (queue_wal(f) < 0) {
+                f->wal_hold = false;
+                ss_ct_index_keep(f->ct, false);
+        }
+}
+
+/* The restart pass ended (r: its result): if it copied every frame, the
+ * held batch is applied again on a fresh snapshot and its first write
+ * restarts the WAL (ss_ct.h [C7]). */
+static void end_wal_restart(struct ss_fg *f, int r)
+{
+        uint64_t t0 = cm_now_us();
+        unsigned n = ss_ct_index_kept(f->ct);
+
+        f->wal_hold = false;
+        if (r >= 0 && !f->ct->err) {
+                r = ss_ct_index_restart(f->ct);
+                if (r > 0) {
+                        f->wal_restart_armed = true;
+                        cm_log(LOG_DEBUG, "fg %u: SQLite WAL of %u frame(s) restarts without parking (%u "
+                               "changeset(s) applied again in %llu us)", f->fg, ss_db_wal_frames(f->ct->db), n,
+                               (unsigned long long)(cm_now_us() - t0));
+                } else if (r == 0) {
+                        cm_log(LOG_DEBUG, "fg %u: SQLite WAL not restarted (%u of %u frame(s) left)", f->fg,
+                               ss_db_wal_unckpt(f->ct->db), ss_db_wal_frames(f->ct->db));
+                } else {
+                        (void)ss__srv_fg_check(f);      /* [S6]; ss_ct logged the cause */
+                }
+        }
+        ss_ct_index_keep(f->ct, false);
 }
 
 static void wal_after_cb(uv_work_t *w, int status)
@@ -226,6 +300,8 @@ static void wal_after_cb(uv_work_t *w, int status)
         /* The checkpoint's own failure enters SQLite's error state here
          * (fg_check logs it once); the log's is the store's. */
         (void)ss_db_wal_passive_end(f->ct->db);
+        if (f->wal_hold)
+                end_wal_restart(f, r);
         if (r < 0 && r != -EAGAIN) {
                 int se = ss_ct_store_error(f->ct);
 
@@ -254,45 +330,44 @@ static void wal_after_cb(uv_work_t *w, int status)
                 ss__srv_maybe_finish(s);
                 return;
         }
-        /* Once the WAL holds SS_WAL_LIMIT rounds, the frames committed
-         * while the passes ran are copied with the container parked (that
-         * copy, the log's flush and three small fsyncs: a few ms on an idle
-         * disk), so that the next write restarts the WAL from its start:
-         * commits that never pause would keep it growing. */
-        if (r >= 0 && f->wal_copied <= SS_CT_WAL_LEFT && ss_db_wal_unckpt(f->ct->db) > 0 &&
-            ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT)
-                (void)ss__srv_start_maint(f, M_WAL, NULL);
+        /* Once the WAL holds SS_WAL_LIMIT / 2 rounds, a restart pass
+         * copies the frames committed while the passes ran (whether they
+         * caught up or ran out: on a slow disk each pass copies what was
+         * committed during the one before), with the batch held so that it
+         * can begin again on a fresh snapshot [S7]: commits that never
+         * pause would keep the WAL growing. */
+        if (r >= 0 && restart_due(f))
+                start_wal_restart(f);
 }
 
 /* SQLite's WAL checkpoint [S7]: concurrent passes, on the work queue,
  * when wal_frames frames were committed since the last one, or (idle) when
  * the container had no commit since the last tick and frames are left to
- * copy, so that the next write restarts the WAL; parked at once only when
- * the WAL has grown past twice SS_WAL_LIMIT rounds (the passes never
- * caught up with the commits). */
+ * copy, so that the next write restarts the WAL, or when the WAL holds
+ * SS_WAL_LIMIT / 2 rounds and no restart is arranged (they end in a
+ * restart pass, or are one at once if few frames are left); parked at once only when the WAL has grown past twice
+ * SS_WAL_LIMIT rounds (restarts failed or the passes never caught up). */
 void ss__srv_maybe_wal(struct ss_fg *f, bool idle)
 {
         struct ss_srv *s = f->srv;
+        uint64_t limit = (uint64_t)s->o.wal_frames * SS_WAL_LIMIT;
         unsigned left;
-        int r;
 
         if (f->wal_running || f->busy || s->stopping || f->ct->err)
                 return;
         left = ss_db_wal_unckpt(f->ct->db);
-        if (left < s->o.wal_frames && !(idle && left > 0))
+        if (left < s->o.wal_frames && !(idle && left > 0) && !restart_due(f))
                 return;
-        if (ss_db_wal_frames(f->ct->db) >= (uint64_t)s->o.wal_frames * SS_WAL_LIMIT * 2) {
-                (void)ss__srv_start_maint(f, M_WAL, NULL);
-                return;
-        }
-        f->wal_work.data = f;
-        r = uv_queue_work(s->loop, &f->wal_work, wal_work_cb, wal_after_cb);
-        if (r < 0) {
-                cm_log(LOG_ERR, "fg %u: cannot queue %s: %s", f->fg, maint_name(M_WAL), uv_strerror(r));
+        if (ss_db_wal_frames(f->ct->db) >= limit * 2) {
+                if (ss__srv_start_maint(f, M_WAL, NULL) >= 0)
+                        f->wal_parked++;
                 return;
         }
-        f->wal_running = true;
-        s->works++;
+        if (restart_due(f) && left <= SS_CT_WAL_LEFT * 4) {
+                start_wal_restart(f);   /* a short tail: the restart pass at once */
+                return;
+        }
+        (void)queue_wal(f);
 }
 
 static void delta_work_cb(uv_work_t *w)

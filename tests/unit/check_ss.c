@@ -2649,6 +2649,211 @@ START_TEST(t_sqlite_wal_passive_fault)
 }
 END_TEST
 
+/* One mutation of ct putting n xattrs "<prefix><i>" (i from first) of
+ * value vlen bytes of v on the root. */
+static void put_xattrs(struct ss_ct *ct, const char *prefix, unsigned first, unsigned n, size_t vlen, uint8_t v)
+{
+        static uint8_t val[1024];
+        struct ss_mut m;
+
+        CHECK(vlen <= sizeof(val));
+        memset(val, v, vlen);
+        ss_mut_init(ct, &m, NULL);
+        for (unsigned i = first; i < first + n; i++) {
+                char k[32];
+
+                snprintf(k, sizeof(k), "%s%06u", prefix, i);
+                ss_cs_put_xattr(&m.cs, SS_ROOT_INO, (const uint8_t *)k, strlen(k), val, vlen);
+        }
+        CHECK_EQ(ss_mut_commit(ct, &m, NULL), 0);
+}
+
+/* The xattr "<prefix><i>" of the root: its length, its bytes all v. */
+static void check_xattr(struct ss_ct *ct, const char *prefix, unsigned i, size_t vlen, uint8_t v)
+{
+        uint8_t buf[1024];
+        size_t len = 0;
+        char k[32];
+
+        snprintf(k, sizeof(k), "%s%06u", prefix, i);
+        CHECK_EQ(ss_db_xattr_get(ct->db, SS_ROOT_INO, (const uint8_t *)k, strlen(k), buf, sizeof(buf), &len), 0);
+        CHECK_EQ(len, vlen);
+        for (size_t j = 0; j < len; j++)
+                CHECK_EQ(buf[j], v);
+}
+
+/* ss_ct.h [C7], step by step (issue #7 item 9): a batch kept from its
+ * start is rolled back and applied again once a checkpoint has copied
+ * every committed frame (not before), readers see it before and after,
+ * its commit restarts SQLite's WAL (ss_db.h [W2]) without any wait, and a
+ * reopen finds everything, SQLite at the log's last commit. */
+START_TEST(t_ct_wal_restart)
+{
+        struct ss_ct *ct;
+        unsigned frames, copied = 0;
+        uint64_t seq, applied = 0;
+
+        setup();
+        CHECK(mkdir(data_dir(), 0700) == 0);
+        CHECK(ss_ct_create(data_dir(), 1, 1, NULL, &ct) == 0);
+        for (unsigned i = 0; i < 20; i++) {
+                put_xattrs(ct, "a", i, 1, 100, 'a');
+                CHECK_EQ(ss_ct_index_commit(ct), 0);    /* a WAL of 20 commits at least */
+        }
+        CHECK_EQ(ss_ct_index_keep(ct, true), 0);        /* commits the batch; keeps the next */
+        for (unsigned i = 0; i < 10; i++)
+                put_xattrs(ct, "b", i, 1, 100, 'b');
+        CHECK_EQ(ss_ct_index_kept(ct), 10);
+        CHECK_EQ(ss_ct_index_restart(ct), 0);           /* frames not copied yet: nothing done */
+        CHECK_EQ(ss_ct_index_kept(ct), 10);
+        CHECK_EQ(ss_ct_wal_checkpoint_passive(ct, 1, &copied), 0);
+        CHECK_EQ(ss_db_wal_passive_end(ct->db), 0);
+        CHECK(ss_db_wal_all_copied(ct->db));
+        frames = ss_db_wal_frames(ct->db);
+        CHECK(frames > 20);
+        CHECK_EQ(ss_ct_index_restart(ct), 1);
+        CHECK_EQ(ss_ct_index_kept(ct), 10);             /* the same batch, on a fresh snapshot */
+        check_xattr(ct, "b", 9, 100, 'b');
+        CHECK_EQ(ss_db_meta_get(ct->db, "applied_seq", &applied), 0);
+        CHECK_EQ(applied, ct->seq);
+        for (unsigned i = 0; i < 5; i++)
+                put_xattrs(ct, "c", i, 1, 100, 'c');
+        CHECK_EQ(ss_ct_index_kept(ct), 15);
+        CHECK_EQ(ss_ct_index_commit(ct), 0);
+        CHECK(ss_db_wal_frames(ct->db) < frames);       /* the WAL restarted */
+        CHECK_EQ(ss_db_wal_unckpt(ct->db), ss_db_wal_frames(ct->db));
+        CHECK_EQ(ss_ct_index_keep(ct, false), 0);
+        put_xattrs(ct, "d", 0, 1, 100, 'd');
+        CHECK_EQ(ss_ct_index_kept(ct), 0);              /* not kept any more */
+        seq = ct->seq;
+        ss_ct_close(ct);
+        CHECK(ss_ct_open(data_dir(), 1, false, &ct) == 0);
+        CHECK_EQ(ct->seq, seq);
+        CHECK_EQ(ss_db_meta_get(ct->db, "applied_seq", &applied), 0);
+        CHECK_EQ(applied, seq);
+        check_xattr(ct, "a", 19, 100, 'a');
+        check_xattr(ct, "b", 0, 100, 'b');
+        check_xattr(ct, "c", 4, 100, 'c');
+        check_xattr(ct, "d", 0, 100, 'd');
+        ss_ct_close(ct);
+}
+END_TEST
+
+/* [C7]'s fault path: SQLite fails while the batch is applied again (here
+ * its first write: the batch is bigger than SQLite's page cache, so it
+ * spills to the WAL, restarting it, during the apply).  The batch is
+ * rolled back, never half applied, the container stops [C5] with SQLite
+ * in its error state, and a reopen replays the batch from the log. */
+#define SPILL_ROWS 36000u
+#define SPILL_PER_COMMIT 1000u
+
+START_TEST(t_ct_wal_restart_fault)
+{
+        struct dsm_faultio *fi = dsm_faultio_new(7);
+        struct ss_ct *ct;
+        unsigned copied = 0;
+        uint64_t seq, applied = 0, v = 0;
+
+        setup();
+        CHECK(fi);
+        CHECK(mkdir(data_dir(), 0700) == 0);
+        ss_vfs_set_faults(&dsm_faultio_ops, fi);
+        CHECK(ss_ct_create(data_dir(), 1, 1, NULL, &ct) == 0);
+        /* About 22 MiB of rows: more leaf pages than the 16 MiB cache. */
+        for (unsigned i = 0; i < SPILL_ROWS; i += SPILL_PER_COMMIT)
+                put_xattrs(ct, "x", i, SPILL_PER_COMMIT, 600, 'x');
+        CHECK_EQ(ss_ct_index_keep(ct, true), 0);
+        /* The kept batch changes every row (small changesets, every page). */
+        for (unsigned i = 0; i < SPILL_ROWS; i += SPILL_PER_COMMIT)
+                put_xattrs(ct, "x", i, SPILL_PER_COMMIT, 8, 'y');
+        CHECK_EQ(ss_ct_index_kept(ct), SPILL_ROWS / SPILL_PER_COMMIT);
+        CHECK_EQ(ss_ct_wal_checkpoint_passive(ct, 1, &copied), 0);
+        CHECK_EQ(ss_db_wal_passive_end(ct->db), 0);
+        CHECK(ss_db_wal_all_copied(ct->db));
+        seq = ct->seq;
+        dsm_faultio_fail(fi, DSM_FOP_PWRITE, 1, EIO, false);    /* SQLite's next write */
+        CHECK_EQ(ss_ct_index_restart(ct), -EIO);
+        CHECK_EQ(ct->err, -EIO);
+        CHECK(!ct->batch_open);                         /* rolled back, never half applied */
+        CHECK_EQ(ss_db_error(ct->db, NULL), -EIO);
+        CHECK_EQ(ss_db_meta_get(ct->db, "applied_seq", &v), -EIO);
+        CHECK_EQ(ss_ct_index_commit(ct), 0);            /* nothing open */
+        {
+                struct ss_mut m;
+
+                ss_mut_init(ct, &m, NULL);
+                ss_cs_put_meta(&m.cs, "refused", 1);
+                CHECK_EQ(ss_mut_commit(ct, &m, NULL), -EIO);
+        }
+        ss_ct_close(ct);
+        ss_vfs_set_faults(NULL, NULL);
+        CHECK(ss_ct_open(data_dir(), 1, false, &ct) == 0);
+        CHECK_EQ(ct->seq, seq);
+        CHECK_EQ(ss_db_meta_get(ct->db, "applied_seq", &applied), 0);
+        CHECK_EQ(applied, seq);
+        check_xattr(ct, "x", 0, 8, 'y');
+        check_xattr(ct, "x", SPILL_ROWS - 1, 8, 'y');
+        CHECK_EQ(ss_db_meta_get(ct->db, "refused", &v), -ENOENT);
+        ss_ct_close(ct);
+        dsm_faultio_free(fi);
+}
+END_TEST
+
+/* Issue #7 item 9: SQLite's WAL stays below its limit (SS_WAL_LIMIT
+ * rounds of wal_frames frames) under creates that never pause, and it
+ * restarts without the container ever being parked for it (status
+ * wal_restarts, wal_parked).  No segment-log checkpoint runs (those park
+ * once, and commit the index's batch). */
+START_TEST(t_wal_restart_unparked)
+{
+        struct tsrv *t;
+        struct ss_opts o;
+        struct stat st;
+        char wal[PATH_MAX];
+        uint64_t limit, deadline, wal_max = 0, n = 0;
+
+        setup();
+        opts_for(&o, data_dir());
+        o.wal_frames = 1024;
+        o.ckpt_bytes = UINT64_MAX;
+        o.ckpt_interval_ms = UINT32_MAX;
+        limit = (uint64_t)SS_WAL_LIMIT * o.wal_frames * (4096 + 24) + 32;
+        t = tsrv_start_opts(&o);
+        C = cl_connect(t->port, 100);
+        pathf(wal, sizeof(wal), "%s/fg-1/meta.sqlite-wal", data_dir());
+        deadline = cm_now_us() + 6 * WAIT_MS * 1000ull;
+        while (status_of("wal_restarts") < 3) {
+                for (int i = 0; i < 50; i++, n++) {
+                        char name[24];
+                        uint64_t ino;
+
+                        snprintf(name, sizeof(name), "f%llu", (unsigned long long)n);
+                        OK(do_create(ROOT, name, O_CREAT | O_EXCL | O_RDONLY, 0644, &ino, NULL));
+                        if (stat(wal, &st) == 0 && (uint64_t)st.st_size > wal_max)
+                                wal_max = (uint64_t)st.st_size;
+                }
+                CHECK(wal_max <= limit);
+                CHECK(cm_now_us() < deadline);
+        }
+        CHECK_EQ(status_of("wal_parked"), 0);
+        CHECK_EQ(status_of("error"), 0);
+        OK(do_lookup(ROOT, "f0"));
+        lp_client_close(C);
+        tsrv_stop(t);
+        t = tsrv_start_opts(&o);                /* and what was created is there */
+        C = cl_connect(t->port, 100);
+        for (uint64_t i = 0; i < n; i += 97) {
+                char name[24];
+
+                snprintf(name, sizeof(name), "f%llu", (unsigned long long)i);
+                OK(do_lookup(ROOT, name));
+        }
+        OK(do_lookup(ROOT, "f0"));
+        lp_client_close(C);
+        tsrv_stop(t);
+}
+END_TEST
+
 static void copy_file(const char *from, const char *to)
 {
         char buf[65536];
@@ -3791,6 +3996,91 @@ START_TEST(t_kill9)
 }
 END_TEST
 
+/* kill -9 while SQLite's WAL restarts over and over without parking
+ * (ss_ct.h [C7]: held batches, batches applied again, restarts): a child
+ * process runs the storage server (wal_frames 256: a restart every ~350
+ * creates) and creates files without pause, telling each answer through a
+ * pipe; it is killed at a random answer, and every answered create must be
+ * in the reopened container.  Three rounds on the same data. */
+static void wal_kill9_child(int wfd, uint64_t first, const char *dir)
+{
+        struct ss_opts o;
+        struct tsrv *t;
+
+        opts_for(&o, dir);      /* not data_dir(): tu_tmpdir() is the parent's only */
+        o.wal_frames = 16;
+        o.ckpt_bytes = UINT64_MAX;
+        o.ckpt_interval_ms = UINT32_MAX;
+        t = tsrv_start_opts(&o);
+        C = cl_connect(t->port, 100);
+        for (uint64_t n = first;; n++) {
+                char name[24];
+
+                snprintf(name, sizeof(name), "k%llu", (unsigned long long)n);
+                if (do_create(ROOT, name, O_CREAT | O_EXCL | O_RDONLY, 0644, NULL, NULL) != 0)
+                        _exit(3);
+                if (write(wfd, &n, sizeof(n)) != (ssize_t)sizeof(n))
+                        _exit(4);
+        }
+}
+
+START_TEST(t_wal_restart_kill9)
+{
+        uint64_t seed = tu_seed("wal_restart_kill9"), acked = 0;
+        char dir[PATH_MAX];
+
+        setup();
+        pathf(dir, sizeof(dir), "%s", data_dir());
+        for (int round = 0; round < 3; round++) {
+                uint64_t target = acked + 1500 + tu_rand(&seed) % 3000, n;
+                struct ss_ct *ct;
+                struct ss_dirent d;
+                int p[2];
+                pid_t pid;
+
+                CHECK(pipe(p) == 0);
+                pid = fork();
+                CHECK(pid >= 0);
+                if (pid == 0) {
+                        close(p[0]);
+                        wal_kill9_child(p[1], acked, dir);
+                }
+                close(p[1]);
+                while (acked < target) {
+                        CHECK(read(p[0], &n, sizeof(n)) == (ssize_t)sizeof(n));
+                        acked = n + 1;
+                }
+                CHECK(kill(pid, SIGKILL) == 0);
+                CHECK_EQ(wait_exit(pid), 128 + SIGKILL);
+                while (read(p[0], &n, sizeof(n)) == (ssize_t)sizeof(n))
+                        acked = n + 1;          /* answers told before the kill */
+                close(p[0]);
+                CHECK_EQ(ss_ct_open(dir, 1, false, &ct), 0);
+                for (uint64_t i = 0; i < acked; i++) {
+                        char name[24];
+
+                        snprintf(name, sizeof(name), "k%llu", (unsigned long long)i);
+                        if (ss_db_lookup(ct->db, ROOT, (const uint8_t *)name, strlen(name), &d) != 0)
+                                ck_abort_msg("round %d: %s answered but lost (%llu answered)", round, name,
+                                             (unsigned long long)acked);
+                }
+                ss_ct_close(ct);
+                /* The next round goes on from the first name not answered
+                 * (it may exist: created, not told). */
+                CHECK(ss_ct_open(dir, 1, false, &ct) == 0);
+                for (;;) {
+                        char name[24];
+
+                        snprintf(name, sizeof(name), "k%llu", (unsigned long long)acked);
+                        if (ss_db_lookup(ct->db, ROOT, (const uint8_t *)name, strlen(name), &d) != 0)
+                                break;
+                        acked++;
+                }
+                ss_ct_close(ct);
+        }
+}
+END_TEST
+
 static Suite *suite(void)
 {
         Suite *s = suite_create("ss");
@@ -3828,6 +4118,9 @@ static Suite *suite(void)
                 { "db_wal_concurrent", t_db_wal_concurrent, 60 },
                 { "wal_ckpt_concurrent", t_wal_ckpt_concurrent, 60 },
                 { "sqlite_wal_passive_fault", t_sqlite_wal_passive_fault, 60 },
+                { "ct_wal_restart", t_ct_wal_restart, 60 },
+                { "ct_wal_restart_fault", t_ct_wal_restart_fault, 180 },
+                { "wal_restart_unparked", t_wal_restart_unparked, 180 },
                 { "replay_and_rebuild", t_replay_and_rebuild, 180 },
                 { "checkpoint_clean_rebuild", t_checkpoint_clean_rebuild, 180 },
                 { "background_maintenance", t_background_maintenance, 180 },
@@ -3838,6 +4131,7 @@ static Suite *suite(void)
                 { "identities", t_identities, 60 },
                 { "binary", t_binary, 120 },
                 { "kill9", t_kill9, 120 },
+                { "wal_restart_kill9", t_wal_restart_kill9, 180 },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
