@@ -672,6 +672,9 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_FG_HOLDERS: return "css_fg_holders";
         case LP_FS_CSS_FG_SET: return "css_fg_set";
         case LP_FS_CSS_NOTE_MTAB: return "css_note_mtab";
+        case LP_FS_SS_NOTE_COMMIT: return "ss_note_commit";
+        case LP_FS_CSS_WATCH: return "css_watch";
+        case LP_FS_CSS_NOTE_INVAL: return "css_note_inval";
         default: return "unknown";
         }
 }

@@ -409,14 +409,20 @@ wrap_daemons() {
 # daemons_with ARGS...: both daemons get ARGS (e.g. --lease-ms 2000).
 daemons_with() { wrap_daemons "storage/locus-storaged css/locus-cssd" "$@"; }
 
-# mount_more DIR: a second locusfs-mount of the running cluster at DIR
-# (log $WORK/mount-NAME.log), tracked for cleanup; its pid in MORE_PID.
+# mount_more DIR [OPTS [ARGS...]]: a second locusfs-mount of the running
+# cluster at DIR (log $WORK/mount-NAME.log), tracked for cleanup; its pid
+# in MORE_PID.  OPTS are added to its -o options (bind=127.0.0.2,site=2,
+# attr_timeout=60), ARGS to its command line (--log-level debug).  In a
+# cluster of several sites it uses site 1's CSS, like every mount.
 mount_more() {
-    local dir=$1
+    local dir=$1 opts=${2:-} portf=$STATE/run/cssd.port
+    shift
+    [ $# -gt 0 ] && shift
+    [ -s "$STATE/site1/run/cssd.port" ] && portf=$STATE/site1/run/cssd.port
     mkdir -p "$dir" || fail "mkdir $dir"
     "$MESON_BUILD_ROOT/fused/locusfs-mount" "$dir" -f \
-        -o "key=$STATE/cluster.key,css=127.0.0.1:$(port_of cssd),css_port_file=$STATE/run/cssd.port" \
-        >"$WORK/mount-$(basename "$dir").log" 2>&1 &
+        -o "key=$STATE/cluster.key,css=127.0.0.1:$(tr -dc 0-9 <"$portf"),css_port_file=$portf${opts:+,$opts}" \
+        "$@" >"$WORK/mount-$(basename "$dir").log" 2>&1 &
     MORE_PID=$!
     track_pid "$MORE_PID"
     track_mount "$dir"

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# coherence.sh -- commit notes (issue #10, docs/coherence.md): a commit
+# through one mount invalidates what every other mount caches of the file
+# or directory, kernel caches included, on the same site and on another.
+#
+# A cluster of two sites (locusctl dev up --sites 2) and three more mounts:
+#   A  site 1, default timeouts: it writes;
+#   B  site 1, entry_timeout=60,attr_timeout=60: a second mount of site 1;
+#   C  site 2 (bind=127.0.0.2,site=2: reads at site 2's own copy), the same
+#      long timeouts.
+# B and C keep names and attributes for 60 s and an open file's pages for
+# as long as it is open, unless a note says otherwise.  Every wait below is
+# bounded by 10 s, far below those 60 s:
+#  1. a reader on B and one on C hold a file open and read it in a loop
+#     (itool watch-read) while A writes and commits new content of the
+#     same length: both see it;
+#  2. after A's commit, stat on B and C shows the new size and mtime; a
+#     name B and C have looked up, renamed through A, is gone there and the
+#     new name is there; a removed name is gone; a name made in a new
+#     directory is there (ls);
+#  3. A is never told of its own commits (its debug log names no note by
+#     its own client id), while B is told of A's.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init coherence
+find_helper ITOOL itool
+
+sites_up 2
+wait_for 30 "site 2 to register" registered 2
+LONG=entry_timeout=60,attr_timeout=60
+MA=$WORK/a MB=$WORK/b MC=$WORK/c
+mount_more "$MA" "bind=127.0.0.1,site=1" --log-level debug
+mount_more "$MB" "bind=127.0.0.1,site=1,$LONG" --log-level debug
+mount_more "$MC" "bind=127.0.0.2,site=2,$LONG" --log-level debug
+for m in A B C; do
+    log_file=$WORK/mount-$(echo "$m" | tr A-Z a-z).log
+    wait_for 10 "mount $m to watch the CSS" grep -q "watching the CSS" "$log_file"
+done
+client_a=$(grep -o 'client [0-9a-f]\{16\}' "$WORK/mount-a.log" | head -n 1 | cut -d' ' -f2)
+[ -n "$client_a" ] || fail "mount A does not log its client id"
+
+# ---- 1. readers holding the file open ----
+printf 'version-1' >"$MA/f" || fail "write through A"
+run "$LOCUSCTL" sync --state "$STATE" --timeout 30
+for m in "$MB" "$MC"; do
+    [ "$(cat "$m/f")" = version-1 ] || fail "$m does not read version-1"
+done
+"$ITOOL" watch-read "$MB/f" version-2 10 "$WORK/ready-b" >"$WORK/read-b.out" 2>&1 &
+rb=$!
+track_pid "$rb"
+"$ITOOL" watch-read "$MC/f" version-2 10 "$WORK/ready-c" >"$WORK/read-c.out" 2>&1 &
+rc=$!
+track_pid "$rc"
+wait_for 10 "the readers to open the file" test -e "$WORK/ready-b" -a -e "$WORK/ready-c"
+printf 'version-2' >"$MA/f" || fail "rewrite through A"
+wait "$rb" || fail "the reader on B (site 1) did not see A's commit: $(cat "$WORK/read-b.out")"
+wait "$rc" || fail "the reader on C (site 2) did not see A's commit: $(cat "$WORK/read-c.out")"
+log "reader on B: $(cat "$WORK/read-b.out"); on C: $(cat "$WORK/read-c.out")"
+
+# ---- 2. attributes and names ----
+mkdir "$MA/d" || fail "mkdir through A"
+echo one >"$MA/d/n1" || fail "create through A"
+echo two >"$MA/d/gone" || fail "create through A"
+for m in "$MB" "$MC"; do
+    wait_for 10 "$m to see d/n1" stat "$m/d/n1"
+    stat "$m/d/gone" >/dev/null || fail "$m: no d/gone"
+    stat -c %s "$m/f" >/dev/null || fail "stat $m/f"
+done
+printf 'version-3, longer' >"$MA/f" || fail "rewrite through A"
+want=$(stat -c '%s %Y' "$MA/f")
+mv "$MA/d/n1" "$MA/d/n2" || fail "rename through A"
+rm "$MA/d/gone" || fail "unlink through A"
+mkdir "$MA/d/sub" && echo three >"$MA/d/sub/x" || fail "mkdir and create through A"
+attrs_are() { [ "$(stat -c '%s %Y' "$1/f")" = "$want" ]; }
+for m in "$MB" "$MC"; do
+    wait_for 10 "$m to show f's new size and mtime ($want)" attrs_are "$m"
+    wait_for 10 "$m to lose the renamed name d/n1" eval '! stat "$m/d/n1" >/dev/null 2>&1'
+    wait_for 10 "$m to see the new name d/n2" stat "$m/d/n2"
+    wait_for 10 "$m to lose the removed d/gone" eval '! stat "$m/d/gone" >/dev/null 2>&1'
+    out=$(ls "$m/d/sub")
+    [ "$out" = x ] || fail "ls $m/d/sub: '$out', expected x"
+    [ "$(cat "$m/d/n2")" = one ] || fail "$m/d/n2 does not read 'one'"
+done
+
+# ---- 3. a mount is not told of its own commits ----
+own=$(grep -c "commit note: .* by client $client_a" "$WORK/mount-a.log") || true
+[ "${own:-0}" = 0 ] || fail "mount A was told of $own of its own commits"
+seen=$(grep -c "commit note: .* by client $client_a" "$WORK/mount-b.log") || true
+[ "${seen:-0}" -ge 5 ] || fail "mount B was told of ${seen:-0} of A's commits, expected at least 5"
+log "notes of A's commits: $seen at B, 0 at A"
+pass
