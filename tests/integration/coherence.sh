@@ -19,7 +19,13 @@
 #     new name is there; a removed name is gone; a name made in a new
 #     directory is there (ls);
 #  3. A is never told of its own commits (its debug log names no note by
-#     its own client id), while B is told of A's.
+#     its own client id), while B is told of A's;
+#  4. kill -9 of the CSS while B's reader holds the file open, and A
+#     commits a write session it opened before: the reader sees it once the
+#     CSS is back (notes missed are made up for: the storage site's group
+#     note at registration, the mounts' invalidation when they watch
+#     again); the mounts watch the restarted CSS and A's next commit
+#     reaches a reader on B.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init coherence
 find_helper ITOOL itool
@@ -87,4 +93,33 @@ own=$(grep -c "commit note: .* by client $client_a" "$WORK/mount-a.log") || true
 seen=$(grep -c "commit note: .* by client $client_a" "$WORK/mount-b.log") || true
 [ "${seen:-0}" -ge 5 ] || fail "mount B was told of ${seen:-0} of A's commits, expected at least 5"
 log "notes of A's commits: $seen at B, 0 at A"
+
+# ---- 4. the CSS restarts under a reader ----
+# A commits while the CSS is down (its write session was opened before):
+# the note cannot go out then; the reader must see it all the same (the
+# storage site says "everything may have changed" when it registers again,
+# and the mount drops everything when it watches again).
+watches() { grep -c "watching the CSS at" "$WORK/mount-b.log" || true; }
+"$ITOOL" watch-read "$MB/f" version-5 60 "$WORK/ready-b5" >"$WORK/read-b5.out" 2>&1 &
+rb=$!
+track_pid "$rb"
+wait_for 10 "the reader to open the file" test -e "$WORK/ready-b5"
+exec 7>"$MA/f" || fail "open for writing through A"
+pidc=$(site_pid 1 cssd) || fail "no pid of the CSS"
+log "+ kill -9 the CSS ($pidc)"
+kill -9 "$pidc"
+wait_for 30 "the CSS to be gone" dead "$pidc"
+printf 'version-5' >&7 || fail "write through A while the CSS is down"
+exec 7>&-       # the last close: the commit, at the storage site
+sites_up 2
+wait "$rb" || fail "the reader on B did not see A's commit made while the CSS was down: $(cat "$WORK/read-b5.out")"
+log "a commit while the CSS was down: $(cat "$WORK/read-b5.out")"
+wait_for 20 "mount B to watch the restarted CSS" eval '[ "$(watches)" -ge 2 ]'
+"$ITOOL" watch-read "$MB/f" version-6 10 "$WORK/ready-b6" >"$WORK/read-b6.out" 2>&1 &
+rb=$!
+track_pid "$rb"
+wait_for 10 "the reader to open the file" test -e "$WORK/ready-b6"
+printf 'version-6' >"$MA/f" || fail "rewrite through A after the restart"
+wait "$rb" || fail "the reader on B did not see A's commit after the CSS restarted: $(cat "$WORK/read-b6.out")"
+log "a commit after the restart: $(cat "$WORK/read-b6.out")"
 pass
