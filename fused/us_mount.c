@@ -263,6 +263,7 @@ out:
         us_watch_stop(fs.watch);        /* no notification after this */
         if (mounted)
                 fuse_session_unmount(se);
+        us_watch_join(fs.watch);        /* before the session goes */
         if (handlers)
                 fuse_remove_signal_handlers(se);
         if (se)

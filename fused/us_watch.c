@@ -31,6 +31,7 @@ struct us_watch {
         uint8_t key[LP_KEY_SIZE];
         uint64_t client;
         atomic_bool up;
+        atomic_bool quiet;              /* stopping: no more notifications */
         atomic_uint_fast64_t epoch;
         pthread_mutex_t mu;
         pthread_cond_t cv;
@@ -58,6 +59,7 @@ int us_watch_new(struct us_core *core, const uint8_t key[LP_KEY_SIZE], const str
         memcpy(w->key, key, sizeof(w->key));
         w->client = us_rpc_client_id(us_core_rpc(core));
         atomic_init(&w->up, false);
+        atomic_init(&w->quiet, false);
         atomic_init(&w->epoch, 1);
         pthread_mutex_init(&w->mu, NULL);
         pthread_condattr_init(&ca);
@@ -72,7 +74,7 @@ void us_watch_free(struct us_watch *w)
 {
         if (!w)
                 return;
-        us_watch_stop(w);
+        us_watch_join(w);
         us_dent_free(w->dent);
         lp_key_wipe(w->key, sizeof(w->key));
         pthread_mutex_destroy(&w->mu);
@@ -144,7 +146,11 @@ static void count(struct us_watch *w, uint64_t *field, uint64_t n)
 
 static void inval_inode(struct us_watch *w, uint64_t fino, off_t off, off_t len)
 {
-        int r = fuse_lowlevel_notify_inval_inode(w->se, fino, off, len);
+        int r;
+
+        if (atomic_load(&w->quiet))
+                return;
+        r = fuse_lowlevel_notify_inval_inode(w->se, fino, off, len);
 
         if (r < 0 && r != -ENOENT)
                 cm_log(LOG_DEBUG, "invalidating inode %#llx: %s", (unsigned long long)fino, strerror(-r));
@@ -154,7 +160,11 @@ static void inval_inode(struct us_watch *w, uint64_t fino, off_t off, off_t len)
 static void inval_name(void *ctx, uint64_t parent, const char *name, size_t len)
 {
         struct us_watch *w = ctx;
-        int r = fuse_lowlevel_notify_inval_entry(w->se, parent, name, len);
+        int r;
+
+        if (atomic_load(&w->quiet))
+                return;
+        r = fuse_lowlevel_notify_inval_entry(w->se, parent, name, len);
 
         if (r < 0 && r != -ENOENT)
                 cm_log(LOG_DEBUG, "invalidating %s in %#llx: %s", name, (unsigned long long)parent,
@@ -410,15 +420,18 @@ int us_watch_start(struct us_watch *w, struct fuse_session *se)
         return 0;
 }
 
-void us_watch_stop(struct us_watch *w)
+static void signal_stop(struct us_watch *w)
 {
-        if (!w || !w->running)
-                return;
+        atomic_store(&w->quiet, true);
         pthread_mutex_lock(&w->mu);
         w->stop = true;
         pthread_cond_broadcast(&w->cv);
         pthread_mutex_unlock(&w->mu);
-        pthread_join(w->thread, NULL);
+}
+
+/* The thread has been joined. */
+static void joined(struct us_watch *w)
+{
         w->running = false;
         atomic_store(&w->up, false);
         cm_log(LOG_INFO, "commit notes: %llu received in %llu batches, %llu about cached inodes; "
@@ -426,4 +439,36 @@ void us_watch_stop(struct us_watch *w)
                (unsigned long long)w->st.notes, (unsigned long long)w->st.batches,
                (unsigned long long)w->st.known, (unsigned long long)w->st.inval_inode,
                (unsigned long long)w->st.inval_entry);
+}
+
+void us_watch_stop(struct us_watch *w)
+{
+        struct timespec until;
+
+        if (!w || !w->running)
+                return;
+        signal_stop(w);
+        /* A notification may wait for a directory's lock that a request
+         * holds, which nobody answers any more (the session loop ended):
+         * then the thread returns only once the unmount has aborted the
+         * connection, and us_watch_join() waits for it there. */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(US_WATCH_STOP_MS % 1000) * 1000000L;
+        until.tv_sec += US_WATCH_STOP_MS / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        if (pthread_timedjoin_np(w->thread, NULL, &until) != 0) {
+                cm_log(LOG_DEBUG, "the watch thread has not ended within %d ms (a call to the CSS, or a "
+                       "notification the kernel holds): joining it after the unmount", US_WATCH_STOP_MS);
+                return;
+        }
+        joined(w);
+}
+
+void us_watch_join(struct us_watch *w)
+{
+        if (!w || !w->running)
+                return;
+        signal_stop(w);
+        pthread_join(w->thread, NULL);
+        joined(w);
 }

@@ -57,6 +57,7 @@
 #define US_WATCH_IDLE_MS 2000
 #define US_WATCH_NOP_MS 3000
 #define US_WATCH_CONNECT_MS 2000
+#define US_WATCH_STOP_MS 1000
 #define US_WATCH_SLICE_MS 250            /* the thread looks at its stop flag this often */
 
 struct us_watch_opts {
@@ -73,8 +74,14 @@ int us_watch_new(struct us_core *core, const uint8_t key[LP_KEY_SIZE], const str
                  struct us_watch **ret);
 /* Start the thread, notifying through se. */
 int us_watch_start(struct us_watch *w, struct fuse_session *se);
-/* Stop and join the thread (within about US_WATCH_SLICE_MS). */
+/* Stop the thread: no notification starts after this returns.  It is
+ * joined within about US_WATCH_SLICE_MS, unless it is in a call to the CSS
+ * or waits in the kernel for a lock that an unanswered request holds (the
+ * session loop has ended): then, after US_WATCH_STOP_MS, it is left to
+ * us_watch_join(), which the caller calls after fuse_session_unmount()
+ * (the unmount aborts those requests) and before fuse_session_destroy(). */
 void us_watch_stop(struct us_watch *w);
+void us_watch_join(struct us_watch *w);
 void us_watch_free(struct us_watch *w);
 
 /* Before a request whose answer names an entry or attributes. */
