@@ -28,6 +28,7 @@ struct us_dent {
         pthread_mutex_t mu;
         struct ent **byname, **byparent;
         size_t cap, n, max;
+        uint64_t pruned_at;             /* full tables are pruned at most once a second */
 };
 
 static uint64_t mix(uint64_t h)
@@ -140,8 +141,14 @@ bool us_dent_add(struct us_dent *d, uint64_t parent, const char *name, size_t le
                         pthread_mutex_unlock(&d->mu);
                         return true;
                 }
-        if (d->n >= d->max)
-                prune(d, cm_now_us());
+        if (d->n >= d->max) {
+                uint64_t now = cm_now_us();
+
+                if (now - d->pruned_at >= 1000000u) {
+                        prune(d, now);
+                        d->pruned_at = now;
+                }
+        }
         e = d->n < d->max ? malloc(sizeof(*e) + len + 1) : NULL;
         if (!e) {
                 pthread_mutex_unlock(&d->mu);

@@ -7,9 +7,10 @@
  *
  * An entry is kept until its time is over (the kernel revalidates the
  * name then, and a new answer adds it again) or until it is taken.  At
- * most `max` entries: us_dent_add() prunes entries whose time is over and
- * then refuses (false), and the caller gives the kernel the short default
- * timeout instead, which needs no invalidation.
+ * most `max` entries: when full, us_dent_add() prunes entries whose time
+ * is over (at most once a second: a pass looks at every entry) and
+ * otherwise refuses (false), and the caller gives the kernel the short
+ * default timeout instead, which needs no invalidation.
  *
  * Taking: us_dent_take() detaches the names of one directory (or of every
  * directory) under the lock and calls fn for each after releasing it:
