@@ -430,6 +430,22 @@ mount_more() {
     wait_for 30 "the mount at $dir to answer" stat "$dir/."
 }
 
+# no_sanitizer_report WHEN [FILE...]: fail, showing the report, if a
+# daemon's or mount's log (STATE's, of every site, and FILEs) has one (an
+# AddressSanitizer build: MESON_BUILD_ROOT=build-asan).
+no_sanitizer_report() {
+    local f when=$1
+    shift
+    for f in "$STATE"/log/* "$STATE"/site*/log/* "$@"; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
+            log "sanitizer report in $f:"
+            grep -m1 -A150 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" >&2
+            fail "$when: a sanitizer report in $(basename "$f")"
+        fi
+    done
+}
+
 # ---- helpers of the replication tests (repair.sh, policy.sh) ----
 # registered K: site K's storaged is registered as a holder of the root group.
 registered() {
