@@ -996,6 +996,7 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         css_jw_str(&w, css->listen);
         css_jw_key(&w, "uptime_ms");
         css_jw_u64(&w, (now - css->start_us) / 1000);
+        css_watch_status(css, &w);
         css_jw_key(&w, "mounttab");
         css_jw_str(&w, css_mtab_path(css->mtab));
         css_jw_key(&w, "storage_sites");

@@ -177,6 +177,10 @@ void css_watch_closed(struct css_client *cl);
 /* css_watch.c: the mount table changed: the frame of LP_FS_CSS_NOTE_MTAB
  * (buf, len) to every watching mount too [W5]. */
 void css_watch_mtab(struct css *css, const void *buf, size_t len);
+/* css_watch.c: "commit_notes": {watchers, received, forwarded} into the
+ * status object being written. */
+struct css_jw;
+void css_watch_status(struct css *css, struct css_jw *w);
 
 /*
  * css.c: the mount table, or who serves a file group (a site registered

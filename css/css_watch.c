@@ -39,6 +39,7 @@
 #include "cm.h"
 #include "cm_codec.h"
 #include "css_int.h"
+#include "css_json.h"
 #include "lp_frame.h"
 #include "lp_note.h"
 
@@ -77,6 +78,19 @@ void css_watch_mtab(struct css *css, const void *buf, size_t len)
         for (size_t i = 0; i < css->nnw; i++)
                 if (css->nw[i]->conn)
                         (void)lp_server_send(css->nw[i]->conn, LP_MSG_FS_REQ, 0, 0, buf, len);
+}
+
+void css_watch_status(struct css *css, struct css_jw *w)
+{
+        css_jw_key(w, "commit_notes");
+        css_jw_obj_begin(w);
+        css_jw_key(w, "watchers");
+        css_jw_u64(w, css->nnw);
+        css_jw_key(w, "received");
+        css_jw_u64(w, css->notes_in);
+        css_jw_key(w, "forwarded");
+        css_jw_u64(w, css->notes_out);
+        css_jw_obj_end(w);
 }
 
 void css_watch_closed(struct css_client *cl)

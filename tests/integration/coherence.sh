@@ -93,6 +93,11 @@ own=$(grep -c "commit note: .* by client $client_a" "$WORK/mount-a.log") || true
 seen=$(grep -c "commit note: .* by client $client_a" "$WORK/mount-b.log") || true
 [ "${seen:-0}" -ge 5 ] || fail "mount B was told of ${seen:-0} of A's commits, expected at least 5"
 log "notes of A's commits: $seen at B, 0 at A"
+out=$("$LOCUSCTL" status --json --state "$STATE" 2>/dev/null | tr -d ' \n' | grep -o '"commit_notes":{[^}]*}') ||
+    fail "locusctl status shows no commit_notes of the CSS"
+w=$(grep -o '"watchers":[0-9]*' <<<"$out" | cut -d: -f2)
+[ "${w:-0}" -ge 5 ] || fail "the CSS counts ${w:-0} watching mounts, expected 5 (2 dev mounts, A, B, C): $out"
+log "the CSS: $out"
 
 # ---- 4. the CSS restarts under a reader ----
 # A commits while the CSS is down (its write session was opened before):
