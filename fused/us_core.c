@@ -815,8 +815,10 @@ bool us_core_note(struct us_core *core, uint64_t fino)
 
         pthread_mutex_lock(&core->mu);
         n = us__node_find(core, fino);
-        if (n)
+        if (n) {
                 n->cattr_valid = false;
+                n->nocaps_until = 0;    /* another mount may have set security.capability */
+        }
         known = fino == US_FUSE_ROOT || (n && n->nlookup > 0);
         pthread_mutex_unlock(&core->mu);
         return known;
@@ -845,6 +847,7 @@ int us_core_known(struct us_core *core, uint32_t fg, uint64_t **ret, size_t *ret
                         if (fg && nd->fg != fg)
                                 continue;
                         nd->cattr_valid = false;
+                        nd->nocaps_until = 0;
                         v[n++] = nd->fino;
                 }
         pthread_mutex_unlock(&core->mu);

@@ -268,8 +268,8 @@ int us_core_removexattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino,
 /* Where the CSS listens now (its port file read again): 0, -EHOSTUNREACH. */
 int us_core_css_addr(struct us_core *core, struct us_site *ret);
 /* A commit note about fino arrived: forget the attributes a commit of ours
- * answered for it; true when the kernel may cache it (its lookup count is
- * not 0, or the root). */
+ * answered for it and that it has no security.capability; true when the
+ * kernel may cache it (its lookup count is not 0, or the root). */
 bool us_core_note(struct us_core *core, uint64_t fino);
 /* A batch of notes arrived: no statahead listing taken before may be used. */
 void us_core_note_batch(struct us_core *core);
