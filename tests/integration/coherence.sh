@@ -13,7 +13,9 @@
 # bounded by 10 s, far below those 60 s:
 #  1. a reader on B and one on C hold a file open and read it in a loop
 #     (itool watch-read) while A writes and commits new content of the
-#     same length: both see it;
+#     same length: both see it; C reads at site 2's own copy, and sees a
+#     commit also when its read after the primary's note got the old
+#     version there (site 2 stopped meanwhile): site 2's install note;
 #  2. after A's commit, stat on B and C shows the new size and mtime; a
 #     name B and C have looked up, renamed through A, is gone there and the
 #     new name is there; a removed name is gone; a name made in a new
@@ -30,13 +32,17 @@
 lib_init coherence
 find_helper ITOOL itool
 
-sites_up 2
+# Addresses of its own: part 1 cuts site 2's replicator off site 1 (a cut
+# is machine-wide, lib.sh net_cut).
+A1=127.0.81.1 A2=127.0.81.2
+sites_up 2 --addrs "$A1,$A2"
 wait_for 30 "site 2 to register" registered 2
 LONG=entry_timeout=60,attr_timeout=60
 MA=$WORK/a MB=$WORK/b MC=$WORK/c
-mount_more "$MA" "bind=127.0.0.1,site=1" --log-level debug
-mount_more "$MB" "bind=127.0.0.1,site=1,$LONG" --log-level debug
-mount_more "$MC" "bind=127.0.0.2,site=2,$LONG" --log-level debug
+mount_more "$MA" "bind=$A1,site=1" --log-level debug
+mount_more "$MB" "bind=$A1,site=1,$LONG" --log-level debug
+mount_more "$MC" "bind=$A2,site=2,$LONG" --log-level debug
+MC_PID=$MORE_PID
 for m in A B C; do
     log_file=$WORK/mount-$(echo "$m" | tr A-Z a-z).log
     wait_for 10 "mount $m to watch the CSS" grep -q "watching the CSS" "$log_file"
@@ -61,6 +67,37 @@ printf 'version-2' >"$MA/f" || fail "rewrite through A"
 wait "$rb" || fail "the reader on B (site 1) did not see A's commit: $(cat "$WORK/read-b.out")"
 wait "$rc" || fail "the reader on C (site 2) did not see A's commit: $(cat "$WORK/read-c.out")"
 log "reader on B: $(cat "$WORK/read-b.out"); on C: $(cat "$WORK/read-c.out")"
+# C read at its own site's copy (docs/replication.md "Reads at a current
+# local copy"): it has a connection to site 2's storage daemon, so the
+# install note of site 2 [W2] is what made its reader see version-2.
+peers=$(ss -tanpH 2>/dev/null | awk -v p="pid=$MC_PID," 'index($0, p) { print $5 }')
+grep -qx "$A2:$(site_port 2 storaged)" <<<"$peers" ||
+    fail "mount C has no connection to site 2's storage daemon (it did not read there): $peers"
+
+# The same with site 2's replicator cut off site 1's storage daemon while
+# A commits: C is told of the commit by site 1's note and reads again,
+# at its site's copy, which is still the old version; only site 2's
+# install note [W2], once the cut heals and it pulls, makes it read the new.
+ino=$(printf '%#x' $(( $(stat -c %i "$MA/f") & 0xffffffffffff )))
+notes_c() { grep -c "commit note: <1,$ino> .* by client $client_a" "$WORK/mount-c.log" || true; }
+site2_behind() {
+    local out
+    out=$("$LOCUSCTL" copies /f --state "$STATE" 2>&1) || true
+    grep -q "site 2: vv .*, 9 bytes" <<<"$out" && ! grep -q "site 2: vv $(sed -n 's/.*site 1: vv \([0-9a-f]*\),.*/\1/p' <<<"$out")," <<<"$out"
+}
+"$ITOOL" watch-read "$MC/f" version-3 30 "$WORK/ready-c3" >"$WORK/read-c3.out" 2>&1 &
+rc=$!
+track_pid "$rc"
+wait_for 10 "the reader to open the file" test -e "$WORK/ready-c3"
+n0=$(notes_c)
+net_cut "$A2" "$A1" "$(site_port 1 storaged)"
+printf 'version-3' >"$MA/f" || fail "rewrite through A"
+wait_for 10 "C to be told of A's commit" eval '[ "$(notes_c)" -gt "$n0" ]'
+site2_behind || fail "site 2's copy of /f is not behind across the cut: $("$LOCUSCTL" copies /f --state "$STATE" 2>&1)"
+alive "$rc" || fail "the reader on C read the new version while its site's copy was old: $(cat "$WORK/read-c3.out")"
+net_heal
+wait "$rc" || fail "the reader on C did not see A's commit once site 2 installed it: $(cat "$WORK/read-c3.out")"
+log "reader on C, site 2 cut off site 1 during the commit: $(cat "$WORK/read-c3.out")"
 
 # ---- 2. attributes and names ----
 mkdir "$MA/d" || fail "mkdir through A"
@@ -116,7 +153,7 @@ kill -9 "$pidc"
 wait_for 30 "the CSS to be gone" dead "$pidc"
 printf 'version-5' >&7 || fail "write through A while the CSS is down"
 exec 7>&-       # the last close: the commit, at the storage site
-sites_up 2
+sites_up 2 --addrs "$A1,$A2"
 wait "$rb" || fail "the reader on B did not see A's commit made while the CSS was down: $(cat "$WORK/read-b5.out")"
 log "a commit while the CSS was down: $(cat "$WORK/read-b5.out")"
 wait_for 20 "mount B to watch the restarted CSS" eval '[ "$(watches)" -ge 2 ]'
