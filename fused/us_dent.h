@@ -1,6 +1,6 @@
 /*
- * us_dent.h -- the names this mount handed to the kernel with a long entry
- * timeout (docs/coherence.md): <parent, name>, so that a commit note about
+ * us_dent.h -- the names this mount handed to the kernel while it watched
+ * for commit notes (docs/coherence.md): <parent, name>, so that a note about
  * directory `parent` can invalidate each cached name under it
  * (fuse_lowlevel_notify_inval_entry needs the name; the storage site's
  * notes carry none).

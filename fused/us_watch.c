@@ -115,9 +115,10 @@ double us_watch_entry_timeout(struct us_watch *w, uint64_t epoch, uint64_t paren
         if (!w)
                 return US_ENTRY_TIMEOUT;
         lim = shorter(w->o.entry_timeout, w->o.entry_default);
-        if (w->o.entry_timeout <= lim || !atomic_load(&w->up))
+        if (!atomic_load(&w->up))
                 return lim;
-        /* Record first, then compare (us_watch.h "Timeouts"). */
+        /* Record first, then compare (us_watch.h "Timeouts"); short
+         * timeouts too, so that a note drops those names at once. */
         if (!us_dent_add(w->dent, parent, name, strlen(name),
                          cm_now_us() + (uint64_t)(w->o.entry_timeout * 1e6) + 1000000u))
                 return lim;

@@ -14,9 +14,10 @@
  * note invalidates every inode and name of the group (fg 0: of every
  * group).  A mount table note (LP_FS_CSS_NOTE_MTAB: a group created, a
  * primary changed) makes the mount read the table at once and drop every
- * name it handed out long (a name may have become a mount point).  The mount's own caches go first (us_core_note: attributes a
- * commit answered; statahead listings), the kernel's after.  ENOENT from
- * the kernel (not cached) is ignored.
+ * name it handed out (a name may have become a mount point).  The mount's
+ * own caches go first (us_core_note: attributes a commit answered;
+ * statahead listings), the kernel's after.  ENOENT from the kernel (not
+ * cached) is ignored.
  *
  * Timeouts: the kernel gets the long ones (entry_timeout=, attr_timeout=)
  * only while the watch is up and no note was applied since the request
@@ -89,7 +90,7 @@ uint64_t us_watch_epoch(struct us_watch *w);
 /* The attribute timeout for an answer to a request begun at epoch. */
 double us_watch_attr_timeout(struct us_watch *w, uint64_t epoch);
 /* The entry timeout for parent/name answered to a request begun at epoch
- * (recorded when long). */
+ * (recorded while the watch is up, whatever the timeout, for the notes). */
 double us_watch_entry_timeout(struct us_watch *w, uint64_t epoch, uint64_t parent, const char *name);
 
 struct us_watch_stats {
