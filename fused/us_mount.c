@@ -260,7 +260,7 @@ int us_main(int argc, char **argv)
         else
                 cm_log(LOG_INFO, "unmounting %s", mnt);
 out:
-        us_watch_stop(fs.watch);        /* no notification after this */
+        us_watch_stop(fs.watch);        /* no new notification after this */
         if (mounted)
                 fuse_session_unmount(se);
         us_watch_join(fs.watch);        /* before the session goes */
