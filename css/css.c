@@ -189,7 +189,7 @@ void css__mtab_changed(struct css *css)
         uint8_t *buf = NULL;
         size_t len = 0;
 
-        if (css->watchers.wnext == &css->watchers || css->closing)
+        if ((css->watchers.wnext == &css->watchers && !css->nnw) || css->closing)
                 return;
         note.length = ++css->mtab_notes;
         if (lp_fs_req_encode(&note, &buf, &len) < 0)
@@ -197,6 +197,7 @@ void css__mtab_changed(struct css *css)
         for (struct css_client *cl = css->watchers.wnext; cl != &css->watchers; cl = cl->wnext)
                 if (cl->conn)
                         (void)lp_server_send(cl->conn, LP_MSG_FS_REQ, 0, 0, buf, len);
+        css_watch_mtab(css, buf, len);  /* and to the mounts that watch (css_watch.c) */
         free(buf);
 }
 
@@ -296,6 +297,7 @@ static void css_free(struct css *css)
         css_leases_free(css->leases);
         free(css->dfg);
         free(css->prim);
+        free(css->nw);
         free(css->dino);
         css_sites_free(css->sites);
         css_mtab_close(css->mtab);
@@ -1039,6 +1041,7 @@ static void op_status(struct css_client *cl, uint64_t reqid)
         css_jw_str(&w, css->listen);
         css_jw_key(&w, "uptime_ms");
         css_jw_u64(&w, (now - css->start_us) / 1000);
+        css_watch_status(css, &w);
         css_jw_key(&w, "mounttab");
         css_jw_str(&w, css_mtab_path(css->mtab));
         css_jw_key(&w, "storage_sites");
@@ -1250,6 +1253,7 @@ static void on_close(struct lp_conn *conn)
         if (!css->closing)
                 primaries_update(css);
         cl->conn = NULL;
+        css_watch_closed(cl);
         if (cl->watching) {
                 watch_del(cl);
                 css__mtab_changed(css); /* a holder went away: another may be primary */
@@ -1324,6 +1328,12 @@ static void on_frame(struct lp_conn *conn, uint16_t type, uint16_t flags, uint64
         case LP_FS_CSS_EPOCH:
         case LP_FS_CSS_MEMBERS:
                 op_members(cl, reqid, &rq);
+                break;
+        case LP_FS_CSS_WATCH:
+                css_watch_op(cl, reqid, &rq);
+                break;
+        case LP_FS_SS_NOTE_COMMIT:
+                css_watch_note(cl, &rq);        /* a notification: no answer */
                 break;
         default:
                 css__reply_err(cl, reqid, -EOPNOTSUPP, "operation %s (%u) is not served by the CSS",

@@ -39,6 +39,7 @@ struct css_client {
          * changes (css__mtab_changed); on css->watchers while conn is set */
         struct css_client *wnext, *wprev;
         bool watching;
+        bool note_watch;                /* a mount watching commit notes: in css->nw (css_watch.c) */
 };
 
 enum job_kind {
@@ -159,13 +160,35 @@ struct css {
         uint64_t *prim;
         size_t nprim;
         struct css_membd *membd;        /* the membership service (css_set_membd), or NULL */
+        /* mounts watching commit notes (css_watch.c) */
+        struct css_client **nw;
+        size_t nnw, capnw;
+        uint64_t notes_in, notes_out;
 };
+
+#define CSS_WATCH_MAX 4096u
+
+/* css_watch.c: coherence (docs/coherence.md).  css_watch_op: CSS_WATCH;
+ * css_watch_note: SS_NOTE_COMMIT of a registered storage site (never
+ * answered); css_watch_closed: cl's connection closed (before it is
+ * freed). */
+void css_watch_op(struct css_client *cl, uint64_t reqid, const struct lp_fs_req *rq);
+void css_watch_note(struct css_client *cl, const struct lp_fs_req *rq);
+void css_watch_closed(struct css_client *cl);
+/* css_watch.c: the mount table changed: the frame of LP_FS_CSS_NOTE_MTAB
+ * (buf, len) to every watching mount too [W5]. */
+void css_watch_mtab(struct css *css, const void *buf, size_t len);
+/* css_watch.c: "commit_notes": {watchers, received, forwarded} into the
+ * status object being written. */
+struct css_jw;
+void css_watch_status(struct css *css, struct css_jw *w);
 
 /*
  * css.c: the mount table, or who serves a file group (a site registered
  * or went away), changed: push LP_FS_CSS_NOTE_MTAB to every registered
  * storage site, so its replicator reads the table at once instead of at
- * its next poll.  Loop thread; never fails (a site that cannot take it
+ * its next poll, and to every mount that watches commit notes
+ * (css_watch.c [W5]).  Loop thread; never fails (a site that cannot take it
  * reads the table at its next poll all the same).
  */
 void css__mtab_changed(struct css *css);

@@ -421,7 +421,7 @@ int ctl_cmd_status(int argc, char **argv)
                         printf("\nCURRENT SYNCHRONIZATION SITE (locus-cssd)\n");
                         if (css_json_parse(cs.text, strlen(cs.text), &v) == 0) {
                                 const char *keys[] = { "listen", "uptime_ms", "clients", "open_files", "opens",
-                                                       "unmatched_closes", "pending_requests" };
+                                                       "unmatched_closes", "pending_requests", "commit_notes" };
 
                                 for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
                                         const struct css_jval *x = css_json_get(v, keys[k]);

@@ -800,3 +800,58 @@ uint64_t us_core_nlookup(struct us_core *core, uint64_t fino)
         pthread_mutex_unlock(&core->mu);
         return n;
 }
+
+/* ---- coherence (us_watch.h) ---------------------------------------------------- */
+
+int us_core_css_addr(struct us_core *core, struct us_site *ret)
+{
+        return css_addr(core, ret);
+}
+
+bool us_core_note(struct us_core *core, uint64_t fino)
+{
+        struct us_node *n;
+        bool known;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n) {
+                n->cattr_valid = false;
+                n->nocaps_until = 0;    /* another mount may have set security.capability */
+        }
+        known = fino == US_FUSE_ROOT || (n && n->nlookup > 0);
+        pthread_mutex_unlock(&core->mu);
+        return known;
+}
+
+void us_core_note_batch(struct us_core *core)
+{
+        us_sa_invalidate(core->sa);
+}
+
+int us_core_known(struct us_core *core, uint32_t fg, uint64_t **ret, size_t *ret_n)
+{
+        uint64_t *v;
+        size_t n = 0;
+
+        pthread_mutex_lock(&core->mu);
+        v = malloc((core->nnodes + 1) * sizeof(*v));
+        if (!v) {
+                pthread_mutex_unlock(&core->mu);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < core->htcap; i++)
+                for (struct us_node *nd = core->ht[i]; nd; nd = nd->hnext) {
+                        if (nd->nlookup == 0 && nd->fino != US_FUSE_ROOT)
+                                continue;
+                        if (fg && nd->fg != fg)
+                                continue;
+                        nd->cattr_valid = false;
+                        nd->nocaps_until = 0;
+                        v[n++] = nd->fino;
+                }
+        pthread_mutex_unlock(&core->mu);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}

@@ -263,6 +263,21 @@ int us_core_listxattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, v
 int us_core_removexattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino,
                         const char *name);
 
+/* ---- coherence (us_watch.h, docs/coherence.md) ---- */
+
+/* Where the CSS listens now (its port file read again): 0, -EHOSTUNREACH. */
+int us_core_css_addr(struct us_core *core, struct us_site *ret);
+/* A commit note about fino arrived: forget the attributes a commit of ours
+ * answered for it and that it has no security.capability; true when the
+ * kernel may cache it (its lookup count is not 0, or the root). */
+bool us_core_note(struct us_core *core, uint64_t fino);
+/* A batch of notes arrived: no statahead listing taken before may be used. */
+void us_core_note_batch(struct us_core *core);
+/* The inodes the kernel may cache of file group fg (0: every group),
+ * malloc'ed into *ret (free it), with their cached attributes forgotten.
+ * -ENOMEM. */
+int us_core_known(struct us_core *core, uint32_t fg, uint64_t **ret, size_t *ret_n);
+
 /* Observations for tests. */
 struct us_core_stats {
         size_t nodes, sessions, handles;

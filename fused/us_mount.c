@@ -19,6 +19,7 @@
 #include "us_core.h"
 #include "us_opt.h"
 #include "us_ops.h"
+#include "us_watch.h"
 
 #define PROG "locusfs-mount"
 
@@ -164,6 +165,15 @@ int us_main(int argc, char **argv)
         co.css_port_file = portfile;
         co.keeper = true;
         r = us_core_new(&co, key, &fs.core);
+        if (r >= 0) {
+                struct us_watch_opts wo = { .entry_timeout = (double)cfg.entry_timeout_us / 1e6,
+                                            .attr_timeout = (double)cfg.attr_timeout_us / 1e6,
+                                            .entry_default = US_ENTRY_TIMEOUT,
+                                            .attr_default = US_ATTR_TIMEOUT,
+                                            .site = cfg.site };
+
+                r = us_watch_new(fs.core, key, &wo, &fs.watch);
+        }
         lp_key_wipe(key, sizeof(key));
         if (r < 0) {
                 cm_log(LOG_ERR, "%s", strerror(-r));
@@ -222,6 +232,8 @@ int us_main(int argc, char **argv)
         }
         /* The keeper thread (mount table refresh, session keepalive). */
         r = us_core_start(fs.core);
+        if (r >= 0)
+                r = us_watch_start(fs.watch, se);       /* commit notes (docs/coherence.md) */
         if (r < 0) {
                 cm_log(LOG_ERR, "cannot start: %s", strerror(-r));
                 goto out;
@@ -248,14 +260,17 @@ int us_main(int argc, char **argv)
         else
                 cm_log(LOG_INFO, "unmounting %s", mnt);
 out:
+        us_watch_stop(fs.watch);        /* no new notification after this */
         if (mounted)
                 fuse_session_unmount(se);
+        us_watch_join(fs.watch);        /* before the session goes */
         if (handlers)
                 fuse_remove_signal_handlers(se);
         if (se)
                 fuse_session_destroy(se);       /* destroy callback: final commits */
         if (lc)
                 fuse_loop_cfg_destroy(lc);
+        us_watch_free(fs.watch);
         us_core_free(fs.core);
         if (cfg.ready_fd >= 0)
                 close(cfg.ready_fd);            /* no READY: the parent sees EOF */

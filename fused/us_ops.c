@@ -12,12 +12,14 @@
 
 #include "cm.h"
 #include "us_sig.h"
+#include "us_watch.h"
 
 /* The context of one FUSE request. */
 struct opctx {
         struct us_ctx c;
         fuse_req_t req;
         struct us_fs *fs;
+        uint64_t epoch;                 /* us_watch_epoch() when the request began */
 };
 
 static int op_stop(void *arg)
@@ -43,6 +45,7 @@ static struct us_core *op_init(struct opctx *o, fuse_req_t req)
         memset(&o->c.cred, 0, sizeof(o->c.cred));
         o->req = req;
         o->fs = fuse_req_userdata(req);
+        o->epoch = us_watch_epoch(o->fs->watch);
         o->c.cred.uid = fc->uid;
         o->c.cred.gid = fc->gid;
         o->c.cred.pid = (uint32_t)fc->pid;
@@ -61,28 +64,30 @@ static struct us_fh *fh_of(const struct fuse_file_info *fi)
         return fi ? (struct us_fh *)(uintptr_t)fi->fh : NULL;
 }
 
-static void entry_param(const struct us_entry *e, struct fuse_entry_param *p)
+/* The entry parent/name -> e, with the timeouts us_watch.h chooses. */
+static void entry_param(const struct opctx *o, uint64_t parent, const char *name, const struct us_entry *e,
+                        struct fuse_entry_param *p)
 {
         memset(p, 0, sizeof(*p));
         p->ino = e->fino;
         p->generation = e->generation;
         p->attr = e->st;
-        p->attr_timeout = US_ATTR_TIMEOUT;
-        p->entry_timeout = US_ENTRY_TIMEOUT;
+        p->attr_timeout = us_watch_attr_timeout(o->fs->watch, o->epoch);
+        p->entry_timeout = us_watch_entry_timeout(o->fs->watch, o->epoch, parent, name);
 }
 
 /* Reply with an entry whose lookup is counted already; undo if lost. */
-static void reply_entry(struct us_core *core, fuse_req_t req, int r, const struct us_entry *e)
+static void reply_entry(struct opctx *o, uint64_t parent, const char *name, int r, const struct us_entry *e)
 {
         struct fuse_entry_param p;
 
         if (r < 0) {
-                reply_err(req, r);
+                reply_err(o->req, r);
                 return;
         }
-        entry_param(e, &p);
-        if (fuse_reply_entry(req, &p) != 0)
-                us_core_forget(core, e->fino, 1);
+        entry_param(o, parent, name, e, &p);
+        if (fuse_reply_entry(o->req, &p) != 0)
+                us_core_forget(o->fs->core, e->fino, 1);
 }
 
 uint32_t us_setattr_bits(int to_set)
@@ -156,7 +161,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_lookup(core, &o.c, parent, name, &e), &e);
+        reply_entry(&o, parent, name, us_core_lookup(core, &o.c, parent, name, &e), &e);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -186,7 +191,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         if (r < 0)
                 reply_err(req, r);
         else
-                fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
+                fuse_reply_attr(req, &st, us_watch_attr_timeout(o.fs->watch, o.epoch));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -205,7 +210,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         if (r < 0)
                 reply_err(req, r);
         else
-                fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
+                fuse_reply_attr(req, &st, us_watch_attr_timeout(o.fs->watch, o.epoch));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -228,7 +233,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_mknod(core, &o.c, parent, name, mode, rdev, &e), &e);
+        reply_entry(&o, parent, name, us_core_mknod(core, &o.c, parent, name, mode, rdev, &e), &e);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -237,7 +242,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_mkdir(core, &o.c, parent, name, mode, &e), &e);
+        reply_entry(&o, parent, name, us_core_mkdir(core, &o.c, parent, name, mode, &e), &e);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -246,7 +251,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_symlink(core, &o.c, link, parent, name, &e), &e);
+        reply_entry(&o, parent, name, us_core_symlink(core, &o.c, link, parent, name, &e), &e);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -255,7 +260,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_link(core, &o.c, ino, newparent, newname, &e), &e);
+        reply_entry(&o, newparent, newname, us_core_link(core, &o.c, ino, newparent, newname, &e), &e);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -320,7 +325,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 reply_err(req, r);
                 return;
         }
-        entry_param(&e, &p);
+        entry_param(&o, parent, name, &e, &p);
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = 0;
         fi->direct_io = (fi->flags & O_DIRECT) != 0;
@@ -521,8 +526,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
                         if (!e->dot && e->has_attr) {
                                 p.ino = e->fino;
                                 p.generation = e->generation;
-                                p.attr_timeout = US_ATTR_TIMEOUT;
-                                p.entry_timeout = US_ENTRY_TIMEOUT;
+                                p.attr_timeout = us_watch_attr_timeout(o.fs->watch, o.epoch);
+                                p.entry_timeout = us_watch_entry_timeout(o.fs->watch, o.epoch, ino,
+                                                                         e->name);
                         }
                         need = fuse_add_direntry_plus(req, buf + pos, size - pos, e->name, &p,
                                                       (off_t)e->next);

@@ -36,15 +36,20 @@
 
 #include "us_core.h"
 
+struct us_watch;
+
 /* The userdata of the FUSE session. */
 struct us_fs {
         struct us_core *core;
         struct fuse_session *se;        /* set once the session exists */
+        struct us_watch *watch;         /* commit notes and timeouts (us_watch.h); may be NULL */
 };
 
 extern const struct fuse_lowlevel_ops us_ops;
 
-/* Entry and attribute timeouts given to the kernel, in seconds. */
+/* Entry and attribute timeouts given to the kernel, in seconds, by
+ * default, and whenever commit notes do not flow (us_watch.h: longer ones
+ * with entry_timeout=, attr_timeout=). */
 #define US_ENTRY_TIMEOUT 1.0
 #define US_ATTR_TIMEOUT 1.0
 #define US_MAX_WRITE (1u << 20)

@@ -30,6 +30,8 @@ struct raw {
         char *css;
         char *css_port_file;
         char *timeout;
+        char *entry_timeout;
+        char *attr_timeout;
         char *site;
         char *bind;
         char *ready_fd;
@@ -48,6 +50,8 @@ static const struct fuse_opt us_opts[] = {
         RAW("css=%s", css),
         RAW("css_port_file=%s", css_port_file),
         RAW("timeout=%s", timeout),
+        RAW("entry_timeout=%s", entry_timeout),
+        RAW("attr_timeout=%s", attr_timeout),
         RAW("site=%s", site),
         RAW("bind=%s", bind),
         RAW("--ready-fd %s", ready_fd),
@@ -84,6 +88,8 @@ static void raw_free(struct raw *r)
         free(r->css);
         free(r->css_port_file);
         free(r->timeout);
+        free(r->entry_timeout);
+        free(r->attr_timeout);
         free(r->site);
         free(r->bind);
         free(r->ready_fd);
@@ -203,6 +209,8 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
         cfg->ready_fd = -1;
         cfg->log_level = LOG_INFO;
         cfg->timeout_us = US_DEFAULT_TIMEOUT_US;
+        cfg->entry_timeout_us = US_DEFAULT_CACHE_US;
+        cfg->attr_timeout_us = US_DEFAULT_CACHE_US;
         cfg->max_idle_threads = UINT_MAX;
 
         /* Our own copy of argv, so that argv itself is never modified. */
@@ -304,6 +312,14 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
                 r = fail(cfg, "bad timeout=%s: seconds, from 0.001 to 86400", raw.timeout);
                 goto out;
         }
+        if (raw.entry_timeout && !parse_seconds(raw.entry_timeout, &cfg->entry_timeout_us)) {
+                r = fail(cfg, "bad entry_timeout=%s: seconds, from 0.001 to 86400", raw.entry_timeout);
+                goto out;
+        }
+        if (raw.attr_timeout && !parse_seconds(raw.attr_timeout, &cfg->attr_timeout_us)) {
+                r = fail(cfg, "bad attr_timeout=%s: seconds, from 0.001 to 86400", raw.attr_timeout);
+                goto out;
+        }
         if (raw.bind) {
                 unsigned char a[sizeof(struct in6_addr)];
 
@@ -366,6 +382,9 @@ void us_opt_usage(const char *prog)
                "    -o css_port_file=FILE  read the CSS port from FILE at every connection\n"
                "    -o timeout=SEC         how long a request waits for an unreachable\n"
                "                           daemon before it fails with ETIMEDOUT (30)\n"
+               "    -o entry_timeout=SEC   how long the kernel may keep names (1); beyond\n"
+               "                           1 s only while the CSS's commit notes flow\n"
+               "    -o attr_timeout=SEC    the same for attributes (1)\n"
                "    -o site=N              our site number in the handshake (0)\n"
                "    -o bind=ADDR           the source address of every connection (the site's)\n"
                "    --ready-fd N           write \"READY mounted\" to descriptor N once mounted\n"

@@ -2,7 +2,7 @@
  * us_opt.h -- the command line of locusfs-mount.
  *
  *   locusfs-mount [SOURCE] MOUNTPOINT -o key=FILE,css=HOST:PORT[,css_port_file=F]
- *                 [,timeout=SEC][,site=N][,bind=ADDR][,FUSE options] [-f] [-d] [-s]
+ *                 [,timeout=SEC][,entry_timeout=SEC][,attr_timeout=SEC][,site=N][,bind=ADDR][,FUSE options] [-f] [-d] [-s]
  *                 [--ready-fd N] [--log-level L] [--syslog]
  *
  * Our own -o suboptions and long options are taken out; everything else
@@ -40,6 +40,8 @@
 #define US_DEFAULT_TIMEOUT_US (30u * 1000000ull)
 /* timeout= is at least 1 ms and at most a day. */
 #define US_MAX_TIMEOUT_US (86400ull * 1000000ull)
+/* entry_timeout= and attr_timeout= by default (us_ops.h's timeouts). */
+#define US_DEFAULT_CACHE_US 1000000ull
 
 struct us_config {
         char *mountpoint;               /* as given (not resolved) */
@@ -49,6 +51,8 @@ struct us_config {
         uint16_t css_port;              /* 0: read css_port_file */
         char *css_port_file;
         uint64_t timeout_us;            /* per request, reconnects included */
+        uint64_t entry_timeout_us;      /* the kernel's, while commit notes flow (us_watch.h) */
+        uint64_t attr_timeout_us;
         uint64_t site;                  /* our site id in the handshake */
         char bind[64];                  /* source address of every connection; "": the kernel's choice */
         int ready_fd;                   /* -1: none */

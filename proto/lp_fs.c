@@ -676,6 +676,9 @@ const char *lp_fs_op_name(uint32_t op)
         case LP_FS_CSS_PROBE: return "css_probe";
         case LP_FS_CSS_EPOCH: return "css_epoch";
         case LP_FS_CSS_MEMBERS: return "css_members";
+        case LP_FS_SS_NOTE_COMMIT: return "ss_note_commit";
+        case LP_FS_CSS_WATCH: return "css_watch";
+        case LP_FS_CSS_NOTE_INVAL: return "css_note_inval";
         default: return "unknown";
         }
 }

@@ -115,6 +115,11 @@ enum lp_fs_op {
         /* CSS -> a registered storage site, pushed (reqid 0, never answered):
          * the mount table, or who serves a group, changed; length: a count */
         LP_FS_CSS_NOTE_MTAB = 80,
+        /* coherence (docs/coherence.md): commit notes, blob = a batch
+         * (proto/lp_note.h); the notes are never answered (reqid 0) */
+        LP_FS_SS_NOTE_COMMIT = 81,      /* storage site -> CSS, on its registration link */
+        LP_FS_CSS_WATCH = 82,           /* mount -> CSS: send me the notes (answered) */
+        LP_FS_CSS_NOTE_INVAL = 83,      /* CSS -> a watching mount, pushed */
         /* cssd <-> cssd: membership (docs/cluster.md, "Membership") */
         LP_FS_CSS_HEARTBEAT = 90,       /* site, host, port: the sender's cssd; text: its view;
                                          * answer text: ours */

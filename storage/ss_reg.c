@@ -22,6 +22,7 @@
 #include "lp_fs.h"
 #include "lp_peer.h"
 #include "lp_status.h"
+#include "ss_note.h"
 
 struct ss_reg {
         uv_loop_t *loop;
@@ -41,9 +42,75 @@ struct ss_reg {
         bool registered, inflight, again, stopping, port_failing;
         uint64_t count, notes;
         unsigned missed;                /* NOPs in a row with no answer */
+        /* commit notes (ss_note.h): sent from `check` once per loop turn */
+        struct ss_note *queue;
+        uv_check_t check;
+        bool checking;
+        unsigned handles;               /* handles still to close before the struct is freed */
+        uint64_t sent_batches, sent_notes;
 };
 
 static void do_register(struct ss_reg *r);
+
+/* Send what the note queue holds, while registered. */
+static void on_check(uv_check_t *h)
+{
+        struct ss_reg *r = h->data;
+        struct lp_fs_req q = { .op = LP_FS_SS_NOTE_COMMIT };
+        uint8_t *batch = NULL, *buf = NULL;
+        size_t blen = 0, len = 0, n = ss_note_count(r->queue);
+        int e;
+
+        uv_check_stop(&r->check);
+        r->checking = false;
+        if (r->stopping || !n || !r->registered || !r->peer || !lp_peer_is_up(r->peer))
+                return;         /* kept (bounded) until the next registration */
+        e = ss_note_take(r->queue, &batch, &blen);
+        if (e < 0) {
+                cm_log(LOG_WARNING, "cannot encode %zu commit notes: %s (kept)", n, strerror(-e));
+                return;
+        }
+        q.site = r->site;
+        q.blob = batch;
+        q.bloblen = blen;
+        e = lp_fs_req_encode(&q, &buf, &len);
+        if (e >= 0)
+                e = lp_peer_send(r->peer, LP_MSG_FS_REQ, 0, 0, buf, len);
+        free(buf);
+        free(batch);
+        if (e < 0) {
+                /* the mounts learn "everything of these groups" instead */
+                ss_note_untake(r->queue);
+                cm_log(LOG_NOTICE, "cannot send %zu commit notes to the CSS: %s (sent as group notes later)", n,
+                       strerror(-e));
+                return;
+        }
+        r->sent_batches++;
+        r->sent_notes += n;
+}
+
+static void kick_notes(struct ss_reg *r)
+{
+        if (r->checking || r->stopping || !ss_note_count(r->queue))
+                return;
+        uv_check_start(&r->check, on_check);
+        r->checking = true;
+}
+
+void ss_reg_commit(struct ss_reg *r, uint32_t fg, uint64_t client, const struct ss_ct_change *ch, size_t n)
+{
+        if (!r || r->stopping)
+                return;
+        ss_note_add(r->queue, fg, client, ch, n);
+        if (r->registered)
+                kick_notes(r);
+}
+
+void ss_reg_commit_stats(const struct ss_reg *r, uint64_t *ret_batches, uint64_t *ret_notes)
+{
+        *ret_batches = r->sent_batches;
+        *ret_notes = r->sent_notes;
+}
 
 /* The answer's status: 0 or a negative errno. */
 static int answer_status(int err, uint16_t type, const void *payload, size_t len)
@@ -78,6 +145,11 @@ static void on_registered(void *arg, int err, uint16_t type, const void *payload
                 r->count++;
                 cm_log(LOG_INFO, "registered with the CSS (site %llu at %s:%u, file groups %s)",
                        (unsigned long long)r->site, r->host, r->port, r->fgs);
+                /* Notes may have been lost since the last registration (a
+                 * broken link, a CSS restarted): tell the mounts to drop
+                 * everything of our groups, then send what waits. */
+                ss_note_lost(r->queue, 0);
+                kick_notes(r);
                 if (r->again)
                         do_register(r);
                 return;
@@ -254,15 +326,19 @@ static void on_tick(uv_timer_t *t)
 static void reg_free(struct ss_reg *r)
 {
         lp_key_wipe(r->key, sizeof(r->key));
+        ss_note_free(r->queue);
         free(r->fgs);
         free(r->css_port_file);
         free(r->host);
         free(r);
 }
 
-static void timer_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
-        reg_free(h->data);
+        struct ss_reg *r = h->data;
+
+        if (--r->handles == 0)
+                reg_free(r);
 }
 
 int ss_reg_start(uv_loop_t *loop, const struct ss_reg_opts *o, const char *fgs_json, struct ss_reg **ret)
@@ -289,18 +365,22 @@ int ss_reg_start(uv_loop_t *loop, const struct ss_reg_opts *o, const char *fgs_j
         r->fgs = strdup(fgs_json ? fgs_json : "[]");
         r->css_port_file = o->css_port_file ? strdup(o->css_port_file) : NULL;
         r->host = strdup(o->host ? o->host : "127.0.0.1");
-        if (!r->fgs || !r->host || (o->css_port_file && !r->css_port_file)) {
+        if (!r->fgs || !r->host || (o->css_port_file && !r->css_port_file) || ss_note_new(0, &r->queue) < 0) {
                 reg_free(r);
                 return -ENOMEM;
         }
         uv_timer_init(loop, &r->timer);
         r->timer.data = r;
+        uv_check_init(loop, &r->check);
+        r->check.data = r;
+        r->handles = 2;
         uv_timer_start(&r->timer, on_tick, r->poll_ms, r->poll_ms);
         on_tick(&r->timer);             /* connect now, not a poll interval later */
         if (!r->peer && !r->port_failing && !r->css_port_file) {
                 /* a port given but no link: the host did not parse */
                 r->stopping = true;
-                uv_close((uv_handle_t *)&r->timer, timer_closed);
+                uv_close((uv_handle_t *)&r->timer, handle_closed);
+                uv_close((uv_handle_t *)&r->check, handle_closed);
                 return -EINVAL;
         }
         *ret = r;
@@ -336,5 +416,6 @@ void ss_reg_stop(struct ss_reg *r)
         r->stopping = true;
         lp_peer_close(r->peer);         /* answers a call in flight: it sees stopping */
         r->peer = NULL;
-        uv_close((uv_handle_t *)&r->timer, timer_closed);
+        uv_close((uv_handle_t *)&r->timer, handle_closed);
+        uv_close((uv_handle_t *)&r->check, handle_closed);
 }

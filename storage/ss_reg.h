@@ -18,6 +18,15 @@
  * serves a file group, changed (LP_FS_CSS_NOTE_MTAB); on_note is called
  * for each, so the replicator reads the table at once (ss_pull_kick).
  *
+ * Commit notes (docs/coherence.md): ss_reg_commit() queues the changes of
+ * each live commit (ss_note.h); the queue goes to the CSS as one
+ * LP_FS_SS_NOTE_COMMIT frame per loop turn (a uv_check handle) while
+ * registered, and waits (bounded: it collapses into group notes) while
+ * not; a batch the link refused comes back as group notes.  Each
+ * successful registration first sends one group note for every file
+ * group held (fg 0): a CSS that lost our notes, or a new CSS, passes "all
+ * may have changed" to the mounts.
+ *
  * Logging: the first failure of an outage at LOG_NOTICE (one per outage),
  * each successful registration at LOG_INFO.
  *
@@ -38,6 +47,7 @@
 #include <uv.h>
 
 #include "lp_key.h"
+#include "ss_ct.h"
 
 struct ss_reg_opts {
         uint8_t key[LP_KEY_SIZE];
@@ -61,6 +71,10 @@ void ss_reg_set_fgs(struct ss_reg *r, const char *fgs_json);
 uint64_t ss_reg_count(const struct ss_reg *r);
 /* Mount table notes received from the CSS. */
 uint64_t ss_reg_notes(const struct ss_reg *r);
+/* The changes of one live commit of fg, made for client (0: none). */
+void ss_reg_commit(struct ss_reg *r, uint32_t fg, uint64_t client, const struct ss_ct_change *ch, size_t n);
+/* Commit notes sent to the CSS so far (batches, notes). */
+void ss_reg_commit_stats(const struct ss_reg *r, uint64_t *ret_batches, uint64_t *ret_notes);
 void ss_reg_stop(struct ss_reg *r);
 
 #endif

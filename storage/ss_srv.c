@@ -193,7 +193,9 @@ void ss__srv_run_op(struct ss_srv *s, struct ss_fg *f, struct ss_conn *c, uint64
         x.data_dir = s->data_dir;
         x.space_reserve = s->o.space_reserve;
         x.pull = s->pull;               /* repairs of damaged pages (ss_pull.h [P9]) */
+        s->cur_client = c->client;      /* its commits' notes name it (ss__srv_changes) */
         r = ss_op_run(&x, q, &a);
+        s->cur_client = 0;
         (void)ss__srv_fg_check(f);
         if (r < 0) {
                 snprintf(msg, sizeof(msg), "%s: %s", errname(r), x.msg[0] ? x.msg : strerror(-r));

@@ -395,6 +395,17 @@ void ss__srv_op_fg_drop(struct ss_srv *s, struct ss_conn *c, uint64_t reqid, con
         ss__srv_send_resp(c, reqid, &a);
 }
 
+/* The change stream of a container (ss_ct.h): commit notes to the CSS
+ * (ss_reg.h, docs/coherence.md), naming the client whose request is
+ * being run. */
+static void ct_changes(void *ctx, uint64_t seq, const struct ss_ct_change *ch, size_t n)
+{
+        struct ss_fg *f = ctx;
+
+        (void)seq;
+        ss_reg_commit(f->srv->reg, f->fg, f->srv->cur_client, ch, n);
+}
+
 int ss__srv_add_fg(struct ss_srv *s, struct ss_ct *ct)
 {
         struct ss_fg **v, *f = calloc(1, sizeof(*f));
@@ -414,6 +425,7 @@ int ss__srv_add_fg(struct ss_srv *s, struct ss_ct *ct)
         f->ckpt_mark = ss__srv_log_written(ct);
         f->ckpt_seq = ct->seq;
         f->ckpt_us = cm_now_us();
+        ss_ct_set_listener(ct, ct_changes, f);
         uv_timer_init(s->loop, &f->flush_timer);
         f->flush_timer.data = f;
         ss_fw_init(&f->fw);

@@ -205,6 +205,7 @@ struct ss_srv {
         uv_async_t async;
         bool handles;                   /* tick and async initialised */
         struct ss_reg *reg;
+        uint64_t cur_client;            /* the client of the request being run (commit notes) */
         struct ss_pull *pull;           /* the replicator (ss_pull.h) */
         uv_async_t reg_async;           /* the replicator caught up: register */
         bool reg_handle;                /* reg_async initialised */

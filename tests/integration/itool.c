@@ -40,6 +40,13 @@
  *       close; writes the count of good reads to STATUS (local disk) after
  *       each; on SIGTERM prints "reads=N errors=E longest_ms=M" and exits
  *       0 if there was no error.
+ *   itool watch-read FILE TEXT SECONDS READY
+ *       open FILE once and keep it open; read it from offset 0 (pread),
+ *       create READY after the first read, and again every 20 ms until
+ *       the content is exactly TEXT: prints "seen ms=N" (since the first
+ *       read) and exits 0; after SECONDS prints what it last read and
+ *       exits 1.  A reader holding the file open sees another mount's
+ *       commit only once its kernel page cache is invalidated.
  *   itool timed-read FILE
  *       open + read + close once; prints "result=OK|<ERRNO NAME> ms=N";
  *       exit 0 on success, 1 on failure.
@@ -667,6 +674,42 @@ static int cmd_reader(const char *file, const char *status)
         return errors ? 1 : 0;
 }
 
+static int cmd_watch_read(const char *file, const char *text, long seconds, const char *ready)
+{
+        char buf[4096];
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        int64_t t0 = now_ms(), deadline = t0 + seconds * 1000;
+        struct timespec pause = { 0, 20 * 1000000 };
+        size_t want = strlen(text);
+        ssize_t n = 0;
+
+        if (fd < 0)
+                die("open %s: %s", file, strerror(errno));
+        for (int first = 1;; first = 0) {
+                n = pread(fd, buf, sizeof(buf), 0);
+                if (n < 0)
+                        die("read %s: %s", file, strerror(errno));
+                if (first) {
+                        int rfd = open(ready, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+                        if (rfd < 0)
+                                die("%s: %s", ready, strerror(errno));
+                        close(rfd);
+                }
+                if ((size_t)n == want && memcmp(buf, text, want) == 0) {
+                        printf("seen ms=%lld\n", (long long)(now_ms() - t0));
+                        close(fd);
+                        return 0;
+                }
+                if (now_ms() > deadline)
+                        break;
+                nanosleep(&pause, NULL);
+        }
+        printf("not seen in %ld s: read %zd bytes '%.*s'\n", seconds, n, (int)(n > 64 ? 64 : n), buf);
+        close(fd);
+        return 1;
+}
+
 static int cmd_timed_read(const char *file)
 {
         uint8_t *buf = NULL;
@@ -809,6 +852,7 @@ static void usage(void)
                 "                    [--stop-file PATH]\n"
                 "       itool verify-writer DIR LOG NAME... [--create PREFIX] [--min N] [--max N]\n"
                 "       itool reader FILE STATUS\n"
+                "       itool watch-read FILE TEXT SECONDS READY\n"
                 "       itool timed-read FILE\n"
                 "       itool setxattr PATH NAME VALUE\n"
                 "       itool getxattr PATH NAME\n"
@@ -915,6 +959,8 @@ int main(int argc, char **argv)
                 return cmd_verify_writer(pos[0], pos[1], pos + 2, npos - 2, create);
         if (strcmp(argv[1], "reader") == 0 && npos == 2)
                 return cmd_reader(pos[0], pos[1]);
+        if (strcmp(argv[1], "watch-read") == 0 && npos == 4)
+                return cmd_watch_read(pos[0], pos[1], atol(pos[2]), pos[3]);
         if (strcmp(argv[1], "timed-read") == 0 && npos == 1)
                 return cmd_timed_read(pos[0]);
         if (strcmp(argv[1], "setxattr") == 0 && npos == 3) {

@@ -132,9 +132,10 @@ site_port() {
     [ -s "$f" ] && tr -dc '0-9' <"$f"
 }
 
-# net_cut "A1 A2 ..." "B1 ...": drop every packet between an address of
-# the first set and one of the second, both ways (a network partition
-# between the sites on those addresses; issue #9).  The rules live in an
+# net_cut "A1 A2 ..." "B1 ..." [PORT]: drop every packet between an address
+# of the first set and one of the second, both ways (a network partition
+# between the sites on those addresses; issue #9); with PORT, only those
+# of connections to PORT on a B address (one daemon of a site cut off).  The rules live in an
 # nftables table of this test's own (LIB_NFT_TABLE, named after the test's
 # pid so that tests running side by side never touch each other's rules);
 # net_heal and the exit trap delete that table and nothing else.  Skips
@@ -152,6 +153,13 @@ net_cut() {
         nft add chain inet "$LIB_NFT_TABLE" out \
             '{ type filter hook output priority 0; policy accept; }' ||
             fail "nft: cannot add a chain to $LIB_NFT_TABLE"
+    fi
+    if [ -n "${3:-}" ]; then
+        log "+ net_cut {$a} <-> {$b} port $3"
+        nft add rule inet "$LIB_NFT_TABLE" out ip saddr "{ $a }" ip daddr "{ $b }" tcp dport "$3" drop &&
+            nft add rule inet "$LIB_NFT_TABLE" out ip saddr "{ $b }" tcp sport "$3" ip daddr "{ $a }" drop ||
+            fail "nft: cannot add the rules of net_cut $1 / $2 / $3"
+        return 0
     fi
     log "+ net_cut {$a} <-> {$b}"
     nft add rule inet "$LIB_NFT_TABLE" out ip saddr "{ $a }" ip daddr "{ $b }" drop &&
@@ -351,12 +359,13 @@ cluster_up() {
     wait_for 60 "the mount at $MNT to answer" stat "$MNT/."
 }
 
-# sites_up N: start (or restart what is down of) a cluster of N sites and
-# wait until the mount of every site (MNT/s1 .. MNT/sN) answers.
+# sites_up N [ARGS...]: start (or restart what is down of) a cluster of N
+# sites (ARGS for dev up, e.g. --addrs A,B) and wait until the mount of
+# every site (MNT/s1 .. MNT/sN) answers.
 sites_up() {
     local rc=0 k
-    log "+ locusctl dev up $MNT --state $STATE --sites $1"
-    timeout 120 "$LOCUSCTL" dev up "$MNT" --state "$STATE" --sites "$1" >&2 || rc=$?
+    log "+ locusctl dev up $MNT --state $STATE --sites $*"
+    timeout 120 "$LOCUSCTL" dev up "$MNT" --state "$STATE" --sites "$@" >&2 || rc=$?
     [ "$rc" -eq 0 ] || fail "locusctl dev up --sites $1 failed (exit $rc)"
     for k in $(seq 1 "$1"); do
         wait_for 60 "the mount of site $k" is_mounted "$MNT/s$k"
@@ -408,19 +417,43 @@ wrap_daemons() {
 # daemons_with ARGS...: both daemons get ARGS (e.g. --lease-ms 2000).
 daemons_with() { wrap_daemons "storage/locus-storaged css/locus-cssd" "$@"; }
 
-# mount_more DIR: a second locusfs-mount of the running cluster at DIR
-# (log $WORK/mount-NAME.log), tracked for cleanup; its pid in MORE_PID.
+# mount_more DIR [OPTS [ARGS...]]: a second locusfs-mount of the running
+# cluster at DIR (log $WORK/mount-NAME.log), tracked for cleanup; its pid
+# in MORE_PID.  OPTS are added to its -o options (bind=127.0.0.2,site=2,
+# attr_timeout=60), ARGS to its command line (--log-level debug).  In a
+# cluster of several sites it uses site 1's CSS (at site 1's address, the
+# first line of STATE/sites), like every mount.
 mount_more() {
-    local dir=$1
+    local dir=$1 opts=${2:-} portf=$STATE/run/cssd.port host=127.0.0.1
+    shift
+    [ $# -gt 0 ] && shift
+    [ -s "$STATE/site1/run/cssd.port" ] && portf=$STATE/site1/run/cssd.port
+    [ -s "$STATE/sites" ] && host=$(head -n 1 "$STATE/sites")
     mkdir -p "$dir" || fail "mkdir $dir"
     "$MESON_BUILD_ROOT/fused/locusfs-mount" "$dir" -f \
-        -o "key=$STATE/cluster.key,css=127.0.0.1:$(port_of cssd),css_port_file=$STATE/run/cssd.port" \
-        >"$WORK/mount-$(basename "$dir").log" 2>&1 &
+        -o "key=$STATE/cluster.key,css=$host:$(tr -dc 0-9 <"$portf"),css_port_file=$portf${opts:+,$opts}" \
+        "$@" >"$WORK/mount-$(basename "$dir").log" 2>&1 &
     MORE_PID=$!
     track_pid "$MORE_PID"
     track_mount "$dir"
     wait_for 30 "the mount at $dir" is_mounted "$dir"
     wait_for 30 "the mount at $dir to answer" stat "$dir/."
+}
+
+# no_sanitizer_report WHEN [FILE...]: fail, showing the report, if a
+# daemon's or mount's log (STATE's, of every site, and FILEs) has one (an
+# AddressSanitizer build: MESON_BUILD_ROOT=build-asan).
+no_sanitizer_report() {
+    local f when=$1
+    shift
+    for f in "$STATE"/log/* "$STATE"/site*/log/* "$@"; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
+            log "sanitizer report in $f:"
+            grep -m1 -A150 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" >&2
+            fail "$when: a sanitizer report in $(basename "$f")"
+        fi
+    done
 }
 
 # ---- helpers of the replication tests (repair.sh, policy.sh) ----

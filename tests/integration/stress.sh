@@ -32,19 +32,6 @@ find_helper ITOOL itool
 export ASAN_OPTIONS="abort_on_error=1:halt_on_error=1:detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 
-# no_sanitizer_report: fail, showing the report, if a daemon's log has one.
-no_sanitizer_report() {
-    local f
-    for f in "$STATE"/log/*; do
-        [ -f "$f" ] || continue
-        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
-            log "sanitizer report in $f:"
-            grep -m1 -A150 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" >&2
-            fail "$1: a sanitizer report in $(basename "$f")"
-        fi
-    done
-}
-
 # mount_survived WHEN: the mount process runs, the mount answers, no report.
 mount_survived() {
     local mpid

@@ -37,6 +37,7 @@
 #include "lp_fs.h"
 #include "testutil.h"
 #include "us_core.h"
+#include "us_dent.h"
 #include "us_sa.h"
 #include "us_mtab.h"
 #include "us_opt.h"
@@ -697,6 +698,7 @@ START_TEST(t_opt_full)
         ck_assert_str_eq(c.css_host, "10.1.2.3");
         ck_assert_uint_eq(c.css_port, 7000);
         ck_assert_uint_eq(c.timeout_us, 2500000);
+        ck_assert_uint_eq(c.entry_timeout_us, US_DEFAULT_CACHE_US);
         ck_assert_uint_eq(c.site, 3);
         ck_assert(c.foreground);
         ck_assert_int_eq(c.ready_fd, 5);
@@ -762,6 +764,8 @@ START_TEST(t_opt_errors)
                 { { "/mnt", "-o", "key=k,css=h:1,timeout=abc" }, "timeout" },
                 { { "/mnt", "-o", "key=k,css=h:1,timeout=-1" }, "timeout" },
                 { { "/mnt", "-o", "key=k,css=h:1,site=x" }, "site" },
+                { { "/mnt", "-o", "key=k,css=h:1,entry_timeout=0" }, "entry_timeout" },
+                { { "/mnt", "-o", "key=k,css=h:1,attr_timeout=x" }, "attr_timeout" },
                 { { "/mnt", "-o", "key=k,css=nocolon" }, "css" },
                 { { "/mnt", "-o", "key=k,css=h:0" }, "port 0" },
                 { { "/mnt", "-o", "key=k,css=h:1", "--ready-fd", "x" }, "ready-fd" },
@@ -780,6 +784,76 @@ START_TEST(t_opt_errors)
                               c.err, cases[i].err);
                 us_opt_free(&c);
         }
+}
+END_TEST
+
+START_TEST(t_opt_cache_timeouts)
+{
+        char *a[] = { "locusfs-mount", "/mnt", "-o", "key=k,css=h:1,entry_timeout=60,attr_timeout=0.5" };
+        struct us_config c;
+
+        ck_assert_int_eq(us_opt_parse(NARGS(a), a, false, &c), 0);
+        ck_assert_uint_eq(c.entry_timeout_us, 60000000);
+        ck_assert_uint_eq(c.attr_timeout_us, 500000);
+        ck_assert(!has_arg(&c, "entry_timeout"));       /* ours: libfuse would refuse it */
+        ck_assert(!has_arg(&c, "attr_timeout"));
+        us_opt_free(&c);
+}
+END_TEST
+
+/* us_dent (docs/coherence.md "Names"): what a note about a directory
+ * invalidates. */
+struct dent_seen {
+        char names[8][16];
+        int n;
+};
+
+static void dent_cb(void *ctx, uint64_t parent, const char *name, size_t len)
+{
+        struct dent_seen *s = ctx;
+
+        ck_assert_uint_eq(strlen(name), len);
+        ck_assert_int_lt(s->n, 8);
+        snprintf(s->names[s->n++], sizeof(s->names[0]), "%llu/%s", (unsigned long long)parent, name);
+}
+
+static bool dent_has(const struct dent_seen *s, const char *what)
+{
+        for (int i = 0; i < s->n; i++)
+                if (!strcmp(s->names[i], what))
+                        return true;
+        return false;
+}
+
+START_TEST(t_dent)
+{
+        struct us_dent *d;
+        struct dent_seen seen = { 0 };
+        uint64_t later = cm_now_us() + 60000000u;
+
+        ck_assert_int_eq(us_dent_new(4, &d), 0);
+        ck_assert(us_dent_add(d, 1, "a", 1, later));
+        ck_assert(us_dent_add(d, 1, "a", 1, later));    /* the same name again: one entry */
+        ck_assert(us_dent_add(d, 1, "b", 1, later));
+        ck_assert(us_dent_add(d, 7, "a", 1, later));
+        ck_assert_uint_eq(us_dent_count(d), 3);
+        /* the names of one directory, and only those, once */
+        ck_assert_uint_eq(us_dent_take(d, 1, dent_cb, &seen), 2);
+        ck_assert(dent_has(&seen, "1/a") && dent_has(&seen, "1/b"));
+        ck_assert_uint_eq(us_dent_take(d, 1, dent_cb, &seen), 0);
+        ck_assert_uint_eq(us_dent_count(d), 1);
+        /* full: entries whose time is over make room, live ones do not */
+        ck_assert(us_dent_add(d, 2, "x", 1, later));
+        ck_assert(us_dent_add(d, 2, "y", 1, 1));        /* over already */
+        ck_assert(us_dent_add(d, 2, "z", 1, later));
+        ck_assert_uint_eq(us_dent_count(d), 4);
+        ck_assert(us_dent_add(d, 3, "new", 3, later));  /* pruned "y" */
+        ck_assert(!us_dent_add(d, 3, "more", 4, later));
+        seen.n = 0;
+        ck_assert_uint_eq(us_dent_take_all(d, dent_cb, &seen), 4);
+        ck_assert(dent_has(&seen, "7/a") && dent_has(&seen, "3/new") && !dent_has(&seen, "2/y"));
+        ck_assert_uint_eq(us_dent_count(d), 0);
+        us_dent_free(d);
 }
 END_TEST
 
@@ -2354,6 +2428,8 @@ static Suite *us_suite(void)
         tcase_add_test(tc, t_core_timeout);
         tcase_add_test(tc, t_core_keeper);
         tcase_add_test(tc, t_setattr_bits);
+        tcase_add_test(tc, t_opt_cache_timeouts);
+        tcase_add_test(tc, t_dent);
         suite_add_tcase(s, tc);
         return s;
 }
