@@ -199,6 +199,10 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent,
 /* Data in ret->data/ret->datalen (short at end of file); release ret. */
 int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uint64_t off,
                  size_t size, struct lp_fs_resp *ret);
+/* The same without a handle: through this mount's session of fino if
+ * it has one, else the committed file. */
+int us_core_read_ino(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64_t off,
+                     size_t size, struct lp_fs_resp *ret);
 /* Bytes written, or an error. */
 ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh,
                       uint64_t off, const void *buf, size_t size);
@@ -217,6 +221,22 @@ int us_core_lseek(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, ui
                   int whence, uint64_t *ret_off);
 /* The FUSE inode number fh was opened on. */
 uint64_t us_fh_fino(const struct us_fh *fh);
+/* The size of the committed version the open of fh was answered with,
+ * when no write session of this mount had the file (then this mount's
+ * kernel holds no write of its own that the size could miss); false
+ * otherwise, and for a create.  Valid until us_core_release(). */
+bool us_fh_open_size(const struct us_fh *fh, uint64_t *ret);
+/*
+ * For a kernel that keeps its own size of regular files (the writeback
+ * cache, us_ops.h): size is about to be answered for fino; true if it
+ * differs from the size last answered for it or committed by this mount,
+ * i.e. the file changed elsewhere and the kernel's own size may be old.
+ * Remembers size.  False while this mount writes the file (a write
+ * session: the kernel's size is then the newest), for a fino the kernel
+ * does not hold yet (entry: an entry answer counted the only lookup), and
+ * for an unknown fino.
+ */
+bool us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size, bool entry);
 
 /* ---- directories ---- */
 

@@ -83,6 +83,10 @@ struct us_node {
         unsigned changing;              /* (5) */
         uint64_t chg_seq;               /* core->chg_seq at its last commit (5) */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
+        /* The size last answered to the kernel, or committed here
+         * (us_core_size_news). */
+        bool has_ksize;
+        uint64_t ksize;
         /* The attributes a commit answered, good while the us_sa generation
          * is cattr_gen and for US_ATTR_TIMEOUT_US after cattr_at. */
         bool cattr_valid;
@@ -114,6 +118,8 @@ struct us_fh {
         struct us_sess *sess;           /* writable handles (6) */
         struct us_site site;            /* where reads without a session go */
         int werr;                       /* first write error flush has not reported */
+        bool has_osize;                 /* us_fh_open_size() */
+        uint64_t osize;
 };
 
 struct us_core {

@@ -41,6 +41,22 @@ static void unhold(struct us_core *core, struct us_node *n)
 
 /* ---- attributes ----------------------------------------------------------------------- */
 
+bool us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size, bool entry)
+{
+        struct us_node *n;
+        bool news = false;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && !n->sess && !n->committing) {
+                news = (!n->has_ksize || n->ksize != size) && !(entry && n->nlookup <= 1);
+                n->has_ksize = true;
+                n->ksize = size;
+        }
+        pthread_mutex_unlock(&core->mu);
+        return news;
+}
+
 int us_core_getattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, struct us_fh *fh,
                     struct stat *ret)
 {
@@ -133,6 +149,14 @@ int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
 uint64_t us_fh_fino(const struct us_fh *fh)
 {
         return fh->node->fino;
+}
+
+bool us_fh_open_size(const struct us_fh *fh, uint64_t *ret)
+{
+        if (!fh->has_osize)
+                return false;
+        *ret = fh->osize;
+        return true;
 }
 
 static bool writable_flags(int flags)
@@ -230,6 +254,10 @@ static int open_at_site(struct us_core *core, struct us_ctx *ctx, struct us_fh *
         }
         if (r == 0) {
                 *ret_version = resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0);
+                /* The committed size, unless this mount's session (its
+                 * writes, and the kernel's) may say more. */
+                fh->has_osize = resp.has_attr && !n->sess;
+                fh->osize = resp.attr.size;
                 if (writable && !resp.session) {
                         cm_log(LOG_ERR, "<%u,%llu> at site %llu: a writable open answered without a "
                                "session", n->fg, (unsigned long long)n->ino,
@@ -564,6 +592,10 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 if (r == 0) {
                         version = resp.version ? resp.version
                                                : (resp.has_attr ? resp.attr.version : 0);
+                        pthread_mutex_lock(&core->mu);
+                        n->has_ksize = resp.has_attr && resp.attr.ino == n->ino;
+                        n->ksize = resp.attr.size;
+                        pthread_mutex_unlock(&core->mu);
                         lp_fs_resp_release(&resp);
                 } else {
                         cm_log(LOG_ERR, "<%u,%llu> at site %llu (%s:%u): commit at last close "
@@ -612,6 +644,29 @@ int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uin
                 lp_fs_resp_release(ret);
                 r = -EIO;
         }
+        return r;
+}
+
+int us_core_read_ino(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64_t off,
+                     size_t size, struct lp_fs_resp *ret)
+{
+        struct lp_fs_req req;
+        struct us_node *n;
+        int r = hold(core, fino, &n);
+
+        if (r < 0)
+                return r;
+        if (size > LP_FS_DATA_MAX)
+                size = LP_FS_DATA_MAX;
+        us__req_init(&req, ctx, LP_FS_READ, n->fg, n->ino);
+        req.offset = off;
+        req.length = size;
+        r = us__call_sess(core, ctx, n, NULL, SESS_OPTIONAL, &req, US_RESEND_ANY, ret);
+        if (r == 0 && ret->datalen > size) {
+                lp_fs_resp_release(ret);
+                r = -EIO;
+        }
+        unhold(core, n);
         return r;
 }
 

@@ -71,18 +71,64 @@ static void entry_param(const struct us_entry *e, struct fuse_entry_param *p)
         p->entry_timeout = US_ENTRY_TIMEOUT;
 }
 
+/*
+ * With the writeback cache the kernel never takes a regular file's size
+ * from an answer of ours (it keeps its own, which its cached writes may
+ * have moved), so a file another mount or site made longer would look as
+ * long as it was when the kernel first learned of it.  A STORE
+ * notification of the file's last byte raises the kernel's size to size
+ * if it is below (it never lowers it: docs/mount.md).  The byte is read
+ * from the storage site: the kernel may take the page it lands in as
+ * complete.
+ */
+static void kernel_size_at_least(struct opctx *o, fuse_ino_t ino, uint64_t size)
+{
+        struct us_core *core = o->fs->core;
+        struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
+        struct lp_fs_resp resp;
+        int r;
+
+        if (size == 0 || size > (uint64_t)INT64_MAX)
+                return;
+        r = us_core_read_ino(core, &o->c, ino, size - 1, 1, &resp);
+        if (r < 0) {
+                cm_log(LOG_INFO, "<%llu>: cannot read the last byte of the file, the kernel "
+                       "keeps its size: %s", (unsigned long long)ino, strerror(-r));
+                return;
+        }
+        if (resp.datalen == 1) {
+                bv.buf[0].mem = (void *)resp.data;
+                r = fuse_lowlevel_notify_store(o->fs->se, ino, (off_t)size - 1, &bv, 0);
+                if (r < 0 && r != -ENOENT)
+                        cm_log(LOG_WARNING, "<%llu>: cannot give the kernel the file's new "
+                               "size %llu: %s", (unsigned long long)ino,
+                               (unsigned long long)size, strerror(-r));
+        }
+        lp_fs_resp_release(&resp);
+}
+
+/* Before an answer with st for ino: the kernel's size too, if the file
+ * changed elsewhere. */
+static void tell_size(struct opctx *o, fuse_ino_t ino, const struct stat *st, bool entry)
+{
+        if (o->fs->wb && S_ISREG(st->st_mode) && st->st_size > 0 &&
+            us_core_size_news(o->fs->core, ino, (uint64_t)st->st_size, entry))
+                kernel_size_at_least(o, ino, (uint64_t)st->st_size);
+}
+
 /* Reply with an entry whose lookup is counted already; undo if lost. */
-static void reply_entry(struct us_core *core, fuse_req_t req, int r, const struct us_entry *e)
+static void reply_entry(struct opctx *o, int r, const struct us_entry *e)
 {
         struct fuse_entry_param p;
 
         if (r < 0) {
-                reply_err(req, r);
+                reply_err(o->req, r);
                 return;
         }
+        tell_size(o, e->fino, &e->st, true);
         entry_param(e, &p);
-        if (fuse_reply_entry(req, &p) != 0)
-                us_core_forget(core, e->fino, 1);
+        if (fuse_reply_entry(o->req, &p) != 0)
+                us_core_forget(o->fs->core, e->fino, 1);
 }
 
 uint32_t us_setattr_bits(int to_set)
@@ -125,20 +171,27 @@ void us_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 
 static void op_init_conn(void *userdata, struct fuse_conn_info *conn)
 {
+        struct us_fs *fs = userdata;
         unsigned want = FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_DONT_MASK | FUSE_CAP_PARALLEL_DIROPS |
                         FUSE_CAP_CACHE_SYMLINKS;
 
-        (void)userdata;
         conn->want |= want & conn->capable;
         conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_HANDLE_KILLPRIV |
                                   FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
                                   FUSE_CAP_SPLICE_MOVE | FUSE_CAP_POSIX_LOCKS |
                                   FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_EXPORT_SUPPORT);
+        fs->wb = fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+        if (fs->wb)
+                conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+        else if (fs->writeback)
+                cm_log(LOG_WARNING, "the kernel has no FUSE writeback cache: every write goes "
+                       "to the storage site as it is made");
         conn->max_write = US_MAX_WRITE;
         conn->max_readahead = US_MAX_READAHEAD;
         conn->time_gran = 1;
-        cm_log(LOG_DEBUG, "FUSE protocol %u.%u, capable 0x%x, want 0x%x", conn->proto_major,
-               conn->proto_minor, conn->capable, conn->want);
+        cm_log(LOG_DEBUG, "FUSE protocol %u.%u, capable 0x%x, want 0x%x, writeback cache %s",
+               conn->proto_major, conn->proto_minor, conn->capable, conn->want,
+               fs->wb ? "on" : "off");
 }
 
 static void op_destroy(void *userdata)
@@ -156,7 +209,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_lookup(core, &o.c, parent, name, &e), &e);
+        reply_entry(&o, us_core_lookup(core, &o.c, parent, name, &e), &e);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -183,10 +236,12 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         struct stat st;
         int r = us_core_getattr(core, &o.c, ino, fh_of(fi), &st);
 
-        if (r < 0)
+        if (r < 0) {
                 reply_err(req, r);
-        else
-                fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
+                return;
+        }
+        tell_size(&o, ino, &st, false);
+        fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -202,10 +257,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                 return;
         }
         r = us_core_setattr(core, &o.c, ino, fh_of(fi), attr, us_setattr_bits(to_set), &st);
-        if (r < 0)
+        if (r < 0) {
                 reply_err(req, r);
-        else
-                fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
+                return;
+        }
+        tell_size(&o, ino, &st, false);
+        fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -228,7 +285,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_mknod(core, &o.c, parent, name, mode, rdev, &e), &e);
+        reply_entry(&o, us_core_mknod(core, &o.c, parent, name, mode, rdev, &e), &e);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -237,7 +294,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_mkdir(core, &o.c, parent, name, mode, &e), &e);
+        reply_entry(&o, us_core_mkdir(core, &o.c, parent, name, mode, &e), &e);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -246,7 +303,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_symlink(core, &o.c, link, parent, name, &e), &e);
+        reply_entry(&o, us_core_symlink(core, &o.c, link, parent, name, &e), &e);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -255,7 +312,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
 
-        reply_entry(core, req, us_core_link(core, &o.c, ino, newparent, newname, &e), &e);
+        reply_entry(&o, us_core_link(core, &o.c, ino, newparent, newname, &e), &e);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -291,6 +348,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         struct us_core *core = op_init(&o, req);
         struct us_fh *fh;
         bool keep = false;
+        uint64_t size;
         int r;
 
         r = us_core_open(core, &o.c, ino, fi->flags, &fh, &keep);
@@ -298,6 +356,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 reply_err(req, r);
                 return;
         }
+        /* Changed elsewhere since the kernel last saw it: its size too.
+         * Before the reply, so that the open(2) that returns sees it. */
+        if (o.fs->wb && !(fi->flags & O_TRUNC) && us_fh_open_size(fh, &size) &&
+            us_core_size_news(core, ino, size, false))
+                kernel_size_at_least(&o, ino, size);
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = keep;
         fi->direct_io = (fi->flags & O_DIRECT) != 0;
@@ -320,6 +383,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 reply_err(req, r);
                 return;
         }
+        tell_size(&o, e.fino, &e.st, true);
         entry_param(&e, &p);
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = 0;
@@ -533,6 +597,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
                                 if (us_core_lookup_inc(core, e->fino, 1) < 0)
                                         break;
                                 counted[ncounted++] = e->fino;
+                                tell_size(&o, e->fino, &e->st, true);
                         }
                 } else {
                         need = fuse_add_direntry(req, buf + pos, size - pos, e->name, &e->st,

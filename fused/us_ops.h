@@ -14,9 +14,17 @@
  * Capabilities asked for in init: max_write and max_readahead 1 MiB,
  * atomic O_TRUNC (the storage site truncates inside the new write
  * session), no umask applied by the kernel (the storage site applies
- * cred.umask), parallel directory operations, symlink caching.  Never:
- * writeback cache (writes go through to the session as they happen),
- * FUSE_CAP_HANDLE_KILLPRIV (the kernel clears set-user-ID bits itself
+ * cred.umask), parallel directory operations, symlink caching, and the
+ * writeback cache unless the mount says nowriteback (docs/mount.md
+ * "Writeback cache"): the kernel then keeps written pages and sends them
+ * in large WRITEs at writeback, fsync and close; it keeps the size and
+ * mtime of a regular file itself and takes neither from our answers
+ * (only a truncate's), so an open that finds the file changed by another
+ * mount or site tells it the new size (us_fh_open_size(), a STORE
+ * notification of no bytes: it can grow the kernel's size, never shrink
+ * it); O_APPEND is the kernel's (the storage site writes at the offset it
+ * is given, always); it may read through a write-only handle (allowed:
+ * reads never check the handle's mode).  Never: FUSE_CAP_HANDLE_KILLPRIV (the kernel clears set-user-ID bits itself
  * through SETATTR), splice (the data is copied into protobuf messages
  * anyway), remote POSIX/BSD locks (locks stay local to this mount, as the
  * kernel does when these are missing), export support.
@@ -31,6 +39,7 @@
 #define US_OPS_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include <fuse_lowlevel.h>
 
@@ -40,6 +49,8 @@
 struct us_fs {
         struct us_core *core;
         struct fuse_session *se;        /* set once the session exists */
+        bool writeback;                 /* ask for the writeback cache (before init) */
+        bool wb;                        /* the kernel gave it (set by init) */
 };
 
 extern const struct fuse_lowlevel_ops us_ops;

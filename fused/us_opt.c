@@ -35,6 +35,7 @@ struct raw {
         char *ready_fd;
         char *log_level;
         int use_syslog;
+        int writeback;                  /* the last of writeback / nowriteback */
         char *nonopt[2];
         int nnonopt;
         int too_many;
@@ -55,6 +56,8 @@ static const struct fuse_opt us_opts[] = {
         RAW("--log-level %s", log_level),
         RAW("--log-level=%s", log_level),
         RAW("--syslog", use_syslog),
+        { "writeback", offsetof(struct raw, writeback), 1 },
+        { "nowriteback", offsetof(struct raw, writeback), 0 },
         FUSE_OPT_END
 };
 
@@ -200,6 +203,7 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
         memset(cfg, 0, sizeof(*cfg));
         memset(&raw, 0, sizeof(raw));
         memset(&fo, 0, sizeof(fo));
+        raw.writeback = 1;              /* on unless nowriteback */
         cfg->ready_fd = -1;
         cfg->log_level = LOG_INFO;
         cfg->timeout_us = US_DEFAULT_TIMEOUT_US;
@@ -340,6 +344,7 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
                 cfg->log_level = LOG_DEBUG;
         }
         cfg->use_syslog = raw.use_syslog;
+        cfg->writeback = raw.writeback != 0;
         r = 0;
 out:
         raw_free(&raw);
@@ -368,6 +373,9 @@ void us_opt_usage(const char *prog)
                "                           daemon before it fails with ETIMEDOUT (30)\n"
                "    -o site=N              our site number in the handshake (0)\n"
                "    -o bind=ADDR           the source address of every connection (the site's)\n"
+               "    -o writeback           the kernel caches writes and sends them at\n"
+               "                           writeback, fsync and close (the default)\n"
+               "    -o nowriteback         every write(2) goes to the storage site at once\n"
                "    --ready-fd N           write \"READY mounted\" to descriptor N once mounted\n"
                "    --log-level L          err, warning, notice, info (default), debug\n"
                "    --syslog               log to syslog (the default without -f)\n"

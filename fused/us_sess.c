@@ -303,6 +303,8 @@ int us__sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us_no
                         n->cattr_at = cm_now_us();
                         n->cattr_gen = us_sa_generation(core->sa);
                         n->cattr_valid = true;
+                        n->has_ksize = true;    /* us_core_size_news */
+                        n->ksize = resp.attr.size;
                 }
         }
         pthread_mutex_unlock(&core->mu);
