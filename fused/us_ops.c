@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm.h"
 #include "us_sig.h"
@@ -509,6 +510,29 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
                 fuse_reply_write(req, (size_t)n);
 }
 
+/*
+ * The kernel asks SEEK_DATA and SEEK_HOLE of us without writing its dirty
+ * pages back first (it holds the inode's lock, so neither can we through
+ * the file): an answer from the storage site alone would miss data
+ * written through this mount and not yet sent, and call it a hole.  syncfs
+ * on the mount point writes every dirty page of this mount back (without
+ * the inode's lock); done only while this mount has a write session of
+ * the file, the one case with dirty pages.
+ */
+static void kernel_writeback(struct us_fs *fs)
+{
+        int fd;
+
+        if (!fs->mnt)
+                return;
+        fd = open(fs->mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) < 0)
+                cm_log(LOG_WARNING, "%s: cannot write the cached pages back before SEEK_DATA or "
+                       "SEEK_HOLE: %s", fs->mnt, strerror(errno));
+        if (fd >= 0)
+                close(fd);
+}
+
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
                      struct fuse_file_info *fi)
 {
@@ -517,11 +541,13 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         uint64_t pos;
         int r;
 
-        (void)ino;
         if (off < 0 || !fh_of(fi)) {
                 reply_err(req, off < 0 ? -ENXIO : -EBADF);
                 return;
         }
+        if (o.fs->wb && (whence == SEEK_DATA || whence == SEEK_HOLE) &&
+            us_core_session_of(core, ino, NULL))
+                kernel_writeback(o.fs);
         r = us_core_lseek(core, &o.c, fh_of(fi), (uint64_t)off, whence, &pos);
         if (r < 0)
                 reply_err(req, r);

@@ -49,6 +49,7 @@
 struct us_fs {
         struct us_core *core;
         struct fuse_session *se;        /* set once the session exists */
+        const char *mnt;                /* the mount point, absolute (us_mount.c) */
         bool writeback;                 /* ask for the writeback cache (before init) */
         bool wb;                        /* the kernel gave it (set by init) */
 };
