@@ -161,6 +161,7 @@ static void node_maybe_free(struct us_core *core, struct us_node *n)
                 }
         }
         core->nnodes--;
+        free(n->lname);
         free(n);
 }
 
@@ -718,6 +719,7 @@ void us_core_free(struct us_core *core)
 
                         for (; n; n = next) {
                                 next = n->hnext;
+                                free(n->lname);
                                 free(n);
                         }
                 }

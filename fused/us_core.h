@@ -228,15 +228,26 @@ uint64_t us_fh_fino(const struct us_fh *fh);
 bool us_fh_open_size(const struct us_fh *fh, uint64_t *ret);
 /*
  * For a kernel that keeps its own size of regular files (the writeback
- * cache, us_ops.h): size is about to be answered for fino; true if it
- * differs from the size last answered for it or committed by this mount,
- * i.e. the file changed elsewhere and the kernel's own size may be old.
- * Remembers size.  False while this mount writes the file (a write
- * session: the kernel's size is then the newest), for a fino the kernel
- * does not hold yet (entry: an entry answer counted the only lookup), and
- * for an unknown fino.
+ * cache, us_ops.h): size is about to be answered for fino.  US_SIZE_GREW
+ * if it is larger than the size last answered for it or committed by this
+ * mount (or none is known), US_SIZE_SHRANK if smaller: the file changed
+ * elsewhere and the kernel's own size may be old.  Remembers size, except
+ * that an entry answer (lookup, readdirplus) does not take a smaller size
+ * as known, so that the next getattr or open still sees US_SIZE_SHRANK.
+ * US_SIZE_SAME while this mount writes the file (a write session: the
+ * kernel's size is then the newest), for a fino the kernel does not hold
+ * yet (entry: an entry answer counted the only lookup), and for an
+ * unknown fino.
  */
-bool us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size, bool entry);
+enum us_size_news { US_SIZE_SAME, US_SIZE_GREW, US_SIZE_SHRANK };
+enum us_size_news us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size,
+                                    bool entry);
+/* Remember that fino was answered as name in directory parent (lookup,
+ * create, readdirplus), and give it back: 0, or -ENOENT (none known, or
+ * longer than cap - 1). */
+void us_core_note_name(struct us_core *core, uint64_t fino, uint64_t parent, const char *name);
+int us_core_name_of(struct us_core *core, uint64_t fino, uint64_t *ret_parent, char *buf,
+                    size_t cap);
 
 /* ---- directories ---- */
 

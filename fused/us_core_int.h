@@ -87,6 +87,8 @@ struct us_node {
          * (us_core_size_news). */
         bool has_ksize;
         uint64_t ksize;
+        uint64_t lparent;               /* the last name answered for it (us_core_note_name) */
+        char *lname;
         /* The attributes a commit answered, good while the us_sa generation
          * is cattr_gen and for US_ATTR_TIMEOUT_US after cattr_at. */
         bool cattr_valid;

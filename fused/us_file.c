@@ -41,20 +41,61 @@ static void unhold(struct us_core *core, struct us_node *n)
 
 /* ---- attributes ----------------------------------------------------------------------- */
 
-bool us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size, bool entry)
+enum us_size_news us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size,
+                                    bool entry)
 {
+        enum us_size_news news = US_SIZE_SAME;
         struct us_node *n;
-        bool news = false;
 
         pthread_mutex_lock(&core->mu);
         n = us__node_find(core, fino);
-        if (n && !n->sess && !n->committing) {
-                news = (!n->has_ksize || n->ksize != size) && !(entry && n->nlookup <= 1);
+        if (n && !n->sess && !n->committing && !(entry && n->nlookup <= 1)) {
+                if (!n->has_ksize || size > n->ksize)
+                        news = US_SIZE_GREW;
+                else if (size < n->ksize)
+                        news = US_SIZE_SHRANK;
+        }
+        if (n && !(entry && news == US_SIZE_SHRANK)) {
                 n->has_ksize = true;
                 n->ksize = size;
         }
         pthread_mutex_unlock(&core->mu);
         return news;
+}
+
+void us_core_note_name(struct us_core *core, uint64_t fino, uint64_t parent, const char *name)
+{
+        struct us_node *n;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && (n->lparent != parent || !n->lname || strcmp(n->lname, name))) {
+                char *copy = strdup(name);
+
+                if (copy) {
+                        free(n->lname);
+                        n->lname = copy;
+                        n->lparent = parent;
+                }
+        }
+        pthread_mutex_unlock(&core->mu);
+}
+
+int us_core_name_of(struct us_core *core, uint64_t fino, uint64_t *ret_parent, char *buf,
+                    size_t cap)
+{
+        struct us_node *n;
+        int r = -ENOENT;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && n->lname && strlen(n->lname) < cap) {
+                strcpy(buf, n->lname);
+                *ret_parent = n->lparent;
+                r = 0;
+        }
+        pthread_mutex_unlock(&core->mu);
+        return r;
 }
 
 int us_core_getattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, struct us_fh *fh,

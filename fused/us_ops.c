@@ -109,25 +109,59 @@ static void kernel_size_at_least(struct opctx *o, fuse_ino_t ino, uint64_t size)
 }
 
 /* Before an answer with st for ino: the kernel's size too, if the file
- * changed elsewhere. */
-static void tell_size(struct opctx *o, fuse_ino_t ino, const struct stat *st, bool entry)
+ * grew elsewhere.  Says what us_core_size_news() said. */
+static enum us_size_news tell_size(struct opctx *o, fuse_ino_t ino, const struct stat *st,
+                                   bool entry)
 {
-        if (o->fs->wb && S_ISREG(st->st_mode) && st->st_size > 0 &&
-            us_core_size_news(o->fs->core, ino, (uint64_t)st->st_size, entry))
+        enum us_size_news news;
+
+        if (!o->fs->wb || !S_ISREG(st->st_mode) || st->st_size < 0)
+                return US_SIZE_SAME;
+        news = us_core_size_news(o->fs->core, ino, (uint64_t)st->st_size, entry);
+        if (news == US_SIZE_GREW)
                 kernel_size_at_least(o, ino, (uint64_t)st->st_size);
+        return news;
+}
+
+/*
+ * The file shrank elsewhere: nothing makes the kernel lower its size of a
+ * cached inode (kernel_size_at_least), so make it forget the inode: drop
+ * the name this mount last answered for it; once nobody uses the inode
+ * (no open file, no other name) the kernel evicts it, and the next lookup
+ * makes a new one with the size we answer.  Never from a lookup of the
+ * directory or an operation on the name (the kernel holds the locks the
+ * notification takes); getattr and open are neither.  True if a name was
+ * dropped.
+ */
+static bool kernel_forget(struct opctx *o, fuse_ino_t ino)
+{
+        char name[LP_FS_NAME_MAX + 1];
+        uint64_t parent;
+        int r;
+
+        if (us_core_name_of(o->fs->core, ino, &parent, name, sizeof(name)) < 0)
+                return false;
+        r = fuse_lowlevel_notify_inval_entry(o->fs->se, parent, name, strlen(name));
+        if (r < 0 && r != -ENOENT)
+                cm_log(LOG_WARNING, "<%llu>: cannot drop the name %s of a file that shrank "
+                       "elsewhere: %s", (unsigned long long)ino, name, strerror(-r));
+        return r == 0;
 }
 
 /* Reply with an entry whose lookup is counted already; undo if lost. */
 static void reply_entry(struct opctx *o, int r, const struct us_entry *e)
 {
         struct fuse_entry_param p;
+        enum us_size_news news;
 
         if (r < 0) {
                 reply_err(o->req, r);
                 return;
         }
-        tell_size(o, e->fino, &e->st, true);
+        news = tell_size(o, e->fino, &e->st, true);
         entry_param(e, &p);
+        if (news == US_SIZE_SHRANK)
+                p.attr_timeout = 0;     /* the next stat asks getattr, which can evict */
         if (fuse_reply_entry(o->req, &p) != 0)
                 us_core_forget(o->fs->core, e->fino, 1);
 }
@@ -209,8 +243,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         struct opctx o;
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
+        int r = us_core_lookup(core, &o.c, parent, name, &e);
 
-        reply_entry(&o, us_core_lookup(core, &o.c, parent, name, &e), &e);
+        if (r == 0 && o.fs->wb)
+                us_core_note_name(core, e.fino, parent, name);
+        reply_entry(&o, r, &e);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -241,7 +278,14 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 reply_err(req, r);
                 return;
         }
-        tell_size(&o, ino, &st, false);
+        /* Shrank elsewhere: this answer's size would be the kernel's old
+         * one.  A stat by name, told ESTALE, looks the name up again (as
+         * open does, see op_open); one through a descriptor cannot. */
+        if (tell_size(&o, ino, &st, false) == US_SIZE_SHRANK && kernel_forget(&o, ino) &&
+            !fh_of(fi)) {
+                reply_err(req, -ESTALE);
+                return;
+        }
         fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
 }
 
@@ -357,11 +401,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 reply_err(req, r);
                 return;
         }
-        /* Changed elsewhere since the kernel last saw it: its size too.
-         * Before the reply, so that the open(2) that returns sees it. */
-        if (o.fs->wb && !(fi->flags & O_TRUNC) && us_fh_open_size(fh, &size) &&
-            us_core_size_news(core, ino, size, false))
-                kernel_size_at_least(&o, ino, size);
+        /* Changed elsewhere since the kernel last saw it: its size too,
+         * before the reply, so that the open(2) that returns sees it.  A
+         * file that shrank: the kernel is made to forget its inode, and
+         * ESTALE makes it look the name up again (once: the size is
+         * known now) with a new inode, unless something else holds the
+         * old one. */
+        if (o.fs->wb && !(fi->flags & O_TRUNC) && us_fh_open_size(fh, &size)) {
+                struct stat st = { .st_mode = S_IFREG, .st_size = (off_t)size };
+
+                if (tell_size(&o, ino, &st, false) == US_SIZE_SHRANK && kernel_forget(&o, ino)) {
+                        us_core_release(core, &o.c, fh);
+                        reply_err(req, -ESTALE);
+                        return;
+                }
+        }
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = keep;
         fi->direct_io = (fi->flags & O_DIRECT) != 0;
@@ -384,6 +438,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 reply_err(req, r);
                 return;
         }
+        if (o.fs->wb)
+                us_core_note_name(core, e.fino, parent, name);
         tell_size(&o, e.fino, &e.st, true);
         entry_param(&e, &p);
         fi->fh = (uintptr_t)fh;
@@ -623,7 +679,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
                                 if (us_core_lookup_inc(core, e->fino, 1) < 0)
                                         break;
                                 counted[ncounted++] = e->fino;
-                                tell_size(&o, e->fino, &e->st, true);
+                                if (o.fs->wb)
+                                        us_core_note_name(core, e->fino, ino, e->name);
+                                if (tell_size(&o, e->fino, &e->st, true) == US_SIZE_SHRANK) {
+                                        p.attr_timeout = 0;     /* as reply_entry */
+                                        fuse_add_direntry_plus(req, buf + pos, size - pos,
+                                                               e->name, &p, (off_t)e->next);
+                                }
                         }
                 } else {
                         need = fuse_add_direntry(req, buf + pos, size - pos, e->name, &e->st,
