@@ -142,6 +142,10 @@ int us_core_start(struct us_core *core);
 void us_core_destroy(struct us_core *core);
 void us_core_free(struct us_core *core);
 
+/* The kernel's writeback cache is on: it keeps the mtime and ctime of
+ * regular files and sends them (SETATTR), so WRITEs ask the storage site
+ * to leave them.  Set once, from FUSE init, before any request. */
+void us_core_set_writeback(struct us_core *core, bool on);
 /* ctx for the mount itself (our uid/gid, umask 0), deadline now + timeout. */
 void us_ctx_self(struct us_core *core, struct us_ctx *ctx);
 /* Set ctx's deadline to now + timeout and its stop callback. */
@@ -228,20 +232,24 @@ uint64_t us_fh_fino(const struct us_fh *fh);
 bool us_fh_open_size(const struct us_fh *fh, uint64_t *ret);
 /*
  * For a kernel that keeps its own size of regular files (the writeback
- * cache, us_ops.h): size is about to be answered for fino.  US_SIZE_GREW
- * if it is larger than the size last answered for it or committed by this
- * mount (or none is known), US_SIZE_SHRANK if smaller: the file changed
- * elsewhere and the kernel's own size may be old.  Remembers size, except
- * that an entry answer (lookup, readdirplus) does not take a smaller size
- * as known, so that the next getattr or open still sees US_SIZE_SHRANK.
- * US_SIZE_SAME while this mount writes the file (a write session: the
- * kernel's size is then the newest), for a fino the kernel does not hold
- * yet (entry: an entry answer counted the only lookup), and for an
- * unknown fino.
+ * cache, us_ops.h), the size this mount believes it has: set from an
+ * answer that the kernel takes the size of (a truncate, an entry for an
+ * inode the kernel does not hold yet: entry and the only lookup counted)
+ * with us_core_kernel_size(), from this mount's commits, and from the
+ * opens that compare it: us_core_open_size_news() is given the size of
+ * the committed version an open found (us_fh_open_size(): no write
+ * session of this mount had the file, so the kernel holds no write of its
+ * own) and says whether the file grew (or no size is known) or shrank
+ * since, i.e. was changed elsewhere; it remembers size.  US_SIZE_SAME
+ * (and nothing remembered) once a write session of this mount other than
+ * the one this open of fh started exists or is being started.
  */
 enum us_size_news { US_SIZE_SAME, US_SIZE_GREW, US_SIZE_SHRANK };
-enum us_size_news us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size,
-                                    bool entry);
+void us_core_kernel_size(struct us_core *core, uint64_t fino, uint64_t size, bool entry);
+enum us_size_news us_core_open_size_news(struct us_core *core, struct us_fh *fh, uint64_t size);
+/* After US_SIZE_GREW, writable opens of fino wait until this is called
+ * (the caller stores into the kernel's cache meanwhile). */
+void us_core_open_size_done(struct us_core *core, uint64_t fino);
 /* Remember that fino was answered as name in directory parent (lookup,
  * create, readdirplus), and give it back: 0, or -ENOENT (none known, or
  * longer than cap - 1). */

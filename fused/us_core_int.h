@@ -47,6 +47,12 @@
  *   (6) every struct us_fh is in core->fhs and holds one node ref and one
  *       nopen; a writable one holds one session ref and one of its
  *       handles (fh->sess) until release, even if the session is lost.
+ *   (7) (writeback cache) ksize is the size this mount believes the
+ *       kernel has for the file when it has no write session of it;
+ *       node->sizing > 0 while an open gives the kernel a larger size
+ *       (a STORE of the file's last byte, us_ops.c): no writable open
+ *       starts meanwhile (us__node_wait with also_opening), so no write
+ *       of this mount can be in the page the STORE lands in.
  *
  * The mutex is never held during a request (us_rpc_call); waits are on
  * core->cv (CLOCK_MONOTONIC), with the caller's deadline except for (4),
@@ -78,6 +84,7 @@ struct us_node {
         struct us_sess *sess;           /* (2) */
         unsigned committing;            /* (5) */
         bool opening;                   /* (5) */
+        unsigned sizing;                /* (7) */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
         unsigned changing;              /* (5) */
@@ -85,7 +92,7 @@ struct us_node {
         uint64_t nocaps_until;          /* no security.capability until then (us) */
         /* The size last answered to the kernel, or committed here
          * (us_core_size_news). */
-        bool has_ksize;
+        bool has_ksize;                 /* (7) */
         uint64_t ksize;
         uint64_t lparent;               /* the last name answered for it (us_core_note_name) */
         char *lname;
@@ -144,6 +151,7 @@ struct us_core {
         uint64_t css_boot;              /* the CSS's boot id, last seen (mu) */
         bool reannounce;                /* a new CSS: tell it our opens (mu) */
         uint64_t chg_seq;               /* commits answered so far (mu) (5) */
+        bool writeback;                 /* us_core_set_writeback (set before requests) */
 
         pthread_mutex_t kmu;
         pthread_cond_t kcv;
@@ -169,7 +177,8 @@ void us__req_name(struct lp_fs_req *req, const char *name);
 
 /* Nodes (core->mu held).  us__node_get: created if needed, one more ref
  * (NULL: no memory); us__node_wait: until no END commit (and, if
- * also_opening, no session start) of n is in flight. */
+ * also_opening, no session start and no size given to the kernel (7)) of
+ * n is in flight. */
 struct us_node *us__node_find(struct us_core *core, uint64_t fino);
 struct us_node *us__node_get(struct us_core *core, uint64_t fino);
 void us__node_put(struct us_core *core, struct us_node *n);

@@ -41,26 +41,51 @@ static void unhold(struct us_core *core, struct us_node *n)
 
 /* ---- attributes ----------------------------------------------------------------------- */
 
-enum us_size_news us_core_size_news(struct us_core *core, uint64_t fino, uint64_t size,
-                                    bool entry)
+void us_core_kernel_size(struct us_core *core, uint64_t fino, uint64_t size, bool entry)
 {
-        enum us_size_news news = US_SIZE_SAME;
         struct us_node *n;
 
         pthread_mutex_lock(&core->mu);
         n = us__node_find(core, fino);
-        if (n && !n->sess && !n->committing && !(entry && n->nlookup <= 1)) {
-                if (!n->has_ksize || size > n->ksize)
-                        news = US_SIZE_GREW;
-                else if (size < n->ksize)
-                        news = US_SIZE_SHRANK;
-        }
-        if (n && !(entry && news == US_SIZE_SHRANK)) {
+        if (n && !(entry && n->nlookup > 1)) {
                 n->has_ksize = true;
                 n->ksize = size;
         }
         pthread_mutex_unlock(&core->mu);
+}
+
+enum us_size_news us_core_open_size_news(struct us_core *core, struct us_fh *fh, uint64_t size)
+{
+        enum us_size_news news = US_SIZE_SAME;
+        struct us_node *n = fh->node;
+
+        pthread_mutex_lock(&core->mu);
+        /* No write session but the one this open started, if any. */
+        if ((!n->sess || (n->sess == fh->sess && n->sess->handles == 1)) && !n->opening) {
+                if (!n->has_ksize || size > n->ksize)
+                        news = US_SIZE_GREW;
+                else if (size < n->ksize)
+                        news = US_SIZE_SHRANK;
+                n->has_ksize = true;
+                n->ksize = size;
+                if (news == US_SIZE_GREW)
+                        n->sizing++;            /* (7) */
+        }
+        pthread_mutex_unlock(&core->mu);
         return news;
+}
+
+void us_core_open_size_done(struct us_core *core, uint64_t fino)
+{
+        struct us_node *n;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && n->sizing) {
+                n->sizing--;
+                pthread_cond_broadcast(&core->cv);
+        }
+        pthread_mutex_unlock(&core->mu);
 }
 
 void us_core_note_name(struct us_core *core, uint64_t fino, uint64_t parent, const char *name)
@@ -171,6 +196,10 @@ int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
         req.atime.nsec = (uint32_t)in->st_atim.tv_nsec;
         req.mtime.sec = in->st_mtim.tv_sec;
         req.mtime.nsec = (uint32_t)in->st_mtim.tv_nsec;
+        if (to_set & LP_FS_SET_CTIME) {
+                req.ctime.sec = in->st_ctim.tv_sec;
+                req.ctime.nsec = (uint32_t)in->st_ctim.tv_nsec;
+        }
         r = us__call_sess(core, ctx, n, fh, need, &req, US_RESEND_ANY, &resp);
         if (r == 0) {
                 if (resp.has_attr) {
@@ -733,11 +762,18 @@ ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
         if (size > LP_FS_DATA_MAX)
                 size = LP_FS_DATA_MAX;
         us__req_init(&req, ctx, LP_FS_WRITE, n->fg, n->ino);
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         req.offset = off;
         req.data = buf;
         req.datalen = size;
         r = us__call_sess(core, ctx, n, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
         if (r < 0) {
+                /* With the writeback cache nobody waits for this answer
+                 * but the kernel, which reports it at the next fsync or
+                 * close of any descriptor of the file. */
+                cm_log(LOG_WARNING, "<%u,%llu>: write of %zu bytes at %llu failed: %s", n->fg,
+                       (unsigned long long)n->ino, size, (unsigned long long)off, strerror(-r));
                 if (r != -EIO)
                         note_werr(core, fh, r);
                 return r;
@@ -837,6 +873,8 @@ int us_core_fallocate(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
                 return -EBADF;
         us__req_init(&req, ctx, LP_FS_FALLOCATE, n->fg, n->ino);
         req.flags = (uint32_t)mode;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         req.offset = off;
         req.length = len;
         r = us__call_sess(core, ctx, n, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
@@ -905,6 +943,8 @@ ssize_t us_core_copy_range(struct us_core *core, struct us_ctx *ctx, struct us_f
         req.session2 = so->id;
         req.offset2 = off_out;
         req.length = len;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         us__sess_target(core, no->fg, &so->site, &t);
         r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
 

@@ -108,19 +108,12 @@ static void kernel_size_at_least(struct opctx *o, fuse_ino_t ino, uint64_t size)
         lp_fs_resp_release(&resp);
 }
 
-/* Before an answer with st for ino: the kernel's size too, if the file
- * grew elsewhere.  Says what us_core_size_news() said. */
-static enum us_size_news tell_size(struct opctx *o, fuse_ino_t ino, const struct stat *st,
-                                   bool entry)
+/* An answer with st about ino that the kernel takes the size of (us_core.h
+ * us_core_kernel_size). */
+static void kernel_knows(struct opctx *o, fuse_ino_t ino, const struct stat *st, bool entry)
 {
-        enum us_size_news news;
-
-        if (!o->fs->wb || !S_ISREG(st->st_mode) || st->st_size < 0)
-                return US_SIZE_SAME;
-        news = us_core_size_news(o->fs->core, ino, (uint64_t)st->st_size, entry);
-        if (news == US_SIZE_GREW)
-                kernel_size_at_least(o, ino, (uint64_t)st->st_size);
-        return news;
+        if (o->fs->wb && S_ISREG(st->st_mode) && st->st_size >= 0)
+                us_core_kernel_size(o->fs->core, ino, (uint64_t)st->st_size, entry);
 }
 
 /*
@@ -128,10 +121,11 @@ static enum us_size_news tell_size(struct opctx *o, fuse_ino_t ino, const struct
  * cached inode (kernel_size_at_least), so make it forget the inode: drop
  * the name this mount last answered for it; once nobody uses the inode
  * (no open file, no other name) the kernel evicts it, and the next lookup
- * makes a new one with the size we answer.  Never from a lookup of the
- * directory or an operation on the name (the kernel holds the locks the
- * notification takes); getattr and open are neither.  True if a name was
- * dropped.
+ * makes a new one with the size we answer.  Only from an open, whose
+ * caller holds no directory lock (FUSE_OPEN of an existing file comes
+ * after the lookup's locks are released); a getattr may come from a
+ * link(2) holding the directory's lock, which the notification takes.
+ * True if a name was dropped.
  */
 static bool kernel_forget(struct opctx *o, fuse_ino_t ino)
 {
@@ -152,16 +146,13 @@ static bool kernel_forget(struct opctx *o, fuse_ino_t ino)
 static void reply_entry(struct opctx *o, int r, const struct us_entry *e)
 {
         struct fuse_entry_param p;
-        enum us_size_news news;
 
         if (r < 0) {
                 reply_err(o->req, r);
                 return;
         }
-        news = tell_size(o, e->fino, &e->st, true);
+        kernel_knows(o, e->fino, &e->st, true);
         entry_param(e, &p);
-        if (news == US_SIZE_SHRANK)
-                p.attr_timeout = 0;     /* the next stat asks getattr, which can evict */
         if (fuse_reply_entry(o->req, &p) != 0)
                 us_core_forget(o->fs->core, e->fino, 1);
 }
@@ -216,6 +207,7 @@ static void op_init_conn(void *userdata, struct fuse_conn_info *conn)
                                   FUSE_CAP_SPLICE_MOVE | FUSE_CAP_POSIX_LOCKS |
                                   FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_EXPORT_SUPPORT);
         fs->wb = fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+        us_core_set_writeback(fs->core, fs->wb);
         if (fs->wb)
                 conn->want |= FUSE_CAP_WRITEBACK_CACHE;
         else if (fs->writeback)
@@ -278,14 +270,6 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 reply_err(req, r);
                 return;
         }
-        /* Shrank elsewhere: this answer's size would be the kernel's old
-         * one.  A stat by name, told ESTALE, looks the name up again (as
-         * open does, see op_open); one through a descriptor cannot. */
-        if (tell_size(&o, ino, &st, false) == US_SIZE_SHRANK && kernel_forget(&o, ino) &&
-            !fh_of(fi)) {
-                reply_err(req, -ESTALE);
-                return;
-        }
         fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
 }
 
@@ -306,7 +290,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                 reply_err(req, r);
                 return;
         }
-        tell_size(&o, ino, &st, false);
+        if (to_set & FUSE_SET_ATTR_SIZE)
+                kernel_knows(&o, ino, &st, false);
         fuse_reply_attr(req, &st, US_ATTR_TIMEOUT);
 }
 
@@ -408,9 +393,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
          * known now) with a new inode, unless something else holds the
          * old one. */
         if (o.fs->wb && !(fi->flags & O_TRUNC) && us_fh_open_size(fh, &size)) {
-                struct stat st = { .st_mode = S_IFREG, .st_size = (off_t)size };
+                enum us_size_news news = us_core_open_size_news(core, fh, size);
 
-                if (tell_size(&o, ino, &st, false) == US_SIZE_SHRANK && kernel_forget(&o, ino)) {
+                if (news == US_SIZE_GREW) {
+                        kernel_size_at_least(&o, ino, size);
+                        us_core_open_size_done(core, ino);
+                } else if (news == US_SIZE_SHRANK && kernel_forget(&o, ino)) {
                         us_core_release(core, &o.c, fh);
                         reply_err(req, -ESTALE);
                         return;
@@ -440,7 +428,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         }
         if (o.fs->wb)
                 us_core_note_name(core, e.fino, parent, name);
-        tell_size(&o, e.fino, &e.st, true);
+        kernel_knows(&o, e.fino, &e.st, true);
         entry_param(&e, &p);
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = 0;
@@ -681,11 +669,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
                                 counted[ncounted++] = e->fino;
                                 if (o.fs->wb)
                                         us_core_note_name(core, e->fino, ino, e->name);
-                                if (tell_size(&o, e->fino, &e->st, true) == US_SIZE_SHRANK) {
-                                        p.attr_timeout = 0;     /* as reply_entry */
-                                        fuse_add_direntry_plus(req, buf + pos, size - pos,
-                                                               e->name, &p, (off_t)e->next);
-                                }
+                                kernel_knows(&o, e->fino, &e->st, true);
                         }
                 } else {
                         need = fuse_add_direntry(req, buf + pos, size - pos, e->name, &e->st,

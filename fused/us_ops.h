@@ -20,11 +20,13 @@
  * in large WRITEs at writeback, fsync and close; it keeps the size and
  * mtime of a regular file itself and takes neither from our answers
  * (only a truncate's), so an open that finds the file changed by another
- * mount or site tells it the new size (us_fh_open_size(), a STORE
- * notification of no bytes: it can grow the kernel's size, never shrink
- * it); O_APPEND is the kernel's (the storage site writes at the offset it
- * is given, always); it may read through a write-only handle (allowed:
- * reads never check the handle's mode).  Never: FUSE_CAP_HANDLE_KILLPRIV (the kernel clears set-user-ID bits itself
+ * mount or site tells it the new size (us_core_open_size_news(): a STORE
+ * notification of the file's last byte raises it; a file that shrank is
+ * forgotten: INVAL_ENTRY of its name, ESTALE once); O_APPEND is the
+ * kernel's (the storage site writes at the offset it is given, always);
+ * it may read through a write-only handle (allowed: reads never check the
+ * handle's mode); it asks SEEK_DATA/SEEK_HOLE without writing back first
+ * (op_lseek runs syncfs while this mount writes the file).  Never: FUSE_CAP_HANDLE_KILLPRIV (the kernel clears set-user-ID bits itself
  * through SETATTR), splice (the data is copied into protobuf messages
  * anyway), remote POSIX/BSD locks (locks stay local to this mount, as the
  * kernel does when these are missing), export support.

@@ -170,7 +170,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         struct ss_inode in, view;
         struct ss_sess *s;
         struct ss_mut m;
-        struct ss_time now = ss__now_time();
+        struct ss_time now = ss__now_time(), ctime = now;
         uint32_t v = q->valid;
         bool meta = false, sized = false;
         bool set_at = v & (LP_FS_SET_ATIME | LP_FS_SET_ATIME_NOW);
@@ -195,8 +195,14 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, (v & LP_FS_SET_SIZE) ? "truncate" : "setattr")) < 0)
                 return r;
         if (((v & LP_FS_SET_ATIME) && !(v & LP_FS_SET_ATIME_NOW) && check_time(x, &q->atime) < 0) ||
-            ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0))
+            ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0) ||
+            ((v & LP_FS_SET_CTIME) && check_time(x, &q->ctime) < 0))
                 return -EINVAL;
+        /* A client kernel with the writeback cache keeps the change time
+         * it gave the file and sends it: keep that one, or its mount
+         * would show another than every later reader. */
+        if ((v & LP_FS_SET_CTIME) && (q->ctime.sec || q->ctime.nsec))
+                ctime = (struct ss_time){ q->ctime.sec, q->ctime.nsec };
         if (v & LP_FS_SET_MODE) {
                 in.mode = (in.mode & S_IFMT) | (q->mode & 07777);
                 meta = true;
@@ -230,7 +236,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         }
         if (!meta && !sized)
                 return ss__answer_inode(x, q->ino, s, a);   /* nothing, or the size in the session */
-        in.ctime = now;
+        in.ctime = ctime;
         ss_mut_init(x->ct, &m, NULL);
         if (sized) {
                 struct dsm_txn *t;
@@ -265,7 +271,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         s->mtime = in.mtime;
                 }
                 s->has_ctime = true;
-                s->ctime = now;
+                s->ctime = ctime;
         }
         return ss__answer_inode(x, q->ino, s, a);
 }
@@ -470,8 +476,10 @@ int ss__op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
                         s->has_size = true;
                         s->size = q->offset + q->datalen;
                 }
-                s->has_mtime = s->has_ctime = true;
-                s->mtime = s->ctime = now;
+                if (!(q->valid & LP_FS_CLIENT_TIMES)) {
+                        s->has_mtime = s->has_ctime = true;
+                        s->mtime = s->ctime = now;
+                }
         }
         a->value = q->datalen;
         return ss__answer_inode(x, q->ino, s, a);
@@ -601,7 +609,7 @@ int ss__op_fallocate(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                         s->has_size = true;
                         s->size = newsize;
                 }
-                if (data || newsize != view.size) {
+                if ((data || newsize != view.size) && !(q->valid & LP_FS_CLIENT_TIMES)) {
                         s->has_mtime = s->has_ctime = true;
                         s->mtime = s->ctime = now;
                 }
@@ -836,8 +844,10 @@ int ss__op_copy_range(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_f
                         ds->has_size = true;
                         ds->size = q->offset2 + n;
                 }
-                ds->has_mtime = ds->has_ctime = true;
-                ds->mtime = ds->ctime = now;
+                if (!(q->valid & LP_FS_CLIENT_TIMES)) {
+                        ds->has_mtime = ds->has_ctime = true;
+                        ds->mtime = ds->ctime = now;
+                }
                 return ss__answer_inode(x, q->ino2, ds, a);
         }
         if (q->offset2 + n > din.size)

@@ -7,8 +7,9 @@
 #   2  partial-page writes into existing data (the kernel reads the page
 #      first, also through an O_WRONLY descriptor), read back elsewhere;
 #   3  a write past the end: the size through the same mount at once, and
-#      through the other one (which had the old size) after the close;
-#      then the file rewritten shorter: the other mount reads and stats it;
+#      through the other one (which had the old size) once it opens the
+#      file after the close; then the file rewritten shorter: the other
+#      mount reads it, and stats the new size after that open;
 #   4  truncate while pages are dirty (ftruncate, and truncate(2) by path
 #      from another process);
 #   5  mmap shared writes, msync, read from the other mount;
@@ -80,28 +81,28 @@ os.close(fd)' "$M1/w/grow"
 [ "$(stat -c %s "$M1/w/grow")" = 100003 ] || fail "grow: size $(stat -c %s "$M1/w/grow") here after close"
 { printf 'abc'; head -c $((100000 - 3)) /dev/zero; printf 'end'; } >"$WORK/grow.ref"
 size_is() { [ "$(stat -c %s "$1")" = "$2" ]; }
-wait_for 10 "the other mount to stat 100003 bytes (it has $(stat -c %s "$M2/w/grow"))" \
-    size_is "$M2/w/grow" 100003
-same "$M2/w/grow" "$WORK/grow.ref" || fail "grow: the other mount reads other bytes"
+# (Close-to-open: the other mount's next open tells its kernel the size.)
+wait_for 10 "the other mount to read the grown file" same "$M2/w/grow" "$WORK/grow.ref"
+size_is "$M2/w/grow" 100003 || fail "grow: the other mount stats $(stat -c %s "$M2/w/grow") bytes after its open"
 # The other mount appends in turn: this one, which wrote it, learns the size.
 printf 'more' >>"$M2/w/grow"
 cat "$WORK/grow.ref" >"$WORK/grow2.ref"; printf 'more' >>"$WORK/grow2.ref"
-wait_for 10 "this mount to stat 100007 bytes" size_is "$M1/w/grow" 100007
-same "$M1/w/grow" "$WORK/grow2.ref" || fail "grow: this mount reads other bytes after the other's append"
-log "3: a write past the end: the size here at once, in the other mount after the close, and back"
+wait_for 10 "this mount to read the other's append" same "$M1/w/grow" "$WORK/grow2.ref"
+size_is "$M1/w/grow" 100007 || fail "grow: this mount stats $(stat -c %s "$M1/w/grow") bytes after its open"
+log "3: a write past the end: the size here at once, in the other mount after its open, and back"
 
 # ---- 3b: the file shrinks elsewhere --------------------------------------------
 # The kernel of the other mount holds the 100007-byte inode and never
 # lowers a size by itself: it must be made to forget it.
 printf 'short\n' >"$M1/w/grow"
 printf 'short\n' >"$WORK/short.ref"
-same "$M2/w/grow" "$WORK/short.ref" ||
-    fail "shrink: the other mount reads $(wc -c <"$M2/w/grow") bytes: $(head -c 20 "$M2/w/grow" | od -c | head -2)"
-wait_for 10 "the other mount to stat 6 bytes (it has $(stat -c %s "$M2/w/grow"))" size_is "$M2/w/grow" 6
+wait_for 10 "the other mount to read the short file (it reads $(wc -c <"$M2/w/grow") bytes)" \
+    same "$M2/w/grow" "$WORK/short.ref"
+size_is "$M2/w/grow" 6 || fail "shrink: the other mount stats $(stat -c %s "$M2/w/grow") bytes after its open"
 : >"$M1/w/grow"
-wait_for 10 "the other mount to stat an empty file" size_is "$M2/w/grow" 0
-same "$M2/w/grow" /dev/null || fail "shrink to 0: the other mount reads $(wc -c <"$M2/w/grow") bytes"
-log "3b: a file rewritten shorter elsewhere: the other mount reads and stats the new size"
+wait_for 10 "the other mount to read an empty file" same "$M2/w/grow" /dev/null
+size_is "$M2/w/grow" 0 || fail "shrink to 0: the other mount stats $(stat -c %s "$M2/w/grow") bytes"
+log "3b: a file rewritten shorter elsewhere: the other mount reads it and stats the new size"
 
 # ---- 4: truncate while dirty -------------------------------------------------
 : >"$M1/w/tr"
