@@ -187,7 +187,7 @@ int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
         if ((to_set & LP_FS_SET_SIZE) && fh && fh->writable)
                 need = SESS_OWN;
         us__req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
-        req.valid = to_set;
+        req.valid = to_set | (core->writeback ? LP_FS_CLIENT_TIMES : 0);
         req.mode = in->st_mode & 07777;
         req.uid = in->st_uid;
         req.gid = in->st_gid;
@@ -287,7 +287,7 @@ static int trunc_in_session(struct us_core *core, struct us_ctx *ctx, struct us_
         int r;
 
         us__req_init(&req, ctx, LP_FS_SETATTR, fh->node->fg, fh->node->ino);
-        req.valid = LP_FS_SET_SIZE;
+        req.valid = LP_FS_SET_SIZE | (core->writeback ? LP_FS_CLIENT_TIMES : 0);
         req.size = 0;
         r = us__call_sess(core, ctx, fh->node, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
         if (r == 0)
@@ -314,6 +314,8 @@ static int open_at_site(struct us_core *core, struct us_ctx *ctx, struct us_fh *
 
         us__req_init(&req, ctx, LP_FS_OPEN, n->fg, n->ino);
         req.flags = (uint32_t)flags;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         r = us__node_target(core, ctx, n, fh, &t);
         if (r == 0)
                 r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
@@ -477,6 +479,8 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 return r;
         req.mode = (mode & ~(uint32_t)S_IFMT) | S_IFREG;
         req.flags = (uint32_t)flags;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         r = us__fg_target(core, ctx, req.fg, &t);
         if (r < 0)
                 return r;

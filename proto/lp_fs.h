@@ -142,10 +142,11 @@ enum lp_fs_op {
 #define LP_FS_COMMIT_END (1u << 1)      /* the session ends (last close) */
 #define LP_FS_COMMIT_DATASYNC (1u << 2) /* fdatasync: same as SYNC for us */
 
-/* In req.valid of WRITE, FALLOCATE and COPY_RANGE (the target): the file's
- * mtime and ctime stay as they are, the client's kernel keeps them and
+/* In req.valid of WRITE, FALLOCATE, COPY_RANGE (the target), SETATTR and
+ * OPEN/CREATE with O_TRUNC (not a SET bit): the change stamps no mtime or
+ * ctime of the storage site's clock; the client's kernel keeps them and
  * sends them with SETATTR (FUSE writeback cache). */
-#define LP_FS_CLIENT_TIMES (1u << 0)
+#define LP_FS_CLIENT_TIMES (1u << 15)
 
 /* SS_CHANGES flags */
 #define LP_FS_CHANGES_COUNT (1u << 0)   /* only count them: value = changes after since */

@@ -146,7 +146,7 @@ static int data_truncate(struct dsm_txn *t, uint64_t ino, uint64_t oldsize, uint
 
 /* Truncate inside a session; view is the session's view of the inode. */
 int ss__sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_inode *view, uint64_t size,
-                      struct ss_time now)
+                      const struct ss_time *now)
 {
         int r = data_truncate(s->txn, s->ino, view->size, size);
 
@@ -158,8 +158,10 @@ int ss__sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_ino
                 s->data = true;         /* pages were freed or zeroed */
                 s->pages_valid = false;
         }
-        s->has_mtime = s->has_ctime = true;
-        s->mtime = s->ctime = now;
+        if (now) {
+                s->has_mtime = s->has_ctime = true;
+                s->mtime = s->ctime = *now;
+        }
         return 0;
 }
 
@@ -228,7 +230,8 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         if ((v & LP_FS_SET_SIZE) && s) {
                 view = in;
                 ss__sess_view(s, &view);
-                r = ss__sess_truncate(x, s, &view, q->size, now);
+                r = ss__sess_truncate(x, s, &view, q->size,
+                                      (v & LP_FS_CLIENT_TIMES) ? NULL : &now);
                 if (r < 0)
                         return r;
         } else if (v & LP_FS_SET_SIZE) {
@@ -251,7 +254,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         }
                         in.size = q->size;
                 }
-                if (!(v & (LP_FS_SET_MTIME | LP_FS_SET_MTIME_NOW)))
+                if (!(v & (LP_FS_SET_MTIME | LP_FS_SET_MTIME_NOW | LP_FS_CLIENT_TIMES)))
                         in.mtime = now;
         }
         ss_cs_put_inode(&m.cs, &in, flags);
