@@ -208,11 +208,22 @@ static void op_init_conn(void *userdata, struct fuse_conn_info *conn)
                                   FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_EXPORT_SUPPORT);
         fs->wb = fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
         us_core_set_writeback(fs->core, fs->wb);
-        if (fs->wb)
+        if (fs->wb) {
                 conn->want |= FUSE_CAP_WRITEBACK_CACHE;
-        else if (fs->writeback)
+                /* With atomic O_TRUNC the kernel, after the OPEN that
+                 * truncated, sets its own size to 0 again in the truncate
+                 * of open(2) (ATTR_OPEN) without asking us: a truncate(2)
+                 * of another process between the two is then lost to the
+                 * kernel, which keeps its own size for good with the
+                 * writeback cache (stress: the writer's mount saw 806
+                 * bytes of a 193,499-byte file).  Without it that truncate
+                 * is a SETATTR under the inode lock, into the write
+                 * session the OPEN started. */
+                conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+        } else if (fs->writeback) {
                 cm_log(LOG_WARNING, "the kernel has no FUSE writeback cache: every write goes "
                        "to the storage site as it is made");
+        }
         conn->max_write = US_MAX_WRITE;
         conn->max_readahead = US_MAX_READAHEAD;
         conn->time_gran = 1;

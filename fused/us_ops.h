@@ -12,8 +12,9 @@
  * delivered is released at once.
  *
  * Capabilities asked for in init: max_write and max_readahead 1 MiB,
- * atomic O_TRUNC (the storage site truncates inside the new write
- * session), no umask applied by the kernel (the storage site applies
+ * atomic O_TRUNC without the writeback cache (the storage site truncates
+ * inside the new write session; with it, the truncate of open(2) is a
+ * SETATTR into the session the OPEN started, see op_init_conn), no umask applied by the kernel (the storage site applies
  * cred.umask), parallel directory operations, symlink caching, and the
  * writeback cache unless the mount says nowriteback (docs/mount.md
  * "Writeback cache"): the kernel then keeps written pages and sends them

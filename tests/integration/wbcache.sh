@@ -15,7 +15,9 @@
 #   5  mmap shared writes, msync, read from the other mount;
 #   6  write then fchmod / fstat before close (tar, cp -p, install);
 #   7  ENOSPC of the storage site: write(2) succeeds into the cache, and
-#      fsync and close fail with ENOSPC; the file keeps what it had.
+#      fsync and close fail with ENOSPC; the file keeps what it had;
+#   8  O_TRUNC opens racing truncate(2) of another thread: the writer's
+#      kernel keeps the size the file has (run before 7).
 # With -o nowriteback (WBCACHE_OPTS=nowriteback) the same checks hold.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init wbcache
@@ -158,6 +160,39 @@ if st.st_size != 5000 or st.st_mode & 0o777 != 0o600 or int(st.st_mtime) != 1000
 [ "$(stat -c '%s %a %Y' "$M2/w/fchmod")" = "5000 600 1000000000" ] ||
     fail "write+fchmod+utime: the other mount sees $(stat -c '%s %a %Y' "$M2/w/fchmod")"
 log "6: write, fchmod, futimens before close: size, mode and mtime kept"
+
+# ---- 8: O_TRUNC opens racing truncate(2) ----------------------------------------
+# (Before 7, which leaves the storage site out of space.)  With atomic
+# O_TRUNC the kernel set its size to 0 after the OPEN again, without
+# asking: a truncate(2) between the two was lost to this mount's kernel for
+# good (it keeps its own size), not to the file.
+python3 - "$M1/w" "$M2/w" <<'EOF' || fail "O_TRUNC racing truncate(2): this mount's size differs from the file's"
+import os, random, sys, threading, time
+here, there = sys.argv[1], sys.argv[2]
+bad = []
+for i in range(8):
+    p = "%s/race%d" % (here, i)
+    open(p, "wb").close()
+    stop = time.time() + 0.4
+    def reopen():
+        while time.time() < stop:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.write(fd, b"y" * random.randint(0, 8192))
+            os.close(fd)
+    def truncate():
+        while time.time() < stop:
+            os.truncate(p, random.randint(0, 256 * 1024))
+    ts = [threading.Thread(target=f) for f in (reopen, truncate)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    mine = os.stat(p).st_size
+    theirs = os.stat("%s/race%d" % (there, i)).st_size     # never looked up there before
+    if mine != theirs:
+        bad.append("race%d: %d here, %d in the file" % (i, mine, theirs))
+if bad:
+    sys.exit("; ".join(bad))
+EOF
+log "8: O_TRUNC opens racing truncate(2): this mount keeps the file's size"
 
 # ---- 7: ENOSPC at fsync and close ---------------------------------------------
 printf 'old content\n' >"$M1/w/full" || fail "full"
