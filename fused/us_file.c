@@ -701,10 +701,10 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 
 /* ---- data ------------------------------------------------------------------------------- */
 
-int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uint64_t off,
-                 size_t size, struct lp_fs_resp *ret)
+/* READ of n through fh (may be NULL), naming the session there is. */
+static int read_node(struct us_core *core, struct us_ctx *ctx, struct us_node *n,
+                     struct us_fh *fh, uint64_t off, size_t size, struct lp_fs_resp *ret)
 {
-        struct us_node *n = fh->node;
         struct lp_fs_req req;
         int r;
 
@@ -721,25 +721,21 @@ int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uin
         return r;
 }
 
+int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uint64_t off,
+                 size_t size, struct lp_fs_resp *ret)
+{
+        return read_node(core, ctx, fh->node, fh, off, size, ret);
+}
+
 int us_core_read_ino(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64_t off,
                      size_t size, struct lp_fs_resp *ret)
 {
-        struct lp_fs_req req;
         struct us_node *n;
         int r = hold(core, fino, &n);
 
         if (r < 0)
                 return r;
-        if (size > LP_FS_DATA_MAX)
-                size = LP_FS_DATA_MAX;
-        us__req_init(&req, ctx, LP_FS_READ, n->fg, n->ino);
-        req.offset = off;
-        req.length = size;
-        r = us__call_sess(core, ctx, n, NULL, SESS_OPTIONAL, &req, US_RESEND_ANY, ret);
-        if (r == 0 && ret->datalen > size) {
-                lp_fs_resp_release(ret);
-                r = -EIO;
-        }
+        r = read_node(core, ctx, n, NULL, off, size, ret);
         unhold(core, n);
         return r;
 }
