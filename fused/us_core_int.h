@@ -94,6 +94,7 @@ struct us_node {
          * (us_core_size_news). */
         bool has_ksize;                 /* (7) */
         uint64_t ksize;
+        bool cache_bad;                 /* us__node_cache_stale, until an open handles it */
         uint64_t lparent;               /* the last name answered for it (us_core_note_name) */
         char *lname;
         /* The attributes a commit answered, good while the us_sa generation
@@ -208,6 +209,14 @@ int us__node_target(struct us_core *core, const struct us_ctx *ctx, struct us_no
                     struct us_fh *fh, struct us_target *t);
 
 /* ---- us_sess.c ---- */
+
+/* Writes of this mount to n were lost (a lost session, a failed WRITE or
+ * commit): what its kernel caches of n, pages and size, may hold data the
+ * file does not, whatever is committed later.  The next open without
+ * O_TRUNC and without a session of this mount drops the pages (no
+ * keep_cache) and makes the kernel forget the inode (US_SIZE_SHRANK)
+ * (mu held). */
+void us__node_cache_stale(struct us_node *n);
 
 /* Session lifetime (core->mu held): invariants (2)-(6). */
 void us__sess_put(struct us_core *core, struct us_sess *s);

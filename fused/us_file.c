@@ -62,10 +62,13 @@ enum us_size_news us_core_open_size_news(struct us_core *core, struct us_fh *fh,
         pthread_mutex_lock(&core->mu);
         /* No write session but the one this open started, if any. */
         if ((!n->sess || (n->sess == fh->sess && n->sess->handles == 1)) && !n->opening) {
-                if (!n->has_ksize || size > n->ksize)
+                if (n->cache_bad)
+                        news = US_SIZE_SHRANK;  /* any size: the kernel's may be larger */
+                else if (!n->has_ksize || size > n->ksize)
                         news = US_SIZE_GREW;
                 else if (size < n->ksize)
                         news = US_SIZE_SHRANK;
+                n->cache_bad = false;
                 n->has_ksize = true;
                 n->ksize = size;
                 if (news == US_SIZE_GREW)
@@ -684,7 +687,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 if (r == 0)
                         us__note_version(n, version);
                 else
-                        n->have_version = false;
+                        us__node_cache_stale(n);
                 us__sess_put(core, s);
                 pthread_cond_broadcast(&core->cv);
                 pthread_mutex_unlock(&core->mu);
@@ -774,6 +777,9 @@ ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
                  * close of any descriptor of the file. */
                 cm_log(LOG_WARNING, "<%u,%llu>: write of %zu bytes at %llu failed: %s", n->fg,
                        (unsigned long long)n->ino, size, (unsigned long long)off, strerror(-r));
+                pthread_mutex_lock(&core->mu);
+                us__node_cache_stale(n);
+                pthread_mutex_unlock(&core->mu);
                 if (r != -EIO)
                         note_werr(core, fh, r);
                 return r;
