@@ -152,7 +152,8 @@ static void node_maybe_free(struct us_core *core, struct us_node *n)
 {
         struct us_node **pp;
 
-        if (n->nlookup || n->refs || n->nopen || n->sess || n->committing || n->opening)
+        if (n->nlookup || n->refs || n->nopen || n->sess || n->committing || n->opening ||
+            n->sizing)
                 return;
         for (pp = &core->ht[hash_ino(n->fino, core->htcap)]; *pp; pp = &(*pp)->hnext) {
                 if (*pp == n) {
@@ -161,6 +162,7 @@ static void node_maybe_free(struct us_core *core, struct us_node *n)
                 }
         }
         core->nnodes--;
+        free(n->lname);
         free(n);
 }
 
@@ -175,7 +177,7 @@ void us__node_put(struct us_core *core, struct us_node *n)
 int us__node_wait(struct us_core *core, struct us_node *n, const struct us_ctx *ctx,
                   bool also_opening)
 {
-        while (n->committing || n->changing || (also_opening && n->opening)) {
+        while (n->committing || n->changing || (also_opening && (n->opening || n->sizing))) {
                 if (us__cv_wait_until(&core->cv, &core->mu, ctx->call.deadline) < 0)
                         return -ETIMEDOUT;
         }
@@ -718,6 +720,7 @@ void us_core_free(struct us_core *core)
 
                         for (; n; n = next) {
                                 next = n->hnext;
+                                free(n->lname);
                                 free(n);
                         }
                 }
@@ -742,6 +745,11 @@ void us_core_stats(struct us_core *core, struct us_core_stats *ret)
         ret->sessions = core->nsess;
         ret->handles = core->nfh;
         pthread_mutex_unlock(&core->mu);
+}
+
+void us_core_set_writeback(struct us_core *core, bool on)
+{
+        core->writeback = on;
 }
 
 uint64_t us_core_session_of(struct us_core *core, uint64_t fino, bool *ret_committing)

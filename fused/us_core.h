@@ -142,6 +142,10 @@ int us_core_start(struct us_core *core);
 void us_core_destroy(struct us_core *core);
 void us_core_free(struct us_core *core);
 
+/* The kernel's writeback cache is on: it keeps the mtime and ctime of
+ * regular files and sends them (SETATTR), so WRITEs ask the storage site
+ * to leave them.  Set once, from FUSE init, before any request. */
+void us_core_set_writeback(struct us_core *core, bool on);
 /* ctx for the mount itself (our uid/gid, umask 0), deadline now + timeout. */
 void us_ctx_self(struct us_core *core, struct us_ctx *ctx);
 /* Set ctx's deadline to now + timeout and its stop callback. */
@@ -199,6 +203,10 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent,
 /* Data in ret->data/ret->datalen (short at end of file); release ret. */
 int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uint64_t off,
                  size_t size, struct lp_fs_resp *ret);
+/* The same without a handle: through this mount's session of fino if
+ * it has one, else the committed file. */
+int us_core_read_ino(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64_t off,
+                     size_t size, struct lp_fs_resp *ret);
 /* Bytes written, or an error. */
 ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh,
                       uint64_t off, const void *buf, size_t size);
@@ -217,6 +225,37 @@ int us_core_lseek(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, ui
                   int whence, uint64_t *ret_off);
 /* The FUSE inode number fh was opened on. */
 uint64_t us_fh_fino(const struct us_fh *fh);
+/* The size of the committed version the open of fh was answered with,
+ * when no write session of this mount had the file (then this mount's
+ * kernel holds no write of its own that the size could miss); false
+ * otherwise, and for a create.  Valid until us_core_release(). */
+bool us_fh_open_size(const struct us_fh *fh, uint64_t *ret);
+/*
+ * For a kernel that keeps its own size of regular files (the writeback
+ * cache, us_ops.h), the size this mount believes it has: set from an
+ * answer that the kernel takes the size of (a truncate, an entry for an
+ * inode the kernel does not hold yet: entry and the only lookup counted)
+ * with us_core_kernel_size(), from this mount's commits, and from the
+ * opens that compare it: us_core_open_size_news() is given the size of
+ * the committed version an open found (us_fh_open_size(): no write
+ * session of this mount had the file, so the kernel holds no write of its
+ * own) and says whether the file grew (or no size is known) or shrank
+ * since, i.e. was changed elsewhere; it remembers size.  US_SIZE_SAME
+ * (and nothing remembered) once a write session of this mount other than
+ * the one this open of fh started exists or is being started.
+ */
+enum us_size_news { US_SIZE_SAME, US_SIZE_GREW, US_SIZE_SHRANK };
+void us_core_kernel_size(struct us_core *core, uint64_t fino, uint64_t size, bool entry);
+enum us_size_news us_core_open_size_news(struct us_core *core, struct us_fh *fh, uint64_t size);
+/* After US_SIZE_GREW, writable opens of fino wait until this is called
+ * (the caller stores into the kernel's cache meanwhile). */
+void us_core_open_size_done(struct us_core *core, uint64_t fino);
+/* Remember that fino was answered as name in directory parent (lookup,
+ * create, readdirplus), and give it back: 0, or -ENOENT (none known, or
+ * longer than cap - 1). */
+void us_core_note_name(struct us_core *core, uint64_t fino, uint64_t parent, const char *name);
+int us_core_name_of(struct us_core *core, uint64_t fino, uint64_t *ret_parent, char *buf,
+                    size_t cap);
 
 /* ---- directories ---- */
 

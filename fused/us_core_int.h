@@ -47,6 +47,12 @@
  *   (6) every struct us_fh is in core->fhs and holds one node ref and one
  *       nopen; a writable one holds one session ref and one of its
  *       handles (fh->sess) until release, even if the session is lost.
+ *   (7) (writeback cache) ksize is the size this mount believes the
+ *       kernel has for the file when it has no write session of it;
+ *       node->sizing > 0 while an open gives the kernel a larger size
+ *       (a STORE of the file's last byte, us_ops.c): no writable open
+ *       starts meanwhile (us__node_wait with also_opening), so no write
+ *       of this mount can be in the page the STORE lands in.
  *
  * The mutex is never held during a request (us_rpc_call); waits are on
  * core->cv (CLOCK_MONOTONIC), with the caller's deadline except for (4),
@@ -78,11 +84,19 @@ struct us_node {
         struct us_sess *sess;           /* (2) */
         unsigned committing;            /* (5) */
         bool opening;                   /* (5) */
+        unsigned sizing;                /* (7) */
         bool have_version;
         uint64_t version;               /* seen at the last open or commit here */
         unsigned changing;              /* (5) */
         uint64_t chg_seq;               /* core->chg_seq at its last commit (5) */
         uint64_t nocaps_until;          /* no security.capability until then (us) */
+        /* The size last answered to the kernel, or committed here
+         * (us_core_size_news). */
+        bool has_ksize;                 /* (7) */
+        uint64_t ksize;
+        bool cache_bad;                 /* us__node_cache_stale, until an open handles it */
+        uint64_t lparent;               /* the last name answered for it (us_core_note_name) */
+        char *lname;
         /* The attributes a commit answered, good while the us_sa generation
          * is cattr_gen and for US_ATTR_TIMEOUT_US after cattr_at. */
         bool cattr_valid;
@@ -114,6 +128,8 @@ struct us_fh {
         struct us_sess *sess;           /* writable handles (6) */
         struct us_site site;            /* where reads without a session go */
         int werr;                       /* first write error flush has not reported */
+        bool has_osize;                 /* us_fh_open_size() */
+        uint64_t osize;
 };
 
 struct us_core {
@@ -136,6 +152,7 @@ struct us_core {
         uint64_t css_boot;              /* the CSS's boot id, last seen (mu) */
         bool reannounce;                /* a new CSS: tell it our opens (mu) */
         uint64_t chg_seq;               /* commits answered so far (mu) (5) */
+        bool writeback;                 /* us_core_set_writeback (set before requests) */
 
         pthread_mutex_t kmu;
         pthread_cond_t kcv;
@@ -161,7 +178,8 @@ void us__req_name(struct lp_fs_req *req, const char *name);
 
 /* Nodes (core->mu held).  us__node_get: created if needed, one more ref
  * (NULL: no memory); us__node_wait: until no END commit (and, if
- * also_opening, no session start) of n is in flight. */
+ * also_opening, no session start and no size given to the kernel (7)) of
+ * n is in flight. */
 struct us_node *us__node_find(struct us_core *core, uint64_t fino);
 struct us_node *us__node_get(struct us_core *core, uint64_t fino);
 void us__node_put(struct us_core *core, struct us_node *n);
@@ -191,6 +209,14 @@ int us__node_target(struct us_core *core, const struct us_ctx *ctx, struct us_no
                     struct us_fh *fh, struct us_target *t);
 
 /* ---- us_sess.c ---- */
+
+/* Writes of this mount to n were lost (a lost session, a failed WRITE or
+ * commit): what its kernel caches of n, pages and size, may hold data the
+ * file does not, whatever is committed later.  The next open without
+ * O_TRUNC and without a session of this mount drops the pages (no
+ * keep_cache) and makes the kernel forget the inode (US_SIZE_SHRANK)
+ * (mu held). */
+void us__node_cache_stale(struct us_node *n);
 
 /* Session lifetime (core->mu held): invariants (2)-(6). */
 void us__sess_put(struct us_core *core, struct us_sess *s);

@@ -41,6 +41,91 @@ static void unhold(struct us_core *core, struct us_node *n)
 
 /* ---- attributes ----------------------------------------------------------------------- */
 
+void us_core_kernel_size(struct us_core *core, uint64_t fino, uint64_t size, bool entry)
+{
+        struct us_node *n;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && !(entry && n->nlookup > 1)) {
+                n->has_ksize = true;
+                n->ksize = size;
+        }
+        pthread_mutex_unlock(&core->mu);
+}
+
+enum us_size_news us_core_open_size_news(struct us_core *core, struct us_fh *fh, uint64_t size)
+{
+        enum us_size_news news = US_SIZE_SAME;
+        struct us_node *n = fh->node;
+
+        pthread_mutex_lock(&core->mu);
+        /* No write session but the one this open started, if any. */
+        if ((!n->sess || (n->sess == fh->sess && n->sess->handles == 1)) && !n->opening) {
+                if (n->cache_bad)
+                        news = US_SIZE_SHRANK;  /* any size: the kernel's may be larger */
+                else if (!n->has_ksize || size > n->ksize)
+                        news = US_SIZE_GREW;
+                else if (size < n->ksize)
+                        news = US_SIZE_SHRANK;
+                n->cache_bad = false;
+                n->has_ksize = true;
+                n->ksize = size;
+                if (news == US_SIZE_GREW)
+                        n->sizing++;            /* (7) */
+        }
+        pthread_mutex_unlock(&core->mu);
+        return news;
+}
+
+void us_core_open_size_done(struct us_core *core, uint64_t fino)
+{
+        struct us_node *n;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && n->sizing) {
+                n->sizing--;
+                pthread_cond_broadcast(&core->cv);
+        }
+        pthread_mutex_unlock(&core->mu);
+}
+
+void us_core_note_name(struct us_core *core, uint64_t fino, uint64_t parent, const char *name)
+{
+        struct us_node *n;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && (n->lparent != parent || !n->lname || strcmp(n->lname, name))) {
+                char *copy = strdup(name);
+
+                if (copy) {
+                        free(n->lname);
+                        n->lname = copy;
+                        n->lparent = parent;
+                }
+        }
+        pthread_mutex_unlock(&core->mu);
+}
+
+int us_core_name_of(struct us_core *core, uint64_t fino, uint64_t *ret_parent, char *buf,
+                    size_t cap)
+{
+        struct us_node *n;
+        int r = -ENOENT;
+
+        pthread_mutex_lock(&core->mu);
+        n = us__node_find(core, fino);
+        if (n && n->lname && strlen(n->lname) < cap) {
+                strcpy(buf, n->lname);
+                *ret_parent = n->lparent;
+                r = 0;
+        }
+        pthread_mutex_unlock(&core->mu);
+        return r;
+}
+
 int us_core_getattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, struct us_fh *fh,
                     struct stat *ret)
 {
@@ -105,7 +190,7 @@ int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
         if ((to_set & LP_FS_SET_SIZE) && fh && fh->writable)
                 need = SESS_OWN;
         us__req_init(&req, ctx, LP_FS_SETATTR, n->fg, n->ino);
-        req.valid = to_set;
+        req.valid = to_set | (core->writeback ? LP_FS_CLIENT_TIMES : 0);
         req.mode = in->st_mode & 07777;
         req.uid = in->st_uid;
         req.gid = in->st_gid;
@@ -114,6 +199,10 @@ int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
         req.atime.nsec = (uint32_t)in->st_atim.tv_nsec;
         req.mtime.sec = in->st_mtim.tv_sec;
         req.mtime.nsec = (uint32_t)in->st_mtim.tv_nsec;
+        if (to_set & LP_FS_SET_CTIME) {
+                req.ctime.sec = in->st_ctim.tv_sec;
+                req.ctime.nsec = (uint32_t)in->st_ctim.tv_nsec;
+        }
         r = us__call_sess(core, ctx, n, fh, need, &req, US_RESEND_ANY, &resp);
         if (r == 0) {
                 if (resp.has_attr) {
@@ -133,6 +222,14 @@ int us_core_setattr(struct us_core *core, struct us_ctx *ctx, uint64_t fino, str
 uint64_t us_fh_fino(const struct us_fh *fh)
 {
         return fh->node->fino;
+}
+
+bool us_fh_open_size(const struct us_fh *fh, uint64_t *ret)
+{
+        if (!fh->has_osize)
+                return false;
+        *ret = fh->osize;
+        return true;
 }
 
 static bool writable_flags(int flags)
@@ -193,7 +290,7 @@ static int trunc_in_session(struct us_core *core, struct us_ctx *ctx, struct us_
         int r;
 
         us__req_init(&req, ctx, LP_FS_SETATTR, fh->node->fg, fh->node->ino);
-        req.valid = LP_FS_SET_SIZE;
+        req.valid = LP_FS_SET_SIZE | (core->writeback ? LP_FS_CLIENT_TIMES : 0);
         req.size = 0;
         r = us__call_sess(core, ctx, fh->node, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
         if (r == 0)
@@ -220,6 +317,8 @@ static int open_at_site(struct us_core *core, struct us_ctx *ctx, struct us_fh *
 
         us__req_init(&req, ctx, LP_FS_OPEN, n->fg, n->ino);
         req.flags = (uint32_t)flags;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         r = us__node_target(core, ctx, n, fh, &t);
         if (r == 0)
                 r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
@@ -230,6 +329,10 @@ static int open_at_site(struct us_core *core, struct us_ctx *ctx, struct us_fh *
         }
         if (r == 0) {
                 *ret_version = resp.version ? resp.version : (resp.has_attr ? resp.attr.version : 0);
+                /* The committed size, unless this mount's session (its
+                 * writes, and the kernel's) may say more. */
+                fh->has_osize = resp.has_attr && !n->sess;
+                fh->osize = resp.attr.size;
                 if (writable && !resp.session) {
                         cm_log(LOG_ERR, "<%u,%llu> at site %llu: a writable open answered without a "
                                "session", n->fg, (unsigned long long)n->ino,
@@ -379,6 +482,8 @@ int us_core_create(struct us_core *core, struct us_ctx *ctx, uint64_t parent, co
                 return r;
         req.mode = (mode & ~(uint32_t)S_IFMT) | S_IFREG;
         req.flags = (uint32_t)flags;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         r = us__fg_target(core, ctx, req.fg, &t);
         if (r < 0)
                 return r;
@@ -564,6 +669,10 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 if (r == 0) {
                         version = resp.version ? resp.version
                                                : (resp.has_attr ? resp.attr.version : 0);
+                        pthread_mutex_lock(&core->mu);
+                        n->has_ksize = resp.has_attr && resp.attr.ino == n->ino;
+                        n->ksize = resp.attr.size;
+                        pthread_mutex_unlock(&core->mu);
                         lp_fs_resp_release(&resp);
                 } else {
                         cm_log(LOG_ERR, "<%u,%llu> at site %llu (%s:%u): commit at last close "
@@ -578,7 +687,7 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
                 if (r == 0)
                         us__note_version(n, version);
                 else
-                        n->have_version = false;
+                        us__node_cache_stale(n);
                 us__sess_put(core, s);
                 pthread_cond_broadcast(&core->cv);
                 pthread_mutex_unlock(&core->mu);
@@ -595,10 +704,10 @@ void us_core_release(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh)
 
 /* ---- data ------------------------------------------------------------------------------- */
 
-int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uint64_t off,
-                 size_t size, struct lp_fs_resp *ret)
+/* READ of n through fh (may be NULL), naming the session there is. */
+static int read_node(struct us_core *core, struct us_ctx *ctx, struct us_node *n,
+                     struct us_fh *fh, uint64_t off, size_t size, struct lp_fs_resp *ret)
 {
-        struct us_node *n = fh->node;
         struct lp_fs_req req;
         int r;
 
@@ -612,6 +721,25 @@ int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uin
                 lp_fs_resp_release(ret);
                 r = -EIO;
         }
+        return r;
+}
+
+int us_core_read(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh, uint64_t off,
+                 size_t size, struct lp_fs_resp *ret)
+{
+        return read_node(core, ctx, fh->node, fh, off, size, ret);
+}
+
+int us_core_read_ino(struct us_core *core, struct us_ctx *ctx, uint64_t fino, uint64_t off,
+                     size_t size, struct lp_fs_resp *ret)
+{
+        struct us_node *n;
+        int r = hold(core, fino, &n);
+
+        if (r < 0)
+                return r;
+        r = read_node(core, ctx, n, NULL, off, size, ret);
+        unhold(core, n);
         return r;
 }
 
@@ -637,11 +765,21 @@ ssize_t us_core_write(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
         if (size > LP_FS_DATA_MAX)
                 size = LP_FS_DATA_MAX;
         us__req_init(&req, ctx, LP_FS_WRITE, n->fg, n->ino);
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         req.offset = off;
         req.data = buf;
         req.datalen = size;
         r = us__call_sess(core, ctx, n, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
         if (r < 0) {
+                /* With the writeback cache nobody waits for this answer
+                 * but the kernel, which reports it at the next fsync or
+                 * close of any descriptor of the file. */
+                cm_log(LOG_WARNING, "<%u,%llu>: write of %zu bytes at %llu failed: %s", n->fg,
+                       (unsigned long long)n->ino, size, (unsigned long long)off, strerror(-r));
+                pthread_mutex_lock(&core->mu);
+                us__node_cache_stale(n);
+                pthread_mutex_unlock(&core->mu);
                 if (r != -EIO)
                         note_werr(core, fh, r);
                 return r;
@@ -741,6 +879,8 @@ int us_core_fallocate(struct us_core *core, struct us_ctx *ctx, struct us_fh *fh
                 return -EBADF;
         us__req_init(&req, ctx, LP_FS_FALLOCATE, n->fg, n->ino);
         req.flags = (uint32_t)mode;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         req.offset = off;
         req.length = len;
         r = us__call_sess(core, ctx, n, fh, SESS_OWN, &req, US_RESEND_ANY, &resp);
@@ -809,6 +949,8 @@ ssize_t us_core_copy_range(struct us_core *core, struct us_ctx *ctx, struct us_f
         req.session2 = so->id;
         req.offset2 = off_out;
         req.length = len;
+        if (core->writeback)
+                req.valid = LP_FS_CLIENT_TIMES;
         us__sess_target(core, no->fg, &so->site, &t);
         r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
 

@@ -203,6 +203,8 @@ int us_main(int argc, char **argv)
                 }
         }
 
+        fs.writeback = cfg.writeback;
+        fs.mnt = mnt;
         se = fuse_session_new(&cfg.args, &us_ops, sizeof(us_ops), &fs);
         if (!se)
                 goto out;       /* libfuse said why */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm.h"
 #include "us_sig.h"
@@ -76,6 +77,76 @@ static void entry_param(const struct opctx *o, uint64_t parent, const char *name
         p->entry_timeout = us_watch_entry_timeout(o->fs->watch, o->epoch, parent, name);
 }
 
+/*
+ * With the writeback cache the kernel never takes a regular file's size
+ * from an answer of ours (it keeps its own, which its cached writes may
+ * have moved), so a file another mount or site made longer would look as
+ * long as it was when the kernel first learned of it.  A STORE
+ * notification of the file's last byte raises the kernel's size to size
+ * if it is below (it never lowers it: docs/mount.md).  The byte is read
+ * from the storage site: the kernel may take the page it lands in as
+ * complete.
+ */
+static void kernel_size_at_least(struct opctx *o, fuse_ino_t ino, uint64_t size)
+{
+        struct us_core *core = o->fs->core;
+        struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
+        struct lp_fs_resp resp;
+        int r;
+
+        if (size == 0 || size > (uint64_t)INT64_MAX)
+                return;
+        r = us_core_read_ino(core, &o->c, ino, size - 1, 1, &resp);
+        if (r < 0) {
+                cm_log(LOG_INFO, "<%llu>: cannot read the last byte of the file, the kernel "
+                       "keeps its size: %s", (unsigned long long)ino, strerror(-r));
+                return;
+        }
+        if (resp.datalen == 1) {
+                bv.buf[0].mem = (void *)resp.data;
+                r = fuse_lowlevel_notify_store(o->fs->se, ino, (off_t)size - 1, &bv, 0);
+                if (r < 0 && r != -ENOENT)
+                        cm_log(LOG_WARNING, "<%llu>: cannot give the kernel the file's new "
+                               "size %llu: %s", (unsigned long long)ino,
+                               (unsigned long long)size, strerror(-r));
+        }
+        lp_fs_resp_release(&resp);
+}
+
+/* An answer with st about ino that the kernel takes the size of (us_core.h
+ * us_core_kernel_size). */
+static void kernel_knows(struct opctx *o, fuse_ino_t ino, const struct stat *st, bool entry)
+{
+        if (o->fs->wb && S_ISREG(st->st_mode) && st->st_size >= 0)
+                us_core_kernel_size(o->fs->core, ino, (uint64_t)st->st_size, entry);
+}
+
+/*
+ * The file shrank elsewhere: nothing makes the kernel lower its size of a
+ * cached inode (kernel_size_at_least), so make it forget the inode: drop
+ * the name this mount last answered for it; once nobody uses the inode
+ * (no open file, no other name) the kernel evicts it, and the next lookup
+ * makes a new one with the size we answer.  Only from an open, whose
+ * caller holds no directory lock (FUSE_OPEN of an existing file comes
+ * after the lookup's locks are released); a getattr may come from a
+ * link(2) holding the directory's lock, which the notification takes.
+ * True if a name was dropped.
+ */
+static bool kernel_forget(struct opctx *o, fuse_ino_t ino)
+{
+        char name[LP_FS_NAME_MAX + 1];
+        uint64_t parent;
+        int r;
+
+        if (us_core_name_of(o->fs->core, ino, &parent, name, sizeof(name)) < 0)
+                return false;
+        r = fuse_lowlevel_notify_inval_entry(o->fs->se, parent, name, strlen(name));
+        if (r < 0 && r != -ENOENT)
+                cm_log(LOG_WARNING, "<%llu>: cannot drop the name %s of a file that shrank "
+                       "elsewhere: %s", (unsigned long long)ino, name, strerror(-r));
+        return r == 0;
+}
+
 /* Reply with an entry whose lookup is counted already; undo if lost. */
 static void reply_entry(struct opctx *o, uint64_t parent, const char *name, int r, const struct us_entry *e)
 {
@@ -85,6 +156,7 @@ static void reply_entry(struct opctx *o, uint64_t parent, const char *name, int 
                 reply_err(o->req, r);
                 return;
         }
+        kernel_knows(o, e->fino, &e->st, true);
         entry_param(o, parent, name, e, &p);
         if (fuse_reply_entry(o->req, &p) != 0)
                 us_core_forget(o->fs->core, e->fino, 1);
@@ -130,20 +202,39 @@ void us_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 
 static void op_init_conn(void *userdata, struct fuse_conn_info *conn)
 {
+        struct us_fs *fs = userdata;
         unsigned want = FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_DONT_MASK | FUSE_CAP_PARALLEL_DIROPS |
                         FUSE_CAP_CACHE_SYMLINKS;
 
-        (void)userdata;
         conn->want |= want & conn->capable;
         conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_HANDLE_KILLPRIV |
                                   FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
                                   FUSE_CAP_SPLICE_MOVE | FUSE_CAP_POSIX_LOCKS |
                                   FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_EXPORT_SUPPORT);
+        fs->wb = fs->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+        us_core_set_writeback(fs->core, fs->wb);
+        if (fs->wb) {
+                conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+                /* With atomic O_TRUNC the kernel, after the OPEN that
+                 * truncated, sets its own size to 0 again in the truncate
+                 * of open(2) (ATTR_OPEN) without asking us: a truncate(2)
+                 * of another process between the two is then lost to the
+                 * kernel, which keeps its own size for good with the
+                 * writeback cache (stress: the writer's mount saw 806
+                 * bytes of a 193,499-byte file).  Without it that truncate
+                 * is a SETATTR under the inode lock, into the write
+                 * session the OPEN started. */
+                conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+        } else if (fs->writeback) {
+                cm_log(LOG_WARNING, "the kernel has no FUSE writeback cache: every write goes "
+                       "to the storage site as it is made");
+        }
         conn->max_write = US_MAX_WRITE;
         conn->max_readahead = US_MAX_READAHEAD;
         conn->time_gran = 1;
-        cm_log(LOG_DEBUG, "FUSE protocol %u.%u, capable 0x%x, want 0x%x", conn->proto_major,
-               conn->proto_minor, conn->capable, conn->want);
+        cm_log(LOG_DEBUG, "FUSE protocol %u.%u, capable 0x%x, want 0x%x, writeback cache %s",
+               conn->proto_major, conn->proto_minor, conn->capable, conn->want,
+               fs->wb ? "on" : "off");
 }
 
 static void op_destroy(void *userdata)
@@ -160,8 +251,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         struct opctx o;
         struct us_core *core = op_init(&o, req);
         struct us_entry e;
+        int r = us_core_lookup(core, &o.c, parent, name, &e);
 
-        reply_entry(&o, parent, name, us_core_lookup(core, &o.c, parent, name, &e), &e);
+        if (r == 0 && o.fs->wb)
+                us_core_note_name(core, e.fino, parent, name);
+        reply_entry(&o, parent, name, r, &e);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -188,10 +282,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         struct stat st;
         int r = us_core_getattr(core, &o.c, ino, fh_of(fi), &st);
 
-        if (r < 0)
+        if (r < 0) {
                 reply_err(req, r);
-        else
-                fuse_reply_attr(req, &st, us_watch_attr_timeout(o.fs->watch, o.epoch));
+                return;
+        }
+        fuse_reply_attr(req, &st, us_watch_attr_timeout(o.fs->watch, o.epoch));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -207,10 +302,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                 return;
         }
         r = us_core_setattr(core, &o.c, ino, fh_of(fi), attr, us_setattr_bits(to_set), &st);
-        if (r < 0)
+        if (r < 0) {
                 reply_err(req, r);
-        else
-                fuse_reply_attr(req, &st, us_watch_attr_timeout(o.fs->watch, o.epoch));
+                return;
+        }
+        if (to_set & FUSE_SET_ATTR_SIZE)
+                kernel_knows(&o, ino, &st, false);
+        fuse_reply_attr(req, &st, us_watch_attr_timeout(o.fs->watch, o.epoch));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -296,12 +394,31 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         struct us_core *core = op_init(&o, req);
         struct us_fh *fh;
         bool keep = false;
+        uint64_t size;
         int r;
 
         r = us_core_open(core, &o.c, ino, fi->flags, &fh, &keep);
         if (r < 0) {
                 reply_err(req, r);
                 return;
+        }
+        /* Changed elsewhere since the kernel last saw it: its size too,
+         * before the reply, so that the open(2) that returns sees it.  A
+         * file that shrank: the kernel is made to forget its inode, and
+         * ESTALE makes it look the name up again (once: the size is
+         * known now) with a new inode, unless something else holds the
+         * old one. */
+        if (o.fs->wb && !(fi->flags & O_TRUNC) && us_fh_open_size(fh, &size)) {
+                enum us_size_news news = us_core_open_size_news(core, fh, size);
+
+                if (news == US_SIZE_GREW) {
+                        kernel_size_at_least(&o, ino, size);
+                        us_core_open_size_done(core, ino);
+                } else if (news == US_SIZE_SHRANK && kernel_forget(&o, ino)) {
+                        us_core_release(core, &o.c, fh);
+                        reply_err(req, -ESTALE);
+                        return;
+                }
         }
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = keep;
@@ -325,6 +442,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 reply_err(req, r);
                 return;
         }
+        if (o.fs->wb)
+                us_core_note_name(core, e.fino, parent, name);
+        kernel_knows(&o, e.fino, &e.st, true);
         entry_param(&o, parent, name, &e, &p);
         fi->fh = (uintptr_t)fh;
         fi->keep_cache = 0;
@@ -450,6 +570,29 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
                 fuse_reply_write(req, (size_t)n);
 }
 
+/*
+ * The kernel asks SEEK_DATA and SEEK_HOLE of us without writing its dirty
+ * pages back first (it holds the inode's lock, so neither can we through
+ * the file): an answer from the storage site alone would miss data
+ * written through this mount and not yet sent, and call it a hole.  syncfs
+ * on the mount point writes every dirty page of this mount back (without
+ * the inode's lock); done only while this mount has a write session of
+ * the file, the one case with dirty pages.
+ */
+static void kernel_writeback(struct us_fs *fs)
+{
+        int fd;
+
+        if (!fs->mnt)
+                return;
+        fd = open(fs->mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) < 0)
+                cm_log(LOG_WARNING, "%s: cannot write the cached pages back before SEEK_DATA or "
+                       "SEEK_HOLE: %s", fs->mnt, strerror(errno));
+        if (fd >= 0)
+                close(fd);
+}
+
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
                      struct fuse_file_info *fi)
 {
@@ -458,11 +601,13 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         uint64_t pos;
         int r;
 
-        (void)ino;
         if (off < 0 || !fh_of(fi)) {
                 reply_err(req, off < 0 ? -ENXIO : -EBADF);
                 return;
         }
+        if (o.fs->wb && (whence == SEEK_DATA || whence == SEEK_HOLE) &&
+            us_core_session_of(core, ino, NULL))
+                kernel_writeback(o.fs);
         r = us_core_lseek(core, &o.c, fh_of(fi), (uint64_t)off, whence, &pos);
         if (r < 0)
                 reply_err(req, r);
@@ -539,6 +684,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
                                 if (us_core_lookup_inc(core, e->fino, 1) < 0)
                                         break;
                                 counted[ncounted++] = e->fino;
+                                if (o.fs->wb)
+                                        us_core_note_name(core, e->fino, ino, e->name);
+                                kernel_knows(&o, e->fino, &e->st, true);
                         }
                 } else {
                         need = fuse_add_direntry(req, buf + pos, size - pos, e->name, &e->st,

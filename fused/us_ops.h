@@ -12,11 +12,22 @@
  * delivered is released at once.
  *
  * Capabilities asked for in init: max_write and max_readahead 1 MiB,
- * atomic O_TRUNC (the storage site truncates inside the new write
- * session), no umask applied by the kernel (the storage site applies
- * cred.umask), parallel directory operations, symlink caching.  Never:
- * writeback cache (writes go through to the session as they happen),
- * FUSE_CAP_HANDLE_KILLPRIV (the kernel clears set-user-ID bits itself
+ * atomic O_TRUNC without the writeback cache (the storage site truncates
+ * inside the new write session; with it, the truncate of open(2) is a
+ * SETATTR into the session the OPEN started, see op_init_conn), no umask applied by the kernel (the storage site applies
+ * cred.umask), parallel directory operations, symlink caching, and the
+ * writeback cache unless the mount says nowriteback (docs/mount.md
+ * "Writeback cache"): the kernel then keeps written pages and sends them
+ * in large WRITEs at writeback, fsync and close; it keeps the size and
+ * mtime of a regular file itself and takes neither from our answers
+ * (only a truncate's), so an open that finds the file changed by another
+ * mount or site tells it the new size (us_core_open_size_news(): a STORE
+ * notification of the file's last byte raises it; a file that shrank is
+ * forgotten: INVAL_ENTRY of its name, ESTALE once); O_APPEND is the
+ * kernel's (the storage site writes at the offset it is given, always);
+ * it may read through a write-only handle (allowed: reads never check the
+ * handle's mode); it asks SEEK_DATA/SEEK_HOLE without writing back first
+ * (op_lseek runs syncfs while this mount writes the file).  Never: FUSE_CAP_HANDLE_KILLPRIV (the kernel clears set-user-ID bits itself
  * through SETATTR), splice (the data is copied into protobuf messages
  * anyway), remote POSIX/BSD locks (locks stay local to this mount, as the
  * kernel does when these are missing), export support.
@@ -31,6 +42,7 @@
 #define US_OPS_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include <fuse_lowlevel.h>
 
@@ -43,6 +55,9 @@ struct us_fs {
         struct us_core *core;
         struct fuse_session *se;        /* set once the session exists */
         struct us_watch *watch;         /* commit notes and timeouts (us_watch.h); may be NULL */
+        const char *mnt;                /* the mount point, absolute (us_mount.c) */
+        bool writeback;                 /* ask for the writeback cache (before init) */
+        bool wb;                        /* the kernel gave it (set by init) */
 };
 
 extern const struct fuse_lowlevel_ops us_ops;

@@ -37,6 +37,7 @@ struct raw {
         char *ready_fd;
         char *log_level;
         int use_syslog;
+        int writeback;                  /* the last of writeback / nowriteback */
         char *nonopt[2];
         int nnonopt;
         int too_many;
@@ -59,6 +60,8 @@ static const struct fuse_opt us_opts[] = {
         RAW("--log-level %s", log_level),
         RAW("--log-level=%s", log_level),
         RAW("--syslog", use_syslog),
+        { "writeback", offsetof(struct raw, writeback), 1 },
+        { "nowriteback", offsetof(struct raw, writeback), 0 },
         FUSE_OPT_END
 };
 
@@ -206,6 +209,7 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
         memset(cfg, 0, sizeof(*cfg));
         memset(&raw, 0, sizeof(raw));
         memset(&fo, 0, sizeof(fo));
+        raw.writeback = 0;              /* off unless writeback (docs/mount.md) */
         cfg->ready_fd = -1;
         cfg->log_level = LOG_INFO;
         cfg->timeout_us = US_DEFAULT_TIMEOUT_US;
@@ -356,6 +360,7 @@ int us_opt_parse(int argc, char **argv, bool as_root, struct us_config *cfg)
                 cfg->log_level = LOG_DEBUG;
         }
         cfg->use_syslog = raw.use_syslog;
+        cfg->writeback = raw.writeback != 0;
         r = 0;
 out:
         raw_free(&raw);
@@ -387,6 +392,10 @@ void us_opt_usage(const char *prog)
                "    -o attr_timeout=SEC    the same for attributes (1)\n"
                "    -o site=N              our site number in the handshake (0)\n"
                "    -o bind=ADDR           the source address of every connection (the site's)\n"
+               "    -o writeback           the kernel caches writes and sends them at\n"
+               "                           writeback, fsync and close\n"
+               "    -o nowriteback         every write(2) goes to the storage site at once\n"
+               "                           (the default)\n"
                "    --ready-fd N           write \"READY mounted\" to descriptor N once mounted\n"
                "    --log-level L          err, warning, notice, info (default), debug\n"
                "    --syslog               log to syslog (the default without -f)\n"

@@ -2,7 +2,8 @@
  * us_opt.h -- the command line of locusfs-mount.
  *
  *   locusfs-mount [SOURCE] MOUNTPOINT -o key=FILE,css=HOST:PORT[,css_port_file=F]
- *                 [,timeout=SEC][,entry_timeout=SEC][,attr_timeout=SEC][,site=N][,bind=ADDR][,FUSE options] [-f] [-d] [-s]
+ *                 [,timeout=SEC][,entry_timeout=SEC][,attr_timeout=SEC][,site=N][,bind=ADDR]
+ *                 [,writeback|nowriteback][,FUSE options] [-f] [-d] [-s]
  *                 [--ready-fd N] [--log-level L] [--syslog]
  *
  * Our own -o suboptions and long options are taken out; everything else
@@ -58,6 +59,7 @@ struct us_config {
         int ready_fd;                   /* -1: none */
         int log_level;                  /* syslog level */
         bool use_syslog;
+        bool writeback;                 /* ask for the kernel's writeback cache (default) */
         /* from fuse_parse_cmdline() */
         bool foreground;
         bool debug;

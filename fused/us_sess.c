@@ -61,6 +61,12 @@ void us__sess_put(struct us_core *core, struct us_sess *s)
         free(s);
 }
 
+void us__node_cache_stale(struct us_node *n)
+{
+        n->have_version = false;
+        n->cache_bad = true;            /* a later commit does not make it good */
+}
+
 /* A commit of n's data this mount made landed (us_core_int.h (5)). */
 void us__note_commit(struct us_core *core, struct us_node *n)
 {
@@ -132,6 +138,7 @@ static void sess_lost(struct us_core *core, struct us_sess *s, int why)
         if (s->err || s->ending)
                 return;
         s->err = -EIO;
+        us__node_cache_stale(n);
         cm_log(LOG_WARNING, "<%u,%llu> at site %llu (%s:%u): write session %llu is gone (%s): "
                "the storage site restarted or aborted it; the writes since the last commit "
                "are lost and the descriptors that made them now fail with EIO; the file "
@@ -172,7 +179,7 @@ struct us_sess *us__sess_pick(struct us_node *n, struct us_fh *fh)
 /* Remember the version seen; say whether the kernel may keep its cache. */
 bool us__note_version(struct us_node *n, uint64_t version)
 {
-        bool keep = n->have_version && n->version == version;
+        bool keep = n->have_version && n->version == version && !n->cache_bad;
 
         n->have_version = true;
         n->version = version;
@@ -290,8 +297,10 @@ int us__sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us_no
          * new to commit. */
         r = us__call(core, ctx, &t, &req, US_RESEND_ANY, &resp);
         pthread_mutex_lock(&core->mu);
-        if (r < 0)
+        if (r < 0) {
                 s->dirty = true;        /* before us__sess_unuse, which may free s */
+                us__node_cache_stale(n);
+        }
         us__sess_unuse(core, s, r);
         us__note_commit(core, n);               /* (5) */
         if (r == 0) {
@@ -303,6 +312,8 @@ int us__sess_commit(struct us_core *core, const struct us_ctx *ctx, struct us_no
                         n->cattr_at = cm_now_us();
                         n->cattr_gen = us_sa_generation(core->sa);
                         n->cattr_valid = true;
+                        n->has_ksize = true;    /* us_core_size_news */
+                        n->ksize = resp.attr.size;
                 }
         }
         pthread_mutex_unlock(&core->mu);

@@ -103,7 +103,7 @@ int lp_fs_req_encode(const struct lp_fs_req *r, uint8_t **ret_buf, size_t *ret_l
 {
         Locus__FsRequest m;
         Locus__FsCred cred;
-        Locus__FsTime at, mt;
+        Locus__FsTime at, mt, ct;
 
         if (r->namelen > LP_FS_NAME_MAX || r->newnamelen > LP_FS_NAME_MAX || r->datalen > LP_FS_DATA_MAX ||
             r->bloblen > LP_FS_DATA_MAX || r->cred.ngroups > LP_FS_MAX_GROUPS)
@@ -145,6 +145,10 @@ int lp_fs_req_encode(const struct lp_fs_req *r, uint8_t **ret_buf, size_t *ret_l
         if (r->mtime.sec || r->mtime.nsec) {
                 time_out(&mt, &r->mtime);
                 m.mtime = &mt;
+        }
+        if (r->ctime.sec || r->ctime.nsec) {
+                time_out(&ct, &r->ctime);
+                m.ctime = &ct;
         }
         if (r->name) {
                 m.has_name = 1;
@@ -422,7 +426,9 @@ int lp_fs_req_decode(const void *buf, size_t len, struct lp_fs_req *r)
         r->rdev = m->rdev;
         time_in(&r->atime, m->atime);
         time_in(&r->mtime, m->mtime);
-        if (r->atime.nsec >= 1000000000u || r->mtime.nsec >= 1000000000u)
+        time_in(&r->ctime, m->ctime);
+        if (r->atime.nsec >= 1000000000u || r->mtime.nsec >= 1000000000u ||
+            r->ctime.nsec >= 1000000000u)
                 goto fail;
         if (m->has_name) {
                 r->name = m->name.data ? m->name.data : (const uint8_t *)"";

@@ -138,7 +138,7 @@ enum lp_fs_op {
 #define LP_FS_SET_MTIME (1u << 5)
 #define LP_FS_SET_ATIME_NOW (1u << 7)
 #define LP_FS_SET_MTIME_NOW (1u << 8)
-#define LP_FS_SET_CTIME (1u << 10)
+#define LP_FS_SET_CTIME (1u << 10)      /* to req.ctime if given, else now */
 
 /* rename flags (as renameat2) */
 #define LP_FS_RENAME_NOREPLACE (1u << 0)
@@ -153,6 +153,12 @@ enum lp_fs_op {
 #define LP_FS_COMMIT_SYNC (1u << 0)     /* durable before the answer (fsync) */
 #define LP_FS_COMMIT_END (1u << 1)      /* the session ends (last close) */
 #define LP_FS_COMMIT_DATASYNC (1u << 2) /* fdatasync: same as SYNC for us */
+
+/* In req.valid of WRITE, FALLOCATE, COPY_RANGE (the target), SETATTR and
+ * OPEN/CREATE with O_TRUNC (not a SET bit): the change stamps no mtime or
+ * ctime of the storage site's clock; the client's kernel keeps them and
+ * sends them with SETATTR (FUSE writeback cache). */
+#define LP_FS_CLIENT_TIMES (1u << 15)
 
 /* SS_CHANGES flags */
 #define LP_FS_CHANGES_COUNT (1u << 0)   /* only count them: value = changes after since */
@@ -285,7 +291,7 @@ struct lp_fs_req {
         uint32_t valid;
         uint32_t whence;
         uint64_t rdev;
-        struct lp_fs_time atime, mtime;
+        struct lp_fs_time atime, mtime, ctime;
         const uint8_t *name;
         size_t namelen;
         const uint8_t *newname;

@@ -146,7 +146,7 @@ static int data_truncate(struct dsm_txn *t, uint64_t ino, uint64_t oldsize, uint
 
 /* Truncate inside a session; view is the session's view of the inode. */
 int ss__sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_inode *view, uint64_t size,
-                      struct ss_time now)
+                      const struct ss_time *now)
 {
         int r = data_truncate(s->txn, s->ino, view->size, size);
 
@@ -158,8 +158,10 @@ int ss__sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_ino
                 s->data = true;         /* pages were freed or zeroed */
                 s->pages_valid = false;
         }
-        s->has_mtime = s->has_ctime = true;
-        s->mtime = s->ctime = now;
+        if (now) {
+                s->has_mtime = s->has_ctime = true;
+                s->mtime = s->ctime = *now;
+        }
         return 0;
 }
 
@@ -170,7 +172,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         struct ss_inode in, view;
         struct ss_sess *s;
         struct ss_mut m;
-        struct ss_time now = ss__now_time();
+        struct ss_time now = ss__now_time(), ctime = now;
         uint32_t v = q->valid;
         bool meta = false, sized = false;
         bool set_at = v & (LP_FS_SET_ATIME | LP_FS_SET_ATIME_NOW);
@@ -195,8 +197,14 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         if (!s && (r = ss_place_guard(x, &in, -EHOSTUNREACH, (v & LP_FS_SET_SIZE) ? "truncate" : "setattr")) < 0)
                 return r;
         if (((v & LP_FS_SET_ATIME) && !(v & LP_FS_SET_ATIME_NOW) && check_time(x, &q->atime) < 0) ||
-            ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0))
+            ((v & LP_FS_SET_MTIME) && !(v & LP_FS_SET_MTIME_NOW) && check_time(x, &q->mtime) < 0) ||
+            ((v & LP_FS_SET_CTIME) && check_time(x, &q->ctime) < 0))
                 return -EINVAL;
+        /* A client kernel with the writeback cache keeps the change time
+         * it gave the file and sends it: keep that one, or its mount
+         * would show another than every later reader. */
+        if ((v & LP_FS_SET_CTIME) && (q->ctime.sec || q->ctime.nsec))
+                ctime = (struct ss_time){ q->ctime.sec, q->ctime.nsec };
         if (v & LP_FS_SET_MODE) {
                 in.mode = (in.mode & S_IFMT) | (q->mode & 07777);
                 meta = true;
@@ -222,7 +230,8 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         if ((v & LP_FS_SET_SIZE) && s) {
                 view = in;
                 ss__sess_view(s, &view);
-                r = ss__sess_truncate(x, s, &view, q->size, now);
+                r = ss__sess_truncate(x, s, &view, q->size,
+                                      (v & LP_FS_CLIENT_TIMES) ? NULL : &now);
                 if (r < 0)
                         return r;
         } else if (v & LP_FS_SET_SIZE) {
@@ -230,7 +239,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
         }
         if (!meta && !sized)
                 return ss__answer_inode(x, q->ino, s, a);   /* nothing, or the size in the session */
-        in.ctime = now;
+        in.ctime = ctime;
         ss_mut_init(x->ct, &m, NULL);
         if (sized) {
                 struct dsm_txn *t;
@@ -245,7 +254,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         }
                         in.size = q->size;
                 }
-                if (!(v & (LP_FS_SET_MTIME | LP_FS_SET_MTIME_NOW)))
+                if (!(v & (LP_FS_SET_MTIME | LP_FS_SET_MTIME_NOW | LP_FS_CLIENT_TIMES)))
                         in.mtime = now;
         }
         ss_cs_put_inode(&m.cs, &in, flags);
@@ -265,7 +274,7 @@ int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_r
                         s->mtime = in.mtime;
                 }
                 s->has_ctime = true;
-                s->ctime = now;
+                s->ctime = ctime;
         }
         return ss__answer_inode(x, q->ino, s, a);
 }
@@ -470,8 +479,10 @@ int ss__op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_res
                         s->has_size = true;
                         s->size = q->offset + q->datalen;
                 }
-                s->has_mtime = s->has_ctime = true;
-                s->mtime = s->ctime = now;
+                if (!(q->valid & LP_FS_CLIENT_TIMES)) {
+                        s->has_mtime = s->has_ctime = true;
+                        s->mtime = s->ctime = now;
+                }
         }
         a->value = q->datalen;
         return ss__answer_inode(x, q->ino, s, a);
@@ -601,7 +612,7 @@ int ss__op_fallocate(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs
                         s->has_size = true;
                         s->size = newsize;
                 }
-                if (data || newsize != view.size) {
+                if ((data || newsize != view.size) && !(q->valid & LP_FS_CLIENT_TIMES)) {
                         s->has_mtime = s->has_ctime = true;
                         s->mtime = s->ctime = now;
                 }
@@ -836,8 +847,10 @@ int ss__op_copy_range(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_f
                         ds->has_size = true;
                         ds->size = q->offset2 + n;
                 }
-                ds->has_mtime = ds->has_ctime = true;
-                ds->mtime = ds->ctime = now;
+                if (!(q->valid & LP_FS_CLIENT_TIMES)) {
+                        ds->has_mtime = ds->has_ctime = true;
+                        ds->mtime = ds->ctime = now;
+                }
                 return ss__answer_inode(x, q->ino2, ds, a);
         }
         if (q->offset2 + n > din.size)

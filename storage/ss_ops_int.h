@@ -77,8 +77,9 @@ int ss__op_forget_orphan(struct ss_opctx *x, const struct lp_fs_req *q, struct l
 
 /* Truncate inside a session (view: its view of the inode); ends the
  * session if its transaction fails. */
+/* now NULL: no mtime/ctime stamp (LP_FS_CLIENT_TIMES). */
 int ss__sess_truncate(struct ss_opctx *x, struct ss_sess *s, const struct ss_inode *view, uint64_t size,
-                      struct ss_time now);
+                      const struct ss_time *now);
 int ss__op_setattr(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
 int ss__op_read(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);
 int ss__op_write(struct ss_opctx *x, const struct lp_fs_req *q, struct lp_fs_resp *a);

@@ -300,7 +300,9 @@ static int open_session(struct ss_opctx *x, const struct lp_fs_req *q, struct ss
         if (r < 0)
                 return ss__fail(x, r, "cannot begin a write session: %s", strerror(-r));
         if (q->flags & O_TRUNC) {
-                r = ss__sess_truncate(x, s, in, 0, ss__now_time());
+                struct ss_time now = ss__now_time();
+
+                r = ss__sess_truncate(x, s, in, 0, (q->valid & LP_FS_CLIENT_TIMES) ? NULL : &now);
                 if (r < 0)
                         return r;
                 ss__sess_view(s, in);

@@ -395,20 +395,20 @@ count_lines() {
 
 # wrap_daemons "PROG..." ARGS...: from now on `locusctl dev up` starts each
 # PROG (storage/locus-storaged, css/locus-cssd, fused/locusfs-mount) with
-# ARGS appended, the others as they are: wrappers and links in $WORK/bin,
-# found through LOCUS_BIN_DIR.
+# ARGS appended, the others as an earlier call left them (or as they are):
+# wrappers and links in $WORK/bin, found through LOCUS_BIN_DIR.
 wrap_daemons() {
     local bin=$WORK/bin progs=$1 p
     shift
     mkdir -p "$bin" || fail "mkdir $bin"
     for p in storage/locus-storaged css/locus-cssd fused/locusfs-mount; do
-        rm -f "$bin/${p#*/}"
         case " $progs " in
             *" $p "*)
+                rm -f "$bin/${p#*/}"
                 { printf '#!/bin/sh\nexec %q "$@"' "$MESON_BUILD_ROOT/$p"; printf ' %q' "$@"; echo; } \
                     >"$bin/${p#*/}" || fail "cannot write a wrapper in $bin"
                 chmod +x "$bin/${p#*/}" ;;
-            *) ln -sf "$MESON_BUILD_ROOT/$p" "$bin/${p#*/}" || fail "ln in $bin" ;;
+            *) [ -e "$bin/${p#*/}" ] || ln -sf "$MESON_BUILD_ROOT/$p" "$bin/${p#*/}" || fail "ln in $bin" ;;
         esac
     done
     export LOCUS_BIN_DIR=$bin

@@ -750,6 +750,34 @@ START_TEST(t_opt_defaults_and_source)
 }
 END_TEST
 
+/* The writeback cache is off unless writeback (the last one given wins),
+ * and neither option reaches libfuse, which would refuse it. */
+START_TEST(t_opt_writeback)
+{
+        char *a[] = { "locusfs-mount", "/mnt", "-okey=k,css=h:1" };
+        char *e[] = { "locusfs-mount", "/mnt", "-okey=k,css=h:1,writeback,nowriteback" };
+        char *b[] = { "locusfs-mount", "/mnt", "-okey=k,css=h:1,nowriteback" };
+        char *d[] = { "locusfs-mount", "/mnt", "-okey=k,css=h:1,nowriteback", "-o", "writeback" };
+        struct us_config c;
+
+        ck_assert_int_eq(us_opt_parse(NARGS(a), a, false, &c), 0);
+        ck_assert(!c.writeback);
+        us_opt_free(&c);
+        ck_assert_int_eq(us_opt_parse(NARGS(e), e, false, &c), 0);
+        ck_assert(!c.writeback);
+        ck_assert(!has_arg(&c, "nowriteback"));
+        us_opt_free(&c);
+        ck_assert_int_eq(us_opt_parse(NARGS(b), b, false, &c), 0);
+        ck_assert(!c.writeback);
+        ck_assert(!has_arg(&c, "writeback"));
+        us_opt_free(&c);
+        ck_assert_int_eq(us_opt_parse(NARGS(d), d, false, &c), 0);
+        ck_assert(c.writeback);
+        ck_assert(!has_arg(&c, "writeback"));
+        us_opt_free(&c);
+}
+END_TEST
+
 START_TEST(t_opt_errors)
 {
         static const struct {
@@ -2384,6 +2412,7 @@ static Suite *us_suite(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, t_opt_full);
         tcase_add_test(tc, t_opt_defaults_and_source);
+        tcase_add_test(tc, t_opt_writeback);
         tcase_add_test(tc, t_opt_errors);
         tcase_add_test(tc, t_opt_help);
         suite_add_tcase(s, tc);
