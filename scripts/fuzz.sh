@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(frame msg handshake segment changeset rs)
+all=(frame msg handshake segment changeset rs note)
 time=${FUZZ_TIME:-60}
 jobs=${FUZZ_JOBS:-2}
 build=${FUZZ_BUILD:-build-fuzz}
