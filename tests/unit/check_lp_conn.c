@@ -31,11 +31,6 @@
 #include "lp_hs_int.h"
 #include "testutil.h"
 
-#define CHECK(c) \
-        do { \
-                if (!(c)) \
-                        ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #c); \
-        } while (0)
 
 #define SERVER_SITE 42
 #define WAIT_MS 10000           /* upper bound on any wait for an event */

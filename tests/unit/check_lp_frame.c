@@ -23,11 +23,6 @@
  * Check's ck_assert_* records its location on every call (a write(2) in
  * fork mode); in hot loops use CHECK, which costs nothing unless it fails.
  */
-#define CHECK(c) \
-        do { \
-                if (!(c)) \
-                        ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #c); \
-        } while (0)
 
 static uint8_t *rand_bytes(uint64_t *rs, size_t len)
 {

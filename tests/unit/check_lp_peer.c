@@ -24,11 +24,6 @@
 #include "lp_peer.h"
 #include "testutil.h"
 
-#define CHECK(c) \
-        do { \
-                if (!(c)) \
-                        ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #c); \
-        } while (0)
 
 #define WAIT_MS 10000
 

@@ -28,17 +28,6 @@
 #include "ss_db.h"
 #include "testutil.h"
 
-#define CHECK(c) \
-        do { \
-                if (!(c)) \
-                        ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #c); \
-        } while (0)
-#define CHECK_EQ(a, b) \
-        do { \
-                long long a_ = (long long)(a), b_ = (long long)(b); \
-                if (a_ != b_) \
-                        ck_abort_msg("%s:%d: %s == %lld, expected %s == %lld", __FILE__, __LINE__, #a, a_, #b, b_); \
-        } while (0)
 
 #define FG 1u
 #define CT 3u                           /* the container (= site) id */

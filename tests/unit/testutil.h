@@ -24,4 +24,19 @@ struct Suite;
  * process exit status.  Takes ownership of the suite. */
 int tu_run_suite(struct Suite *s);
 
+/* Assertions with the expression and where it failed (the runner includes
+ * check.h): CHECK(cond), and CHECK_EQ(a, b) comparing as long long. */
+#define CHECK(c) \
+        do { \
+                if (!(c)) \
+                        ck_abort_msg("%s:%d: check failed: %s", __FILE__, __LINE__, #c); \
+        } while (0)
+#define CHECK_EQ(a, b) \
+        do { \
+                long long a_ = (long long)(a), b_ = (long long)(b); \
+                if (a_ != b_) \
+                        ck_abort_msg("%s:%d: %s == %lld, expected %s == %lld", __FILE__, __LINE__, #a, a_, \
+                                     #b, b_); \
+        } while (0)
+
 #endif
